@@ -1,0 +1,56 @@
+# aiproxy build. `make` builds build/aiproxyd and build/aiproxyctl;
+# `make BUILD=build-asan SAN=1` builds the same under ASan+UBSan;
+# `make test` runs the whole suite (scripts/test.sh does the set-up first).
+
+CC      ?= cc
+BUILD   ?= build
+SAN     ?= 0
+
+PKGS    := libevent_core libevent_extra libevent_openssl libevent_pthreads openssl \
+           yaml-0.1 sqlite3 jansson yajl
+CFLAGS  := -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+           -g -Isrc $(shell pkg-config --cflags $(PKGS)) -pthread -MMD -MP
+LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lm -pthread
+
+ifeq ($(SAN),1)
+CFLAGS  += -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+else
+CFLAGS  += -O2
+endif
+
+ENTRY   := src/aiproxyd.c src/aiproxyctl.c
+LIB_SRC := $(filter-out $(ENTRY),$(shell find src -name '*.c' | sort))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC := $(wildcard tests/unit/*_test.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+all: $(BUILD)/aiproxyd $(BUILD)/aiproxyctl
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libaiproxy.a: $(LIB_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/aiproxyd: $(BUILD)/src/aiproxyd.o $(BUILD)/libaiproxy.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/aiproxyctl: $(BUILD)/src/aiproxyctl.o $(BUILD)/libaiproxy.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libaiproxy.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs cmocka)
+
+unit: $(UNIT_BIN)
+
+test: all unit
+	scripts/run-tests.sh $(BUILD)
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+.PHONY: all unit test clean
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,276 @@
+/* config: the immutable, reference-counted configuration snapshot (SPEC
+ * section 2) and the loader that builds it from YAML or JSON text, from a
+ * file, or from the built-in defaults. A request keeps the snapshot it
+ * started with; reload builds a new one and swaps a pointer. */
+#ifndef AIPROXY_CONFIG_CONFIG_H
+#define AIPROXY_CONFIG_CONFIG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/money.h"
+
+/* ---- diagnostics ---- */
+
+enum diag_severity { DIAG_WARNING, DIAG_ERROR };
+
+/* One message, already formatted as
+ * "FILE:LINE: key.path: what was wrong (expected ...)". */
+struct diag {
+    enum diag_severity severity;
+    char *text;
+};
+
+struct diag_list {
+    struct diag *items;
+    size_t count, cap;
+    size_t errors; /* how many items are DIAG_ERROR */
+};
+
+void diag_list_cleanup(struct diag_list *d);
+/* Prints every message to `out`, one per line, prefixed "error: " or "warning: ". */
+void diag_list_print(const struct diag_list *d, FILE *out);
+
+/* ---- the snapshot ---- */
+
+enum provider_type {
+    PROVIDER_OPENAI,
+    PROVIDER_ANTHROPIC,
+    PROVIDER_CLOUDFLARE,
+    PROVIDER_LOCAL,
+    PROVIDER_OCF,
+};
+const char *provider_type_name(enum provider_type t);
+
+/* Model capabilities, from a model's `capabilities` list. */
+enum {
+    CAP_TEXT = 1u << 0,       /* text-generation (and chat) */
+    CAP_VISION = 1u << 1,     /* vision */
+    CAP_EMBEDDINGS = 1u << 2, /* embeddings */
+    CAP_CODE = 1u << 3,       /* code-generation */
+    CAP_IMAGE_GEN = 1u << 4,  /* text-to-image */
+    CAP_TOOLS = 1u << 5,      /* tools / function-calling */
+    CAP_IMAGE_CLASS = 1u << 6 /* image-classification */
+};
+
+struct config_model {
+    char *name;        /* what clients ask for */
+    char *upstream_id; /* openai_model / anthropic_model / ... ; defaults to name */
+    unsigned capabilities; /* CAP_* bits; CAP_TEXT when the list is absent */
+    /* Prices in nano-dollars. When only cost_per_1k_tokens is given, both
+     * input and output prices equal it. */
+    nanos_t price_in_per_1k;
+    nanos_t price_out_per_1k;
+    nanos_t price_per_generation;
+    int line; /* where it was defined, for messages */
+};
+
+struct config_provider {
+    char *name; /* the key in the providers map */
+    enum provider_type type;
+    bool enabled;
+    int priority; /* lower is tried first; default 100 */
+    char *endpoint; /* base URL, no trailing slash */
+    char *api_key;    /* credentials.api_key, NULL when absent */
+    char *account_id; /* cloudflare */
+    char *api_token;  /* cloudflare */
+    /* false when credentials are missing (a ${VAR} was unset) or the
+     * provider is disabled; `unavailable_reason` then says why. */
+    bool available;
+    char *unavailable_reason;
+    int64_t timeout_ms;  /* one attempt's deadline, default 60000 */
+    int max_concurrency; /* 0 = unlimited */
+    int weight;          /* default 1 */
+    int max_tokens_default; /* default 4096 */
+    char *tls_ca_file;
+    bool tls_insecure_skip_verify;
+    bool discover_models;
+    char *preset; /* e.g. "groq"; NULL when absent */
+    struct config_model *models;
+    size_t n_models;
+    int line;
+};
+
+enum routing_strategy {
+    STRATEGY_COST_OPTIMIZED,
+    STRATEGY_LATENCY_OPTIMIZED,
+    STRATEGY_AVAILABILITY,
+    STRATEGY_ROUND_ROBIN,
+    STRATEGY_LEAST_LOADED,
+    STRATEGY_WEIGHTED,
+};
+const char *routing_strategy_name(enum routing_strategy s);
+/* Returns false when `name` is not a strategy. */
+bool routing_strategy_parse(const char *name, enum routing_strategy *out);
+
+struct config_alias {
+    char *name;
+    char *target;
+};
+
+/* A policy rule is kept as text with its location; the routing module
+ * parses it (issue 4). */
+struct config_rule {
+    char *if_expr;   /* NULL for an `else` rule */
+    char *then_expr;
+    int line;
+};
+
+struct config_policy {
+    char *name;
+    char *type;
+    struct config_rule *rules;
+    size_t n_rules;
+};
+
+enum alert_action { ALERT_LOG, ALERT_DISABLE_PAID, ALERT_BLOCK };
+
+struct config_alert {
+    int threshold_percent;
+    enum alert_action action;
+    char *webhook; /* NULL when absent */
+};
+
+struct config_api_key {
+    char *key; /* the secret itself; never print it */
+    char *name;
+    int rate_limit_per_hour; /* 0 = none */
+    bool available;          /* false when its ${VAR} was unset or empty */
+};
+
+struct config_peer {
+    char *id;
+    char *addr;
+    int priority;
+};
+
+enum log_format { LOG_FORMAT_JSON, LOG_FORMAT_TEXT };
+
+struct config {
+    atomic_int refcount;
+    char *source;  /* file name, or "<built-in defaults>" */
+
+    struct {
+        char *id;   /* default: hostname */
+        char *name;
+        char *region;
+        char *type;
+        bool mesh_enabled;
+        char *mesh_listen_addr;
+        struct config_peer *peers;
+        size_t n_peers;
+        bool share_load;
+        int64_t peer_timeout_ms;
+        int64_t heartbeat_interval_ms;
+    } node;
+
+    struct {
+        char *listen_host; /* from listen_addr, default "127.0.0.1" */
+        int listen_port;   /* default 8080 */
+        int64_t read_timeout_ms;  /* default 30000 */
+        int64_t write_timeout_ms; /* default 120000 */
+        int64_t idle_timeout_ms;  /* keep-alive idle, default 75000 */
+        int64_t max_request_size; /* bytes, default 10MB */
+        int64_t max_header_size;  /* bytes, default 16KB */
+        int workers;              /* 0 = one per CPU */
+        int64_t drain_timeout_ms; /* default 30000 */
+        /* server.endpoints[]: a path listed with enabled: false is off. */
+        char **disabled_paths;
+        size_t n_disabled_paths;
+    } server;
+
+    struct config_provider *providers;
+    size_t n_providers;
+
+    struct {
+        enum routing_strategy strategy; /* default cost_optimized */
+        struct config_alias *aliases;
+        size_t n_aliases;
+        struct config_policy *policies;
+        size_t n_policies;
+        bool failover_enabled;    /* default true */
+        int max_retries;          /* default 2 */
+        int64_t retry_delay_ms;   /* default 100 */
+        char **fallback_chain;
+        size_t n_fallback_chain;
+        bool lb_enabled;
+        enum routing_strategy lb_strategy;
+        bool health_aware;
+        double unhealthy_threshold; /* a ratio, not money: 0.5 */
+        bool auto_tier;
+    } routing;
+
+    struct {
+        bool enabled;
+        nanos_t daily_limit;   /* 0 = none */
+        nanos_t monthly_limit; /* 0 = none */
+        bool track_costs;      /* default true */
+        char *cost_db_path;    /* from sqlite:///path; default "data/costs.db" */
+        struct config_alert *alerts;
+        size_t n_alerts;
+    } budget;
+
+    struct {
+        int log_level; /* LOG_DEBUG..LOG_ERROR of core/log.h; default info */
+        enum log_format log_format; /* default json */
+        char *log_output;   /* "stdout", "stderr" or a file path */
+        bool metrics_enabled;
+        int prometheus_port; /* 0 = none */
+        char **metrics_collect;
+        size_t n_metrics_collect;
+        bool tracing_enabled;
+        char *tracing_provider;
+        char *tracing_endpoint;
+    } observability;
+
+    struct {
+        bool auth_enabled;
+        char *auth_type;
+        struct config_api_key *api_keys;
+        size_t n_api_keys;
+        bool rate_limiting_enabled;
+        int default_limit_per_hour;
+        bool rl_by_ip;
+        bool rl_by_api_key;
+        bool cors_enabled;
+        char **cors_origins;
+        size_t n_cors_origins;
+    } security;
+};
+
+/* Loads and validates `path`; YAML or JSON is chosen by content. Returns a
+ * snapshot with refcount 1, or NULL when any error was found. Warnings and
+ * errors are appended to `diags` (the caller owns and cleans it). `getenv`
+ * expansion happens during loading. */
+struct config *config_load_file(const char *path, struct diag_list *diags);
+
+/* Same, from text in memory; `name` is used in messages as the file name. */
+struct config *config_load_text(const char *text, size_t len, const char *name,
+                                struct diag_list *diags);
+
+/* The built-in defaults (SPEC section 1): listen 127.0.0.1:8080, data under
+ * ./data/, an `openai` provider when OPENAI_API_KEY is set (with a default
+ * model list and prices), and a `local` provider on 127.0.0.1:11434 with
+ * discover_models on (the daemon probes it at start). */
+struct config *config_default(struct diag_list *diags);
+
+struct config *config_ref(struct config *c);
+/* Drops one reference; frees the snapshot at zero. NULL is ignored. */
+void config_unref(struct config *c);
+
+/* Writes a human summary (node, listener, each provider with availability
+ * and reason, models, strategy, budget) to `out`. Secrets are never printed. */
+void config_print_summary(const struct config *c, FILE *out);
+
+/* Finds a provider by name; NULL when absent. */
+const struct config_provider *config_find_provider(const struct config *c, const char *name);
+
+/* Adds a model to a provider of an already-built snapshot that is not yet
+ * shared (used by start-up model discovery). */
+void config_provider_add_model(struct config_provider *p, const char *name,
+                               const char *upstream_id, unsigned capabilities);
+
+#endif

@@ -1,0 +1,30 @@
+/* jsonw: a tiny bounded JSON writer into a caller's fixed buffer. Output that
+ * does not fit is truncated and flagged, never overflowed. Used for log
+ * lines, error bodies and the x-aiproxy object. */
+#ifndef AIPROXY_CORE_JSONW_H
+#define AIPROXY_CORE_JSONW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct jsonw {
+    char *buf;
+    size_t cap, len;
+    bool truncated;
+};
+
+void jsonw_init(struct jsonw *w, char *buf, size_t cap);
+/* Appends bytes as they are. */
+void jsonw_raw(struct jsonw *w, const char *s);
+void jsonw_rawn(struct jsonw *w, const char *s, size_t n);
+/* Appends a quoted JSON string (escaping quotes, backslashes, control bytes;
+ * invalid UTF-8 bytes become U+FFFD). */
+void jsonw_str(struct jsonw *w, const char *s);
+void jsonw_strn(struct jsonw *w, const char *s, size_t n);
+/* Appends the escaped contents without the quotes. */
+void jsonw_escaped(struct jsonw *w, const char *s);
+void jsonw_int(struct jsonw *w, int64_t v);
+size_t jsonw_len(const struct jsonw *w);
+
+#endif
