@@ -33,6 +33,10 @@ struct diag_list {
 void diag_list_cleanup(struct diag_list *d);
 /* Prints every message to `out`, one per line, prefixed "error: " or "warning: ". */
 void diag_list_print(const struct diag_list *d, FILE *out);
+/* Appends one message (printf-style; the caller formats the
+ * "FILE:LINE: key: ..." prefix) and counts it when it is an error. */
+void diag_list_addf(struct diag_list *d, enum diag_severity s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* ---- the snapshot ---- */
 

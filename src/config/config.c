@@ -1,0 +1,425 @@
+/* config: the snapshot's life (load from file or text, built-in defaults,
+ * reference counting, freeing), its small lookups and the human summary.
+ * The key tables and the walk over the document live in parse.c; the
+ * YAML/JSON loaders in load_yaml.c / load_json.c; ${VAR} in env.c. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config/internal.h"
+#include "core/alloc.h"
+#include "core/log.h"
+
+/* ---- names ---- */
+
+const char *provider_type_name(enum provider_type t)
+{
+    switch (t) {
+    case PROVIDER_OPENAI: return "openai";
+    case PROVIDER_ANTHROPIC: return "anthropic";
+    case PROVIDER_CLOUDFLARE: return "cloudflare";
+    case PROVIDER_LOCAL: return "local";
+    case PROVIDER_OCF: return "ocf";
+    }
+    return "unknown";
+}
+
+static const char *const strategy_names[] = {
+    [STRATEGY_COST_OPTIMIZED] = "cost_optimized", [STRATEGY_LATENCY_OPTIMIZED] = "latency_optimized",
+    [STRATEGY_AVAILABILITY] = "availability",     [STRATEGY_ROUND_ROBIN] = "round_robin",
+    [STRATEGY_LEAST_LOADED] = "least_loaded",     [STRATEGY_WEIGHTED] = "weighted",
+};
+
+const char *routing_strategy_name(enum routing_strategy s)
+{
+    if ((unsigned)s < sizeof strategy_names / sizeof strategy_names[0]) return strategy_names[s];
+    return "unknown";
+}
+
+bool routing_strategy_parse(const char *name, enum routing_strategy *out)
+{
+    for (size_t i = 0; i < sizeof strategy_names / sizeof strategy_names[0]; i++) {
+        if (strcmp(name, strategy_names[i]) == 0) {
+            *out = (enum routing_strategy)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+const char *config_default_endpoint(enum provider_type t)
+{
+    switch (t) {
+    case PROVIDER_OPENAI: return "https://api.openai.com/v1";
+    case PROVIDER_ANTHROPIC: return "https://api.anthropic.com/v1";
+    case PROVIDER_CLOUDFLARE: return "https://api.cloudflare.com/client/v4";
+    case PROVIDER_LOCAL: return "http://127.0.0.1:11434/v1";
+    case PROVIDER_OCF: return NULL;
+    }
+    return NULL;
+}
+
+bool config_parse_listen(const char *s, char **host, int *port)
+{
+    const char *colon, *h = s;
+    size_t hlen;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':') return false;
+        h = s + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+        if (hlen == 0) return false;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon || memchr(s, ':', (size_t)(colon - s))) return false; /* bare v6 */
+        hlen = (size_t)(colon - s);
+    }
+    const char *p = colon + 1;
+    if (!*p || strlen(p) > 5) return false;
+    int v = 0;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9') return false;
+        v = v * 10 + (*p - '0');
+    }
+    if (v > 65535) return false;
+    for (size_t i = 0; i < hlen; i++)
+        if (h[i] == ' ' || h[i] == '/' || h[i] == '[' || h[i] == ']') return false;
+    *host = hlen ? xstrndup(h, hlen) : xstrdup("0.0.0.0");
+    *port = v;
+    return true;
+}
+
+/* ---- life ---- */
+
+static void free_strings(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(v[i]);
+    free(v);
+}
+
+void config_free(struct config *c)
+{
+    if (!c) return;
+    free(c->source);
+    free(c->node.id);
+    free(c->node.name);
+    free(c->node.region);
+    free(c->node.type);
+    free(c->node.mesh_listen_addr);
+    for (size_t i = 0; i < c->node.n_peers; i++) {
+        free(c->node.peers[i].id);
+        free(c->node.peers[i].addr);
+    }
+    free(c->node.peers);
+    free(c->server.listen_host);
+    free_strings(c->server.disabled_paths, c->server.n_disabled_paths);
+    for (size_t i = 0; i < c->n_providers; i++) config_provider_cleanup(&c->providers[i]);
+    free(c->providers);
+    for (size_t i = 0; i < c->routing.n_aliases; i++) {
+        free(c->routing.aliases[i].name);
+        free(c->routing.aliases[i].target);
+    }
+    free(c->routing.aliases);
+    for (size_t i = 0; i < c->routing.n_policies; i++) {
+        struct config_policy *p = &c->routing.policies[i];
+        free(p->name);
+        free(p->type);
+        for (size_t j = 0; j < p->n_rules; j++) {
+            free(p->rules[j].if_expr);
+            free(p->rules[j].then_expr);
+        }
+        free(p->rules);
+    }
+    free(c->routing.policies);
+    free_strings(c->routing.fallback_chain, c->routing.n_fallback_chain);
+    free(c->budget.cost_db_path);
+    for (size_t i = 0; i < c->budget.n_alerts; i++) free(c->budget.alerts[i].webhook);
+    free(c->budget.alerts);
+    free(c->observability.log_output);
+    free_strings(c->observability.metrics_collect, c->observability.n_metrics_collect);
+    free(c->observability.tracing_provider);
+    free(c->observability.tracing_endpoint);
+    free(c->security.auth_type);
+    for (size_t i = 0; i < c->security.n_api_keys; i++) {
+        free(c->security.api_keys[i].key);
+        free(c->security.api_keys[i].name);
+    }
+    free(c->security.api_keys);
+    free_strings(c->security.cors_origins, c->security.n_cors_origins);
+    free(c);
+}
+
+struct config *config_ref(struct config *c)
+{
+    if (c) atomic_fetch_add_explicit(&c->refcount, 1, memory_order_relaxed);
+    return c;
+}
+
+void config_unref(struct config *c)
+{
+    if (!c) return;
+    if (atomic_fetch_sub_explicit(&c->refcount, 1, memory_order_acq_rel) == 1) config_free(c);
+}
+
+static void set_hostname_id(struct config *c)
+{
+    if (c->node.id && c->node.id[0]) return;
+    char host[256];
+    free(c->node.id);
+    if (gethostname(host, sizeof host) == 0 && host[0]) {
+        host[sizeof host - 1] = '\0';
+        c->node.id = xstrdup(host);
+    } else {
+        c->node.id = xstrdup("aiproxy");
+    }
+}
+
+struct config *config_load_text(const char *text, size_t len, const char *name,
+                                struct diag_list *diags)
+{
+    if (len > CONFIG_MAX_FILE_SIZE) {
+        diag_list_addf(diags, DIAG_ERROR, "%s: file too large (%zu bytes; the limit is %u)",
+                       name, len, CONFIG_MAX_FILE_SIZE);
+        return NULL;
+    }
+    size_t i = 0;
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) i = 3; /* UTF-8 BOM */
+    while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n'))
+        i++;
+    if (i == len) {
+        diag_list_addf(diags, DIAG_ERROR, "%s:1: the file is empty", name);
+        return NULL;
+    }
+    size_t errors = diags->errors;
+    struct cnode *root = text[i] == '{' ? tree_load_json(text, len, name, diags)
+                                        : tree_load_yaml(text, len, name, diags);
+    if (!root) return NULL;
+    if (root->kind == CNODE_SCALAR && root->is_null) {
+        diag_list_addf(diags, DIAG_ERROR, "%s:%d: the file has no settings", name, root->line);
+        cnode_free(root);
+        return NULL;
+    }
+    env_expand_tree(root, name, diags);
+    struct config *c = config_new_defaults();
+    c->source = xstrdup(name);
+    config_apply_tree(c, root, name, diags);
+    cnode_free(root);
+    set_hostname_id(c);
+    if (diags->errors != errors) {
+        config_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+struct config *config_load_file(const char *path, struct diag_list *diags)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        diag_list_addf(diags, DIAG_ERROR, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    /* Read at most one byte past the cap, so a huge file or a pipe is
+     * refused without reading it all. */
+    size_t cap = CONFIG_MAX_FILE_SIZE + 1, len = 0, alloc = 64 * 1024;
+    char *buf = xmalloc(alloc);
+    for (;;) {
+        if (len == alloc) {
+            alloc = alloc * 2 > cap ? cap : alloc * 2;
+            buf = xrealloc(buf, alloc);
+        }
+        size_t n = fread(buf + len, 1, alloc - len, f);
+        len += n;
+        if (n == 0 || len >= cap) break;
+    }
+    bool err = ferror(f);
+    int saved = errno;
+    fclose(f);
+    if (err) {
+        diag_list_addf(diags, DIAG_ERROR, "%s: cannot read: %s", path, strerror(saved));
+        free(buf);
+        return NULL;
+    }
+    struct config *c = config_load_text(buf, len, path, diags);
+    free(buf);
+    return c;
+}
+
+/* ---- built-in defaults ---- */
+
+struct default_model {
+    const char *name;
+    const char *in, *out; /* USD per 1k tokens, as text */
+    unsigned caps;
+};
+
+static const struct default_model openai_models[] = {
+    {"gpt-4o", "0.0025", "0.01", CAP_TEXT | CAP_VISION | CAP_TOOLS},
+    {"gpt-4o-mini", "0.00015", "0.0006", CAP_TEXT | CAP_VISION | CAP_TOOLS},
+    {"gpt-4.1", "0.002", "0.008", CAP_TEXT | CAP_VISION | CAP_TOOLS},
+    {"gpt-4.1-mini", "0.0004", "0.0016", CAP_TEXT | CAP_VISION | CAP_TOOLS},
+    {"text-embedding-3-small", "0.00002", "0", CAP_EMBEDDINGS},
+    {NULL, NULL, NULL, 0},
+};
+
+static const struct default_model anthropic_models[] = {
+    {"claude-sonnet-4-5", "0.003", "0.015", CAP_TEXT | CAP_VISION | CAP_TOOLS},
+    {"claude-3-5-haiku-latest", "0.0008", "0.004", CAP_TEXT | CAP_TOOLS},
+    {NULL, NULL, NULL, 0},
+};
+
+static struct config_provider *add_default_provider(struct config *c, const char *name,
+                                                    enum provider_type t,
+                                                    const struct default_model *models,
+                                                    const char *env)
+{
+    c->providers = xrealloc(c->providers, (c->n_providers + 1) * sizeof *c->providers);
+    struct config_provider *p = &c->providers[c->n_providers++];
+    config_provider_init(p, name, t);
+    p->endpoint = xstrdup(config_default_endpoint(t));
+    for (const struct default_model *m = models; m && m->name; m++) {
+        config_provider_add_model(p, m->name, m->name, m->caps);
+        struct config_model *cm = &p->models[p->n_models - 1];
+        money_parse_usd(m->in, strlen(m->in), &cm->price_in_per_1k);
+        money_parse_usd(m->out, strlen(m->out), &cm->price_out_per_1k);
+    }
+    if (env) {
+        const char *key = getenv(env);
+        if (key && *key) p->api_key = xstrdup(key);
+        else {
+            p->available = false;
+            p->unavailable_reason = xasprintf("%s is not set", env);
+        }
+    }
+    return p;
+}
+
+struct config *config_default(struct diag_list *diags)
+{
+    struct config *c = config_new_defaults();
+    c->source = xstrdup("<built-in defaults>");
+    const char *listen = getenv("AIPROXY_LISTEN");
+    if (listen && *listen) {
+        char *host;
+        int port;
+        if (config_parse_listen(listen, &host, &port)) {
+            free(c->server.listen_host);
+            c->server.listen_host = host;
+            c->server.listen_port = port;
+        } else {
+            diag_list_addf(diags, DIAG_WARNING,
+                           "AIPROXY_LISTEN: bad address '%s' (expected host:port); using %s:%d",
+                           listen, c->server.listen_host, c->server.listen_port);
+        }
+    }
+    add_default_provider(c, "openai", PROVIDER_OPENAI, openai_models, "OPENAI_API_KEY");
+    add_default_provider(c, "anthropic", PROVIDER_ANTHROPIC, anthropic_models,
+                         "ANTHROPIC_API_KEY");
+    struct config_provider *local = add_default_provider(c, "local", PROVIDER_LOCAL, NULL, NULL);
+    local->discover_models = true;
+    local->priority = 1;
+    set_hostname_id(c);
+    return c;
+}
+
+/* ---- lookups ---- */
+
+const struct config_provider *config_find_provider(const struct config *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_providers; i++)
+        if (strcmp(c->providers[i].name, name) == 0) return &c->providers[i];
+    return NULL;
+}
+
+void config_provider_add_model(struct config_provider *p, const char *name,
+                               const char *upstream_id, unsigned capabilities)
+{
+    p->models = xrealloc(p->models, (p->n_models + 1) * sizeof *p->models);
+    struct config_model *m = &p->models[p->n_models++];
+    memset(m, 0, sizeof *m);
+    m->name = xstrdup(name);
+    m->upstream_id = xstrdup(upstream_id ? upstream_id : name);
+    m->capabilities = capabilities ? capabilities : CAP_TEXT;
+}
+
+/* ---- summary ---- */
+
+static const char *or_dash(const char *s)
+{
+    return s && *s ? s : "-";
+}
+
+static void print_caps(unsigned caps, FILE *out)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } names[] = {{CAP_TEXT, "text"},         {CAP_VISION, "vision"},
+                 {CAP_EMBEDDINGS, "embeddings"}, {CAP_CODE, "code"},
+                 {CAP_IMAGE_GEN, "image-gen"},   {CAP_TOOLS, "tools"},
+                 {CAP_IMAGE_CLASS, "image-class"}};
+    bool first = true;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (caps & names[i].bit) {
+            fprintf(out, "%s%s", first ? "" : ",", names[i].name);
+            first = false;
+        }
+    }
+    if (first) fputs("-", out);
+}
+
+void config_print_summary(const struct config *c, FILE *out)
+{
+    char a[32], b[32];
+    fprintf(out, "config: %s\n", or_dash(c->source));
+    fprintf(out, "node: %s (name %s, region %s, type %s)\n", or_dash(c->node.id),
+            or_dash(c->node.name), or_dash(c->node.region), or_dash(c->node.type));
+    if (c->node.mesh_enabled)
+        fprintf(out, "mesh: listen %s, %zu peer(s)\n", or_dash(c->node.mesh_listen_addr),
+                c->node.n_peers);
+    bool v6 = strchr(c->server.listen_host, ':') != NULL;
+    fprintf(out, "listen: %s%s%s:%d (max request %lld bytes, workers %d)\n", v6 ? "[" : "",
+            c->server.listen_host, v6 ? "]" : "", c->server.listen_port,
+            (long long)c->server.max_request_size, c->server.workers);
+    fprintf(out, "providers: %zu\n", c->n_providers);
+    for (size_t i = 0; i < c->n_providers; i++) {
+        const struct config_provider *p = &c->providers[i];
+        fprintf(out, "  %s (%s%s%s) %s priority %d: ", p->name, provider_type_name(p->type),
+                p->preset ? ", preset " : "", p->preset ? p->preset : "", or_dash(p->endpoint),
+                p->priority);
+        if (p->available) fputs("available", out);
+        else fprintf(out, "unavailable: %s", or_dash(p->unavailable_reason));
+        if (p->discover_models) fputs(", discovers models", out);
+        fputc('\n', out);
+        for (size_t j = 0; j < p->n_models; j++) {
+            const struct config_model *m = &p->models[j];
+            money_format_usd(m->price_in_per_1k, a, sizeof a);
+            money_format_usd(m->price_out_per_1k, b, sizeof b);
+            fprintf(out, "    %s -> %s [", m->name, m->upstream_id);
+            print_caps(m->capabilities, out);
+            fprintf(out, "] $%s in / $%s out per 1k tokens", a, b);
+            if (m->price_per_generation) {
+                money_format_usd(m->price_per_generation, a, sizeof a);
+                fprintf(out, ", $%s per generation", a);
+            }
+            fputc('\n', out);
+        }
+    }
+    fprintf(out, "routing: %s; failover %s (max retries %d, delay %lldms); %zu alias(es), %zu "
+                 "policy(ies)\n",
+            routing_strategy_name(c->routing.strategy), c->routing.failover_enabled ? "on" : "off",
+            c->routing.max_retries, (long long)c->routing.retry_delay_ms, c->routing.n_aliases,
+            c->routing.n_policies);
+    money_format_usd(c->budget.daily_limit, a, sizeof a);
+    money_format_usd(c->budget.monthly_limit, b, sizeof b);
+    fprintf(out, "budget: %s, daily %s%s, monthly %s%s, ledger %s\n",
+            c->budget.enabled ? "on" : "off", c->budget.daily_limit ? "$" : "",
+            c->budget.daily_limit ? a : "unlimited", c->budget.monthly_limit ? "$" : "",
+            c->budget.monthly_limit ? b : "unlimited", or_dash(c->budget.cost_db_path));
+    size_t usable = 0;
+    for (size_t i = 0; i < c->security.n_api_keys; i++) usable += c->security.api_keys[i].available;
+    fprintf(out, "auth: %s (%zu key(s), %zu usable)\n", c->security.auth_enabled ? "on" : "off",
+            c->security.n_api_keys, usable);
+}

@@ -1,0 +1,1292 @@
+/* parse: configuration as a table (STYLE rule 10). Each section is an
+ * array of rows { key, type, bounds, default, offset }; one generic walk
+ * applies a map from the document tree to a struct through its table,
+ * reporting "FILE:LINE: key.path: what was wrong (expected ...)". Lists of
+ * objects (providers, models, peers, alerts, ...) have small custom
+ * handlers; defaults come from the same rows, applied before the walk. */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/internal.h"
+#include "core/alloc.h"
+#include "core/log.h"
+
+/* ---- the walk's context ---- */
+
+struct parse_ctx {
+    const char *file;
+    struct diag_list *diags;
+    struct config *cfg;
+    /* The first credential of the object being parsed whose ${VAR} was
+     * unset or empty, e.g. "credentials.api_key: environment variable X is
+     * not set"; `reason_skip` is how much of the path to drop for it. */
+    char *secret_reason;
+    size_t reason_skip;
+};
+
+static void report(struct parse_ctx *cx, enum diag_severity s, int line, const char *path,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void report(struct parse_ctx *cx, enum diag_severity s, int line, const char *path,
+                   const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    diag_list_addf(cx->diags, s, "%s:%d: %s: %s", cx->file, line, path, msg);
+}
+
+#define ERR(cx, line, path, ...) report(cx, DIAG_ERROR, line, path, __VA_ARGS__)
+#define WARN(cx, line, path, ...) report(cx, DIAG_WARNING, line, path, __VA_ARGS__)
+
+static char *path_key(const char *path, const char *key)
+{
+    return path[0] ? xasprintf("%s.%s", path, key) : xstrdup(key);
+}
+
+static char *path_index(const char *path, size_t i)
+{
+    return xasprintf("%s[%zu]", path, i);
+}
+
+/* ---- the table ---- */
+
+enum key_type {
+    KT_STR,
+    KT_SECRET, /* a string whose unset ${VAR} makes its object unavailable */
+    KT_BOOL,
+    KT_INT,
+    KT_DURATION, /* int64_t milliseconds */
+    KT_SIZE,     /* int64_t bytes */
+    KT_MONEY,    /* nanos_t */
+    KT_RATIO,    /* double 0..1 */
+    KT_STRATEGY,
+    KT_LOG_LEVEL,
+    KT_LOG_FORMAT,
+    KT_ALERT_ACTION,
+    KT_STRLIST, /* char ** at offset, size_t at count_offset */
+    KT_SECTION, /* a nested map parsed with `sub`, same base */
+    KT_CUSTOM,  /* `parse` handles the node */
+    KT_IGNORE,  /* a known key, handled elsewhere or deliberately ignored */
+};
+
+struct key_spec;
+typedef void key_parse_cb(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                          void *base);
+
+struct key_spec {
+    const char *name;
+    enum key_type type;
+    int64_t min, max;
+    const char *def; /* default, written as in a config file; NULL: zero */
+    size_t offset;
+    size_t count_offset;
+    const struct key_spec *sub;
+    key_parse_cb *parse;
+};
+
+#define AT(T, m) offsetof(T, m)
+#define CFG(m) offsetof(struct config, m)
+
+/* ---- scalar parsers (shared by defaults and the walk) ---- */
+
+static bool parse_int64(const char *s, int64_t *out)
+{
+    if (!*s) return false;
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || !(isdigit((unsigned char)s[0]) || s[0] == '-' || s[0] == '+'))
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Digits then a unit; returns the number and points `unit` at the rest. */
+static bool split_number(const char *s, uint64_t *num, const char **unit)
+{
+    uint64_t v = 0;
+    const char *p = s;
+    if (!isdigit((unsigned char)*p)) return false;
+    for (; isdigit((unsigned char)*p); p++) {
+        if (v > (UINT64_MAX - 9) / 10 || p - s > 18) return false;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    while (*p == ' ') p++;
+    *num = v;
+    *unit = p;
+    return true;
+}
+
+/* "250ms", "5s", "2m", "1h"; a bare number is seconds. */
+static bool parse_duration(const char *s, int64_t *ms)
+{
+    uint64_t v;
+    const char *u;
+    if (!split_number(s, &v, &u)) return false;
+    uint64_t mult;
+    if (!*u || strcmp(u, "s") == 0) mult = 1000;
+    else if (strcmp(u, "ms") == 0) mult = 1;
+    else if (strcmp(u, "m") == 0) mult = 60000;
+    else if (strcmp(u, "h") == 0) mult = 3600000;
+    else return false;
+    if (v > (uint64_t)INT64_MAX / mult) return false;
+    *ms = (int64_t)(v * mult);
+    return true;
+}
+
+/* "512KB", "10MB", "1GB" (powers of 1024; K/M/G, KiB.. and B accepted, any
+ * case); a bare number is bytes. */
+static bool parse_size(const char *s, int64_t *bytes)
+{
+    uint64_t v;
+    const char *u;
+    if (!split_number(s, &v, &u)) return false;
+    uint64_t mult;
+    if (!*u || strcasecmp(u, "b") == 0) mult = 1;
+    else if (strcasecmp(u, "k") == 0 || strcasecmp(u, "kb") == 0 || strcasecmp(u, "kib") == 0)
+        mult = 1024;
+    else if (strcasecmp(u, "m") == 0 || strcasecmp(u, "mb") == 0 || strcasecmp(u, "mib") == 0)
+        mult = 1024 * 1024;
+    else if (strcasecmp(u, "g") == 0 || strcasecmp(u, "gb") == 0 || strcasecmp(u, "gib") == 0)
+        mult = 1024 * 1024 * 1024;
+    else return false;
+    if (v > (uint64_t)INT64_MAX / mult) return false;
+    *bytes = (int64_t)(v * mult);
+    return true;
+}
+
+static bool parse_bool(const char *s, bool *out)
+{
+    static const char *yes[] = {"true", "yes", "on"}, *no[] = {"false", "no", "off"};
+    for (int i = 0; i < 3; i++) {
+        if (strcasecmp(s, yes[i]) == 0) return *out = true, true;
+        if (strcasecmp(s, no[i]) == 0) return *out = false, true;
+    }
+    return false;
+}
+
+static const char *const strategy_list =
+    "cost_optimized, latency_optimized, availability, round_robin, least_loaded, weighted";
+
+/* Parses `text` for row `k` into `dst`. Returns NULL, or what was expected
+ * (written into `buf` when it needs numbers). */
+static const char *parse_scalar(const struct key_spec *k, const char *text, void *dst,
+                                char *buf, size_t cap)
+{
+    int64_t v;
+    switch (k->type) {
+    case KT_STR:
+    case KT_SECRET: {
+        char **p = dst;
+        free(*p);
+        *p = xstrdup(text);
+        return NULL;
+    }
+    case KT_BOOL:
+        return parse_bool(text, dst) ? NULL : "expected true or false";
+    case KT_INT:
+        if (!parse_int64(text, &v) || v < k->min || v > k->max) {
+            snprintf(buf, cap, "expected an integer from %lld to %lld", (long long)k->min,
+                     (long long)k->max);
+            return buf;
+        }
+        *(int *)dst = (int)v;
+        return NULL;
+    case KT_DURATION:
+        if (!parse_duration(text, &v)) return "expected a duration like 250ms, 5s, 2m, 1h";
+        if (v < k->min || v > k->max) {
+            snprintf(buf, cap, "duration out of range (%lldms to %lldms)", (long long)k->min,
+                     (long long)k->max);
+            return buf;
+        }
+        *(int64_t *)dst = v;
+        return NULL;
+    case KT_SIZE:
+        if (!parse_size(text, &v)) return "expected a size like 512KB, 10MB, 1GB";
+        if (v < k->min || v > k->max) {
+            snprintf(buf, cap, "size out of range (%lld to %lld bytes)", (long long)k->min,
+                     (long long)k->max);
+            return buf;
+        }
+        *(int64_t *)dst = v;
+        return NULL;
+    case KT_MONEY: {
+        const char *t = text;
+        while (*t == ' ') t++;
+        if (*t == '-') return "must not be negative (expected a USD amount like 0.0025)";
+        if (!money_parse_usd(t, strlen(t), dst))
+            return "expected a USD amount like 0.0025 (plain decimal, no exponent)";
+        return NULL;
+    }
+    case KT_RATIO: {
+        char *end;
+        errno = 0;
+        double d = strtod(text, &end);
+        if (!*text || *end || errno || !isfinite(d) || d < 0 || d > 1)
+            return "expected a ratio from 0 to 1, like 0.5";
+        *(double *)dst = d;
+        return NULL;
+    }
+    case KT_STRATEGY:
+        if (!routing_strategy_parse(text, dst)) {
+            snprintf(buf, cap, "unknown value '%s' (expected %s)", text, strategy_list);
+            return buf;
+        }
+        return NULL;
+    case KT_LOG_LEVEL: {
+        enum log_level l;
+        if (!log_level_parse(text, &l)) {
+            snprintf(buf, cap, "unknown value '%s' (expected debug, info, warn, error)", text);
+            return buf;
+        }
+        *(int *)dst = (int)l;
+        return NULL;
+    }
+    case KT_LOG_FORMAT:
+        if (strcmp(text, "json") == 0) *(enum log_format *)dst = LOG_FORMAT_JSON;
+        else if (strcmp(text, "text") == 0) *(enum log_format *)dst = LOG_FORMAT_TEXT;
+        else {
+            snprintf(buf, cap, "unknown value '%s' (expected json, text)", text);
+            return buf;
+        }
+        return NULL;
+    case KT_ALERT_ACTION:
+        if (strcmp(text, "log") == 0) *(enum alert_action *)dst = ALERT_LOG;
+        else if (strcmp(text, "disable_paid_providers") == 0)
+            *(enum alert_action *)dst = ALERT_DISABLE_PAID;
+        else if (strcmp(text, "block") == 0) *(enum alert_action *)dst = ALERT_BLOCK;
+        else {
+            snprintf(buf, cap, "unknown value '%s' (expected log, disable_paid_providers, block)",
+                     text);
+            return buf;
+        }
+        return NULL;
+    default:
+        return "not a scalar setting";
+    }
+}
+
+static void free_strlist(char ***list, size_t *n)
+{
+    for (size_t i = 0; i < *n; i++) free((*list)[i]);
+    free(*list);
+    *list = NULL;
+    *n = 0;
+}
+
+/* Applies every row's default to `base` (recursing into sections). */
+static void apply_defaults(const struct key_spec *tbl, void *base)
+{
+    char buf[160];
+    for (const struct key_spec *k = tbl; k->name; k++) {
+        char *dst = (char *)base + k->offset;
+        if (k->type == KT_SECTION) apply_defaults(k->sub, base);
+        else if (k->type == KT_CUSTOM && k->def) {
+            struct cnode n = {.kind = CNODE_SCALAR, .text = (char *)k->def,
+                              .len = strlen(k->def), .line = 0};
+            struct diag_list scratch = {0};
+            struct parse_ctx cx = {.file = "<defaults>", .diags = &scratch};
+            k->parse(&cx, &n, k->name, base);
+            diag_list_cleanup(&scratch);
+        } else if (k->def && k->type != KT_CUSTOM && k->type != KT_IGNORE &&
+                   k->type != KT_STRLIST)
+            parse_scalar(k, k->def, dst, buf, sizeof buf);
+    }
+}
+
+static bool is_null(const struct cnode *v)
+{
+    return v->kind == CNODE_SCALAR && v->is_null;
+}
+
+static const char *kind_name(const struct cnode *v)
+{
+    return v->kind == CNODE_MAP ? "a map" : v->kind == CNODE_SEQ ? "a list" : "a value";
+}
+
+/* A scalar's text for a non-secret key, or NULL when it should be treated as
+ * absent (null, or only an unset ${VAR}: warned). Reports non-scalars. */
+static const char *scalar_text(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                               const char *what)
+{
+    if (v->kind != CNODE_SCALAR) {
+        ERR(cx, v->line, path, "expected %s, found %s", what, kind_name(v));
+        return NULL;
+    }
+    if (v->is_null) return NULL;
+    if (v->env_var && v->len == 0) {
+        WARN(cx, v->line, path, "environment variable %s is %s; using the default", v->env_var,
+             v->env_empty ? "empty" : "not set");
+        return NULL;
+    }
+    return v->text;
+}
+
+static void parse_strlist(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                          char ***list, size_t *n)
+{
+    free_strlist(list, n);
+    if (is_null(v)) return;
+    if (v->kind == CNODE_SCALAR) { /* a single string is a one-item list */
+        *list = xcalloc(1, sizeof **list);
+        (*list)[(*n)++] = xstrdup(v->text);
+        return;
+    }
+    if (v->kind != CNODE_SEQ) {
+        ERR(cx, v->line, path, "expected a list of strings, found %s", kind_name(v));
+        return;
+    }
+    *list = xcalloc(v->n ? v->n : 1, sizeof **list);
+    for (size_t i = 0; i < v->n; i++) {
+        const struct cnode *it = v->items[i];
+        if (it->kind != CNODE_SCALAR || it->is_null) {
+            char *p = path_index(path, i);
+            ERR(cx, it->line, p, "expected a string, found %s", kind_name(it));
+            free(p);
+            continue;
+        }
+        (*list)[(*n)++] = xstrdup(it->text);
+    }
+}
+
+/* Applies map `map` to `base` through `tbl`. Returns a bit per row seen
+ * (rows beyond 63 are not tracked). */
+static uint64_t parse_map(struct parse_ctx *cx, const struct cnode *map, const char *path,
+                          const struct key_spec *tbl, void *base)
+{
+    uint64_t seen = 0;
+    char buf[256];
+    if (is_null(map)) return 0;
+    if (map->kind != CNODE_MAP) {
+        ERR(cx, map->line, path[0] ? path : "(top level)", "expected a map, found %s",
+            kind_name(map));
+        return 0;
+    }
+    for (size_t i = 0; i < map->n; i++) {
+        const struct cnode_pair *pr = &map->pairs[i];
+        const struct cnode *v = pr->value;
+        char *kp = path_key(path, pr->key);
+        const struct key_spec *k = tbl;
+        while (k->name && strcmp(k->name, pr->key) != 0) k++;
+        if (!k->name) {
+            WARN(cx, pr->line, kp, "unknown key (ignored)");
+            free(kp);
+            continue;
+        }
+        size_t row = (size_t)(k - tbl);
+        char *dst = (char *)base + k->offset;
+        switch (k->type) {
+        case KT_IGNORE:
+            break;
+        case KT_SECTION:
+            parse_map(cx, v, kp, k->sub, base);
+            if (!is_null(v)) seen |= row < 64 ? 1ull << row : 0;
+            break;
+        case KT_CUSTOM:
+            k->parse(cx, v, kp, base);
+            if (!is_null(v)) seen |= row < 64 ? 1ull << row : 0;
+            break;
+        case KT_STRLIST:
+            parse_strlist(cx, v, kp, (char ***)dst, (size_t *)((char *)base + k->count_offset));
+            seen |= row < 64 ? 1ull << row : 0;
+            break;
+        case KT_SECRET:
+            if (v->kind != CNODE_SCALAR) {
+                ERR(cx, v->line, kp, "expected a string, found %s", kind_name(v));
+            } else if (v->env_var || v->is_null || v->len == 0) {
+                char **p = (char **)dst;
+                free(*p);
+                *p = NULL;
+                if (!cx->secret_reason) {
+                    const char *rel = strlen(kp) > cx->reason_skip ? kp + cx->reason_skip : kp;
+                    if (v->env_var)
+                        cx->secret_reason =
+                            xasprintf("%s: environment variable %s is %s", rel, v->env_var,
+                                      v->env_empty ? "empty" : "not set");
+                    else cx->secret_reason = xasprintf("%s: is empty", rel);
+                }
+                seen |= row < 64 ? 1ull << row : 0;
+            } else {
+                parse_scalar(k, v->text, dst, buf, sizeof buf);
+                seen |= row < 64 ? 1ull << row : 0;
+            }
+            break;
+        default: {
+            const char *t = scalar_text(cx, v, kp, "a value");
+            if (!t) break;
+            const char *bad = parse_scalar(k, t, dst, buf, sizeof buf);
+            if (bad) ERR(cx, v->line, kp, "%s", bad);
+            else seen |= row < 64 ? 1ull << row : 0;
+            break;
+        }
+        }
+        free(kp);
+    }
+    return seen;
+}
+
+static bool seen_key(const struct key_spec *tbl, uint64_t seen, const char *name)
+{
+    for (size_t i = 0; tbl[i].name && i < 64; i++)
+        if (strcmp(tbl[i].name, name) == 0) return (seen >> i) & 1;
+    return false;
+}
+
+/* Calls `item` for every element of list `v` that is a map. */
+static void each_map_item(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                          void (*item)(struct parse_ctx *, const struct cnode *, const char *,
+                                       void *),
+                          void *base)
+{
+    if (is_null(v)) return;
+    if (v->kind != CNODE_SEQ) {
+        ERR(cx, v->line, path, "expected a list, found %s", kind_name(v));
+        return;
+    }
+    for (size_t i = 0; i < v->n; i++) {
+        char *ip = path_index(path, i);
+        if (v->items[i]->kind != CNODE_MAP)
+            ERR(cx, v->items[i]->line, ip, "expected a map, found %s", kind_name(v->items[i]));
+        else item(cx, v->items[i], ip, base);
+        free(ip);
+    }
+}
+
+/* ---- node ---- */
+
+static const struct key_spec peer_keys[] = {
+    {.name = "id", .type = KT_STR, .offset = AT(struct config_peer, id)},
+    {.name = "addr", .type = KT_STR, .offset = AT(struct config_peer, addr)},
+    {.name = "priority", .type = KT_INT, .min = 0, .max = 1000000, .def = "1", .offset = AT(struct config_peer, priority)},
+    {.name = NULL},
+};
+
+static void on_peer(struct parse_ctx *cx, const struct cnode *m, const char *path, void *base)
+{
+    struct config *c = base;
+    struct config_peer p = {0};
+    apply_defaults(peer_keys, &p);
+    parse_map(cx, m, path, peer_keys, &p);
+    if (!p.addr) {
+        ERR(cx, m->line, path, "addr: missing (expected host:port of the peer's mesh listener)");
+        free(p.id);
+        return;
+    }
+    if (!p.id) p.id = xstrdup(p.addr);
+    c->node.peers = xrealloc(c->node.peers, (c->node.n_peers + 1) * sizeof p);
+    c->node.peers[c->node.n_peers++] = p;
+}
+
+static void parse_peers(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                        void *base)
+{
+    each_map_item(cx, v, path, on_peer, base);
+}
+
+static const struct key_spec mesh_keys[] = {
+    {.name = "enabled", .type = KT_BOOL, .def = "false", .offset = CFG(node.mesh_enabled)},
+    {.name = "listen_addr", .type = KT_STR, .offset = CFG(node.mesh_listen_addr)},
+    {.name = "peers", .type = KT_CUSTOM, .parse = parse_peers},
+    {.name = "share_load", .type = KT_BOOL, .def = "false", .offset = CFG(node.share_load)},
+    {.name = "peer_timeout", .type = KT_DURATION, .min = 1, .max = 3600000, .def = "5s", .offset = CFG(node.peer_timeout_ms)},
+    {.name = "heartbeat_interval", .type = KT_DURATION, .min = 1, .max = 3600000, .def = "10s", .offset = CFG(node.heartbeat_interval_ms)},
+    {.name = NULL},
+};
+
+static const struct key_spec node_keys[] = {
+    {.name = "id", .type = KT_STR, .offset = CFG(node.id)},
+    {.name = "name", .type = KT_STR, .offset = CFG(node.name)},
+    {.name = "region", .type = KT_STR, .offset = CFG(node.region)},
+    {.name = "type", .type = KT_STR, .offset = CFG(node.type)},
+    {.name = "mesh", .type = KT_SECTION, .sub = mesh_keys},
+    {.name = NULL},
+};
+
+/* ---- server ---- */
+
+static void parse_listen(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                         void *base)
+{
+    struct config *c = base;
+    const char *t = scalar_text(cx, v, path, "host:port");
+    if (!t) return;
+    char *host = NULL;
+    int port;
+    if (!config_parse_listen(t, &host, &port)) {
+        ERR(cx, v->line, path, "bad address '%s' (expected host:port, [v6addr]:port or :port)",
+            t);
+        return;
+    }
+    free(c->server.listen_host);
+    c->server.listen_host = host;
+    c->server.listen_port = port;
+}
+
+static void on_endpoint(struct parse_ctx *cx, const struct cnode *m, const char *path,
+                        void *base)
+{
+    struct config *c = base;
+    struct endpoint_row {
+        char *path, *protocol;
+        bool enabled;
+    } e = {0};
+    static const struct key_spec keys[] = {
+        {.name = "path", .type = KT_STR, .offset = AT(struct endpoint_row, path)},
+        {.name = "protocol", .type = KT_STR, .offset = AT(struct endpoint_row, protocol)},
+        {.name = "enabled", .type = KT_BOOL, .def = "true", .offset = AT(struct endpoint_row, enabled)},
+        {.name = NULL},
+    };
+    apply_defaults(keys, &e);
+    parse_map(cx, m, path, keys, &e);
+    if (!e.path) ERR(cx, m->line, path, "path: missing (expected e.g. /v1/chat/completions)");
+    else if (e.path[0] != '/') ERR(cx, m->line, path, "path: must start with '/'");
+    else if (!e.enabled) {
+        c->server.disabled_paths = xrealloc(c->server.disabled_paths,
+                                            (c->server.n_disabled_paths + 1) * sizeof(char *));
+        c->server.disabled_paths[c->server.n_disabled_paths++] = e.path;
+        e.path = NULL;
+    }
+    free(e.path);
+    free(e.protocol);
+}
+
+static void parse_endpoints(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                            void *base)
+{
+    each_map_item(cx, v, path, on_endpoint, base);
+}
+
+#define KB 1024LL
+#define MB (1024LL * 1024)
+#define HOUR_MS 3600000LL
+
+static const struct key_spec server_keys[] = {
+    {.name = "listen_addr", .type = KT_CUSTOM, .def = "127.0.0.1:8080", .parse = parse_listen},
+    {.name = "read_timeout", .type = KT_DURATION, .min = 1, .max = 24 * HOUR_MS, .def = "30s", .offset = CFG(server.read_timeout_ms)},
+    {.name = "write_timeout", .type = KT_DURATION, .min = 1, .max = 24 * HOUR_MS, .def = "120s", .offset = CFG(server.write_timeout_ms)},
+    {.name = "idle_timeout", .type = KT_DURATION, .min = 1, .max = 24 * HOUR_MS, .def = "75s", .offset = CFG(server.idle_timeout_ms)},
+    {.name = "max_request_size", .type = KT_SIZE, .min = 1 * KB, .max = 1024 * MB, .def = "10MB", .offset = CFG(server.max_request_size)},
+    {.name = "max_header_size", .type = KT_SIZE, .min = 1 * KB, .max = 1 * MB, .def = "16KB", .offset = CFG(server.max_header_size)},
+    {.name = "workers", .type = KT_INT, .min = 0, .max = 1024, .def = "0", .offset = CFG(server.workers)},
+    {.name = "drain_timeout", .type = KT_DURATION, .min = 0, .max = 24 * HOUR_MS, .def = "30s", .offset = CFG(server.drain_timeout_ms)},
+    {.name = "endpoints", .type = KT_CUSTOM, .parse = parse_endpoints},
+    {.name = NULL},
+};
+
+/* ---- providers ---- */
+
+static const char *const type_list = "openai, anthropic, cloudflare, local, ocf";
+
+static bool provider_type_parse(const char *s, enum provider_type *t)
+{
+    for (int i = PROVIDER_OPENAI; i <= PROVIDER_OCF; i++) {
+        if (strcmp(s, provider_type_name((enum provider_type)i)) == 0) {
+            *t = (enum provider_type)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+struct preset {
+    const char *name, *endpoint, *env;
+};
+
+static const struct preset presets[] = {
+    {"groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY"},
+    {"together", "https://api.together.xyz/v1", "TOGETHER_API_KEY"},
+    {"deepseek", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"},
+    {"mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY"},
+    {"fireworks", "https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY"},
+    {"cerebras", "https://api.cerebras.ai/v1", "CEREBRAS_API_KEY"},
+    {"openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"},
+    {"gemini", "https://generativelanguage.googleapis.com/v1beta/openai", "GEMINI_API_KEY"},
+    {NULL, NULL, NULL},
+};
+
+static const struct {
+    const char *name;
+    unsigned bit;
+} capability_names[] = {
+    {"text-generation", CAP_TEXT}, {"chat", CAP_TEXT},
+    {"vision", CAP_VISION},        {"embeddings", CAP_EMBEDDINGS},
+    {"code-generation", CAP_CODE}, {"text-to-image", CAP_IMAGE_GEN},
+    {"tools", CAP_TOOLS},          {"function-calling", CAP_TOOLS},
+    {"image-classification", CAP_IMAGE_CLASS},
+};
+
+/* A model while it is parsed: the flat price is kept apart so that
+ * input/output prices win whatever the key order. */
+struct model_row {
+    struct config_model m;
+    nanos_t flat;
+};
+
+static void parse_capabilities(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                               void *base)
+{
+    struct model_row *r = base;
+    char **list = NULL;
+    size_t n = 0;
+    parse_strlist(cx, v, path, &list, &n);
+    r->m.capabilities = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = 0, nn = sizeof capability_names / sizeof capability_names[0];
+        while (j < nn && strcmp(capability_names[j].name, list[i]) != 0) j++;
+        if (j < nn) r->m.capabilities |= capability_names[j].bit;
+        else {
+            char *ip = path_index(path, i);
+            WARN(cx, v->kind == CNODE_SEQ ? v->items[i]->line : v->line, ip,
+                 "unknown capability '%s' (ignored)", list[i]);
+            free(ip);
+        }
+    }
+    free_strlist(&list, &n);
+}
+
+#define MODEL(m_) offsetof(struct model_row, m.m_)
+
+static const struct key_spec model_keys[] = {
+    {.name = "name", .type = KT_STR, .offset = MODEL(name)},
+    {.name = "openai_model", .type = KT_STR, .offset = MODEL(upstream_id)},
+    {.name = "anthropic_model", .type = KT_STR, .offset = MODEL(upstream_id)},
+    {.name = "cloudflare_model", .type = KT_STR, .offset = MODEL(upstream_id)},
+    {.name = "local_model", .type = KT_STR, .offset = MODEL(upstream_id)},
+    {.name = "ocf_model", .type = KT_STR, .offset = MODEL(upstream_id)},
+    {.name = "capabilities", .type = KT_CUSTOM, .parse = parse_capabilities},
+    {.name = "cost_per_1k_tokens", .type = KT_MONEY, .offset = offsetof(struct model_row, flat)},
+    {.name = "cost_per_1k_input_tokens", .type = KT_MONEY, .offset = MODEL(price_in_per_1k)},
+    {.name = "cost_per_1k_output_tokens", .type = KT_MONEY, .offset = MODEL(price_out_per_1k)},
+    {.name = "cost_per_generation", .type = KT_MONEY, .offset = MODEL(price_per_generation)},
+    /* the standard's local-model keys: accepted, not used by a gateway */
+    {.name = "path", .type = KT_IGNORE},
+    {.name = "runtime", .type = KT_IGNORE},
+    {.name = NULL},
+};
+
+static void on_model(struct parse_ctx *cx, const struct cnode *m, const char *path, void *base)
+{
+    struct config_provider *p = base;
+    struct model_row r = {0};
+    r.m.capabilities = CAP_TEXT;
+    r.m.line = m->line;
+    uint64_t seen = parse_map(cx, m, path, model_keys, &r);
+    if (!r.m.name || !r.m.name[0]) {
+        ERR(cx, m->line, path, "name: missing (every model needs the name clients ask for)");
+        free(r.m.name);
+        free(r.m.upstream_id);
+        return;
+    }
+    for (size_t i = 0; i < p->n_models; i++) {
+        if (strcmp(p->models[i].name, r.m.name) == 0) {
+            char *np = path_key(path, "name");
+            ERR(cx, m->line, np, "duplicate model '%s' (first defined on line %d)", r.m.name,
+                p->models[i].line);
+            free(np);
+            free(r.m.name);
+            free(r.m.upstream_id);
+            return;
+        }
+    }
+    if (seen_key(model_keys, seen, "cost_per_1k_tokens")) {
+        if (!seen_key(model_keys, seen, "cost_per_1k_input_tokens")) r.m.price_in_per_1k = r.flat;
+        if (!seen_key(model_keys, seen, "cost_per_1k_output_tokens"))
+            r.m.price_out_per_1k = r.flat;
+    }
+    if (!r.m.upstream_id) r.m.upstream_id = xstrdup(r.m.name);
+    p->models = xrealloc(p->models, (p->n_models + 1) * sizeof *p->models);
+    p->models[p->n_models++] = r.m;
+}
+
+static void parse_models(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                         void *base)
+{
+    each_map_item(cx, v, path, on_model, base);
+}
+
+#define PROV(m) offsetof(struct config_provider, m)
+
+static const struct key_spec credential_keys[] = {
+    {.name = "api_key", .type = KT_SECRET, .offset = PROV(api_key)},
+    {.name = "account_id", .type = KT_SECRET, .offset = PROV(account_id)},
+    {.name = "api_token", .type = KT_SECRET, .offset = PROV(api_token)},
+    {.name = NULL},
+};
+
+static const struct key_spec provider_keys[] = {
+    {.name = "type", .type = KT_IGNORE},   /* read before the walk: it decides defaults */
+    {.name = "preset", .type = KT_IGNORE}, /* likewise */
+    {.name = "enabled", .type = KT_BOOL, .def = "true", .offset = PROV(enabled)},
+    {.name = "priority", .type = KT_INT, .min = 0, .max = 1000000, .def = "100", .offset = PROV(priority)},
+    {.name = "endpoint", .type = KT_STR, .offset = PROV(endpoint)},
+    {.name = "credentials", .type = KT_SECTION, .sub = credential_keys},
+    {.name = "models", .type = KT_CUSTOM, .parse = parse_models},
+    {.name = "timeout", .type = KT_DURATION, .min = 1, .max = 24 * HOUR_MS, .def = "60s", .offset = PROV(timeout_ms)},
+    {.name = "max_concurrency", .type = KT_INT, .min = 0, .max = 1000000, .def = "0", .offset = PROV(max_concurrency)},
+    {.name = "weight", .type = KT_INT, .min = 0, .max = 1000000, .def = "1", .offset = PROV(weight)},
+    {.name = "max_tokens_default", .type = KT_INT, .min = 1, .max = 10000000, .def = "4096", .offset = PROV(max_tokens_default)},
+    {.name = "tls_ca_file", .type = KT_STR, .offset = PROV(tls_ca_file)},
+    {.name = "tls_insecure_skip_verify", .type = KT_BOOL, .def = "false", .offset = PROV(tls_insecure_skip_verify)},
+    {.name = "discover_models", .type = KT_BOOL, .def = "false", .offset = PROV(discover_models)},
+    {.name = "runtimes", .type = KT_IGNORE}, /* the standard's local runtimes list */
+    {.name = NULL},
+};
+
+void config_provider_init(struct config_provider *p, const char *name, enum provider_type t)
+{
+    memset(p, 0, sizeof *p);
+    apply_defaults(provider_keys, p);
+    p->name = xstrdup(name);
+    p->type = t;
+    p->available = true;
+}
+
+void config_provider_cleanup(struct config_provider *p)
+{
+    free(p->name);
+    free(p->endpoint);
+    free(p->api_key);
+    free(p->account_id);
+    free(p->api_token);
+    free(p->unavailable_reason);
+    free(p->tls_ca_file);
+    free(p->preset);
+    for (size_t i = 0; i < p->n_models; i++) {
+        free(p->models[i].name);
+        free(p->models[i].upstream_id);
+    }
+    free(p->models);
+    memset(p, 0, sizeof *p);
+}
+
+static void set_unavailable(struct config_provider *p, char *reason)
+{
+    if (p->available) {
+        p->available = false;
+        p->unavailable_reason = reason;
+    } else {
+        free(reason);
+    }
+}
+
+/* Endpoint default, shape and trailing slash. */
+static void finish_endpoint(struct parse_ctx *cx, struct config_provider *p, const char *path,
+                            const struct preset *pre)
+{
+    char *ep = path_key(path, "endpoint");
+    if (!p->endpoint) {
+        const char *def = pre ? pre->endpoint : config_default_endpoint(p->type);
+        if (!def) {
+            ERR(cx, p->line, ep, "missing (a %s provider needs its base URL)",
+                provider_type_name(p->type));
+            free(ep);
+            return;
+        }
+        p->endpoint = xstrdup(def);
+    }
+    if (strncmp(p->endpoint, "http://", 7) != 0 && strncmp(p->endpoint, "https://", 8) != 0) {
+        ERR(cx, p->line, ep, "'%s' is not a URL (expected http://... or https://...)",
+            p->endpoint);
+    } else {
+        size_t n = strlen(p->endpoint);
+        while (n > 0 && p->endpoint[n - 1] == '/') p->endpoint[--n] = '\0';
+        const char *host = strstr(p->endpoint, "://") + 3;
+        if (!*host) ERR(cx, p->line, ep, "'%s' has no host", p->endpoint);
+    }
+    free(ep);
+}
+
+/* Availability from credentials: unset ${VAR}s, required keys, presets. */
+static void finish_credentials(struct parse_ctx *cx, struct config_provider *p,
+                               const struct preset *pre, bool endpoint_given)
+{
+    if (cx->secret_reason) {
+        set_unavailable(p, cx->secret_reason);
+        cx->secret_reason = NULL;
+    }
+    const char *env = NULL;
+    switch (p->type) {
+    case PROVIDER_OPENAI:
+    case PROVIDER_ANTHROPIC:
+        if (p->api_key || !p->available) break;
+        /* The well-known variable is only read for the well-known endpoint,
+         * so a key is never sent somewhere its owner did not name. */
+        if (pre) env = pre->env;
+        else if (!endpoint_given)
+            env = p->type == PROVIDER_OPENAI ? "OPENAI_API_KEY" : "ANTHROPIC_API_KEY";
+        if (env) {
+            const char *val = getenv(env);
+            if (val && *val) p->api_key = xstrdup(val);
+            else
+                set_unavailable(p, xasprintf("credentials.api_key: environment variable %s is "
+                                             "not set",
+                                             env));
+        } else {
+            set_unavailable(p, xstrdup("credentials.api_key is not configured"));
+        }
+        break;
+    case PROVIDER_CLOUDFLARE:
+        if (!p->available) break;
+        if (!p->account_id) set_unavailable(p, xstrdup("credentials.account_id is not configured"));
+        else if (!p->api_token)
+            set_unavailable(p, xstrdup("credentials.api_token is not configured"));
+        break;
+    case PROVIDER_LOCAL:
+    case PROVIDER_OCF:
+        break;
+    }
+}
+
+static void parse_one_provider(struct parse_ctx *cx, const struct cnode_pair *pr,
+                               const char *path)
+{
+    struct config *c = cx->cfg;
+    const struct cnode *v = pr->value;
+    if (!is_null(v) && v->kind != CNODE_MAP) {
+        ERR(cx, v->line, path, "expected a map, found %s", kind_name(v));
+        return;
+    }
+    enum provider_type t = PROVIDER_OPENAI;
+    bool ok = true;
+    const struct cnode *tv = cnode_get(v, "type");
+    const char *ts = tv && tv->kind == CNODE_SCALAR && !tv->is_null ? tv->text : NULL;
+    char *tp = path_key(path, "type");
+    if (tv && !is_null(tv) && tv->kind != CNODE_SCALAR) {
+        ERR(cx, tv->line, tp, "expected one of %s, found %s", type_list, kind_name(tv));
+        ok = false;
+    } else if (ts) {
+        if (!provider_type_parse(ts, &t)) {
+            ERR(cx, tv->line, tp, "unknown value '%s' (expected %s)", ts, type_list);
+            ok = false;
+        }
+    } else if (!provider_type_parse(pr->key, &t)) {
+        ERR(cx, pr->line, tp, "missing (the key '%s' is not a type name; expected %s)", pr->key,
+            type_list);
+        ok = false;
+    }
+    free(tp);
+
+    c->providers = xrealloc(c->providers, (c->n_providers + 1) * sizeof *c->providers);
+    struct config_provider *p = &c->providers[c->n_providers++];
+    config_provider_init(p, pr->key, t);
+    p->line = pr->line;
+
+    const struct preset *pre = NULL;
+    const struct cnode *pv = cnode_get(v, "preset");
+    if (pv && !is_null(pv)) {
+        char *pp = path_key(path, "preset");
+        if (pv->kind != CNODE_SCALAR) {
+            ERR(cx, pv->line, pp, "expected a preset name, found %s", kind_name(pv));
+        } else if (t != PROVIDER_OPENAI) {
+            ERR(cx, pv->line, pp, "presets apply to type openai only");
+        } else {
+            for (pre = presets; pre->name && strcmp(pre->name, pv->text) != 0; pre++) {}
+            if (!pre->name) {
+                ERR(cx, pv->line, pp,
+                    "unknown value '%s' (expected groq, together, deepseek, mistral, fireworks, "
+                    "cerebras, openrouter, gemini)",
+                    pv->text);
+                pre = NULL;
+            } else {
+                p->preset = xstrdup(pre->name);
+            }
+        }
+        free(pp);
+    }
+
+    cx->reason_skip = strlen(path) + 1;
+    free(cx->secret_reason);
+    cx->secret_reason = NULL;
+    uint64_t seen = parse_map(cx, v, path, provider_keys, p);
+    if (!ok) {
+        free(cx->secret_reason);
+        cx->secret_reason = NULL;
+        return;
+    }
+    finish_endpoint(cx, p, path, pre);
+    finish_credentials(cx, p, pre, seen_key(provider_keys, seen, "endpoint"));
+    if (!p->enabled) {
+        free(p->unavailable_reason);
+        p->available = false;
+        p->unavailable_reason = xstrdup("disabled");
+    }
+}
+
+static void parse_providers(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                            void *base)
+{
+    if (is_null(v)) return;
+    if (v->kind != CNODE_MAP) {
+        ERR(cx, v->line, path, "expected a map of providers by name, found %s", kind_name(v));
+        return;
+    }
+    for (size_t i = 0; i < v->n; i++) {
+        char *pp = path_key(path, v->pairs[i].key);
+        parse_one_provider(cx, &v->pairs[i], pp);
+        free(pp);
+    }
+}
+
+/* ---- routing ---- */
+
+static void parse_aliases(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                          void *base)
+{
+    struct config *c = base;
+    if (is_null(v)) return;
+    if (v->kind != CNODE_MAP) {
+        ERR(cx, v->line, path, "expected a map of alias: model, found %s", kind_name(v));
+        return;
+    }
+    for (size_t i = 0; i < v->n; i++) {
+        const struct cnode_pair *pr = &v->pairs[i];
+        char *ap = path_key(path, pr->key);
+        const char *t = scalar_text(cx, pr->value, ap, "a model name");
+        if (t && *t) {
+            c->routing.aliases =
+                xrealloc(c->routing.aliases, (c->routing.n_aliases + 1) * sizeof(struct config_alias));
+            c->routing.aliases[c->routing.n_aliases].name = xstrdup(pr->key);
+            c->routing.aliases[c->routing.n_aliases].target = xstrdup(t);
+            c->routing.n_aliases++;
+        } else if (pr->value->kind == CNODE_SCALAR) {
+            ERR(cx, pr->value->line, ap, "missing target model");
+        }
+        free(ap);
+    }
+}
+
+static void on_rule(struct parse_ctx *cx, const struct cnode *m, const char *path, void *base)
+{
+    struct config_policy *pol = base;
+    struct config_rule r = {.line = m->line};
+    struct rule_row {
+        char *if_expr, *then_expr, *else_expr;
+    } row = {0};
+    static const struct key_spec keys[] = {
+        {.name = "if", .type = KT_STR, .offset = AT(struct rule_row, if_expr)},
+        {.name = "then", .type = KT_STR, .offset = AT(struct rule_row, then_expr)},
+        {.name = "else", .type = KT_STR, .offset = AT(struct rule_row, else_expr)},
+        {.name = NULL},
+    };
+    parse_map(cx, m, path, keys, &row);
+    if (row.else_expr && !row.if_expr && !row.then_expr) {
+        r.then_expr = row.else_expr;
+    } else if (row.if_expr && row.then_expr && !row.else_expr) {
+        r.if_expr = row.if_expr;
+        r.then_expr = row.then_expr;
+    } else {
+        ERR(cx, m->line, path, "expected {if: ..., then: ...} or {else: ...}");
+        free(row.if_expr);
+        free(row.then_expr);
+        free(row.else_expr);
+        return;
+    }
+    pol->rules = xrealloc(pol->rules, (pol->n_rules + 1) * sizeof r);
+    pol->rules[pol->n_rules++] = r;
+}
+
+static void parse_rules(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                        void *base)
+{
+    each_map_item(cx, v, path, on_rule, base);
+}
+
+static const struct key_spec policy_keys[] = {
+    {.name = "name", .type = KT_STR, .offset = AT(struct config_policy, name)},
+    {.name = "type", .type = KT_STR, .offset = AT(struct config_policy, type)},
+    {.name = "rules", .type = KT_CUSTOM, .parse = parse_rules},
+    {.name = NULL},
+};
+
+static void on_policy(struct parse_ctx *cx, const struct cnode *m, const char *path, void *base)
+{
+    struct config *c = base;
+    struct config_policy pol = {0};
+    parse_map(cx, m, path, policy_keys, &pol);
+    if (!pol.name) {
+        ERR(cx, m->line, path, "name: missing (every policy needs a name)");
+        pol.name = xstrdup("");
+    }
+    c->routing.policies =
+        xrealloc(c->routing.policies, (c->routing.n_policies + 1) * sizeof pol);
+    c->routing.policies[c->routing.n_policies++] = pol;
+}
+
+static void parse_policies(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                           void *base)
+{
+    each_map_item(cx, v, path, on_policy, base);
+}
+
+static const struct key_spec failover_keys[] = {
+    {.name = "enabled", .type = KT_BOOL, .def = "true", .offset = CFG(routing.failover_enabled)},
+    {.name = "max_retries", .type = KT_INT, .min = 0, .max = 20, .def = "2", .offset = CFG(routing.max_retries)},
+    {.name = "retry_delay", .type = KT_DURATION, .min = 0, .max = HOUR_MS, .def = "100ms", .offset = CFG(routing.retry_delay_ms)},
+    {.name = "fallback_chain", .type = KT_STRLIST, .offset = CFG(routing.fallback_chain),
+     .count_offset = CFG(routing.n_fallback_chain)},
+    {.name = NULL},
+};
+
+static const struct key_spec lb_keys[] = {
+    {.name = "enabled", .type = KT_BOOL, .def = "false", .offset = CFG(routing.lb_enabled)},
+    {.name = "strategy", .type = KT_STRATEGY, .def = "round_robin", .offset = CFG(routing.lb_strategy)},
+    {.name = "health_aware", .type = KT_BOOL, .def = "true", .offset = CFG(routing.health_aware)},
+    {.name = "unhealthy_threshold", .type = KT_RATIO, .def = "0.5", .offset = CFG(routing.unhealthy_threshold)},
+    {.name = NULL},
+};
+
+static const struct key_spec routing_keys[] = {
+    {.name = "strategy", .type = KT_STRATEGY, .def = "cost_optimized", .offset = CFG(routing.strategy)},
+    {.name = "aliases", .type = KT_CUSTOM, .parse = parse_aliases},
+    {.name = "policies", .type = KT_CUSTOM, .parse = parse_policies},
+    {.name = "failover", .type = KT_SECTION, .sub = failover_keys},
+    {.name = "load_balancing", .type = KT_SECTION, .sub = lb_keys},
+    {.name = "auto_tier", .type = KT_BOOL, .def = "false", .offset = CFG(routing.auto_tier)},
+    {.name = NULL},
+};
+
+/* ---- budget ---- */
+
+/* "sqlite:///data/costs.db" is the relative path data/costs.db;
+ * "sqlite:////var/lib/costs.db" is the absolute /var/lib/costs.db; a value
+ * without a scheme is taken as a path as written. */
+static void parse_cost_db(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                          void *base)
+{
+    struct config *c = base;
+    const char *t = scalar_text(cx, v, path, "sqlite:///path");
+    if (!t) return;
+    const char *p = t;
+    if (strncmp(t, "sqlite:///", 10) == 0) p = t + 10;
+    else if (strstr(t, "://")) {
+        ERR(cx, v->line, path, "unsupported database '%s' (expected sqlite:///path)", t);
+        return;
+    }
+    if (!*p) {
+        ERR(cx, v->line, path, "empty path (expected sqlite:///path)");
+        return;
+    }
+    free(c->budget.cost_db_path);
+    c->budget.cost_db_path = xstrdup(p);
+}
+
+static const struct key_spec alert_keys[] = {
+    {.name = "threshold", .type = KT_INT, .min = 1, .max = 100, .def = NULL, .offset = AT(struct config_alert, threshold_percent)},
+    {.name = "action", .type = KT_ALERT_ACTION, .def = "log", .offset = AT(struct config_alert, action)},
+    {.name = "webhook", .type = KT_STR, .offset = AT(struct config_alert, webhook)},
+    {.name = NULL},
+};
+
+static void on_alert(struct parse_ctx *cx, const struct cnode *m, const char *path, void *base)
+{
+    struct config *c = base;
+    struct config_alert a = {0};
+    apply_defaults(alert_keys, &a);
+    uint64_t seen = parse_map(cx, m, path, alert_keys, &a);
+    if (!seen_key(alert_keys, seen, "threshold")) {
+        ERR(cx, m->line, path, "threshold: missing (expected a percent from 1 to 100)");
+        free(a.webhook);
+        return;
+    }
+    c->budget.alerts = xrealloc(c->budget.alerts, (c->budget.n_alerts + 1) * sizeof a);
+    c->budget.alerts[c->budget.n_alerts++] = a;
+}
+
+static void parse_alerts(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                         void *base)
+{
+    each_map_item(cx, v, path, on_alert, base);
+}
+
+static const struct key_spec budget_keys[] = {
+    {.name = "enabled", .type = KT_BOOL, .def = "false", .offset = CFG(budget.enabled)},
+    {.name = "daily_limit", .type = KT_MONEY, .offset = CFG(budget.daily_limit)},
+    {.name = "monthly_limit", .type = KT_MONEY, .offset = CFG(budget.monthly_limit)},
+    {.name = "track_costs", .type = KT_BOOL, .def = "true", .offset = CFG(budget.track_costs)},
+    {.name = "cost_db", .type = KT_CUSTOM, .def = "sqlite:///data/costs.db", .parse = parse_cost_db},
+    {.name = "alerts", .type = KT_CUSTOM, .parse = parse_alerts},
+    {.name = NULL},
+};
+
+/* ---- observability ---- */
+
+static const struct key_spec logging_keys[] = {
+    {.name = "level", .type = KT_LOG_LEVEL, .def = "info", .offset = CFG(observability.log_level)},
+    {.name = "format", .type = KT_LOG_FORMAT, .def = "json", .offset = CFG(observability.log_format)},
+    {.name = "output", .type = KT_STR, .def = "stdout", .offset = CFG(observability.log_output)},
+    {.name = NULL},
+};
+
+static const struct key_spec metrics_keys[] = {
+    {.name = "enabled", .type = KT_BOOL, .def = "true", .offset = CFG(observability.metrics_enabled)},
+    {.name = "prometheus_port", .type = KT_INT, .min = 0, .max = 65535, .def = "0", .offset = CFG(observability.prometheus_port)},
+    {.name = "collect", .type = KT_STRLIST, .offset = CFG(observability.metrics_collect),
+     .count_offset = CFG(observability.n_metrics_collect)},
+    {.name = NULL},
+};
+
+static const struct key_spec tracing_keys[] = {
+    {.name = "enabled", .type = KT_BOOL, .def = "false", .offset = CFG(observability.tracing_enabled)},
+    {.name = "provider", .type = KT_STR, .offset = CFG(observability.tracing_provider)},
+    {.name = "endpoint", .type = KT_STR, .offset = CFG(observability.tracing_endpoint)},
+    {.name = NULL},
+};
+
+static const struct key_spec observability_keys[] = {
+    {.name = "logging", .type = KT_SECTION, .sub = logging_keys},
+    {.name = "metrics", .type = KT_SECTION, .sub = metrics_keys},
+    {.name = "tracing", .type = KT_SECTION, .sub = tracing_keys},
+    {.name = NULL},
+};
+
+/* ---- security ---- */
+
+static const struct key_spec api_key_keys[] = {
+    {.name = "key", .type = KT_SECRET, .offset = AT(struct config_api_key, key)},
+    {.name = "name", .type = KT_STR, .offset = AT(struct config_api_key, name)},
+    {.name = "rate_limit", .type = KT_INT, .min = 0, .max = 1000000000, .def = "0", .offset = AT(struct config_api_key, rate_limit_per_hour)},
+    {.name = NULL},
+};
+
+static void on_api_key(struct parse_ctx *cx, const struct cnode *m, const char *path,
+                       void *base)
+{
+    struct config *c = base;
+    struct config_api_key k = {0};
+    apply_defaults(api_key_keys, &k);
+    free(cx->secret_reason);
+    cx->secret_reason = NULL;
+    cx->reason_skip = strlen(path) + 1;
+    uint64_t seen = parse_map(cx, m, path, api_key_keys, &k);
+    if (!seen_key(api_key_keys, seen, "key")) {
+        ERR(cx, m->line, path, "key: missing (expected the secret or ${VAR})");
+        free(k.name);
+        return;
+    }
+    k.available = k.key != NULL;
+    if (cx->secret_reason) {
+        WARN(cx, m->line, path, "%s; this key is disabled", cx->secret_reason);
+        free(cx->secret_reason);
+        cx->secret_reason = NULL;
+    }
+    if (!k.name) k.name = xasprintf("key%zu", c->security.n_api_keys + 1);
+    c->security.api_keys =
+        xrealloc(c->security.api_keys, (c->security.n_api_keys + 1) * sizeof k);
+    c->security.api_keys[c->security.n_api_keys++] = k;
+}
+
+static void parse_api_keys(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                           void *base)
+{
+    each_map_item(cx, v, path, on_api_key, base);
+}
+
+static void parse_auth_type(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                            void *base)
+{
+    struct config *c = base;
+    const char *t = scalar_text(cx, v, path, "api_key");
+    if (!t) return;
+    /* jwt and oauth2 are in the standard but not implemented: accepting them
+     * silently would leave a gateway open that its owner thinks is closed. */
+    if (strcmp(t, "api_key") != 0) {
+        ERR(cx, v->line, path, "unsupported value '%s' (expected api_key)", t);
+        return;
+    }
+    free(c->security.auth_type);
+    c->security.auth_type = xstrdup(t);
+}
+
+static const struct key_spec auth_keys[] = {
+    {.name = "enabled", .type = KT_BOOL, .def = "false", .offset = CFG(security.auth_enabled)},
+    {.name = "type", .type = KT_CUSTOM, .def = "api_key", .parse = parse_auth_type},
+    {.name = "api_keys", .type = KT_CUSTOM, .parse = parse_api_keys},
+    {.name = NULL},
+};
+
+static const struct key_spec rate_keys[] = {
+    {.name = "enabled", .type = KT_BOOL, .def = "false", .offset = CFG(security.rate_limiting_enabled)},
+    {.name = "default_limit", .type = KT_INT, .min = 0, .max = 1000000000, .def = "0", .offset = CFG(security.default_limit_per_hour)},
+    {.name = "by_ip", .type = KT_BOOL, .def = "true", .offset = CFG(security.rl_by_ip)},
+    {.name = "by_api_key", .type = KT_BOOL, .def = "true", .offset = CFG(security.rl_by_api_key)},
+    {.name = NULL},
+};
+
+static const struct key_spec cors_keys[] = {
+    {.name = "enabled", .type = KT_BOOL, .def = "false", .offset = CFG(security.cors_enabled)},
+    {.name = "allowed_origins", .type = KT_STRLIST, .offset = CFG(security.cors_origins),
+     .count_offset = CFG(security.n_cors_origins)},
+    {.name = NULL},
+};
+
+static const struct key_spec security_keys[] = {
+    {.name = "auth", .type = KT_SECTION, .sub = auth_keys},
+    {.name = "rate_limiting", .type = KT_SECTION, .sub = rate_keys},
+    {.name = "cors", .type = KT_SECTION, .sub = cors_keys},
+    {.name = NULL},
+};
+
+/* ---- top level ---- */
+
+static const struct key_spec top_keys[] = {
+    {.name = "node", .type = KT_SECTION, .sub = node_keys},
+    {.name = "server", .type = KT_SECTION, .sub = server_keys},
+    {.name = "providers", .type = KT_CUSTOM, .parse = parse_providers},
+    {.name = "routing", .type = KT_SECTION, .sub = routing_keys},
+    {.name = "budget", .type = KT_SECTION, .sub = budget_keys},
+    {.name = "observability", .type = KT_SECTION, .sub = observability_keys},
+    {.name = "security", .type = KT_SECTION, .sub = security_keys},
+    {.name = NULL},
+};
+
+struct config *config_new_defaults(void)
+{
+    struct config *c = xcalloc(1, sizeof *c);
+    atomic_init(&c->refcount, 1);
+    apply_defaults(top_keys, c);
+    return c;
+}
+
+/* Checks that need the whole document (cross-references). */
+static void validate(struct parse_ctx *cx, const struct cnode *root)
+{
+    struct config *c = cx->cfg;
+    const struct cnode *fc = cnode_get(cnode_get(cnode_get(root, "routing"), "failover"),
+                                       "fallback_chain");
+    for (size_t i = 0; i < c->routing.n_fallback_chain; i++) {
+        const char *n = c->routing.fallback_chain[i];
+        if (strcmp(n, "mesh_peer") == 0 || config_find_provider(c, n)) continue;
+        int line = fc && fc->kind == CNODE_SEQ && i < fc->n ? fc->items[i]->line : fc ? fc->line : 0;
+        char *p = path_index("routing.failover.fallback_chain", i);
+        WARN(cx, line, p, "'%s' is not a provider (nor mesh_peer)", n);
+        free(p);
+    }
+    if (c->security.auth_enabled && c->security.n_api_keys == 0)
+        WARN(cx, root->line, "security.auth", "enabled with no api_keys: every request is refused");
+}
+
+bool config_apply_tree(struct config *c, const struct cnode *root, const char *file,
+                       struct diag_list *diags)
+{
+    size_t errors = diags->errors;
+    struct parse_ctx cx = {.file = file, .diags = diags, .cfg = c};
+    if (root->kind != CNODE_MAP) {
+        diag_list_addf(diags, DIAG_ERROR,
+                       "%s:%d: the top level must be a map of sections (node, server, "
+                       "providers, routing, budget, observability, security)",
+                       file, root->line);
+        return false;
+    }
+    parse_map(&cx, root, "", top_keys, c);
+    free(cx.secret_reason);
+    validate(&cx, root);
+    return diags->errors == errors;
+}
