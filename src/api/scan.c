@@ -403,6 +403,73 @@ static bool token_range(const struct scan *s, size_t *off, size_t *len)
     return false;
 }
 
+/* Fails as invalid JSON, like a yajl error would. */
+static int fail_json(struct scan *s, const char *why)
+{
+    if (s->failed) return 0;
+    fail(s, "", "We could not parse the JSON body of your request. (%s near byte %zu)", why,
+         yajl_get_bytes_consumed(s->h));
+    if (s->err) s->err->invalid_json = true;
+    return 0;
+}
+
+/* yajl only checks the shape of UTF-8 sequences, so overlong forms,
+ * UTF-16 surrogates and code points past U+10FFFF get through. A request
+ * string is checked strictly on its raw bytes: when yajl hands over the
+ * body's own bytes (no escapes) those, else the raw token. */
+static int check_string_bytes(struct scan *s, const char *p, size_t n)
+{
+    size_t off, len;
+
+    uintptr_t a = (uintptr_t)p, b = (uintptr_t)s->body;
+    if (a >= b && a - b <= s->len) {
+        if (utf8_valid((const unsigned char *)p, n)) return 1;
+    } else if (token_range(s, &off, &len)) {
+        if (utf8_valid((const unsigned char *)s->body + off, len)) return 1;
+    }
+    return fail_json(s, "invalid UTF-8 in a string");
+}
+
+static int hex4(const char *p, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+        else return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* True when every \u escape in the raw token [p, p+n) that is a UTF-16
+ * surrogate is a proper high+low pair. yajl turns a lone high surrogate
+ * into "?", which would make "\ud800" route as a model called "?". */
+static bool surrogates_paired(const char *p, size_t n)
+{
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (p[i] != '\\') continue;
+        if (p[i + 1] != 'u') {
+            i++; /* skip the escaped character, which may be a backslash */
+            continue;
+        }
+        unsigned u, lo;
+        if (i + 6 > n || !hex4(p + i + 2, &u)) return false;
+        i += 5;
+        if (u >= 0xDC00 && u <= 0xDFFF) return false;
+        if (u >= 0xD800 && u <= 0xDBFF) {
+            if (i + 7 > n || p[i + 1] != '\\' || p[i + 2] != 'u' || !hex4(p + i + 3, &lo) ||
+                lo < 0xDC00 || lo > 0xDFFF)
+                return false;
+            i += 6;
+        }
+    }
+    return true;
+}
+
 static int set_model(struct scan *s, const char *p, size_t n)
 {
     if (n == 0) return fail(s, "model", "'model' must be a non-empty string");
@@ -414,9 +481,11 @@ static int set_model(struct scan *s, const char *p, size_t n)
     }
     /* yajl validates raw UTF-8 but decodes a lone \ud800-style escape into
      * an invalid sequence; a model name must be clean text. */
-    if (!utf8_valid((const unsigned char *)p, n)) return fail(s, "model", "'model' is not valid UTF-8");
     if (!token_range(s, &s->req->model_off, &s->req->model_len))
         return fail(s, "model", "internal error locating 'model'");
+    if (!utf8_valid((const unsigned char *)p, n) ||
+        !surrogates_paired(s->body + s->req->model_off, s->req->model_len))
+        return fail(s, "model", "'model' is not valid UTF-8");
     memcpy(s->req->model, p, n);
     s->req->model[n] = '\0';
     return 1;
@@ -777,6 +846,8 @@ static int on_number(void *ctx, const char *p, size_t n)
 
 static int on_string(void *ctx, const unsigned char *p, size_t n)
 {
+    struct scan *s = ctx;
+    if (!s->is_response && !check_string_bytes(s, (const char *)p, n)) return 0;
     return on_value(ctx, T_STRING, (const char *)p, n, false);
 }
 
@@ -800,6 +871,7 @@ static int on_map_key(void *ctx, const unsigned char *p, size_t n)
     struct scan *s = ctx;
     struct frame *f = top(s);
 
+    if (!s->is_response && !check_string_bytes(s, (const char *)p, n)) return 0;
     f->count++;
     /* Keys only matter where a container means something; skipping the
      * lookup elsewhere keeps big tool schemas cheap. */
