@@ -95,6 +95,6 @@ struct cnode *tree_load_yaml(const char *text, size_t len, const char *file,
     struct cnode *root = b.root;
     b.root = NULL;
     tree_builder_cleanup(&b);
-    if (!root) diag_list_addf(diags, DIAG_ERROR, "%s:1: the file is empty", file);
+    if (!root) diag_list_addf(diags, DIAG_ERROR, "%s:1: the file has no settings", file);
     return root;
 }
