@@ -1,0 +1,148 @@
+/* dispatch: routes each request to its endpoint. Unknown paths get 404 and
+ * known paths with the wrong method 405, both OpenAI-shaped. */
+#include "api/dispatch.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "api/models.h"
+#include "api/proxy.h"
+#include "config/config.h"
+#include "http/server.h"
+#include "security/auth.h"
+
+enum route_auth { AUTH_NONE, AUTH_KEY };
+
+struct route {
+    const char *path;
+    bool prefix; /* path ends with '/' and matches what follows */
+    enum http_method_kind method;
+    enum route_auth auth;
+    void (*handle)(struct http_request *req, const char *rest);
+};
+
+static void handle_health(struct http_request *req, const char *rest)
+{
+    static const char body[] = "{\"status\":\"ok\"}";
+    http_respond(req, 200, "application/json", NULL, body, sizeof body - 1);
+}
+
+static void handle_ready(struct http_request *req, const char *rest)
+{
+    if (http_server_is_draining()) {
+        http_respond_error(req, GW_ERR_UNAVAILABLE, "The gateway is shutting down.", NULL);
+        return;
+    }
+    static const char body[] = "{\"status\":\"ready\"}";
+    http_respond(req, 200, "application/json", NULL, body, sizeof body - 1);
+}
+
+static void handle_chat(struct http_request *req, const char *rest)
+{
+    proxy_handle(req, API_CHAT);
+}
+
+static void handle_completions(struct http_request *req, const char *rest)
+{
+    proxy_handle(req, API_COMPLETIONS);
+}
+
+static void handle_embeddings(struct http_request *req, const char *rest)
+{
+    proxy_handle(req, API_EMBEDDINGS);
+}
+
+static void handle_models(struct http_request *req, const char *rest)
+{
+    models_list(req);
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static void handle_model(struct http_request *req, const char *rest)
+{
+    /* Model ids may contain '/', percent-encoded or not ("@cf/meta/..."). */
+    char id[300];
+    size_t n = 0;
+    for (const char *s = rest; *s && n + 1 < sizeof id; s++) {
+        if (*s == '%' && hexval(s[1]) >= 0 && hexval(s[2]) >= 0) {
+            id[n++] = (char)(hexval(s[1]) * 16 + hexval(s[2]));
+            s += 2;
+        } else {
+            id[n++] = *s;
+        }
+    }
+    id[n] = '\0';
+    if (n == 0 || memchr(id, '\0', n) != NULL) {
+        http_respond_error(req, GW_ERR_MODEL_NOT_FOUND, "No model id was given.", "model");
+        return;
+    }
+    models_get(req, id);
+}
+
+static const struct route routes[] = {
+    {"/health", false, HTTP_M_GET, AUTH_NONE, handle_health},
+    {"/ready", false, HTTP_M_GET, AUTH_NONE, handle_ready},
+    {"/v1/chat/completions", false, HTTP_M_POST, AUTH_KEY, handle_chat},
+    {"/v1/completions", false, HTTP_M_POST, AUTH_KEY, handle_completions},
+    {"/v1/embeddings", false, HTTP_M_POST, AUTH_KEY, handle_embeddings},
+    {"/v1/models", false, HTTP_M_GET, AUTH_KEY, handle_models},
+    {"/v1/models/", true, HTTP_M_GET, AUTH_KEY, handle_model},
+};
+
+static bool path_disabled(const struct config *cfg, const char *path)
+{
+    for (size_t i = 0; i < cfg->server.n_disabled_paths; i++)
+        if (strcmp(cfg->server.disabled_paths[i], path) == 0) return true;
+    return false;
+}
+
+static bool authorized(struct http_request *req)
+{
+    const struct config *cfg = req->config;
+    if (!cfg->security.auth_enabled) return true;
+    const char *key = auth_presented_key(http_header_get(req, "authorization"),
+                                         http_header_get(req, "x-api-key"));
+    return auth_find_key(cfg, key) != NULL;
+}
+
+void api_dispatch(struct http_request *req)
+{
+    const char *path = req->path;
+    bool path_known = false;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        const struct route *r = &routes[i];
+        size_t len = strlen(r->path);
+        bool match = r->prefix ? strncmp(path, r->path, len) == 0 && path[len] != '\0'
+                               : strcmp(path, r->path) == 0;
+        if (!match) continue;
+        path_known = true;
+        bool head_ok = r->method == HTTP_M_GET && req->method == HTTP_M_HEAD;
+        if (req->method != r->method && !head_ok) continue;
+        if (path_disabled(req->config, r->prefix ? r->path : path)) break;
+        if (r->auth == AUTH_KEY && !authorized(req)) {
+            http_respond_error_h(req, GW_ERR_INVALID_API_KEY,
+                                 "Missing or invalid API key. Send it as 'Authorization: Bearer "
+                                 "KEY' or 'x-api-key: KEY'.",
+                                 NULL, "WWW-Authenticate: Bearer\r\n");
+            return;
+        }
+        r->handle(req, path + len);
+        return;
+    }
+    if (path_known && !path_disabled(req->config, path)) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "Method %s is not allowed on this path.",
+                 req->method_name ? req->method_name : "?");
+        http_respond_error(req, GW_ERR_METHOD_NOT_ALLOWED, msg, NULL);
+        return;
+    }
+    http_respond_error(req, GW_ERR_NOT_FOUND, "Unknown path. See GET /v1/models and POST "
+                                              "/v1/chat/completions.", NULL);
+}

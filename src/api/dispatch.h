@@ -1,0 +1,11 @@
+/* dispatch: the endpoint table: method + path -> handler, with the checks
+ * every endpoint shares (disabled paths, authentication). */
+#ifndef AIPROXY_API_DISPATCH_H
+#define AIPROXY_API_DISPATCH_H
+
+struct http_request;
+
+/* The server's request handler (http_server_opts.handler). */
+void api_dispatch(struct http_request *req);
+
+#endif

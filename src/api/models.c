@@ -1,0 +1,131 @@
+/* models: GET /v1/models and GET /v1/models/{id} with the providers array
+ * of SPEC section 3 (name, available, cost_per_1k_tokens, avg_latency_ms). */
+#include "api/models.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "config/config.h"
+#include "core/money.h"
+#include "http/server.h"
+
+static long long process_start;
+
+void models_set_start_time(long long unix_seconds)
+{
+    process_start = unix_seconds;
+}
+
+/* USD as a JSON real, for display only: the amount itself stays integer. */
+static json_t *usd_json(nanos_t n)
+{
+    char buf[32];
+    money_format_usd(n, buf, sizeof buf);
+    json_error_t err;
+    json_t *v = json_loads(buf, JSON_DECODE_ANY, &err);
+    return v ? v : json_integer(0);
+}
+
+static json_t *model_object(const struct config *cfg, const char *name)
+{
+    json_t *providers = json_array();
+    const char *owner = NULL;
+    for (size_t i = 0; i < cfg->n_providers; i++) {
+        const struct config_provider *p = &cfg->providers[i];
+        for (size_t j = 0; j < p->n_models; j++) {
+            const struct config_model *m = &p->models[j];
+            if (strcmp(m->name, name) != 0) continue;
+            if (!owner) owner = p->name;
+            json_t *o = json_object();
+            json_object_set_new(o, "name", json_string(p->name));
+            json_object_set_new(o, "type", json_string(provider_type_name(p->type)));
+            json_object_set_new(o, "available", json_boolean(p->available));
+            if (!p->available && p->unavailable_reason)
+                json_object_set_new(o, "reason", json_string(p->unavailable_reason));
+            json_object_set_new(o, "cost_per_1k_tokens", usd_json(m->price_in_per_1k));
+            json_object_set_new(o, "cost_per_1k_input_tokens", usd_json(m->price_in_per_1k));
+            json_object_set_new(o, "cost_per_1k_output_tokens", usd_json(m->price_out_per_1k));
+            json_object_set_new(o, "avg_latency_ms", json_null());
+            json_object_set_new(o, "priority", json_integer(p->priority));
+            json_array_append_new(providers, o);
+            break;
+        }
+    }
+    if (json_array_size(providers) == 0) {
+        json_decref(providers);
+        return NULL;
+    }
+    json_t *m = json_object();
+    json_object_set_new(m, "id", json_string(name));
+    json_object_set_new(m, "object", json_string("model"));
+    json_object_set_new(m, "created", json_integer(process_start));
+    json_object_set_new(m, "owned_by", json_string(owner));
+    json_object_set_new(m, "providers", providers);
+    return m;
+}
+
+static void respond_json(struct http_request *req, json_t *doc)
+{
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    http_respond(req, 200, "application/json", NULL, text, strlen(text));
+    free(text);
+}
+
+void models_list(struct http_request *req)
+{
+    const struct config *cfg = req->config;
+    json_t *data = json_array();
+    json_t *seen = json_object();
+    for (size_t i = 0; i < cfg->n_providers; i++) {
+        const struct config_provider *p = &cfg->providers[i];
+        for (size_t j = 0; j < p->n_models; j++) {
+            const char *name = p->models[j].name;
+            if (json_object_get(seen, name)) continue;
+            json_object_set_new(seen, name, json_true());
+            json_t *m = model_object(cfg, name);
+            if (m) json_array_append_new(data, m);
+        }
+    }
+    for (size_t i = 0; i < cfg->routing.n_aliases; i++) {
+        const char *name = cfg->routing.aliases[i].name;
+        if (json_object_get(seen, name)) continue;
+        json_t *m = model_object(cfg, cfg->routing.aliases[i].target);
+        if (!m) continue;
+        json_object_set_new(seen, name, json_true());
+        json_object_set_new(m, "id", json_string(name));
+        json_object_set_new(m, "alias_for", json_string(cfg->routing.aliases[i].target));
+        json_array_append_new(data, m);
+    }
+    json_decref(seen);
+    json_t *doc = json_object();
+    json_object_set_new(doc, "object", json_string("list"));
+    json_object_set_new(doc, "data", data);
+    respond_json(req, doc);
+}
+
+void models_get(struct http_request *req, const char *id)
+{
+    const struct config *cfg = req->config;
+    json_t *m = model_object(cfg, id);
+    if (!m) {
+        for (size_t i = 0; i < cfg->routing.n_aliases && !m; i++) {
+            if (strcmp(cfg->routing.aliases[i].name, id) != 0) continue;
+            m = model_object(cfg, cfg->routing.aliases[i].target);
+            if (m) {
+                json_object_set_new(m, "id", json_string(id));
+                json_object_set_new(m, "alias_for", json_string(cfg->routing.aliases[i].target));
+            }
+        }
+    }
+    if (!m) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "The model '%.256s' does not exist or no provider serves it.", id);
+        http_respond_error(req, GW_ERR_MODEL_NOT_FOUND, msg, "model");
+        return;
+    }
+    respond_json(req, m);
+}

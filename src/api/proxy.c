@@ -1,0 +1,656 @@
+/* proxy: the request flow for the OpenAI inference endpoints
+ * (chat/completions, completions, embeddings):
+ *   scan -> plan candidates -> for each: prepare (adapter) -> upstream call
+ *   -> check the answer -> respond, spliced with the x-aiproxy object.
+ * A failure before anything reached the client fails over to the next
+ * candidate; after the first streamed byte it ends the stream with an
+ * error event. All state lives in the request's arena. */
+#include "api/proxy.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "api/scan.h"
+#include "api/upstream_slot.h"
+#include "config/config.h"
+#include "core/clock.h"
+#include "core/jsonw.h"
+#include "core/log.h"
+#include "core/money.h"
+#include "http/server.h"
+#include "http/sse.h"
+#include "providers/provider.h"
+#include "routing/candidates.h"
+#include "upstream/client.h"
+
+/* ---- limits ---- */
+
+#define MAX_RESPONSE_BODY (32 * 1024 * 1024) /* a bigger upstream answer is a 502 */
+#define MAX_ERROR_BODY (64 * 1024)
+#define MAX_SSE_EVENT (4 * 1024 * 1024)
+#define MAX_ATTEMPTS 8
+
+enum outcome_kind { OUT_NONE, OUT_TIMEOUT, OUT_FAILED };
+
+struct attempt {
+    const char *provider;
+    char outcome[96];
+    int64_t latency_ms;
+};
+
+struct proxy {
+    struct http_request *req;
+    enum api_kind kind;
+    struct req_facts facts;
+    struct route_plan plan;
+    size_t next;
+    struct attempt attempts[MAX_ATTEMPTS];
+    size_t n_attempts;
+    bool all_timeouts;
+
+    /* the current attempt */
+    const struct candidate *cand;
+    struct upstream_call *call;
+    int64_t attempt_start_us;
+    int status;
+    bool upstream_sse;
+    char *retry_after;
+    char *buf; /* buffered body (non-stream answer, or an error) */
+    size_t buf_len, buf_cap;
+    bool too_large;
+
+    /* streaming */
+    struct sse_reader sse;
+    bool sse_ready;
+    bool stream_started; /* headers and bytes reached the client */
+    bool saw_done;
+    bool failed_mid_stream;
+    int64_t chunks;
+    char *held_usage; /* the upstream's usage chunk, spliced at the end */
+    size_t held_usage_len;
+    struct usage usage;
+    bool usage_estimated;
+    int64_t first_byte_us;
+    /* Set inside the SSE reader's callback, acted on once it returned:
+     * failing over or ending the stream frees what the reader is using. */
+    const char *pending_failover;
+    const char *pending_stream_error;
+};
+
+static void start_next(struct proxy *px);
+
+/* ---- small helpers ---- */
+
+static void buf_append(struct proxy *px, const char *data, size_t len, size_t cap)
+{
+    if (px->too_large) return;
+    if (px->buf_len + len > cap) {
+        px->too_large = true;
+        return;
+    }
+    if (px->buf_len + len + 1 > px->buf_cap) {
+        size_t ncap = px->buf_cap ? px->buf_cap * 2 : 4096;
+        while (ncap < px->buf_len + len + 1) ncap *= 2;
+        char *nb = arena_alloc(&px->req->arena, ncap);
+        if (px->buf_len) memcpy(nb, px->buf, px->buf_len);
+        px->buf = nb; /* the old block stays in the arena until the request ends */
+        px->buf_cap = ncap;
+    }
+    memcpy(px->buf + px->buf_len, data, len);
+    px->buf_len += len;
+    px->buf[px->buf_len] = '\0';
+}
+
+static struct attempt *record_attempt(struct proxy *px, const char *fmt, const char *detail)
+{
+    if (px->n_attempts == MAX_ATTEMPTS) return NULL;
+    struct attempt *a = &px->attempts[px->n_attempts++];
+    a->provider = px->cand->provider->name;
+    a->latency_ms = (clock_mono_us() - px->attempt_start_us) / 1000;
+    snprintf(a->outcome, sizeof a->outcome, fmt, detail);
+    return a;
+}
+
+static void reset_attempt(struct proxy *px)
+{
+    px->call = NULL;
+    px->status = 0;
+    px->upstream_sse = false;
+    px->retry_after = NULL;
+    px->buf = NULL;
+    px->buf_len = px->buf_cap = 0;
+    px->too_large = false;
+    if (px->sse_ready) sse_reader_cleanup(&px->sse);
+    px->sse_ready = false;
+    px->saw_done = false;
+    px->chunks = 0;
+    px->held_usage = NULL;
+    px->held_usage_len = 0;
+    memset(&px->usage, 0, sizeof px->usage);
+}
+
+static nanos_t compute_cost(const struct config_model *m, const struct usage *u)
+{
+    nanos_t cost = money_cost_tokens(u->prompt_tokens, m->price_in_per_1k) +
+                   money_cost_tokens(u->completion_tokens, m->price_out_per_1k);
+    return cost + m->price_per_generation;
+}
+
+/* Fills usage from the provider, or estimates it and says so. */
+static void settle_usage(struct proxy *px)
+{
+    if (px->usage.present) {
+        if (px->usage.total_tokens == 0)
+            px->usage.total_tokens = px->usage.prompt_tokens + px->usage.completion_tokens;
+        return;
+    }
+    px->usage_estimated = true;
+    px->usage.present = true;
+    px->usage.prompt_tokens = scan_estimate_tokens(px->facts.text_bytes);
+    if (px->kind == API_EMBEDDINGS) px->usage.completion_tokens = 0;
+    else if (px->req->acct.stream) px->usage.completion_tokens = px->chunks;
+    else px->usage.completion_tokens = scan_estimate_tokens(px->buf_len / 2);
+    px->usage.total_tokens = px->usage.prompt_tokens + px->usage.completion_tokens;
+}
+
+/* The x-aiproxy object (SPEC section 3). */
+static size_t write_meta(struct proxy *px, char *out, size_t cap)
+{
+    const struct config *cfg = px->req->config;
+    nanos_t cost = compute_cost(px->cand->model, &px->usage);
+    char usd[32];
+    money_format_usd(cost, usd, sizeof usd);
+    px->req->acct.provider = px->cand->provider->name;
+    px->req->acct.tokens_in = px->usage.prompt_tokens;
+    px->req->acct.tokens_out = px->usage.completion_tokens;
+    px->req->acct.cost_nanos = cost;
+    px->req->acct.estimated = px->usage_estimated;
+    px->req->acct.failovers = (int)px->n_attempts - 1;
+
+    struct jsonw w;
+    jsonw_init(&w, out, cap);
+    jsonw_raw(&w, "{\"request_id\":");
+    jsonw_str(&w, px->req->id);
+    jsonw_raw(&w, ",\"provider\":");
+    jsonw_str(&w, px->cand->provider->name);
+    jsonw_raw(&w, ",\"node\":");
+    jsonw_str(&w, cfg->node.id);
+    jsonw_raw(&w, ",\"model\":");
+    jsonw_str(&w, px->cand->model->upstream_id);
+    jsonw_raw(&w, ",\"cost\":");
+    jsonw_raw(&w, usd);
+    jsonw_raw(&w, ",\"latency_ms\":");
+    jsonw_int(&w, (clock_mono_us() - px->req->start_us) / 1000);
+    jsonw_raw(&w, ",\"usage_estimated\":");
+    jsonw_raw(&w, px->usage_estimated ? "true" : "false");
+    jsonw_raw(&w, ",\"providers_tried\":[");
+    for (size_t i = 0; i < px->n_attempts; i++) {
+        if (i) jsonw_raw(&w, ",");
+        jsonw_str(&w, px->attempts[i].provider);
+    }
+    jsonw_raw(&w, "],\"attempts\":[");
+    for (size_t i = 0; i < px->n_attempts; i++) {
+        if (i) jsonw_raw(&w, ",");
+        jsonw_raw(&w, "{\"provider\":");
+        jsonw_str(&w, px->attempts[i].provider);
+        jsonw_raw(&w, ",\"outcome\":");
+        jsonw_str(&w, px->attempts[i].outcome);
+        jsonw_raw(&w, ",\"latency_ms\":");
+        jsonw_int(&w, px->attempts[i].latency_ms);
+        jsonw_raw(&w, "}");
+    }
+    jsonw_raw(&w, "],\"failovers\":");
+    jsonw_int(&w, (int64_t)px->n_attempts - 1);
+    jsonw_raw(&w, "}");
+    return jsonw_len(&w);
+}
+
+static char *gateway_headers(struct proxy *px)
+{
+    return arena_printf(&px->req->arena, "x-aiproxy-provider: %s\r\n",
+                        px->cand->provider->name);
+}
+
+/* ---- the end of the road ---- */
+
+static void finish_with_failure(struct proxy *px)
+{
+    char msg[1024];
+    size_t off = 0;
+    if (px->n_attempts == 0) {
+        off = (size_t)snprintf(msg, sizeof msg, "No provider is available for model '%s'%s%s.",
+                               px->plan.model, px->plan.excluded[0] ? ": " : "",
+                               px->plan.excluded);
+    } else {
+        off = (size_t)snprintf(msg, sizeof msg, "Every provider for model '%s' failed: ",
+                               px->plan.model);
+        for (size_t i = 0; i < px->n_attempts && off < sizeof msg; i++)
+            off += (size_t)snprintf(msg + off, sizeof msg - off, "%s%s: %s", i ? "; " : "",
+                                    px->attempts[i].provider, px->attempts[i].outcome);
+        if (off < sizeof msg) snprintf(msg + off, sizeof msg - off, ".");
+    }
+    struct http_request *req = px->req;
+    req->acct.failovers = px->n_attempts ? (int)px->n_attempts - 1 : 0;
+    if (px->n_attempts && px->all_timeouts)
+        http_respond_error(req, GW_ERR_TIMEOUT, msg, NULL);
+    else
+        http_respond_error(req, GW_ERR_UPSTREAM, msg, NULL);
+}
+
+/* The attempt failed before anything reached the client: try the next. */
+static void attempt_failed(struct proxy *px, enum outcome_kind kind, const char *fmt,
+                           const char *detail)
+{
+    record_attempt(px, fmt, detail);
+    if (kind != OUT_TIMEOUT) px->all_timeouts = false;
+    if (px->call) {
+        upstream_call_cancel(px->call);
+        px->call = NULL;
+    }
+    log_event(LOG_INFO, "upstream_failed", "request %s: provider %s: %s", px->req->id,
+              px->cand->provider->name, px->attempts[px->n_attempts - 1].outcome);
+    reset_attempt(px);
+    start_next(px);
+}
+
+/* ---- non-streaming answers ---- */
+
+static void respond_passthrough_error(struct proxy *px)
+{
+    struct resp_facts rf;
+    struct http_request *req = px->req;
+    req->acct.provider = px->cand->provider->name;
+    if (scan_response(px->buf, px->buf_len, &rf) == 0 && rf.has_error) {
+        http_respond(req, px->status, "application/json", gateway_headers(px), px->buf,
+                     px->buf_len);
+        return;
+    }
+    char msg[160];
+    snprintf(msg, sizeof msg, "Provider %s rejected the request with HTTP %d.",
+             px->cand->provider->name, px->status);
+    char body[512];
+    size_t n = gw_error_body(GW_ERR_BAD_REQUEST, msg, NULL, body, sizeof body);
+    http_respond(req, px->status, "application/json", gateway_headers(px), body, n);
+}
+
+static void finish_whole(struct proxy *px)
+{
+    struct resp_facts rf;
+    if (px->too_large) {
+        attempt_failed(px, OUT_FAILED, "response larger than %s", "32 MB");
+        return;
+    }
+    if (scan_response(px->buf, px->buf_len, &rf) != 0) {
+        attempt_failed(px, OUT_FAILED, "HTTP 200 with a body that is not a JSON object%s", "");
+        return;
+    }
+    if (rf.has_error) {
+        attempt_failed(px, OUT_FAILED, "HTTP 200 with an error body%s", "");
+        return;
+    }
+    px->usage = rf.usage;
+    settle_usage(px);
+    record_attempt(px, "ok%s", "");
+    char meta[2048];
+    size_t mlen = write_meta(px, meta, sizeof meta);
+    /* Splice ,"x-aiproxy":{...} before the closing brace. */
+    struct http_request *req = px->req;
+    size_t head = rf.close_off;
+    size_t total = px->buf_len + mlen + 16;
+    char *out = arena_alloc(&req->arena, total);
+    size_t n = 0;
+    memcpy(out, px->buf, head);
+    n += head;
+    n += (size_t)snprintf(out + n, total - n, "%s\"x-aiproxy\":", rf.root_empty ? "" : ",");
+    memcpy(out + n, meta, mlen);
+    n += mlen;
+    memcpy(out + n, px->buf + head, px->buf_len - head);
+    n += px->buf_len - head;
+    http_respond(req, 200, "application/json", gateway_headers(px), out, n);
+}
+
+/* ---- streaming answers ---- */
+
+static void start_client_stream(struct proxy *px)
+{
+    px->stream_started = true;
+    px->first_byte_us = clock_mono_us();
+    http_stream_start(px->req, 200, "text/event-stream",
+                      arena_printf(&px->req->arena,
+                                   "Cache-Control: no-cache\r\nx-aiproxy-provider: %s\r\n",
+                                   px->cand->provider->name));
+}
+
+static void forward_event(struct proxy *px, const char *data, size_t len)
+{
+    if (http_stream_write3(px->req, "data: ", 6, data, len, "\n\n", 2) && px->call)
+        upstream_call_pause(px->call);
+}
+
+/* The closing chunk: usage and x-aiproxy, then [DONE]. */
+static void send_final_chunk(struct proxy *px)
+{
+    settle_usage(px);
+    record_attempt(px, "ok%s", "");
+    char meta[2048];
+    size_t mlen = write_meta(px, meta, sizeof meta);
+    struct resp_facts rf;
+    char *chunk;
+    if (px->held_usage && scan_response(px->held_usage, px->held_usage_len, &rf) == 0) {
+        chunk = arena_printf(&px->req->arena, "%.*s%s\"x-aiproxy\":%.*s%s", (int)rf.close_off,
+                             px->held_usage, rf.root_empty ? "" : ",", (int)mlen, meta,
+                             px->held_usage + rf.close_off);
+    } else {
+        const char *object = px->kind == API_COMPLETIONS ? "text_completion" : "chat.completion.chunk";
+        char model[600];
+        struct jsonw w;
+        jsonw_init(&w, model, sizeof model);
+        jsonw_str(&w, px->cand->model->upstream_id);
+        chunk = arena_printf(&px->req->arena,
+                             "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":%s,"
+                             "\"choices\":[],\"usage\":{\"prompt_tokens\":%lld,"
+                             "\"completion_tokens\":%lld,\"total_tokens\":%lld},\"x-aiproxy\":%.*s}",
+                             px->req->id, object, (long long)clock_wall_s(), model,
+                             (long long)px->usage.prompt_tokens,
+                             (long long)px->usage.completion_tokens,
+                             (long long)px->usage.total_tokens, (int)mlen, meta);
+    }
+    http_stream_write3(px->req, "data: ", 6, chunk, strlen(chunk), "\n\ndata: [DONE]\n\n", 16);
+}
+
+static void send_error_event(struct proxy *px, const char *why)
+{
+    char msg[256];
+    snprintf(msg, sizeof msg, "The provider %s failed mid-stream: %s.", px->cand->provider->name,
+             why);
+    char body[512];
+    size_t n = gw_error_body(GW_ERR_UPSTREAM, msg, NULL, body, sizeof body);
+    http_stream_write3(px->req, "data: ", 6, body, n, "\n\n", 2);
+    px->failed_mid_stream = true;
+    record_attempt(px, "failed mid-stream: %s", why);
+    settle_usage(px);
+    char meta[2048];
+    write_meta(px, meta, sizeof meta); /* fills the access-log figures */
+}
+
+static bool data_is(const struct sse_event *ev, const char *s)
+{
+    size_t n = strlen(s);
+    return ev->data_len == n && memcmp(ev->data, s, n) == 0;
+}
+
+static int on_sse_event(void *ctx, const struct sse_event *ev)
+{
+    struct proxy *px = ctx;
+    if (px->saw_done) return 0;
+    if (data_is(ev, "[DONE]")) {
+        if (!px->stream_started) start_client_stream(px);
+        px->saw_done = true;
+        send_final_chunk(px);
+        return 0;
+    }
+    bool named_error = ev->event_len == 5 && memcmp(ev->event, "error", 5) == 0;
+    /* Only chunks that may carry usage or an error are scanned in full. */
+    bool maybe_usage = memmem(ev->data, ev->data_len, "\"usage\":{", 9) != NULL;
+    bool maybe_error = named_error || memmem(ev->data, ev->data_len, "\"error\"", 7) != NULL;
+    struct resp_facts rf;
+    memset(&rf, 0, sizeof rf);
+    if (maybe_usage || maybe_error) {
+        if (scan_response(ev->data, ev->data_len, &rf) != 0 && named_error) rf.has_error = true;
+        if (named_error) rf.has_error = true;
+    }
+    if (rf.has_error) {
+        if (!px->stream_started) px->pending_failover = "stream began with an error event";
+        else px->pending_stream_error = "the provider sent an error event";
+        return -1;
+    }
+    if (rf.usage.present) {
+        px->usage = rf.usage;
+        if (rf.choices_empty) {
+            /* The usage-only chunk: held back, it becomes the final chunk. */
+            px->held_usage = arena_strndup(&px->req->arena, ev->data, ev->data_len);
+            px->held_usage_len = ev->data_len;
+            return 0;
+        }
+    }
+    if (!px->stream_started) start_client_stream(px);
+    px->chunks++;
+    forward_event(px, ev->data, ev->data_len);
+    return 0;
+}
+
+/* ---- upstream callbacks ---- */
+
+static void on_up_head(void *ctx, const struct upstream_head *h)
+{
+    struct proxy *px = ctx;
+    px->status = h->status;
+    px->upstream_sse = h->content_type && strncasecmp(h->content_type, "text/event-stream", 17) == 0;
+    if (h->retry_after) px->retry_after = arena_strdup(&px->req->arena, h->retry_after);
+    if (px->status >= 200 && px->status < 300 && px->req->acct.stream) {
+        if (!px->upstream_sse) return; /* a non-stream answer: judged whole at the end */
+        sse_reader_init(&px->sse, SSE_MODE_SSE, MAX_SSE_EVENT, on_sse_event, px);
+        px->sse_ready = true;
+    }
+}
+
+/* Acts on what the SSE callback asked for. Returns true when the attempt
+ * (or the whole request) ended. */
+static bool act_on_pending(struct proxy *px, int rc)
+{
+    if (rc == SSE_ERR_TOO_LARGE) {
+        if (!px->stream_started) px->pending_failover = "stream event larger than 4 MB";
+        else px->pending_stream_error = "an event was larger than 4 MB";
+    }
+    if (px->pending_failover) {
+        const char *why = px->pending_failover;
+        px->pending_failover = NULL;
+        attempt_failed(px, OUT_FAILED, "%s", why);
+        return true;
+    }
+    if (px->pending_stream_error) {
+        const char *why = px->pending_stream_error;
+        px->pending_stream_error = NULL;
+        if (px->call) upstream_call_cancel(px->call);
+        px->call = NULL;
+        send_error_event(px, why);
+        http_stream_end(px->req);
+        return true;
+    }
+    return false;
+}
+
+static void on_up_data(void *ctx, const char *data, size_t len)
+{
+    struct proxy *px = ctx;
+    if (px->sse_ready) {
+        int rc = sse_reader_feed(&px->sse, data, len);
+        if (rc != SSE_OK) act_on_pending(px, rc);
+        return;
+    }
+    bool ok = px->status >= 200 && px->status < 300;
+    buf_append(px, data, len, ok ? MAX_RESPONSE_BODY : MAX_ERROR_BODY);
+    if (px->too_large && ok) attempt_failed(px, OUT_FAILED, "response larger than %s", "32 MB");
+}
+
+static bool status_is_client_fault(int status)
+{
+    return status == 400 || status == 413 || status == 422;
+}
+
+static void on_up_done(void *ctx, int err)
+{
+    struct proxy *px = ctx;
+    px->call = NULL; /* freed by the client after this returns */
+    if (err != 0) {
+        if (px->stream_started) {
+            if (!px->saw_done) send_error_event(px, upstream_error_text(err));
+            http_stream_end(px->req);
+            return;
+        }
+        if (err == UPSTREAM_ERR_TIMEOUT) {
+            char t[32];
+            snprintf(t, sizeof t, "%lld ms", (long long)px->cand->provider->timeout_ms);
+            attempt_failed(px, OUT_TIMEOUT, "timed out after %s", t);
+        } else {
+            attempt_failed(px, OUT_FAILED, "%s", upstream_error_text(err));
+        }
+        return;
+    }
+    if (px->status < 200 || px->status >= 300) {
+        if (status_is_client_fault(px->status)) {
+            respond_passthrough_error(px);
+            return;
+        }
+        char s[16];
+        snprintf(s, sizeof s, "%d", px->status);
+        attempt_failed(px, OUT_FAILED, "HTTP %s", s);
+        return;
+    }
+    if (px->sse_ready) {
+        int rc = sse_reader_finish(&px->sse);
+        if (rc != SSE_OK && act_on_pending(px, rc)) return;
+        if (!px->stream_started) {
+            attempt_failed(px, OUT_FAILED, "empty stream%s", "");
+            return;
+        }
+        if (!px->saw_done) {
+            /* The provider ended without [DONE]: close it properly. */
+            px->saw_done = true;
+            send_final_chunk(px);
+        }
+        http_stream_end(px->req);
+        return;
+    }
+    if (px->req->acct.stream) {
+        attempt_failed(px, OUT_FAILED, "answered a stream request without an event stream%s", "");
+        return;
+    }
+    finish_whole(px);
+}
+
+static const struct upstream_callbacks up_callbacks = {
+    .on_head = on_up_head,
+    .on_data = on_up_data,
+    .on_done = on_up_done,
+};
+
+/* ---- client-side events ---- */
+
+static void on_client_abort(void *data)
+{
+    struct proxy *px = data;
+    if (px->call) {
+        upstream_call_cancel(px->call);
+        px->call = NULL;
+    }
+    if (px->cand) {
+        settle_usage(px);
+        char meta[2048];
+        write_meta(px, meta, sizeof meta); /* a client that leaves still pays */
+    }
+    if (px->sse_ready) sse_reader_cleanup(&px->sse);
+    px->sse_ready = false;
+}
+
+static void on_client_drain(void *data)
+{
+    struct proxy *px = data;
+    if (px->call) upstream_call_resume(px->call);
+}
+
+static void on_request_freed(void *data)
+{
+    struct proxy *px = data;
+    if (px->sse_ready) sse_reader_cleanup(&px->sse);
+    px->sse_ready = false;
+}
+
+/* ---- attempts ---- */
+
+static void start_next(struct proxy *px)
+{
+    struct http_request *req = px->req;
+    while (px->next < px->plan.n) {
+        px->cand = &px->plan.items[px->next++];
+        const struct config_provider *p = px->cand->provider;
+        const struct provider_ops *ops = provider_ops_for(p);
+        px->attempt_start_us = clock_mono_us();
+        if (!ops) {
+            char why[96];
+            snprintf(why, sizeof why, "provider type %s is not supported by this build",
+                     provider_type_name(p->type));
+            record_attempt(px, "%s", why);
+            px->all_timeouts = false;
+            continue;
+        }
+        struct provider_call pc = {
+            .kind = px->kind,
+            .body = req->body,
+            .body_len = req->body_len,
+            .facts = &px->facts,
+            .provider = p,
+            .model = px->cand->model,
+            .arena = &req->arena,
+        };
+        struct provider_request pr;
+        char err[256];
+        if (ops->prepare(&pc, &pr, err, sizeof err) != 0) {
+            record_attempt(px, "%s", err);
+            px->all_timeouts = false;
+            continue;
+        }
+        struct upstream_request ur = {
+            .method = "POST",
+            .url = pr.url,
+            .headers = pr.headers,
+            .body = pr.body,
+            .body_len = pr.body_len,
+            .timeout_ms = p->timeout_ms,
+            .stream = pr.stream,
+            .idle_timeout_ms = p->timeout_ms,
+            .tls_ca_file = p->tls_ca_file,
+            .tls_insecure = p->tls_insecure_skip_verify,
+        };
+        px->call = upstream_call_start(api_upstream_pool(req->worker), &ur, &up_callbacks, px);
+        return;
+    }
+    finish_with_failure(px);
+}
+
+void proxy_handle(struct http_request *req, enum api_kind kind)
+{
+    struct proxy *px = arena_alloc(&req->arena, sizeof *px);
+    memset(px, 0, sizeof *px);
+    px->req = req;
+    px->kind = kind;
+    px->all_timeouts = true;
+
+    struct scan_error serr;
+    enum scan_kind sk = kind == API_CHAT ? SCAN_CHAT : kind == API_COMPLETIONS ? SCAN_COMPLETIONS
+                                                                                : SCAN_EMBEDDINGS;
+    if (scan_request(sk, req->body, req->body_len, &px->facts, &serr) != 0) {
+        http_respond_error(req, serr.invalid_json ? GW_ERR_INVALID_JSON : GW_ERR_BAD_REQUEST,
+                           serr.message, serr.param);
+        return;
+    }
+    req->acct.model = arena_strdup(&req->arena, px->facts.model);
+    req->acct.stream = px->facts.stream && kind != API_EMBEDDINGS;
+
+    unsigned caps = 0;
+    if (kind == API_EMBEDDINGS) caps |= CAP_EMBEDDINGS;
+    if (px->facts.has_images) caps |= CAP_VISION;
+    routing_plan(req->config, px->facts.model, caps, &px->plan);
+    if (!px->plan.model_known) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "The model '%s' does not exist or no provider serves it.",
+                 px->facts.model);
+        http_respond_error(req, GW_ERR_MODEL_NOT_FOUND, msg, "model");
+        return;
+    }
+    req->handler_data = px;
+    req->on_abort = on_client_abort;
+    req->on_drain = on_client_drain;
+    arena_on_free(&req->arena, on_request_freed, px);
+    start_next(px);
+}

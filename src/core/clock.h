@@ -1,0 +1,25 @@
+/* clock: monotonic and wall-clock time in milliseconds/microseconds. */
+#ifndef AIPROXY_CORE_CLOCK_H
+#define AIPROXY_CORE_CLOCK_H
+
+#include <stdint.h>
+#include <time.h>
+
+static inline int64_t clock_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static inline int64_t clock_mono_ms(void)
+{
+    return clock_mono_us() / 1000;
+}
+
+static inline int64_t clock_wall_s(void)
+{
+    return (int64_t)time(NULL);
+}
+
+#endif

@@ -1,0 +1,938 @@
+/* server: HTTP/1.1 workers over libevent bufferevents and http-parser.
+ *
+ * Each worker thread owns an event_base, a SO_REUSEPORT listener and its
+ * connections; a request lives and dies on one worker, so nothing here
+ * locks on the hot path. A connection handles one request at a time: the
+ * parser pauses at message complete (pipelined bytes wait in the input
+ * buffer), the handler answers now or later, then parsing resumes.
+ *
+ * Replies are written straight to the socket (evbuffer_write) and EV_WRITE
+ * is armed only when the socket is full, which saves the writability round
+ * trip a bufferevent would otherwise make per reply. */
+#include "http/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <http_parser.h>
+#include <limits.h>
+#include <netdb.h>
+#include <strings.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+
+#include "config/config.h"
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
+
+/* ---- limits ---- */
+
+#define OUT_HIGH_WATERMARK (256 * 1024) /* stream backpressure starts here */
+#define OUT_LOW_WATERMARK (64 * 1024)   /* and ends here */
+#define IN_HIGH_WATERMARK (1024 * 1024) /* pipelined input read ahead at most */
+
+struct http_worker {
+    int index;
+    pthread_t thread;
+    struct http_server *server;
+    struct event_base *base;
+    struct evdns_base *dns;
+    struct evconnlistener *listener;
+    struct event *drain_ev;
+    struct event *config_ev;
+    struct event *drain_deadline_ev;
+    struct event *accept_retry_ev;
+    pthread_mutex_t config_lock;
+    struct config *config;         /* current snapshot (a reference) */
+    struct config *pending_config; /* handed over by http_server_set_config */
+    bool draining;
+    struct http_conn *conns; /* doubly linked list of open connections */
+    size_t n_conns;
+    http_handler_cb handler;
+    void (*on_complete)(struct http_request *req);
+    void *slot;
+    void (*slot_free)(void *slot);
+};
+
+struct http_server {
+    struct http_worker *workers;
+    int n_workers;
+};
+
+enum conn_state {
+    CONN_IDLE,     /* waiting for a request's first byte */
+    CONN_READING,  /* a request is arriving */
+    CONN_HANDLING, /* the handler owns the request */
+};
+
+struct http_conn {
+    struct http_worker *w;
+    struct bufferevent *bev;
+    int fd;
+    http_parser parser;
+    enum conn_state state;
+    struct http_request *req;
+    struct event *timer; /* read deadline, or keep-alive idle */
+    /* header being assembled (fields can arrive split) */
+    char *hname, *hvalue;
+    size_t hname_len, hvalue_len, hname_cap, hvalue_cap;
+    bool in_value;
+    size_t header_bytes;
+    char *url;
+    size_t url_len, url_cap;
+    /* body */
+    char *body;
+    size_t body_len, body_cap;
+    bool body_too_large;
+    bool headers_too_large;
+    bool in_dispatch; /* inside process_input: don't recurse */
+    bool close_after_response; /* answered with Connection: close */
+    bool closing;     /* close once the output is flushed */
+    bool freed_scheduled;
+    char peer_ip[64];
+    struct http_conn *prev, *next;
+};
+
+static atomic_bool server_draining;
+
+bool http_server_is_draining(void)
+{
+    return atomic_load(&server_draining);
+}
+
+/* ---- helpers ---- */
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 402: return "Payment Required";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 529: return "Overloaded";
+    default: return "Status";
+    }
+}
+
+static enum http_method_kind method_kind(unsigned m)
+{
+    switch (m) {
+    case HTTP_GET: return HTTP_M_GET;
+    case HTTP_HEAD: return HTTP_M_HEAD;
+    case HTTP_POST: return HTTP_M_POST;
+    case HTTP_PUT: return HTTP_M_PUT;
+    case HTTP_DELETE: return HTTP_M_DELETE;
+    case HTTP_OPTIONS: return HTTP_M_OPTIONS;
+    case HTTP_PATCH: return HTTP_M_PATCH;
+    default: return HTTP_M_OTHER;
+    }
+}
+
+const char *http_header_get(const struct http_request *req, const char *name)
+{
+    for (size_t i = 0; i < req->n_headers; i++)
+        if (strcmp(req->headers[i].name, name) == 0) return req->headers[i].value;
+    return NULL;
+}
+
+static void grow_append(char **buf, size_t *len, size_t *cap, const char *at, size_t n)
+{
+    if (*len + n + 1 > *cap) {
+        size_t ncap = *cap ? *cap * 2 : 64;
+        while (ncap < *len + n + 1) ncap *= 2;
+        *buf = xrealloc(*buf, ncap);
+        *cap = ncap;
+    }
+    memcpy(*buf + *len, at, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+}
+
+/* ---- connection lifetime ---- */
+
+static void conn_free_now(evutil_socket_t fd, short what, void *arg);
+static void process_input(struct http_conn *c);
+static void finish_request(struct http_request *req);
+
+static void request_free(struct http_request *req)
+{
+    config_unref(req->config);
+    struct arena a = req->arena;
+    arena_free(&a); /* req itself lives in its arena */
+}
+
+/* Closes at once (on the next loop turn): used for errors and aborts. */
+static void conn_close(struct http_conn *c)
+{
+    if (c->freed_scheduled) return;
+    c->freed_scheduled = true;
+    c->closing = true;
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+    event_del(c->timer);
+    event_base_once(c->w->base, -1, EV_TIMEOUT, conn_free_now, c, NULL);
+}
+
+/* Aborts the request a handler owns: the client left or the server must
+ * drop it. The handler releases what it holds; then the request is freed. */
+static void conn_abort_request(struct http_conn *c)
+{
+    struct http_request *req = c->req;
+    if (!req) return;
+    c->req = NULL;
+    if (c->state == CONN_HANDLING && !req->responded) {
+        if (req->on_abort) req->on_abort(req->handler_data);
+        req->status = 499; /* nginx's "client closed request" */
+        if (c->w->on_complete && req->config) c->w->on_complete(req);
+    }
+    request_free(req);
+}
+
+static void conn_free_now(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_conn *c = arg;
+    struct http_worker *w = c->w;
+    conn_abort_request(c);
+    if (c->prev) c->prev->next = c->next;
+    else w->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    w->n_conns--;
+    event_free(c->timer);
+    bufferevent_free(c->bev);
+    free(c->hname);
+    free(c->hvalue);
+    free(c->url);
+    free(c->body);
+    free(c);
+    if (w->draining && w->n_conns == 0) event_base_loopbreak(w->base);
+}
+
+/* Writes what is queued straight to the socket; arms EV_WRITE only when
+ * the kernel would not take it all. */
+static void conn_flush(struct http_conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    while (evbuffer_get_length(out) > 0) {
+        int n = evbuffer_write(out, c->fd);
+        if (n <= 0) {
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) break;
+            /* The peer is gone; the event callback would tell us later, but
+             * there is no point waiting. */
+            conn_close(c);
+            return;
+        }
+    }
+    if (evbuffer_get_length(out) > 0) {
+        bufferevent_enable(c->bev, EV_WRITE);
+    } else if (c->closing) {
+        conn_close(c);
+    }
+}
+
+static void conn_start_timer(struct http_conn *c, int64_t ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    event_add(c->timer, &tv);
+}
+
+/* ---- response writing ---- */
+
+static int add_bytes(struct http_conn *c, const void *data, size_t len)
+{
+    if (evbuffer_add(bufferevent_get_output(c->bev), data, len) != 0) {
+        /* A reply that cannot be queued is a closed connection, not a lost one. */
+        conn_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+static void write_head(struct http_request *req, int status, const char *content_type,
+                       const char *extra_headers, long long content_length)
+{
+    struct http_conn *c = req->conn;
+    bool keep = req->keep_alive && !c->w->draining && !c->close_after_response;
+    char length[48];
+    if (content_length >= 0) snprintf(length, sizeof length, "Content-Length: %lld", content_length);
+    else snprintf(length, sizeof length, "Transfer-Encoding: chunked");
+    char head[1024];
+    const char *node = req->config && req->config->node.id ? req->config->node.id : "";
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\n"
+                     "Content-Type: %s\r\n"
+                     "%s\r\n"
+                     "x-aiproxy-request-id: %s\r\n"
+                     "x-request-id: %s\r\n"
+                     "x-aiproxy-node: %s\r\n"
+                     "%s",
+                     status, status_text(status), content_type, length, req->id, req->id, node,
+                     keep ? "" : "Connection: close\r\n");
+    if (n < 0 || (size_t)n >= sizeof head) n = (int)sizeof head - 1;
+    if (!keep) c->close_after_response = true;
+    req->status = status;
+    if (add_bytes(c, head, (size_t)n) != 0) return;
+    if (extra_headers && add_bytes(c, extra_headers, strlen(extra_headers)) != 0) return;
+    add_bytes(c, "\r\n", 2);
+}
+
+void http_respond(struct http_request *req, int status, const char *content_type,
+                  const char *extra_headers, const char *body, size_t len)
+{
+    struct http_conn *c = req->conn;
+    write_head(req, status, content_type, extra_headers, (long long)len);
+    if (req->method != HTTP_M_HEAD && len) add_bytes(c, body, len);
+    req->bytes_out += (int64_t)len;
+    req->responded = true;
+    finish_request(req);
+}
+
+void http_respond_error_h(struct http_request *req, enum gw_error e, const char *message,
+                          const char *param, const char *extra_headers)
+{
+    char body[2048];
+    size_t n = gw_error_body(e, message, param, body, sizeof body);
+    http_respond(req, gw_error_status(e), "application/json", extra_headers, body, n);
+}
+
+void http_respond_error(struct http_request *req, enum gw_error e, const char *message,
+                        const char *param)
+{
+    http_respond_error_h(req, e, message, param, NULL);
+}
+
+void http_stream_start(struct http_request *req, int status, const char *content_type,
+                       const char *extra_headers)
+{
+    write_head(req, status, content_type, extra_headers, -1);
+    req->streaming = true;
+    conn_flush(req->conn);
+}
+
+bool http_stream_write3(struct http_request *req, const char *a, size_t alen, const char *b,
+                        size_t blen, const char *cc, size_t clen)
+{
+    struct http_conn *c = req->conn;
+    size_t total = alen + blen + clen;
+    if (total == 0 || c->freed_scheduled) return false;
+    char size_line[24];
+    int n = snprintf(size_line, sizeof size_line, "%zx\r\n", total);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (evbuffer_add(out, size_line, (size_t)n) != 0 || (alen && evbuffer_add(out, a, alen) != 0) ||
+        (blen && evbuffer_add(out, b, blen) != 0) || (clen && evbuffer_add(out, cc, clen) != 0) ||
+        evbuffer_add(out, "\r\n", 2) != 0) {
+        conn_close(c);
+        return false;
+    }
+    req->bytes_out += (int64_t)total;
+    conn_flush(c);
+    if (evbuffer_get_length(out) > OUT_HIGH_WATERMARK) {
+        req->drain_wanted = true;
+        return true;
+    }
+    return false;
+}
+
+bool http_stream_write(struct http_request *req, const char *data, size_t len)
+{
+    return http_stream_write3(req, data, len, NULL, 0, NULL, 0);
+}
+
+void http_stream_end(struct http_request *req)
+{
+    add_bytes(req->conn, "0\r\n\r\n", 5);
+    req->responded = true;
+    finish_request(req);
+}
+
+/* The response is queued: free the request, then either close or go on
+ * with the next (possibly already pipelined) request. */
+static void finish_request(struct http_request *req)
+{
+    struct http_conn *c = req->conn;
+    if (c->req == req) c->req = NULL;
+    if (c->w->on_complete) c->w->on_complete(req);
+    request_free(req);
+    c->state = CONN_IDLE;
+    if (c->close_after_response) c->closing = true;
+    conn_flush(c);
+    if (c->freed_scheduled) return;
+    if (c->closing) {
+        /* conn_flush closes once the output is empty. */
+        bufferevent_disable(c->bev, EV_READ);
+        return;
+    }
+    http_parser_pause(&c->parser, 0);
+    conn_start_timer(c, c->w->config->server.idle_timeout_ms);
+    bufferevent_enable(c->bev, EV_READ);
+    if (!c->in_dispatch) process_input(c);
+}
+
+/* ---- parsing ---- */
+
+static struct http_request *request_new(struct http_conn *c)
+{
+    struct arena a;
+    arena_init(&a);
+    struct http_request *req = arena_alloc(&a, sizeof *req);
+    memset(req, 0, sizeof *req);
+    req->arena = a;
+    req->conn = c;
+    req->worker = c->w;
+    req->start_us = clock_mono_us();
+    ids_request(req->id);
+    snprintf(req->client_ip, sizeof req->client_ip, "%s", c->peer_ip);
+    return req;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    struct http_conn *c = p->data;
+    c->state = CONN_READING;
+    c->req = request_new(c);
+    c->url_len = 0;
+    c->hname_len = c->hvalue_len = 0;
+    c->in_value = false;
+    c->header_bytes = 0;
+    c->body_len = 0;
+    c->body_too_large = false;
+    c->headers_too_large = false;
+    conn_start_timer(c, c->w->config->server.read_timeout_ms);
+    return 0;
+}
+
+static bool count_header_bytes(struct http_conn *c, size_t n)
+{
+    c->header_bytes += n;
+    if (c->header_bytes > (size_t)c->w->config->server.max_header_size) {
+        c->headers_too_large = true;
+        return false;
+    }
+    return true;
+}
+
+static int on_url(http_parser *p, const char *at, size_t n)
+{
+    struct http_conn *c = p->data;
+    if (!count_header_bytes(c, n)) return 1;
+    grow_append(&c->url, &c->url_len, &c->url_cap, at, n);
+    return 0;
+}
+
+static int store_header(struct http_conn *c)
+{
+    struct http_request *req = c->req;
+    if (c->hname_len == 0) return 0;
+    if (req->n_headers >= HTTP_MAX_HEADERS) {
+        c->headers_too_large = true;
+        return 1;
+    }
+    struct http_header *h = &req->headers[req->n_headers++];
+    char *name = arena_strndup(&req->arena, c->hname, c->hname_len);
+    for (char *s = name; *s; s++)
+        if (*s >= 'A' && *s <= 'Z') *s = (char)(*s + 32);
+    h->name = name;
+    h->name_len = c->hname_len;
+    h->value = arena_strndup(&req->arena, c->hvalue ? c->hvalue : "", c->hvalue_len);
+    h->value_len = c->hvalue_len;
+    c->hname_len = c->hvalue_len = 0;
+    c->in_value = false;
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t n)
+{
+    struct http_conn *c = p->data;
+    if (!count_header_bytes(c, n)) return 1;
+    if (c->in_value && store_header(c) != 0) return 1;
+    grow_append(&c->hname, &c->hname_len, &c->hname_cap, at, n);
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t n)
+{
+    struct http_conn *c = p->data;
+    if (!count_header_bytes(c, n)) return 1;
+    c->in_value = true;
+    grow_append(&c->hvalue, &c->hvalue_len, &c->hvalue_cap, at, n);
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct http_conn *c = p->data;
+    struct http_request *req = c->req;
+    if (c->in_value && store_header(c) != 0) return 1;
+    req->method = method_kind(p->method);
+    req->method_name = http_method_str(p->method);
+    req->keep_alive = http_should_keep_alive(p);
+
+    char *url = arena_strndup(&req->arena, c->url ? c->url : "", c->url_len);
+    char *q = strchr(url, '?');
+    if (q) {
+        *q = '\0';
+        req->query = q + 1;
+    }
+    req->path = url;
+
+    int64_t max = c->w->config->server.max_request_size;
+    if (p->content_length != ULLONG_MAX && p->content_length > (uint64_t)max) {
+        c->body_too_large = true;
+    } else if (p->content_length != ULLONG_MAX && p->content_length > 0) {
+        c->body_cap = (size_t)p->content_length + 1;
+        c->body = xrealloc(c->body, c->body_cap);
+    }
+    const char *expect = http_header_get(req, "expect");
+    if (expect && strcasecmp(expect, "100-continue") == 0 && !c->body_too_large)
+        add_bytes(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t n)
+{
+    struct http_conn *c = p->data;
+    if (c->body_too_large) return 0; /* drain: read and drop */
+    if (c->body_len + n > (size_t)c->w->config->server.max_request_size) {
+        c->body_too_large = true;
+        return 0;
+    }
+    grow_append(&c->body, &c->body_len, &c->body_cap, at, n);
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct http_conn *c = p->data;
+    http_parser_pause(p, 1);
+    (void)c;
+    return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* Answers a request that could not be parsed, then closes. */
+static void respond_parse_error(struct http_conn *c, enum gw_error e, const char *message)
+{
+    if (!c->req) c->req = request_new(c);
+    struct http_request *req = c->req;
+    req->config = config_ref(c->w->config);
+    req->keep_alive = false;
+    c->close_after_response = true;
+    c->state = CONN_HANDLING;
+    http_respond_error(req, e, message, NULL);
+}
+
+static void dispatch(struct http_conn *c)
+{
+    struct http_request *req = c->req;
+    event_del(c->timer);
+    c->state = CONN_HANDLING;
+    req->config = config_ref(c->w->config);
+    if (c->body_too_large) {
+        req->keep_alive = false;
+        char msg[160];
+        snprintf(msg, sizeof msg, "Request body is larger than the server's limit of %lld bytes.",
+                 (long long)req->config->server.max_request_size);
+        http_respond_error(req, GW_ERR_REQUEST_TOO_LARGE, msg, NULL);
+        return;
+    }
+    /* Hand the body to the request (freed with its arena). */
+    if (c->body_len) {
+        req->body = c->body;
+        req->body_len = c->body_len;
+        arena_on_free(&req->arena, free, c->body);
+        c->body = NULL;
+        c->body_cap = 0;
+        c->body_len = 0;
+    } else {
+        req->body = arena_strdup(&req->arena, "");
+    }
+    c->w->handler(req);
+}
+
+/* Feeds buffered input to the parser and dispatches complete requests, one
+ * at a time, until the input is used up or a handler answers later. */
+static void process_input(struct http_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    c->in_dispatch = true;
+    while (!c->freed_scheduled && !c->closing && c->state != CONN_HANDLING &&
+           evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
+        size_t used = http_parser_execute(&c->parser, &parser_settings, v.iov_base, v.iov_len);
+        enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
+        evbuffer_drain(in, used);
+        if (err == HPE_PAUSED) {
+            dispatch(c);
+            continue;
+        }
+        if (err != HPE_OK) {
+            if (c->headers_too_large)
+                respond_parse_error(c, GW_ERR_HEADERS_TOO_LARGE,
+                                    "Request headers are too large.");
+            else {
+                char msg[160];
+                snprintf(msg, sizeof msg, "Malformed HTTP request: %s.",
+                         http_errno_description(err));
+                respond_parse_error(c, GW_ERR_BAD_REQUEST, msg);
+            }
+            break;
+        }
+    }
+    c->in_dispatch = false;
+    /* A handler may have answered synchronously after its request freed
+     * input space; the loop above already continued. */
+}
+
+/* ---- bufferevent callbacks ---- */
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    struct http_conn *c = arg;
+    if (c->state == CONN_IDLE) event_del(c->timer);
+    if (c->state == CONN_HANDLING) return; /* pipelined bytes wait */
+    process_input(c);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    struct http_conn *c = arg;
+    struct evbuffer *out = bufferevent_get_output(bev);
+    size_t len = evbuffer_get_length(out);
+    if (c->req && c->req->drain_wanted && len <= OUT_LOW_WATERMARK) {
+        c->req->drain_wanted = false;
+        if (c->req->on_drain) c->req->on_drain(c->req->handler_data);
+    }
+    if (evbuffer_get_length(out) == 0) {
+        bufferevent_disable(bev, EV_WRITE);
+        if (c->closing) conn_close(c);
+    }
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct http_conn *c = arg;
+    /* EOF, error or write timeout: a request being read cannot complete,
+     * and one being handled has lost its reader, so its upstream stops. */
+    conn_close(c);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_conn *c = arg;
+    if (c->state == CONN_READING) {
+        /* read_timeout: a deadline for the whole request, from its first byte. */
+        respond_parse_error(c, GW_ERR_REQUEST_TIMEOUT,
+                            "The request was not received in time (server.read_timeout).");
+        return;
+    }
+    if (c->state == CONN_IDLE) conn_close(c);
+}
+
+/* ---- accepting ---- */
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int socklen, void *arg)
+{
+    struct http_worker *w = arg;
+    if (w->draining) {
+        close(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct http_conn *c = xcalloc(1, sizeof *c);
+    c->w = w;
+    c->fd = fd;
+    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->timer = evtimer_new(w->base, on_timer, c);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->peer_ip, sizeof c->peer_ip);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->peer_ip,
+                  sizeof c->peer_ip);
+    c->next = w->conns;
+    if (w->conns) w->conns->prev = c;
+    w->conns = c;
+    w->n_conns++;
+
+    struct timeval wt = {.tv_sec = w->config->server.write_timeout_ms / 1000,
+                         .tv_usec = (w->config->server.write_timeout_ms % 1000) * 1000};
+    bufferevent_set_timeouts(c->bev, NULL, &wt);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, IN_HIGH_WATERMARK);
+    bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW_WATERMARK, 0);
+    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+    bufferevent_enable(c->bev, EV_READ);
+    bufferevent_disable(c->bev, EV_WRITE);
+    conn_start_timer(c, w->config->server.idle_timeout_ms);
+}
+
+static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_worker *w = arg;
+    if (!w->draining && w->listener) evconnlistener_enable(w->listener);
+}
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    struct http_worker *w = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        /* Out of descriptors: pause accepting briefly instead of spinning;
+         * connections already open keep being served. */
+        log_event(LOG_WARN, "accept_paused", "accept failed: %s; pausing 100ms",
+                  evutil_socket_error_to_string(err));
+        evconnlistener_disable(l);
+        struct timeval tv = {0, 100000};
+        event_add(w->accept_retry_ev, &tv);
+    }
+}
+
+/* ---- drain and reload ---- */
+
+static void on_drain_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_worker *w = arg;
+    log_event(LOG_WARN, "drain_deadline", "worker %d: %zu connections still open at the drain "
+              "deadline; closing them", w->index, w->n_conns);
+    event_base_loopbreak(w->base);
+}
+
+static void on_drain(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_worker *w = arg;
+    w->draining = true;
+    if (w->listener) {
+        evconnlistener_free(w->listener);
+        w->listener = NULL;
+    }
+    /* Idle connections go now; busy ones close after their response. */
+    for (struct http_conn *c = w->conns; c; c = c->next) {
+        if (c->state == CONN_IDLE && !c->freed_scheduled) conn_close(c);
+        else c->close_after_response = true;
+    }
+    int64_t ms = w->config->server.drain_timeout_ms;
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    event_add(w->drain_deadline_ev, &tv);
+    if (w->n_conns == 0) event_base_loopbreak(w->base);
+}
+
+static void on_config(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_worker *w = arg;
+    pthread_mutex_lock(&w->config_lock);
+    struct config *next = w->pending_config;
+    w->pending_config = NULL;
+    pthread_mutex_unlock(&w->config_lock);
+    if (next) {
+        config_unref(w->config);
+        w->config = next;
+    }
+}
+
+/* ---- workers ---- */
+
+static void *worker_main(void *arg)
+{
+    struct http_worker *w = arg;
+    event_base_dispatch(w->base);
+    /* Close what is left (after the drain deadline). */
+    while (w->conns) {
+        struct http_conn *c = w->conns;
+        if (!c->freed_scheduled) {
+            c->freed_scheduled = true;
+            bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+        }
+        conn_free_now(-1, 0, c);
+    }
+    return NULL;
+}
+
+static int bind_listener(const char *host, int port)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char portstr[16];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    int rc = getaddrinfo(host && *host ? host : NULL, portstr, &hints, &res);
+    if (rc != 0) {
+        fprintf(stderr, "aiproxyd: cannot resolve listen address %s: %s\n", host, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    }
+    if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
+        fprintf(stderr, "aiproxyd: cannot listen on %s:%d: %s\n", host, port, strerror(errno));
+        if (fd >= 0) close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+struct http_server *http_server_start(const struct http_server_opts *opts, struct config *cfg)
+{
+    static bool threads_ready;
+    if (!threads_ready) {
+        evthread_use_pthreads();
+        threads_ready = true;
+    }
+    struct http_server *s = xcalloc(1, sizeof *s);
+    s->n_workers = opts->workers;
+    s->workers = xcalloc((size_t)opts->workers, sizeof *s->workers);
+    for (int i = 0; i < s->n_workers; i++) {
+        struct http_worker *w = &s->workers[i];
+        w->index = i;
+        w->server = s;
+        w->handler = opts->handler;
+        w->slot_free = opts->slot_free;
+        w->on_complete = opts->on_complete;
+        w->config = config_ref(cfg);
+        pthread_mutex_init(&w->config_lock, NULL);
+        int fd = bind_listener(opts->host, opts->port);
+        if (fd < 0) {
+            for (int j = 0; j <= i; j++) {
+                struct http_worker *x = &s->workers[j];
+                if (x->listener) evconnlistener_free(x->listener);
+                if (x->dns) evdns_base_free(x->dns, 0);
+                if (x->base) {
+                    event_free(x->drain_ev);
+                    event_free(x->config_ev);
+                    event_free(x->drain_deadline_ev);
+                    event_free(x->accept_retry_ev);
+                    event_base_free(x->base);
+                }
+                config_unref(x->config);
+                pthread_mutex_destroy(&x->config_lock);
+            }
+            free(s->workers);
+            free(s);
+            return NULL;
+        }
+        w->base = event_base_new();
+        w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                             EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        if (!w->dns) w->dns = evdns_base_new(w->base, 0); /* no resolv.conf: IPs only */
+        w->listener = evconnlistener_new(w->base, on_accept, w, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+        evconnlistener_set_error_cb(w->listener, on_accept_error);
+        w->drain_ev = event_new(w->base, -1, 0, on_drain, w);
+        w->config_ev = event_new(w->base, -1, 0, on_config, w);
+        w->drain_deadline_ev = evtimer_new(w->base, on_drain_deadline, w);
+        w->accept_retry_ev = evtimer_new(w->base, on_accept_retry, w);
+    }
+    for (int i = 0; i < s->n_workers; i++)
+        pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
+    return s;
+}
+
+void http_server_set_config(struct http_server *s, struct config *cfg)
+{
+    for (int i = 0; i < s->n_workers; i++) {
+        struct http_worker *w = &s->workers[i];
+        pthread_mutex_lock(&w->config_lock);
+        if (w->pending_config) config_unref(w->pending_config);
+        w->pending_config = config_ref(cfg);
+        pthread_mutex_unlock(&w->config_lock);
+        event_active(w->config_ev, 0, 0);
+    }
+}
+
+void http_server_drain_and_free(struct http_server *s)
+{
+    atomic_store(&server_draining, true);
+    for (int i = 0; i < s->n_workers; i++) event_active(s->workers[i].drain_ev, 0, 0);
+    for (int i = 0; i < s->n_workers; i++) {
+        struct http_worker *w = &s->workers[i];
+        pthread_join(w->thread, NULL);
+        if (w->slot && w->slot_free) w->slot_free(w->slot);
+        if (w->listener) evconnlistener_free(w->listener);
+        event_free(w->drain_ev);
+        event_free(w->config_ev);
+        event_free(w->drain_deadline_ev);
+        event_free(w->accept_retry_ev);
+        evdns_base_free(w->dns, 0);
+        event_base_free(w->base);
+        config_unref(w->config);
+        config_unref(w->pending_config);
+        pthread_mutex_destroy(&w->config_lock);
+    }
+    free(s->workers);
+    free(s);
+}
+
+struct event_base *http_worker_base(struct http_worker *w)
+{
+    return w->base;
+}
+
+struct evdns_base *http_worker_dns(struct http_worker *w)
+{
+    return w->dns;
+}
+
+void *http_worker_get_slot(struct http_worker *w)
+{
+    return w->slot;
+}
+
+void http_worker_set_slot(struct http_worker *w, void *slot)
+{
+    w->slot = slot;
+}
+
+bool http_worker_draining(struct http_worker *w)
+{
+    return w->draining;
+}
+
+int http_worker_index(struct http_worker *w)
+{
+    return w->index;
+}

@@ -1,0 +1,157 @@
+/* server: the HTTP/1.1 front end. N workers, each with its own event_base
+ * and SO_REUSEPORT listener; connections on bufferevents parsed with
+ * http-parser; keep-alive, pipelining (one request at a time per
+ * connection), request limits and deadlines. A parsed request is handed to
+ * a handler, which answers at once or later (after upstream I/O), whole or
+ * as a stream. Errors are always OpenAI-shaped JSON. */
+#ifndef AIPROXY_HTTP_SERVER_H
+#define AIPROXY_HTTP_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/arena.h"
+#include "core/ids.h"
+#include "http/errors.h"
+
+struct event_base;
+struct evdns_base;
+struct config;
+struct http_conn;
+struct http_worker;
+
+#define HTTP_MAX_HEADERS 64
+
+struct http_header {
+    const char *name; /* lowercased */
+    const char *value;
+    size_t name_len, value_len;
+};
+
+enum http_method_kind { HTTP_M_GET, HTTP_M_HEAD, HTTP_M_POST, HTTP_M_PUT, HTTP_M_DELETE,
+                        HTTP_M_OPTIONS, HTTP_M_PATCH, HTTP_M_OTHER };
+
+/* Called when the client went away (or the server must drop the request)
+ * while a handler still owned it. The handler must release what it holds
+ * (close upstream connections) and call http_request_done-free paths no
+ * more: after this returns, the request is freed. */
+typedef void (*http_abort_cb)(void *handler_data);
+/* Called when a streaming response's output buffer drained below the low
+ * watermark after http_stream_write reported backpressure. */
+typedef void (*http_drain_cb)(void *handler_data);
+
+struct http_request {
+    struct http_conn *conn;
+    struct http_worker *worker;
+    struct arena arena; /* freed when the response is complete */
+    struct config *config; /* the snapshot this request runs on (a reference) */
+    char id[ID_REQUEST_LEN + 1];
+    int64_t start_us; /* first byte of the request */
+
+    enum http_method_kind method;
+    const char *method_name;
+    const char *path;  /* without the query string */
+    const char *query; /* NULL when absent */
+    struct http_header headers[HTTP_MAX_HEADERS];
+    size_t n_headers;
+    char *body; /* NUL-terminated, arena-owned */
+    size_t body_len;
+    bool keep_alive;
+    char client_ip[64];
+
+    /* Set by handlers that answer later. */
+    void *handler_data;
+    http_abort_cb on_abort;
+    http_drain_cb on_drain;
+
+    /* Filled by handlers for the access log. */
+    struct {
+        const char *model;    /* as the client asked */
+        const char *provider; /* the one that answered */
+        int64_t tokens_in, tokens_out;
+        int64_t cost_nanos;
+        bool estimated;
+        int failovers;
+        bool stream;
+    } acct;
+
+    /* private response state */
+    int status;
+    bool responded;  /* a complete response is queued */
+    bool streaming;  /* stream headers sent, chunks may follow */
+    bool drain_wanted;
+    int64_t bytes_out;
+};
+
+/* Handlers: the request is theirs until they respond (or are aborted). */
+typedef void (*http_handler_cb)(struct http_request *req);
+
+/* Returns the value of header `name` (lowercase), or NULL. */
+const char *http_header_get(const struct http_request *req, const char *name);
+
+/* ---- whole responses ---- */
+
+/* Queues a complete response. `extra_headers` is "Name: value\r\n..." or NULL.
+ * The gateway headers (x-aiproxy-request-id, x-aiproxy-node) are added. */
+void http_respond(struct http_request *req, int status, const char *content_type,
+                  const char *extra_headers, const char *body, size_t len);
+/* An OpenAI-shaped error response. */
+void http_respond_error(struct http_request *req, enum gw_error e, const char *message,
+                        const char *param);
+void http_respond_error_h(struct http_request *req, enum gw_error e, const char *message,
+                          const char *param, const char *extra_headers);
+
+/* ---- streams (chunked transfer encoding) ---- */
+
+void http_stream_start(struct http_request *req, int status, const char *content_type,
+                       const char *extra_headers);
+/* Queues one chunk. Returns true when the client's output buffer is over
+ * its high watermark: the caller should stop reading upstream until
+ * on_drain is called. */
+bool http_stream_write(struct http_request *req, const char *data, size_t len);
+/* Two-part chunk (prefix + data + suffix) with one chunk header. */
+bool http_stream_write3(struct http_request *req, const char *a, size_t alen, const char *b,
+                        size_t blen, const char *c, size_t clen);
+void http_stream_end(struct http_request *req);
+
+/* ---- workers ---- */
+
+struct http_server;
+
+struct http_server_opts {
+    const char *host;
+    int port;
+    int workers;
+    http_handler_cb handler;
+    /* Runs once per request when its response is complete or it was
+     * aborted (status 499), before it is freed: the access log. */
+    void (*on_complete)(struct http_request *req);
+    /* Frees a worker's slot (see http_worker_set_slot) when it exits. */
+    void (*slot_free)(void *slot);
+};
+
+/* Binds one SO_REUSEPORT listener per worker (so a bind error is reported
+ * before any thread starts) and starts the worker threads. Returns NULL and
+ * prints why on failure. `cfg` is referenced by every worker. */
+struct http_server *http_server_start(const struct http_server_opts *opts, struct config *cfg);
+/* Hands every worker a new config snapshot (reload); requests in flight keep theirs. */
+void http_server_set_config(struct http_server *s, struct config *cfg);
+/* Stops accepting, lets in-flight requests and streams finish (up to the
+ * config's drain_timeout), closes idle connections, then joins the threads
+ * and frees the server. */
+void http_server_drain_and_free(struct http_server *s);
+
+/* Per-worker resources for handlers. */
+struct event_base *http_worker_base(struct http_worker *w);
+struct evdns_base *http_worker_dns(struct http_worker *w);
+/* Opaque per-worker slot for the upstream client (set by the api layer). */
+void *http_worker_get_slot(struct http_worker *w);
+void http_worker_set_slot(struct http_worker *w, void *slot);
+bool http_worker_draining(struct http_worker *w);
+int http_worker_index(struct http_worker *w);
+
+/* True once http_server_drain_and_free has begun (for /ready). */
+bool http_server_is_draining(void);
+
+#endif
