@@ -192,6 +192,7 @@ struct scan {
     bool failed;
 
     size_t depth;                       /* open containers */
+    size_t root_end;                    /* offset just past the root's '}' */
     struct frame stack[SCAN_MAX_DEPTH]; /* stack[depth - 1] is the innermost */
     struct frame deep;                  /* stands in for frames past the stack */
 
@@ -404,11 +405,10 @@ static bool token_range(const struct scan *s, size_t *off, size_t *len)
 }
 
 /* Fails as invalid JSON, like a yajl error would. */
-static int fail_json(struct scan *s, const char *why)
+static int fail_json(struct scan *s, const char *why, size_t at)
 {
     if (s->failed) return 0;
-    fail(s, "", "We could not parse the JSON body of your request. (%s near byte %zu)", why,
-         yajl_get_bytes_consumed(s->h));
+    fail(s, "", "We could not parse the JSON body of your request. (%s near byte %zu)", why, at);
     if (s->err) s->err->invalid_json = true;
     return 0;
 }
@@ -427,7 +427,7 @@ static int check_string_bytes(struct scan *s, const char *p, size_t n)
     } else if (token_range(s, &off, &len)) {
         if (utf8_valid((const unsigned char *)s->body + off, len)) return 1;
     }
-    return fail_json(s, "invalid UTF-8 in a string");
+    return fail_json(s, "invalid UTF-8 in a string", yajl_get_bytes_consumed(s->h));
 }
 
 static int hex4(const char *p, unsigned *out)
@@ -819,10 +819,13 @@ static int on_close(struct scan *s)
     if (s->depth <= SCAN_MAX_DEPTH) {
         if (s->is_response) ok = response_close(s, f);
         else ok = request_close(s, f);
-        if (s->depth == 1 && s->is_response) {
+        if (s->depth == 1) {
             size_t off = yajl_get_bytes_consumed(s->h);
-            s->resp->close_off = off > 0 ? off - 1 : 0;
-            s->resp->root_empty = f->count == 0;
+            s->root_end = off;
+            if (s->is_response) {
+                s->resp->close_off = off > 0 ? off - 1 : 0;
+                s->resp->root_empty = f->count == 0;
+            }
         }
     }
     s->depth--;
@@ -907,6 +910,13 @@ static void yajl_x_free(void *ctx, void *p)
     free(p);
 }
 
+static bool only_whitespace(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n') return false;
+    return true;
+}
+
 /* Runs yajl over the whole body. Returns 0 on success; on a JSON error
  * fills s->err (when set) as invalid_json and returns -1; on a failure
  * recorded by a callback returns -1. The handle is always freed. */
@@ -926,6 +936,13 @@ static int run(struct scan *s)
 
     yajl_status st = yajl_parse(s->h, (const unsigned char *)s->body, s->len);
     if (st == yajl_status_ok) st = yajl_complete_parse(s->h);
+    if (st == yajl_status_ok && !s->failed && !only_whitespace(s->body + s->root_end, s->len - s->root_end)) {
+        /* yajl lets an unterminated string after the value through (its
+         * lexer waits for more input and yajl_complete_parse does not
+         * treat that as garbage), so check the tail here. */
+        rc = -1;
+        fail_json(s, "trailing garbage", s->root_end);
+    }
     if (st != yajl_status_ok) {
         rc = -1;
         if (!s->failed) {

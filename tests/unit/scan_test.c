@@ -339,6 +339,8 @@ static void test_invalid_json(void **state)
     bad_json("{\"model\":'m'}");
     bad_json("{\"model\":\"m\"," MSGS "} x");
     bad_json("{\"model\":\"m\"," MSGS "}{}");
+    bad_json("{\"model\":\"m\"," MSGS "} \"");        /* unterminated string after */
+    bad_json("{\"model\":\"m\"," MSGS "}\"abc\\");
     bad_json("{\"model\":\"m\"," MSGS "} // comment");
     bad_json("{\"model\":\"m\xff\"," MSGS "}");          /* invalid UTF-8 */
     bad_json("{\"model\":\"m\xc0\x80\"," MSGS "}");      /* overlong NUL */
@@ -532,6 +534,7 @@ static void test_response_shapes(void **state)
     assert_int_equal(scan_response("", 0, &r), -1);
     assert_int_equal(scan_response("[DONE]", 6, &r), -1);
     assert_int_equal(scan_response("{} {}", 5, &r), -1);
+    assert_int_equal(scan_response(" { }\"", 5, &r), -1); /* found by fuzz_scan */
     assert_int_equal(scan_response("{\"a\":1", 6, &r), -1);
     assert_int_equal(scan_response("{\"a\":\"\xff\"}", 9, &r), -1);
 
