@@ -69,7 +69,7 @@ static json_t *model_object(const struct config *cfg, const char *name)
 
 static void respond_json(struct http_request *req, json_t *doc)
 {
-    char *text = json_dumps(doc, JSON_COMPACT);
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12));
     json_decref(doc);
     http_respond(req, 200, "application/json", NULL, text, strlen(text));
     free(text);

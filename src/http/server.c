@@ -244,16 +244,22 @@ static void conn_free_now(evutil_socket_t fd, short what, void *arg)
 static void conn_flush(struct http_conn *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
+    /* A bufferevent keeps its output's front frozen outside its own write
+     * callback; thaw it for our write, as that callback does. */
+    evbuffer_unfreeze(out, 1);
     while (evbuffer_get_length(out) > 0) {
+        errno = 0;
         int n = evbuffer_write(out, c->fd);
         if (n <= 0) {
             if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) break;
             /* The peer is gone; the event callback would tell us later, but
              * there is no point waiting. */
+            evbuffer_freeze(out, 1);
             conn_close(c);
             return;
         }
     }
+    evbuffer_freeze(out, 1);
     if (evbuffer_get_length(out) > 0) {
         bufferevent_enable(c->bev, EV_WRITE);
     } else if (c->closing) {

@@ -724,11 +724,14 @@ static void send_request(struct conn *c)
     c->parser.data = c;
     bufferevent_set_timeouts(c->bev, NULL, NULL);
     if (!c->origin->tls && c->fd >= 0) {
-        /* Plain TCP: write now rather than one loop turn later. */
+        /* Plain TCP: write now rather than one loop turn later (thawing the
+         * front of the output, as the bufferevent's own write callback does). */
+        evbuffer_unfreeze(out, 1);
         while (evbuffer_get_length(out) > 0) {
             int w = evbuffer_write(out, c->fd);
             if (w <= 0) break;
         }
+        evbuffer_freeze(out, 1);
     }
     if (evbuffer_get_length(out) > 0) bufferevent_enable(c->bev, EV_WRITE);
     if (!call->paused) bufferevent_enable(c->bev, EV_READ);
