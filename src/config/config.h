@@ -245,6 +245,28 @@ struct config {
     } security;
 };
 
+/* Value syntax (the loader's choices where SPEC is silent):
+ * - durations "250ms", "5s", "2m", "1h"; a bare number is seconds;
+ * - sizes "512KB", "10MB", "1GB" (powers of 1024; K/M/G, KiB.. and B too,
+ *   any case); a bare number is bytes;
+ * - booleans true/false, yes/no, on/off;
+ * - money is parsed from the value's text by money_parse_usd (no exponent,
+ *   never negative);
+ * - budget.cost_db "sqlite:///data/costs.db" is the relative path
+ *   "data/costs.db", "sqlite:////var/x.db" the absolute "/var/x.db", and a
+ *   value without a scheme is a path as written;
+ * - `${VAR}`, `${VAR:-default}` in values (the default also applies when VAR
+ *   is empty); `$${` is a literal `${`. A credential whose variable is unset
+ *   or empty leaves its provider loaded but unavailable (its API key, for
+ *   security.auth.api_keys); elsewhere the key falls back to its default,
+ *   with a warning;
+ * - an openai/anthropic provider without credentials.api_key reads
+ *   OPENAI_API_KEY / ANTHROPIC_API_KEY (or its preset's variable) only when
+ *   its endpoint is the default (or the preset's), so a key is never sent to
+ *   an endpoint its owner did not name;
+ * - caps: 4MB of text, nesting depth 64, 4096 entries per map or list; YAML
+ *   aliases and multiple documents are refused. */
+
 /* Loads and validates `path`; YAML or JSON is chosen by content. Returns a
  * snapshot with refcount 1, or NULL when any error was found. Warnings and
  * errors are appended to `diags` (the caller owns and cleans it). `getenv`
