@@ -5,11 +5,38 @@
  * Build: clang -g -fsanitize=fuzzer,address,undefined -Isrc tests/fuzz/fuzz_scan.c
  *        src/api/scan.c src/core/alloc.c $(pkg-config --cflags --libs yajl) -lm */
 #include <assert.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "api/scan.h"
+
+/* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
+static bool utf8_strict(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        uint32_t c = p[i], min;
+        size_t extra;
+        if (c < 0x80) { i++; continue; }
+        if ((c & 0xE0) == 0xC0) extra = 1, min = 0x80, c &= 0x1F;
+        else if ((c & 0xF0) == 0xE0) extra = 2, min = 0x800, c &= 0x0F;
+        else if ((c & 0xF8) == 0xF0) extra = 3, min = 0x10000, c &= 0x07;
+        else return false;
+        if (n - i <= extra) return false;
+        for (size_t j = 1; j <= extra; j++) {
+            if ((p[i + j] & 0xC0) != 0x80) return false;
+            c = (c << 6) | (p[i + j] & 0x3F);
+        }
+        if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return false;
+        i += extra + 1;
+    }
+    return true;
+}
+
+/* Set when the input is an object yajl accepts and is strict UTF-8 as a
+ * whole: then no request may be refused as invalid JSON. */
+static bool must_parse;
 
 static void check_request(enum scan_kind kind, const char *body, size_t len)
 {
@@ -20,6 +47,7 @@ static void check_request(enum scan_kind kind, const char *body, size_t len)
         assert(strlen(e.message) > 0 && strlen(e.message) < sizeof e.message);
         assert(strlen(e.param) < sizeof e.param);
         assert(!e.invalid_json || e.param[0] == '\0');
+        assert(!(must_parse && e.invalid_json));
         return;
     }
     size_t mlen = strlen(f.model);
@@ -61,7 +89,9 @@ static void check_response(const char *body, size_t len)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *body = (const char *)data;
+    struct resp_facts r;
 
+    must_parse = scan_response(body, size, &r) == 0 && utf8_strict(data, size);
     check_request(SCAN_CHAT, body, size);
     check_request(SCAN_COMPLETIONS, body, size);
     check_request(SCAN_EMBEDDINGS, body, size);

@@ -172,6 +172,9 @@ static void test_escaped_model(void **state)
     check_model_token("{\"model\":\"\\/\\\"\"," MSGS "}", "/\"", "\"\\/\\\"\"");
     /* An escaped key is the same key. */
     check_model_token("{\"mod\\u0065l\":\"gpt\"," MSGS "}", "gpt", "\"gpt\"");
+    /* Escapes next to raw UTF-8 in keys and values are fine. */
+    check_model_token("{\"k\\n\xc3\xa9\\\"\":\"\\t\xe4\xb8\xad\\u00e9\xf0\x9f\x98\x80\"," MSGS
+                      ",\"model\":\"m\"}", "m", "\"m\"");
     /* A model value with a raw UTF-8 character. */
     check_model_token("{\"model\":\"m\xc3\xa9\"," MSGS "}", "m\xc3\xa9", "\"m\xc3\xa9\"");
 }
