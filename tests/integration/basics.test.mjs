@@ -9,7 +9,10 @@ let gw;
 
 before(async () => {
   fake = await h.startFake({ name: 'p1', apiKey: 'sk-test-1' });
-  gw = await h.startGateway(h.baseConfig({ fakePort: fake.port }));
+  gw = await h.startGateway(h.baseConfig({
+    fakePort: fake.port,
+    extra: { routing: { aliases: { cheap: 'gpt-test' } } },
+  }));
 });
 after(() => h.killAll());
 beforeEach(() => fake.reset());
@@ -101,4 +104,45 @@ test('multi-part user content and a system message pass through unchanged', { ti
   assert.equal(r.json.choices[0].message.content, 'echo: part one part two');
   const [up] = await fake.requests();
   assert.deepEqual(up.body.messages, messages);
+});
+
+test('a routing alias resolves to its model', { timeout: 10000 }, async () => {
+  const r = await h.request(gw.url + '/v1/chat/completions', { body: h.chatBody('via alias', { model: 'cheap' }) });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.choices[0].message.content, 'echo: via alias');
+  assert.equal(r.json['x-aiproxy'].model, 'upstream-gpt');
+  const [up] = await fake.requests();
+  assert.equal(up.body.model, 'upstream-gpt');
+});
+
+test('30 concurrent requests (mixed streaming) each get their own answer', { timeout: 15000 }, async () => {
+  const jobs = [];
+  for (let i = 0; i < 30; i++) {
+    const text = `concurrent number ${i}`;
+    if (i % 3 === 0) {
+      jobs.push((async () => {
+        const s = await h.streamRequest(gw.url + '/v1/chat/completions', { body: h.chatBody(text, { stream: true }), timeoutMs: 10000 });
+        const d = await s.done;
+        const content = d.events.filter((e) => e !== '[DONE]').map((e) => JSON.parse(e))
+          .map((c) => (c.choices && c.choices[0] && c.choices[0].delta && c.choices[0].delta.content) || '').join('');
+        return [text, s.status, content];
+      })());
+    } else {
+      jobs.push(h.request(gw.url + '/v1/chat/completions', { body: h.chatBody(text), timeoutMs: 10000 })
+        .then((r) => [text, r.status, r.json && r.json.choices[0].message.content]));
+    }
+  }
+  for (const [text, status, content] of await Promise.all(jobs)) {
+    assert.equal(status, 200);
+    assert.equal(content, `echo: ${text}`);
+  }
+  assert.equal((await fake.requests()).length, 30);
+});
+
+test('GET /metrics is Prometheus text', { timeout: 5000 }, async () => {
+  await h.request(gw.url + '/v1/chat/completions', { body: h.chatBody('count me') });
+  const r = await h.request(gw.url + '/metrics');
+  assert.equal(r.status, 200, r.text);
+  assert.match(r.headers['content-type'] || '', /^text\/plain/);
+  assert.match(r.text, /^# (HELP|TYPE) /m);
 });

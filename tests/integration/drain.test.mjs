@@ -44,7 +44,9 @@ test('SIGTERM: the in-flight stream completes, new connections are refused, exit
   assert.equal(content, Array.from({ length: 20 }, (_, i) => `c${i} `).join(''), 'every chunk must arrive');
   assert.ok(chunks[chunks.length - 1]['x-aiproxy'], 'the final x-aiproxy chunk too');
 
-  const code = await Promise.race([gw.exited, h.sleep(5000).then(() => 'still running 5 s after the stream ended')]);
+  let tm;
+  const code = await Promise.race([gw.exited, new Promise((r) => { tm = setTimeout(() => r('still running 5 s after the stream ended'), 5000); })]);
+  clearTimeout(tm);
   assert.equal(code, 0, `exit code after drain: ${code}\n${gw.logs().slice(-2000)}`);
   assert.ok(doneAt - sigAt > 1000, 'the stream outlived the signal by the expected ~1.8 s');
 });

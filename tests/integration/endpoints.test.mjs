@@ -14,7 +14,7 @@ before(async () => {
         models: [
           h.model('gpt-test', 'upstream-gpt'),
           h.model('instruct-test', 'upstream-instruct', 0.0015, 0.002),
-          { name: 'embed-test', openai_model: 'upstream-embed', cost_per_1k_tokens: 0.0001 },
+          { name: 'embed-test', openai_model: 'upstream-embed', capabilities: ['embeddings'], cost_per_1k_tokens: 0.0001 },
         ],
       }),
     },

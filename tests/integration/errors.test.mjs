@@ -212,3 +212,46 @@ describe('upstream failures', () => {
     assert.ok(ms < 4000, `answered after ${ms} ms, long after the 1s provider timeout`);
   });
 });
+
+describe('limits', () => {
+  let fake;
+  before(async () => {
+    fake = await h.startFake({ name: 'p1', apiKey: 'sk-test-1' });
+  });
+  beforeEach(() => fake.reset());
+
+  test('429 rate_limit_exceeded for a key over its rate_limit, with Retry-After', { timeout: 10000 }, async (t) => {
+    const gw = await h.gatewayFor(t, h.baseConfig({
+      fakePort: fake.port,
+      extra: { security: { auth: { enabled: true, api_keys: [{ key: 'k1', name: 'limited', rate_limit: 2 }, { key: 'k2', name: 'other' }] } } },
+    }));
+    const chat = (key) => h.request(gw.url + '/v1/chat/completions', { body: h.chatBody('rl'), headers: { authorization: `Bearer ${key}` } });
+    assert.equal((await chat('k1')).status, 200);
+    assert.equal((await chat('k1')).status, 200);
+    const r = await chat('k1');
+    h.assertOpenAIError(r, 429, 'rate_limit_exceeded');
+    const ra = r.headers['retry-after'];
+    assert.ok(ra !== undefined, 'Retry-After header missing');
+    assert.match(ra, /^\d+$/, `Retry-After must be integer seconds: ${ra}`);
+    assert.ok(Number(ra) > 0 && Number(ra) <= 3600, `Retry-After ${ra}`);
+    assert.equal((await fake.requests()).length, 2, 'the limited request must not reach the upstream');
+    // Another key is not affected.
+    assert.equal((await chat('k2')).status, 200);
+  });
+
+  test('429 budget_exceeded once the daily limit is spent, with x-should-retry: false', { timeout: 10000 }, async (t) => {
+    const gw = await h.gatewayFor(t, h.baseConfig({
+      fakePort: fake.port,
+      extra: { budget: { daily_limit: 0.01, monthly_limit: 100 } },
+    }));
+    // 20000 prompt tokens at 0.001/1k = 0.02 USD: over the 0.01 daily limit.
+    await fake.control({ queue: [{ usage: { prompt_tokens: 20000, completion_tokens: 0 } }] });
+    const first = await h.request(gw.url + '/v1/chat/completions', { body: h.chatBody('spend') });
+    assert.equal(first.status, 200, first.text);
+    assert.ok(Math.abs(first.json['x-aiproxy'].cost - 0.02) < 1e-12, `cost ${first.json['x-aiproxy'].cost}`);
+    const r = await h.request(gw.url + '/v1/chat/completions', { body: h.chatBody('more') });
+    h.assertOpenAIError(r, 429, 'budget_exceeded');
+    assert.equal(r.headers['x-should-retry'], 'false');
+    assert.equal((await fake.requests()).length, 1, 'the refused request must not reach the upstream');
+  });
+});

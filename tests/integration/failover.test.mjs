@@ -116,3 +116,32 @@ test('streaming request: p1 500 before any byte -> stream from p2', { timeout: 1
   assert.equal(xa.failovers, 1);
   assert.deepEqual(xa.providers_tried, ['p1', 'p2']);
 });
+
+for (const status of [408, 409, 502, 503]) {
+  test(`p1 ${status} -> answer from p2`, { timeout: 10000 }, async (t) => {
+    const gw = await h.gatewayFor(t, twoProviderConfig(f1, f2));
+    await f1.control({ queue: [{ status }] });
+    await expectFailoverToP2(gw);
+  });
+}
+
+for (const status of [413, 422]) {
+  test(`p1 ${status} is passed through without failover`, { timeout: 10000 }, async (t) => {
+    const gw = await h.gatewayFor(t, twoProviderConfig(f1, f2));
+    await f1.control({ queue: [{ status, message: `fake ${status}` }] });
+    const r = await h.request(gw.url + '/v1/chat/completions', { body: h.chatBody('client fault') });
+    h.assertOpenAIError(r, status);
+    assert.equal(r.json.error.message, `fake ${status}`);
+    assert.equal((await f2.requests()).length, 0, 'no failover on a client-fault 4xx');
+  });
+}
+
+test('every provider of the model failing -> 502 naming both, each tried once', { timeout: 10000 }, async (t) => {
+  const gw = await h.gatewayFor(t, twoProviderConfig(f1, f2));
+  await f1.control({ default: { status: 500 } });
+  await f2.control({ default: { reset: true } });
+  const r = await h.request(gw.url + '/v1/chat/completions', { body: h.chatBody('doomed'), timeoutMs: 8000 });
+  const e = h.assertOpenAIError(r, 502, 'upstream_error');
+  assert.match(e.message, /\bp1\b/);
+  assert.match(e.message, /\bp2\b/);
+});

@@ -66,7 +66,9 @@ export async function killAll() {
       try { p.kill('SIGKILL'); } catch { /* gone */ }
     }
   }
-  await Promise.race([Promise.all(waits), sleep(3000)]);
+  let timer;
+  await Promise.race([Promise.all(waits), new Promise((r) => { timer = setTimeout(r, 3000); })]);
+  clearTimeout(timer);
   for (const d of tempDirs) {
     try { fs.rmSync(d, { recursive: true, force: true }); } catch { /* ignore */ }
   }

@@ -85,3 +85,31 @@ test('HTTP/1.0 without keep-alive is answered and closed', { timeout: 5000 }, as
   assert.equal(x.responses[0].status, 200);
   assert.ok(x.closed);
 });
+
+test('Expect: 100-continue gets "100 Continue" before the body is sent', { timeout: 8000 }, async () => {
+  const body = JSON.stringify(h.chatBody('expect'));
+  const sock = net.connect(gw.port, '127.0.0.1');
+  await new Promise((r, j) => { sock.once('connect', r); sock.once('error', j); });
+  let buf = Buffer.alloc(0);
+  sock.on('data', (d) => { buf = Buffer.concat([buf, d]); });
+  try {
+    sock.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nExpect: 100-continue\r\n\r\n`);
+    await h.waitFor(() => /^HTTP\/1\.1 100 /.test(buf.toString('latin1')), 1000, 10, '100 Continue');
+    sock.write(body);
+    await h.waitFor(() => h.parseHttpResponses(buf).some((r) => r.status === 200 && r.complete), 3000, 10, 'the final answer');
+    const final = h.parseHttpResponses(buf).find((r) => r.status === 200);
+    assert.equal(final.json.choices[0].message.content, 'echo: expect');
+  } finally {
+    sock.destroy();
+  }
+});
+
+test('a chunked request body is accepted', { timeout: 8000 }, async () => {
+  const body = JSON.stringify(h.chatBody('chunked body'));
+  const parts = [body.slice(0, 7), body.slice(7, 30), body.slice(30)];
+  const chunked = parts.map((p) => `${Buffer.byteLength(p).toString(16)}\r\n${p}\r\n`).join('') + '0\r\n\r\n';
+  const x = await h.rawExchange(gw.port, `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${chunked}`,
+    { untilResponses: 1, timeoutMs: 5000 });
+  assert.equal(x.responses[0] && x.responses[0].status, 200, x.text.slice(0, 500));
+  assert.equal(x.responses[0].json.choices[0].message.content, 'echo: chunked body');
+});

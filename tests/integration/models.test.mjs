@@ -89,3 +89,10 @@ test('requests for gpt-test skip the unavailable provider', { timeout: 5000 }, a
   const reqs = await fake.requests();
   assert.ok(reqs.every((q) => q.headers.authorization === 'Bearer sk-test-1'), 'no request without a credential');
 });
+
+test('GET /v1/endpoints lists every provider and never shows credentials', { timeout: 5000 }, async () => {
+  const r = await h.request(gw.url + '/v1/endpoints');
+  assert.equal(r.status, 200, r.text);
+  assert.ok(r.text.includes('p1') && r.text.includes('nokey'), r.text.slice(0, 500));
+  assert.ok(!r.text.includes('sk-test-1'), 'a credential leaked into /v1/endpoints');
+});

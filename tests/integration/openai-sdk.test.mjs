@@ -15,7 +15,7 @@ before(async () => {
       p1: h.provider(fake, {
         models: [
           h.model('gpt-test', 'upstream-gpt'),
-          { name: 'embed-test', openai_model: 'upstream-embed', cost_per_1k_tokens: 0.0001 },
+          { name: 'embed-test', openai_model: 'upstream-embed', capabilities: ['embeddings'], cost_per_1k_tokens: 0.0001 },
         ],
       }),
     },

@@ -106,3 +106,30 @@ test('client disconnecting while the upstream has not answered yet -> upstream r
   await h.waitFor(async () => (await fake.requests())[0].clientClosed, 2500, 50, 'the fake to see its connection closed');
   assert.ok(Date.now() - t0 < 2500);
 });
+
+test('a client that stops reading is cut off after write_timeout, and the upstream is closed', { timeout: 20000 }, async (t) => {
+  const g = await h.gatewayFor(t, h.baseConfig({ fakePort: fake.port, server: { write_timeout: '1s', read_timeout: '5s' } }));
+  // ~24 MB of SSE: far more than socket buffers hold.
+  await fake.control({ queue: [{ bigResponseBytes: 20_000_000 }] });
+  const u = new URL(g.url + '/v1/chat/completions');
+  const data = JSON.stringify(h.chatBody('never read', { stream: true }));
+  let closedAt = null;
+  const req = http.request({ method: 'POST', hostname: u.hostname, port: u.port, path: u.pathname, agent: false,
+    headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } }, (res) => {
+    res.pause(); // never read
+    res.on('close', () => { closedAt = Date.now(); });
+    res.on('error', () => {});
+  });
+  req.on('error', () => { closedAt = closedAt || Date.now(); });
+  req.on('close', () => { closedAt = closedAt || Date.now(); });
+  req.end(data);
+  const t0 = Date.now();
+  await h.waitFor(() => closedAt !== null, 8000, 50, 'the gateway to close the stalled client connection');
+  assert.ok(closedAt - t0 < 8000);
+  await h.waitFor(async () => { const [r] = await fake.requests(); return r && (r.clientClosed || r.finishedAt); }, 3000, 50,
+    'the upstream request to end');
+  const [up] = await fake.requests();
+  assert.equal(up.clientClosed, true, 'the gateway must drop the upstream of a client it gave up on');
+  const r = await h.request(g.url + '/health');
+  assert.equal(r.status, 200);
+});
