@@ -520,8 +520,9 @@ static int on_headers_complete(http_parser *p)
         c->body = xrealloc(c->body, c->body_cap);
     }
     const char *expect = http_header_get(req, "expect");
-    if (expect && strcasecmp(expect, "100-continue") == 0 && !c->body_too_large)
-        add_bytes(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    if (expect && strcasecmp(expect, "100-continue") == 0 && !c->body_too_large &&
+        p->content_length != 0 && add_bytes(c, "HTTP/1.1 100 Continue\r\n\r\n", 25) == 0)
+        conn_flush(c);
     return 0;
 }
 

@@ -200,6 +200,7 @@ struct upstream_call {
     bool done;
     int in_callback;
     bool paused;
+    struct event *resume_ev; /* goes on with input buffered while paused */
     /* response head being parsed */
     char *hname, *hvalue;
     size_t hname_len, hvalue_len, hname_cap, hvalue_cap;
@@ -392,6 +393,7 @@ static void dns_cache_put(struct upstream_pool *p, const char *host, const struc
 static void call_free(struct upstream_call *call)
 {
     if (call->timer) event_free(call->timer);
+    if (call->resume_ev) event_free(call->resume_ev);
     if (call->dns_req) evdns_getaddrinfo_cancel(call->dns_req);
     free(call->hname);
     free(call->hvalue);
@@ -482,10 +484,30 @@ void upstream_call_pause(struct upstream_call *call)
     if (call->conn && call->conn->phase == PHASE_ACTIVE) bufferevent_disable(call->conn->bev, EV_READ);
 }
 
+static void on_conn_read(struct bufferevent *bev, void *arg);
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    struct upstream_call *call = arg;
+    struct conn *c = call->conn;
+    if (c && !call->paused && c->phase == PHASE_ACTIVE &&
+        evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        on_conn_read(c->bev, c);
+}
+
 void upstream_call_resume(struct upstream_call *call)
 {
     call->paused = false;
-    if (call->conn && call->conn->phase == PHASE_ACTIVE) bufferevent_enable(call->conn->bev, EV_READ);
+    struct conn *c = call->conn;
+    if (!c || c->phase != PHASE_ACTIVE) return;
+    bufferevent_enable(c->bev, EV_READ);
+    /* Bytes read before the pause produce no new read event: feed them on
+     * the next loop turn (not from inside the caller's stack). */
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+        if (!call->resume_ev) call->resume_ev = evtimer_new(call->pool->base, on_resume, call);
+        struct timeval zero = {0, 0};
+        event_add(call->resume_ev, &zero);
+    }
 }
 
 /* ---- timers ---- */
@@ -643,25 +665,28 @@ static const http_parser_settings response_settings = {
     .on_message_complete = on_r_message_complete,
 };
 
-/* Feeds what arrived to the parser. Returns after the call ended, was
- * cancelled, or the input is used up. */
-static void feed_response(struct conn *c, const char *data, size_t len)
+/* Feeds what arrived to the parser. Returns true while the call goes on
+ * on this connection; false once it ended or was cancelled (the call, and
+ * maybe the connection, are gone then). */
+static bool feed_response(struct conn *c, const char *data, size_t len)
 {
     struct upstream_call *call = c->call;
     size_t used = http_parser_execute(&c->parser, &response_settings, data, len);
-    if (call_settle(call)) return;
+    if (call_settle(call)) return false;
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
     if (e == HPE_PAUSED) {
         /* Bytes after a complete response on a keep-alive connection are
          * a protocol violation: never pool such a connection. */
         if (used < len) call->keep_alive = false;
         call_finish(call, 0);
-        return;
+        return false;
     }
     if (e != HPE_OK) {
         call_finish(call, call->head_bytes > MAX_RESPONSE_HEAD ? UPSTREAM_ERR_TOO_LARGE
                                                               : UPSTREAM_ERR_PROTOCOL);
+        return false;
     }
+    return true;
 }
 
 static void on_conn_read(struct bufferevent *bev, void *arg)
@@ -682,13 +707,12 @@ static void on_conn_read(struct bufferevent *bev, void *arg)
     while (evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
-        /* Copy out first: callbacks may destroy this connection. */
+        /* Copy out first: finishing the call may free this connection. */
         char buf[16384];
         size_t n = v.iov_len < sizeof buf ? v.iov_len : sizeof buf;
         memcpy(buf, v.iov_base, n);
         evbuffer_drain(in, n);
-        feed_response(c, buf, n);
-        if (call->done || call->cancelled || c->call != call) return;
+        if (!feed_response(c, buf, n)) return;
         if (call->paused) return;
     }
 }
