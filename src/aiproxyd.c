@@ -24,7 +24,8 @@
 #include "core/ids.h"
 #include "core/log.h"
 #include "http/server.h"
-#include "obs/access_log.h"
+#include "obs/metrics.h"
+#include "routing/stats.h"
 #include "upstream/probe.h"
 
 #define AIPROXY_VERSION "0.1.0"
@@ -138,6 +139,8 @@ static struct config *load_config(const struct options *o, bool *used_defaults)
         config_unref(cfg);
         return NULL;
     }
+    for (size_t i = 0; cfg && i < cfg->n_providers; i++)
+        cfg->providers[i].stats = provider_stats_get(cfg->providers[i].name);
     return cfg;
 }
 
@@ -248,12 +251,13 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     models_set_start_time(clock_wall_s());
+    metrics_init();
     struct http_server_opts sopts = {
         .host = cfg->server.listen_host,
         .port = cfg->server.listen_port,
         .workers = workers_for(cfg),
         .handler = api_dispatch,
-        .on_complete = access_log_request,
+        .on_complete = api_request_complete,
         .slot_free = api_upstream_pool_free,
     };
     struct http_server *server = http_server_start(&sopts, cfg);

@@ -5,10 +5,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api/admin_info.h"
 #include "api/models.h"
 #include "api/proxy.h"
 #include "config/config.h"
 #include "http/server.h"
+#include "obs/access_log.h"
+#include "obs/metrics.h"
 #include "security/auth.h"
 
 enum route_auth { AUTH_NONE, AUTH_KEY };
@@ -86,6 +89,16 @@ static void handle_model(struct http_request *req, const char *rest)
     models_get(req, id);
 }
 
+static void handle_metrics(struct http_request *req, const char *rest)
+{
+    admin_info_metrics(req);
+}
+
+static void handle_endpoints(struct http_request *req, const char *rest)
+{
+    admin_info_endpoints(req);
+}
+
 static const struct route routes[] = {
     {"/health", false, HTTP_M_GET, AUTH_NONE, handle_health},
     {"/ready", false, HTTP_M_GET, AUTH_NONE, handle_ready},
@@ -94,6 +107,8 @@ static const struct route routes[] = {
     {"/v1/embeddings", false, HTTP_M_POST, AUTH_KEY, handle_embeddings},
     {"/v1/models", false, HTTP_M_GET, AUTH_KEY, handle_models},
     {"/v1/models/", true, HTTP_M_GET, AUTH_KEY, handle_model},
+    {"/v1/endpoints", false, HTTP_M_GET, AUTH_KEY, handle_endpoints},
+    {"/metrics", false, HTTP_M_GET, AUTH_KEY, handle_metrics},
 };
 
 static bool path_disabled(const struct config *cfg, const char *path)
@@ -145,4 +160,10 @@ void api_dispatch(struct http_request *req)
     }
     http_respond_error(req, GW_ERR_NOT_FOUND, "Unknown path. See GET /v1/models and POST "
                                               "/v1/chat/completions.", NULL);
+}
+
+void api_request_complete(struct http_request *req)
+{
+    metrics_record_request(req);
+    access_log_request(req);
 }

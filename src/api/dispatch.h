@@ -8,4 +8,8 @@ struct http_request;
 /* The server's request handler (http_server_opts.handler). */
 void api_dispatch(struct http_request *req);
 
+/* The server's completion hook (http_server_opts.on_complete): metrics and
+ * the access log. */
+void api_request_complete(struct http_request *req);
+
 #endif

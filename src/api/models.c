@@ -11,6 +11,7 @@
 #include "config/config.h"
 #include "core/money.h"
 #include "http/server.h"
+#include "routing/stats.h"
 
 static long long process_start;
 
@@ -48,7 +49,9 @@ static json_t *model_object(const struct config *cfg, const char *name)
             json_object_set_new(o, "cost_per_1k_tokens", usd_json(m->price_in_per_1k));
             json_object_set_new(o, "cost_per_1k_input_tokens", usd_json(m->price_in_per_1k));
             json_object_set_new(o, "cost_per_1k_output_tokens", usd_json(m->price_out_per_1k));
-            json_object_set_new(o, "avg_latency_ms", json_null());
+            long long ewma = p->stats ? atomic_load(&p->stats->ewma_latency_us) : 0;
+            json_object_set_new(o, "avg_latency_ms", ewma ? json_integer((ewma + 500) / 1000)
+                                                          : json_null());
             json_object_set_new(o, "priority", json_integer(p->priority));
             json_array_append_new(providers, o);
             break;

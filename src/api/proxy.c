@@ -19,8 +19,10 @@
 #include "core/money.h"
 #include "http/server.h"
 #include "http/sse.h"
+#include "obs/metrics.h"
 #include "providers/provider.h"
 #include "routing/candidates.h"
+#include "routing/stats.h"
 #include "upstream/client.h"
 
 /* ---- limits ---- */
@@ -52,6 +54,7 @@ struct proxy {
     const struct candidate *cand;
     struct upstream_call *call;
     int64_t attempt_start_us;
+    bool stats_open; /* provider_stats_begin was called for this attempt */
     int status;
     bool upstream_sse;
     char *retry_after;
@@ -63,6 +66,7 @@ struct proxy {
     struct sse_reader sse;
     bool sse_ready;
     bool stream_started; /* headers and bytes reached the client */
+    bool stream_counted; /* counted in aiproxy_open_streams */
     bool saw_done;
     bool failed_mid_stream;
     int64_t chunks;
@@ -127,6 +131,16 @@ static void reset_attempt(struct proxy *px)
     px->held_usage = NULL;
     px->held_usage_len = 0;
     memset(&px->usage, 0, sizeof px->usage);
+}
+
+/* Closes the attempt's live figures once: a success feeds the latency
+ * average (time to first byte for streams). */
+static void attempt_close(struct proxy *px, bool ok, bool timeout)
+{
+    if (!px->stats_open) return;
+    px->stats_open = false;
+    int64_t end = px->first_byte_us ? px->first_byte_us : clock_mono_us();
+    provider_stats_end(px->cand->provider->stats, ok, timeout, end - px->attempt_start_us);
 }
 
 static nanos_t compute_cost(const struct config_model *m, const struct usage *u)
@@ -242,6 +256,8 @@ static void attempt_failed(struct proxy *px, enum outcome_kind kind, const char 
                            const char *detail)
 {
     record_attempt(px, fmt, detail);
+    attempt_close(px, false, kind == OUT_TIMEOUT);
+    metrics_failover();
     if (kind != OUT_TIMEOUT) px->all_timeouts = false;
     if (px->call) {
         upstream_call_cancel(px->call);
@@ -259,6 +275,7 @@ static void respond_passthrough_error(struct proxy *px)
 {
     struct resp_facts rf;
     struct http_request *req = px->req;
+    attempt_close(px, true, false);
     req->acct.provider = px->cand->provider->name;
     if (scan_response(px->buf, px->buf_len, &rf) == 0 && rf.has_error) {
         http_respond(req, px->status, "application/json", gateway_headers(px), px->buf,
@@ -290,6 +307,7 @@ static void finish_whole(struct proxy *px)
     }
     px->usage = rf.usage;
     settle_usage(px);
+    attempt_close(px, true, false);
     record_attempt(px, "ok%s", "");
     char meta[2048];
     size_t mlen = write_meta(px, meta, sizeof meta);
@@ -315,6 +333,10 @@ static void start_client_stream(struct proxy *px)
 {
     px->stream_started = true;
     px->first_byte_us = clock_mono_us();
+    provider_stats_ttft(px->cand->provider->stats, px->first_byte_us - px->attempt_start_us);
+    metrics_record_ttft(px->first_byte_us - px->req->start_us);
+    metrics_stream_open();
+    px->stream_counted = true;
     http_stream_start(px->req, 200, "text/event-stream",
                       arena_printf(&px->req->arena,
                                    "Cache-Control: no-cache\r\nx-aiproxy-provider: %s\r\n",
@@ -331,6 +353,7 @@ static void forward_event(struct proxy *px, const char *data, size_t len)
 static void send_final_chunk(struct proxy *px)
 {
     settle_usage(px);
+    attempt_close(px, true, false);
     record_attempt(px, "ok%s", "");
     char meta[2048];
     size_t mlen = write_meta(px, meta, sizeof meta);
@@ -367,6 +390,7 @@ static void send_error_event(struct proxy *px, const char *why)
     size_t n = gw_error_body(GW_ERR_UPSTREAM, msg, NULL, body, sizeof body);
     http_stream_write3(px->req, "data: ", 6, body, n, "\n\n", 2);
     px->failed_mid_stream = true;
+    attempt_close(px, false, false);
     record_attempt(px, "failed mid-stream: %s", why);
     settle_usage(px);
     char meta[2048];
@@ -544,6 +568,11 @@ static void on_client_abort(void *data)
         upstream_call_cancel(px->call);
         px->call = NULL;
     }
+    if (px->stats_open) {
+        /* Not the provider's fault: count it done, without a latency sample. */
+        px->stats_open = false;
+        provider_stats_end(px->cand->provider->stats, true, false, 0);
+    }
     if (px->cand) {
         settle_usage(px);
         char meta[2048];
@@ -562,6 +591,8 @@ static void on_client_drain(void *data)
 static void on_request_freed(void *data)
 {
     struct proxy *px = data;
+    if (px->stream_counted) metrics_stream_close();
+    px->stream_counted = false;
     if (px->sse_ready) sse_reader_cleanup(&px->sse);
     px->sse_ready = false;
 }
@@ -612,6 +643,9 @@ static void start_next(struct proxy *px)
             .tls_ca_file = p->tls_ca_file,
             .tls_insecure = p->tls_insecure_skip_verify,
         };
+        provider_stats_begin(p->stats);
+        px->stats_open = true;
+        px->first_byte_us = 0;
         px->call = upstream_call_start(api_upstream_pool(req->worker), &ur, &up_callbacks, px);
         return;
     }

@@ -96,6 +96,9 @@ struct config_provider {
     struct config_model *models;
     size_t n_models;
     int line;
+    /* Live figures that outlive reloads (routing/stats.h), attached by the
+     * daemon before the snapshot is shared; NULL in tools and tests. */
+    struct provider_stats *stats;
 };
 
 enum routing_strategy {

@@ -1,0 +1,10 @@
+/* admin_info: GET /metrics and GET /v1/endpoints. */
+#ifndef AIPROXY_API_ADMIN_INFO_H
+#define AIPROXY_API_ADMIN_INFO_H
+
+struct http_request;
+
+void admin_info_metrics(struct http_request *req);
+void admin_info_endpoints(struct http_request *req);
+
+#endif
