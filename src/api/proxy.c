@@ -52,12 +52,16 @@ struct proxy {
 
     /* the current attempt */
     const struct candidate *cand;
+    const struct provider_ops *ops;
+    struct provider_call pcall;
+    struct provider_stream pstream;
     struct upstream_call *call;
     int64_t attempt_start_us;
     bool stats_open; /* provider_stats_begin was called for this attempt */
     int status;
     bool upstream_sse;
     char *retry_after;
+    char *content_type;
     char *buf; /* buffered body (non-stream answer, or an error) */
     size_t buf_len, buf_cap;
     bool too_large;
@@ -121,6 +125,7 @@ static void reset_attempt(struct proxy *px)
     px->status = 0;
     px->upstream_sse = false;
     px->retry_after = NULL;
+    px->content_type = NULL;
     px->buf = NULL;
     px->buf_len = px->buf_cap = 0;
     px->too_large = false;
@@ -277,7 +282,17 @@ static void respond_passthrough_error(struct proxy *px)
     struct http_request *req = px->req;
     attempt_close(px, true, false);
     req->acct.provider = px->cand->provider->name;
-    if (scan_response(px->buf, px->buf_len, &rf) == 0 && rf.has_error) {
+    if (px->ops->error_body) {
+        struct provider_response resp = {.status = px->status, .content_type = px->content_type,
+                                         .body = px->buf ? px->buf : "", .len = px->buf_len};
+        char *out = NULL;
+        size_t out_len = 0;
+        if (px->ops->error_body(&px->pcall, &resp, &out, &out_len) == 0) {
+            http_respond(req, px->status, "application/json", gateway_headers(px), out, out_len);
+            return;
+        }
+    }
+    if (px->buf && scan_response(px->buf, px->buf_len, &rf) == 0 && rf.has_error) {
         http_respond(req, px->status, "application/json", gateway_headers(px), px->buf,
                      px->buf_len);
         return;
@@ -297,6 +312,20 @@ static void finish_whole(struct proxy *px)
         attempt_failed(px, OUT_FAILED, "response larger than %s", "32 MB");
         return;
     }
+    struct provider_usage pu = {0};
+    if (px->ops->finish) {
+        struct provider_response resp = {.status = px->status, .content_type = px->content_type,
+                                         .body = px->buf ? px->buf : "", .len = px->buf_len};
+        char *out = NULL;
+        size_t out_len = 0;
+        char err[256] = "";
+        if (px->ops->finish(&px->pcall, &resp, &out, &out_len, &pu, err, sizeof err) != 0) {
+            attempt_failed(px, OUT_FAILED, "%s", err[0] ? err : "unexpected answer");
+            return;
+        }
+        px->buf = out;
+        px->buf_len = out_len;
+    }
     if (scan_response(px->buf, px->buf_len, &rf) != 0) {
         attempt_failed(px, OUT_FAILED, "HTTP 200 with a body that is not a JSON object%s", "");
         return;
@@ -306,6 +335,13 @@ static void finish_whole(struct proxy *px)
         return;
     }
     px->usage = rf.usage;
+    if (pu.present) {
+        px->usage.present = true;
+        px->usage.prompt_tokens = pu.prompt_tokens;
+        px->usage.completion_tokens = pu.completion_tokens;
+        px->usage.cached_tokens = pu.cached_tokens;
+        px->usage.total_tokens = pu.prompt_tokens + pu.completion_tokens;
+    }
     settle_usage(px);
     attempt_close(px, true, false);
     record_attempt(px, "ok%s", "");
@@ -403,24 +439,18 @@ static bool data_is(const struct sse_event *ev, const char *s)
     return ev->data_len == n && memcmp(ev->data, s, n) == 0;
 }
 
-static int on_sse_event(void *ctx, const struct sse_event *ev)
+/* One OpenAI-shaped event (from the provider, or translated by its
+ * adapter): check it for an error or usage, then relay it. Returns -1 to
+ * stop reading (see pending_*). */
+static int relay_openai_event(struct proxy *px, const char *data, size_t len, bool named_error)
 {
-    struct proxy *px = ctx;
-    if (px->saw_done) return 0;
-    if (data_is(ev, "[DONE]")) {
-        if (!px->stream_started) start_client_stream(px);
-        px->saw_done = true;
-        send_final_chunk(px);
-        return 0;
-    }
-    bool named_error = ev->event_len == 5 && memcmp(ev->event, "error", 5) == 0;
     /* Only chunks that may carry usage or an error are scanned in full. */
-    bool maybe_usage = memmem(ev->data, ev->data_len, "\"usage\":{", 9) != NULL;
-    bool maybe_error = named_error || memmem(ev->data, ev->data_len, "\"error\"", 7) != NULL;
+    bool maybe_usage = memmem(data, len, "\"usage\":{", 9) != NULL;
+    bool maybe_error = named_error || memmem(data, len, "\"error\"", 7) != NULL;
     struct resp_facts rf;
     memset(&rf, 0, sizeof rf);
     if (maybe_usage || maybe_error) {
-        if (scan_response(ev->data, ev->data_len, &rf) != 0 && named_error) rf.has_error = true;
+        if (scan_response(data, len, &rf) != 0 && named_error) rf.has_error = true;
         if (named_error) rf.has_error = true;
     }
     if (rf.has_error) {
@@ -432,15 +462,61 @@ static int on_sse_event(void *ctx, const struct sse_event *ev)
         px->usage = rf.usage;
         if (rf.choices_empty) {
             /* The usage-only chunk: held back, it becomes the final chunk. */
-            px->held_usage = arena_strndup(&px->req->arena, ev->data, ev->data_len);
-            px->held_usage_len = ev->data_len;
+            px->held_usage = arena_strndup(&px->req->arena, data, len);
+            px->held_usage_len = len;
             return 0;
         }
     }
     if (!px->stream_started) start_client_stream(px);
     px->chunks++;
-    forward_event(px, ev->data, ev->data_len);
+    forward_event(px, data, len);
     return 0;
+}
+
+static void end_of_stream(struct proxy *px)
+{
+    if (!px->stream_started) start_client_stream(px);
+    px->saw_done = true;
+    send_final_chunk(px);
+}
+
+static void on_translated_chunk(void *ctx, const char *json, size_t len)
+{
+    struct proxy *px = ctx;
+    if (px->pending_failover || px->pending_stream_error || px->saw_done) return;
+    relay_openai_event(px, json, len, false);
+}
+
+static int on_sse_event(void *ctx, const struct sse_event *ev)
+{
+    struct proxy *px = ctx;
+    if (px->saw_done) return 0;
+    if (px->ops->stream_event) {
+        struct provider_stream *st = &px->pstream;
+        int rc = px->ops->stream_event(&px->pcall, st, ev, on_translated_chunk, px);
+        if (st->usage.present) {
+            px->usage.present = true;
+            px->usage.prompt_tokens = st->usage.prompt_tokens;
+            px->usage.completion_tokens = st->usage.completion_tokens;
+            px->usage.cached_tokens = st->usage.cached_tokens;
+            px->usage.total_tokens = st->usage.prompt_tokens + st->usage.completion_tokens;
+        }
+        if (rc != 0) {
+            const char *why = arena_strdup(&px->req->arena, st->error[0] ? st->error
+                                                                      : "the provider sent an error event");
+            if (!px->stream_started) px->pending_failover = why;
+            else px->pending_stream_error = why;
+        }
+        if (px->pending_failover || px->pending_stream_error) return -1;
+        if (st->done) end_of_stream(px);
+        return 0;
+    }
+    if (data_is(ev, "[DONE]")) {
+        end_of_stream(px);
+        return 0;
+    }
+    bool named_error = ev->event_len == 5 && memcmp(ev->event, "error", 5) == 0;
+    return relay_openai_event(px, ev->data, ev->data_len, named_error);
 }
 
 /* ---- upstream callbacks ---- */
@@ -451,9 +527,14 @@ static void on_up_head(void *ctx, const struct upstream_head *h)
     px->status = h->status;
     px->upstream_sse = h->content_type && strncasecmp(h->content_type, "text/event-stream", 17) == 0;
     if (h->retry_after) px->retry_after = arena_strdup(&px->req->arena, h->retry_after);
+    if (h->content_type) px->content_type = arena_strdup(&px->req->arena, h->content_type);
     if (px->status >= 200 && px->status < 300 && px->req->acct.stream) {
-        if (!px->upstream_sse) return; /* a non-stream answer: judged whole at the end */
-        sse_reader_init(&px->sse, SSE_MODE_SSE, MAX_SSE_EVENT, on_sse_event, px);
+        bool ndjson = px->ops->stream_mode == SSE_MODE_NDJSON && h->content_type &&
+                      (strstr(h->content_type, "ndjson") || strstr(h->content_type, "jsonl"));
+        if (!px->upstream_sse && !ndjson) return; /* a non-stream answer: judged whole at the end */
+        memset(&px->pstream, 0, sizeof px->pstream);
+        sse_reader_init(&px->sse, ndjson ? SSE_MODE_NDJSON : SSE_MODE_SSE, MAX_SSE_EVENT,
+                        on_sse_event, px);
         px->sse_ready = true;
     }
 }
@@ -522,7 +603,9 @@ static void on_up_done(void *ctx, int err)
         return;
     }
     if (px->status < 200 || px->status >= 300) {
-        if (status_is_client_fault(px->status)) {
+        bool retry = px->ops->retryable_status ? px->ops->retryable_status(px->status)
+                                               : !status_is_client_fault(px->status);
+        if (!retry) {
             respond_passthrough_error(px);
             return;
         }
@@ -615,7 +698,8 @@ static void start_next(struct proxy *px)
             px->all_timeouts = false;
             continue;
         }
-        struct provider_call pc = {
+        px->ops = ops;
+        px->pcall = (struct provider_call){
             .kind = px->kind,
             .body = req->body,
             .body_len = req->body_len,
@@ -623,10 +707,11 @@ static void start_next(struct proxy *px)
             .provider = p,
             .model = px->cand->model,
             .arena = &req->arena,
+            .request_id = req->id,
         };
         struct provider_request pr;
         char err[256];
-        if (ops->prepare(&pc, &pr, err, sizeof err) != 0) {
+        if (ops->prepare(&px->pcall, &pr, err, sizeof err) != 0) {
             record_attempt(px, "%s", err);
             px->all_timeouts = false;
             continue;

@@ -14,6 +14,7 @@ static const char *path_for(enum api_kind kind)
     case API_CHAT: return "/chat/completions";
     case API_COMPLETIONS: return "/completions";
     case API_EMBEDDINGS: return "/embeddings";
+    case API_IMAGES: return "/images/generations";
     }
     return "/chat/completions";
 }
@@ -31,7 +32,8 @@ static int openai_prepare(const struct provider_call *call, struct provider_requ
     jsonw_str(&w, upstream_id);
     size_t qlen = jsonw_len(&w);
 
-    bool want_usage = f->stream && !f->has_stream_options && call->kind != API_EMBEDDINGS;
+    bool want_usage = f->stream && !f->has_stream_options &&
+                      (call->kind == API_CHAT || call->kind == API_COMPLETIONS);
     size_t extra = want_usage ? sizeof include_usage - 1 : 0;
     size_t len = call->body_len - f->model_len + qlen + extra;
     char *body = arena_alloc(call->arena, len + 1);
@@ -54,7 +56,7 @@ static int openai_prepare(const struct provider_call *call, struct provider_requ
     *p = '\0';
     out->body = body;
     out->body_len = (size_t)(p - body);
-    out->stream = f->stream && call->kind != API_EMBEDDINGS;
+    out->stream = f->stream && (call->kind == API_CHAT || call->kind == API_COMPLETIONS);
 
     out->url = arena_printf(call->arena, "%s%s", call->provider->endpoint, path_for(call->kind));
     const char *key = call->provider->api_key;
@@ -76,5 +78,6 @@ static int openai_prepare(const struct provider_call *call, struct provider_requ
 
 const struct provider_ops provider_openai_ops = {
     .type = "openai",
+    .stream_mode = SSE_MODE_SSE,
     .prepare = openai_prepare,
 };
