@@ -1,0 +1,735 @@
+#!/usr/bin/env python3
+"""aiproxy benchmark orchestrator (run through bench/run.sh).
+
+Starts everything itself on loopback ports under a temp dir: a fake upstream
+(nginx), a baseline proxy (nginx proxy_pass) and aiproxyd; drives them with
+wrk and small node clients; prints a table and writes bench/results/<ts>.md
+(+ .json with the raw runs).
+
+Modes: full (default), quick, soak, many, profile.  See bench/README.md.
+"""
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+AIPROXYD = os.environ.get("AIPROXYD", os.path.join(ROOT, "build", "aiproxyd"))
+NGINX = os.environ.get("NGINX", shutil.which("nginx") or "/usr/sbin/nginx")
+WRK = shutil.which("wrk") or "wrk"
+NODE = shutil.which("node") or "node"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+BASE = int(os.environ.get("BENCH_PORT_BASE", "19100"))
+P = dict(up=BASE, ups=BASE + 1, ngx=BASE + 2, ngxs=BASE + 3, ngxt=BASE + 4,
+         aip=BASE + 5, aipi=BASE + 6, trk=BASE + 7, aipt=BASE + 8)
+
+# ---------------------------------------------------------------- fixtures
+COMPLETION = json.dumps({
+    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000, "model": "gpt-bench",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello! How can I help you today?"},
+                 "logprobs": None, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 9, "completion_tokens": 9, "total_tokens": 18},
+    "system_fingerprint": "fp_bench"}, separators=(",", ":"))
+
+
+def sse_body():
+    words = ["Hello", "!", " How", " can", " I", " help", " you", " today", "?", " Bye"]
+    out = []
+    for w in words:
+        out.append("data: " + json.dumps({
+            "id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000, "model": "gpt-bench",
+            "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]}, separators=(",", ":")))
+    out.append("data: " + json.dumps({
+        "id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000, "model": "gpt-bench",
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}, separators=(",", ":")))
+    out.append("data: " + json.dumps({
+        "id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000, "model": "gpt-bench",
+        "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 10, "total_tokens": 19}},
+        separators=(",", ":")))
+    out.append("data: [DONE]")
+    return "\n\n".join(out) + "\n\n"
+
+
+def nginx_quote(s):
+    assert "'" not in s
+    return "'" + s.replace("\\", "\\\\") + "'"
+
+
+def upstream_conf(prefix):
+    return f"""# fake upstream: fixed OpenAI replies; `return` does not read the body
+# (nginx discards it), which keeps the upstream as cheap as possible.
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+worker_rlimit_nofile 16384;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    client_body_buffer_size 16k;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    server {{
+        listen 127.0.0.1:{P['up']} reuseport backlog=4096;
+        location / {{ default_type application/json; return 200 {nginx_quote(COMPLETION)}; }}
+    }}
+    server {{
+        listen 127.0.0.1:{P['ups']} reuseport backlog=4096;
+        location / {{ default_type text/event-stream; add_header Cache-Control no-cache;
+                     return 200 {nginx_quote(sse_body())}; }}
+    }}
+}}
+"""
+
+
+def proxy_conf(prefix, servers=("ngx", "ngxs", "ngxt")):
+    loc = "proxy_http_version 1.1; proxy_set_header Connection \"\";"
+    blocks = {
+        "ngx": f"server {{ listen 127.0.0.1:{P['ngx']} reuseport backlog=4096; location / {{ proxy_pass http://up; {loc} }} }}",
+        "ngxs": f"server {{ listen 127.0.0.1:{P['ngxs']} reuseport backlog=4096; location / {{ proxy_pass http://ups; {loc} proxy_buffering off; }} }}",
+        "ngxt": f"server {{ listen 127.0.0.1:{P['ngxt']} reuseport backlog=4096; location / {{ proxy_pass http://trk; {loc} proxy_buffering off; proxy_read_timeout 120s; }} }}",
+    }
+    return f"""# baseline proxy: nginx proxy_pass with a keep-alive upstream pool
+worker_processes 2;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+worker_rlimit_nofile 16384;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    upstream up  {{ server 127.0.0.1:{P['up']};  keepalive 64; keepalive_requests 10000000; }}
+    upstream ups {{ server 127.0.0.1:{P['ups']}; keepalive 64; keepalive_requests 10000000; }}
+    upstream trk {{ server 127.0.0.1:{P['trk']}; keepalive 64; keepalive_requests 10000000; }}
+    {chr(10).join('    ' + blocks[s] for s in servers)}
+}}
+"""
+
+
+def aiproxyd_conf(port, level="warn", providers=("fake", "fakes")):
+    prov = {
+        "fake": {"type": "openai", "endpoint": f"http://127.0.0.1:{P['up']}/v1",
+                 "credentials": {"api_key": "sk-bench"},
+                 "models": [{"name": "gpt-bench", "cost_per_1k_input_tokens": 0.001, "cost_per_1k_output_tokens": 0.002}]},
+        "fakes": {"type": "openai", "endpoint": f"http://127.0.0.1:{P['ups']}/v1",
+                  "credentials": {"api_key": "sk-bench"},
+                  "models": [{"name": "gpt-bench-stream", "cost_per_1k_input_tokens": 0.001, "cost_per_1k_output_tokens": 0.002}]},
+        "trickle": {"type": "openai", "endpoint": f"http://127.0.0.1:{P['trk']}/v1",
+                    "credentials": {"api_key": "sk-bench"},
+                    "models": [{"name": "gpt-bench", "cost_per_1k_input_tokens": 0.001, "cost_per_1k_output_tokens": 0.002}]},
+    }
+    return json.dumps({"node": {"id": "bench"},
+                       "server": {"listen_addr": f"127.0.0.1:{port}", "workers": 2},
+                       "providers": {k: prov[k] for k in providers},
+                       "observability": {"logging": {"level": level}}}, indent=1)
+
+
+# ---------------------------------------------------------------- processes
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def wait_port(port, proc=None, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process for port {port} exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} not listening after {timeout}s")
+
+
+def port_free(port):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+class Procs:
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.procs = {}
+        # a private copy: others may rebuild build/ while the bench runs, and
+        # perf needs the binary it sampled to still exist
+        self.binary = os.path.join(tmp, "aiproxyd")
+        shutil.copy2(AIPROXYD, self.binary)
+
+    def start(self, name, argv, cwd=None, stdout=None, ports=()):
+        out = open(os.path.join(self.tmp, name + ".out"), "w") if stdout is None else stdout
+        argv = [str(a) for a in argv]
+        p = subprocess.Popen(argv, cwd=cwd or self.tmp, stdout=out, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        self.procs[name] = p
+        for port in ports:
+            wait_port(port, p)
+        return p
+
+    def nginx(self, name, conf_text, ports):
+        prefix = os.path.join(self.tmp, name)
+        for d in ("", "body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"):
+            os.makedirs(os.path.join(prefix, d), exist_ok=True)
+        conf = os.path.join(prefix, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(conf_text)
+        p = self.start(name, [NGINX, "-p", prefix + "/", "-c", conf, "-e", os.path.join(prefix, "error.log")],
+                       ports=ports)
+        # wait until the workers exist
+        for _ in range(100):
+            if len(children(p.pid)) > 0:
+                break
+            time.sleep(0.05)
+        return p
+
+    def aiproxyd(self, name, conf_text, port, stdout=None):
+        d = os.path.join(self.tmp, name)
+        os.makedirs(d, exist_ok=True)
+        conf = os.path.join(d, "aiproxy.json")
+        with open(conf, "w") as f:
+            f.write(conf_text)
+        return self.start(name, [self.binary, "--config", conf], cwd=d, stdout=stdout, ports=[port])
+
+    def stop(self, name):
+        p = self.procs.pop(name, None)
+        if p is None:
+            return None
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        return p.returncode
+
+    def stop_all(self):
+        for n in list(self.procs):
+            self.stop(n)
+
+
+def children(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                s = f.read()
+            ppid = int(s[s.rindex(")") + 2:].split()[1])
+            if ppid == pid:
+                out.append(int(d))
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def family(pid, nginx):
+    return [pid] + children(pid) if nginx else [pid]
+
+
+def cpu_ticks(pids):
+    t = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                s = f.read()
+            fields = s[s.rindex(")") + 2:].split()
+            t += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        except OSError:
+            pass
+    return t
+
+
+def status_kb(pid, key):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+# ---------------------------------------------------------------- clients
+def wrk(port, conns, duration, model="gpt-bench", max_req=0):
+    threads = 1 if conns == 1 else 2
+    env = dict(os.environ, BENCH_MODEL=model, BENCH_THREADS=str(threads), BENCH_MAX_REQ=str(max_req))
+    cmd = [WRK, f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--timeout", "5s", "-s",
+           os.path.join(BENCH, "post.lua"), f"http://127.0.0.1:{port}/v1/chat/completions"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    m = re.search(r"BENCHJSON (\{.*\})", r.stdout)
+    if not m:
+        raise RuntimeError("wrk failed: " + r.stdout + r.stderr)
+    d = json.loads(m.group(1))
+    m2 = re.search(r"Non-2xx or 3xx responses: (\d+)", r.stdout)
+    d["non2xx"] = int(m2.group(1)) if m2 else 0
+    d["rps"] = d["requests"] / (d["duration_us"] / 1e6)
+    d["errors"] = d["err_connect"] + d["err_read"] + d["err_write"] + d["err_timeout"] + d["non2xx"]
+    return d
+
+
+def node_json(script, args, tag, timeout=600):
+    r = subprocess.run([NODE, os.path.join(BENCH, script)] + [str(a) for a in args],
+                       capture_output=True, text=True, timeout=timeout)
+    m = re.search(tag + r" (\{.*\})", r.stdout)
+    if not m:
+        raise RuntimeError(f"{script} failed: {r.stdout[-2000:]} {r.stderr[-2000:]}")
+    return json.loads(m.group(1))
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def pct(xs, p):
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(p / 100 * len(s)))] if s else None
+
+
+# ---------------------------------------------------------------- phases
+class Bench:
+    def __init__(self, mode):
+        self.mode = mode
+        self.quick = mode == "quick"
+        self.duration = int(os.environ.get("BENCH_DURATION", "3" if self.quick else "10"))
+        self.rounds = int(os.environ.get("BENCH_ROUNDS", "1" if self.quick else "3"))
+        self.tmp = tempfile.mkdtemp(prefix="aiproxy-bench-")
+        self.pr = Procs(self.tmp)
+        self.res = {"mode": mode, "duration_s": self.duration, "rounds": self.rounds, "runs": [],
+                    "problems": []}
+        self.pids = {}
+
+    def problem(self, msg):
+        log("PROBLEM: " + msg)
+        self.res["problems"].append(msg)
+
+    def check_alive(self, name):
+        p = self.pr.procs.get(name)
+        if p is not None and p.poll() is not None:
+            self.problem(f"{name} exited with status {p.returncode} (see {self.tmp}/{name}.out)")
+            return False
+        return True
+
+    def start_main(self, info=True):
+        self.pr.nginx("upstream", upstream_conf(os.path.join(self.tmp, "upstream")), [P["up"], P["ups"]])
+        self.pr.nginx("nginxproxy", proxy_conf(os.path.join(self.tmp, "nginxproxy"), ("ngx", "ngxs")),
+                      [P["ngx"], P["ngxs"]])
+        self.pr.aiproxyd("aiproxyd", aiproxyd_conf(P["aip"]), P["aip"])
+        if info:
+            self.pr.aiproxyd("aiproxyd_info", aiproxyd_conf(P["aipi"], "info"), P["aipi"],
+                             stdout=open(os.devnull, "w"))
+
+    def targets(self):
+        t = {"direct": (P["up"], None, False),
+             "nginx": (P["ngx"], "nginxproxy", True),
+             "aiproxyd": (P["aip"], "aiproxyd", False)}
+        return t
+
+    def sanity(self):
+        for name, port in (("direct", P["up"]), ("nginx", P["ngx"]), ("aiproxyd", P["aip"])):
+            r = node_json("seq.mjs", ["--port", port, "--n", 3, "--warmup", 0], "SEQJSON")
+            if list(r["statuses"].keys()) != ["200"]:
+                self.problem(f"sanity: {name} answered {r['statuses']}")
+        r = node_json("seq.mjs", ["--port", P["aip"], "--n", 3, "--warmup", 0, "--stream", 1,
+                                  "--model", "gpt-bench-stream"], "SEQJSON")
+        if r["statuses"] != {"200": 3} or r["done_marker"] != 3:
+            self.problem(f"sanity: aiproxyd stream answered {r['statuses']} with {r['done_marker']} [DONE]")
+
+    def load_rounds(self):
+        concs = [1, 32, 256]
+        tg = self.targets()
+        order = ["direct", "nginx", "aiproxyd"]
+        # warm-up: every target, 2 s at 32 connections
+        for name in order + ["aiproxyd_info"]:
+            port = P["aipi"] if name == "aiproxyd_info" else tg[name][0]
+            wrk(port, 32, 2)
+        for rnd in range(self.rounds):
+            rot = order[rnd % 3:] + order[:rnd % 3]
+            for c in concs:
+                names = rot + (["aiproxyd_info"] if c != 1 else [])
+                for name in names:
+                    if name == "aiproxyd_info":
+                        port, pname, ngx = P["aipi"], "aiproxyd_info", False
+                    else:
+                        port, pname, ngx = tg[name]
+                    pids = family(self.pr.procs[pname].pid, ngx) if pname else []
+                    t0 = cpu_ticks(pids)
+                    d = wrk(port, c, self.duration)
+                    t1 = cpu_ticks(pids)
+                    d.update(target=name, conns=c, round=rnd + 1)
+                    if pids:
+                        d["cpu_s"] = (t1 - t0) / CLK_TCK
+                        d["cpu_us_per_req"] = d["cpu_s"] * 1e6 / max(1, d["requests"])
+                    self.res["runs"].append(d)
+                    log(f"round {rnd+1} c={c:<3} {name:<14} {d['rps']:>9.0f} req/s  p50 {d['p50_us']:>6} us  "
+                        f"p99 {d['p99_us']:>6} us  errors {d['errors']}" +
+                        (f"  cpu {d['cpu_us_per_req']:.1f} us/req" if pids else ""))
+                    if d["errors"]:
+                        self.problem(f"{name} c={c} round {rnd+1}: {d['errors']} errors "
+                                     f"(connect {d['err_connect']}, read {d['err_read']}, write {d['err_write']}, "
+                                     f"timeout {d['err_timeout']}, non-2xx {d['non2xx']})")
+                    if pname:
+                        self.check_alive(pname)
+        # peak RSS under load
+        a = self.pr.procs["aiproxyd"].pid
+        ng = self.pr.procs["nginxproxy"].pid
+        workers = children(ng)
+        self.res["rss"] = {
+            "aiproxyd_hwm_kb": status_kb(a, "VmHWM"), "aiproxyd_rss_kb": status_kb(a, "VmRSS"),
+            "nginx_workers_hwm_kb": sum(status_kb(w, "VmHWM") for w in workers),
+            "nginx_master_hwm_kb": status_kb(ng, "VmHWM"),
+            "nginx_workers": len(workers),
+            "aiproxyd_info_hwm_kb": status_kb(self.pr.procs["aiproxyd_info"].pid, "VmHWM"),
+        }
+
+    def syscalls(self, n=2000):
+        out = {}
+        for name, port, pname, ngx in (("nginx", P["ngx"], "nginxproxy", True),
+                                       ("aiproxyd", P["aip"], "aiproxyd", False)):
+            pids = family(self.pr.procs[pname].pid, ngx)
+            f = os.path.join(self.tmp, f"strace-{name}.txt")
+            argv = ["strace", "-c", "-f", "-o", f]
+            for p in pids:
+                argv += ["-p", str(p)]
+            st = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)
+            r = node_json("seq.mjs", ["--port", port, "--n", n, "--warmup", 0], "SEQJSON")
+            time.sleep(0.2)
+            st.send_signal(signal.SIGINT)
+            st.wait(timeout=30)
+            text = open(f).read()
+            total = calls = None
+            per = {}
+            for line in text.splitlines():
+                cols = line.split()
+                if len(cols) >= 5 and cols[-1] == "total":
+                    calls = int(cols[3])
+                elif len(cols) >= 5 and re.match(r"^[\d.]+$", cols[0]) and cols[-1] != "total":
+                    per[cols[-1]] = int(cols[3])
+            out[name] = {"requests": r["n"], "statuses": r["statuses"], "calls": calls,
+                         "per_req": calls / r["n"] if calls else None,
+                         "top": {k: round(v / r["n"], 2) for k, v in sorted(per.items(), key=lambda x: -x[1])[:8]}}
+            shutil.copy(f, os.path.join(self.tmp, f"strace-{name}-kept.txt"))
+            log(f"syscalls {name}: {out[name]['per_req']:.2f}/req  {out[name]['top']}")
+        self.res["syscalls"] = out
+
+    def ttfb(self, per_round=200):
+        samples = {"direct": [], "nginx": [], "aiproxyd": []}
+        statuses = {}
+        for rnd in range(self.rounds):
+            for name, port, model in (("direct", P["ups"], "gpt-bench"), ("nginx", P["ngxs"], "gpt-bench"),
+                                      ("aiproxyd", P["aip"], "gpt-bench-stream")):
+                r = node_json("seq.mjs", ["--port", port, "--n", per_round, "--warmup", 20, "--stream", 1,
+                                          "--model", model], "SEQJSON")
+                samples[name] += r["ttfb"]
+                statuses.setdefault(name, {})
+                for k, v in r["statuses"].items():
+                    statuses[name][k] = statuses[name].get(k, 0) + v
+                if r["done_marker"] != r["n"] + 20:
+                    self.problem(f"ttfb {name}: only {r['done_marker']} of {r['n'] + 20} streams ended with [DONE]")
+        self.res["ttfb"] = {k: {"n": len(v), "p50_us": pct(v, 50), "p99_us": pct(v, 99), "statuses": statuses[k]}
+                            for k, v in samples.items()}
+        log("ttfb " + json.dumps(self.res["ttfb"]))
+
+    def profile(self, seconds=8):
+        pid = self.pr.procs["aiproxyd"].pid
+        data = os.path.join(self.tmp, "perf.data")
+        perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "999", "-g", "-o", data,
+                                 "-p", str(pid), "--", "sleep", str(seconds)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)
+        d = wrk(P["aip"], 32, seconds)
+        perf.wait(timeout=60)
+        rep = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "dso,sym",
+                              "-g", "none", "--percent-limit", "0.7"], capture_output=True, text=True)
+        dso = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "dso",
+                              "-g", "none", "--percent-limit", "0.5"], capture_output=True, text=True)
+        keep = lambda t: "\n".join(l for l in t.splitlines() if l.strip() and not l.startswith("#"))
+        self.res["profile"] = {"rps": d["rps"], "by_symbol": keep(rep.stdout), "by_dso": keep(dso.stdout)}
+        log("profile by dso:\n" + keep(dso.stdout))
+        log("profile top:\n" + "\n".join(keep(rep.stdout).splitlines()[:30]))
+
+    def many(self, n=1000):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
+        self.pr.start("trickle", [NODE, os.path.join(BENCH, "trickle-upstream.mjs"), P["trk"], 500, 20000],
+                      ports=[P["trk"]])
+        out = {}
+        # nginx proxy, fresh instance
+        ng = self.pr.nginx("nginxtrickle", proxy_conf(os.path.join(self.tmp, "nginxtrickle"), ("ngxt",)), [P["ngxt"]])
+        pids = family(ng.pid, True)
+        idle = sum(status_kb(p, "VmRSS") for p in pids)
+        r = node_json("many-streams.mjs", ["--port", P["ngxt"], "--n", n, "--pids", ",".join(map(str, pids))],
+                      "MANYJSON", timeout=180)
+        r["idle_rss_kb"] = idle
+        r["hwm_kb"] = sum(status_kb(p, "VmHWM") for p in pids)
+        out["nginx"] = r
+        log("many nginx: " + json.dumps(r))
+        self.pr.stop("nginxtrickle")
+        # aiproxyd, fresh instance
+        a = self.pr.aiproxyd("aiproxydtrickle", aiproxyd_conf(P["aipt"], providers=("trickle",)), P["aipt"])
+        idle = status_kb(a.pid, "VmRSS")
+        r = node_json("many-streams.mjs", ["--port", P["aipt"], "--n", n, "--pids", str(a.pid)],
+                      "MANYJSON", timeout=180)
+        r["idle_rss_kb"] = idle
+        r["hwm_kb"] = status_kb(a.pid, "VmHWM")
+        out["aiproxyd"] = r
+        log("many aiproxyd: " + json.dumps(r))
+        self.check_alive("aiproxydtrickle")
+        self.pr.stop("aiproxydtrickle")
+        self.pr.stop("trickle")
+        for k, v in out.items():
+            if v["done"] != n:
+                self.problem(f"many-streams via {k}: {v['done']} of {n} streams completed with [DONE] "
+                             f"(status 200: {v['status200']}, failed {v['failed']})")
+        self.res["many"] = out
+
+    def soak(self, total=1_000_000):
+        self.pr.nginx("upstream", upstream_conf(os.path.join(self.tmp, "upstream")), [P["up"], P["ups"]])
+        a = self.pr.aiproxyd("aiproxyd", aiproxyd_conf(P["aip"]), P["aip"])
+        env = dict(os.environ, BENCH_MODEL="gpt-bench", BENCH_THREADS="2", BENCH_MAX_REQ=str(total))
+        cmd = [WRK, "-t2", "-c32", "-d600s", "--timeout", "5s", "-s", os.path.join(BENCH, "post.lua"),
+               f"http://127.0.0.1:{P['aip']}/v1/chat/completions"]
+        series = [(0.0, status_kb(a.pid, "VmRSS"))]
+        t0 = time.time()
+        w = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        while w.poll() is None:
+            time.sleep(0.25)
+            if time.time() - t0 >= 5 * len(series):
+                series.append((round(time.time() - t0, 1), status_kb(a.pid, "VmRSS")))
+                log(f"soak t={series[-1][0]}s rss={series[-1][1]} kB")
+        outp = w.stdout.read()
+        m = re.search(r"BENCHJSON (\{.*\})", outp)
+        d = json.loads(m.group(1)) if m else {}
+        m2 = re.search(r"Non-2xx or 3xx responses: (\d+)", outp)
+        d["non2xx"] = int(m2.group(1)) if m2 else 0
+        series.append((round(time.time() - t0, 1), status_kb(a.pid, "VmRSS")))
+        self.check_alive("aiproxyd")
+        load = series[1:]
+        self.res["soak"] = {"wrk": d, "series_kb": series, "first_kb": load[0][1], "peak_kb": max(x[1] for x in load),
+                            "last_kb": load[-1][1], "hwm_kb": status_kb(a.pid, "VmHWM"),
+                            "rps": d.get("requests", 0) / max(1e-9, d.get("duration_us", 1) / 1e6)}
+        errs = d.get("err_connect", 0) + d.get("err_read", 0) + d.get("err_write", 0) + d.get("err_timeout", 0) + d["non2xx"]
+        if errs:
+            self.problem(f"soak: {errs} errors (non-2xx {d['non2xx']})")
+        log("soak: " + json.dumps({k: v for k, v in self.res["soak"].items() if k != "series_kb"}))
+
+    # ------------------------------------------------------------ report
+    def summarize(self):
+        runs = self.res["runs"]
+        S = {}
+        for r in runs:
+            S.setdefault((r["target"], r["conns"]), []).append(r)
+        tab = {}
+        for (t, c), rs in S.items():
+            tab[(t, c)] = {"rps": med([r["rps"] for r in rs]), "p50": med([r["p50_us"] for r in rs]),
+                           "p99": med([r["p99_us"] for r in rs]), "cpu": med([r.get("cpu_us_per_req") for r in rs]),
+                           "errors": sum(r["errors"] for r in rs), "n": len(rs)}
+        self.tab = tab
+        return tab
+
+    def report(self):
+        m = self.res
+        L = []
+        L.append(f"# aiproxy benchmark — {time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n")
+        L.append(f"Command: `bench/run.sh {self.mode}`  (mode {self.mode}, {m['rounds']} round(s), "
+                 f"{m['duration_s']} s per wrk run)\n")
+        L.append("Machine: " + machine() + "\n")
+        L.append(f"aiproxyd: {AIPROXYD} ({git_rev()})\n")
+        tg = []
+        if m["runs"]:
+            tab = self.summarize()
+            L.append("## Throughput and latency (medians of rounds; wrk, POST 73-byte chat body)\n")
+            L.append("| target | conns | req/s | p50 µs | p99 µs | CPU µs/req | errors |")
+            L.append("|---|---:|---:|---:|---:|---:|---:|")
+            for c in (1, 32, 256):
+                for t in ("direct", "nginx", "aiproxyd", "aiproxyd_info"):
+                    x = tab.get((t, c))
+                    if not x:
+                        continue
+                    label = {"direct": "direct to upstream", "nginx": "nginx proxy_pass",
+                             "aiproxyd": "aiproxyd (log warn)",
+                             "aiproxyd_info": "aiproxyd (log info → /dev/null)"}[t]
+                    cpu = f"{x['cpu']:.1f}" if x["cpu"] is not None else "–"
+                    L.append(f"| {label} | {c} | {x['rps']:.0f} | {x['p50']:.0f} | {x['p99']:.0f} | {cpu} | {x['errors']} |")
+            L.append("")
+            for c in (32, 256):
+                r = tab[("aiproxyd", c)]["rps"] / tab[("nginx", c)]["rps"]
+                tg.append((f"throughput at {c} conns ≥ 0.8× nginx", f"{r:.2f}×", r >= 0.8))
+            d50 = tab[("direct", 1)]["p50"]
+            an = tab[("nginx", 1)]["p50"] - d50
+            aa = tab[("aiproxyd", 1)]["p50"] - d50
+            tg.append(("added median latency at 1 conn ≤ nginx's + 15 µs",
+                       f"aiproxyd +{aa:.0f} µs vs nginx +{an:.0f} µs (Δ {aa - an:+.0f} µs)", aa <= an + 15))
+            for c in (32, 256):
+                ca, cn = tab[("aiproxyd", c)]["cpu"], tab[("nginx", c)]["cpu"]
+                tg.append((f"CPU per request ≤ 1.3× nginx (c={c})",
+                           f"{ca:.1f} vs {cn:.1f} µs/req = {ca / cn:.2f}×", ca / cn <= 1.3))
+        if "rss" in m:
+            r = m["rss"]
+            L.append("## Memory under load (after all load rounds)\n")
+            L.append(f"- aiproxyd VmHWM {r['aiproxyd_hwm_kb'] / 1024:.1f} MB (VmRSS now {r['aiproxyd_rss_kb'] / 1024:.1f} MB); "
+                     f"aiproxyd with info logging VmHWM {r['aiproxyd_info_hwm_kb'] / 1024:.1f} MB")
+            L.append(f"- nginx proxy: sum of VmHWM of its {r['nginx_workers']} workers {r['nginx_workers_hwm_kb'] / 1024:.1f} MB "
+                     f"(+ master {r['nginx_master_hwm_kb'] / 1024:.1f} MB; shared pages are counted once per process)\n")
+            tg.append(("peak RSS under load < 16 MB", f"{r['aiproxyd_hwm_kb'] / 1024:.1f} MB", r["aiproxyd_hwm_kb"] < 16 * 1024))
+        if "syscalls" in m:
+            s = m["syscalls"]
+            L.append("## System calls per proxied request (strace -c -f, sequential keep-alive client)\n")
+            L.append("| proxy | requests | syscalls/req | top calls per request |")
+            L.append("|---|---:|---:|---|")
+            for k in ("nginx", "aiproxyd"):
+                L.append(f"| {k} | {s[k]['requests']} | {s[k]['per_req']:.2f} | "
+                         + ", ".join(f"{a} {b}" for a, b in s[k]["top"].items()) + " |")
+            L.append("")
+            tg.append(("syscalls per request ≤ nginx's + 1",
+                       f"{s['aiproxyd']['per_req']:.2f} vs {s['nginx']['per_req']:.2f}",
+                       s["aiproxyd"]["per_req"] <= s["nginx"]["per_req"] + 1))
+        if "ttfb" in m:
+            t = m["ttfb"]
+            L.append("## Stream time to first body byte (sequential keep-alive, node client)\n")
+            L.append("| target | samples | p50 µs | p99 µs |")
+            L.append("|---|---:|---:|---:|")
+            for k in ("direct", "nginx", "aiproxyd"):
+                L.append(f"| {k} | {t[k]['n']} | {t[k]['p50_us']:.0f} | {t[k]['p99_us']:.0f} |")
+            L.append("")
+            tg.append(("stream TTFB within 30 µs of nginx's (p50)",
+                       f"{t['aiproxyd']['p50_us']:.0f} vs {t['nginx']['p50_us']:.0f} µs "
+                       f"(Δ {t['aiproxyd']['p50_us'] - t['nginx']['p50_us']:+.0f} µs)",
+                       t["aiproxyd"]["p50_us"] <= t["nginx"]["p50_us"] + 30))
+        if "many" in m:
+            v = m["many"]
+            L.append("## 1,000 concurrent slow streams (chunk every 500 ms for 20 s)\n")
+            L.append("| proxy | idle RSS MB | RSS while all open, peak MB | median MB | streams with [DONE] | failed |")
+            L.append("|---|---:|---:|---:|---:|---:|")
+            for k in ("nginx", "aiproxyd"):
+                x = v[k]
+                L.append(f"| {k} | {x['idle_rss_kb'] / 1024:.1f} | {x['rss_peak_kb'] / 1024:.1f} | "
+                         f"{x['rss_median_kb'] / 1024:.1f} | {x['done']}/{x['n']} | {x['failed']} |")
+            L.append("\n(nginx: master + 2 workers summed)\n")
+            tg.append(("1,000 streams held in less memory than nginx",
+                       f"{v['aiproxyd']['rss_peak_kb'] / 1024:.1f} vs {v['nginx']['rss_peak_kb'] / 1024:.1f} MB",
+                       v["aiproxyd"]["rss_peak_kb"] < v["nginx"]["rss_peak_kb"] and v["aiproxyd"]["done"] == v["aiproxyd"]["n"]))
+        if "soak" in m:
+            s = m["soak"]
+            L.append("## RSS across 1,000,000 requests (aiproxyd, wrk c=32)\n")
+            L.append(f"- requests {s['wrk'].get('requests')}, {s['rps']:.0f} req/s, non-2xx {s['wrk'].get('non2xx')}")
+            L.append(f"- VmRSS first sample under load {s['first_kb'] / 1024:.1f} MB, peak {s['peak_kb'] / 1024:.1f} MB, "
+                     f"last {s['last_kb'] / 1024:.1f} MB; VmHWM {s['hwm_kb'] / 1024:.1f} MB")
+            L.append("- series (s, kB): " + " ".join(f"{a}:{b}" for a, b in s["series_kb"]) + "\n")
+            tg.append(("RSS flat across 1,000,000 requests",
+                       f"first {s['first_kb'] / 1024:.1f}, peak {s['peak_kb'] / 1024:.1f}, last {s['last_kb'] / 1024:.1f} MB",
+                       s["last_kb"] - s["first_kb"] < 1024 and s["hwm_kb"] < 16 * 1024))
+        if tg:
+            L.append("## Targets\n")
+            L.append("| target | measured | met |")
+            L.append("|---|---|---|")
+            for a, b, ok in tg:
+                L.append(f"| {a} | {b} | {'yes' if ok else '**no**'} |")
+            L.append("")
+        if "profile" in m:
+            p = m["profile"]
+            L.append(f"## Profile of aiproxyd under load (perf record -e cpu-clock -g, wrk c=32, {p['rps']:.0f} req/s)\n")
+            L.append("By object:\n```\n" + p["by_dso"] + "\n```\nTop symbols (self):\n```\n" +
+                     "\n".join(p["by_symbol"].splitlines()[:40]) + "\n```\n")
+        if m["problems"]:
+            L.append("## Problems seen\n")
+            for x in m["problems"]:
+                L.append(f"- {x}")
+            L.append("")
+        return "\n".join(L)
+
+
+def machine():
+    cpu = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    ng = subprocess.run([NGINX, "-v"], capture_output=True, text=True).stderr.strip()
+    wv = subprocess.run([WRK, "-v"], capture_output=True, text=True).stdout.splitlines()[0].strip()
+    nv = subprocess.run([NODE, "-v"], capture_output=True, text=True).stdout.strip()
+    return (f"nproc {os.cpu_count()}, {cpu}, kernel {os.uname().release}, {ng}, {wv}, node {nv}")
+
+
+def git_rev():
+    r = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return "git " + r.stdout.strip()
+
+
+def main():
+    mode = sys.argv[1] if len(sys.argv) > 1 else "full"
+    if mode not in ("full", "quick", "soak", "many", "profile"):
+        print(__doc__)
+        sys.exit(2)
+    for port in P.values():
+        if not port_free(port):
+            sys.exit(f"port {port} is busy; set BENCH_PORT_BASE")
+    b = Bench(mode)
+    log(f"temp dir {b.tmp}; ports {P}")
+    try:
+        if mode in ("full", "quick"):
+            b.start_main()
+            b.sanity()
+            b.load_rounds()
+            b.syscalls(500 if b.quick else 2000)
+            b.ttfb(100 if b.quick else 200)
+            b.profile(4 if b.quick else 8)
+            b.pr.stop_all()
+            b.many(200 if b.quick else 1000)
+        elif mode == "profile":
+            b.start_main(info=False)
+            b.profile(10)
+        elif mode == "many":
+            b.many(int(os.environ.get("BENCH_STREAMS", "1000")))
+        elif mode == "soak":
+            b.soak(int(os.environ.get("BENCH_SOAK_REQUESTS", "1000000")))
+    finally:
+        b.pr.stop_all()
+    text = b.report()
+    print(text)
+    os.makedirs(os.path.join(BENCH, "results"), exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = os.path.join(BENCH, "results", f"{stamp}-{mode}.md")
+    with open(path, "w") as f:
+        f.write(text + "\n")
+    with open(path[:-3] + ".json", "w") as f:
+        json.dump(b.res, f, indent=1, default=str)
+    log(f"wrote {path}")
+    if os.environ.get("BENCH_KEEP_TMP") != "1":
+        shutil.rmtree(b.tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# aiproxy benchmark: one command, everything on loopback, nothing installed.
+#   bench/run.sh            full run (interleaved rounds, syscalls, TTFB, profile, 1,000 streams)
+#   bench/run.sh quick      one short round of everything (a smoke test of the bench itself)
+#   bench/run.sh soak       RSS of aiproxyd across 1,000,000 requests (wrk c=32)
+#   bench/run.sh many       only the 1,000 concurrent slow streams phase
+#   bench/run.sh profile    perf profile of aiproxyd under wrk c=32
+# Env: BENCH_DURATION (s per wrk run, default 10), BENCH_ROUNDS (default 3),
+#      BENCH_PORT_BASE (default 19100), AIPROXYD (binary), BENCH_KEEP_TMP=1.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
+if [ -z "${AIPROXYD:-}" ] && [ "${BENCH_NO_BUILD:-}" != 1 ]; then
+  if ! make -C "$root" -j2 BUILD=build >/dev/null 2>"${TMPDIR:-/tmp}/aiproxy-bench-make.log"; then
+    [ -x "$root/build/aiproxyd" ] || { cat "${TMPDIR:-/tmp}/aiproxy-bench-make.log" >&2; exit 2; }
+    echo "warning: make failed (see ${TMPDIR:-/tmp}/aiproxy-bench-make.log); using the existing build/aiproxyd" >&2
+  fi
+fi
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+for t in nginx wrk node python3; do
+  command -v "$t" >/dev/null || [ -x "/usr/sbin/$t" ] || { echo "missing $t" >&2; exit 2; }
+done
+export PATH="$PATH:/usr/sbin"
+exec python3 "$here/bench.py" "${1:-full}"
