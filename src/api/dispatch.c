@@ -12,9 +12,9 @@
 #include "http/server.h"
 #include "obs/access_log.h"
 #include "obs/metrics.h"
-#include "security/auth.h"
+#include "api/admission.h"
 
-enum route_auth { AUTH_NONE, AUTH_KEY };
+enum route_auth { AUTH_NONE, AUTH_KEY, AUTH_ADMIN };
 
 struct route {
     const char *path;
@@ -118,15 +118,6 @@ static bool path_disabled(const struct config *cfg, const char *path)
     return false;
 }
 
-static bool authorized(struct http_request *req)
-{
-    const struct config *cfg = req->config;
-    if (!cfg->security.auth_enabled) return true;
-    const char *key = auth_presented_key(http_header_get(req, "authorization"),
-                                         http_header_get(req, "x-api-key"));
-    return auth_find_key(cfg, key) != NULL;
-}
-
 void api_dispatch(struct http_request *req)
 {
     const char *path = req->path;
@@ -141,13 +132,7 @@ void api_dispatch(struct http_request *req)
         bool head_ok = r->method == HTTP_M_GET && req->method == HTTP_M_HEAD;
         if (req->method != r->method && !head_ok) continue;
         if (path_disabled(req->config, r->prefix ? r->path : path)) break;
-        if (r->auth == AUTH_KEY && !authorized(req)) {
-            http_respond_error_h(req, GW_ERR_INVALID_API_KEY,
-                                 "Missing or invalid API key. Send it as 'Authorization: Bearer "
-                                 "KEY' or 'x-api-key: KEY'.",
-                                 NULL, "WWW-Authenticate: Bearer\r\n");
-            return;
-        }
+        if (r->auth != AUTH_NONE && !admission_authenticate(req, r->auth == AUTH_ADMIN)) return;
         r->handle(req, path + len);
         return;
     }
@@ -164,6 +149,7 @@ void api_dispatch(struct http_request *req)
 
 void api_request_complete(struct http_request *req)
 {
+    admission_finish(req);
     metrics_record_request(req);
     access_log_request(req);
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api/admission.h"
 #include "api/scan.h"
 #include "api/upstream_slot.h"
 #include "config/config.h"
@@ -767,6 +768,7 @@ void proxy_handle(struct http_request *req, enum api_kind kind)
         http_respond_error(req, GW_ERR_MODEL_NOT_FOUND, msg, "model");
         return;
     }
+    if (!admission_reserve(req, &px->plan, &px->facts, kind)) return;
     req->handler_data = px;
     req->on_abort = on_client_abort;
     req->on_drain = on_client_drain;

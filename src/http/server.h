@@ -60,6 +60,11 @@ struct http_request {
     bool keep_alive;
     char client_ip[64];
 
+    /* Set by admission (api/admission.h): the authenticated caller and the
+     * budget reservation; NULL when there is none. */
+    struct principal *principal;
+    void *admission;
+
     /* Set by handlers that answer later. */
     void *handler_data;
     http_abort_cb on_abort;
