@@ -166,6 +166,7 @@ def wait_port(port, proc=None, timeout=10):
 
 def port_free(port):
     s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind(("127.0.0.1", port))
         return True

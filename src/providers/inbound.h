@@ -22,6 +22,13 @@ struct inbound_error {
     bool invalid_json;
 };
 
+/* Per-request routing options some formats carry (predict's `routing`). */
+struct inbound_routing {
+    char strategy[32];     /* "" when not given */
+    int64_t max_cost_nanos; /* -1 when not given */
+    int64_t timeout_ms;     /* 0 when not given */
+};
+
 struct inbound_ops {
     const char *name; /* "anthropic", "predict" */
 
@@ -29,7 +36,8 @@ struct inbound_ops {
      * for scan_request(SCAN_CHAT). `stream` tells whether the client asked
      * for a stream. Returns 0, or -1 with `err` (a 400 for the client). */
     int (*request_to_openai)(struct arena *a, const char *body, size_t len, char **out,
-                             size_t *out_len, bool *stream, struct inbound_error *err);
+                             size_t *out_len, bool *stream, struct inbound_routing *routing,
+                             struct inbound_error *err);
 
     /* A whole OpenAI chat completion (it carries the "x-aiproxy" object)
      * -> the client's response body. Returns 0, or -1 when it cannot be

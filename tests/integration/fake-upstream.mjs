@@ -241,24 +241,32 @@ async function streamSse(req, res, entry, b, makeChunk, finalUsageChunk, content
     'x-request-id': `req_fake_${opts.name}_${entry.seq}`,
     ...(b.headers || {}),
   });
-  const send = (obj) => {
+  // Honours backpressure: a peer that stops reading stalls the stream here
+  // (as a real provider's would) instead of piling data up in this process.
+  const send = async (obj) => {
     if (res.destroyed) return false;
-    res.write(`data: ${JSON.stringify(obj)}\n\n`);
-    return true;
+    if (!res.write(`data: ${JSON.stringify(obj)}\n\n`)) {
+      await new Promise((r) => {
+        const done = () => { res.off('drain', done); res.off('close', done); r(); };
+        res.on('drain', done);
+        res.on('close', done);
+      });
+    }
+    return !res.destroyed;
   };
   if (b.streamFirstEventError) {
-    send(errorBody('The server had an error while processing your request (fake stream).', 'server_error', null, null));
+    await send(errorBody('The server had an error while processing your request (fake stream).', 'server_error', null, null));
     res.end();
     return;
   }
   if (b.hangAfterHeaders) { res.flushHeaders(); heldSockets.add(socket); return; }
   const first = makeChunk({ first: true });
-  if (first && !send(first)) return;
+  if (first && !(await send(first))) return;
   let sent = 0;
   for (const piece of contents) {
     if (b.chunkDelayMs) await sleep(b.chunkDelayMs);
     if (res.destroyed) return;
-    send(makeChunk({ piece }));
+    if (!(await send(makeChunk({ piece })))) return;
     sent++;
     if (Number.isInteger(b.resetAfterChunks) && sent >= b.resetAfterChunks) {
       // Let the chunks leave before the reset so the peer has them.
@@ -267,9 +275,9 @@ async function streamSse(req, res, entry, b, makeChunk, finalUsageChunk, content
       return;
     }
   }
-  send(makeChunk({ finish: 'stop' }));
+  if (!(await send(makeChunk({ finish: 'stop' })))) return;
   if (req.body && req.body.stream_options && req.body.stream_options.include_usage === true) {
-    send(finalUsageChunk(usage));
+    if (!(await send(finalUsageChunk(usage)))) return;
   }
   if (!res.destroyed) res.end('data: [DONE]\n\n');
 }
