@@ -137,6 +137,8 @@ void config_free(struct config *c)
     free(c->budget.cost_db_path);
     for (size_t i = 0; i < c->budget.n_alerts; i++) free(c->budget.alerts[i].webhook);
     free(c->budget.alerts);
+    for (size_t i = 0; i < c->budget.n_tenants; i++) free(c->budget.tenants[i].name);
+    free(c->budget.tenants);
     free(c->observability.log_output);
     free_strings(c->observability.metrics_collect, c->observability.n_metrics_collect);
     free(c->observability.tracing_provider);
@@ -145,7 +147,11 @@ void config_free(struct config *c)
     for (size_t i = 0; i < c->security.n_api_keys; i++) {
         free(c->security.api_keys[i].key);
         free(c->security.api_keys[i].name);
+        free(c->security.api_keys[i].role);
+        free(c->security.api_keys[i].tenant);
+        free_strings(c->security.api_keys[i].models, c->security.api_keys[i].n_models);
     }
+    free_strings(c->security.trusted_proxies, c->security.n_trusted_proxies);
     free(c->security.api_keys);
     free_strings(c->security.cors_origins, c->security.n_cors_origins);
     free(c);

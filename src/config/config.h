@@ -146,6 +146,24 @@ struct config_api_key {
     char *name;
     int rate_limit_per_hour; /* 0 = none */
     bool available;          /* false when its ${VAR} was unset or empty */
+    /* Set by `role: admin` (default `user`): may use /aiproxy/admin/... and
+     * sees every figure in GET /v1/budget. */
+    bool admin;
+    char *role;   /* as written; validated to "admin" or "user" */
+    char *tenant; /* NULL when none */
+    char **models; /* allowed models or aliases; none = every model */
+    size_t n_models;
+    nanos_t daily_limit;   /* budget.daily_limit of this key; 0 = none */
+    nanos_t monthly_limit; /* budget.monthly_limit of this key; 0 = none */
+    int requests_per_minute; /* 0 = none */
+    int tokens_per_minute;   /* 0 = none */
+};
+
+/* budget.tenants[]: spend limits shared by every key of a tenant. */
+struct config_tenant {
+    char *name;
+    nanos_t daily_limit;   /* 0 = none */
+    nanos_t monthly_limit; /* 0 = none */
 };
 
 struct config_peer {
@@ -218,6 +236,8 @@ struct config {
         char *cost_db_path;    /* from sqlite:///path; default "data/costs.db" */
         struct config_alert *alerts;
         size_t n_alerts;
+        struct config_tenant *tenants;
+        size_t n_tenants;
     } budget;
 
     struct {
@@ -242,6 +262,11 @@ struct config {
         int default_limit_per_hour;
         bool rl_by_ip;
         bool rl_by_api_key;
+        int requests_per_minute; /* per key and per IP; 0 = none */
+        int tokens_per_minute;   /* per key; 0 = none */
+        /* X-Forwarded-For is believed only from these peer addresses. */
+        char **trusted_proxies;
+        size_t n_trusted_proxies;
         bool cors_enabled;
         char **cors_origins;
         size_t n_cors_origins;

@@ -1106,6 +1106,33 @@ static void parse_alerts(struct parse_ctx *cx, const struct cnode *v, const char
     each_map_item(cx, v, path, on_alert, base);
 }
 
+static const struct key_spec tenant_keys[] = {
+    {.name = "name", .type = KT_STR, .offset = AT(struct config_tenant, name)},
+    {.name = "daily_limit", .type = KT_MONEY, .offset = AT(struct config_tenant, daily_limit)},
+    {.name = "monthly_limit", .type = KT_MONEY, .offset = AT(struct config_tenant, monthly_limit)},
+    {.name = NULL},
+};
+
+static void on_tenant(struct parse_ctx *cx, const struct cnode *m, const char *path, void *base)
+{
+    struct config *c = base;
+    struct config_tenant t = {0};
+    parse_map(cx, m, path, tenant_keys, &t);
+    if (!t.name || !*t.name) {
+        ERR(cx, m->line, path, "name: missing (expected the tenant's name)");
+        free(t.name);
+        return;
+    }
+    c->budget.tenants = xrealloc(c->budget.tenants, (c->budget.n_tenants + 1) * sizeof t);
+    c->budget.tenants[c->budget.n_tenants++] = t;
+}
+
+static void parse_tenants(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                          void *base)
+{
+    each_map_item(cx, v, path, on_tenant, base);
+}
+
 static const struct key_spec budget_keys[] = {
     {.name = "enabled", .type = KT_BOOL, .def = "false", .offset = CFG(budget.enabled)},
     {.name = "daily_limit", .type = KT_MONEY, .offset = CFG(budget.daily_limit)},
@@ -1113,6 +1140,7 @@ static const struct key_spec budget_keys[] = {
     {.name = "track_costs", .type = KT_BOOL, .def = "true", .offset = CFG(budget.track_costs)},
     {.name = "cost_db", .type = KT_CUSTOM, .def = "sqlite:///data/costs.db", .parse = parse_cost_db},
     {.name = "alerts", .type = KT_CUSTOM, .parse = parse_alerts},
+    {.name = "tenants", .type = KT_CUSTOM, .parse = parse_tenants},
     {.name = NULL},
 };
 
@@ -1149,10 +1177,23 @@ static const struct key_spec observability_keys[] = {
 
 /* ---- security ---- */
 
+static const struct key_spec api_key_budget_keys[] = {
+    {.name = "daily_limit", .type = KT_MONEY, .offset = AT(struct config_api_key, daily_limit)},
+    {.name = "monthly_limit", .type = KT_MONEY, .offset = AT(struct config_api_key, monthly_limit)},
+    {.name = NULL},
+};
+
 static const struct key_spec api_key_keys[] = {
     {.name = "key", .type = KT_SECRET, .offset = AT(struct config_api_key, key)},
     {.name = "name", .type = KT_STR, .offset = AT(struct config_api_key, name)},
     {.name = "rate_limit", .type = KT_INT, .min = 0, .max = 1000000000, .def = "0", .offset = AT(struct config_api_key, rate_limit_per_hour)},
+    {.name = "requests_per_minute", .type = KT_INT, .min = 0, .max = 1000000000, .def = "0", .offset = AT(struct config_api_key, requests_per_minute)},
+    {.name = "tokens_per_minute", .type = KT_INT, .min = 0, .max = 1000000000, .def = "0", .offset = AT(struct config_api_key, tokens_per_minute)},
+    {.name = "role", .type = KT_STR, .offset = AT(struct config_api_key, role)},
+    {.name = "tenant", .type = KT_STR, .offset = AT(struct config_api_key, tenant)},
+    {.name = "models", .type = KT_STRLIST, .offset = AT(struct config_api_key, models),
+     .count_offset = AT(struct config_api_key, n_models)},
+    {.name = "budget", .type = KT_SECTION, .sub = api_key_budget_keys},
     {.name = NULL},
 };
 
@@ -1169,9 +1210,15 @@ static void on_api_key(struct parse_ctx *cx, const struct cnode *m, const char *
     if (!seen_key(api_key_keys, seen, "key")) {
         ERR(cx, m->line, path, "key: missing (expected the secret or ${VAR})");
         free(k.name);
+        free(k.role);
+        free(k.tenant);
+        free_strlist(&k.models, &k.n_models);
         return;
     }
     k.available = k.key != NULL;
+    if (k.role && strcmp(k.role, "admin") != 0 && strcmp(k.role, "user") != 0)
+        ERR(cx, m->line, path, "role: unknown value '%s' (expected admin, user)", k.role);
+    k.admin = k.role && strcmp(k.role, "admin") == 0;
     if (cx->secret_reason) {
         WARN(cx, m->line, path, "%s; this key is disabled", cx->secret_reason);
         free(cx->secret_reason);
@@ -1217,6 +1264,10 @@ static const struct key_spec rate_keys[] = {
     {.name = "default_limit", .type = KT_INT, .min = 0, .max = 1000000000, .def = "0", .offset = CFG(security.default_limit_per_hour)},
     {.name = "by_ip", .type = KT_BOOL, .def = "true", .offset = CFG(security.rl_by_ip)},
     {.name = "by_api_key", .type = KT_BOOL, .def = "true", .offset = CFG(security.rl_by_api_key)},
+    {.name = "requests_per_minute", .type = KT_INT, .min = 0, .max = 1000000000, .def = "0", .offset = CFG(security.requests_per_minute)},
+    {.name = "tokens_per_minute", .type = KT_INT, .min = 0, .max = 1000000000, .def = "0", .offset = CFG(security.tokens_per_minute)},
+    {.name = "trusted_proxies", .type = KT_STRLIST, .offset = CFG(security.trusted_proxies),
+     .count_offset = CFG(security.n_trusted_proxies)},
     {.name = NULL},
 };
 

@@ -1,0 +1,368 @@
+/* ledger: queue + writer thread + migrations over SQLite. */
+#include "budget/ledger.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+
+/* ---- schema ---- */
+
+/* Migration i takes the schema from version i to i + 1. Never edit a
+ * released step: add a new one. */
+static const char *const migrations[] = {
+    /* 0 -> 1: the request ledger */
+    "CREATE TABLE requests ("
+    " id INTEGER PRIMARY KEY,"
+    " ts_ms INTEGER NOT NULL,"
+    " request_id TEXT NOT NULL,"
+    " key_id TEXT NOT NULL DEFAULT '',"
+    " tenant TEXT NOT NULL DEFAULT '',"
+    " model TEXT NOT NULL DEFAULT '',"
+    " provider TEXT NOT NULL DEFAULT '',"
+    " tokens_in INTEGER NOT NULL,"
+    " tokens_out INTEGER NOT NULL,"
+    " cost_nanos INTEGER NOT NULL,"
+    " estimated INTEGER NOT NULL,"
+    " status INTEGER NOT NULL);"
+    "CREATE INDEX requests_ts ON requests(ts_ms);",
+    /* 1 -> 2: managed API keys (hashed) and the per-database salt */
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);"
+    "CREATE TABLE api_keys ("
+    " id TEXT PRIMARY KEY,"
+    " name TEXT NOT NULL,"
+    " hash BLOB NOT NULL UNIQUE,"
+    " tenant TEXT,"
+    " role TEXT NOT NULL DEFAULT 'user',"
+    " models TEXT,"
+    " daily_limit INTEGER NOT NULL DEFAULT 0,"
+    " monthly_limit INTEGER NOT NULL DEFAULT 0,"
+    " rate_limit_per_hour INTEGER NOT NULL DEFAULT 0,"
+    " requests_per_minute INTEGER NOT NULL DEFAULT 0,"
+    " tokens_per_minute INTEGER NOT NULL DEFAULT 0,"
+    " expires_at INTEGER,"
+    " created_at INTEGER NOT NULL,"
+    " revoked_at INTEGER);",
+};
+
+#define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
+_Static_assert(N_MIGRATIONS == LEDGER_SCHEMA_VERSION, "one migration per schema version");
+
+static int exec(sqlite3 *db, const char *sql, char *err, size_t errcap)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errcap, "%s", msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+int ledger_migrate(void *handle, char *err, size_t errcap)
+{
+    sqlite3 *db = handle;
+    if (exec(db, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)", err,
+             errcap) != 0)
+        return -1;
+    for (;;) {
+        if (exec(db, "BEGIN IMMEDIATE", err, errcap) != 0) return -1;
+        sqlite3_stmt *st = NULL;
+        int version = 0;
+        bool has_row = false;
+        if (sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &st, NULL) ==
+                SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW) {
+            version = sqlite3_column_int(st, 0);
+            has_row = true;
+        }
+        sqlite3_finalize(st);
+        if (version > (int)N_MIGRATIONS) {
+            exec(db, "ROLLBACK", err, errcap);
+            snprintf(err, errcap, "the database has schema version %d, newer than this build's %d",
+                     version, (int)N_MIGRATIONS);
+            return -1;
+        }
+        if (version == (int)N_MIGRATIONS) {
+            exec(db, "COMMIT", err, errcap);
+            return version;
+        }
+        char set[96];
+        snprintf(set, sizeof set, has_row ? "UPDATE schema_version SET version = %d"
+                                          : "INSERT INTO schema_version VALUES (%d)", version + 1);
+        if (exec(db, migrations[version], err, errcap) != 0 || exec(db, set, err, errcap) != 0 ||
+            exec(db, "COMMIT", err, errcap) != 0) {
+            char keep[256];
+            snprintf(keep, sizeof keep, "%s", err);
+            exec(db, "ROLLBACK", err, errcap);
+            snprintf(err, errcap, "migration to schema version %d failed: %s", version + 1, keep);
+            return -1;
+        }
+        log_event(LOG_INFO, "ledger_migrated", "ledger schema migrated to version %d",
+                  version + 1);
+    }
+}
+
+/* ---- the queue and the writer ---- */
+
+struct ledger {
+    char *path;
+    sqlite3 *db; /* the writer's connection; only the writer thread uses it once started */
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake; /* records queued, or stop */
+    pthread_cond_t done; /* a batch committed */
+    struct ledger_record *q;
+    size_t q_len, q_cap;
+    uint64_t appended, committed, dropped;
+    bool stop;
+    bool dropped_logged;
+};
+
+static int open_db(const char *path, sqlite3 **out, char *err, size_t errcap)
+{
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        snprintf(err, errcap, "cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close(db);
+        return -1;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    if (exec(db, "PRAGMA journal_mode=WAL", err, errcap) != 0 ||
+        exec(db, "PRAGMA synchronous=NORMAL", err, errcap) != 0) {
+        sqlite3_close(db);
+        return -1;
+    }
+    *out = db;
+    return 0;
+}
+
+static void make_parent_dirs(const char *path)
+{
+    char *p = xstrdup(path);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = '\0';
+        if (mkdir(p, 0700) != 0 && errno != EEXIST) break;
+        *s = '/';
+    }
+    free(p);
+}
+
+/* Commits `n` records in one transaction. Returns 0 or -1 (rolled back). */
+static int commit_batch(struct ledger *l, sqlite3_stmt *ins, const struct ledger_record *r,
+                        size_t n)
+{
+    char err[256];
+    if (exec(l->db, "BEGIN IMMEDIATE", err, sizeof err) != 0) goto fail;
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_reset(ins);
+        sqlite3_bind_int64(ins, 1, r[i].ts_ms);
+        sqlite3_bind_text(ins, 2, r[i].request_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 3, r[i].key_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 4, r[i].tenant, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 5, r[i].model, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 6, r[i].provider, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ins, 7, r[i].tokens_in);
+        sqlite3_bind_int64(ins, 8, r[i].tokens_out);
+        sqlite3_bind_int64(ins, 9, r[i].cost_nanos);
+        sqlite3_bind_int(ins, 10, r[i].estimated);
+        sqlite3_bind_int(ins, 11, r[i].status);
+        if (sqlite3_step(ins) != SQLITE_DONE) {
+            snprintf(err, sizeof err, "%s", sqlite3_errmsg(l->db));
+            exec(l->db, "ROLLBACK", err + strlen(err), 0);
+            goto fail;
+        }
+    }
+    if (exec(l->db, "COMMIT", err, sizeof err) != 0) {
+        exec(l->db, "ROLLBACK", err + strlen(err), 0);
+        goto fail;
+    }
+    return 0;
+fail:
+    log_event(LOG_ERROR, "ledger_write_failed", "ledger %s: %s; retrying", l->path, err);
+    return -1;
+}
+
+static void *writer_main(void *arg)
+{
+    struct ledger *l = arg;
+    sqlite3_stmt *ins = NULL;
+    sqlite3_prepare_v2(l->db,
+                       "INSERT INTO requests (ts_ms, request_id, key_id, tenant, model, provider,"
+                       " tokens_in, tokens_out, cost_nanos, estimated, status)"
+                       " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                       -1, &ins, NULL);
+    struct ledger_record *batch = xmalloc(LEDGER_BATCH * sizeof *batch);
+    pthread_mutex_lock(&l->lock);
+    for (;;) {
+        while (l->q_len == 0 && !l->stop) pthread_cond_wait(&l->wake, &l->lock);
+        if (l->q_len == 0 && l->stop) break;
+        size_t n = l->q_len < LEDGER_BATCH ? l->q_len : LEDGER_BATCH;
+        memcpy(batch, l->q, n * sizeof *batch);
+        pthread_mutex_unlock(&l->lock);
+        int rc = ins ? commit_batch(l, ins, batch, n) : -1;
+        pthread_mutex_lock(&l->lock);
+        if (rc != 0) {
+            /* Keep the records queued; try again shortly (a full disk, a lock). */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            if (!l->stop) pthread_cond_timedwait(&l->wake, &l->lock, &ts);
+            else break; /* shutting down and the database refuses: give up, logged */
+            continue;
+        }
+        memmove(l->q, l->q + n, (l->q_len - n) * sizeof *l->q);
+        l->q_len -= n;
+        l->committed += n;
+        pthread_cond_broadcast(&l->done);
+    }
+    l->stop = true;
+    pthread_cond_broadcast(&l->done);
+    pthread_mutex_unlock(&l->lock);
+    free(batch);
+    sqlite3_finalize(ins);
+    return NULL;
+}
+
+struct ledger *ledger_open(const char *path, char *err, size_t errcap)
+{
+    make_parent_dirs(path);
+    sqlite3 *db;
+    if (open_db(path, &db, err, errcap) != 0) return NULL;
+    if (ledger_migrate(db, err, errcap) < 0) {
+        sqlite3_close(db);
+        return NULL;
+    }
+    struct ledger *l = xcalloc(1, sizeof *l);
+    l->path = xstrdup(path);
+    l->db = db;
+    pthread_mutex_init(&l->lock, NULL);
+    pthread_cond_init(&l->wake, NULL);
+    pthread_cond_init(&l->done, NULL);
+    if (pthread_create(&l->thread, NULL, writer_main, l) != 0) {
+        snprintf(err, errcap, "cannot start the ledger thread");
+        sqlite3_close(db);
+        free(l->path);
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+void ledger_append(struct ledger *l, const struct ledger_record *r)
+{
+    pthread_mutex_lock(&l->lock);
+    if (l->q_len >= LEDGER_QUEUE_MAX || l->stop) {
+        l->dropped++;
+        bool first = !l->dropped_logged;
+        l->dropped_logged = true;
+        pthread_mutex_unlock(&l->lock);
+        if (first)
+            log_event(LOG_ERROR, "ledger_dropped", "ledger %s: the queue is full or closed; "
+                      "records are being dropped (request %s)", l->path, r->request_id);
+        return;
+    }
+    if (l->q_len == l->q_cap) {
+        l->q_cap = l->q_cap ? l->q_cap * 2 : 1024;
+        l->q = xrealloc(l->q, l->q_cap * sizeof *l->q);
+    }
+    l->q[l->q_len++] = *r;
+    l->appended++;
+    pthread_cond_signal(&l->wake);
+    pthread_mutex_unlock(&l->lock);
+}
+
+void ledger_flush(struct ledger *l)
+{
+    pthread_mutex_lock(&l->lock);
+    uint64_t target = l->appended;
+    while (l->committed < target && !l->stop) pthread_cond_wait(&l->done, &l->lock);
+    pthread_mutex_unlock(&l->lock);
+}
+
+void ledger_close(struct ledger *l)
+{
+    if (!l) return;
+    pthread_mutex_lock(&l->lock);
+    l->stop = true;
+    pthread_cond_signal(&l->wake);
+    pthread_mutex_unlock(&l->lock);
+    pthread_join(l->thread, NULL);
+    if (l->q_len)
+        log_event(LOG_ERROR, "ledger_unwritten", "ledger %s: %zu records could not be written",
+                  l->path, l->q_len);
+    char err[128];
+    exec(l->db, "PRAGMA wal_checkpoint(TRUNCATE)", err, sizeof err);
+    sqlite3_close(l->db);
+    pthread_mutex_destroy(&l->lock);
+    pthread_cond_destroy(&l->wake);
+    pthread_cond_destroy(&l->done);
+    free(l->q);
+    free(l->path);
+    free(l);
+}
+
+uint64_t ledger_committed(struct ledger *l)
+{
+    pthread_mutex_lock(&l->lock);
+    uint64_t n = l->committed;
+    pthread_mutex_unlock(&l->lock);
+    return n;
+}
+
+uint64_t ledger_dropped(struct ledger *l)
+{
+    pthread_mutex_lock(&l->lock);
+    uint64_t n = l->dropped;
+    pthread_mutex_unlock(&l->lock);
+    return n;
+}
+
+const char *ledger_path(const struct ledger *l)
+{
+    return l->path;
+}
+
+int ledger_restore(struct ledger *l, int64_t day_start_s, int64_t month_start_s,
+                   ledger_restore_cb cb, void *ctx)
+{
+    sqlite3 *db;
+    char err[256];
+    if (open_db(l->path, &db, err, sizeof err) != 0) {
+        log_event(LOG_ERROR, "ledger_restore_failed", "%s", err);
+        return -1;
+    }
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT key_id, tenant, provider, model, ts_ms >= ?1, SUM(cost_nanos)"
+                           " FROM requests WHERE ts_ms >= ?2 GROUP BY 1, 2, 3, 4, 5",
+                           -1, &st, NULL) != SQLITE_OK)
+        goto out;
+    sqlite3_bind_int64(st, 1, day_start_s * 1000);
+    sqlite3_bind_int64(st, 2, month_start_s * 1000);
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *k = (const char *)sqlite3_column_text(st, 0);
+        const char *t = (const char *)sqlite3_column_text(st, 1);
+        const char *p = (const char *)sqlite3_column_text(st, 2);
+        const char *m = (const char *)sqlite3_column_text(st, 3);
+        cb(ctx, k ? k : "", t ? t : "", p ? p : "", m ? m : "", sqlite3_column_int(st, 4) != 0,
+           sqlite3_column_int64(st, 5));
+    }
+    rc = s == SQLITE_DONE ? 0 : -1;
+out:
+    if (rc != 0) log_event(LOG_ERROR, "ledger_restore_failed", "%s", sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return rc;
+}

@@ -1,0 +1,80 @@
+/* ledger: the cost ledger, one SQLite database (WAL) with one record per
+ * request. Workers append records to an in-memory queue and never touch
+ * the database; one writer thread commits what is queued in small batches
+ * (one transaction each, at most LEDGER_BATCH records).
+ *
+ * Durability: a record is committed once its batch's transaction has
+ * committed; committed records survive kill -9 of the process (WAL with
+ * synchronous=NORMAL: the commit reached the OS before COMMIT returned; an
+ * OS crash or power loss may lose the last batches, never corrupt the
+ * file). The writer commits as soon as records are queued, so the window
+ * between a response and its record being committed is one batch commit
+ * (normally milliseconds). ledger_flush and ledger_close wait until every
+ * queued record is committed.
+ *
+ * The same database holds the managed API keys (security/keystore.h) and a
+ * schema_version table; ledger_open applies the migrations in order. */
+#ifndef AIPROXY_BUDGET_LEDGER_H
+#define AIPROXY_BUDGET_LEDGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/money.h"
+
+#define LEDGER_BATCH 256
+#define LEDGER_QUEUE_MAX 1000000 /* records waiting; past it new ones are dropped and logged */
+#define LEDGER_SCHEMA_VERSION 2
+
+struct ledger_record {
+    int64_t ts_ms; /* unix milliseconds when the request completed */
+    char request_id[40];
+    char key_id[80];   /* "" when unauthenticated */
+    char tenant[80];   /* "" when none */
+    char model[260];   /* as the client asked */
+    char provider[80]; /* "" when no provider answered */
+    int64_t tokens_in, tokens_out;
+    nanos_t cost_nanos;
+    bool estimated;
+    int status; /* the HTTP status sent (499: the client left) */
+};
+
+struct ledger;
+
+/* Opens (creating the file and its directory when missing) and migrates
+ * the database at `path`, then starts the writer thread. Returns NULL and
+ * writes why into `err` on failure. */
+struct ledger *ledger_open(const char *path, char *err, size_t errcap);
+
+/* Queues a copy of `r`. Never blocks on I/O; thread-safe. */
+void ledger_append(struct ledger *l, const struct ledger_record *r);
+
+/* Waits until everything queued before the call is committed. */
+void ledger_flush(struct ledger *l);
+
+/* Flushes, stops the writer and closes the database. NULL is ignored. */
+void ledger_close(struct ledger *l);
+
+/* How many records were committed / dropped since open (for tests, metrics). */
+uint64_t ledger_committed(struct ledger *l);
+uint64_t ledger_dropped(struct ledger *l);
+
+/* The path the ledger was opened with. */
+const char *ledger_path(const struct ledger *l);
+
+/* Sums committed spend since `month_start_s` (unix seconds), grouped by
+ * key, tenant, provider and model, and whether the rows are from on or
+ * after `day_start_s`. `cb` runs once per group; strings may be "" (never
+ * NULL). Reads on its own connection. Returns 0, or -1 on a database error. */
+typedef void (*ledger_restore_cb)(void *ctx, const char *key_id, const char *tenant,
+                                  const char *provider, const char *model, bool today,
+                                  nanos_t cost);
+int ledger_restore(struct ledger *l, int64_t day_start_s, int64_t month_start_s,
+                   ledger_restore_cb cb, void *ctx);
+
+/* Applies the migrations to an open sqlite3 handle (void * to keep sqlite3.h
+ * out of this header). Returns the resulting version, or -1 with `err`. */
+int ledger_migrate(void *db, char *err, size_t errcap);
+
+#endif
