@@ -1,11 +1,15 @@
 /* openai: the adapter for OpenAI and every OpenAI-compatible server (the
- * `openai` and `local` types). The client's body is forwarded as it is,
- * spliced rather than re-serialised: the model token is swapped for the
- * upstream id, and a stream asks for usage when the client did not. */
+ * `openai` and `local` types; ocf.c reuses the request builder). The
+ * client's body is forwarded as it is, spliced rather than re-serialised:
+ * the model token is swapped for the upstream id, and a stream asks for
+ * usage when the client did not. A preset whose server rejects parts of the
+ * OpenAI shape (a small table below) has its body rewritten instead, only
+ * when the body holds what that server rejects. */
 #include <string.h>
 
 #include "config/config.h"
 #include "core/jsonw.h"
+#include "providers/internal.h"
 #include "providers/provider.h"
 
 static const char *path_for(enum api_kind kind)
@@ -19,21 +23,82 @@ static const char *path_for(enum api_kind kind)
     return "/chat/completions";
 }
 
-static const char include_usage[] = "\"stream_options\":{\"include_usage\":true},";
+/* ---- preset quirks ---- */
 
-static int openai_prepare(const struct provider_call *call, struct provider_request *out,
-                          char *err, size_t err_cap)
+/* What a preset's server refuses in an OpenAI body. Mistral validates with
+ * extra fields forbidden (HTTP 422): it has no stream_options (and sends
+ * usage in the last chunk anyway), no max_completion_tokens, and spells
+ * tool_choice "required" as "any". */
+struct quirk {
+    const char *preset;
+    bool no_stream_options;     /* never send stream_options */
+    bool max_tokens_only;       /* max_completion_tokens -> max_tokens */
+    bool tool_choice_any;       /* tool_choice "required" -> "any" */
+};
+
+static const struct quirk quirks[] = {
+    {"mistral", true, true, true},
+    {NULL, false, false, false},
+};
+
+static const struct quirk *quirk_for(const struct config_provider *p)
+{
+    if (!p->preset) return NULL;
+    for (const struct quirk *q = quirks; q->preset; q++)
+        if (strcmp(q->preset, p->preset) == 0) return q;
+    return NULL;
+}
+
+/* Whether the body holds anything the quirk must rewrite. */
+static bool quirk_applies(const struct quirk *q, const struct provider_call *call)
 {
     const struct req_facts *f = call->facts;
-    const char *upstream_id = call->model->upstream_id;
+    if (q->no_stream_options && f->has_stream_options) return true;
+    if (q->max_tokens_only && memmem(call->body, call->body_len, "\"max_completion_tokens\"", 23))
+        return true;
+    if (q->tool_choice_any && memmem(call->body, call->body_len, "\"required\"", 10)) return true;
+    return false;
+}
+
+static int rewrite_body(const struct quirk *q, const struct provider_call *call,
+                        struct provider_request *out, char *err, size_t err_cap)
+{
+    json_t *root = pj_load(call->body, call->body_len);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        perr(err, err_cap, "the request body could not be rewritten for provider %s",
+             call->provider->name);
+        return -1;
+    }
+    pj_set_str(root, "model", call->model->upstream_id);
+    if (q->no_stream_options) json_object_del(root, "stream_options");
+    json_t *mct = json_object_get(root, "max_completion_tokens");
+    if (q->max_tokens_only && mct) {
+        json_object_set(root, "max_tokens", mct);
+        json_object_del(root, "max_completion_tokens");
+    }
+    json_t *tc = json_object_get(root, "tool_choice");
+    if (q->tool_choice_any && json_is_string(tc) && strcmp(json_string_value(tc), "required") == 0)
+        pj_set_str(root, "tool_choice", "any");
+    out->body = pj_dump(call->arena, root, &out->body_len);
+    json_decref(root);
+    return 0;
+}
+
+/* ---- the request ---- */
+
+static const char include_usage[] = "\"stream_options\":{\"include_usage\":true},";
+
+static void splice_body(const struct provider_call *call, bool want_usage,
+                        struct provider_request *out)
+{
+    const struct req_facts *f = call->facts;
     char quoted[600];
     struct jsonw w;
     jsonw_init(&w, quoted, sizeof quoted);
-    jsonw_str(&w, upstream_id);
+    jsonw_str(&w, call->model->upstream_id);
     size_t qlen = jsonw_len(&w);
 
-    bool want_usage = f->stream && !f->has_stream_options &&
-                      (call->kind == API_CHAT || call->kind == API_COMPLETIONS);
     size_t extra = want_usage ? sizeof include_usage - 1 : 0;
     size_t len = call->body_len - f->model_len + qlen + extra;
     char *body = arena_alloc(call->arena, len + 1);
@@ -56,24 +121,49 @@ static int openai_prepare(const struct provider_call *call, struct provider_requ
     *p = '\0';
     out->body = body;
     out->body_len = (size_t)(p - body);
-    out->stream = f->stream && (call->kind == API_CHAT || call->kind == API_COMPLETIONS);
+}
 
-    out->url = arena_printf(call->arena, "%s%s", call->provider->endpoint, path_for(call->kind));
+int openai_build_request(const struct provider_call *call, const char *url,
+                         struct provider_request *out, char *err, size_t err_cap)
+{
+    const struct req_facts *f = call->facts;
+    const struct quirk *q = quirk_for(call->provider);
+    bool textual = call->kind == API_CHAT || call->kind == API_COMPLETIONS;
+    out->stream = f->stream && textual;
+
+    if (q && quirk_applies(q, call)) {
+        if (rewrite_body(q, call, out, err, err_cap) != 0) return -1;
+    } else {
+        bool want_usage = f->stream && !f->has_stream_options && textual &&
+                          !(q && q->no_stream_options);
+        splice_body(call, want_usage, out);
+    }
+
+    out->url = arena_strdup(call->arena, url);
+    const char *accept = out->stream ? "text/event-stream" : "application/json";
     const char *key = call->provider->api_key;
     if (key && *key) {
-        if (strpbrk(key, "\r\n")) {
-            (void)snprintf(err, err_cap, "provider %s has an invalid credential", call->provider->name);
+        if (!header_value_ok(key)) {
+            perr(err, err_cap, "provider %s has an invalid credential", call->provider->name);
             return -1;
         }
         out->headers = arena_printf(call->arena,
                                     "Content-Type: application/json\r\nAccept: %s\r\n"
                                     "Authorization: Bearer %s\r\n",
-                                    out->stream ? "text/event-stream" : "application/json", key);
+                                    accept, key);
     } else {
         out->headers = arena_printf(call->arena, "Content-Type: application/json\r\nAccept: %s\r\n",
-                                    out->stream ? "text/event-stream" : "application/json");
+                                    accept);
     }
     return 0;
+}
+
+static int openai_prepare(const struct provider_call *call, struct provider_request *out,
+                          char *err, size_t err_cap)
+{
+    const char *url =
+        arena_printf(call->arena, "%s%s", call->provider->endpoint, path_for(call->kind));
+    return openai_build_request(call, url, out, err, err_cap);
 }
 
 const struct provider_ops provider_openai_ops = {

@@ -7,17 +7,22 @@
 #include "providers/provider.h"
 
 extern const struct provider_ops provider_openai_ops;
+extern const struct provider_ops provider_anthropic_ops;
+extern const struct provider_ops provider_cloudflare_ops;
+extern const struct provider_ops provider_ocf_ops;
 
 const struct provider_ops *provider_ops_for(const struct config_provider *p)
 {
     switch (p->type) {
     case PROVIDER_OPENAI:
     case PROVIDER_LOCAL:
-    case PROVIDER_OCF: /* OCF forwards OpenAI requests as they are */
         return &provider_openai_ops;
+    case PROVIDER_OCF:
+        return &provider_ocf_ops;
     case PROVIDER_ANTHROPIC:
+        return &provider_anthropic_ops;
     case PROVIDER_CLOUDFLARE:
-        return NULL; /* adapters land with issue 3 */
+        return &provider_cloudflare_ops;
     }
     return NULL;
 }

@@ -1,0 +1,56 @@
+/* internal: helpers shared by the provider adapters and inbound translators
+ * (not part of the adapter interface). JSON documents are built with
+ * jansson and copied into the call's arena; the OpenAI splicing request
+ * builder is shared by every OpenAI-format adapter (openai, local, ocf). */
+#ifndef AIPROXY_PROVIDERS_INTERNAL_H
+#define AIPROXY_PROVIDERS_INTERNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/arena.h"
+#include "providers/provider.h"
+
+/* Parses `len` bytes as one JSON value (NULs inside strings refused).
+ * Returns a new reference the caller json_decref()s, or NULL. */
+json_t *pj_load(const char *s, size_t len);
+
+/* Serialises `v` compactly (15 significant digits for reals) into the
+ * arena; `*len` gets the length when non-NULL. Never NULL. */
+char *pj_dump(struct arena *a, const json_t *v, size_t *len);
+
+/* Typed field readers: NULL / false / `def` when absent or of another type. */
+const char *pj_str(const json_t *obj, const char *key);
+bool pj_int(const json_t *obj, const char *key, int64_t *out);
+bool pj_true(const json_t *obj, const char *key);
+
+/* Sets `key` to a new string / integer, stealing nothing from the caller. */
+void pj_set_str(json_t *obj, const char *key, const char *s);
+void pj_set_int(json_t *obj, const char *key, int64_t v);
+
+/* Joins the text of an OpenAI message `content` (a string, or an array of
+ * parts whose text parts are concatenated with `sep`) into the arena.
+ * Returns NULL when content has another shape or holds a non-text part
+ * (the part's type goes to `*bad_part` when non-NULL). */
+char *pj_content_text(struct arena *a, const json_t *content, const char *sep,
+                      const char **bad_part);
+
+/* Copies a printf-style message into err (bounded). */
+void perr(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Whether a credential can go into a header line as it is. */
+bool header_value_ok(const char *v);
+
+/* Seconds since the epoch, for the `created` fields adapters must invent. */
+int64_t pj_now(void);
+
+/* The OpenAI-format request builder (openai.c): the client's body with the
+ * model token swapped for the upstream id and stream usage requested
+ * (spliced, or rewritten when the provider's preset has a quirk), sent to
+ * `url` with the provider's bearer key. */
+int openai_build_request(const struct provider_call *call, const char *url,
+                         struct provider_request *out, char *err, size_t err_cap);
+
+#endif

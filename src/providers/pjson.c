@@ -1,0 +1,106 @@
+/* pjson: the small JSON and error helpers the adapters share (internal.h). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "providers/internal.h"
+
+json_t *pj_load(const char *s, size_t len)
+{
+    json_error_t e;
+    if (!s) return NULL;
+    return json_loadb(s, len, 0, &e);
+}
+
+char *pj_dump(struct arena *a, const json_t *v, size_t *len)
+{
+    size_t n = json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY);
+    char *out = arena_alloc(a, n + 1);
+    if (n) (void)json_dumpb(v, out, n, JSON_COMPACT | JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY);
+    out[n] = '\0';
+    if (len) *len = n;
+    return out;
+}
+
+const char *pj_str(const json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+bool pj_int(const json_t *obj, const char *key, int64_t *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!json_is_integer(v)) return false;
+    *out = (int64_t)json_integer_value(v);
+    return true;
+}
+
+bool pj_true(const json_t *obj, const char *key)
+{
+    return json_is_true(json_object_get(obj, key));
+}
+
+void pj_set_str(json_t *obj, const char *key, const char *s)
+{
+    json_object_set_new(obj, key, json_string(s ? s : ""));
+}
+
+void pj_set_int(json_t *obj, const char *key, int64_t v)
+{
+    json_object_set_new(obj, key, json_integer((json_int_t)v));
+}
+
+char *pj_content_text(struct arena *a, const json_t *content, const char *sep,
+                      const char **bad_part)
+{
+    if (json_is_string(content)) return arena_strdup(a, json_string_value(content));
+    if (!json_is_array(content)) return NULL;
+    size_t total = 1, i;
+    json_t *part;
+    size_t seplen = strlen(sep);
+    json_array_foreach(content, i, part) {
+        const char *type = pj_str(part, "type");
+        const char *text = pj_str(part, "text");
+        if (!type || strcmp(type, "text") != 0 || !text) {
+            if (bad_part) *bad_part = type ? type : "(untyped)";
+            return NULL;
+        }
+        total += strlen(text) + seplen;
+    }
+    char *out = arena_alloc(a, total);
+    size_t off = 0;
+    json_array_foreach(content, i, part) {
+        const char *text = pj_str(part, "text");
+        size_t n = strlen(text);
+        if (i && seplen) {
+            memcpy(out + off, sep, seplen);
+            off += seplen;
+        }
+        memcpy(out + off, text, n);
+        off += n;
+    }
+    out[off] = '\0';
+    return out;
+}
+
+void perr(char *err, size_t cap, const char *fmt, ...)
+{
+    if (!err || !cap) return;
+    va_list ap;
+    va_start(ap, fmt);
+    (void)vsnprintf(err, cap, fmt, ap);
+    va_end(ap);
+}
+
+bool header_value_ok(const char *v)
+{
+    return v && *v && !strpbrk(v, "\r\n");
+}
+
+int64_t pj_now(void)
+{
+    return (int64_t)time(NULL);
+}
