@@ -10,6 +10,7 @@
 #include "config/internal.h"
 #include "core/alloc.h"
 #include "core/log.h"
+#include "routing/policy.h"
 
 /* ---- names ---- */
 
@@ -133,6 +134,13 @@ void config_free(struct config *c)
         free(p->rules);
     }
     free(c->routing.policies);
+    for (size_t i = 0; i < c->routing.n_tiers; i++) {
+        free(c->routing.tiers[i].name);
+        free(c->routing.tiers[i].model);
+    }
+    free(c->routing.tiers);
+    if (c->compiled_policies && c->free_compiled_policies)
+        c->free_compiled_policies(c->compiled_policies);
     free_strings(c->routing.fallback_chain, c->routing.n_fallback_chain);
     free(c->budget.cost_db_path);
     for (size_t i = 0; i < c->budget.n_alerts; i++) free(c->budget.alerts[i].webhook);
@@ -210,7 +218,7 @@ struct config *config_load_text(const char *text, size_t len, const char *name,
     env_expand_tree(root, name, diags);
     struct config *c = config_new_defaults();
     c->source = xstrdup(name);
-    config_apply_tree(c, root, name, diags);
+    if (config_apply_tree(c, root, name, diags)) routing_compile_policies(c, diags);
     cnode_free(root);
     set_hostname_id(c);
     if (diags->errors != errors) {

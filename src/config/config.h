@@ -64,6 +64,7 @@ struct config_model {
     char *name;        /* what clients ask for */
     char *upstream_id; /* openai_model / anthropic_model / ... ; defaults to name */
     unsigned capabilities; /* CAP_* bits; CAP_TEXT when the list is absent */
+    bool capabilities_explicit; /* a `capabilities` list was given */
     /* Prices in nano-dollars. When only cost_per_1k_tokens is given, both
      * input and output prices equal it. */
     nanos_t price_in_per_1k;
@@ -119,11 +120,12 @@ struct config_alias {
 };
 
 /* A policy rule is kept as text with its location; the routing module
- * parses it (issue 4). */
+ * compiles it (routing/policy.h) when the snapshot is loaded. */
 struct config_rule {
     char *if_expr;   /* NULL for an `else` rule */
     char *then_expr;
-    int line;
+    int line;        /* the rule's (and its `if:`'s) line */
+    int then_line;   /* the line of `then:` / `else:` */
 };
 
 struct config_policy {
@@ -131,6 +133,19 @@ struct config_policy {
     char *type;
     struct config_rule *rules;
     size_t n_rules;
+    /* Its index in routing.policies. `bare` policies come from the
+     * standard's short form (7.1): list items that are rules themselves
+     * ({if, then} / {else}); consecutive ones form one policy whose rule j
+     * is the item `item + j`. */
+    size_t item;
+    bool bare;
+};
+
+/* routing.tiers: a tier name (cheap, balanced, premium, free, local, or a
+ * task tier trivial..deep) to a model. */
+struct config_tier {
+    char *name;
+    char *model;
 };
 
 enum alert_action { ALERT_LOG, ALERT_DISABLE_PAID, ALERT_BLOCK };
@@ -226,7 +241,15 @@ struct config {
         bool health_aware;
         double unhealthy_threshold; /* a ratio, not money: 0.5 */
         bool auto_tier;
+        struct config_tier *tiers;
+        size_t n_tiers;
     } routing;
+
+    /* routing.policies compiled by routing_compile_policies (routing/policy.h)
+     * at load; freed with `free_compiled_policies` by config_unref. NULL when
+     * there are no policies. */
+    void *compiled_policies;
+    void (*free_compiled_policies)(void *compiled);
 
     struct {
         bool enabled;

@@ -638,6 +638,7 @@ static void parse_capabilities(struct parse_ctx *cx, const struct cnode *v, cons
     size_t n = 0;
     parse_strlist(cx, v, path, &list, &n);
     r->m.capabilities = 0;
+    r->m.capabilities_explicit = true;
     for (size_t i = 0; i < n; i++) {
         size_t j = 0, nn = sizeof capability_names / sizeof capability_names[0];
         while (j < nn && strcmp(capability_names[j].name, list[i]) != 0) j++;
@@ -977,6 +978,8 @@ static void on_rule(struct parse_ctx *cx, const struct cnode *m, const char *pat
         {.name = NULL},
     };
     parse_map(cx, m, path, keys, &row);
+    const struct cnode *tv = cnode_get(m, row.else_expr ? "else" : "then");
+    r.then_line = tv ? tv->line : m->line;
     if (row.else_expr && !row.if_expr && !row.then_expr) {
         r.then_expr = row.else_expr;
     } else if (row.if_expr && row.then_expr && !row.else_expr) {
@@ -1006,10 +1009,42 @@ static const struct key_spec policy_keys[] = {
     {.name = NULL},
 };
 
+/* The standard's short form (its section 7.1): a list item that is itself
+ * a rule joins the bare policy started by the item before it, or starts one. */
+static void on_bare_rule(struct parse_ctx *cx, const struct cnode *m, const char *path,
+                         struct config *c)
+{
+    size_t item = 0;
+    const char *open = strrchr(path, '[');
+    if (open) item = (size_t)strtoull(open + 1, NULL, 10);
+    struct config_policy *last =
+        c->routing.n_policies ? &c->routing.policies[c->routing.n_policies - 1] : NULL;
+    if (!last || !last->bare || last->item + last->n_rules != item) {
+        c->routing.policies =
+            xrealloc(c->routing.policies, (c->routing.n_policies + 1) * sizeof *last);
+        last = &c->routing.policies[c->routing.n_policies++];
+        *last = (struct config_policy){.name = xasprintf("policies[%zu]", item), .item = item,
+                                       .bare = true};
+    }
+    size_t before = last->n_rules;
+    on_rule(cx, m, path, last);
+    if (last->n_rules == before) {
+        /* a malformed rule: keep the item numbering of the rules after it */
+        last->rules = xrealloc(last->rules, (last->n_rules + 1) * sizeof *last->rules);
+        last->rules[last->n_rules++] = (struct config_rule){.line = m->line};
+    }
+}
+
 static void on_policy(struct parse_ctx *cx, const struct cnode *m, const char *path, void *base)
 {
     struct config *c = base;
+    if ((cnode_get(m, "if") || cnode_get(m, "else")) && !cnode_get(m, "rules")) {
+        on_bare_rule(cx, m, path, c);
+        return;
+    }
     struct config_policy pol = {0};
+    const char *open = strrchr(path, '[');
+    if (open) pol.item = (size_t)strtoull(open + 1, NULL, 10);
     parse_map(cx, m, path, policy_keys, &pol);
     if (!pol.name) {
         ERR(cx, m->line, path, "name: missing (every policy needs a name)");
@@ -1043,6 +1078,39 @@ static const struct key_spec lb_keys[] = {
     {.name = NULL},
 };
 
+static void parse_tiers(struct parse_ctx *cx, const struct cnode *v, const char *path, void *base)
+{
+    struct config *c = base;
+    if (is_null(v)) return;
+    if (v->kind != CNODE_MAP) {
+        ERR(cx, v->line, path, "expected a map of tier: model, found %s", kind_name(v));
+        return;
+    }
+    static const char *const names[] = {"cheap",   "balanced",    "premium",  "free",
+                                        "local",   "trivial",     "operational",
+                                        "standard", "complex",    "deep"};
+    for (size_t i = 0; i < v->n; i++) {
+        const struct cnode_pair *pr = &v->pairs[i];
+        char *tp = path_key(path, pr->key);
+        size_t k = 0, nn = sizeof names / sizeof names[0];
+        while (k < nn && strcmp(names[k], pr->key) != 0) k++;
+        const char *t = scalar_text(cx, pr->value, tp, "a model name");
+        if (k == nn) {
+            ERR(cx, pr->line, tp, "unknown tier (expected cheap, balanced, premium, free, local, "
+                                  "trivial, operational, standard, complex or deep)");
+        } else if (t && *t) {
+            c->routing.tiers =
+                xrealloc(c->routing.tiers, (c->routing.n_tiers + 1) * sizeof *c->routing.tiers);
+            c->routing.tiers[c->routing.n_tiers].name = xstrdup(pr->key);
+            c->routing.tiers[c->routing.n_tiers].model = xstrdup(t);
+            c->routing.n_tiers++;
+        } else if (pr->value->kind == CNODE_SCALAR) {
+            ERR(cx, pr->value->line, tp, "missing model");
+        }
+        free(tp);
+    }
+}
+
 static const struct key_spec routing_keys[] = {
     {.name = "strategy", .type = KT_STRATEGY, .def = "cost_optimized", .offset = CFG(routing.strategy)},
     {.name = "aliases", .type = KT_CUSTOM, .parse = parse_aliases},
@@ -1050,6 +1118,7 @@ static const struct key_spec routing_keys[] = {
     {.name = "failover", .type = KT_SECTION, .sub = failover_keys},
     {.name = "load_balancing", .type = KT_SECTION, .sub = lb_keys},
     {.name = "auto_tier", .type = KT_BOOL, .def = "false", .offset = CFG(routing.auto_tier)},
+    {.name = "tiers", .type = KT_CUSTOM, .parse = parse_tiers},
     {.name = NULL},
 };
 
@@ -1134,7 +1203,7 @@ static void parse_tenants(struct parse_ctx *cx, const struct cnode *v, const cha
 }
 
 static const struct key_spec budget_keys[] = {
-    {.name = "enabled", .type = KT_BOOL, .def = "false", .offset = CFG(budget.enabled)},
+    {.name = "enabled", .type = KT_BOOL, .def = "true", .offset = CFG(budget.enabled)},
     {.name = "daily_limit", .type = KT_MONEY, .offset = CFG(budget.daily_limit)},
     {.name = "monthly_limit", .type = KT_MONEY, .offset = CFG(budget.monthly_limit)},
     {.name = "track_costs", .type = KT_BOOL, .def = "true", .offset = CFG(budget.track_costs)},
@@ -1272,7 +1341,7 @@ static const struct key_spec rate_keys[] = {
 };
 
 static const struct key_spec cors_keys[] = {
-    {.name = "enabled", .type = KT_BOOL, .def = "false", .offset = CFG(security.cors_enabled)},
+    {.name = "enabled", .type = KT_BOOL, .def = "true", .offset = CFG(security.cors_enabled)},
     {.name = "allowed_origins", .type = KT_STRLIST, .offset = CFG(security.cors_origins),
      .count_offset = CFG(security.n_cors_origins)},
     {.name = NULL},
