@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <openssl/ssl.h>
 
+#include "api/admission.h"
 #include "api/dispatch.h"
 #include "api/models.h"
 #include "api/upstream_slot.h"
@@ -252,6 +253,12 @@ int main(int argc, char **argv)
 
     models_set_start_time(clock_wall_s());
     metrics_init();
+    char lerr[512];
+    if (admission_start(cfg, lerr, sizeof lerr) != 0) {
+        fprintf(stderr, "aiproxyd: cannot open the ledger: %s\n", lerr);
+        config_unref(cfg);
+        return 1;
+    }
     struct http_server_opts sopts = {
         .host = cfg->server.listen_host,
         .port = cfg->server.listen_port,
@@ -262,6 +269,7 @@ int main(int argc, char **argv)
     };
     struct http_server *server = http_server_start(&sopts, cfg);
     if (!server) {
+        admission_stop();
         config_unref(cfg);
         return 1;
     }
@@ -301,6 +309,7 @@ int main(int argc, char **argv)
     log_event(LOG_INFO, "draining", "signal received: finishing in-flight requests (up to %lld ms)",
               (long long)cfg->server.drain_timeout_ms);
     http_server_drain_and_free(server);
+    admission_stop(); /* commits every queued ledger record */
     log_event(LOG_INFO, "stopped", "aiproxyd stopped");
     config_unref(cfg);
     return 0;

@@ -1,44 +1,487 @@
-/* admission: authentication today; rate limits and budgets plug in here. */
+/* admission: the seam between the request flow and the money and access
+ * policies. Authentication (config keys, then managed keys), request rate
+ * limits per key and per client IP, model allow-lists, alert states,
+ * token rate limits and budget reservation before a request is sent; its
+ * settlement and ledger record once it is over. The policies themselves
+ * live in security/ and budget/; this file applies them to a request and
+ * turns refusals into OpenAI-shaped errors. The shared state is created
+ * once by admission_start, before any worker exists. */
 #include "api/admission.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "budget/alerts.h"
+#include "budget/ledger.h"
+#include "budget/period.h"
+#include "budget/pricing.h"
+#include "budget/spend.h"
 #include "config/config.h"
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
 #include "http/server.h"
 #include "security/auth.h"
+#include "security/keystore.h"
+#include "security/ratelimit.h"
 
-bool admission_authenticate(struct http_request *req, bool admin_required)
+/* ---- shared state ---- */
+
+struct admission_state {
+    struct ledger *ledger;
+    struct keystore *keys;
+    struct rl_table *rl;
+    struct alerts *alerts;
+    struct spend_counter global;
+    struct spend_table *by_key, *by_tenant, *by_provider, *by_model;
+};
+
+static struct admission_state *state;
+
+/* What one admitted request holds until admission_finish (arena-owned). */
+struct admission_ticket {
+    struct spend_reservation res;
+    nanos_t estimate;
+    int64_t est_tokens;
+    const char *tpm_who; /* NULL when no token limit was charged */
+    int64_t tpm;
+};
+
+static void on_restore(void *ctx, const char *key_id, const char *tenant, const char *provider,
+                       const char *model, bool today, nanos_t cost)
 {
-    const struct config *cfg = req->config;
-    if (!cfg->security.auth_enabled) return true;
-    const char *presented = auth_presented_key(http_header_get(req, "authorization"),
-                                               http_header_get(req, "x-api-key"));
-    const struct config_api_key *k = auth_find_key(cfg, presented);
-    if (!k) {
-        http_respond_error_h(req, GW_ERR_INVALID_API_KEY,
-                             "Missing or invalid API key. Send it as 'Authorization: Bearer KEY' "
-                             "or 'x-api-key: KEY'.",
-                             NULL, "WWW-Authenticate: Bearer\r\n");
-        return false;
+    struct admission_state *s = ctx;
+    int64_t now = clock_wall_s();
+    int64_t day = period_day(now), month = period_month(now);
+    struct spend_counter *cs[5] = {
+        &s->global,
+        *key_id ? spend_table_get(s->by_key, key_id) : NULL,
+        *tenant ? spend_table_get(s->by_tenant, tenant) : NULL,
+        *provider ? spend_table_get(s->by_provider, provider) : NULL,
+        *model ? spend_table_get(s->by_model, model) : NULL,
+    };
+    for (int i = 0; i < 5; i++) {
+        if (!cs[i]) continue;
+        spend_window_add(&cs[i]->month, month, cost);
+        if (today) spend_window_add(&cs[i]->day, day, cost);
     }
+}
+
+int admission_start(const struct config *cfg, char *err, size_t errcap)
+{
+    struct admission_state *s = xcalloc(1, sizeof *s);
+    s->ledger = ledger_open(cfg->budget.cost_db_path, err, errcap);
+    if (!s->ledger) {
+        free(s);
+        return -1;
+    }
+    s->keys = keystore_open(cfg->budget.cost_db_path, err, errcap);
+    if (!s->keys) {
+        ledger_close(s->ledger);
+        free(s);
+        return -1;
+    }
+    s->by_key = spend_table_new();
+    s->by_tenant = spend_table_new();
+    s->by_provider = spend_table_new();
+    s->by_model = spend_table_new();
+    s->rl = rl_table_new();
+    int64_t now = clock_wall_s();
+    if (ledger_restore(s->ledger, period_day_start(now), period_month_start(now), on_restore, s) != 0)
+        log_event(LOG_ERROR, "ledger_restore_failed", "spend could not be restored from %s; "
+                  "counting from zero", cfg->budget.cost_db_path);
+    s->alerts = alerts_start();
+    state = s;
+    char d[32], m[32];
+    money_format_usd(spend_window_spent(&s->global.day, period_day(now)), d, sizeof d);
+    money_format_usd(spend_window_spent(&s->global.month, period_month(now)), m, sizeof m);
+    log_event(LOG_INFO, "ledger_opened", "ledger %s open; spend today $%s, this month $%s",
+              cfg->budget.cost_db_path, d, m);
+    return 0;
+}
+
+void admission_stop(void)
+{
+    struct admission_state *s = state;
+    if (!s) return;
+    ledger_close(s->ledger);
+    alerts_stop(s->alerts);
+    keystore_close(s->keys);
+    rl_table_free(s->rl);
+    spend_table_free(s->by_key);
+    spend_table_free(s->by_tenant);
+    spend_table_free(s->by_provider);
+    spend_table_free(s->by_model);
+    state = NULL;
+    free(s);
+}
+
+struct ledger *admission_ledger(void)
+{
+    return state ? state->ledger : NULL;
+}
+
+struct keystore *admission_keystore(void)
+{
+    return state ? state->keys : NULL;
+}
+
+struct spend_counter *admission_global_spend(void)
+{
+    return state ? &state->global : NULL;
+}
+
+struct spend_table *admission_spend_table(const char *which)
+{
+    if (!state) return NULL;
+    if (strcmp(which, "key") == 0) return state->by_key;
+    if (strcmp(which, "tenant") == 0) return state->by_tenant;
+    if (strcmp(which, "provider") == 0) return state->by_provider;
+    if (strcmp(which, "model") == 0) return state->by_model;
+    return NULL;
+}
+
+/* ---- helpers ---- */
+
+static void add_headers(struct http_request *req, const char *h)
+{
+    req->extra_headers = req->extra_headers ? arena_printf(&req->arena, "%s%s", req->extra_headers, h)
+                                            : h;
+}
+
+static char *rl_headers(struct http_request *req, const struct rl_decision *d)
+{
+    char reset[32];
+    rl_format_duration(d->reset_us, reset, sizeof reset);
+    return arena_printf(&req->arena,
+                        "x-ratelimit-limit-requests: %lld\r\nx-ratelimit-remaining-requests: %lld\r\n"
+                        "x-ratelimit-reset-requests: %s\r\n",
+                        (long long)d->limit, (long long)d->remaining, reset);
+}
+
+static void refuse_rate(struct http_request *req, const struct rl_decision *d, const char *what,
+                        bool tokens)
+{
+    int64_t secs = (d->retry_after_us + 999999) / 1000000;
+    if (secs < 1) secs = 1;
+    char msg[256];
+    snprintf(msg, sizeof msg, "Rate limit reached for %s: %lld %s per %s. Retry after %lld s.",
+             what, (long long)d->limit, tokens ? "tokens" : "requests", tokens ? "minute" : "window",
+             (long long)secs);
+    const char *h = arena_printf(&req->arena, "Retry-After: %lld\r\n%s", (long long)secs,
+                                 tokens ? "" : rl_headers(req, d));
+    http_respond_error_h(req, GW_ERR_RATE_LIMITED, msg, NULL, h);
+}
+
+static struct principal *principal_from_config(struct http_request *req,
+                                               const struct config_api_key *k)
+{
     struct principal *p = arena_alloc(&req->arena, sizeof *p);
     memset(p, 0, sizeof *p);
     p->name = k->name ? k->name : "";
     p->key_id = p->name;
-    req->principal = p;
-    if (admin_required && !p->admin) {
-        http_respond_error(req, GW_ERR_FORBIDDEN, "This endpoint needs an admin key.", NULL);
-        return false;
+    p->tenant = k->tenant;
+    p->admin = k->admin;
+    p->models = (const char *const *)k->models;
+    p->n_models = k->n_models;
+    p->daily_limit = k->daily_limit;
+    p->monthly_limit = k->monthly_limit;
+    p->rate_limit_per_hour = k->rate_limit_per_hour;
+    p->requests_per_minute = k->requests_per_minute;
+    p->tokens_per_minute = k->tokens_per_minute;
+    return p;
+}
+
+static struct principal *principal_from_view(struct http_request *req, const struct key_view *v)
+{
+    struct principal *p = arena_alloc(&req->arena, sizeof *p);
+    memset(p, 0, sizeof *p);
+    p->key_id = arena_strdup(&req->arena, v->id);
+    p->name = v->name;
+    p->tenant = v->tenant;
+    p->admin = v->admin;
+    p->managed = true;
+    p->models = v->models;
+    p->n_models = v->n_models;
+    p->daily_limit = v->daily_limit;
+    p->monthly_limit = v->monthly_limit;
+    p->rate_limit_per_hour = v->rate_limit_per_hour;
+    p->requests_per_minute = v->requests_per_minute;
+    p->tokens_per_minute = v->tokens_per_minute;
+    return p;
+}
+
+static const char *client_ip(struct http_request *req)
+{
+    const struct config *cfg = req->config;
+    char *ip = arena_alloc(&req->arena, 64);
+    rl_client_ip(req->client_ip, http_header_get(req, "x-forwarded-for"),
+                 cfg->security.trusted_proxies, cfg->security.n_trusted_proxies, ip, 64);
+    return ip;
+}
+
+/* ---- authentication and request rate limits ---- */
+
+bool admission_authenticate(struct http_request *req, bool admin_required)
+{
+    const struct config *cfg = req->config;
+    struct principal *p = NULL;
+    if (cfg->security.auth_enabled) {
+        const char *presented = auth_presented_key(http_header_get(req, "authorization"),
+                                                   http_header_get(req, "x-api-key"));
+        const struct config_api_key *k = auth_find_key(cfg, presented);
+        struct key_view *v = NULL;
+        if (k) p = principal_from_config(req, k);
+        else if (presented && state) v = keystore_find(state->keys, presented, &req->arena);
+        const char *why = "Missing or invalid API key. Send it as 'Authorization: Bearer KEY' "
+                          "or 'x-api-key: KEY'.";
+        if (v && v->revoked_at) {
+            why = "This API key has been revoked.";
+            v = NULL;
+        } else if (v && v->expires_at && v->expires_at <= clock_wall_s()) {
+            why = "This API key has expired.";
+            v = NULL;
+        }
+        if (v) p = principal_from_view(req, v);
+        if (!p) {
+            http_respond_error_h(req, GW_ERR_INVALID_API_KEY, why, NULL,
+                                 "WWW-Authenticate: Bearer\r\n");
+            return false;
+        }
+        req->principal = p;
+    }
+    if (admin_required) {
+        if (!cfg->security.auth_enabled) {
+            http_respond_error(req, GW_ERR_FORBIDDEN, "The admin API needs security.auth.enabled "
+                               "and a key with role: admin.", NULL);
+            return false;
+        }
+        if (!p->admin) {
+            http_respond_error(req, GW_ERR_FORBIDDEN, "This endpoint needs an admin key.", NULL);
+            return false;
+        }
+        return true; /* admins are not rate limited on the admin API: they can always revoke */
+    }
+    if (!state) return true;
+
+    int64_t now = clock_mono_us();
+    bool rl_on = cfg->security.rate_limiting_enabled;
+    struct rl_decision d;
+    if (p && (rl_on ? cfg->security.rl_by_api_key : true)) {
+        int64_t per_hour = p->rate_limit_per_hour ? p->rate_limit_per_hour
+                                                  : rl_on ? cfg->security.default_limit_per_hour : 0;
+        int64_t per_min = p->requests_per_minute ? p->requests_per_minute
+                                                 : rl_on ? cfg->security.requests_per_minute : 0;
+        const char *who = arena_printf(&req->arena, "k:%s", p->key_id);
+        if (!rl_take_request(state->rl, who, per_hour, per_min, now, &d)) {
+            char what[200];
+            snprintf(what, sizeof what, "key '%s'", p->name);
+            refuse_rate(req, &d, what, false);
+            return false;
+        }
+        if (d.limit) add_headers(req, rl_headers(req, &d));
+    }
+    if (rl_on && cfg->security.rl_by_ip) {
+        const char *ip = client_ip(req);
+        const char *who = arena_printf(&req->arena, "ip:%s", ip);
+        struct rl_decision di;
+        if (!rl_take_request(state->rl, who, cfg->security.default_limit_per_hour,
+                             cfg->security.requests_per_minute, now, &di)) {
+            refuse_rate(req, &di, "this client address", false);
+            return false;
+        }
+        if (di.limit && !(p && d.limit)) add_headers(req, rl_headers(req, &di));
     }
     return true;
+}
+
+/* ---- before sending ---- */
+
+static bool model_allowed(const struct principal *p, const char *asked, const char *resolved)
+{
+    if (!p || p->n_models == 0) return true;
+    for (size_t i = 0; i < p->n_models; i++)
+        if (strcmp(p->models[i], asked) == 0 || (resolved && strcmp(p->models[i], resolved) == 0))
+            return true;
+    return false;
+}
+
+static void refuse_budget(struct http_request *req, const char *msg)
+{
+    http_respond_error_h(req, GW_ERR_BUDGET_EXCEEDED, msg, NULL, "x-should-retry: false\r\n");
+}
+
+static const struct config_tenant *find_tenant(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; name && i < cfg->budget.n_tenants; i++)
+        if (strcmp(cfg->budget.tenants[i].name, name) == 0) return &cfg->budget.tenants[i];
+    return NULL;
+}
+
+/* Drops candidates whose model costs anything; returns how many are left. */
+static size_t keep_free_candidates(struct route_plan *plan)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < plan->n; i++)
+        if (!pricing_is_paid(plan->items[i].model)) plan->items[n++] = plan->items[i];
+    plan->n = n;
+    return n;
 }
 
 bool admission_reserve(struct http_request *req, struct route_plan *plan,
                        const struct req_facts *facts, enum api_kind kind)
 {
+    const struct config *cfg = req->config;
+    const struct principal *p = req->principal;
+    if (!model_allowed(p, facts->model, plan->model)) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "The key '%s' may not use the model '%s'.", p->name, facts->model);
+        http_respond_error(req, GW_ERR_FORBIDDEN, msg, "model");
+        return false;
+    }
+    if (!state) return true;
+
+    int64_t now_s = clock_wall_s();
+    int64_t day = period_day(now_s), month = period_month(now_s);
+    nanos_t day_spent = spend_window_spent(&state->global.day, day);
+    nanos_t month_spent = spend_window_spent(&state->global.month, month);
+    if (cfg->budget.enabled && alerts_active(cfg, ALERT_BLOCK, day_spent, month_spent)) {
+        refuse_budget(req, "The gateway's budget alert threshold with action 'block' has been "
+                           "reached: requests are refused until the budget period ends.");
+        return false;
+    }
+    if (cfg->budget.enabled && alerts_active(cfg, ALERT_DISABLE_PAID, day_spent, month_spent) &&
+        keep_free_candidates(plan) == 0) {
+        refuse_budget(req, "Paid providers are disabled by a budget alert, and no free provider "
+                           "serves this model.");
+        return false;
+    }
+
+    /* The estimate: the dearest candidate, since failover may reach it. */
+    bool embeddings = kind == API_EMBEDDINGS;
+    int64_t prompt = scan_estimate_tokens(facts->text_bytes);
+    nanos_t estimate = 0;
+    int64_t est_tokens = prompt;
+    for (size_t i = 0; i < plan->n; i++) {
+        const struct candidate *c = &plan->items[i];
+        nanos_t e = pricing_estimate(c->model, c->provider, prompt, facts->max_tokens, facts->n,
+                                     embeddings);
+        if (e > estimate) estimate = e;
+        int64_t t = prompt + pricing_completion_bound(c->provider, facts->max_tokens, facts->n,
+                                                      embeddings);
+        if (t > est_tokens) est_tokens = t;
+    }
+
+    struct admission_ticket *t = arena_alloc(&req->arena, sizeof *t);
+    memset(t, 0, sizeof *t);
+    t->estimate = estimate;
+    t->est_tokens = est_tokens;
+
+    /* Tokens per minute, charged with the estimate and corrected at the end. */
+    bool rl_on = cfg->security.rate_limiting_enabled;
+    int64_t tpm = p && p->tokens_per_minute ? p->tokens_per_minute
+                                            : rl_on ? cfg->security.tokens_per_minute : 0;
+    if (tpm > 0) {
+        const char *who = arena_printf(&req->arena, "k:%s", p ? p->key_id : "-");
+        struct rl_decision d;
+        if (!rl_take_tokens(state->rl, who, tpm, est_tokens, clock_mono_us(), &d)) {
+            refuse_rate(req, &d, p ? "this key" : "this gateway", true);
+            return false;
+        }
+        t->tpm_who = who;
+        t->tpm = tpm;
+    }
+
+    struct spend_scope scopes[3];
+    const char *names[3];
+    int n = 0;
+    scopes[n] = (struct spend_scope){&state->global, cfg->budget.enabled ? cfg->budget.daily_limit : 0,
+                                     cfg->budget.enabled ? cfg->budget.monthly_limit : 0};
+    names[n++] = "the gateway";
+    if (p) {
+        scopes[n] = (struct spend_scope){spend_table_get(state->by_key, p->key_id), p->daily_limit,
+                                         p->monthly_limit};
+        names[n++] = "this key";
+        if (p->tenant) {
+            const struct config_tenant *tc = find_tenant(cfg, p->tenant);
+            scopes[n] = (struct spend_scope){spend_table_get(state->by_tenant, p->tenant),
+                                             tc ? tc->daily_limit : 0, tc ? tc->monthly_limit : 0};
+            names[n++] = "this key's tenant";
+        }
+    }
+    int failed = 0;
+    bool monthly = false;
+    if (spend_reserve(scopes, n, estimate, day, month, &t->res, &failed, &monthly) != 0) {
+        if (t->tpm_who)
+            rl_adjust_tokens(state->rl, t->tpm_who, t->tpm, -est_tokens, clock_mono_us());
+        char est[32], msg[300];
+        money_format_usd(estimate, est, sizeof est);
+        snprintf(msg, sizeof msg, "The %s budget of %s is spent: this request (estimated at $%s) "
+                 "would exceed it. It resets at the start of the next %s (UTC).",
+                 monthly ? "monthly" : "daily", names[failed], est, monthly ? "month" : "day");
+        refuse_budget(req, msg);
+        return false;
+    }
+    req->admission = t;
     return true;
+}
+
+/* ---- once the request is over ---- */
+
+static void copy_field(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
 }
 
 void admission_finish(struct http_request *req)
 {
+    struct admission_ticket *t = req->admission;
+    if (!t || !state) return;
+    req->admission = NULL;
+    const struct config *cfg = req->config;
+    const struct principal *p = req->principal;
+    nanos_t cost = req->acct.cost_nanos > 0 ? req->acct.cost_nanos : 0;
+    int64_t now_ms = clock_wall_s() * 1000;
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) == 0)
+        now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t now_s = now_ms / 1000;
+    int64_t day = period_day(now_s), month = period_month(now_s);
+
+    nanos_t before_day = 0, before_month = 0;
+    spend_settle(&t->res, cost, day, month, &before_day, &before_month);
+    if (cost > 0) {
+        if (req->acct.provider) {
+            struct spend_counter *c = spend_table_get(state->by_provider, req->acct.provider);
+            spend_window_add(&c->day, day, cost);
+            spend_window_add(&c->month, month, cost);
+        }
+        if (req->acct.model) {
+            struct spend_counter *c = spend_table_get(state->by_model, req->acct.model);
+            spend_window_add(&c->day, day, cost);
+            spend_window_add(&c->month, month, cost);
+        }
+        if (cfg->budget.enabled)
+            alerts_on_spend(state->alerts, cfg, before_day, before_month, cost, day, month);
+    }
+    if (t->tpm_who) {
+        int64_t real = req->acct.tokens_in + req->acct.tokens_out;
+        rl_adjust_tokens(state->rl, t->tpm_who, t->tpm, real - t->est_tokens, clock_mono_us());
+    }
+    if (!cfg->budget.track_costs) return;
+    struct ledger_record r;
+    memset(&r, 0, sizeof r);
+    r.ts_ms = now_ms;
+    copy_field(r.request_id, sizeof r.request_id, req->id);
+    copy_field(r.key_id, sizeof r.key_id, p ? p->key_id : NULL);
+    copy_field(r.tenant, sizeof r.tenant, p ? p->tenant : NULL);
+    copy_field(r.model, sizeof r.model, req->acct.model);
+    copy_field(r.provider, sizeof r.provider, req->acct.provider);
+    r.tokens_in = req->acct.tokens_in;
+    r.tokens_out = req->acct.tokens_out;
+    r.cost_nanos = cost;
+    r.estimated = req->acct.estimated;
+    r.status = req->status;
+    ledger_append(state->ledger, &r);
 }

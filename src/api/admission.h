@@ -7,8 +7,10 @@
 #define AIPROXY_API_ADMISSION_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "api/scan.h"
+#include "core/money.h"
 #include "providers/provider.h"
 #include "routing/candidates.h"
 
@@ -16,11 +18,39 @@ struct http_request;
 
 /* The authenticated caller (arena-owned, in req->principal). */
 struct principal {
-    const char *key_id;  /* stable id for limits and the ledger (never the key) */
+    const char *key_id;  /* stable id for limits and the ledger (never the key):
+                          * a config key's name, or a managed key's "key_..." id */
     const char *name;    /* the key's name */
     const char *tenant;  /* NULL when none */
     bool admin;          /* may use /aiproxy/admin/... */
+    bool managed;        /* created through the admin API (else from the config) */
+    const char *const *models; /* allowed models or aliases; n_models == 0: all */
+    size_t n_models;
+    nanos_t daily_limit, monthly_limit; /* the key's own budget; 0 = none */
+    int rate_limit_per_hour, requests_per_minute, tokens_per_minute; /* 0 = none */
 };
+
+struct config;
+struct ledger;
+struct keystore;
+struct spend_counter;
+struct spend_table;
+
+/* Opens the ledger (budget.cost_db) and the managed-key store in it,
+ * restores today's and this month's spend (UTC) from it, and starts the
+ * ledger and alert threads. Call once before the workers start. Returns 0,
+ * or -1 with `err`. */
+int admission_start(const struct config *cfg, char *err, size_t errcap);
+/* Commits every queued ledger record, stops the threads and closes the
+ * database. Call after the workers have drained. */
+void admission_stop(void);
+
+/* The shared state, for the budget and admin APIs (NULL before start). */
+struct ledger *admission_ledger(void);
+struct keystore *admission_keystore(void);
+struct spend_counter *admission_global_spend(void);
+/* which: "key", "tenant", "provider", "model". */
+struct spend_table *admission_spend_table(const char *which);
 
 /* Authenticates the request when security.auth is on and applies the rate
  * limits that do not depend on the model (per key, per client IP). On

@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "api/admin_info.h"
+#include "api/admin_keys.h"
+#include "api/budget_api.h"
 #include "api/models.h"
 #include "api/proxy.h"
 #include "config/config.h"
@@ -13,6 +15,7 @@
 #include "obs/access_log.h"
 #include "obs/metrics.h"
 #include "api/admission.h"
+#include "security/cors.h"
 
 enum route_auth { AUTH_NONE, AUTH_KEY, AUTH_ADMIN };
 
@@ -99,6 +102,47 @@ static void handle_endpoints(struct http_request *req, const char *rest)
     admin_info_endpoints(req);
 }
 
+static void handle_budget(struct http_request *req, const char *rest)
+{
+    budget_api_get(req);
+}
+
+static void handle_keys_create(struct http_request *req, const char *rest)
+{
+    admin_keys_create(req);
+}
+
+static void handle_keys_list(struct http_request *req, const char *rest)
+{
+    admin_keys_list(req);
+}
+
+static void handle_keys_revoke(struct http_request *req, const char *rest)
+{
+    admin_keys_revoke(req, rest);
+}
+
+/* CORS: an allowed origin's preflight is answered here (before any key is
+ * asked for, as browsers send none); its normal responses carry
+ * Access-Control-Allow-Origin. Other origins get nothing. */
+static bool handle_cors(struct http_request *req)
+{
+    const char *origin = http_header_get(req, "origin");
+    if (!cors_origin_allowed(req->config, origin)) return false;
+    if (req->method == HTTP_M_OPTIONS &&
+        http_header_get(req, "access-control-request-method")) {
+        const char *h = cors_preflight_headers(&req->arena, origin,
+                                               http_header_get(req, "access-control-request-headers"));
+        if (h) {
+            http_respond(req, 204, "text/plain", h, "", 0);
+            return true;
+        }
+        return false;
+    }
+    req->extra_headers = cors_response_headers(&req->arena, origin);
+    return false;
+}
+
 static const struct route routes[] = {
     {"/health", false, HTTP_M_GET, AUTH_NONE, handle_health},
     {"/ready", false, HTTP_M_GET, AUTH_NONE, handle_ready},
@@ -109,6 +153,10 @@ static const struct route routes[] = {
     {"/v1/models/", true, HTTP_M_GET, AUTH_KEY, handle_model},
     {"/v1/endpoints", false, HTTP_M_GET, AUTH_KEY, handle_endpoints},
     {"/metrics", false, HTTP_M_GET, AUTH_KEY, handle_metrics},
+    {"/v1/budget", false, HTTP_M_GET, AUTH_KEY, handle_budget},
+    {"/aiproxy/admin/keys", false, HTTP_M_POST, AUTH_ADMIN, handle_keys_create},
+    {"/aiproxy/admin/keys", false, HTTP_M_GET, AUTH_ADMIN, handle_keys_list},
+    {"/aiproxy/admin/keys/", true, HTTP_M_DELETE, AUTH_ADMIN, handle_keys_revoke},
 };
 
 static bool path_disabled(const struct config *cfg, const char *path)
@@ -122,6 +170,7 @@ void api_dispatch(struct http_request *req)
 {
     const char *path = req->path;
     bool path_known = false;
+    if (handle_cors(req)) return;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         const struct route *r = &routes[i];
         size_t len = strlen(r->path);

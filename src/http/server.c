@@ -310,6 +310,8 @@ static void write_head(struct http_request *req, int status, const char *content
     req->status = status;
     if (add_bytes(c, head, (size_t)n) != 0) return;
     if (extra_headers && add_bytes(c, extra_headers, strlen(extra_headers)) != 0) return;
+    if (req->extra_headers && add_bytes(c, req->extra_headers, strlen(req->extra_headers)) != 0)
+        return;
     add_bytes(c, "\r\n", 2);
 }
 

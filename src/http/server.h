@@ -64,6 +64,9 @@ struct http_request {
      * budget reservation; NULL when there is none. */
     struct principal *principal;
     void *admission;
+    /* "Name: value\r\n"... added to every response head of this request
+     * (CORS, rate-limit figures); arena-owned, NULL when none. */
+    const char *extra_headers;
 
     /* Set by handlers that answer later. */
     void *handler_data;

@@ -1,4 +1,4 @@
-/* probe: blocking GET with poll(2) deadlines, parsed with http-parser. */
+/* probe: blocking GET/POST/DELETE with poll(2) deadlines, parsed with http-parser. */
 #include "upstream/probe.h"
 
 #include <errno.h>
@@ -53,8 +53,30 @@ static bool wait_fd(int fd, short ev, int64_t deadline)
     return poll(&pfd, 1, (int)left) == 1;
 }
 
+/* Writes all of buf to the non-blocking socket before `deadline`. */
+static bool write_all(int fd, const char *buf, size_t len, int64_t deadline)
+{
+    while (len) {
+        ssize_t w = write(fd, buf, len);
+        if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+            if (!wait_fd(fd, POLLOUT, deadline)) return false;
+            continue;
+        }
+        if (w <= 0) return false;
+        buf += w;
+        len -= (size_t)w;
+    }
+    return true;
+}
+
 int probe_get(const char *url, const char *bearer, int timeout_ms, size_t max_body, char **body,
               size_t *len)
+{
+    return probe_request("GET", url, bearer, NULL, 0, timeout_ms, max_body, body, len);
+}
+
+int probe_request(const char *method, const char *url, const char *bearer, const char *req_body,
+                  size_t req_len, int timeout_ms, size_t max_body, char **body, size_t *len)
 {
     if (strncmp(url, "http://", 7) != 0) return -1;
     const char *hp = url + 7;
@@ -89,12 +111,17 @@ int probe_get(const char *url, const char *bearer, int timeout_ms, size_t max_bo
     getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
     if (soerr) goto out;
 
-    char req[1024];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\n"
-                     "%s%s%sConnection: close\r\n\r\n", path, hostport,
+    char req[1400];
+    char clen[80] = "";
+    if (req_body)
+        snprintf(clen, sizeof clen, "Content-Type: application/json\r\nContent-Length: %zu\r\n",
+                 req_len);
+    int n = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\n"
+                     "%s%s%s%sConnection: close\r\n\r\n", method, path, hostport,
                      bearer ? "Authorization: Bearer " : "", bearer ? bearer : "",
-                     bearer ? "\r\n" : "");
-    if (n < 0 || (size_t)n >= sizeof req || write(fd, req, (size_t)n) != n) goto out;
+                     bearer ? "\r\n" : "", clen);
+    if (n < 0 || (size_t)n >= sizeof req || !write_all(fd, req, (size_t)n, deadline)) goto out;
+    if (req_body && req_len && !write_all(fd, req_body, req_len, deadline)) goto out;
 
     http_parser parser;
     http_parser_init(&parser, HTTP_RESPONSE);

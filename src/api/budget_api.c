@@ -1,0 +1,234 @@
+/* budget_api: the JSON is written with a small growable buffer in the
+ * request's arena (the key and model lists have no fixed size). */
+#include "api/budget_api.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "api/admission.h"
+#include "budget/period.h"
+#include "budget/spend.h"
+#include "config/config.h"
+#include "core/clock.h"
+#include "core/jsonw.h"
+#include "http/server.h"
+#include "security/keystore.h"
+
+#define BUDGET_MAX_BODY (8 * 1024 * 1024) /* past it, lists are cut short */
+
+struct out {
+    struct arena *arena;
+    char *buf;
+    size_t len, cap;
+    bool full;
+};
+
+static void put(struct out *o, const char *s, size_t n)
+{
+    if (o->full) return;
+    if (o->len + n + 1 > BUDGET_MAX_BODY) {
+        o->full = true;
+        return;
+    }
+    if (o->len + n + 1 > o->cap) {
+        size_t ncap = o->cap ? o->cap * 2 : 4096;
+        while (ncap < o->len + n + 1) ncap *= 2;
+        char *nb = arena_alloc(o->arena, ncap);
+        if (o->len) memcpy(nb, o->buf, o->len);
+        o->buf = nb;
+        o->cap = ncap;
+    }
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+    o->buf[o->len] = '\0';
+}
+
+static void putf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void putf(struct out *o, const char *fmt, ...)
+{
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n > 0) put(o, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+static void put_str(struct out *o, const char *s)
+{
+    char tmp[1200];
+    struct jsonw w;
+    jsonw_init(&w, tmp, sizeof tmp);
+    if (s) jsonw_str(&w, s);
+    else jsonw_raw(&w, "null");
+    put(o, tmp, jsonw_len(&w));
+}
+
+/* "name":USD,"name_nanos":N */
+static void put_money(struct out *o, const char *name, nanos_t v)
+{
+    char usd[32];
+    money_format_usd(v, usd, sizeof usd);
+    putf(o, "\"%s\":%s,\"%s_nanos\":%lld", name, usd, name, (long long)v);
+}
+
+static void put_limit(struct out *o, const char *name, nanos_t limit)
+{
+    if (limit > 0) put_money(o, name, limit);
+    else putf(o, "\"%s\":null,\"%s_nanos\":null", name, name);
+}
+
+/* {"period":..,"spent":..,"reserved":..,"limit":..,"remaining":..} */
+static void put_window(struct out *o, const char *label, struct spend_window *w, int64_t period,
+                       nanos_t limit)
+{
+    nanos_t spent = spend_window_spent(w, period), reserved = spend_window_reserved(w, period);
+    putf(o, "{\"period\":\"%s\",", label);
+    put_money(o, "spent", spent);
+    put(o, ",", 1);
+    put_money(o, "reserved", reserved);
+    put(o, ",", 1);
+    put_limit(o, "limit", limit);
+    put(o, ",", 1);
+    if (limit > 0) put_money(o, "remaining", limit > spent ? limit - spent : 0);
+    else put(o, "\"remaining\":null,\"remaining_nanos\":null", 38);
+    put(o, "}", 1);
+}
+
+struct list_ctx {
+    struct out *o;
+    int64_t day, month;
+    bool first;
+    const struct config *cfg;
+    const char *only; /* list only this name (a non-admin's own key) */
+    const char *kind; /* "key", "tenant", ... */
+};
+
+static void key_limits(const struct config *cfg, const char *id, nanos_t *daily, nanos_t *monthly,
+                       const char **name, const char **tenant, struct arena *a)
+{
+    *daily = *monthly = 0;
+    *name = id;
+    *tenant = NULL;
+    for (size_t i = 0; i < cfg->security.n_api_keys; i++) {
+        const struct config_api_key *k = &cfg->security.api_keys[i];
+        if (k->name && strcmp(k->name, id) == 0) {
+            *daily = k->daily_limit;
+            *monthly = k->monthly_limit;
+            *tenant = k->tenant;
+            return;
+        }
+    }
+    struct keystore *ks = admission_keystore();
+    struct key_view *v = ks ? keystore_get(ks, id, a) : NULL;
+    if (v) {
+        *daily = v->daily_limit;
+        *monthly = v->monthly_limit;
+        *name = v->name;
+        *tenant = v->tenant;
+    }
+}
+
+static void on_entry(void *ctx, const char *name, struct spend_counter *c)
+{
+    struct list_ctx *l = ctx;
+    if (l->only && strcmp(l->only, name) != 0) return;
+    struct out *o = l->o;
+    if (!l->first) put(o, ",", 1);
+    l->first = false;
+    put(o, "{\"", 2);
+    put(o, strcmp(l->kind, "key") == 0 ? "id" : "name", strcmp(l->kind, "key") == 0 ? 2 : 4);
+    put(o, "\":", 2);
+    put_str(o, name);
+    nanos_t daily = 0, monthly = 0;
+    if (strcmp(l->kind, "key") == 0) {
+        const char *kname, *tenant;
+        key_limits(l->cfg, name, &daily, &monthly, &kname, &tenant, o->arena);
+        put(o, ",\"name\":", 8);
+        put_str(o, kname);
+        put(o, ",\"tenant\":", 10);
+        put_str(o, tenant);
+    } else if (strcmp(l->kind, "tenant") == 0) {
+        for (size_t i = 0; i < l->cfg->budget.n_tenants; i++)
+            if (strcmp(l->cfg->budget.tenants[i].name, name) == 0) {
+                daily = l->cfg->budget.tenants[i].daily_limit;
+                monthly = l->cfg->budget.tenants[i].monthly_limit;
+            }
+    }
+    put(o, ",", 1);
+    put_money(o, "today", spend_window_spent(&c->day, l->day));
+    put(o, ",", 1);
+    put_money(o, "month", spend_window_spent(&c->month, l->month));
+    if (strcmp(l->kind, "key") == 0 || strcmp(l->kind, "tenant") == 0) {
+        put(o, ",", 1);
+        put_limit(o, "daily_limit", daily);
+        put(o, ",", 1);
+        put_limit(o, "monthly_limit", monthly);
+    }
+    put(o, "}", 1);
+}
+
+static void put_list(struct out *o, const char *field, const char *kind, int64_t day, int64_t month,
+                     const struct config *cfg, const char *only)
+{
+    putf(o, ",\"%s\":[", field);
+    struct spend_table *t = admission_spend_table(kind);
+    struct list_ctx l = {.o = o, .day = day, .month = month, .first = true, .cfg = cfg,
+                         .only = only, .kind = kind};
+    if (t) spend_table_each(t, on_entry, &l);
+    put(o, "]", 1);
+}
+
+void budget_api_get(struct http_request *req)
+{
+    const struct config *cfg = req->config;
+    struct spend_counter *g = admission_global_spend();
+    if (!g) {
+        http_respond_error(req, GW_ERR_UNAVAILABLE, "The ledger is not open.", NULL);
+        return;
+    }
+    const struct principal *p = req->principal;
+    bool all = !p || p->admin;
+    int64_t now = clock_wall_s();
+    int64_t day = period_day(now), month = period_month(now);
+    char dl[16], ml[16];
+    period_day_label(now, dl, sizeof dl);
+    period_month_label(now, ml, sizeof ml);
+
+    struct out o = {.arena = &req->arena};
+    putf(&o, "{\"object\":\"budget\",\"scope\":\"%s\"", all ? "global" : "key");
+    struct spend_counter *c = g;
+    nanos_t dlim = cfg->budget.enabled ? cfg->budget.daily_limit : 0;
+    nanos_t mlim = cfg->budget.enabled ? cfg->budget.monthly_limit : 0;
+    if (!all) {
+        c = spend_table_get(admission_spend_table("key"), p->key_id);
+        dlim = p->daily_limit;
+        mlim = p->monthly_limit;
+        put(&o, ",\"key\":{\"id\":", 14);
+        put_str(&o, p->key_id);
+        put(&o, ",\"name\":", 8);
+        put_str(&o, p->name);
+        put(&o, ",\"tenant\":", 10);
+        put_str(&o, p->tenant);
+        put(&o, "}", 1);
+    }
+    put(&o, ",\"today\":", 9);
+    put_window(&o, dl, &c->day, day, dlim);
+    put(&o, ",\"month\":", 9);
+    put_window(&o, ml, &c->month, month, mlim);
+    if (all) {
+        put_list(&o, "by_provider", "provider", day, month, cfg, NULL);
+        put_list(&o, "by_model", "model", day, month, cfg, NULL);
+        put_list(&o, "by_key", "key", day, month, cfg, NULL);
+        put_list(&o, "by_tenant", "tenant", day, month, cfg, NULL);
+    } else {
+        put_list(&o, "by_key", "key", day, month, cfg, p->key_id);
+    }
+    put(&o, "}", 1);
+    if (o.full) {
+        http_respond_error(req, GW_ERR_INTERNAL, "The budget report is too large.", NULL);
+        return;
+    }
+    http_respond(req, 200, "application/json", NULL, o.buf, o.len);
+}
