@@ -973,6 +973,12 @@ static int run(struct scan *s)
 int scan_request(enum scan_kind kind, const char *body, size_t len, struct req_facts *out,
                  struct scan_error *err)
 {
+    return scan_request_flags(kind, body, len, out, err, 0);
+}
+
+int scan_request_flags(enum scan_kind kind, const char *body, size_t len, struct req_facts *out,
+                       struct scan_error *err, unsigned flags)
+{
     struct scan s;
     struct scan_error scratch;
 
@@ -992,7 +998,7 @@ int scan_request(enum scan_kind kind, const char *body, size_t len, struct req_f
 
     if (run(&s) < 0) return -1;
 
-    if (!(s.seen & (1u << K_MODEL))) {
+    if (!(s.seen & (1u << K_MODEL)) && !(flags & SCAN_MODEL_OPTIONAL)) {
         fail(&s, "model", "you must provide a model parameter");
         return -1;
     }

@@ -58,6 +58,13 @@ struct scan_error {
 int scan_request(enum scan_kind kind, const char *body, size_t len, struct req_facts *out,
                  struct scan_error *err);
 
+/* scan_request_flags: SCAN_MODEL_OPTIONAL accepts a body without `model`
+ * (routing.auto_tier picks one); out->model is then "" and model_len 0 (a
+ * present model is still checked as above). */
+#define SCAN_MODEL_OPTIONAL 1u
+int scan_request_flags(enum scan_kind kind, const char *body, size_t len, struct req_facts *out,
+                       struct scan_error *err, unsigned flags);
+
 struct usage {
     bool present;
     int64_t prompt_tokens;

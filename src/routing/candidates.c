@@ -1,25 +1,63 @@
-/* candidates: alias resolution and priority-ordered candidate lists. */
+/* candidates: model resolution, filtering, policies, strategy order and the
+ * fallback chain for one request. Pure apart from reading live stats (and,
+ * for round_robin and a half-open circuit, one atomic step each). */
 #include "routing/candidates.h"
 
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "config/config.h"
+#include "api/scan.h"
+#include "core/money.h"
+#include "routing/circuit.h"
+#include "routing/policy.h"
+#include "routing/stats.h"
+#include "routing/tier.h"
+
+/* latency_optimized: a provider with fewer measured answers (finished plus
+ * in flight) than this is explored first, so a new provider is never
+ * starved by one that happens to have figures. */
+#define LATENCY_EXPLORE_SAMPLES 3
+
+/* ---- model resolution ---- */
+
+static const char *alias_target(const struct config *cfg, const char *model)
+{
+    for (size_t i = 0; i < cfg->routing.n_aliases; i++)
+        if (strcmp(cfg->routing.aliases[i].name, model) == 0) return cfg->routing.aliases[i].target;
+    return NULL;
+}
 
 static const char *resolve_alias(const struct config *cfg, const char *model)
 {
     for (int hop = 0; hop < 8; hop++) {
-        const char *next = NULL;
-        for (size_t i = 0; i < cfg->routing.n_aliases; i++) {
-            if (strcmp(cfg->routing.aliases[i].name, model) == 0) {
-                next = cfg->routing.aliases[i].target;
-                break;
-            }
-        }
+        const char *next = alias_target(cfg, model);
         if (!next || strcmp(next, model) == 0) break;
         model = next;
     }
     return model;
+}
+
+static bool model_served(const struct config *cfg, const char *model)
+{
+    for (size_t i = 0; i < cfg->n_providers; i++)
+        for (size_t j = 0; j < cfg->providers[i].n_models; j++)
+            if (strcmp(cfg->providers[i].models[j].name, model) == 0) return true;
+    return false;
+}
+
+/* Appends to a bounded string; the result is cut at `cap`. */
+static void appendf(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void appendf(char *buf, size_t cap, const char *fmt, ...)
+{
+    size_t len = strnlen(buf, cap);
+    if (len + 1 >= cap) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + len, cap - len, fmt, ap);
+    va_end(ap);
 }
 
 static void note_excluded(struct route_plan *out, const char *provider, const char *why)
@@ -29,6 +67,377 @@ static void note_excluded(struct route_plan *out, const char *provider, const ch
     snprintf(out->excluded + len, sizeof out->excluded - len, "%s%s: %s", len ? "; " : "", provider,
              why);
 }
+
+static void fail(struct route_plan *out, enum route_error e, const char *msg)
+{
+    out->error = e;
+    snprintf(out->error_message, sizeof out->error_message, "%s", msg);
+    out->n = 0;
+}
+
+/* Returns the model to plan for, or NULL after setting out->error. */
+static const char *pick_model(const struct config *cfg, const struct route_input *in,
+                              struct route_plan *out, char *tier_note, size_t cap)
+{
+    const char *req = in->model ? in->model : "";
+    char why[96];
+    enum task_tier tt;
+    const char *task = NULL, *how = NULL;
+    char analysed[128];
+    if (in->task_tier && in->task_tier[0]) {
+        if (!task_tier_parse(in->task_tier, &tt)) {
+            fail(out, ROUTE_ERR_TASK_TIER,
+                 "x-task-tier must be one of trivial, operational, standard, complex, deep.");
+            return NULL;
+        }
+        task = task_tier_name(tt);
+        how = "x-task-tier";
+    } else if (!req[0] || (cfg->routing.auto_tier && strcmp(req, "auto") == 0)) {
+        if (!cfg->routing.auto_tier) {
+            fail(out, ROUTE_ERR_NO_MODEL, "you must provide a model parameter");
+            return NULL;
+        }
+        tt = tier_analyse(in->body, in->body_len, in->facts, analysed, sizeof analysed);
+        task = task_tier_name(tt);
+        how = analysed;
+    }
+    if (task) {
+        out->task_tier = task;
+        out->tier = tier_name(task_tier_model_tier(tt));
+        const char *m = tier_resolve(cfg, task, why, sizeof why);
+        tier_note[0] = '\0';
+        appendf(tier_note, cap, "tier=%s, task=%s (%s%s; %s)", out->tier, task,
+                how == analysed ? "auto: " : "", how, m ? why : "no model fits");
+        return m ? m : out->tier;
+    }
+    enum model_tier mt;
+    if (!alias_target(cfg, req) && !model_served(cfg, req) && tier_parse(req, &mt)) {
+        out->tier = tier_name(mt);
+        const char *m = tier_resolve(cfg, req, why, sizeof why);
+        tier_note[0] = '\0';
+        appendf(tier_note, cap, "tier=%s (%s)", out->tier, m ? why : "no model fits");
+        return m ? m : req;
+    }
+    return req;
+}
+
+/* ---- estimates ---- */
+
+nanos_t routing_estimate_cost(const struct config_provider *p, const struct config_model *m,
+                              const struct req_facts *facts, bool embeddings)
+{
+    int64_t prompt = facts ? scan_estimate_tokens(facts->text_bytes) : 0;
+    int64_t completion = 0;
+    if (!embeddings) {
+        completion = facts && facts->max_tokens > 0 ? facts->max_tokens : p->max_tokens_default;
+        int64_t n = facts && facts->n > 1 ? facts->n : 1;
+        completion = completion > INT64_MAX / n ? INT64_MAX : completion * n;
+    }
+    nanos_t c = money_cost_tokens(prompt, m->price_in_per_1k);
+    nanos_t d = money_cost_tokens(completion, m->price_out_per_1k);
+    nanos_t sum = c > INT64_MAX - d ? INT64_MAX : c + d;
+    return sum > INT64_MAX - m->price_per_generation ? INT64_MAX : sum + m->price_per_generation;
+}
+
+/* ---- ordering ---- */
+
+struct work {
+    struct candidate c;
+    struct policy_provider pp;
+    struct policy_outcome po;
+    int64_t k1, k2; /* the strategy's keys, lower first */
+    size_t config_index;
+};
+
+static uint64_t mix(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static int cmp_work(const struct work *a, const struct work *b, size_t nk)
+{
+    for (size_t k = 0; k < nk; k++)
+        if (a->po.keys[k] != b->po.keys[k]) return a->po.keys[k] < b->po.keys[k] ? -1 : 1;
+    if (a->k1 != b->k1) return a->k1 < b->k1 ? -1 : 1;
+    if (a->k2 != b->k2) return a->k2 < b->k2 ? -1 : 1;
+    if (a->po.priority != b->po.priority) return a->po.priority < b->po.priority ? -1 : 1;
+    return a->config_index < b->config_index ? -1 : a->config_index > b->config_index;
+}
+
+static void sort_work(struct work *w, size_t n, size_t nk)
+{
+    for (size_t i = 1; i < n; i++) {
+        struct work v = w[i];
+        size_t j = i;
+        while (j > 0 && cmp_work(&w[j - 1], &v, nk) > 0) {
+            w[j] = w[j - 1];
+            j--;
+        }
+        w[j] = v;
+    }
+}
+
+static void usd(nanos_t v, char *buf)
+{
+    buf[0] = '$';
+    money_format_usd(v, buf + 1, 31);
+}
+
+/* The strategy's keys and the candidate's reason. */
+static void strategy_keys(enum routing_strategy s, struct work *w, size_t n, bool stream,
+                          uint64_t seed, int64_t now_ms)
+{
+    uint64_t turn = 0;
+    if (s == STRATEGY_ROUND_ROBIN && n > 1) {
+        turn = provider_stats_rr_next();
+        /* rotate the priority order: position p goes to (p - turn) mod n */
+        struct work tmp[ROUTE_MAX_CANDIDATES];
+        memcpy(tmp, w, n * sizeof *w);
+        for (size_t i = 0; i < n; i++) tmp[i].po.keys[0] = 0;
+        sort_work(tmp, n, 0);
+        for (size_t pos = 0; pos < n; pos++)
+            for (size_t i = 0; i < n; i++)
+                if (w[i].config_index == tmp[pos].config_index)
+                    w[i].k1 = (int64_t)((pos + n - turn % n) % n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct work *x = &w[i];
+        const struct provider_stats *st = x->c.provider->stats;
+        char *r = x->c.reason;
+        size_t cap = sizeof x->c.reason;
+        switch (s) {
+        case STRATEGY_COST_OPTIMIZED: {
+            char b[40];
+            usd(x->c.est_cost, b);
+            x->k1 = x->c.est_cost;
+            snprintf(r, cap, "cost_optimized: est %s", b);
+            break;
+        }
+        case STRATEGY_LATENCY_OPTIMIZED: {
+            uint64_t lat_n = st ? atomic_load(&st->latency_samples) : 0;
+            uint64_t ttft_n = st ? atomic_load(&st->ttft_samples) : 0;
+            bool use_ttft = stream && ttft_n > 0;
+            uint64_t samples = use_ttft ? ttft_n : lat_n;
+            int64_t flying = st ? atomic_load(&st->in_flight) : 0;
+            if (flying < 0) flying = 0;
+            if (samples + (uint64_t)flying < LATENCY_EXPLORE_SAMPLES) {
+                x->k1 = 0;
+                snprintf(r, cap, "latency_optimized: exploring (%llu samples)",
+                         (unsigned long long)samples);
+            } else if (samples == 0) {
+                x->k1 = 2;
+                snprintf(r, cap, "latency_optimized: unmeasured, being explored");
+            } else {
+                int64_t us = use_ttft ? atomic_load(&st->ewma_ttft_us) : atomic_load(&st->ewma_latency_us);
+                x->k1 = 1;
+                x->k2 = us;
+                snprintf(r, cap, "latency_optimized: %s %lld ms", use_ttft ? "ttft" : "latency",
+                         (long long)(us / 1000));
+            }
+            break;
+        }
+        case STRATEGY_AVAILABILITY: {
+            int f = 0, t = 0;
+            if (st) provider_stats_window(st, now_ms, &f, &t);
+            x->k1 = t ? (int64_t)f * 10 / t : 0; /* steps of 10% */
+            x->k2 = 0;
+            snprintf(r, cap, "availability: %d/%d recent failures, priority %lld", f, t,
+                     (long long)x->po.priority);
+            break;
+        }
+        case STRATEGY_ROUND_ROBIN:
+            snprintf(r, cap, "round_robin: turn %llu", (unsigned long long)turn);
+            break;
+        case STRATEGY_LEAST_LOADED: {
+            int64_t fl = st ? atomic_load(&st->in_flight) : 0;
+            int mc = x->c.provider->max_concurrency;
+            bool full = mc > 0 && fl >= mc;
+            x->k1 = full;
+            x->k2 = mc > 0 ? fl * 1000 / mc : fl * 1000;
+            if (mc > 0)
+                snprintf(r, cap, "least_loaded: %lld/%d in flight%s", (long long)fl, mc,
+                         full ? " (at capacity)" : "");
+            else
+                snprintf(r, cap, "least_loaded: %lld in flight", (long long)fl);
+            break;
+        }
+        case STRATEGY_WEIGHTED: {
+            int wt = x->c.provider->weight;
+            if (wt <= 0) {
+                x->k1 = INT64_MAX;
+            } else {
+                /* Efraimidis-Spirakis: order by -ln(u)/w, u uniform in (0,1] */
+                uint64_t h = mix(seed ^ mix(x->config_index + 1));
+                double u = ((double)(h >> 11) + 1.0) / 9007199254740992.0;
+                x->k1 = (int64_t)(-log(u) / wt * 1e9);
+            }
+            snprintf(r, cap, "weighted: weight %d", wt);
+            break;
+        }
+        }
+    }
+}
+
+/* ---- the plan ---- */
+
+void routing_plan_request(const struct config *cfg, const struct route_input *in,
+                          struct route_plan *out)
+{
+    memset(out, 0, sizeof *out);
+    enum routing_strategy strategy = cfg->routing.strategy;
+    if (in->strategy_override && in->strategy_override[0] &&
+        !routing_strategy_parse(in->strategy_override, &strategy)) {
+        fail(out, ROUTE_ERR_STRATEGY,
+             "Unknown routing strategy; expected cost_optimized, latency_optimized, "
+             "availability, round_robin, least_loaded or weighted.");
+        out->model = in->model ? in->model : "";
+        return;
+    }
+    out->strategy_used = strategy;
+    char tier_note[160] = "";
+    const char *m = pick_model(cfg, in, out, tier_note, sizeof tier_note);
+    if (!m) {
+        out->model = in->model ? in->model : "";
+        return;
+    }
+    out->model = resolve_alias(cfg, m);
+
+    const struct req_facts *f = in->facts;
+    bool embeddings = (in->caps_needed & CAP_EMBEDDINGS) != 0;
+    unsigned caps = in->caps_needed;
+    if (f && f->has_images) caps |= CAP_VISION;
+    out->prompt_tokens = f ? scan_estimate_tokens(f->text_bytes) : 0;
+
+    struct work w[ROUTE_MAX_CANDIDATES];
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->n_providers; i++) {
+        const struct config_provider *p = &cfg->providers[i];
+        const struct config_model *cm = NULL;
+        for (size_t j = 0; j < p->n_models && !cm; j++)
+            if (strcmp(p->models[j].name, out->model) == 0) cm = &p->models[j];
+        if (!cm) continue;
+        out->model_known = true;
+        if (!p->available) {
+            note_excluded(out, p->name, p->unavailable_reason ? p->unavailable_reason : "unavailable");
+            continue;
+        }
+        unsigned need = caps;
+        if (f && f->has_tools && cm->capabilities_explicit) need |= CAP_TOOLS;
+        if ((cm->capabilities & need) != need) {
+            unsigned miss = need & ~cm->capabilities;
+            note_excluded(out, p->name,
+                          miss & CAP_VISION ? "the model lacks vision (the request has images)"
+                          : miss & CAP_TOOLS ? "the model lacks tools (the request has tools)"
+                          : miss & CAP_EMBEDDINGS ? "the model lacks embeddings"
+                                                  : "the model lacks a capability this request needs");
+            continue;
+        }
+        nanos_t est = routing_estimate_cost(p, cm, f, embeddings);
+        if (in->max_cost_nanos >= 0 && est > in->max_cost_nanos) {
+            char a[40], b[40], why[112];
+            usd(est, a);
+            usd(in->max_cost_nanos, b);
+            snprintf(why, sizeof why, "estimated cost %s exceeds max_cost %s", a, b);
+            note_excluded(out, p->name, why);
+            continue;
+        }
+        if (n == ROUTE_MAX_CANDIDATES) break;
+        struct work *x = &w[n++];
+        memset(x, 0, sizeof *x);
+        x->c.provider = p;
+        x->c.model = cm;
+        x->c.est_cost = est;
+        x->config_index = i;
+        const struct provider_stats *st = p->stats;
+        x->pp = (struct policy_provider){
+            .provider = p,
+            .priority = p->priority,
+            .cost_per_1k = cm->price_in_per_1k / 2 + cm->price_out_per_1k / 2 +
+                           (cm->price_in_per_1k % 2 + cm->price_out_per_1k % 2) / 2,
+            .est_cost = est,
+            .latency_ms = st ? atomic_load(&st->ewma_latency_us) / 1000 : 0,
+            .load_permille = !st ? 0
+                             : p->max_concurrency > 0
+                                 ? atomic_load(&st->in_flight) * 1000 / p->max_concurrency
+                                 : atomic_load(&st->in_flight) * 1000,
+        };
+    }
+
+    /* policies */
+    struct policy_provider pps[ROUTE_MAX_CANDIDATES];
+    struct policy_outcome pos[ROUTE_MAX_CANDIDATES];
+    for (size_t i = 0; i < n; i++) pps[i] = w[i].pp;
+    struct policy_request rq = {
+        .model = out->model,
+        .tokens = out->prompt_tokens,
+        .max_tokens = f ? f->max_tokens : -1,
+        .stream = f ? f->stream : false,
+        .caps = caps | (f && f->has_tools ? CAP_TOOLS : 0),
+        .tier = out->tier ? out->tier : "",
+    };
+    size_t nk = policy_apply(cfg->compiled_policies, strategy, &rq, pps, n, pos);
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        w[i].po = pos[i];
+        if (pos[i].excluded) {
+            note_excluded(out, w[i].c.provider->name, pos[i].note);
+            continue;
+        }
+        /* health: the circuit, last, so that a probe slot is only taken
+         * for a provider that would otherwise be tried */
+        if (cfg->routing.health_aware) {
+            char why[112];
+            bool probe;
+            if (circuit_should_skip(w[i].c.provider->stats, cfg->routing.unhealthy_threshold,
+                                    in->now_ms, &probe, why, sizeof why)) {
+                note_excluded(out, w[i].c.provider->name, why);
+                continue;
+            }
+            w[i].c.probe = probe;
+        }
+        w[kept++] = w[i];
+    }
+    n = kept;
+
+    strategy_keys(strategy, w, n, f && f->stream, in->seed, in->now_ms);
+    sort_work(w, n, nk);
+
+    /* fallback_chain: after the first choice, the chain's providers in its
+     * order, then the rest in the order above */
+    size_t order[ROUTE_MAX_CANDIDATES], placed = 0;
+    bool used[ROUTE_MAX_CANDIDATES] = {false};
+    int chain_pos[ROUTE_MAX_CANDIDATES];
+    for (size_t i = 0; i < n; i++) chain_pos[i] = -1;
+    if (n) {
+        order[placed++] = 0;
+        used[0] = true;
+        for (size_t k = 0; k < cfg->routing.n_fallback_chain; k++)
+            for (size_t i = 1; i < n; i++)
+                if (!used[i] && strcmp(w[i].c.provider->name, cfg->routing.fallback_chain[k]) == 0) {
+                    order[placed++] = i;
+                    used[i] = true;
+                    chain_pos[i] = (int)k;
+                }
+        for (size_t i = 1; i < n; i++)
+            if (!used[i]) order[placed++] = i;
+    }
+    for (size_t k = 0; k < n; k++) {
+        struct work *x = &w[order[k]];
+        if (x->po.note[0]) appendf(x->c.reason, sizeof x->c.reason, "; %s", x->po.note);
+        if (chain_pos[order[k]] >= 0)
+            appendf(x->c.reason, sizeof x->c.reason, "; fallback_chain[%d]", chain_pos[order[k]]);
+        if (x->c.probe) appendf(x->c.reason, sizeof x->c.reason, "; circuit half-open probe");
+        out->items[k] = x->c;
+    }
+    out->n = n;
+    appendf(out->reason, sizeof out->reason, "%s%s%s", tier_note,
+            tier_note[0] && n ? "; " : "", n ? out->items[0].reason : "");
+}
+
+/* ---- the plan before issue 4 ---- */
 
 void routing_plan(const struct config *cfg, const char *model, unsigned caps_needed,
                   struct route_plan *out)
@@ -63,6 +472,7 @@ void routing_plan(const struct config *cfg, const char *model, unsigned caps_nee
         }
         out->items[k].provider = p;
         out->items[k].model = m;
+        out->items[k].reason[0] = '\0';
         out->n++;
     }
 }

@@ -1,36 +1,88 @@
-/* candidates: the router's pure decision for one request: which providers
- * may serve the requested model (after alias resolution), in what order,
- * and why the others were left out. No I/O. The full strategy engine
- * (issue 4) plugs in here; today the order is priority, then config order. */
+/* candidates: the router's pure decision for one request (DESIGN: request
+ * facts + config snapshot + live stats -> an ordered list of candidates,
+ * each with the reason it is there, and the reasons the others were left
+ * out). Resolves the model (routing.aliases, tier aliases, x-task-tier,
+ * routing.auto_tier), filters by availability, capabilities, health and
+ * max_cost, applies routing.policies, orders by the strategy and places
+ * routing.failover.fallback_chain. No I/O; see docs/routing.md. */
 #ifndef AIPROXY_ROUTING_CANDIDATES_H
 #define AIPROXY_ROUTING_CANDIDATES_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
-struct config;
-struct config_provider;
-struct config_model;
+#include "config/config.h"
+
+struct req_facts;
 
 #define ROUTE_MAX_CANDIDATES 32
+#define ROUTE_REASON_MAX 112
 
 struct candidate {
     const struct config_provider *provider;
     const struct config_model *model;
+    nanos_t est_cost; /* this request's estimated cost on this candidate */
+    bool probe;       /* a half-open circuit's probe: report its outcome promptly */
+    char reason[ROUTE_REASON_MAX]; /* why it is here and in this place */
+};
+
+enum route_error {
+    ROUTE_OK,
+    ROUTE_ERR_STRATEGY, /* unknown strategy override: a 400 (param "x-aiproxy-strategy") */
+    ROUTE_ERR_TASK_TIER, /* unknown x-task-tier: a 400 */
+    ROUTE_ERR_NO_MODEL, /* no model and routing.auto_tier off: a 400 (param "model") */
 };
 
 struct route_plan {
-    const char *model; /* the name after alias resolution (points into config) or the request's */
+    const char *model; /* the name after alias / tier resolution (points into config) or the request's */
     bool model_known;  /* some provider lists it, available or not */
     struct candidate items[ROUTE_MAX_CANDIDATES];
     size_t n;
     /* Why known providers were left out: "p1: OPENAI_API_KEY is not set; ..." */
     char excluded[512];
+
+    enum route_error error;   /* ROUTE_OK unless the request must be refused */
+    char error_message[192];  /* for the 400 when error != ROUTE_OK */
+    enum routing_strategy strategy_used;
+    const char *tier;      /* model tier used ("cheap", ...), NULL when none */
+    const char *task_tier; /* "trivial".."deep" when the header or the analyser chose, else NULL */
+    int64_t prompt_tokens; /* the estimate used for cost and policies */
+    /* Why the first candidate is first, for x-aiproxy `reason`, e.g.
+     * "tier=cheap (auto: keyword 'what is', ~6 tokens, 1 messages); cost_optimized: est $0.00002" */
+    char reason[256];
 };
 
-/* Resolves `model` through routing.aliases (up to 8 hops) and lists the
- * available providers serving it whose model has every capability in
- * `caps_needed` (CAP_* bits), in priority order. */
+struct route_input {
+    const char *model;             /* as requested; may be an alias or a tier alias; "" when absent */
+    unsigned caps_needed;          /* CAP_* the endpoint implies (CAP_EMBEDDINGS for /v1/embeddings) */
+    const struct req_facts *facts; /* NULL allowed (no estimate: 0 prompt tokens) */
+    const char *body;              /* for the content analyser; NULL allowed */
+    size_t body_len;
+    const char *strategy_override; /* x-aiproxy-strategy or predict routing.strategy; NULL */
+    const char *task_tier;         /* x-task-tier; NULL */
+    int64_t max_cost_nanos;        /* -1 none */
+    uint64_t seed;                 /* per-request randomness (weighted, jitter) */
+    int64_t now_ms;                /* monotonic, for the circuit breaker */
+};
+
+/* The plan for one request. Images add CAP_VISION; tools add CAP_TOOLS for
+ * models whose capabilities were listed explicitly (a model without a list
+ * is assumed to take tools). Never fails except with out->error set (then
+ * out->n is 0). Reads live stats through provider->stats (may be NULL). */
+void routing_plan_request(const struct config *cfg, const struct route_input *in,
+                          struct route_plan *out);
+
+/* The estimated cost of the request on model `m` of provider `p`: prompt
+ * tokens (scan_estimate_tokens of facts->text_bytes) at the input price,
+ * completion tokens (facts->max_tokens, else p->max_tokens_default; 0 for
+ * embeddings) times facts->n at the output price, plus the per-generation
+ * price. Integer nano-dollars, rounded up. */
+nanos_t routing_estimate_cost(const struct config_provider *p, const struct config_model *m,
+                              const struct req_facts *facts, bool embeddings);
+
+/* The plan before issue 4: alias resolution and priority order only. Kept
+ * until the proxy switches to routing_plan_request. */
 void routing_plan(const struct config *cfg, const char *model, unsigned caps_needed,
                   struct route_plan *out);
 
