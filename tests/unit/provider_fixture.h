@@ -34,14 +34,14 @@
 
 /* ---- files ---- */
 
-static const char *fx_dir(void)
+static inline const char *fx_dir(void)
 {
     const char *d = getenv("AIPROXY_TEST_DATA");
     return d ? d : "tests/data/providers";
 }
 
 /* The file's bytes (NUL-terminated, heap), or NULL when it does not exist. */
-static char *fx_read(const char *name, const char *file, size_t *len)
+static inline char *fx_read(const char *name, const char *file, size_t *len)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/%s/%s", fx_dir(), name, file);
@@ -61,7 +61,7 @@ static char *fx_read(const char *name, const char *file, size_t *len)
 }
 
 /* The file's text without trailing newlines; NULL when absent. */
-static char *fx_text(const char *name, const char *file)
+static inline char *fx_text(const char *name, const char *file)
 {
     char *t = fx_read(name, file, NULL);
     if (!t) return NULL;
@@ -70,7 +70,7 @@ static char *fx_text(const char *name, const char *file)
     return t;
 }
 
-static json_t *fx_parse(const char *what, const char *s, size_t len)
+static inline json_t *fx_parse(const char *what, const char *s, size_t len)
 {
     json_error_t e;
     json_t *v = json_loadb(s, len, 0, &e);
@@ -78,7 +78,7 @@ static json_t *fx_parse(const char *what, const char *s, size_t len)
     return v;
 }
 
-static void fx_assert_json(const char *what, const char *expected, size_t elen, const char *actual,
+static inline void fx_assert_json(const char *what, const char *expected, size_t elen, const char *actual,
                            size_t alen)
 {
     json_t *e = fx_parse("expected", expected, elen);
@@ -101,6 +101,9 @@ static void fx_assert_json(const char *what, const char *expected, size_t elen, 
 
 /* ---- a provider call ---- */
 
+/* The preset of the provider fx_call_init builds (NULL: none). */
+static const char *fx_preset __attribute__((unused));
+
 struct fx_call {
     struct config_provider provider;
     struct config_model model;
@@ -111,7 +114,7 @@ struct fx_call {
 };
 
 /* Builds the call for case `name` (its request.json, or "{}" when absent). */
-static void fx_call_init(struct fx_call *c, const char *name, enum provider_type type,
+static inline void fx_call_init(struct fx_call *c, const char *name, enum provider_type type,
                          enum api_kind kind, const char *upstream_id)
 {
     memset(c, 0, sizeof *c);
@@ -119,11 +122,13 @@ static void fx_call_init(struct fx_call *c, const char *name, enum provider_type
     c->provider.type = type;
     c->provider.endpoint = type == PROVIDER_ANTHROPIC    ? "https://api.anthropic.com/v1"
                            : type == PROVIDER_CLOUDFLARE ? "https://api.cloudflare.com/client/v4"
-                                                         : "http://ocf.test:8092";
+                           : type == PROVIDER_OCF        ? "http://ocf.test:8092"
+                                                         : "https://api.mistral.ai/v1";
     c->provider.api_key = "sk-test";
     c->provider.account_id = "acc123";
     c->provider.api_token = "cf-token";
     c->provider.max_tokens_default = 1024;
+    c->provider.preset = (char *)fx_preset;
     c->model.name = "m";
     c->model.upstream_id = (char *)upstream_id;
     arena_init(&c->arena);
@@ -153,7 +158,7 @@ static void fx_call_init(struct fx_call *c, const char *name, enum provider_type
     };
 }
 
-static void fx_call_cleanup(struct fx_call *c)
+static inline void fx_call_cleanup(struct fx_call *c)
 {
     arena_free(&c->arena);
     free(c->body);
@@ -161,7 +166,7 @@ static void fx_call_cleanup(struct fx_call *c)
 
 /* ---- prepare ---- */
 
-static void fx_check_prepare(struct fx_call *c, const char *name, const struct provider_ops *ops)
+static inline void fx_check_prepare(struct fx_call *c, const char *name, const struct provider_ops *ops)
 {
     char *want_err = fx_text(name, "prepare_error.txt");
     char *want_body = fx_read(name, "upstream_request.json", NULL);
@@ -197,7 +202,7 @@ static void fx_check_prepare(struct fx_call *c, const char *name, const struct p
 
 /* ---- finish ---- */
 
-static void fx_check_usage(const char *name, const char *file_text, const struct provider_usage *u)
+static inline void fx_check_usage(const char *name, const char *file_text, const struct provider_usage *u)
 {
     long long p, comp, cached;
     if (sscanf(file_text, "%lld %lld %lld", &p, &comp, &cached) != 3)
@@ -208,7 +213,7 @@ static void fx_check_usage(const char *name, const char *file_text, const struct
     assert_int_equal(u->cached_tokens, cached);
 }
 
-static void fx_check_finish(struct fx_call *c, const char *name, const struct provider_ops *ops)
+static inline void fx_check_finish(struct fx_call *c, const char *name, const struct provider_ops *ops)
 {
     size_t len = 0;
     char *body = fx_read(name, "upstream_response.json", &len);
@@ -258,7 +263,7 @@ struct fx_stream {
     int rc;
 };
 
-static void fx_on_chunk(void *ctx, const char *json, size_t len)
+static inline void fx_on_chunk(void *ctx, const char *json, size_t len)
 {
     struct fx_stream *s = ctx;
     assert_int_equal(strlen(json), len);
@@ -266,7 +271,7 @@ static void fx_on_chunk(void *ctx, const char *json, size_t len)
     s->chunks[s->n++] = xstrndup(json, len);
 }
 
-static int fx_on_event(void *ctx, const struct sse_event *ev)
+static inline int fx_on_event(void *ctx, const struct sse_event *ev)
 {
     struct fx_stream *s = ctx;
     if (s->rc != 0 || s->st.done) return 0;
@@ -276,7 +281,7 @@ static int fx_on_event(void *ctx, const struct sse_event *ev)
 
 /* Feeds the stream in pieces of `step` bytes (0: whole) and checks the
  * result against expected_stream.txt. */
-static void fx_run_stream(const char *name, const struct provider_ops *ops, enum provider_type type,
+static inline void fx_run_stream(const char *name, const struct provider_ops *ops, enum provider_type type,
                           enum api_kind kind, const char *upstream_id, const char *data,
                           size_t len, const char *want, size_t step)
 {
@@ -327,10 +332,10 @@ static void fx_run_stream(const char *name, const struct provider_ops *ops, enum
     fx_call_cleanup(&c);
 }
 
-static void fx_check_stream(const char *name, const struct provider_ops *ops, enum provider_type type,
+static inline void fx_check_stream(const char *name, const struct provider_ops *ops, enum provider_type type,
                             enum api_kind kind, const char *upstream_id)
 {
-    size_t len;
+    size_t len = 0;
     char *data = fx_read(name, "upstream_stream.txt", &len);
     if (!data) return;
     char *want = fx_read(name, "expected_stream.txt", NULL);
@@ -343,7 +348,7 @@ static void fx_check_stream(const char *name, const struct provider_ops *ops, en
 }
 
 /* Runs every file of the case that exists. */
-static void fx_case(const char *name, const struct provider_ops *ops, enum provider_type type,
+static inline void fx_case(const char *name, const struct provider_ops *ops, enum provider_type type,
                     enum api_kind kind, const char *upstream_id)
 {
     char *probe = fx_read(name, "request.json", NULL);
