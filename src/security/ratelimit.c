@@ -12,11 +12,14 @@
 
 /* ---- pure ---- */
 
-/* Time one unit (or `cost` units) occupies: ceil(window * cost / limit). */
+/* Time `cost` units occupy: floor(window * cost / limit). Rounding down
+ * keeps a burst of exactly `limit` inside one window (rounding up would
+ * refuse the last unit); the drift is under a microsecond per unit. */
 static int64_t increment(int64_t limit, int64_t window_us, int64_t cost)
 {
     __int128 num = (__int128)window_us * cost;
-    __int128 inc = num / limit + (num % limit != 0);
+    __int128 inc = num / limit;
+    if (inc == 0 && cost > 0) inc = 1;
     return inc > INT64_MAX / 4 ? INT64_MAX / 4 : (int64_t)inc;
 }
 

@@ -1,0 +1,211 @@
+/* budget_test: pricing and estimates, reservation and settlement (alone
+ * and under threads), alert threshold crossing, and UTC day/month windows
+ * at their boundaries (a fake clock: every function takes the time). */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "budget/period.h"
+#include "budget/pricing.h"
+#include "budget/spend.h"
+#include "config/config.h"
+
+#define USD(x) ((nanos_t)((x) * 1000000000LL))
+
+/* ---- pricing ---- */
+
+static void test_cost_split_prices(void **state)
+{
+    struct config_model m = {.price_in_per_1k = 1000000, .price_out_per_1k = 2000000}; /* $0.001 / $0.002 */
+    assert_int_equal(pricing_cost(&m, 20000, 0), 20000000);     /* $0.02 */
+    assert_int_equal(pricing_cost(&m, 1000, 500), 1000000 + 1000000);
+    assert_int_equal(pricing_cost(&m, 1, 0), 1000); /* rounds up, never under-charges */
+    m.price_per_generation = 5;
+    assert_int_equal(pricing_cost(&m, 0, 0), 5);
+    assert_int_equal(pricing_cost(&m, -3, -1), 5);
+}
+
+static void test_estimate_bound(void **state)
+{
+    struct config_model m = {.price_in_per_1k = 1000000, .price_out_per_1k = 2000000};
+    struct config_provider p = {.max_tokens_default = 4096};
+    assert_int_equal(pricing_completion_bound(&p, -1, 1, false), 4096);
+    assert_int_equal(pricing_completion_bound(&p, 10, 3, false), 30);
+    assert_int_equal(pricing_completion_bound(&p, 10, 3, true), 0);
+    /* 2 prompt tokens + 4096 completion tokens */
+    assert_int_equal(pricing_estimate(&m, &p, 2, -1, 1, false), 2000 + 8192000);
+    assert_true(pricing_is_paid(&m));
+    struct config_model free_m = {0};
+    assert_false(pricing_is_paid(&free_m));
+}
+
+/* ---- arithmetic ---- */
+
+static void test_would_exceed(void **state)
+{
+    assert_false(spend_would_exceed(5, 3, 2, 10));
+    assert_true(spend_would_exceed(5, 3, 3, 10));
+    assert_false(spend_would_exceed(INT64_MAX, INT64_MAX, 5, 0)); /* no limit */
+    assert_true(spend_would_exceed(INT64_MAX, INT64_MAX, INT64_MAX, 10)); /* no overflow */
+}
+
+static void test_crossing(void **state)
+{
+    assert_true(spend_crossed(USD(79), USD(80), USD(100), 80));
+    assert_false(spend_crossed(USD(80), USD(81), USD(100), 80)); /* already past */
+    assert_false(spend_crossed(USD(10), USD(79), USD(100), 80));
+    assert_true(spend_crossed(0, USD(200), USD(100), 95));
+    assert_false(spend_crossed(0, USD(200), 0, 95)); /* no limit */
+    assert_true(spend_at_or_over(USD(95), USD(100), 95));
+    assert_false(spend_at_or_over(USD(94), USD(100), 95));
+}
+
+/* ---- reservation and settlement ---- */
+
+static void test_reserve_settle(void **state)
+{
+    struct spend_counter g = {0}, k = {0};
+    struct spend_scope sc[2] = {{&g, 100, 1000}, {&k, 30, 0}};
+    struct spend_reservation r1, r2, r3;
+    int failed = -1;
+    bool monthly = true;
+    assert_int_equal(spend_reserve(sc, 2, 20, 10, 5, &r1, &failed, &monthly), 0);
+    assert_int_equal(spend_window_reserved(&g.day, 10), 20);
+    /* The key has 10 left: a 20 reservation fails and leaves nothing behind. */
+    assert_int_equal(spend_reserve(sc, 2, 20, 10, 5, &r2, &failed, &monthly), -1);
+    assert_int_equal(failed, 1);
+    assert_false(monthly);
+    assert_int_equal(spend_window_reserved(&g.day, 10), 20);
+    assert_int_equal(spend_window_reserved(&g.month, 5), 20);
+    /* Settlement replaces the estimate with the real cost. */
+    nanos_t before_day = -1, before_month = -1;
+    spend_settle(&r1, 7, 10, 5, &before_day, &before_month);
+    assert_int_equal(before_day, 0);
+    assert_int_equal(spend_window_spent(&g.day, 10), 7);
+    assert_int_equal(spend_window_reserved(&g.day, 10), 0);
+    assert_int_equal(spend_window_spent(&k.day, 10), 7);
+    spend_settle(&r1, 7, 10, 5, NULL, NULL); /* idempotent */
+    assert_int_equal(spend_window_spent(&g.day, 10), 7);
+    assert_int_equal(spend_reserve(sc, 2, 23, 10, 5, &r3, &failed, &monthly), 0);
+    spend_settle(&r3, 23, 10, 5, NULL, NULL);
+    assert_int_equal(spend_window_spent(&k.day, 10), 30);
+}
+
+static void test_monthly_limit_refuses(void **state)
+{
+    struct spend_counter g = {0};
+    struct spend_scope sc[1] = {{&g, 0, 50}};
+    struct spend_reservation r;
+    int failed;
+    bool monthly = false;
+    spend_window_add(&g.month, 7, 45);
+    assert_int_equal(spend_reserve(sc, 1, 10, 100, 7, &r, &failed, &monthly), -1);
+    assert_true(monthly);
+    assert_int_equal(spend_window_reserved(&g.day, 100), 0);
+}
+
+static void test_rollover(void **state)
+{
+    struct spend_counter g = {0};
+    struct spend_scope sc[1] = {{&g, 100, 0}};
+    struct spend_reservation r;
+    int failed;
+    bool monthly;
+    assert_int_equal(spend_reserve(sc, 1, 60, 1, 1, &r, &failed, &monthly), 0);
+    spend_settle(&r, 90, 1, 1, NULL, NULL);
+    assert_int_equal(spend_reserve(sc, 1, 60, 1, 1, &r, &failed, &monthly), -1);
+    /* The next day starts from zero; the old day's figures are no longer shown. */
+    assert_int_equal(spend_reserve(sc, 1, 60, 2, 1, &r, &failed, &monthly), 0);
+    assert_int_equal(spend_window_spent(&g.day, 1), 0);
+    assert_int_equal(spend_window_reserved(&g.day, 2), 60);
+    /* A request admitted yesterday, settled today: counted today, its old
+     * reservation not subtracted from today's. */
+    struct spend_reservation old = {.day = 1, .month = 1, .amount = 5, .n = 1, .active = true,
+                                    .counters = {&g}};
+    spend_settle(&old, 4, 2, 1, NULL, NULL);
+    assert_int_equal(spend_window_spent(&g.day, 2), 4);
+    assert_int_equal(spend_window_reserved(&g.day, 2), 60);
+}
+
+/* N threads race to reserve; the limit allows exactly 10 estimates. */
+struct race {
+    struct spend_counter *g;
+    _Atomic int admitted;
+};
+
+static void *racer(void *arg)
+{
+    struct race *rc = arg;
+    struct spend_scope sc[1] = {{rc->g, 100, 0}};
+    for (int i = 0; i < 50; i++) {
+        struct spend_reservation r;
+        int failed;
+        bool monthly;
+        if (spend_reserve(sc, 1, 10, 3, 3, &r, &failed, &monthly) == 0) atomic_fetch_add(&rc->admitted, 1);
+    }
+    return NULL;
+}
+
+static void test_concurrent_reservations(void **state)
+{
+    struct spend_counter g = {0};
+    struct race rc = {.g = &g};
+    pthread_t t[8];
+    for (int i = 0; i < 8; i++) pthread_create(&t[i], NULL, racer, &rc);
+    for (int i = 0; i < 8; i++) pthread_join(t[i], NULL);
+    assert_int_equal(atomic_load(&rc.admitted), 10);
+    assert_int_equal(spend_window_reserved(&g.day, 3), 100);
+}
+
+static void test_table(void **state)
+{
+    struct spend_table *t = spend_table_new();
+    struct spend_counter *a = spend_table_get(t, "a");
+    assert_ptr_equal(a, spend_table_get(t, "a"));
+    assert_ptr_not_equal(a, spend_table_get(t, "b"));
+    spend_table_free(t);
+}
+
+/* ---- periods ---- */
+
+static void test_periods(void **state)
+{
+    /* 2024-02-29T23:59:59Z and the second after it. */
+    int64_t leap_end = 1709251199, march = 1709251200;
+    assert_int_equal(period_day(march) - period_day(leap_end), 1);
+    assert_int_equal(period_month(march) - period_month(leap_end), 1);
+    assert_int_equal(period_month_start(leap_end), 1706745600); /* 2024-02-01 */
+    assert_int_equal(period_month_start(march), march);
+    assert_int_equal(period_day_start(leap_end), 1709164800);
+    char buf[16];
+    period_day_label(leap_end, buf, sizeof buf);
+    assert_string_equal(buf, "2024-02-29");
+    period_month_label(march, buf, sizeof buf);
+    assert_string_equal(buf, "2024-03");
+    /* New year: 2023-12-31T23:59:59Z -> 2024-01-01. */
+    assert_int_equal(period_month(1704067200) - period_month(1704067199), 1);
+    assert_int_equal(period_day(0), 0);
+    assert_int_equal(period_day(-1), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cost_split_prices),
+        cmocka_unit_test(test_estimate_bound),
+        cmocka_unit_test(test_would_exceed),
+        cmocka_unit_test(test_crossing),
+        cmocka_unit_test(test_reserve_settle),
+        cmocka_unit_test(test_monthly_limit_refuses),
+        cmocka_unit_test(test_rollover),
+        cmocka_unit_test(test_concurrent_reservations),
+        cmocka_unit_test(test_table),
+        cmocka_unit_test(test_periods),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,185 @@
+/* ledger_test: the SQLite ledger on real files in a temp dir: records
+ * committed and read back, spend restored by day and month, the schema
+ * version and a migration from version 1 keeping old rows, a database from
+ * a newer build refused, close flushing everything. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "budget/ledger.h"
+#include "core/log.h"
+
+static char dir[64];
+static char path[128];
+
+static int setup(void **state)
+{
+    snprintf(dir, sizeof dir, "/tmp/ledger_test_XXXXXX");
+    if (!mkdtemp(dir)) return -1;
+    snprintf(path, sizeof path, "%s/sub/costs.db", dir);
+    log_configure(LOG_ERROR, false, "stderr");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int64_t scalar(const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_open(path, &db);
+    sqlite3_stmt *st;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static struct ledger_record rec(int64_t ts_ms, const char *id, const char *key, nanos_t cost)
+{
+    struct ledger_record r;
+    memset(&r, 0, sizeof r);
+    r.ts_ms = ts_ms;
+    snprintf(r.request_id, sizeof r.request_id, "%s", id);
+    snprintf(r.key_id, sizeof r.key_id, "%s", key);
+    snprintf(r.model, sizeof r.model, "gpt-test");
+    snprintf(r.provider, sizeof r.provider, "p1");
+    r.tokens_in = 10;
+    r.tokens_out = 5;
+    r.cost_nanos = cost;
+    r.status = 200;
+    return r;
+}
+
+struct sums {
+    nanos_t today, month, key_a_today;
+    int groups;
+};
+
+static void on_group(void *ctx, const char *key, const char *tenant, const char *provider,
+                     const char *model, bool today, nanos_t cost)
+{
+    struct sums *s = ctx;
+    s->groups++;
+    s->month += cost;
+    if (today) s->today += cost;
+    if (today && strcmp(key, "a") == 0) s->key_a_today += cost;
+}
+
+static void test_append_restore(void **state)
+{
+    char err[256];
+    struct ledger *l = ledger_open(path, err, sizeof err);
+    assert_non_null(l);
+    assert_int_equal(scalar("SELECT version FROM schema_version"), LEDGER_SCHEMA_VERSION);
+    int64_t month_start = 1700000000, day_start = 1700500000;
+    struct ledger_record r = rec(month_start * 1000 - 1, "old", "a", 1000); /* last month */
+    ledger_append(l, &r);
+    r = rec(month_start * 1000 + 5, "m1", "a", 200); /* this month, not today */
+    ledger_append(l, &r);
+    for (int i = 0; i < 1000; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "t%d", i);
+        r = rec(day_start * 1000 + i, id, i % 2 ? "a" : "b", 3);
+        r.estimated = i % 3 == 0;
+        ledger_append(l, &r);
+    }
+    ledger_flush(l);
+    assert_int_equal(ledger_committed(l), 1002);
+    struct sums s = {0};
+    assert_int_equal(ledger_restore(l, day_start, month_start, on_group, &s), 0);
+    assert_int_equal(s.today, 3000);
+    assert_int_equal(s.month, 3200);
+    assert_int_equal(s.key_a_today, 1500);
+    ledger_close(l);
+    assert_int_equal(scalar("SELECT COUNT(*) FROM requests"), 1002);
+    assert_int_equal(scalar("SELECT COUNT(*) FROM requests WHERE estimated = 1"), 334);
+    assert_int_equal(scalar("SELECT SUM(cost_nanos) FROM requests"), 4200);
+    /* Reopening is idempotent: no migration runs twice. */
+    l = ledger_open(path, err, sizeof err);
+    assert_non_null(l);
+    ledger_close(l);
+    assert_int_equal(scalar("SELECT COUNT(*) FROM schema_version"), 1);
+}
+
+static void test_close_flushes(void **state)
+{
+    char err[256];
+    struct ledger *l = ledger_open(path, err, sizeof err);
+    assert_non_null(l);
+    for (int i = 0; i < 5000; i++) {
+        struct ledger_record r = rec(1000 + i, "x", "", 1);
+        ledger_append(l, &r);
+    }
+    ledger_close(l); /* no flush call: close must commit everything */
+    assert_int_equal(scalar("SELECT COUNT(*) FROM requests"), 5000);
+}
+
+static void test_migrates_from_v1(void **state)
+{
+    /* A database as the first release wrote it. */
+    char err[256];
+    char mk[256];
+    snprintf(mk, sizeof mk, "mkdir -p '%s/sub'", dir);
+    assert_int_equal(system(mk), 0);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+                                      "INSERT INTO schema_version VALUES (0);", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    db = NULL;
+    sqlite3_open(path, &db);
+    assert_int_equal(ledger_migrate(db, err, sizeof err), LEDGER_SCHEMA_VERSION);
+    sqlite3_exec(db, "UPDATE schema_version SET version = 1; DROP TABLE meta; DROP TABLE api_keys;"
+                     "INSERT INTO requests (ts_ms, request_id, tokens_in, tokens_out, cost_nanos,"
+                     " estimated, status) VALUES (1, 'kept', 1, 1, 42, 0, 200);",
+                 NULL, NULL, NULL);
+    sqlite3_close(db);
+    struct ledger *l = ledger_open(path, err, sizeof err);
+    assert_non_null(l);
+    ledger_close(l);
+    assert_int_equal(scalar("SELECT version FROM schema_version"), 2);
+    assert_int_equal(scalar("SELECT cost_nanos FROM requests WHERE request_id = 'kept'"), 42);
+    assert_int_equal(scalar("SELECT COUNT(*) FROM api_keys"), 0);
+}
+
+static void test_refuses_newer_schema(void **state)
+{
+    char err[256];
+    struct ledger *l = ledger_open(path, err, sizeof err);
+    assert_non_null(l);
+    ledger_close(l);
+    sqlite3 *db;
+    sqlite3_open(path, &db);
+    sqlite3_exec(db, "UPDATE schema_version SET version = 99", NULL, NULL, NULL);
+    sqlite3_close(db);
+    l = ledger_open(path, err, sizeof err);
+    assert_null(l);
+    assert_non_null(strstr(err, "newer"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_append_restore, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_flushes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrates_from_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refuses_newer_schema, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
