@@ -61,7 +61,7 @@ function track(proc) {
 export async function killAll() {
   const waits = [];
   for (const p of children) {
-    if (p.exitCode === null && p.signalCode === null) {
+    if (p.exitCode === null && p.signalCode === null && p.pid !== undefined) {
       waits.push(new Promise((r) => p.once('exit', r)));
       try { p.kill('SIGKILL'); } catch { /* gone */ }
     }
@@ -148,10 +148,12 @@ function spawnWithPortLine(script, args, name) {
 async function stopChild(proc, signal = 'SIGTERM', timeoutMs = 3000) {
   if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode ?? proc.signalCode;
   const exited = new Promise((r) => proc.once('exit', (code, sig) => r(code ?? sig)));
-  proc.kill(signal);
+  try { proc.kill(signal); } catch { /* gone */ }
   const t = setTimeout(() => { try { proc.kill('SIGKILL'); } catch { /* gone */ } }, timeoutMs);
-  const code = await exited;
+  let t2;
+  const code = await Promise.race([exited, new Promise((r) => { t2 = setTimeout(() => r('did-not-exit'), timeoutMs + 3000); })]);
   clearTimeout(t);
+  clearTimeout(t2);
   return code;
 }
 
@@ -329,8 +331,14 @@ export async function startGateway(config, o = {}) {
   proc.stdout.on('data', (d) => { out += d; if (VERBOSE) process.stderr.write(`[gw out] ${d}`); });
   proc.stderr.on('data', (d) => { out += d; if (VERBOSE) process.stderr.write(`[gw err] ${d}`); });
   let exitInfo = null;
-  const exited = new Promise((r) => proc.once('exit', (code, sig) => { exitInfo = { code, sig }; r(code ?? sig); }));
-  proc.on('error', (e) => { out += `\nspawn error: ${e}\n`; });
+  let markExited;
+  const exited = new Promise((r) => { markExited = r; });
+  proc.once('exit', (code, sig) => { exitInfo = exitInfo || { code, sig }; markExited(code ?? sig); });
+  // A failed spawn emits 'error' and never 'exit'.
+  proc.on('error', (e) => {
+    out += `\nspawn error: ${e}\n`;
+    if (proc.exitCode === null && proc.pid === undefined) { exitInfo = exitInfo || { code: null, sig: `spawn error ${e.code}` }; markExited(exitInfo.sig); }
+  });
 
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + (o.readyTimeoutMs || 10000);
@@ -364,10 +372,13 @@ export async function startGateway(config, o = {}) {
     exited,
     async stop(signal = 'SIGTERM', timeoutMs = 10000) {
       if (exitInfo) return exitInfo.code ?? exitInfo.sig;
-      proc.kill(signal);
+      try { proc.kill(signal); } catch { /* gone */ }
       const t = setTimeout(() => { try { proc.kill('SIGKILL'); } catch { /* gone */ } }, timeoutMs);
-      const code = await exited;
+      // Never wait forever, even for a process that will not die.
+      let t2;
+      const code = await Promise.race([exited, new Promise((r) => { t2 = setTimeout(() => r('did-not-exit'), timeoutMs + 3000); })]);
       clearTimeout(t);
+      clearTimeout(t2);
       return code;
     },
   };
@@ -376,7 +387,7 @@ export async function startGateway(config, o = {}) {
 /** startGateway() whose process is SIGKILLed when test `t` ends. */
 export async function gatewayFor(t, config, o) {
   const gw = await startGateway(config, o);
-  t.after(() => gw.stop('SIGKILL', 2000));
+  t.after(() => gw.stop('SIGKILL', 2000), { timeout: 8000 });
   return gw;
 }
 
