@@ -287,13 +287,11 @@ static int parse_field(struct lexer *lx, size_t *at)
     size_t start = lx->start;
     *at = start;
     size_t a_len = lx->len;
+    if (!((a_len == 7 && strncmp(lx->src + start, "request", 7) == 0) ||
+          (a_len == 8 && strncmp(lx->src + start, "provider", 8) == 0)))
+        return fail_at(lx, start, "expected a field starting with request. or provider."), -1;
     next(lx);
-    if (lx->t != T_DOT) {
-        if (strncmp(lx->src + start, "request", a_len) != 0 &&
-            strncmp(lx->src + start, "provider", a_len) != 0)
-            return fail_at(lx, start, "expected a field starting with request. or provider."), -1;
-        return expected(lx, "'.' after the object name"), -1;
-    }
+    if (lx->t != T_DOT) return expected(lx, "'.' after the object name"), -1;
     next(lx);
     if (lx->t != T_IDENT) return expected(lx, "a field name after '.'"), -1;
     size_t total = lx->start + lx->len - start;
@@ -852,6 +850,7 @@ size_t policy_apply(const struct policy_set *set, enum routing_strategy strategy
         const struct policy *pol = &set->pols[k];
         if (!applies(pol, strategy)) continue;
         for (size_t i = 0; i < n; i++) {
+            if (out[i].excluded) continue;
             const struct rule *r = first_match(set, pol, rq, &provs[i]);
             int64_t key = INT64_MAX; /* providers no rule matched come after */
             if (r) {
