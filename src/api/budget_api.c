@@ -44,6 +44,9 @@ static void put(struct out *o, const char *s, size_t n)
     o->buf[o->len] = '\0';
 }
 
+/* A string literal, its length counted by the compiler. */
+#define put_lit(o, lit) put((o), (lit), sizeof(lit) - 1)
+
 static void putf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void putf(struct out *o, const char *fmt, ...)
 {
@@ -86,14 +89,14 @@ static void put_window(struct out *o, const char *label, struct spend_window *w,
     nanos_t spent = spend_window_spent(w, period), reserved = spend_window_reserved(w, period);
     putf(o, "{\"period\":\"%s\",", label);
     put_money(o, "spent", spent);
-    put(o, ",", 1);
+    put_lit(o, ",");
     put_money(o, "reserved", reserved);
-    put(o, ",", 1);
+    put_lit(o, ",");
     put_limit(o, "limit", limit);
-    put(o, ",", 1);
+    put_lit(o, ",");
     if (limit > 0) put_money(o, "remaining", limit > spent ? limit - spent : 0);
-    else put(o, "\"remaining\":null,\"remaining_nanos\":null", 38);
-    put(o, "}", 1);
+    else put_limit(o, "remaining", 0);
+    put_lit(o, "}");
 }
 
 struct list_ctx {
@@ -135,19 +138,19 @@ static void on_entry(void *ctx, const char *name, struct spend_counter *c)
     struct list_ctx *l = ctx;
     if (l->only && strcmp(l->only, name) != 0) return;
     struct out *o = l->o;
-    if (!l->first) put(o, ",", 1);
+    if (!l->first) put_lit(o, ",");
     l->first = false;
-    put(o, "{\"", 2);
+    put_lit(o, "{\"");
     put(o, strcmp(l->kind, "key") == 0 ? "id" : "name", strcmp(l->kind, "key") == 0 ? 2 : 4);
-    put(o, "\":", 2);
+    put_lit(o, "\":");
     put_str(o, name);
     nanos_t daily = 0, monthly = 0;
     if (strcmp(l->kind, "key") == 0) {
         const char *kname, *tenant;
         key_limits(l->cfg, name, &daily, &monthly, &kname, &tenant, o->arena);
-        put(o, ",\"name\":", 8);
+        put_lit(o, ",\"name\":");
         put_str(o, kname);
-        put(o, ",\"tenant\":", 10);
+        put_lit(o, ",\"tenant\":");
         put_str(o, tenant);
     } else if (strcmp(l->kind, "tenant") == 0) {
         for (size_t i = 0; i < l->cfg->budget.n_tenants; i++)
@@ -156,17 +159,17 @@ static void on_entry(void *ctx, const char *name, struct spend_counter *c)
                 monthly = l->cfg->budget.tenants[i].monthly_limit;
             }
     }
-    put(o, ",", 1);
+    put_lit(o, ",");
     put_money(o, "today", spend_window_spent(&c->day, l->day));
-    put(o, ",", 1);
+    put_lit(o, ",");
     put_money(o, "month", spend_window_spent(&c->month, l->month));
     if (strcmp(l->kind, "key") == 0 || strcmp(l->kind, "tenant") == 0) {
-        put(o, ",", 1);
+        put_lit(o, ",");
         put_limit(o, "daily_limit", daily);
-        put(o, ",", 1);
+        put_lit(o, ",");
         put_limit(o, "monthly_limit", monthly);
     }
-    put(o, "}", 1);
+    put_lit(o, "}");
 }
 
 static void put_list(struct out *o, const char *field, const char *kind, int64_t day, int64_t month,
@@ -177,7 +180,7 @@ static void put_list(struct out *o, const char *field, const char *kind, int64_t
     struct list_ctx l = {.o = o, .day = day, .month = month, .first = true, .cfg = cfg,
                          .only = only, .kind = kind};
     if (t) spend_table_each(t, on_entry, &l);
-    put(o, "]", 1);
+    put_lit(o, "]");
 }
 
 void budget_api_get(struct http_request *req)
@@ -205,17 +208,17 @@ void budget_api_get(struct http_request *req)
         c = spend_table_get(admission_spend_table("key"), p->key_id);
         dlim = p->daily_limit;
         mlim = p->monthly_limit;
-        put(&o, ",\"key\":{\"id\":", 14);
+        put_lit(&o, ",\"key\":{\"id\":");
         put_str(&o, p->key_id);
-        put(&o, ",\"name\":", 8);
+        put_lit(&o, ",\"name\":");
         put_str(&o, p->name);
-        put(&o, ",\"tenant\":", 10);
+        put_lit(&o, ",\"tenant\":");
         put_str(&o, p->tenant);
-        put(&o, "}", 1);
+        put_lit(&o, "}");
     }
-    put(&o, ",\"today\":", 9);
+    put_lit(&o, ",\"today\":");
     put_window(&o, dl, &c->day, day, dlim);
-    put(&o, ",\"month\":", 9);
+    put_lit(&o, ",\"month\":");
     put_window(&o, ml, &c->month, month, mlim);
     if (all) {
         put_list(&o, "by_provider", "provider", day, month, cfg, NULL);
@@ -225,7 +228,7 @@ void budget_api_get(struct http_request *req)
     } else {
         put_list(&o, "by_key", "key", day, month, cfg, p->key_id);
     }
-    put(&o, "}", 1);
+    put_lit(&o, "}");
     if (o.full) {
         http_respond_error(req, GW_ERR_INTERNAL, "The budget report is too large.", NULL);
         return;

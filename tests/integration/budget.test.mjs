@@ -77,8 +77,8 @@ describe('budget', () => {
     assert.equal(b.today.spent_nanos, 20000000);
     assert.equal(b.by_provider[0].today_nanos, 20000000);
     // 0.02 of 0.03 spent: an estimate of 4096 * 0.002/1k = 0.0082 still fits, twice it does not.
+    await fake.control({ queue: [{ usage: { prompt_tokens: 5000, completion_tokens: 0 } }] });
     assert.equal((await h.request(gw.url + '/v1/chat/completions', { body: h.chatBody('x') })).status, 200);
-    await fake.control({ default: { usage: { prompt_tokens: 1, completion_tokens: 1 } } });
     const third = await h.request(gw.url + '/v1/chat/completions', { body: h.chatBody('x') });
     h.assertOpenAIError(third, 429, 'budget_exceeded');
   });
@@ -172,7 +172,9 @@ describe('budget', () => {
     const chat = (key) => h.request(gw.url + '/v1/chat/completions', { body: h.chatBody('x'), headers: { authorization: `Bearer ${key}` } });
     const ca = usdToNanos(costText(await chat('k-a')));
     const cb = usdToNanos(costText(await chat('k-b')));
-    const mine = (await h.request(gw.url + '/v1/budget', { headers: { authorization: 'Bearer k-a' } })).json;
+    const mr = await h.request(gw.url + '/v1/budget', { headers: { authorization: 'Bearer k-a' } });
+    assert.equal(mr.status, 200, mr.text);
+    const mine = mr.json;
     assert.equal(mine.scope, 'key');
     assert.equal(BigInt(mine.today.spent_nanos), ca);
     assert.equal(mine.today.limit_nanos, 5000000000);
