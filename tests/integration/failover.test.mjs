@@ -19,7 +19,7 @@ beforeEach(async () => { await f1.reset(); await f2.reset(); });
 const twoProviderConfig = h.twoProviderConfig;
 
 async function expectFailoverToP2(gw, body = h.chatBody('fail me over')) {
-  const r = await h.request(gw.url + '/v1/chat/completions', { body, timeoutMs: 8000 });
+  const r = await h.request(gw.url + '/v1/chat/completions', { body, timeoutMs: 6000 });
   assert.equal(r.status, 200, r.text);
   h.assertAiproxyHeaders(r, 'p2');
   assert.equal(r.json.choices[0].message.content, 'echo: fail me over');
@@ -69,7 +69,7 @@ test('p1 400 is passed through without failover', { timeout: 10000 }, async (t) 
   assert.equal((await f2.requests()).length, 0, 'no failover on a client-fault 4xx');
 });
 
-test('p1 hangs -> p2 answers after about p1\'s per-try timeout', { timeout: 10000 }, async (t) => {
+test('p1 hangs -> p2 answers after about p1\'s per-try timeout', { timeout: 20000 }, async (t) => {
   const gw = await h.gatewayFor(t, twoProviderConfig(f1, f2));
   await f1.control({ queue: [{ hang: true }] });
   const t0 = Date.now();
