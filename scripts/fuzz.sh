@@ -9,7 +9,7 @@ out=build-fuzz
 mkdir -p "$out"
 pkgs="yaml-0.1 jansson yajl libevent_core openssl"
 # The pure modules: parsers and translators, no sockets.
-lib_src="$(ls src/core/*.c src/config/*.c) src/http/sse.c src/http/errors.c src/api/scan.c"
+lib_src="$(ls src/core/*.c src/config/*.c src/routing/*.c) src/http/sse.c src/http/errors.c src/api/scan.c"
 status=0
 for target in tests/fuzz/fuzz_*.c; do
     name=$(basename "$target" .c)
