@@ -10,6 +10,7 @@
 #include "api/budget_api.h"
 #include "api/models.h"
 #include "api/proxy.h"
+#include "providers/inbound.h"
 #include "config/config.h"
 #include "http/server.h"
 #include "obs/access_log.h"
@@ -56,6 +57,16 @@ static void handle_completions(struct http_request *req, const char *rest)
 static void handle_embeddings(struct http_request *req, const char *rest)
 {
     proxy_handle(req, API_EMBEDDINGS);
+}
+
+static void handle_messages(struct http_request *req, const char *rest)
+{
+    proxy_handle_inbound(req, &inbound_anthropic_ops);
+}
+
+static void handle_predict(struct http_request *req, const char *rest)
+{
+    proxy_handle_inbound(req, &inbound_predict_ops);
 }
 
 static void handle_models(struct http_request *req, const char *rest)
@@ -149,6 +160,8 @@ static const struct route routes[] = {
     {"/v1/chat/completions", false, HTTP_M_POST, AUTH_KEY, handle_chat},
     {"/v1/completions", false, HTTP_M_POST, AUTH_KEY, handle_completions},
     {"/v1/embeddings", false, HTTP_M_POST, AUTH_KEY, handle_embeddings},
+    {"/v1/messages", false, HTTP_M_POST, AUTH_KEY, handle_messages},
+    {"/aiproxy/predict", false, HTTP_M_POST, AUTH_KEY, handle_predict},
     {"/v1/models", false, HTTP_M_GET, AUTH_KEY, handle_models},
     {"/v1/models/", true, HTTP_M_GET, AUTH_KEY, handle_model},
     {"/v1/endpoints", false, HTTP_M_GET, AUTH_KEY, handle_endpoints},
@@ -181,6 +194,7 @@ void api_dispatch(struct http_request *req)
         bool head_ok = r->method == HTTP_M_GET && req->method == HTTP_M_HEAD;
         if (req->method != r->method && !head_ok) continue;
         if (path_disabled(req->config, r->prefix ? r->path : path)) break;
+        if (r->handle == handle_messages) proxy_set_error_format(req, &inbound_anthropic_ops);
         if (r->auth != AUTH_NONE && !admission_authenticate(req, r->auth == AUTH_ADMIN)) return;
         r->handle(req, path + len);
         return;

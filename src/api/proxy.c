@@ -21,6 +21,7 @@
 #include "http/server.h"
 #include "http/sse.h"
 #include "obs/metrics.h"
+#include "providers/inbound.h"
 #include "providers/provider.h"
 #include "routing/candidates.h"
 #include "routing/stats.h"
@@ -50,6 +51,11 @@ struct proxy {
     struct attempt attempts[MAX_ATTEMPTS];
     size_t n_attempts;
     bool all_timeouts;
+
+    /* a client-facing format other than OpenAI's (NULL: OpenAI) */
+    const struct inbound_ops *inbound;
+    void *inbound_state;
+    struct inbound_routing routing;
 
     /* the current attempt */
     const struct candidate *cand;
@@ -277,6 +283,19 @@ static void attempt_failed(struct proxy *px, enum outcome_kind kind, const char 
 
 /* ---- non-streaming answers ---- */
 
+/* A provider's (OpenAI-shaped) error, passed through with its status. */
+static void respond_error_body(struct proxy *px, const char *body, size_t len)
+{
+    struct http_request *req = px->req;
+    char *out;
+    size_t out_len;
+    if (req->error_filter && req->error_filter(req, px->status, body, len, &out, &out_len)) {
+        body = out;
+        len = out_len;
+    }
+    http_respond(req, px->status, "application/json", gateway_headers(px), body, len);
+}
+
 static void respond_passthrough_error(struct proxy *px)
 {
     struct resp_facts rf;
@@ -289,13 +308,12 @@ static void respond_passthrough_error(struct proxy *px)
         char *out = NULL;
         size_t out_len = 0;
         if (px->ops->error_body(&px->pcall, &resp, &out, &out_len) == 0) {
-            http_respond(req, px->status, "application/json", gateway_headers(px), out, out_len);
+            respond_error_body(px, out, out_len);
             return;
         }
     }
     if (px->buf && scan_response(px->buf, px->buf_len, &rf) == 0 && rf.has_error) {
-        http_respond(req, px->status, "application/json", gateway_headers(px), px->buf,
-                     px->buf_len);
+        respond_error_body(px, px->buf, px->buf_len);
         return;
     }
     char msg[160];
@@ -303,7 +321,7 @@ static void respond_passthrough_error(struct proxy *px)
              px->cand->provider->name, px->status);
     char body[512];
     size_t n = gw_error_body(GW_ERR_BAD_REQUEST, msg, NULL, body, sizeof body);
-    http_respond(req, px->status, "application/json", gateway_headers(px), body, n);
+    respond_error_body(px, body, n);
 }
 
 static void finish_whole(struct proxy *px)
@@ -361,6 +379,17 @@ static void finish_whole(struct proxy *px)
     n += mlen;
     memcpy(out + n, px->buf + head, px->buf_len - head);
     n += px->buf_len - head;
+    if (px->inbound) {
+        char *translated;
+        size_t tlen;
+        if (px->inbound->response_from_openai(&req->arena, out, n, &translated, &tlen) != 0) {
+            http_respond_error(req, GW_ERR_UPSTREAM,
+                               "The provider's answer could not be translated to this API.", NULL);
+            return;
+        }
+        out = translated;
+        n = tlen;
+    }
     http_respond(req, 200, "application/json", gateway_headers(px), out, n);
 }
 
@@ -378,10 +407,23 @@ static void start_client_stream(struct proxy *px)
                       arena_printf(&px->req->arena,
                                    "Cache-Control: no-cache\r\nx-aiproxy-provider: %s\r\n",
                                    px->cand->provider->name));
+    if (px->inbound && px->inbound->stream_begin)
+        px->inbound_state = px->inbound->stream_begin(&px->req->arena, px->req->id);
+}
+
+/* Bytes for the client from an inbound translator (complete events). */
+static void emit_raw(void *ctx, const char *bytes, size_t len)
+{
+    struct proxy *px = ctx;
+    if (http_stream_write(px->req, bytes, len) && px->call) upstream_call_pause(px->call);
 }
 
 static void forward_event(struct proxy *px, const char *data, size_t len)
 {
+    if (px->inbound_state) {
+        px->inbound->stream_chunk(px->inbound_state, data, len, emit_raw, px);
+        return;
+    }
     if (http_stream_write3(px->req, "data: ", 6, data, len, "\n\n", 2) && px->call)
         upstream_call_pause(px->call);
 }
@@ -415,6 +457,11 @@ static void send_final_chunk(struct proxy *px)
                              (long long)px->usage.completion_tokens,
                              (long long)px->usage.total_tokens, (int)mlen, meta);
     }
+    if (px->inbound_state) {
+        px->inbound->stream_chunk(px->inbound_state, chunk, strlen(chunk), emit_raw, px);
+        px->inbound->stream_end(px->inbound_state, emit_raw, px);
+        return;
+    }
     http_stream_write3(px->req, "data: ", 6, chunk, strlen(chunk), "\n\ndata: [DONE]\n\n", 16);
 }
 
@@ -425,7 +472,8 @@ static void send_error_event(struct proxy *px, const char *why)
              why);
     char body[512];
     size_t n = gw_error_body(GW_ERR_UPSTREAM, msg, NULL, body, sizeof body);
-    http_stream_write3(px->req, "data: ", 6, body, n, "\n\n", 2);
+    if (px->inbound_state) px->inbound->stream_error(px->inbound_state, body, n, emit_raw, px);
+    else http_stream_write3(px->req, "data: ", 6, body, n, "\n\n", 2);
     px->failed_mid_stream = true;
     attempt_close(px, false, false);
     record_attempt(px, "failed mid-stream: %s", why);
@@ -738,6 +786,8 @@ static void start_next(struct proxy *px)
     finish_with_failure(px);
 }
 
+static void serve(struct proxy *px);
+
 void proxy_handle(struct http_request *req, enum api_kind kind)
 {
     struct proxy *px = arena_alloc(&req->arena, sizeof *px);
@@ -745,6 +795,59 @@ void proxy_handle(struct http_request *req, enum api_kind kind)
     px->req = req;
     px->kind = kind;
     px->all_timeouts = true;
+    px->routing.max_cost_nanos = -1;
+    serve(px);
+}
+
+static bool inbound_error_filter(struct http_request *req, int status, const char *body,
+                                 size_t len, char **out, size_t *out_len)
+{
+    const struct inbound_ops *ops = req->error_filter_data;
+    return ops->error_from_openai &&
+           ops->error_from_openai(&req->arena, status, body, len, out, out_len) == 0;
+}
+
+void proxy_set_error_format(struct http_request *req, const struct inbound_ops *ops)
+{
+    req->error_filter = inbound_error_filter;
+    req->error_filter_data = ops;
+}
+
+void proxy_handle_inbound(struct http_request *req, const struct inbound_ops *ops)
+{
+    struct proxy *px = arena_alloc(&req->arena, sizeof *px);
+    memset(px, 0, sizeof *px);
+    px->req = req;
+    px->kind = API_CHAT;
+    px->all_timeouts = true;
+    px->inbound = ops;
+    px->routing.max_cost_nanos = -1;
+    proxy_set_error_format(req, ops);
+    char *body;
+    size_t len;
+    bool stream = false;
+    struct inbound_error err;
+    memset(&err, 0, sizeof err);
+    if (ops->request_to_openai(&req->arena, req->body, req->body_len, &body, &len, &stream,
+                               &px->routing, &err) != 0) {
+        http_respond_error(req, err.invalid_json ? GW_ERR_INVALID_JSON : GW_ERR_BAD_REQUEST,
+                           err.message[0] ? err.message : "The request is not valid.", err.param);
+        return;
+    }
+    if (stream && !ops->stream_begin) {
+        http_respond_error(req, GW_ERR_BAD_REQUEST, "Streaming is not available on this endpoint.",
+                           "stream");
+        return;
+    }
+    req->body = body;
+    req->body_len = len;
+    serve(px);
+}
+
+static void serve(struct proxy *px)
+{
+    struct http_request *req = px->req;
+    enum api_kind kind = px->kind;
 
     struct scan_error serr;
     enum scan_kind sk = kind == API_CHAT ? SCAN_CHAT : kind == API_COMPLETIONS ? SCAN_COMPLETIONS

@@ -10,4 +10,14 @@ struct http_request;
  * them, failing over as SPEC section 3 says. Answers asynchronously. */
 void proxy_handle(struct http_request *req, enum api_kind kind);
 
+struct inbound_ops;
+
+/* The same flow for a client-facing format other than OpenAI's: the body is
+ * translated to an OpenAI chat request, served, and the answer (whole or
+ * streamed) and every error translated back. */
+void proxy_handle_inbound(struct http_request *req, const struct inbound_ops *ops);
+
+/* Makes every error answer of this request use `ops`'s error shape. */
+void proxy_set_error_format(struct http_request *req, const struct inbound_ops *ops);
+
 #endif

@@ -252,7 +252,7 @@ struct config {
     void (*free_compiled_policies)(void *compiled);
 
     struct {
-        bool enabled;
+        bool enabled;          /* default true: limits and alerts enforced when set */
         nanos_t daily_limit;   /* 0 = none */
         nanos_t monthly_limit; /* 0 = none */
         bool track_costs;      /* default true */
@@ -290,7 +290,7 @@ struct config {
         /* X-Forwarded-For is believed only from these peer addresses. */
         char **trusted_proxies;
         size_t n_trusted_proxies;
-        bool cors_enabled;
+        bool cors_enabled; /* default true: on whenever allowed_origins lists any */
         char **cors_origins;
         size_t n_cors_origins;
     } security;

@@ -331,6 +331,12 @@ void http_respond_error_h(struct http_request *req, enum gw_error e, const char 
 {
     char body[2048];
     size_t n = gw_error_body(e, message, param, body, sizeof body);
+    char *out;
+    size_t out_len;
+    if (req->error_filter && req->error_filter(req, gw_error_status(e), body, n, &out, &out_len)) {
+        http_respond(req, gw_error_status(e), "application/json", extra_headers, out, out_len);
+        return;
+    }
     http_respond(req, gw_error_status(e), "application/json", extra_headers, body, n);
 }
 

@@ -68,6 +68,13 @@ struct http_request {
      * (CORS, rate-limit figures); arena-owned, NULL when none. */
     const char *extra_headers;
 
+    /* Rewrites an OpenAI-shaped error body into the client's wire format
+     * (inbound formats such as Anthropic's); NULL keeps OpenAI's shape.
+     * Returns false to keep the original body. */
+    bool (*error_filter)(struct http_request *req, int status, const char *body, size_t len,
+                         char **out, size_t *out_len);
+    const void *error_filter_data;
+
     /* Set by handlers that answer later. */
     void *handler_data;
     http_abort_cb on_abort;
