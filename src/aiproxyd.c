@@ -12,10 +12,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <jansson.h>
 #include <openssl/ssl.h>
 
 #include "api/admission.h"
+#include "api/discover.h"
 #include "api/dispatch.h"
 #include "api/models.h"
 #include "api/upstream_slot.h"
@@ -27,11 +27,11 @@
 #include "http/server.h"
 #include "obs/metrics.h"
 #include "routing/stats.h"
-#include "upstream/probe.h"
 
 #define AIPROXY_VERSION "0.1.0"
 #define DISCOVERY_TIMEOUT_MS 1500
-#define DISCOVERY_MAX_BODY (4 * 1024 * 1024)
+#define REFRESH_INTERVAL_S 5 /* discovery and reachability of local servers */
+#define MAX_CONFIG_BYTES (4 * 1024 * 1024)
 
 struct options {
     const char *config_path;
@@ -125,16 +125,57 @@ static int apply_overrides(struct config *cfg, const struct options *o)
     return 0;
 }
 
-static struct config *load_config(const struct options *o, bool *used_defaults)
+/* The config file's text, kept so that periodic discovery can rebuild the
+ * snapshot from the same source (a reload re-reads the file). */
+struct config_source {
+    const char *path; /* NULL: built-in defaults */
+    char *text;
+    size_t len;
+};
+
+static int read_source(const struct options *o, struct config_source *src)
+{
+    struct stat st;
+    src->path = o->config_path;
+    if (!src->path && stat("aiproxy.yaml", &st) == 0) src->path = "aiproxy.yaml";
+    src->text = NULL;
+    src->len = 0;
+    if (!src->path) return 0;
+    FILE *f = fopen(src->path, "rb");
+    if (!f) {
+        fprintf(stderr, "aiproxyd: cannot read %s: %s\n", src->path, strerror(errno));
+        return -1;
+    }
+    size_t cap = 65536;
+    src->text = xmalloc(cap);
+    size_t n;
+    while ((n = fread(src->text + src->len, 1, cap - src->len, f)) > 0) {
+        src->len += n;
+        if (src->len < cap) continue;
+        if (cap >= MAX_CONFIG_BYTES) {
+            fprintf(stderr, "aiproxyd: %s is larger than %d bytes\n", src->path, MAX_CONFIG_BYTES);
+            fclose(f);
+            free(src->text);
+            src->text = NULL;
+            return -1;
+        }
+        cap *= 2;
+        src->text = xrealloc(src->text, cap);
+    }
+    fclose(f);
+    return 0;
+}
+
+/* Builds a snapshot from the source (or the defaults), with the command
+ * line's overrides and live stats attached. Diagnostics are printed when
+ * `verbose` (or when the config is invalid). */
+static struct config *build_config(const struct options *o, const struct config_source *src,
+                                   bool verbose)
 {
     struct diag_list diags = {0};
-    struct config *cfg;
-    const char *path = o->config_path;
-    struct stat st;
-    if (!path && stat("aiproxy.yaml", &st) == 0) path = "aiproxy.yaml";
-    *used_defaults = !path;
-    cfg = path ? config_load_file(path, &diags) : config_default(&diags);
-    diag_list_print(&diags, stderr);
+    struct config *cfg = src->path ? config_load_text(src->text, src->len, src->path, &diags)
+                                   : config_default(&diags);
+    if (verbose || !cfg) diag_list_print(&diags, stderr);
     diag_list_cleanup(&diags);
     if (cfg && apply_overrides(cfg, o) != 0) {
         config_unref(cfg);
@@ -145,59 +186,11 @@ static struct config *load_config(const struct options *o, bool *used_defaults)
     return cfg;
 }
 
-/* Asks each provider with discover_models for its list (local servers on
- * plain http: Ollama, llama.cpp, vLLM...). A server that does not answer
- * is marked unavailable with the reason. */
-static void discover_models(struct config *cfg)
+static bool any_discovery(const struct config *cfg)
 {
-    for (size_t i = 0; i < cfg->n_providers; i++) {
-        struct config_provider *p = &cfg->providers[i];
-        if (!p->discover_models || !p->enabled) continue;
-        if (strncmp(p->endpoint, "http://", 7) != 0) {
-            log_event(LOG_WARN, "discovery_skipped", "provider %s: model discovery at start-up "
-                      "needs a plain http endpoint", p->name);
-            continue;
-        }
-        char *url = xasprintf("%s/models", p->endpoint);
-        char *body = NULL;
-        size_t len = 0;
-        int status = probe_get(url, p->api_key, DISCOVERY_TIMEOUT_MS, DISCOVERY_MAX_BODY, &body, &len);
-        free(url);
-        if (status != 200) {
-            if (p->n_models == 0) {
-                p->available = false;
-                free(p->unavailable_reason);
-                p->unavailable_reason =
-                    status < 0 ? xasprintf("no server answers at %s", p->endpoint)
-                               : xasprintf("%s/models answered HTTP %d", p->endpoint, status);
-            }
-            free(body);
-            continue;
-        }
-        json_error_t err;
-        json_t *doc = json_loadb(body, len, 0, &err);
-        json_t *data = doc ? json_object_get(doc, "data") : NULL;
-        size_t added = 0;
-        for (size_t j = 0; json_is_array(data) && j < json_array_size(data); j++) {
-            const char *id = json_string_value(json_object_get(json_array_get(data, j), "id"));
-            if (!id || !*id || strlen(id) > 256) continue;
-            bool known = false;
-            for (size_t k = 0; k < p->n_models; k++)
-                if (strcmp(p->models[k].upstream_id, id) == 0) known = true;
-            if (known) continue;
-            bool embed = strstr(id, "embed") != NULL;
-            config_provider_add_model(p, id, id, embed ? CAP_EMBEDDINGS : CAP_TEXT);
-            added++;
-        }
-        json_decref(doc);
-        free(body);
-        if (p->n_models > 0 && !p->available && p->unavailable_reason &&
-            strstr(p->unavailable_reason, "no server")) {
-            p->available = true;
-        }
-        log_event(LOG_INFO, "models_discovered", "provider %s: %zu models discovered at %s",
-                  p->name, added, p->endpoint);
-    }
+    for (size_t i = 0; i < cfg->n_providers; i++)
+        if (cfg->providers[i].discover_models && cfg->providers[i].enabled) return true;
+    return false;
 }
 
 static void configure_logging(const struct config *cfg)
@@ -224,8 +217,10 @@ int main(int argc, char **argv)
     ids_init();
     signal(SIGPIPE, SIG_IGN);
 
-    bool used_defaults = false;
-    struct config *cfg = load_config(&opts, &used_defaults);
+    struct config_source src = {0};
+    if (read_source(&opts, &src) != 0) return 2;
+    bool used_defaults = src.path == NULL;
+    struct config *cfg = build_config(&opts, &src, true);
     if (!cfg) {
         fprintf(stderr, "aiproxyd: the configuration is invalid; not starting\n");
         return 2;
@@ -233,10 +228,11 @@ int main(int argc, char **argv)
     if (opts.check) {
         config_print_summary(cfg, stdout);
         config_unref(cfg);
+        free(src.text);
         return 0;
     }
     configure_logging(cfg);
-    discover_models(cfg);
+    discover_apply(cfg, NULL, DISCOVERY_TIMEOUT_MS);
     config_print_summary(cfg, stderr);
     if (used_defaults)
         fprintf(stderr, "aiproxyd: no --config and no ./aiproxy.yaml: running on the built-in "
@@ -277,32 +273,58 @@ int main(int argc, char **argv)
               AIPROXY_VERSION, cfg->server.listen_host, cfg->server.listen_port, sopts.workers,
               cfg->node.id);
 
+    uint64_t fingerprint = discover_fingerprint(cfg);
     for (;;) {
-        int sig = 0;
-        if (sigwait(&set, &sig) != 0) continue;
+        struct timespec tick = {.tv_sec = REFRESH_INTERVAL_S};
+        int sig = sigtimedwait(&set, NULL, &tick);
+        if (sig < 0) {
+            if (errno != EAGAIN || !any_discovery(cfg)) continue;
+            /* Periodic discovery: rebuild from the same source; swap only
+             * when what routing sees changed. */
+            struct config *fresh = build_config(&opts, &src, false);
+            if (!fresh) continue;
+            discover_apply(fresh, cfg, DISCOVERY_TIMEOUT_MS);
+            uint64_t fp = discover_fingerprint(fresh);
+            if (fp == fingerprint) {
+                config_unref(fresh);
+                continue;
+            }
+            discover_log_changes(cfg, fresh);
+            http_server_set_config(server, fresh);
+            config_unref(cfg);
+            cfg = fresh;
+            fingerprint = fp;
+            continue;
+        }
         if (sig == SIGTERM || sig == SIGINT) break;
         if (sig == SIGUSR1) {
             log_reopen();
             continue;
         }
         if (sig == SIGHUP) {
-            bool d = false;
-            struct config *next = load_config(&opts, &d);
+            struct config_source next_src = {0};
+            struct config *next = NULL;
+            if (read_source(&opts, &next_src) == 0) next = build_config(&opts, &next_src, true);
             if (!next) {
+                free(next_src.text);
                 log_event(LOG_ERROR, "config_rejected",
                           "reload failed: the new configuration is invalid (see the errors "
                           "above); the old one keeps serving");
                 continue;
             }
+            free(src.text);
+            src = next_src;
             if (next->server.listen_port != cfg->server.listen_port ||
                 strcmp(next->server.listen_host, cfg->server.listen_host) != 0)
                 log_event(LOG_WARN, "config_listen_unchanged", "reload: a new listen address "
                           "takes effect at restart");
-            discover_models(next);
+            discover_apply(next, cfg, DISCOVERY_TIMEOUT_MS);
             configure_logging(next);
+            discover_log_changes(cfg, next);
             http_server_set_config(server, next);
             config_unref(cfg);
             cfg = next;
+            fingerprint = discover_fingerprint(cfg);
             log_event(LOG_INFO, "config_loaded", "configuration reloaded from %s", cfg->source);
         }
     }
@@ -312,5 +334,6 @@ int main(int argc, char **argv)
     admission_stop(); /* commits every queued ledger record */
     log_event(LOG_INFO, "stopped", "aiproxyd stopped");
     config_unref(cfg);
+    free(src.text);
     return 0;
 }
