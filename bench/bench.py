@@ -182,7 +182,8 @@ class Procs:
         self.procs = {}
         # a private copy: others may rebuild build/ while the bench runs, and
         # perf needs the binary it sampled to still exist
-        self.binary = os.path.join(tmp, "aiproxyd")
+        os.makedirs(os.path.join(tmp, "bin"))
+        self.binary = os.path.join(tmp, "bin", "aiproxyd")
         shutil.copy2(AIPROXYD, self.binary)
 
     def start(self, name, argv, cwd=None, stdout=None, ports=()):
@@ -275,6 +276,17 @@ def status_kb(pid, key):
         with open(f"/proc/{pid}/status") as f:
             for line in f:
                 if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def pss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
                     return int(line.split()[1])
     except OSError:
         pass
@@ -490,9 +502,11 @@ class Bench:
         ng = self.pr.nginx("nginxtrickle", proxy_conf(os.path.join(self.tmp, "nginxtrickle"), ("ngxt",)), [P["ngxt"]])
         pids = family(ng.pid, True)
         idle = sum(status_kb(p, "VmRSS") for p in pids)
+        idle_pss = sum(pss_kb(p) for p in pids)
         r = node_json("many-streams.mjs", ["--port", P["ngxt"], "--n", n, "--pids", ",".join(map(str, pids))],
                       "MANYJSON", timeout=180)
         r["idle_rss_kb"] = idle
+        r["idle_pss_kb"] = idle_pss
         r["hwm_kb"] = sum(status_kb(p, "VmHWM") for p in pids)
         out["nginx"] = r
         log("many nginx: " + json.dumps(r))
@@ -500,9 +514,11 @@ class Bench:
         # aiproxyd, fresh instance
         a = self.pr.aiproxyd("aiproxydtrickle", aiproxyd_conf(P["aipt"], providers=("trickle",)), P["aipt"])
         idle = status_kb(a.pid, "VmRSS")
+        idle_pss = pss_kb(a.pid)
         r = node_json("many-streams.mjs", ["--port", P["aipt"], "--n", n, "--pids", str(a.pid)],
                       "MANYJSON", timeout=180)
         r["idle_rss_kb"] = idle
+        r["idle_pss_kb"] = idle_pss
         r["hwm_kb"] = status_kb(a.pid, "VmHWM")
         out["aiproxyd"] = r
         log("many aiproxyd: " + json.dumps(r))
@@ -524,12 +540,23 @@ class Bench:
         series = [(0.0, status_kb(a.pid, "VmRSS"))]
         t0 = time.time()
         w = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines = []
+        import threading
+
+        def reader():
+            for line in w.stdout:
+                lines.append(line)
+                if sum(1 for x in lines if x.startswith("BENCHLIMIT")) >= 2 and w.poll() is None:
+                    w.send_signal(signal.SIGINT)
+        th = threading.Thread(target=reader, daemon=True)
+        th.start()
         while w.poll() is None:
             time.sleep(0.25)
             if time.time() - t0 >= 5 * len(series):
                 series.append((round(time.time() - t0, 1), status_kb(a.pid, "VmRSS")))
                 log(f"soak t={series[-1][0]}s rss={series[-1][1]} kB")
-        outp = w.stdout.read()
+        th.join(timeout=5)
+        outp = "".join(lines)
         m = re.search(r"BENCHJSON (\{.*\})", outp)
         d = json.loads(m.group(1)) if m else {}
         m2 = re.search(r"Non-2xx or 3xx responses: (\d+)", outp)
@@ -631,13 +658,16 @@ class Bench:
         if "many" in m:
             v = m["many"]
             L.append("## 1,000 concurrent slow streams (chunk every 500 ms for 20 s)\n")
-            L.append("| proxy | idle RSS MB | RSS while all open, peak MB | median MB | streams with [DONE] | failed |")
-            L.append("|---|---:|---:|---:|---:|---:|")
+            L.append("| proxy | idle RSS MB | RSS, all 1,000 open (peak) MB | growth MB | idle PSS MB | PSS, all open (peak) MB | streams with [DONE] | failed |")
+            L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
             for k in ("nginx", "aiproxyd"):
                 x = v[k]
                 L.append(f"| {k} | {x['idle_rss_kb'] / 1024:.1f} | {x['rss_peak_kb'] / 1024:.1f} | "
-                         f"{x['rss_median_kb'] / 1024:.1f} | {x['done']}/{x['n']} | {x['failed']} |")
-            L.append("\n(nginx: master + 2 workers summed)\n")
+                         f"{(x['rss_peak_kb'] - x['idle_rss_kb']) / 1024:.1f} | {x['idle_pss_kb'] / 1024:.1f} | "
+                         f"{x['pss_peak_kb'] / 1024:.1f} | {x['done']}/{x['n']} | {x['failed']} |")
+            L.append("\n(nginx: master + 2 workers summed. RSS counts pages shared between nginx's processes once per "
+                     "process; PSS splits them, so PSS is the fairer total for nginx. Samples every second while all "
+                     "streams are open.)\n")
             tg.append(("1,000 streams held in less memory than nginx",
                        f"{v['aiproxyd']['rss_peak_kb'] / 1024:.1f} vs {v['nginx']['rss_peak_kb'] / 1024:.1f} MB",
                        v["aiproxyd"]["rss_peak_kb"] < v["nginx"]["rss_peak_kb"] and v["aiproxyd"]["done"] == v["aiproxyd"]["n"]))
@@ -679,7 +709,7 @@ def machine():
                 cpu = line.split(":", 1)[1].strip()
                 break
     ng = subprocess.run([NGINX, "-v"], capture_output=True, text=True).stderr.strip()
-    wv = subprocess.run([WRK, "-v"], capture_output=True, text=True).stdout.splitlines()[0].strip()
+    wv = subprocess.run([WRK, "-v"], capture_output=True, text=True).stdout.splitlines()[0].split(" Copyright")[0].strip()
     nv = subprocess.run([NODE, "-v"], capture_output=True, text=True).stdout.strip()
     return (f"nproc {os.cpu_count()}, {cpu}, kernel {os.uname().release}, {ng}, {wv}, node {nv}")
 
@@ -698,6 +728,8 @@ def main():
         if not port_free(port):
             sys.exit(f"port {port} is busy; set BENCH_PORT_BASE")
     b = Bench(mode)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit("hung up"))
     log(f"temp dir {b.tmp}; ports {P}")
     try:
         if mode in ("full", "quick"):

@@ -15,6 +15,12 @@ const body = JSON.stringify({ model, stream: true, messages: [{ role: 'user', co
 const reqText = `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n` +
   `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
 
+function pssKB(pid) {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const m = /\nPss:\s+(\d+)/.exec(s); return m ? Number(m[1]) : 0;
+  } catch { return 0; }
+}
 function rssKB(pid) {
   try {
     const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -52,7 +58,8 @@ const timer = setInterval(() => {
   if (!allOpenAt && firstByte === N) allOpenAt = Date.now();
   if (firstByte === N && done === 0) {
     const per = pids.map(rssKB);
-    samples.push({ t_ms: Date.now() - t0, rss_kb: per.reduce((a, b) => a + b, 0), per });
+    const pss = pids.map(pssKB).reduce((a, b) => a + b, 0);
+    samples.push({ t_ms: Date.now() - t0, rss_kb: per.reduce((a, b) => a + b, 0), pss_kb: pss, per });
   }
   if (closed >= N) {
     clearInterval(timer);
@@ -61,6 +68,7 @@ const timer = setInterval(() => {
     console.log('MANYJSON ' + JSON.stringify({
       n: N, status200, first_byte: firstByte, done, failed, all_open_after_ms: allOpenAt ? allOpenAt - t0 : null,
       total_ms: Date.now() - t0, rss_samples: samples.length, rss_peak_kb: peak, rss_median_kb: med,
+      pss_peak_kb: samples.reduce((m, x) => Math.max(m, x.pss_kb), 0),
       last_sample: samples[samples.length - 1] || null,
     }));
     process.exit(0);

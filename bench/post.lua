@@ -25,7 +25,12 @@ end
 function response(status, headers, body)
   count = count + 1
   if status < 200 or status > 299 then bad = bad + 1 end
-  if limit > 0 and count >= limit then wrk.thread:stop() end
+  if limit > 0 and count == limit then
+    -- wrk keeps running until -d ends even after thread:stop(); tell the
+    -- driver, which sends SIGINT (wrk then prints its summary)
+    io.write("BENCHLIMIT\n"); io.flush()
+    wrk.thread:stop()
+  end
 end
 
 function done(summary, latency, requests)
