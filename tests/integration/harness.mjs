@@ -689,3 +689,45 @@ export function makeTlsFixtures() {
 }
 
 export const haveGateway = () => fs.existsSync(AIPROXYD);
+
+// ---- provider fakes (fake-anthropic/-cloudflare/-ollama/-ocf.mjs) ----
+
+/**
+ * Starts one of the provider fakes (`script`, e.g. 'fake-anthropic.mjs') with
+ * `--port P` (o.port, default 0 = any) `--name N` and o.args (extra CLI
+ * arguments). Returns the same object as startFake() ({port, url, control(),
+ * reset(), requests(), stats(), stop()}) plus `script` and `args`, so that
+ * restartProviderFake() can start it again on the same port.
+ */
+export async function startProviderFake(script, o = {}) {
+  const name = o.name || script.replace(/^fake-|\.mjs$/g, '');
+  const args = ['--port', String(o.port || 0), '--name', name, ...(o.args || [])];
+  const { proc, port, stderr } = await spawnWithPortLine(script, args, `${script}:${name}`);
+  const url = `http://127.0.0.1:${port}`;
+  const call = async (method, p, body) => {
+    const r = await request(url + p, { method, body, timeoutMs: 5000 });
+    if (r.status !== 200) throw new Error(`${script} ${name} ${p}: ${r.status} ${r.text}`);
+    return r.json;
+  };
+  return {
+    name, port, url, proc, stderr, script, opts: o,
+    control: (c) => call('POST', '/__control', c),
+    reset: () => call('POST', '/__reset', {}),
+    requests: () => call('GET', '/__requests'),
+    stats: () => call('GET', '/__stats'),
+    stop: () => stopChild(proc),
+  };
+}
+
+/** Starts `fake` (from startProviderFake) again on its port; retries while the port is busy. */
+export async function restartProviderFake(fake, timeoutMs = 5000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await startProviderFake(fake.script, { ...fake.opts, name: fake.name, port: fake.port });
+    } catch (e) {
+      if (Date.now() > deadline) throw e;
+      await sleep(100);
+    }
+  }
+}
