@@ -13,6 +13,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <http_parser.h>
 #include <limits.h>
 #include <netdb.h>
@@ -56,6 +57,7 @@ struct http_worker {
     struct event *config_ev;
     struct event *drain_deadline_ev;
     struct event *accept_retry_ev;
+    int spare_fd; /* held for the EMFILE answer (see on_accept_error); -1 when lost */
     pthread_mutex_t config_lock;
     struct config *config;         /* current snapshot (a reference) */
     struct config *pending_config; /* handed over by http_server_set_config */
@@ -724,10 +726,56 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     conn_start_timer(c, w->config->server.idle_timeout_ms);
 }
 
-static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
+/* A descriptor kept in reserve: when accept fails for want of descriptors,
+ * closing it makes room to accept one connection, answer it 503 in
+ * OpenAI's shape and close it, so a client is told "overloaded" at once
+ * instead of waiting in the backlog (the technique of libev's and nginx's
+ * documentation). */
+static int spare_open(void)
 {
-    struct http_worker *w = arg;
-    if (!w->draining && w->listener) evconnlistener_enable(w->listener);
+    return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void shed_one(int fd)
+{
+    char body[256];
+    size_t n = gw_error_body(GW_ERR_UNAVAILABLE,
+                             "The gateway is out of file descriptors; retry shortly.", NULL,
+                             body, sizeof body);
+    char head[256];
+    int h = snprintf(head, sizeof head,
+                     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\nRetry-After: 1\r\nConnection: close\r\n\r\n",
+                     n);
+    /* Best effort, never blocking: the socket buffer of a fresh connection
+     * takes a few hundred bytes. The request is not read; shutting down
+     * the write side first lets the client see the answer before the close. */
+    struct iovec iov[2] = {{head, (size_t)h}, {body, n}};
+    struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2};
+    ssize_t w = sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)w;
+    shutdown(fd, SHUT_WR);
+    close(fd);
+}
+
+/* Sheds what waits in the backlog through the spare descriptor. Returns
+ * the number of connections answered; stops when the backlog is empty or
+ * the spare cannot be re-opened (another thread took the slot). */
+static int shed_backlog(struct http_worker *w, evutil_socket_t lfd)
+{
+    int shed = 0;
+    while (w->spare_fd >= 0 && shed < 64) {
+        close(w->spare_fd);
+        w->spare_fd = -1;
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            shed_one(fd);
+            shed++;
+        }
+        w->spare_fd = spare_open();
+        if (fd < 0) break; /* EAGAIN: the backlog is empty */
+    }
+    return shed;
 }
 
 static void on_accept_error(struct evconnlistener *l, void *arg)
@@ -735,14 +783,29 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
     struct http_worker *w = arg;
     int err = EVUTIL_SOCKET_ERROR();
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-        /* Out of descriptors: pause accepting briefly instead of spinning;
-         * connections already open keep being served. */
+        int shed = (err == EMFILE || err == ENFILE) ? shed_backlog(w, evconnlistener_get_fd(l)) : 0;
+        if (shed > 0 && w->spare_fd >= 0) {
+            /* The backlog was answered; keep listening, so the next
+             * connection is served as soon as a descriptor frees up. */
+            log_event(LOG_WARN, "accept_shed", "accept failed: %s; answered %d connection%s 503",
+                      evutil_socket_error_to_string(err), shed, shed == 1 ? "" : "s");
+            return;
+        }
+        /* Out of descriptors with no spare: pause accepting briefly instead
+         * of spinning; connections already open keep being served. */
         log_event(LOG_WARN, "accept_paused", "accept failed: %s; pausing 100ms",
                   evutil_socket_error_to_string(err));
         evconnlistener_disable(l);
         struct timeval tv = {0, 100000};
         event_add(w->accept_retry_ev, &tv);
     }
+}
+
+static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_worker *w = arg;
+    if (w->spare_fd < 0) w->spare_fd = spare_open();
+    if (!w->draining && w->listener) evconnlistener_enable(w->listener);
 }
 
 /* ---- drain and reload ---- */
@@ -862,6 +925,7 @@ struct http_server *http_server_start(const struct http_server_opts *opts, struc
                     event_free(x->config_ev);
                     event_free(x->drain_deadline_ev);
                     event_free(x->accept_retry_ev);
+                    if (x->spare_fd >= 0) close(x->spare_fd);
                     event_base_free(x->base);
                 }
                 config_unref(x->config);
@@ -881,6 +945,7 @@ struct http_server *http_server_start(const struct http_server_opts *opts, struc
         w->config_ev = event_new(w->base, -1, 0, on_config, w);
         w->drain_deadline_ev = evtimer_new(w->base, on_drain_deadline, w);
         w->accept_retry_ev = evtimer_new(w->base, on_accept_retry, w);
+        w->spare_fd = spare_open();
     }
     for (int i = 0; i < s->n_workers; i++)
         pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
@@ -912,6 +977,7 @@ void http_server_drain_and_free(struct http_server *s)
         event_free(w->config_ev);
         event_free(w->drain_deadline_ev);
         event_free(w->accept_retry_ev);
+        if (w->spare_fd >= 0) close(w->spare_fd);
         evdns_base_free(w->dns, 0);
         event_base_free(w->base);
         config_unref(w->config);

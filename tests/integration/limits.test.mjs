@@ -1,0 +1,100 @@
+// Resource limits: running out of file descriptors is survived (new
+// connections get a 503 in OpenAI's shape at once, and service resumes when
+// descriptors free up); providers.X.max_concurrency caps the transfers in
+// flight to one provider.
+import { test, before, after, beforeEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import * as h from './harness.mjs';
+
+let f1;
+let f2;
+
+before(async () => {
+  f1 = await h.startFake({ name: 'p1', apiKey: 'sk-test-1' });
+  f2 = await h.startFake({ name: 'p2', apiKey: 'sk-test-2' });
+});
+after(() => h.killAll());
+beforeEach(async () => { await f1.reset(); await f2.reset(); });
+
+const fdCount = (pid) => fs.readdirSync(`/proc/${pid}/fd`).length;
+
+function openIdle(port) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.on('error', () => {});
+    s.once('connect', () => resolve(s));
+    s.once('close', () => resolve(s));
+  });
+}
+
+test('EMFILE: with descriptors exhausted new clients get a prompt 503, and service resumes once they free up', { timeout: 30000 }, async (t) => {
+  const gw = await h.gatewayFor(t, h.baseConfig({ fakePort: f1.port }));
+  // Warm up: the upstream connections are open before the limit is set.
+  for (let i = 0; i < 4; i++) assert.equal((await h.request(gw.url + '/v1/chat/completions', { body: h.chatBody('warm') })).status, 200);
+  const limit = fdCount(gw.proc.pid) + 12;
+  execFileSync('prlimit', ['--pid', String(gw.proc.pid), `--nofile=${limit}:${limit}`]);
+
+  const idle = [];
+  t.after(() => { for (const s of idle) s.destroy(); });
+  let shed = null;
+  for (let i = 0; i < 200 && !shed; i++) {
+    // Fill descriptors with idle connections, probing now and then.
+    for (let k = 0; k < 4; k++) idle.push(await openIdle(gw.port));
+    const x = await h.rawExchange(gw.port, 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n', { timeoutMs: 3000, untilResponses: 1 });
+    if (x.responses[0] && x.responses[0].status === 503) shed = x;
+    else assert.ok(x.responses[0] && x.responses[0].status === 200, `probe ${i}: neither 200 nor 503 but ${JSON.stringify(x.text.slice(0, 300))} after ${x.ms} ms`);
+  }
+  assert.ok(shed, `never ran out of descriptors with ${idle.length} idle connections and a limit of ${limit}`);
+  assert.ok(shed.ms < 1500, `the 503 took ${shed.ms} ms`);
+  const r = shed.responses[0];
+  assert.equal(r.json && r.json.error && r.json.error.code, 'service_unavailable', shed.text);
+  assert.ok(r.json.error.message && 'type' in r.json.error && 'param' in r.json.error, shed.text);
+  assert.match(r.headers['content-type'] || '', /^application\/json/);
+  assert.equal(r.headers['retry-after'], '1');
+
+  // Still shedding, not hanging, on repeated tries.
+  for (let i = 0; i < 5; i++) {
+    const x = await h.rawExchange(gw.port, 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n', { timeoutMs: 3000, untilResponses: 1 });
+    assert.ok(x.responses[0], `try ${i}: no answer within ${x.ms} ms`);
+    assert.ok([200, 503].includes(x.responses[0].status), x.text.slice(0, 200));
+  }
+
+  // Descriptors free up: service resumes.
+  for (const s of idle.splice(0)) s.destroy();
+  const ok = await h.waitFor(async () => {
+    const x = await h.request(gw.url + '/v1/chat/completions', { body: h.chatBody('after emfile'), timeoutMs: 3000 });
+    return x.status === 200 ? x : null;
+  }, 5000, 100, 'a 200 after the descriptors were freed');
+  assert.equal(ok.json.choices[0].message.content, 'echo: after emfile');
+  assert.match(gw.logs(), /accept_shed|accept_paused/);
+});
+
+test('max_concurrency: a provider never has more transfers in flight than its cap; the rest go elsewhere', {
+  timeout: 20000,
+  todo: 'gateway bug: providers.X.max_concurrency is only a sort key of least_loaded; other strategies send past the cap (8 in flight at a cap of 2)',
+}, async (t) => {
+  const gw = await h.gatewayFor(t, h.twoProviderConfig(f1, f2, {
+    timeout: '5s',
+    p1: { max_concurrency: 2 },
+  }));
+  await f1.control({ default: { delayMs: 800 } });
+  const rs = await Promise.all(Array.from({ length: 8 }, (_, i) =>
+    h.request(gw.url + '/v1/chat/completions', { body: h.chatBody(`cc ${i}`), timeoutMs: 10000 })));
+  const byProvider = {};
+  for (const r of rs) {
+    assert.ok(r.status === 200 || r.status === 503, `status ${r.status}: ${r.text.slice(0, 300)}`);
+    if (r.status === 200) byProvider[r.json['x-aiproxy'].provider] = (byProvider[r.json['x-aiproxy'].provider] || 0) + 1;
+  }
+  // Overlap at p1: requests whose [receivedAt, finishedAt] intervals intersect.
+  const up = await f1.requests();
+  let maxOverlap = 0;
+  for (const a of up) {
+    const n = up.filter((b) => b.receivedAt < (a.finishedAt || Infinity) && a.receivedAt < (b.finishedAt || Infinity)).length;
+    maxOverlap = Math.max(maxOverlap, n);
+  }
+  assert.ok(maxOverlap <= 2, `p1 had ${maxOverlap} requests in flight at once (cap 2); served: ${JSON.stringify(byProvider)}`);
+  assert.ok((byProvider.p2 || 0) >= 1, `the overflow must go to p2: ${JSON.stringify(byProvider)}`);
+});
