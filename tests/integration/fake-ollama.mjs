@@ -27,7 +27,12 @@
 //                              only with stream (400). Fields Ollama ignores
 //                              (tool_choice, logit_bias, user, n) are
 //                              recorded in `ignored`.
-// Replies: "echo: " + last user text; usage prompt_tokens = characters of
+// Replies: "echo: " + last user text; when the request has tools and that
+// text contains "use tool": a tool call {id: "call_fake_<seq>", name: tools[0]
+// (or the forced tool_choice function), arguments: {"q": text}} with
+// finish_reason tool_calls (streamed as an id/name delta then two argument
+// pieces); when the last messages are tool results: "tool said: " + their
+// contents joined by " | ". Usage prompt_tokens = characters of
 // all message contents, completion_tokens = pieces (one per word); the
 // stream's usage chunk only with stream_options.include_usage.
 //
@@ -163,11 +168,23 @@ async function answerChat(req, res, entry, idPrefix) {
   if (b.errorIn200) return sendJson(res, 200, errorBody(b.message || 'fake errorIn200', 'api_error'));
   const body = entry.body;
   const lastUser = [...body.messages].reverse().find((m) => m.role === 'user');
-  const text = `echo: ${lastUser ? textOf(lastUser.content) : ''}`;
-  const ps = Number.isInteger(b.chunks) && b.chunks > 0 ? Array.from({ length: b.chunks }, (_, i) => `c${i} `) : pieces(text);
+  const userText = lastUser ? textOf(lastUser.content) : '';
+  const lastMsg = body.messages[body.messages.length - 1];
+  let text = `echo: ${userText}`;
+  let toolCall = null;
+  if (lastMsg.role === 'tool') {
+    const results = [];
+    for (let i = body.messages.length - 1; i >= 0 && body.messages[i].role === 'tool'; i--) results.unshift(textOf(body.messages[i].content));
+    text = `tool said: ${results.join(' | ')}`;
+  } else if (Array.isArray(body.tools) && body.tools.length && /use tool/.test(userText) && body.tool_choice !== 'none') {
+    const forced = isObj(body.tool_choice) && body.tool_choice.function ? body.tool_choice.function.name : null;
+    toolCall = { id: `call_fake_${entry.seq}`, type: 'function', function: { name: forced || body.tools[0].function.name, arguments: JSON.stringify({ q: userText }) } };
+    text = '';
+  }
+  const ps = Number.isInteger(b.chunks) && b.chunks > 0 ? Array.from({ length: b.chunks }, (_, i) => `c${i} `) : text ? pieces(text) : [];
   const u = b.usage || {};
   const pt = u.prompt_tokens ?? body.messages.reduce((n, m) => n + textOf(m.content).length, 0);
-  const ct = u.completion_tokens ?? ps.length;
+  const ct = u.completion_tokens ?? (ps.length + (toolCall ? 5 : 0));
   const usage = { prompt_tokens: pt, completion_tokens: ct, total_tokens: pt + ct };
   const id = `chatcmpl-${idPrefix}-${entry.seq}`;
   const created = 1700000000 + entry.seq;
@@ -184,7 +201,15 @@ async function answerChat(req, res, entry, idPrefix) {
       sent++;
       if (Number.isInteger(b.resetAfterChunks) && sent >= b.resetAfterChunks) { await sleep(50); rst(req.socket); return; }
     }
-    if (!(await send({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] }))) return;
+    if (toolCall) {
+      const a = toolCall.function.arguments;
+      const half = Math.floor(a.length / 2);
+      if (!(await send({ ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 0, id: toolCall.id, type: 'function', function: { name: toolCall.function.name, arguments: '' } }] }, finish_reason: null }] }))) return;
+      for (const part of [a.slice(0, half), a.slice(half)]) {
+        if (!(await send({ ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: part } }] }, finish_reason: null }] }))) return;
+      }
+    }
+    if (!(await send({ ...base, choices: [{ index: 0, delta: {}, finish_reason: toolCall ? 'tool_calls' : 'stop' }] }))) return;
     if (body.stream_options && body.stream_options.include_usage === true && !(await send({ ...base, choices: [], usage }))) return;
     if (!res.destroyed) res.end('data: [DONE]\n\n');
     return;
@@ -192,7 +217,7 @@ async function answerChat(req, res, entry, idPrefix) {
   if (b.chunkDelayMs) await sleep(b.chunkDelayMs * ps.length);
   return sendJson(res, 200, {
     id, object: 'chat.completion', created, model: body.model, system_fingerprint: 'fp_ollama',
-    choices: [{ index: 0, message: { role: 'assistant', content: ps.join('') }, finish_reason: 'stop' }],
+    choices: [{ index: 0, message: toolCall ? { role: 'assistant', content: null, tool_calls: [toolCall] } : { role: 'assistant', content: ps.join('') }, finish_reason: toolCall ? 'tool_calls' : 'stop' }],
     usage,
   }, b.headers || {});
 }
