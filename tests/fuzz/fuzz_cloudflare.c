@@ -1,4 +1,4 @@
-// fuzz-sources: src/providers/cloudflare.c src/providers/pjson.c src/routing/policy.c
+// fuzz-sources: src/providers/cloudflare.c src/providers/pjson.c
 /* fuzz_cloudflare: libFuzzer driver for the cloudflare adapter. The first
  * byte picks what the rest is: 0 a 200 chat answer for finish, 1 the same as an embeddings or image answer (JSON or, by the second byte, image bytes)
  * for finish, 2 an event stream fed through the SSE reader (in chunks

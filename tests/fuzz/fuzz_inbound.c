@@ -1,4 +1,4 @@
-// fuzz-sources: src/providers/inbound_anthropic.c src/providers/inbound_predict.c src/providers/pjson.c src/routing/policy.c
+// fuzz-sources: src/providers/inbound_anthropic.c src/providers/inbound_predict.c src/providers/pjson.c
 /* fuzz_inbound: libFuzzer driver for the client-facing translators. The
  * first byte picks: 0/1 an Anthropic / predict request for
  * request_to_openai, 2/3 an OpenAI completion for response_from_openai,

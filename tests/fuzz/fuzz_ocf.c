@@ -1,4 +1,4 @@
-// fuzz-sources: src/providers/ocf.c src/providers/discovery.c src/providers/pjson.c src/providers/openai.c src/routing/policy.c
+// fuzz-sources: src/providers/ocf.c src/providers/discovery.c src/providers/pjson.c src/providers/openai.c
 /* fuzz_ocf: libFuzzer driver for the discovery parsers. The first byte
  * picks: 0 an OCF /v1/dnt/table for ocf_parse_table, 1 a /v1/models or
  * /api/tags answer for discovery_parse_models, 2 /api/tags for
