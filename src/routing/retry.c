@@ -178,9 +178,14 @@ void routing_retry_decide(const struct retry_input *in, struct retry_decision *o
         }
     } else {
         same = !in->has_next;
+        /* A provider that hung once costs one per-try timeout, not several. */
+        if (same && in->failure == AF_TIMEOUT) return stop(out, "the only provider timed out");
         out->why = same ? "no other candidate: retrying the same provider"
                         : "trying the next candidate";
     }
+    /* Another provider is tried at once: the backoff spaces out retries of
+     * the same one. */
+    if (!same) wait = must_wait;
     if (wait + ROUTING_MIN_ATTEMPT_MS > in->remaining_ms) {
         /* The backoff would eat the deadline: try at once if that leaves a
          * useful attempt, else give up. */

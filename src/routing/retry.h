@@ -63,9 +63,11 @@ struct retry_decision {
  *    other candidate is left and the wait fits the deadline; otherwise the
  *    next candidate (a Retry-After beyond the deadline is not waited for);
  *  - otherwise the next candidate when there is one, else the same provider
- *    (connect errors, timeouts and retryable statuses are transient);
- *  - every retry waits the backoff delay (routing_retry_delay_ms with
- *    retry_index = attempts - 1), or the Retry-After when that is longer;
+ *    (connect errors and retryable statuses are transient) -- except after a
+ *    timeout: a hanging provider costs one per-try timeout, not several;
+ *  - the next candidate is tried at once; a retry of the same provider
+ *    waits the backoff delay (routing_retry_delay_ms with retry_index =
+ *    attempts - 1), or the Retry-After when that is longer;
  *  - when the wait leaves less than ROUTING_MIN_ATTEMPT_MS before the
  *    deadline, stop: a try that cannot finish is not worth starting. */
 #define ROUTING_MIN_ATTEMPT_MS 50

@@ -63,8 +63,8 @@ static void test_decide(void **state)
     struct retry_input in = base();
     routing_retry_decide(&in, &d);
     assert_int_equal(d.action, RETRY_NEXT);
-    assert_in_range(d.wait_ms, 50, 100);
-    assert_int_equal(d.attempt_timeout_ms, 30000 - d.wait_ms); /* never past the deadline */
+    assert_int_equal(d.wait_ms, 0); /* another provider goes at once */
+    assert_int_equal(d.attempt_timeout_ms, 30000); /* never past the deadline */
     in.next_timeout_ms = 1000;
     routing_retry_decide(&in, &d);
     assert_int_equal(d.attempt_timeout_ms, 1000);
@@ -73,6 +73,14 @@ static void test_decide(void **state)
     in.has_next = false;
     routing_retry_decide(&in, &d);
     assert_int_equal(d.action, RETRY_SAME);
+    assert_in_range(d.wait_ms, 50, 100); /* the same provider waits the backoff */
+    assert_int_equal(d.attempt_timeout_ms, 30000 - d.wait_ms);
+
+    in = base();
+    in.has_next = false;
+    in.failure = AF_TIMEOUT; /* a hanging provider costs one per-try timeout */
+    routing_retry_decide(&in, &d);
+    assert_int_equal(d.action, RETRY_STOP);
 
     in = base();
     in.attempts = 3; /* 1 + max_retries */
