@@ -1,24 +1,55 @@
 #!/usr/bin/env bash
-# fuzz.sh [SECONDS]: builds every libFuzzer target in tests/fuzz/ with clang
+# fuzz.sh [SECONDS] [TARGET...]: builds every libFuzzer target in tests/fuzz/
+# (or only the named ones, e.g. `fuzz_headers`) with clang
 # (-fsanitize=fuzzer,address,undefined) and runs each for SECONDS (default
 # 10) on its seed corpus. `scripts/fuzz.sh 600` is the deeper run.
+# A target names extra sources in a "// fuzz-sources:" line and extra
+# pkg-config packages in a "// fuzz-libs:" line. The corpus each run grows
+# is kept in build-fuzz/corpus-<target> and reused by the next run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
+shift || true
 out=build-fuzz
 mkdir -p "$out"
 pkgs="yaml-0.1 jansson yajl libevent_core openssl"
 # The pure modules: parsers and translators, no sockets.
 lib_src="$(ls src/core/*.c src/config/*.c src/routing/*.c) src/http/sse.c src/http/errors.c src/api/scan.c"
+lib_src=$(echo $lib_src) # one line, for the duplicate check below
+cflags="-std=c17 -D_GNU_SOURCE -g -O1 -Isrc"
+# The shared modules are compiled once per run (without the fuzzer's main), in
+# parallel, then linked into every target.
+objs=()
+for f in $lib_src; do objs+=("$out/obj/${f%.c}.o"); done
+printf '%s\n' $lib_src | xargs -P "$(nproc 2>/dev/null || echo 2)" -I{} sh -c '
+    o="$0/obj/$(dirname "{}")/$(basename "{}" .c).o"; mkdir -p "$(dirname "$o")"
+    exec clang $1 -fsanitize=fuzzer-no-link,address,undefined $(pkg-config --cflags $2) -c "{}" -o "$o"' \
+    "$out" "$cflags" "$pkgs"
+targets=()
+if [ $# -gt 0 ]; then
+    for n in "$@"; do targets+=("tests/fuzz/${n%.c}.c"); done
+else
+    targets=(tests/fuzz/fuzz_*.c)
+fi
 status=0
-for target in tests/fuzz/fuzz_*.c; do
+for target in "${targets[@]}"; do
     name=$(basename "$target" .c)
     # Each target names the sources it needs in a "// fuzz-sources:" line;
     # by default it links the pure modules.
-    extra=$(sed -n 's|^// fuzz-sources: ||p' "$target")
-    clang -std=c17 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
-        $(pkg-config --cflags $pkgs) "$target" $lib_src $extra \
-        $(pkg-config --libs $pkgs) -lhttp_parser -lm -pthread -o "$out/$name"
+    extra=""
+    for f in $(sed -n 's|^// fuzz-sources: ||p' "$target"); do
+        case " $lib_src " in *" $f "*) ;; *) extra="$extra $f" ;; esac
+    done
+    libs=$(sed -n 's|^// fuzz-libs: ||p' "$target")
+    if ! clang $cflags -fsanitize=fuzzer,address,undefined \
+        $(pkg-config --cflags $pkgs $libs) "$target" "${objs[@]}" $extra \
+        $(pkg-config --libs $pkgs $libs) -lhttp_parser -lm -pthread -o "$out/$name" \
+        > "$out/$name.build.log" 2>&1; then
+        echo "FAIL $name: does not build (see $out/$name.build.log)"
+        tail -20 "$out/$name.build.log"
+        status=1
+        continue
+    fi
     corpus="tests/fuzz/corpus/${name#fuzz_}"
     mkdir -p "$corpus" "$out/corpus-$name"
     dict=""
