@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "api/admission.h"
 #include "api/scan.h"
 #include "api/upstream_slot.h"
@@ -24,6 +26,7 @@
 #include "providers/inbound.h"
 #include "providers/provider.h"
 #include "routing/candidates.h"
+#include "routing/retry.h"
 #include "routing/stats.h"
 #include "upstream/client.h"
 
@@ -33,12 +36,13 @@
 #define MAX_ERROR_BODY (64 * 1024)
 #define MAX_SSE_EVENT (4 * 1024 * 1024)
 #define MAX_ATTEMPTS 8
-
-enum outcome_kind { OUT_NONE, OUT_TIMEOUT, OUT_FAILED };
+/* Without a per-request timeout (predict's routing.timeout), a request may
+ * take this long over all its attempts. */
+#define DEFAULT_REQUEST_DEADLINE_MS (10 * 60 * 1000)
 
 struct attempt {
     const char *provider;
-    char outcome[96];
+    char outcome[160];
     int64_t latency_ms;
 };
 
@@ -51,6 +55,14 @@ struct proxy {
     struct attempt attempts[MAX_ATTEMPTS];
     size_t n_attempts;
     bool all_timeouts;
+    int upstream_attempts;  /* attempts that went to the network */
+    int prepare_refusals;   /* candidates whose adapter could not express the request */
+    int capacity_skips;     /* candidates skipped at their max_concurrency */
+    char first_refusal[256];
+    uint64_t seed;          /* per-request randomness for routing and jitter */
+    int64_t deadline_ms;    /* monotonic: the whole request, every attempt included */
+    int64_t next_timeout_ms; /* the next attempt's timeout, as the retry decision set it */
+    struct event *retry_timer;
 
     /* a client-facing format other than OpenAI's (NULL: OpenAI) */
     const struct inbound_ops *inbound;
@@ -65,6 +77,7 @@ struct proxy {
     struct upstream_call *call;
     int64_t attempt_start_us;
     bool stats_open; /* provider_stats_begin was called for this attempt */
+    int64_t attempt_timeout_used; /* this attempt's deadline, ms */
     int status;
     bool upstream_sse;
     char *retry_after;
@@ -203,6 +216,29 @@ static size_t write_meta(struct proxy *px, char *out, size_t cap)
     jsonw_str(&w, cfg->node.id);
     jsonw_raw(&w, ",\"model\":");
     jsonw_str(&w, px->cand->model->upstream_id);
+    jsonw_raw(&w, ",\"requested_model\":");
+    jsonw_str(&w, px->facts.model[0] ? px->facts.model : px->plan.model);
+    jsonw_raw(&w, ",\"strategy\":");
+    jsonw_str(&w, routing_strategy_name(px->plan.strategy_used));
+    jsonw_raw(&w, ",\"reason\":");
+    if (px->n_attempts > 1) {
+        /* The winner was not the first choice: say what happened before. */
+        char why[512];
+        size_t off = 0;
+        for (size_t i = 0; i + 1 < px->n_attempts && off < sizeof why; i++)
+            off += (size_t)snprintf(why + off, sizeof why - off, "%s%s: %s", i ? "; " : "failover after ",
+                                    px->attempts[i].provider, px->attempts[i].outcome);
+        if (off < sizeof why)
+            snprintf(why + off, sizeof why - off, "; then %s: %s", px->cand->provider->name,
+                     px->cand->reason);
+        jsonw_str(&w, why);
+    } else {
+        jsonw_str(&w, px->plan.reason[0] ? px->plan.reason : NULL);
+    }
+    if (px->plan.tier) {
+        jsonw_raw(&w, ",\"tier\":");
+        jsonw_str(&w, px->plan.tier);
+    }
     jsonw_raw(&w, ",\"cost\":");
     jsonw_raw(&w, usd);
     jsonw_raw(&w, ",\"latency_ms\":");
@@ -263,14 +299,64 @@ static void finish_with_failure(struct proxy *px)
         http_respond_error(req, GW_ERR_UPSTREAM, msg, NULL);
 }
 
-/* The attempt failed before anything reached the client: try the next. */
-static void attempt_failed(struct proxy *px, enum outcome_kind kind, const char *fmt,
+static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
+{
+    start_next(arg);
+}
+
+/* After a failed attempt: ask the router whether to retry the same
+ * provider, move on, or stop, and when. */
+static void decide_next(struct proxy *px, enum attempt_failure af, int64_t retry_after_ms)
+{
+    const struct config *cfg = px->req->config;
+    bool has_next = px->next < px->plan.n;
+    const struct config_provider *np = has_next ? px->plan.items[px->next].provider
+                                                : px->cand->provider;
+    struct retry_input ri = {
+        .failure = af,
+        .attempts = px->upstream_attempts,
+        .max_retries = cfg->routing.max_retries,
+        .failover_enabled = cfg->routing.failover_enabled,
+        .base_delay_ms = cfg->routing.retry_delay_ms,
+        .retry_after_ms = retry_after_ms,
+        .remaining_ms = px->deadline_ms - clock_mono_ms(),
+        .has_next = has_next,
+        .next_timeout_ms = np->timeout_ms,
+        .seed = px->seed + (uint64_t)px->upstream_attempts,
+    };
+    struct retry_decision d;
+    routing_retry_decide(&ri, &d);
+    if (px->n_attempts && d.why) {
+        struct attempt *a = &px->attempts[px->n_attempts - 1];
+        size_t len = strlen(a->outcome);
+        snprintf(a->outcome + len, sizeof a->outcome - len, " (%s)", d.why);
+    }
+    if (d.action == RETRY_STOP) {
+        px->next = px->plan.n; /* nothing more to try */
+        finish_with_failure(px);
+        return;
+    }
+    if (d.action == RETRY_SAME) px->next--;
+    px->next_timeout_ms = d.attempt_timeout_ms;
+    if (d.wait_ms <= 0) {
+        start_next(px);
+        return;
+    }
+    if (!px->retry_timer) px->retry_timer = evtimer_new(http_worker_base(px->req->worker), on_retry_timer, px);
+    struct timeval tv = {.tv_sec = d.wait_ms / 1000, .tv_usec = (d.wait_ms % 1000) * 1000};
+    evtimer_add(px->retry_timer, &tv);
+}
+
+/* The attempt failed before anything reached the client: fail over (or
+ * retry, or stop) as the router decides. */
+static void attempt_failed(struct proxy *px, enum attempt_failure af, const char *fmt,
                            const char *detail)
 {
     record_attempt(px, fmt, detail);
-    attempt_close(px, false, kind == OUT_TIMEOUT);
+    int64_t retry_after = routing_retry_after_ms(px->retry_after, clock_wall_s());
+    attempt_close(px, false, af == AF_TIMEOUT);
     metrics_failover();
-    if (kind != OUT_TIMEOUT) px->all_timeouts = false;
+    if (af != AF_TIMEOUT) px->all_timeouts = false;
     if (px->call) {
         upstream_call_cancel(px->call);
         px->call = NULL;
@@ -278,7 +364,7 @@ static void attempt_failed(struct proxy *px, enum outcome_kind kind, const char 
     log_event(LOG_INFO, "upstream_failed", "request %s: provider %s: %s", px->req->id,
               px->cand->provider->name, px->attempts[px->n_attempts - 1].outcome);
     reset_attempt(px);
-    start_next(px);
+    decide_next(px, af, retry_after);
 }
 
 /* ---- non-streaming answers ---- */
@@ -319,7 +405,7 @@ static void respond_passthrough_error(struct proxy *px)
     char msg[160];
     snprintf(msg, sizeof msg, "Provider %s rejected the request with HTTP %d.",
              px->cand->provider->name, px->status);
-    char body[512];
+    char body[1024];
     size_t n = gw_error_body(GW_ERR_BAD_REQUEST, msg, NULL, body, sizeof body);
     respond_error_body(px, body, n);
 }
@@ -328,7 +414,7 @@ static void finish_whole(struct proxy *px)
 {
     struct resp_facts rf;
     if (px->too_large) {
-        attempt_failed(px, OUT_FAILED, "response larger than %s", "32 MB");
+        attempt_failed(px, AF_RETRYABLE, "response larger than %s", "32 MB");
         return;
     }
     struct provider_usage pu = {0};
@@ -339,18 +425,18 @@ static void finish_whole(struct proxy *px)
         size_t out_len = 0;
         char err[256] = "";
         if (px->ops->finish(&px->pcall, &resp, &out, &out_len, &pu, err, sizeof err) != 0) {
-            attempt_failed(px, OUT_FAILED, "%s", err[0] ? err : "unexpected answer");
+            attempt_failed(px, AF_RETRYABLE, "%s", err[0] ? err : "unexpected answer");
             return;
         }
         px->buf = out;
         px->buf_len = out_len;
     }
     if (scan_response(px->buf, px->buf_len, &rf) != 0) {
-        attempt_failed(px, OUT_FAILED, "HTTP 200 with a body that is not a JSON object%s", "");
+        attempt_failed(px, AF_RETRYABLE, "HTTP 200 with a body that is not a JSON object%s", "");
         return;
     }
     if (rf.has_error) {
-        attempt_failed(px, OUT_FAILED, "HTTP 200 with an error body%s", "");
+        attempt_failed(px, AF_RETRYABLE, "HTTP 200 with an error body%s", "");
         return;
     }
     px->usage = rf.usage;
@@ -364,16 +450,26 @@ static void finish_whole(struct proxy *px)
     settle_usage(px);
     attempt_close(px, true, false);
     record_attempt(px, "ok%s", "");
-    char meta[2048];
+    char meta[4096];
     size_t mlen = write_meta(px, meta, sizeof meta);
-    /* Splice ,"x-aiproxy":{...} before the closing brace. */
+    /* Splice ,"x-aiproxy":{...} before the closing brace, and an estimated
+     * usage object when the provider sent none. */
     struct http_request *req = px->req;
     size_t head = rf.close_off;
-    size_t total = px->buf_len + mlen + 16;
+    size_t total = px->buf_len + mlen + 160;
     char *out = arena_alloc(&req->arena, total);
     size_t n = 0;
     memcpy(out, px->buf, head);
     n += head;
+    if (!rf.usage.present && px->kind != API_IMAGES) {
+        n += (size_t)snprintf(out + n, total - n,
+                              "%s\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,"
+                              "\"total_tokens\":%lld}",
+                              rf.root_empty ? "" : ",", (long long)px->usage.prompt_tokens,
+                              (long long)px->usage.completion_tokens,
+                              (long long)px->usage.total_tokens);
+        rf.root_empty = false;
+    }
     n += (size_t)snprintf(out + n, total - n, "%s\"x-aiproxy\":", rf.root_empty ? "" : ",");
     memcpy(out + n, meta, mlen);
     n += mlen;
@@ -434,7 +530,7 @@ static void send_final_chunk(struct proxy *px)
     settle_usage(px);
     attempt_close(px, true, false);
     record_attempt(px, "ok%s", "");
-    char meta[2048];
+    char meta[4096];
     size_t mlen = write_meta(px, meta, sizeof meta);
     struct resp_facts rf;
     char *chunk;
@@ -467,10 +563,11 @@ static void send_final_chunk(struct proxy *px)
 
 static void send_error_event(struct proxy *px, const char *why)
 {
-    char msg[256];
-    snprintf(msg, sizeof msg, "The provider %s failed mid-stream: %s.", px->cand->provider->name,
-             why);
-    char body[512];
+    char msg[512];
+    size_t wl = strlen(why);
+    snprintf(msg, sizeof msg, "The provider %s failed mid-stream: %s%s", px->cand->provider->name,
+             why, wl && why[wl - 1] == '.' ? "" : ".");
+    char body[2048];
     size_t n = gw_error_body(GW_ERR_UPSTREAM, msg, NULL, body, sizeof body);
     if (px->inbound_state) px->inbound->stream_error(px->inbound_state, body, n, emit_raw, px);
     else http_stream_write3(px->req, "data: ", 6, body, n, "\n\n", 2);
@@ -478,7 +575,7 @@ static void send_error_event(struct proxy *px, const char *why)
     attempt_close(px, false, false);
     record_attempt(px, "failed mid-stream: %s", why);
     settle_usage(px);
-    char meta[2048];
+    char meta[4096];
     write_meta(px, meta, sizeof meta); /* fills the access-log figures */
 }
 
@@ -599,7 +696,7 @@ static bool act_on_pending(struct proxy *px, int rc)
     if (px->pending_failover) {
         const char *why = px->pending_failover;
         px->pending_failover = NULL;
-        attempt_failed(px, OUT_FAILED, "%s", why);
+        attempt_failed(px, AF_RETRYABLE, "%s", why);
         return true;
     }
     if (px->pending_stream_error) {
@@ -624,7 +721,7 @@ static void on_up_data(void *ctx, const char *data, size_t len)
     }
     bool ok = px->status >= 200 && px->status < 300;
     buf_append(px, data, len, ok ? MAX_RESPONSE_BODY : MAX_ERROR_BODY);
-    if (px->too_large && ok) attempt_failed(px, OUT_FAILED, "response larger than %s", "32 MB");
+    if (px->too_large && ok) attempt_failed(px, AF_RETRYABLE, "response larger than %s", "32 MB");
 }
 
 static bool status_is_client_fault(int status)
@@ -644,10 +741,13 @@ static void on_up_done(void *ctx, int err)
         }
         if (err == UPSTREAM_ERR_TIMEOUT) {
             char t[32];
-            snprintf(t, sizeof t, "%lld ms", (long long)px->cand->provider->timeout_ms);
-            attempt_failed(px, OUT_TIMEOUT, "timed out after %s", t);
+            snprintf(t, sizeof t, "%lld ms", (long long)px->attempt_timeout_used);
+            attempt_failed(px, AF_TIMEOUT, "timed out after %s", t);
         } else {
-            attempt_failed(px, OUT_FAILED, "%s", upstream_error_text(err));
+            bool no_answer = err == UPSTREAM_ERR_CONNECT || err == UPSTREAM_ERR_DNS ||
+                             err == UPSTREAM_ERR_TLS || err == UPSTREAM_ERR_PROXY ||
+                             err == UPSTREAM_ERR_URL;
+            attempt_failed(px, no_answer ? AF_CONNECT : AF_RETRYABLE, "%s", upstream_error_text(err));
         }
         return;
     }
@@ -658,16 +758,16 @@ static void on_up_done(void *ctx, int err)
             respond_passthrough_error(px);
             return;
         }
-        char s[16];
-        snprintf(s, sizeof s, "%d", px->status);
-        attempt_failed(px, OUT_FAILED, "HTTP %s", s);
+        char st[16];
+        snprintf(st, sizeof st, "%d", px->status);
+        attempt_failed(px, px->status == 429 ? AF_RATE_LIMITED : AF_RETRYABLE, "HTTP %s", st);
         return;
     }
     if (px->sse_ready) {
         int rc = sse_reader_finish(&px->sse);
         if (rc != SSE_OK && act_on_pending(px, rc)) return;
         if (!px->stream_started) {
-            attempt_failed(px, OUT_FAILED, "empty stream%s", "");
+            attempt_failed(px, AF_RETRYABLE, "empty stream%s", "");
             return;
         }
         if (!px->saw_done) {
@@ -679,7 +779,7 @@ static void on_up_done(void *ctx, int err)
         return;
     }
     if (px->req->acct.stream) {
-        attempt_failed(px, OUT_FAILED, "answered a stream request without an event stream%s", "");
+        attempt_failed(px, AF_RETRYABLE, "answered a stream request without an event stream%s", "");
         return;
     }
     finish_whole(px);
@@ -696,6 +796,7 @@ static const struct upstream_callbacks up_callbacks = {
 static void on_client_abort(void *data)
 {
     struct proxy *px = data;
+    if (px->retry_timer) evtimer_del(px->retry_timer);
     if (px->call) {
         upstream_call_cancel(px->call);
         px->call = NULL;
@@ -707,7 +808,7 @@ static void on_client_abort(void *data)
     }
     if (px->cand) {
         settle_usage(px);
-        char meta[2048];
+        char meta[4096];
         write_meta(px, meta, sizeof meta); /* a client that leaves still pays */
     }
     if (px->sse_ready) sse_reader_cleanup(&px->sse);
@@ -723,6 +824,8 @@ static void on_client_drain(void *data)
 static void on_request_freed(void *data)
 {
     struct proxy *px = data;
+    if (px->retry_timer) event_free(px->retry_timer);
+    px->retry_timer = NULL;
     if (px->stream_counted) metrics_stream_close();
     px->stream_counted = false;
     if (px->sse_ready) sse_reader_cleanup(&px->sse);
@@ -762,25 +865,53 @@ static void start_next(struct proxy *px)
         char err[256];
         if (ops->prepare(&px->pcall, &pr, err, sizeof err) != 0) {
             record_attempt(px, "%s", err);
+            if (px->prepare_refusals++ == 0)
+                snprintf(px->first_refusal, sizeof px->first_refusal, "%s", err);
             px->all_timeouts = false;
             continue;
         }
+        if (!provider_stats_try_begin(p->stats, p->max_concurrency)) {
+            char why[96];
+            snprintf(why, sizeof why, "at max_concurrency (%d in flight)", p->max_concurrency);
+            record_attempt(px, "%s", why);
+            px->capacity_skips++;
+            px->all_timeouts = false;
+            continue;
+        }
+        int64_t timeout = p->timeout_ms;
+        int64_t left = px->deadline_ms - clock_mono_ms();
+        if (px->next_timeout_ms > 0 && px->next_timeout_ms < timeout) timeout = px->next_timeout_ms;
+        if (left < timeout) timeout = left > 1 ? left : 1;
+        px->next_timeout_ms = 0;
+        px->attempt_timeout_used = timeout;
+        px->upstream_attempts++;
         struct upstream_request ur = {
             .method = "POST",
             .url = pr.url,
             .headers = pr.headers,
             .body = pr.body,
             .body_len = pr.body_len,
-            .timeout_ms = p->timeout_ms,
+            .timeout_ms = timeout,
             .stream = pr.stream,
             .idle_timeout_ms = p->timeout_ms,
             .tls_ca_file = p->tls_ca_file,
             .tls_insecure = p->tls_insecure_skip_verify,
         };
-        provider_stats_begin(p->stats);
         px->stats_open = true;
         px->first_byte_us = 0;
         px->call = upstream_call_start(api_upstream_pool(req->worker), &ur, &up_callbacks, px);
+        return;
+    }
+    if (px->upstream_attempts == 0 && px->capacity_skips > 0) {
+        /* Shed load: every candidate is at its concurrency cap. */
+        http_respond_error_h(req, GW_ERR_UNAVAILABLE,
+                             "Every provider for this model is at its max_concurrency; retry "
+                             "shortly.", NULL, "Retry-After: 1\r\n");
+        return;
+    }
+    if (px->upstream_attempts == 0 && px->prepare_refusals > 0) {
+        /* No candidate could express the request: the request is at fault. */
+        http_respond_error(req, GW_ERR_BAD_REQUEST, px->first_refusal, NULL);
         return;
     }
     finish_with_failure(px);
@@ -852,7 +983,8 @@ static void serve(struct proxy *px)
     struct scan_error serr;
     enum scan_kind sk = kind == API_CHAT ? SCAN_CHAT : kind == API_COMPLETIONS ? SCAN_COMPLETIONS
                                                                                 : SCAN_EMBEDDINGS;
-    if (scan_request(sk, req->body, req->body_len, &px->facts, &serr) != 0) {
+    unsigned flags = req->config->routing.auto_tier ? SCAN_MODEL_OPTIONAL : 0;
+    if (scan_request_flags(sk, req->body, req->body_len, &px->facts, &serr, flags) != 0) {
         http_respond_error(req, serr.invalid_json ? GW_ERR_INVALID_JSON : GW_ERR_BAD_REQUEST,
                            serr.message, serr.param);
         return;
@@ -860,15 +992,45 @@ static void serve(struct proxy *px)
     req->acct.model = arena_strdup(&req->arena, px->facts.model);
     req->acct.stream = px->facts.stream && kind != API_EMBEDDINGS;
 
-    unsigned caps = 0;
-    if (kind == API_EMBEDDINGS) caps |= CAP_EMBEDDINGS;
-    if (px->facts.has_images) caps |= CAP_VISION;
-    routing_plan(req->config, px->facts.model, caps, &px->plan);
+    px->seed = (uint64_t)clock_mono_us() * 6364136223846793005ULL ^ (uint64_t)(uintptr_t)px;
+    int64_t budget_ms = px->routing.timeout_ms > 0 ? px->routing.timeout_ms : DEFAULT_REQUEST_DEADLINE_MS;
+    px->deadline_ms = req->start_us / 1000 + budget_ms;
+    const char *strategy = http_header_get(req, "x-aiproxy-strategy");
+    if (px->routing.strategy[0]) strategy = px->routing.strategy;
+    struct route_input in = {
+        .model = px->facts.model,
+        .caps_needed = kind == API_EMBEDDINGS ? CAP_EMBEDDINGS : 0,
+        .facts = &px->facts,
+        .body = req->body,
+        .body_len = req->body_len,
+        .strategy_override = strategy,
+        .task_tier = http_header_get(req, "x-task-tier"),
+        .max_cost_nanos = px->routing.max_cost_nanos,
+        .seed = px->seed,
+        .now_ms = clock_mono_ms(),
+    };
+    routing_plan_request(req->config, &in, &px->plan);
+    if (px->plan.error != ROUTE_OK) {
+        const char *param = px->plan.error == ROUTE_ERR_STRATEGY    ? "x-aiproxy-strategy"
+                            : px->plan.error == ROUTE_ERR_TASK_TIER ? "x-task-tier"
+                                                                    : "model";
+        http_respond_error(req, GW_ERR_BAD_REQUEST, px->plan.error_message, param);
+        return;
+    }
     if (!px->plan.model_known) {
         char msg[400];
         snprintf(msg, sizeof msg, "The model '%s' does not exist or no provider serves it.",
-                 px->facts.model);
+                 px->plan.model && *px->plan.model ? px->plan.model : px->facts.model);
         http_respond_error(req, GW_ERR_MODEL_NOT_FOUND, msg, "model");
+        return;
+    }
+    if (px->plan.n == 0 && px->plan.excluded_other == 0) {
+        /* Every provider of the model is up but none can take this request. */
+        char msg[700];
+        snprintf(msg, sizeof msg, "No provider of model '%s' can serve this request: %s.",
+                 px->plan.model, px->plan.excluded);
+        http_respond_error(req, GW_ERR_BAD_REQUEST, msg,
+                           px->plan.excluded_by_cost ? "max_cost" : "model");
         return;
     }
     if (!admission_reserve(req, &px->plan, &px->facts, kind)) return;

@@ -137,7 +137,10 @@ static int response_from_openai(struct arena *a, const char *body, size_t len, c
     json_t *r = json_object();
     const char *rid = pj_str(x, "request_id");
     json_object_set_new(r, "request_id", rid ? json_string(rid) : json_null());
-    const char *model = pj_str(root, "model");
+    /* The model the client asked for (the standard echoes it); the
+     * provider's own id stays in metadata. */
+    const char *model = pj_str(x, "requested_model");
+    if (!model) model = pj_str(root, "model");
     json_object_set_new(r, "model", model ? json_string(model) : json_null());
     const char *text = pj_str(msg, "content");
     pj_set_str(r, "output", text ? text : "");

@@ -100,7 +100,9 @@ static void splice_body(const struct provider_call *call, bool want_usage,
     size_t qlen = jsonw_len(&w);
 
     size_t extra = want_usage ? sizeof include_usage - 1 : 0;
-    size_t len = call->body_len - f->model_len + qlen + extra;
+    /* No model in the body (routing.auto_tier chose it): insert one. */
+    bool insert_model = f->model_len == 0;
+    size_t len = call->body_len - f->model_len + qlen + extra + (insert_model ? 9 : 0);
     char *body = arena_alloc(call->arena, len + 1);
     char *p = body;
     /* Pieces in body order: [0, root+1) [usage] [root+1, model) model' [model end, len) */
@@ -110,6 +112,19 @@ static void splice_body(const struct provider_call *call, bool want_usage,
     if (want_usage) {
         memcpy(p, include_usage, extra);
         p += extra;
+    }
+    if (insert_model) {
+        memcpy(p, "\"model\":", 8);
+        p += 8;
+        memcpy(p, quoted, qlen);
+        p += qlen;
+        *p++ = ',';
+        memcpy(p, call->body + root_end, call->body_len - root_end);
+        p += call->body_len - root_end;
+        *p = '\0';
+        out->body = body;
+        out->body_len = (size_t)(p - body);
+        return;
     }
     memcpy(p, call->body + root_end, f->model_off - root_end);
     p += f->model_off - root_end;

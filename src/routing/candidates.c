@@ -62,6 +62,7 @@ static void appendf(char *buf, size_t cap, const char *fmt, ...)
 
 static void note_excluded(struct route_plan *out, const char *provider, const char *why)
 {
+    out->excluded_other++;
     size_t len = strlen(out->excluded);
     if (len + 4 >= sizeof out->excluded) return;
     snprintf(out->excluded + len, sizeof out->excluded - len, "%s%s: %s", len ? "; " : "", provider,
@@ -333,6 +334,8 @@ void routing_plan_request(const struct config *cfg, const struct route_input *in
                           : miss & CAP_TOOLS ? "the model lacks tools (the request has tools)"
                           : miss & CAP_EMBEDDINGS ? "the model lacks embeddings"
                                                   : "the model lacks a capability this request needs");
+            out->excluded_other--;
+            out->excluded_by_capability++;
             continue;
         }
         nanos_t est = routing_estimate_cost(p, cm, f, embeddings);
@@ -342,6 +345,8 @@ void routing_plan_request(const struct config *cfg, const struct route_input *in
             usd(in->max_cost_nanos, b);
             snprintf(why, sizeof why, "estimated cost %s exceeds max_cost %s", a, b);
             note_excluded(out, p->name, why);
+            out->excluded_other--;
+            out->excluded_by_cost++;
             continue;
         }
         if (n == ROUTE_MAX_CANDIDATES) break;
@@ -380,6 +385,11 @@ void routing_plan_request(const struct config *cfg, const struct route_input *in
     };
     size_t nk = policy_apply(cfg->compiled_policies, strategy, &rq, pps, n, pos);
     size_t kept = 0;
+    /* Providers whose circuit is open are not dropped but kept as a last
+     * resort, after every healthy one: an outage of all of them must not
+     * turn into a refusal to try. */
+    struct work open_w[ROUTE_MAX_CANDIDATES];
+    size_t n_open = 0;
     for (size_t i = 0; i < n; i++) {
         w[i].po = pos[i];
         if (pos[i].excluded) {
@@ -393,7 +403,8 @@ void routing_plan_request(const struct config *cfg, const struct route_input *in
             bool probe;
             if (circuit_should_skip(w[i].c.provider->stats, cfg->routing.unhealthy_threshold,
                                     in->now_ms, &probe, why, sizeof why)) {
-                note_excluded(out, w[i].c.provider->name, why);
+                snprintf(w[i].c.reason, sizeof w[i].c.reason, "last resort: %.96s", why);
+                open_w[n_open++] = w[i];
                 continue;
             }
             w[i].c.probe = probe;
@@ -432,47 +443,8 @@ void routing_plan_request(const struct config *cfg, const struct route_input *in
         if (x->c.probe) appendf(x->c.reason, sizeof x->c.reason, "; circuit half-open probe");
         out->items[k] = x->c;
     }
-    out->n = n;
+    for (size_t k = 0; k < n_open && n + k < ROUTE_MAX_CANDIDATES; k++) out->items[n + k] = open_w[k].c;
+    out->n = n + n_open;
     appendf(out->reason, sizeof out->reason, "%s%s%s", tier_note,
-            tier_note[0] && n ? "; " : "", n ? out->items[0].reason : "");
-}
-
-/* ---- the plan before issue 4 ---- */
-
-void routing_plan(const struct config *cfg, const char *model, unsigned caps_needed,
-                  struct route_plan *out)
-{
-    memset(out, 0, sizeof *out);
-    out->model = resolve_alias(cfg, model);
-    for (size_t i = 0; i < cfg->n_providers; i++) {
-        const struct config_provider *p = &cfg->providers[i];
-        const struct config_model *m = NULL;
-        for (size_t j = 0; j < p->n_models; j++) {
-            if (strcmp(p->models[j].name, out->model) == 0) {
-                m = &p->models[j];
-                break;
-            }
-        }
-        if (!m) continue;
-        out->model_known = true;
-        if (!p->available) {
-            note_excluded(out, p->name, p->unavailable_reason ? p->unavailable_reason : "unavailable");
-            continue;
-        }
-        if ((m->capabilities & caps_needed) != caps_needed) {
-            note_excluded(out, p->name, "the model lacks a capability this request needs");
-            continue;
-        }
-        if (out->n == ROUTE_MAX_CANDIDATES) break;
-        /* Insertion keeps equal priorities in config order. */
-        size_t k = out->n;
-        while (k > 0 && out->items[k - 1].provider->priority > p->priority) {
-            out->items[k] = out->items[k - 1];
-            k--;
-        }
-        out->items[k].provider = p;
-        out->items[k].model = m;
-        out->items[k].reason[0] = '\0';
-        out->n++;
-    }
+            tier_note[0] && out->n ? "; " : "", out->n ? out->items[0].reason : "");
 }

@@ -41,6 +41,12 @@ struct route_plan {
     size_t n;
     /* Why known providers were left out: "p1: OPENAI_API_KEY is not set; ..." */
     char excluded[512];
+    /* How many were left out because the request itself does not fit them
+     * (a capability it needs, or over its max_cost), as opposed to the
+     * provider's state: when only these remain, the request is at fault. */
+    size_t excluded_by_capability;
+    size_t excluded_by_cost;
+    size_t excluded_other;
 
     enum route_error error;   /* ROUTE_OK unless the request must be refused */
     char error_message[192];  /* for the 400 when error != ROUTE_OK */
@@ -80,10 +86,5 @@ void routing_plan_request(const struct config *cfg, const struct route_input *in
  * price. Integer nano-dollars, rounded up. */
 nanos_t routing_estimate_cost(const struct config_provider *p, const struct config_model *m,
                               const struct req_facts *facts, bool embeddings);
-
-/* The plan before issue 4: alias resolution and priority order only. Kept
- * until the proxy switches to routing_plan_request. */
-void routing_plan(const struct config *cfg, const char *model, unsigned caps_needed,
-                  struct route_plan *out);
 
 #endif

@@ -39,6 +39,22 @@ void provider_stats_begin(struct provider_stats *s)
     atomic_fetch_add_explicit(&s->attempts, 1, memory_order_relaxed);
 }
 
+bool provider_stats_try_begin(struct provider_stats *s, int max)
+{
+    if (!s) return true;
+    if (max <= 0) {
+        provider_stats_begin(s);
+        return true;
+    }
+    long long cur = atomic_load_explicit(&s->in_flight, memory_order_relaxed);
+    do {
+        if (cur >= max) return false;
+    } while (!atomic_compare_exchange_weak_explicit(&s->in_flight, &cur, cur + 1,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    atomic_fetch_add_explicit(&s->attempts, 1, memory_order_relaxed);
+    return true;
+}
+
 static void ewma_update(atomic_llong *v, int64_t sample)
 {
     int64_t old = atomic_load_explicit(v, memory_order_relaxed);

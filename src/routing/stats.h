@@ -44,6 +44,10 @@ struct provider_stats {
 struct provider_stats *provider_stats_get(const char *name);
 
 void provider_stats_begin(struct provider_stats *s);
+/* Begins an attempt unless `max` (> 0) are already in flight, atomically,
+ * so the cap holds across workers. Returns false at capacity; max <= 0
+ * means no cap. */
+bool provider_stats_try_begin(struct provider_stats *s, int max);
 /* Ends an attempt: `ok` false counts a failure (and `timeout` a timeout).
  * Latency feeds the EWMA (weight 1/8) only for successful attempts. The
  * outcome goes into the window and drives the circuit (circuit_on_result)

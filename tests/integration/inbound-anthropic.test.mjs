@@ -213,7 +213,8 @@ for (const [name, body, re] of [
 }
 
 test('every provider failing -> an Anthropic-shaped 5xx error (api_error) the SDK raises', { timeout: 10000 }, async () => {
-  await ol.control({ queue: [{ status: 500 }] });
+  // The only provider fails every attempt (the gateway retries it max_retries times).
+  await ol.control({ queue: [{ status: 500 }, { status: 500 }, { status: 500 }] });
   await assert.rejects(client.messages.create({ model: 'gpt-test', max_tokens: 10, messages: [{ role: 'user', content: 'x' }] }), (e) => {
     assert.ok(e instanceof Anthropic.InternalServerError, `${e.constructor.name}: ${e.message}`);
     assert.ok(e.status >= 500, String(e.status));

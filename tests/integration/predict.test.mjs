@@ -105,12 +105,16 @@ test('failover is visible in metadata.routing', { timeout: 10000 }, async () => 
   assert.equal(r.json.output, 'echo: fail over');
 });
 
-test('metadata.routing.reason explains a failover', { timeout: 10000, todo: 'routing.reason is always null' }, async () => {
+test('metadata.routing.reason explains a failover', { timeout: 10000 }, async () => {
   await f1.control({ queue: [{ status: 503 }] });
-  const r = await predict({ model: 'gpt-test', input: 'fail over' });
+  // cost_optimized: equal prices, so priority order (p1 first) whatever the
+  // providers' recent health, which the configured availability strategy weighs.
+  const r = await predict({ model: 'gpt-test', input: 'fail over', routing: { strategy: 'cost_optimized' } });
   assert.equal(r.status, 200, r.text);
+  assert.deepEqual(r.json.metadata.routing.providers_tried, ['p1', 'p2']);
   assert.equal(typeof r.json.metadata.routing.reason, 'string', JSON.stringify(r.json.metadata.routing));
-  assert.match(r.json.metadata.routing.reason, /p1|503/);
+  assert.match(r.json.metadata.routing.reason, /p1: HTTP 503/);
+  assert.match(r.json.metadata.routing.reason, /then p2/);
 });
 
 test('routing {strategy, max_cost, timeout} is accepted', { timeout: 10000 }, async () => {
@@ -125,17 +129,17 @@ test('an unknown routing.strategy -> 400 naming routing.strategy', { timeout: 10
   assert.equal((await f1.requests()).length, 0);
 });
 
-test('metadata.routing.strategy_used reports the strategy (configured: availability)', { timeout: 10000, todo: 'strategy_used is always null' }, async () => {
+test('metadata.routing.strategy_used reports the strategy (configured: availability)', { timeout: 10000 }, async () => {
   const r = await predict({ model: 'gpt-test', input: 'x' });
   assert.equal(r.json.metadata.routing.strategy_used, 'availability');
 });
 
-test('routing.strategy from the request is used and reported', { timeout: 10000, todo: 'per-request routing.strategy not wired' }, async () => {
+test('routing.strategy from the request is used and reported', { timeout: 10000 }, async () => {
   const r = await predict({ model: 'gpt-test', input: 'x', routing: { strategy: 'round_robin' } });
   assert.equal(r.json.metadata.routing.strategy_used, 'round_robin');
 });
 
-test('routing.max_cost below what any provider would cost -> refused, nothing sent', { timeout: 10000, todo: 'per-request routing.max_cost not enforced' }, async () => {
+test('routing.max_cost below what any provider would cost -> refused, nothing sent', { timeout: 10000 }, async () => {
   const r = await predict({ model: 'claude-test', input: 'x'.repeat(2000), max_tokens: 1000, routing: { max_cost: 0.0000001 } });
   assert.ok(r.status >= 400 && r.status < 500, `${r.status} ${r.text.slice(-300)}`);
   assert.equal((await an.requests()).length, 0);

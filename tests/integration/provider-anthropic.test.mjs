@@ -26,7 +26,10 @@ before(async () => {
   gw = await h.startGateway({
     node: { id: 'test-node' },
     server: { workers: 2 },
-    routing: { strategy: 'availability' },
+    // Each test injects failures on purpose: route by price, then priority
+    // (equal prices), without cross-request health, which would rightly
+    // route around the provider that keeps failing.
+    routing: { strategy: 'cost_optimized', load_balancing: { health_aware: false } },
     providers: { a1: anthropicProvider(a1, 'ak-one', 1), a2: anthropicProvider(a2, 'ak-two', 2) },
     observability: { logging: { level: 'info', format: 'json' } },
   });

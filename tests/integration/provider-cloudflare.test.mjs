@@ -26,7 +26,10 @@ before(async () => {
   gw = await h.startGateway({
     node: { id: 'test-node' },
     server: { workers: 2 },
-    routing: { strategy: 'availability' },
+    // Each test injects failures on purpose: route by price, then priority
+    // (equal prices), without cross-request health, which would rightly
+    // route around the provider that keeps failing.
+    routing: { strategy: 'cost_optimized', load_balancing: { health_aware: false } },
     providers: {
       cf1: cfProvider(cf1, 'acc-one', 'tok-one', 1, [
         { name: 'llama', cloudflare_model: '@cf/meta/llama-3.1-8b-instruct', cost_per_1k_tokens: 0.1 },
@@ -161,15 +164,20 @@ for (const [name, b] of [['HTTP 429 envelope', { status: 429 }], ['HTTP 500 enve
   });
 }
 
-test('success:false with no other provider -> 502 carrying Cloudflare\'s code and message', { timeout: 10000 }, async () => {
-  await cf1.control({ queue: [{ errorIn200: true, message: 'Capacity temporarily exceeded' }] });
+test('success:false with no other provider -> retried (max_retries), then 502 carrying Cloudflare\'s code and message', { timeout: 10000 }, async () => {
+  // The only provider keeps failing: it is retried max_retries (default 2)
+  // times with backoff, then the client gets the failure.
+  const fail = { errorIn200: true, message: 'Capacity temporarily exceeded' };
+  await cf1.control({ queue: [fail, fail, fail] });
   const r = await post('/v1/chat/completions', { model: 'llama-solo', ...user('doomed') });
   const e = h.assertOpenAIError(r, 502, 'upstream_error');
   assert.match(e.message, /cf1/);
   assert.match(e.message, /3040/);
   assert.match(e.message, /Capacity temporarily exceeded/);
   assert.doesNotMatch(e.message, /\.\./, `no doubled full stop: ${e.message}`);
-  await onlyRequest(cf1);
+  const reqs = (await cf1.requests()).filter((q) => q.method === 'POST');
+  assert.equal(reqs.length, 3, 'one attempt and two retries');
+  assert.equal((await cf2.requests()).length, 0);
 });
 
 test('stream whose first event is an error -> failover to cf2', { timeout: 10000 }, async () => {

@@ -362,8 +362,11 @@ static void test_circuit_skips(void **state)
     struct route_plan p;
     for (int i = 0; i < 5; i++) provider_stats_end_at(st("a"), false, false, 0, in.now_ms);
     plan(&in, &p);
-    assert_string_equal(order(&p), "b,c");
-    assert_string_equal(p.excluded, "a: circuit open: 5/5 recent attempts failed, retry in 5000 ms");
+    /* an open circuit demotes the provider to a last resort, never drops it */
+    assert_string_equal(order(&p), "b,c,a");
+    assert_string_equal(p.items[2].reason,
+                        "last resort: circuit open: 5/5 recent attempts failed, retry in 5000 ms");
+    assert_false(p.items[2].probe);
     /* after the cool-down one plan gets a probe, the next does not */
     in.now_ms += CIRCUIT_COOLDOWN_MS;
     plan(&in, &p);
@@ -371,7 +374,7 @@ static void test_circuit_skips(void **state)
     assert_true(p.items[0].probe);
     assert_string_equal(p.items[0].reason, "cost_optimized: est $0.00002; circuit half-open probe");
     plan(&in, &p);
-    assert_string_equal(order(&p), "b,c");
+    assert_string_equal(order(&p), "b,c,a");
     /* health_aware off: never skipped */
     cfg->routing.health_aware = false;
     plan(&in, &p);
@@ -508,14 +511,6 @@ static void test_auto_tier(void **state)
     assert_int_equal(p.error, ROUTE_ERR_NO_MODEL);
 }
 
-static void test_old_plan(void **state)
-{
-    load("");
-    struct route_plan p;
-    routing_plan(cfg, "m", 0, &p);
-    assert_string_equal(order(&p), "b,c,a");
-}
-
 int main(void)
 {
 #define T(f) cmocka_unit_test_teardown(f, teardown)
@@ -525,7 +520,7 @@ int main(void)
         T(test_weighted),         T(test_strategy_override),     T(test_capabilities),
         T(test_max_cost),         T(test_unavailable_and_unknown), T(test_circuit_skips),
         T(test_fallback_chain),   T(test_policies_over_strategy), T(test_policy_require_and_type),
-        T(test_alias_and_tier),   T(test_auto_tier),             T(test_old_plan),
+        T(test_alias_and_tier),   T(test_auto_tier),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
