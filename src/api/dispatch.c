@@ -59,6 +59,11 @@ static void handle_embeddings(struct http_request *req, const char *rest)
     proxy_handle(req, API_EMBEDDINGS);
 }
 
+static void handle_images(struct http_request *req, const char *rest)
+{
+    proxy_handle(req, API_IMAGES);
+}
+
 static void handle_messages(struct http_request *req, const char *rest)
 {
     proxy_handle_inbound(req, &inbound_anthropic_ops);
@@ -160,6 +165,7 @@ static const struct route routes[] = {
     {"/v1/chat/completions", false, HTTP_M_POST, AUTH_KEY, handle_chat},
     {"/v1/completions", false, HTTP_M_POST, AUTH_KEY, handle_completions},
     {"/v1/embeddings", false, HTTP_M_POST, AUTH_KEY, handle_embeddings},
+    {"/v1/images/generations", false, HTTP_M_POST, AUTH_KEY, handle_images},
     {"/v1/messages", false, HTTP_M_POST, AUTH_KEY, handle_messages},
     {"/aiproxy/predict", false, HTTP_M_POST, AUTH_KEY, handle_predict},
     {"/v1/models", false, HTTP_M_GET, AUTH_KEY, handle_models},

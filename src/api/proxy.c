@@ -168,11 +168,13 @@ static void attempt_close(struct proxy *px, bool ok, bool timeout)
     provider_stats_end(px->cand->provider->stats, ok, timeout, end - px->attempt_start_us);
 }
 
-static nanos_t compute_cost(const struct config_model *m, const struct usage *u)
+/* Tokens at the model's prices, plus its per-generation price for each
+ * generation (images: `n` of them). */
+static nanos_t compute_cost(const struct config_model *m, const struct usage *u, int64_t generations)
 {
     nanos_t cost = money_cost_tokens(u->prompt_tokens, m->price_in_per_1k) +
                    money_cost_tokens(u->completion_tokens, m->price_out_per_1k);
-    return cost + m->price_per_generation;
+    return cost + m->price_per_generation * (generations > 0 ? generations : 1);
 }
 
 /* Fills usage from the provider, or estimates it and says so. */
@@ -181,6 +183,11 @@ static void settle_usage(struct proxy *px)
     if (px->usage.present) {
         if (px->usage.total_tokens == 0)
             px->usage.total_tokens = px->usage.prompt_tokens + px->usage.completion_tokens;
+        return;
+    }
+    if (px->kind == API_IMAGES) {
+        /* Priced per generation: tokens play no part, nothing to estimate. */
+        px->usage.present = true;
         return;
     }
     px->usage_estimated = true;
@@ -196,7 +203,8 @@ static void settle_usage(struct proxy *px)
 static size_t write_meta(struct proxy *px, char *out, size_t cap)
 {
     const struct config *cfg = px->req->config;
-    nanos_t cost = compute_cost(px->cand->model, &px->usage);
+    nanos_t cost = compute_cost(px->cand->model, &px->usage,
+                                px->kind == API_IMAGES ? px->facts.n : 1);
     char usd[32];
     money_format_usd(cost, usd, sizeof usd);
     px->req->acct.provider = px->cand->provider->name;
@@ -981,8 +989,10 @@ static void serve(struct proxy *px)
     enum api_kind kind = px->kind;
 
     struct scan_error serr;
-    enum scan_kind sk = kind == API_CHAT ? SCAN_CHAT : kind == API_COMPLETIONS ? SCAN_COMPLETIONS
-                                                                                : SCAN_EMBEDDINGS;
+    enum scan_kind sk = kind == API_CHAT          ? SCAN_CHAT
+                        : kind == API_COMPLETIONS ? SCAN_COMPLETIONS
+                        : kind == API_IMAGES      ? SCAN_IMAGES
+                                                  : SCAN_EMBEDDINGS;
     unsigned flags = req->config->routing.auto_tier ? SCAN_MODEL_OPTIONAL : 0;
     if (scan_request_flags(sk, req->body, req->body_len, &px->facts, &serr, flags) != 0) {
         http_respond_error(req, serr.invalid_json ? GW_ERR_INVALID_JSON : GW_ERR_BAD_REQUEST,
@@ -990,7 +1000,7 @@ static void serve(struct proxy *px)
         return;
     }
     req->acct.model = arena_strdup(&req->arena, px->facts.model);
-    req->acct.stream = px->facts.stream && kind != API_EMBEDDINGS;
+    req->acct.stream = px->facts.stream && (kind == API_CHAT || kind == API_COMPLETIONS);
 
     px->seed = (uint64_t)clock_mono_us() * 6364136223846793005ULL ^ (uint64_t)(uintptr_t)px;
     int64_t budget_ms = px->routing.timeout_ms > 0 ? px->routing.timeout_ms : DEFAULT_REQUEST_DEADLINE_MS;
@@ -999,7 +1009,9 @@ static void serve(struct proxy *px)
     if (px->routing.strategy[0]) strategy = px->routing.strategy;
     struct route_input in = {
         .model = px->facts.model,
-        .caps_needed = kind == API_EMBEDDINGS ? CAP_EMBEDDINGS : 0,
+        .caps_needed = kind == API_EMBEDDINGS ? CAP_EMBEDDINGS
+                       : kind == API_IMAGES   ? CAP_IMAGE_GEN
+                                              : 0,
         .facts = &px->facts,
         .body = req->body,
         .body_len = req->body_len,

@@ -332,7 +332,8 @@ static enum slot classify_request(const struct scan *s, const struct frame *pf)
         switch (pf->key) {
         case K_MODEL: return S_MODEL;
         case K_MESSAGES: return s->kind == SCAN_CHAT ? S_MESSAGES : S_IGNORE;
-        case K_PROMPT: return s->kind == SCAN_COMPLETIONS ? S_PROMPT : S_IGNORE;
+        case K_PROMPT:
+            return s->kind == SCAN_COMPLETIONS || s->kind == SCAN_IMAGES ? S_PROMPT : S_IGNORE;
         case K_INPUT: return s->kind == SCAN_EMBEDDINGS ? S_INPUT : S_IGNORE;
         case K_STREAM: return S_STREAM;
         case K_STREAM_OPTIONS: return S_STREAM_OPTIONS;
@@ -598,6 +599,8 @@ static int request_value(struct scan *s, struct frame *pf, enum vtype t, const c
         break;
     }
     case S_PROMPT:
+        if (s->kind == SCAN_IMAGES && t != T_STRING)
+            return fail(s, "prompt", "'prompt' must be a string");
         if (t == T_STRING) f->text_bytes += n;
         else if (t == T_ARRAY) *child = X_PROMPT;
         else return fail(s, "prompt", "'prompt' must be a string or an array");
@@ -1009,6 +1012,7 @@ int scan_request_flags(enum scan_kind kind, const char *body, size_t len, struct
         [SCAN_CHAT] = { K_MESSAGES, "messages" },
         [SCAN_COMPLETIONS] = { K_PROMPT, "prompt" },
         [SCAN_EMBEDDINGS] = { K_INPUT, "input" },
+        [SCAN_IMAGES] = { K_PROMPT, "prompt" },
     };
     if (!(s.seen & (1u << required[kind].key))) {
         fail(&s, required[kind].name, "Missing required parameter: '%s'.", required[kind].name);

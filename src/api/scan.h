@@ -15,6 +15,7 @@ enum scan_kind {
     SCAN_CHAT,        /* POST /v1/chat/completions */
     SCAN_COMPLETIONS, /* POST /v1/completions */
     SCAN_EMBEDDINGS,  /* POST /v1/embeddings */
+    SCAN_IMAGES,      /* POST /v1/images/generations: model and a string prompt */
 };
 
 #define SCAN_MAX_DEPTH 64      /* deeper nesting is refused */

@@ -244,9 +244,8 @@ test('official openai SDK: chat create and stream via Cloudflare', { timeout: 10
   ]);
 });
 
-const imagesServed = async () => (await post('/v1/images/generations', { model: 'sdxl', prompt: 'probe' })).status !== 404;
 
-test('images: binary PNG (SDXL) -> b64_json, priced by cost_per_generation', { timeout: 10000, todo: 'images endpoint (POST /v1/images/generations is not routed yet: 404)' }, async () => {
+test('images: binary PNG (SDXL) -> b64_json, priced by cost_per_generation', { timeout: 10000 }, async () => {
   const r = await post('/v1/images/generations', { model: 'sdxl', prompt: 'a cat in a hat', size: '512x768', n: 1 });
   assert.equal(r.status, 200, r.text);
   const up = await onlyRequest(cf1);
@@ -257,7 +256,7 @@ test('images: binary PNG (SDXL) -> b64_json, priced by cost_per_generation', { t
   assert.ok(Math.abs(r.json['x-aiproxy'].cost - 0.001) < 1e-9);
 });
 
-test('images: JSON {"result":{"image"}} (flux) -> b64_json; official SDK', { timeout: 10000, todo: 'images endpoint (POST /v1/images/generations is not routed yet: 404)' }, async () => {
+test('images: JSON {"result":{"image"}} (flux) -> b64_json; official SDK', { timeout: 10000 }, async () => {
   const client = new OpenAI({ baseURL: gw.url + '/v1', apiKey: 'any', timeout: 8000, maxRetries: 0 });
   const r = await client.images.generate({ model: 'flux', prompt: 'a dog' });
   assert.equal(r.data[0].b64_json, PNG_B64);
@@ -265,16 +264,9 @@ test('images: JSON {"result":{"image"}} (flux) -> b64_json; official SDK', { tim
   assert.equal(up.body.prompt, 'a dog');
 });
 
-test('images: n > 1 refused with a 400-class error', { timeout: 10000, todo: 'images endpoint (POST /v1/images/generations is not routed yet: 404)' }, async () => {
+test('images: n > 1 refused with a 400-class error', { timeout: 10000 }, async () => {
   const r = await post('/v1/images/generations', { model: 'sdxl', prompt: 'two cats', n: 2 });
   assert.equal((await cf1.requests()).length, 0);
   assert.ok(r.status >= 400 && r.status < 500, `${r.status} ${r.text}`);
   assert.match(r.json.error.message, /n must be 1|one image/);
-});
-
-test('images endpoint probe (documents the current state)', { timeout: 10000 }, async () => {
-  // Not an assertion of the feature: records whether the route exists, so a
-  // run shows when the todo tests above can lose their todo mark.
-  const served = await imagesServed();
-  if (served) process.stderr.write('note: POST /v1/images/generations is now served; remove the todo marks\n');
 });
