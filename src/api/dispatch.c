@@ -36,7 +36,7 @@ static void handle_health(struct http_request *req, const char *rest)
 
 static void handle_ready(struct http_request *req, const char *rest)
 {
-    if (http_server_is_draining()) {
+    if (http_server_is_draining(req)) {
         http_respond_error(req, GW_ERR_UNAVAILABLE, "The gateway is shutting down.", NULL);
         return;
     }

@@ -73,6 +73,7 @@ struct http_worker {
 struct http_server {
     struct http_worker *workers;
     int n_workers;
+    atomic_bool draining; /* per server: a reload drains an old listener alone */
 };
 
 enum conn_state {
@@ -109,11 +110,9 @@ struct http_conn {
     struct http_conn *prev, *next;
 };
 
-static atomic_bool server_draining;
-
-bool http_server_is_draining(void)
+bool http_server_is_draining(const struct http_request *req)
 {
-    return atomic_load(&server_draining);
+    return atomic_load(&req->worker->server->draining);
 }
 
 /* ---- helpers ---- */
@@ -966,7 +965,7 @@ void http_server_set_config(struct http_server *s, struct config *cfg)
 
 void http_server_drain_and_free(struct http_server *s)
 {
-    atomic_store(&server_draining, true);
+    atomic_store(&s->draining, true);
     for (int i = 0; i < s->n_workers; i++) event_active(s->workers[i].drain_ev, 0, 0);
     for (int i = 0; i < s->n_workers; i++) {
         struct http_worker *w = &s->workers[i];

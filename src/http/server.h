@@ -75,6 +75,10 @@ struct http_request {
                          char **out, size_t *out_len);
     const void *error_filter_data;
 
+    /* obs/trace.h: the request's span context (arena-owned); NULL when the
+     * request is not traced. */
+    void *trace;
+
     /* Set by handlers that answer later. */
     void *handler_data;
     http_abort_cb on_abort;
@@ -166,7 +170,9 @@ void http_worker_set_slot(struct http_worker *w, void *slot);
 bool http_worker_draining(struct http_worker *w);
 int http_worker_index(struct http_worker *w);
 
-/* True once http_server_drain_and_free has begun (for /ready). */
-bool http_server_is_draining(void);
+/* True once http_server_drain_and_free has begun on the server that owns
+ * `req` (for /ready); another server of the process (after a listener was
+ * rebound on reload) is not affected. */
+bool http_server_is_draining(const struct http_request *req);
 
 #endif
