@@ -8,7 +8,9 @@
 #include "api/proxy.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <event2/event.h>
 
@@ -64,6 +66,14 @@ struct proxy {
     int64_t next_timeout_ms; /* the next attempt's timeout, as the retry decision set it */
     struct event *retry_timer;
 
+    /* hedging (routing.hedge / x-aiproxy-hedge): a second leg on the next
+     * candidate when the first has not answered after a delay */
+    int64_t hedge_delay_ms; /* 0: off for this request; <0: from live TTFT */
+    struct event *hedge_timer;
+    struct hedge_leg *hedge; /* the second leg while both run */
+    bool hedged;
+    nanos_t hedge_loser_cost; /* the slower leg's estimated prompt cost */
+
     /* a client-facing format other than OpenAI's (NULL: OpenAI) */
     const struct inbound_ops *inbound;
     void *inbound_state;
@@ -106,6 +116,9 @@ struct proxy {
 };
 
 static void start_next(struct proxy *px);
+static void disarm_hedge_timer(struct proxy *px);
+static void hedge_drop(struct proxy *px, const char *outcome, bool counted_ok);
+static void hedge_adopt(struct proxy *px, struct hedge_leg *h);
 
 /* ---- small helpers ---- */
 
@@ -129,14 +142,20 @@ static void buf_append(struct proxy *px, const char *data, size_t len, size_t ca
     px->buf[px->buf_len] = '\0';
 }
 
-static struct attempt *record_attempt(struct proxy *px, const char *fmt, const char *detail)
+static struct attempt *record_attempt_for(struct proxy *px, const char *provider, int64_t start_us,
+                                          const char *fmt, const char *detail)
 {
     if (px->n_attempts == MAX_ATTEMPTS) return NULL;
     struct attempt *a = &px->attempts[px->n_attempts++];
-    a->provider = px->cand->provider->name;
-    a->latency_ms = (clock_mono_us() - px->attempt_start_us) / 1000;
+    a->provider = provider;
+    a->latency_ms = (clock_mono_us() - start_us) / 1000;
     snprintf(a->outcome, sizeof a->outcome, fmt, detail);
     return a;
+}
+
+static struct attempt *record_attempt(struct proxy *px, const char *fmt, const char *detail)
+{
+    return record_attempt_for(px, px->cand->provider->name, px->attempt_start_us, fmt, detail);
 }
 
 static void reset_attempt(struct proxy *px)
@@ -204,7 +223,8 @@ static size_t write_meta(struct proxy *px, char *out, size_t cap)
 {
     const struct config *cfg = px->req->config;
     nanos_t cost = compute_cost(px->cand->model, &px->usage,
-                                px->kind == API_IMAGES ? px->facts.n : 1);
+                                px->kind == API_IMAGES ? px->facts.n : 1) +
+                   px->hedge_loser_cost;
     char usd[32];
     money_format_usd(cost, usd, sizeof usd);
     px->req->acct.provider = px->cand->provider->name;
@@ -269,7 +289,8 @@ static size_t write_meta(struct proxy *px, char *out, size_t cap)
         jsonw_int(&w, px->attempts[i].latency_ms);
         jsonw_raw(&w, "}");
     }
-    jsonw_raw(&w, "],\"failovers\":");
+    if (px->hedged) jsonw_raw(&w, "],\"hedged\":true,\"failovers\":");
+    else jsonw_raw(&w, "],\"failovers\":");
     jsonw_int(&w, (int64_t)px->n_attempts - 1);
     jsonw_raw(&w, "}");
     return jsonw_len(&w);
@@ -285,6 +306,7 @@ static char *gateway_headers(struct proxy *px)
 
 static void finish_with_failure(struct proxy *px)
 {
+    hedge_drop(px, "cancelled: the request failed", true);
     char msg[1024];
     size_t off = 0;
     if (px->n_attempts == 0) {
@@ -372,6 +394,12 @@ static void attempt_failed(struct proxy *px, enum attempt_failure af, const char
     log_event(LOG_INFO, "upstream_failed", "request %s: provider %s: %s", px->req->id,
               px->cand->provider->name, px->attempts[px->n_attempts - 1].outcome);
     reset_attempt(px);
+    disarm_hedge_timer(px);
+    if (px->hedge) {
+        /* A hedge leg is still running: it carries the request now. */
+        hedge_adopt(px, px->hedge);
+        return;
+    }
     decide_next(px, af, retry_after);
 }
 
@@ -394,6 +422,7 @@ static void respond_passthrough_error(struct proxy *px)
 {
     struct resp_facts rf;
     struct http_request *req = px->req;
+    hedge_drop(px, "cancelled: the other leg's answer was final", true);
     attempt_close(px, true, false);
     req->acct.provider = px->cand->provider->name;
     if (px->ops->error_body) {
@@ -678,6 +707,12 @@ static int on_sse_event(void *ctx, const struct sse_event *ev)
 static void on_up_head(void *ctx, const struct upstream_head *h)
 {
     struct proxy *px = ctx;
+    disarm_hedge_timer(px);
+    if (px->hedge && h->status >= 200 && h->status < 300) {
+        char why[160];
+        snprintf(why, sizeof why, "lost the hedge: %s answered first", px->cand->provider->name);
+        hedge_drop(px, why, true);
+    }
     px->status = h->status;
     px->upstream_sse = h->content_type && strncasecmp(h->content_type, "text/event-stream", 17) == 0;
     if (h->retry_after) px->retry_after = arena_strdup(&px->req->arena, h->retry_after);
@@ -805,6 +840,8 @@ static void on_client_abort(void *data)
 {
     struct proxy *px = data;
     if (px->retry_timer) evtimer_del(px->retry_timer);
+    disarm_hedge_timer(px);
+    hedge_drop(px, "cancelled: the client left", true);
     if (px->call) {
         upstream_call_cancel(px->call);
         px->call = NULL;
@@ -834,6 +871,8 @@ static void on_request_freed(void *data)
     struct proxy *px = data;
     if (px->retry_timer) event_free(px->retry_timer);
     px->retry_timer = NULL;
+    if (px->hedge_timer) event_free(px->hedge_timer);
+    px->hedge_timer = NULL;
     if (px->stream_counted) metrics_stream_close();
     px->stream_counted = false;
     if (px->sse_ready) sse_reader_cleanup(&px->sse);
@@ -842,72 +881,104 @@ static void on_request_freed(void *data)
 
 /* ---- attempts ---- */
 
+/* A started upstream call and what it needs (one per leg). */
+struct launch {
+    const struct candidate *cand;
+    const struct provider_ops *ops;
+    struct provider_call pcall;
+    struct upstream_call *call;
+    int64_t start_us;
+    int64_t timeout_ms;
+};
+
+/* Prepares and starts an attempt on `cand` with callbacks `cbs`/`ctx`.
+ * Returns false, with the reason recorded in the attempts, when this
+ * candidate cannot take the request now (no adapter, the adapter refuses
+ * it, or the provider is at its max_concurrency). */
+static bool launch(struct proxy *px, const struct candidate *cand,
+                   const struct upstream_callbacks *cbs, void *ctx, struct launch *out)
+{
+    struct http_request *req = px->req;
+    const struct config_provider *p = cand->provider;
+    const struct provider_ops *ops = provider_ops_for(p);
+    int64_t start = clock_mono_us();
+    char why[256];
+    if (!ops) {
+        snprintf(why, sizeof why, "provider type %s is not supported by this build",
+                 provider_type_name(p->type));
+        record_attempt_for(px, p->name, start, "%s", why);
+        px->all_timeouts = false;
+        return false;
+    }
+    out->cand = cand;
+    out->ops = ops;
+    out->start_us = start;
+    out->pcall = (struct provider_call){
+        .kind = px->kind,
+        .body = req->body,
+        .body_len = req->body_len,
+        .facts = &px->facts,
+        .provider = p,
+        .model = cand->model,
+        .arena = &req->arena,
+        .request_id = req->id,
+    };
+    struct provider_request pr;
+    if (ops->prepare(&out->pcall, &pr, why, sizeof why) != 0) {
+        record_attempt_for(px, p->name, start, "%s", why);
+        if (px->prepare_refusals++ == 0)
+            snprintf(px->first_refusal, sizeof px->first_refusal, "%s", why);
+        px->all_timeouts = false;
+        return false;
+    }
+    if (!provider_stats_try_begin(p->stats, p->max_concurrency)) {
+        snprintf(why, sizeof why, "at max_concurrency (%d in flight)", p->max_concurrency);
+        record_attempt_for(px, p->name, start, "%s", why);
+        px->capacity_skips++;
+        px->all_timeouts = false;
+        return false;
+    }
+    int64_t timeout = p->timeout_ms;
+    int64_t left = px->deadline_ms - clock_mono_ms();
+    if (px->next_timeout_ms > 0 && px->next_timeout_ms < timeout) timeout = px->next_timeout_ms;
+    if (left < timeout) timeout = left > 1 ? left : 1;
+    px->next_timeout_ms = 0;
+    out->timeout_ms = timeout;
+    px->upstream_attempts++;
+    struct upstream_request ur = {
+        .method = "POST",
+        .url = pr.url,
+        .headers = pr.headers,
+        .body = pr.body,
+        .body_len = pr.body_len,
+        .timeout_ms = timeout,
+        .stream = pr.stream,
+        .idle_timeout_ms = p->timeout_ms,
+        .tls_ca_file = p->tls_ca_file,
+        .tls_insecure = p->tls_insecure_skip_verify,
+    };
+    out->call = upstream_call_start(api_upstream_pool(req->worker), &ur, cbs, ctx);
+    return true;
+}
+
+static void arm_hedge_timer(struct proxy *px);
+
 static void start_next(struct proxy *px)
 {
     struct http_request *req = px->req;
     while (px->next < px->plan.n) {
+        struct launch l;
         px->cand = &px->plan.items[px->next++];
-        const struct config_provider *p = px->cand->provider;
-        const struct provider_ops *ops = provider_ops_for(p);
         px->attempt_start_us = clock_mono_us();
-        if (!ops) {
-            char why[96];
-            snprintf(why, sizeof why, "provider type %s is not supported by this build",
-                     provider_type_name(p->type));
-            record_attempt(px, "%s", why);
-            px->all_timeouts = false;
-            continue;
-        }
-        px->ops = ops;
-        px->pcall = (struct provider_call){
-            .kind = px->kind,
-            .body = req->body,
-            .body_len = req->body_len,
-            .facts = &px->facts,
-            .provider = p,
-            .model = px->cand->model,
-            .arena = &req->arena,
-            .request_id = req->id,
-        };
-        struct provider_request pr;
-        char err[256];
-        if (ops->prepare(&px->pcall, &pr, err, sizeof err) != 0) {
-            record_attempt(px, "%s", err);
-            if (px->prepare_refusals++ == 0)
-                snprintf(px->first_refusal, sizeof px->first_refusal, "%s", err);
-            px->all_timeouts = false;
-            continue;
-        }
-        if (!provider_stats_try_begin(p->stats, p->max_concurrency)) {
-            char why[96];
-            snprintf(why, sizeof why, "at max_concurrency (%d in flight)", p->max_concurrency);
-            record_attempt(px, "%s", why);
-            px->capacity_skips++;
-            px->all_timeouts = false;
-            continue;
-        }
-        int64_t timeout = p->timeout_ms;
-        int64_t left = px->deadline_ms - clock_mono_ms();
-        if (px->next_timeout_ms > 0 && px->next_timeout_ms < timeout) timeout = px->next_timeout_ms;
-        if (left < timeout) timeout = left > 1 ? left : 1;
-        px->next_timeout_ms = 0;
-        px->attempt_timeout_used = timeout;
-        px->upstream_attempts++;
-        struct upstream_request ur = {
-            .method = "POST",
-            .url = pr.url,
-            .headers = pr.headers,
-            .body = pr.body,
-            .body_len = pr.body_len,
-            .timeout_ms = timeout,
-            .stream = pr.stream,
-            .idle_timeout_ms = p->timeout_ms,
-            .tls_ca_file = p->tls_ca_file,
-            .tls_insecure = p->tls_insecure_skip_verify,
-        };
+        if (!launch(px, px->cand, &up_callbacks, px, &l)) continue;
+        px->ops = l.ops;
+        px->pcall = l.pcall;
+        px->call = l.call;
+        px->attempt_start_us = l.start_us;
+        px->attempt_timeout_used = l.timeout_ms;
         px->stats_open = true;
         px->first_byte_us = 0;
-        px->call = upstream_call_start(api_upstream_pool(req->worker), &ur, &up_callbacks, px);
+        arm_hedge_timer(px);
         return;
     }
     if (px->upstream_attempts == 0 && px->capacity_skips > 0) {
@@ -923,6 +994,172 @@ static void start_next(struct proxy *px)
         return;
     }
     finish_with_failure(px);
+}
+
+/* ---- hedged requests ----
+ *
+ * When the current attempt has not answered (no response head) after the
+ * hedge delay, the same request goes to the next candidate as a second
+ * leg. The first leg to answer with a 2xx head wins; the other is cancelled
+ * at once and its estimated prompt cost is metered. A leg that fails while
+ * the other runs simply leaves the field to it. The winning second leg is
+ * adopted: its fields move into the proxy and its callbacks feed the
+ * ordinary flow from then on. */
+
+struct hedge_leg {
+    struct proxy *px;
+    struct launch l;
+    bool adopted;
+};
+
+static nanos_t loser_cost(const struct proxy *px, const struct candidate *c)
+{
+    return money_cost_tokens(scan_estimate_tokens(px->facts.text_bytes), c->model->price_in_per_1k);
+}
+
+static void disarm_hedge_timer(struct proxy *px)
+{
+    if (px->hedge_timer) evtimer_del(px->hedge_timer);
+}
+
+/* The second leg lost (the first answered) or the request ended. */
+static void hedge_drop(struct proxy *px, const char *outcome, bool counted_ok)
+{
+    struct hedge_leg *h = px->hedge;
+    if (!h || h->adopted) return;
+    px->hedge = NULL;
+    record_attempt_for(px, h->l.cand->provider->name, h->l.start_us, "%s", outcome);
+    provider_stats_end(h->l.cand->provider->stats, counted_ok, false, 0);
+    if (counted_ok) px->hedge_loser_cost += loser_cost(px, h->l.cand);
+    upstream_call_cancel(h->l.call);
+}
+
+/* Makes the second leg the current attempt (the first is gone). */
+static void hedge_adopt(struct proxy *px, struct hedge_leg *h)
+{
+    px->hedge = NULL;
+    h->adopted = true;
+    px->cand = h->l.cand;
+    px->ops = h->l.ops;
+    px->pcall = h->l.pcall;
+    px->call = h->l.call;
+    px->attempt_start_us = h->l.start_us;
+    px->attempt_timeout_used = h->l.timeout_ms;
+    px->stats_open = true;
+    px->first_byte_us = 0;
+}
+
+static void on_up_head(void *ctx, const struct upstream_head *h);
+static void on_up_data(void *ctx, const char *data, size_t len);
+static void on_up_done(void *ctx, int err);
+
+static void hedge_on_head(void *ctx, const struct upstream_head *head)
+{
+    struct hedge_leg *h = ctx;
+    struct proxy *px = h->px;
+    if (h->adopted) {
+        on_up_head(px, head);
+        return;
+    }
+    if (head->status < 200 || head->status >= 300) {
+        char st[64];
+        snprintf(st, sizeof st, "HTTP %d (hedge leg)", head->status);
+        px->hedge = NULL;
+        record_attempt_for(px, h->l.cand->provider->name, h->l.start_us, "%s", st);
+        provider_stats_end(h->l.cand->provider->stats, false, false, 0);
+        upstream_call_cancel(h->l.call);
+        return;
+    }
+    /* The second leg answered first: the first one loses. */
+    if (px->call) {
+        upstream_call_cancel(px->call);
+        px->call = NULL;
+    }
+    record_attempt(px, "lost the hedge: %s answered first", h->l.cand->provider->name);
+    px->stats_open = false;
+    provider_stats_end(px->cand->provider->stats, true, false, 0);
+    px->hedge_loser_cost += loser_cost(px, px->cand);
+    reset_attempt(px);
+    hedge_adopt(px, h);
+    on_up_head(px, head);
+}
+
+static void hedge_on_data(void *ctx, const char *data, size_t len)
+{
+    struct hedge_leg *h = ctx;
+    if (h->adopted) on_up_data(h->px, data, len);
+}
+
+static void hedge_on_done(void *ctx, int err)
+{
+    struct hedge_leg *h = ctx;
+    struct proxy *px = h->px;
+    if (h->adopted) {
+        on_up_done(px, err);
+        return;
+    }
+    if (px->hedge != h) return; /* already dropped */
+    /* Failed before answering; the first leg carries on alone. */
+    px->hedge = NULL;
+    record_attempt_for(px, h->l.cand->provider->name, h->l.start_us, "%s (hedge leg)",
+                       upstream_error_text(err));
+    provider_stats_end(h->l.cand->provider->stats, false, err == UPSTREAM_ERR_TIMEOUT, 0);
+}
+
+static const struct upstream_callbacks hedge_callbacks = {
+    .on_head = hedge_on_head,
+    .on_data = hedge_on_data,
+    .on_done = hedge_on_done,
+};
+
+static void on_hedge_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy *px = arg;
+    if (px->status != 0 || px->hedge || !px->call || px->stream_started) return;
+    while (px->next < px->plan.n) {
+        struct hedge_leg *h = arena_alloc(&px->req->arena, sizeof *h);
+        memset(h, 0, sizeof *h);
+        h->px = px;
+        if (!launch(px, &px->plan.items[px->next++], &hedge_callbacks, h, &h->l)) continue;
+        px->hedge = h;
+        px->hedged = true;
+        log_event(LOG_DEBUG, "hedge", "request %s: %s has not answered; hedging on %s",
+                  px->req->id, px->cand->provider->name, h->l.cand->provider->name);
+        return;
+    }
+}
+
+static void arm_hedge_timer(struct proxy *px)
+{
+    if (px->hedge_delay_ms == 0 || px->hedge || px->next >= px->plan.n) return;
+    int64_t delay = px->hedge_delay_ms;
+    if (delay < 0) {
+        /* Auto: twice the provider's recent time to first byte (streams) or
+         * latency, so only a slow outlier triggers it; 1 s when unmeasured. */
+        const struct provider_stats *st = px->cand->provider->stats;
+        int64_t us = st ? (px->req->acct.stream ? atomic_load(&st->ewma_ttft_us)
+                                                : atomic_load(&st->ewma_latency_us))
+                        : 0;
+        delay = us > 0 ? 2 * us / 1000 : 1000;
+        if (delay < 20) delay = 20;
+    }
+    if (!px->hedge_timer)
+        px->hedge_timer = evtimer_new(http_worker_base(px->req->worker), on_hedge_timer, px);
+    struct timeval tv = {.tv_sec = delay / 1000, .tv_usec = (delay % 1000) * 1000};
+    evtimer_add(px->hedge_timer, &tv);
+}
+
+/* x-aiproxy-hedge: "on"/"true" (delay from live figures), "off"/"false",
+ * or a delay in milliseconds. Returns 0 off, -1 auto, or the delay. */
+static int64_t hedge_setting(const char *v, bool configured_on, int64_t configured_delay)
+{
+    if (!v) return configured_on ? (configured_delay > 0 ? configured_delay : -1) : 0;
+    if (strcasecmp(v, "on") == 0 || strcasecmp(v, "true") == 0) return -1;
+    if (strcasecmp(v, "off") == 0 || strcasecmp(v, "false") == 0) return 0;
+    char *end = NULL;
+    long long ms = strtoll(v, &end, 10);
+    if (end && *end == '\0' && ms > 0 && ms <= 600000) return ms;
+    return configured_on ? -1 : 0;
 }
 
 static void serve(struct proxy *px);
@@ -1005,6 +1242,7 @@ static void serve(struct proxy *px)
     px->seed = (uint64_t)clock_mono_us() * 6364136223846793005ULL ^ (uint64_t)(uintptr_t)px;
     int64_t budget_ms = px->routing.timeout_ms > 0 ? px->routing.timeout_ms : DEFAULT_REQUEST_DEADLINE_MS;
     px->deadline_ms = req->start_us / 1000 + budget_ms;
+    px->hedge_delay_ms = hedge_setting(http_header_get(req, "x-aiproxy-hedge"), false, 0);
     const char *strategy = http_header_get(req, "x-aiproxy-strategy");
     if (px->routing.strategy[0]) strategy = px->routing.strategy;
     struct route_input in = {
