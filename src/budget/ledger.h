@@ -7,10 +7,11 @@
  * committed; committed records survive kill -9 of the process (WAL with
  * synchronous=NORMAL: the commit reached the OS before COMMIT returned; an
  * OS crash or power loss may lose the last batches, never corrupt the
- * file). The writer commits as soon as records are queued, so the window
- * between a response and its record being committed is one batch commit
- * (normally milliseconds). ledger_flush and ledger_close wait until every
- * queued record is committed.
+ * file). The writer gathers records for up to LEDGER_GATHER_MS (or until a
+ * batch is full) and commits them in one transaction, so the window between
+ * a response and its record being committed is about that long.
+ * ledger_flush and ledger_close commit at once and wait until every queued
+ * record is committed.
  *
  * The same database holds the managed API keys (security/keystore.h) and a
  * schema_version table; ledger_open applies the migrations in order. */
@@ -24,6 +25,7 @@
 #include "core/money.h"
 
 #define LEDGER_BATCH 256
+#define LEDGER_GATHER_MS 50 /* a record is committed within about this long under load */
 #define LEDGER_QUEUE_MAX 1000000 /* records waiting; past it new ones are dropped and logged */
 #define LEDGER_SCHEMA_VERSION 2
 
@@ -59,6 +61,8 @@ void ledger_close(struct ledger *l);
 /* How many records were committed / dropped since open (for tests, metrics). */
 uint64_t ledger_committed(struct ledger *l);
 uint64_t ledger_dropped(struct ledger *l);
+/* Records queued and not yet committed (metrics; takes the queue's lock). */
+size_t ledger_queue_depth(struct ledger *l);
 
 /* The path the ledger was opened with. */
 const char *ledger_path(const struct ledger *l);
