@@ -298,8 +298,8 @@ static size_t write_meta(struct proxy *px, char *out, size_t cap)
 
 static char *gateway_headers(struct proxy *px)
 {
-    return arena_printf(&px->req->arena, "x-aiproxy-provider: %s\r\n",
-                        px->cand->provider->name);
+    return arena_concat(&px->req->arena, "x-aiproxy-provider: ", px->cand->provider->name, "\r\n",
+                        NULL);
 }
 
 /* ---- the end of the road ---- */

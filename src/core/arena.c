@@ -75,6 +75,26 @@ char *arena_printf(struct arena *a, const char *fmt, ...)
     return s;
 }
 
+char *arena_concat(struct arena *a, ...)
+{
+    va_list ap;
+    size_t total = 0;
+    va_start(ap, a);
+    for (const char *s = va_arg(ap, const char *); s; s = va_arg(ap, const char *)) total += strlen(s);
+    va_end(ap);
+    char *out = arena_alloc(a, total + 1);
+    char *p = out;
+    va_start(ap, a);
+    for (const char *s = va_arg(ap, const char *); s; s = va_arg(ap, const char *)) {
+        size_t n = strlen(s);
+        memcpy(p, s, n);
+        p += n;
+    }
+    va_end(ap);
+    *p = '\0';
+    return out;
+}
+
 void arena_on_free(struct arena *a, arena_cleanup_cb cb, void *data)
 {
     struct arena_cleanup *c = arena_alloc(a, sizeof *c);

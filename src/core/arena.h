@@ -21,6 +21,9 @@ void *arena_alloc(struct arena *a, size_t n);
 char *arena_strndup(struct arena *a, const char *s, size_t n);
 char *arena_strdup(struct arena *a, const char *s);
 char *arena_printf(struct arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Concatenates the NUL-terminated strings given, up to a NULL, into one
+ * arena string (no format parsing: for the hot path). */
+char *arena_concat(struct arena *a, ...) __attribute__((sentinel));
 /* Registers `cb(data)` to run (last registered first) when the arena is freed. */
 void arena_on_free(struct arena *a, arena_cleanup_cb cb, void *data);
 /* Runs the cleanups and frees every block; the arena can be reused after. */

@@ -111,8 +111,14 @@ void jsonw_escaped(struct jsonw *w, const char *s)
 void jsonw_int(struct jsonw *w, int64_t v)
 {
     char b[24];
-    int n = snprintf(b, sizeof b, "%lld", (long long)v);
-    jsonw_rawn(w, b, (size_t)n);
+    char *p = b + sizeof b;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) *--p = '-';
+    jsonw_rawn(w, p, (size_t)(b + sizeof b - p));
 }
 
 size_t jsonw_len(const struct jsonw *w)

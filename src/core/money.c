@@ -1,7 +1,7 @@
 /* money: parsing, printing and token arithmetic in integer nano-dollars. */
 #include "core/money.h"
 
-#include <stdio.h>
+#include <string.h>
 
 bool money_parse_usd(const char *s, size_t len, nanos_t *out)
 {
@@ -37,21 +37,32 @@ bool money_parse_usd(const char *s, size_t len, nanos_t *out)
 
 size_t money_format_usd(nanos_t amount, char *buf, size_t cap)
 {
+    /* Built by hand (it runs for every request): sign, whole dollars, and
+     * the nine-digit fraction with its trailing zeros trimmed. */
+    char tmp[40];
+    char *end = tmp + sizeof tmp, *p = end;
     bool neg = amount < 0;
-    uint64_t a = neg ? (uint64_t)(-(amount + 1)) + 1 : (uint64_t)amount;
+    uint64_t a = neg ? (uint64_t)0 - (uint64_t)amount : (uint64_t)amount;
     uint64_t whole = a / NANOS_PER_USD, frac = a % NANOS_PER_USD;
-    int n;
-    if (frac == 0) {
-        n = snprintf(buf, cap, "%s%llu", neg ? "-" : "", (unsigned long long)whole);
-    } else {
-        char digits[16];
-        snprintf(digits, sizeof digits, "%09llu", (unsigned long long)frac);
+    if (frac) {
+        char digits[9];
+        for (int i = 8; i >= 0; i--, frac /= 10) digits[i] = (char)('0' + frac % 10);
         int last = 8;
-        while (last > 0 && digits[last] == '0') last--;
-        digits[last + 1] = '\0';
-        n = snprintf(buf, cap, "%s%llu.%s", neg ? "-" : "", (unsigned long long)whole, digits);
+        while (digits[last] == '0') last--;
+        for (int i = last; i >= 0; i--) *--p = digits[i];
+        *--p = '.';
     }
-    return n < 0 ? 0 : ((size_t)n < cap ? (size_t)n : cap - 1);
+    do {
+        *--p = (char)('0' + whole % 10);
+        whole /= 10;
+    } while (whole);
+    if (neg) *--p = '-';
+    size_t n = (size_t)(end - p);
+    if (cap == 0) return 0;
+    if (n >= cap) n = cap - 1;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    return n;
 }
 
 nanos_t money_cost_tokens(int64_t tokens, nanos_t price_per_1k)
