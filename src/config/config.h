@@ -78,7 +78,12 @@ struct config_provider {
     enum provider_type type;
     bool enabled;
     int priority; /* lower is tried first; default 100 */
-    char *endpoint; /* base URL, no trailing slash */
+    char *endpoint; /* base URL, no trailing slash; the first of `endpoints` */
+    /* `endpoints:` (several base URLs serving the same models, e.g. vLLM
+     * replicas): endpoints[0] == endpoint. n_endpoints is 0 when the key is
+     * absent; the router spreads over them when there are two or more. */
+    char **endpoints;
+    size_t n_endpoints;
     char *api_key;    /* credentials.api_key, NULL when absent */
     char *account_id; /* cloudflare */
     char *api_token;  /* cloudflare */
@@ -240,6 +245,12 @@ struct config {
         enum routing_strategy lb_strategy;
         bool health_aware;
         double unhealthy_threshold; /* a ratio, not money: 0.5 */
+        /* Active health checks (api/health.c): every interval a cheap GET
+         * to each endpoint of each available provider; down after
+         * `health_check_failures` failures in a row, up after a success. */
+        int64_t health_check_interval_ms; /* default 30000; 0 disables */
+        int64_t health_check_timeout_ms;  /* default 5000 */
+        int health_check_failures;        /* default 2 */
         bool auto_tier;
         struct config_tier *tiers;
         size_t n_tiers;

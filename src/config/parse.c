@@ -728,6 +728,7 @@ static const struct key_spec provider_keys[] = {
     {.name = "enabled", .type = KT_BOOL, .def = "true", .offset = PROV(enabled)},
     {.name = "priority", .type = KT_INT, .min = 0, .max = 1000000, .def = "100", .offset = PROV(priority)},
     {.name = "endpoint", .type = KT_STR, .offset = PROV(endpoint)},
+    {.name = "endpoints", .type = KT_STRLIST, .offset = PROV(endpoints), .count_offset = PROV(n_endpoints)},
     {.name = "credentials", .type = KT_SECTION, .sub = credential_keys},
     {.name = "models", .type = KT_CUSTOM, .parse = parse_models},
     {.name = "timeout", .type = KT_DURATION, .min = 1, .max = 24 * HOUR_MS, .def = "60s", .offset = PROV(timeout_ms)},
@@ -754,6 +755,7 @@ void config_provider_cleanup(struct config_provider *p)
 {
     free(p->name);
     free(p->endpoint);
+    free_strlist(&p->endpoints, &p->n_endpoints);
     free(p->api_key);
     free(p->account_id);
     free(p->api_token);
@@ -778,10 +780,57 @@ static void set_unavailable(struct config_provider *p, char *reason)
     }
 }
 
+/* Checks one base URL and drops its trailing slashes. */
+static void check_base_url(struct parse_ctx *cx, int line, const char *key, char *url)
+{
+    if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
+        ERR(cx, line, key, "'%s' is not a URL (expected http://... or https://...)", url);
+        return;
+    }
+    size_t n = strlen(url);
+    while (n > 0 && url[n - 1] == '/') url[--n] = '\0';
+    const char *host = strstr(url, "://") + 3;
+    if (!*host) ERR(cx, line, key, "'%s' has no host", url);
+}
+
+/* `endpoints:`: normalised, `endpoint` (when given too) first, duplicates
+ * dropped; endpoints[0] becomes `endpoint`. */
+static void finish_endpoint_list(struct parse_ctx *cx, struct config_provider *p, const char *path)
+{
+    char *ek = path_key(path, "endpoints");
+    char **list = NULL;
+    size_t n = 0;
+    if (p->endpoint) {
+        check_base_url(cx, p->line, ek, p->endpoint);
+        list = xrealloc(list, (n + 1) * sizeof *list);
+        list[n++] = xstrdup(p->endpoint);
+    }
+    for (size_t i = 0; i < p->n_endpoints; i++) {
+        char *ip = path_index(ek, i);
+        check_base_url(cx, p->line, ip, p->endpoints[i]);
+        free(ip);
+        bool dup = false;
+        for (size_t j = 0; j < n && !dup; j++) dup = strcmp(list[j], p->endpoints[i]) == 0;
+        if (dup) continue;
+        list = xrealloc(list, (n + 1) * sizeof *list);
+        list[n++] = xstrdup(p->endpoints[i]);
+    }
+    free_strlist(&p->endpoints, &p->n_endpoints);
+    p->endpoints = list;
+    p->n_endpoints = n;
+    if (n == 0) ERR(cx, p->line, ek, "empty (list at least one base URL, or use endpoint)");
+    else if (!p->endpoint) p->endpoint = xstrdup(list[0]);
+    free(ek);
+}
+
 /* Endpoint default, shape and trailing slash. */
 static void finish_endpoint(struct parse_ctx *cx, struct config_provider *p, const char *path,
-                            const struct preset *pre)
+                            const struct preset *pre, bool list_given)
 {
+    if (list_given) {
+        finish_endpoint_list(cx, p, path);
+        return;
+    }
     char *ep = path_key(path, "endpoint");
     if (!p->endpoint) {
         const char *def = pre ? pre->endpoint : config_default_endpoint(p->type);
@@ -912,8 +961,9 @@ static void parse_one_provider(struct parse_ctx *cx, const struct cnode_pair *pr
         cx->secret_reason = NULL;
         return;
     }
-    finish_endpoint(cx, p, path, pre);
-    finish_credentials(cx, p, pre, seen_key(provider_keys, seen, "endpoint"));
+    bool list_given = seen_key(provider_keys, seen, "endpoints");
+    finish_endpoint(cx, p, path, pre, list_given);
+    finish_credentials(cx, p, pre, list_given || seen_key(provider_keys, seen, "endpoint"));
     if (!p->enabled) {
         free(p->unavailable_reason);
         p->available = false;
@@ -1075,6 +1125,9 @@ static const struct key_spec lb_keys[] = {
     {.name = "strategy", .type = KT_STRATEGY, .def = "round_robin", .offset = CFG(routing.lb_strategy)},
     {.name = "health_aware", .type = KT_BOOL, .def = "true", .offset = CFG(routing.health_aware)},
     {.name = "unhealthy_threshold", .type = KT_RATIO, .def = "0.5", .offset = CFG(routing.unhealthy_threshold)},
+    {.name = "health_check_interval", .type = KT_DURATION, .min = 0, .max = 24 * HOUR_MS, .def = "30s", .offset = CFG(routing.health_check_interval_ms)},
+    {.name = "health_check_timeout", .type = KT_DURATION, .min = 1, .max = HOUR_MS, .def = "5s", .offset = CFG(routing.health_check_timeout_ms)},
+    {.name = "health_check_failures", .type = KT_INT, .min = 1, .max = 100, .def = "2", .offset = CFG(routing.health_check_failures)},
     {.name = NULL},
 };
 

@@ -368,7 +368,7 @@ static int anthropic_prepare(const struct provider_call *call, struct provider_r
     if (out->stream) json_object_set_new(out_body, "stream", json_true());
 
     out->body = pj_dump(call->arena, out_body, &out->body_len);
-    out->url = arena_printf(call->arena, "%s/messages", p->endpoint);
+    out->url = arena_printf(call->arena, "%s/messages", provider_call_endpoint(call));
     out->headers = arena_printf(call->arena,
                                 "x-api-key: %s\r\nanthropic-version: " ANTHROPIC_VERSION
                                 "\r\ncontent-type: application/json\r\naccept: %s\r\n",

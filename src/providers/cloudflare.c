@@ -134,8 +134,8 @@ static int cloudflare_prepare(const struct provider_call *call, struct provider_
     if (r != 0) goto done;
     out->stream = call->kind == API_CHAT && pj_true(in, "stream");
     out->body = pj_dump(call->arena, body, &out->body_len);
-    out->url = arena_printf(call->arena, "%s/accounts/%s/ai/run/%s", p->endpoint, p->account_id,
-                            call->model->upstream_id);
+    out->url = arena_printf(call->arena, "%s/accounts/%s/ai/run/%s", provider_call_endpoint(call),
+                            p->account_id, call->model->upstream_id);
     out->headers = arena_printf(call->arena,
                                 "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
                                 "Accept: %s\r\n",

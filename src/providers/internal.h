@@ -10,8 +10,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/config.h"
 #include "core/arena.h"
 #include "providers/provider.h"
+
+/* The base URL a call goes to: call->endpoint, else the provider's. */
+static inline const char *provider_call_endpoint(const struct provider_call *call)
+{
+    return call->endpoint ? call->endpoint : call->provider->endpoint;
+}
 
 /* Parses `len` bytes as one JSON value (NULs inside strings refused).
  * Returns a new reference the caller json_decref()s, or NULL. */

@@ -151,7 +151,7 @@ static int ocf_prepare(const struct provider_call *call, struct provider_request
         return -1;
     }
     /* The node API lives under /v1; an endpoint given with it is accepted. */
-    const char *ep = call->provider->endpoint;
+    const char *ep = provider_call_endpoint(call);
     size_t n = strlen(ep);
     if (n >= 3 && strcmp(ep + n - 3, "/v1") == 0) n -= 3;
     const char *url = arena_printf(call->arena, "%.*s/v1/service/llm/v1%s", (int)n, ep, path);

@@ -177,7 +177,7 @@ static int openai_prepare(const struct provider_call *call, struct provider_requ
                           char *err, size_t err_cap)
 {
     const char *url =
-        arena_printf(call->arena, "%s%s", call->provider->endpoint, path_for(call->kind));
+        arena_printf(call->arena, "%s%s", provider_call_endpoint(call), path_for(call->kind));
     return openai_build_request(call, url, out, err, err_cap);
 }
 

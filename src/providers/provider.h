@@ -28,6 +28,10 @@ struct provider_call {
     const struct req_facts *facts;
     const struct config_provider *provider;
     const struct config_model *model;
+    /* The base URL of this attempt (one of the provider's `endpoints`);
+     * NULL means provider->endpoint. Adapters read it through
+     * provider_call_endpoint() (providers/internal.h). */
+    const char *endpoint;
     struct arena *arena; /* for everything an adapter allocates */
     const char *request_id; /* for ids the adapter must invent */
 };

@@ -1,6 +1,8 @@
-/* candidates: model resolution, filtering, policies, strategy order and the
- * fallback chain for one request. Pure apart from reading live stats (and,
- * for round_robin and a half-open circuit, one atomic step each). */
+/* candidates: model resolution, filtering, policies, strategy order, the
+ * expansion of a provider's `endpoints` into one candidate each (ordered by
+ * routing.load_balancing.strategy) and the fallback chain for one request.
+ * Pure apart from reading live stats (and, for round_robin and a half-open
+ * circuit, one atomic step each). */
 #include "routing/candidates.h"
 
 #include <math.h>
@@ -148,6 +150,10 @@ struct work {
     struct policy_outcome po;
     int64_t k1, k2; /* the strategy's keys, lower first */
     size_t config_index;
+    int64_t k3; /* the endpoint's place among its provider's (load_balancing.strategy) */
+    int n_eps;  /* the provider's endpoints (1 without a list) */
+    struct provider_stats *leaf;  /* what an attempt is counted on */
+    struct provider_stats *model_st; /* the provider+model entry */
 };
 
 static uint64_t mix(uint64_t x)
@@ -165,7 +171,9 @@ static int cmp_work(const struct work *a, const struct work *b, size_t nk)
     if (a->k1 != b->k1) return a->k1 < b->k1 ? -1 : 1;
     if (a->k2 != b->k2) return a->k2 < b->k2 ? -1 : 1;
     if (a->po.priority != b->po.priority) return a->po.priority < b->po.priority ? -1 : 1;
-    return a->config_index < b->config_index ? -1 : a->config_index > b->config_index;
+    if (a->config_index != b->config_index) return a->config_index < b->config_index ? -1 : 1;
+    if (a->k3 != b->k3) return a->k3 < b->k3 ? -1 : 1;
+    return a->c.endpoint_index < b->c.endpoint_index ? -1 : a->c.endpoint_index > b->c.endpoint_index;
 }
 
 static void sort_work(struct work *w, size_t n, size_t nk)
@@ -193,20 +201,28 @@ static void strategy_keys(enum routing_strategy s, struct work *w, size_t n, boo
 {
     uint64_t turn = 0;
     if (s == STRATEGY_ROUND_ROBIN && n > 1) {
-        turn = provider_stats_rr_next();
-        /* rotate the priority order: position p goes to (p - turn) mod n */
+        /* rotate the priority order of the distinct providers (a provider's
+         * endpoints move together): position p goes to (p - turn) mod np */
         struct work tmp[ROUTE_MAX_CANDIDATES];
         memcpy(tmp, w, n * sizeof *w);
-        for (size_t i = 0; i < n; i++) tmp[i].po.keys[0] = 0;
+        for (size_t i = 0; i < n; i++) {
+            tmp[i].po.keys[0] = 0;
+            tmp[i].k3 = 0;
+        }
         sort_work(tmp, n, 0);
-        for (size_t pos = 0; pos < n; pos++)
+        size_t np = 0;
+        size_t distinct[ROUTE_MAX_CANDIDATES];
+        for (size_t i = 0; i < n; i++)
+            if (np == 0 || distinct[np - 1] != tmp[i].config_index) distinct[np++] = tmp[i].config_index;
+        if (np > 1) turn = provider_stats_rr_next();
+        for (size_t pos = 0; pos < np; pos++)
             for (size_t i = 0; i < n; i++)
-                if (w[i].config_index == tmp[pos].config_index)
-                    w[i].k1 = (int64_t)((pos + n - turn % n) % n);
+                if (w[i].config_index == distinct[pos])
+                    w[i].k1 = (int64_t)((pos + np - turn % np) % np);
     }
     for (size_t i = 0; i < n; i++) {
         struct work *x = &w[i];
-        const struct provider_stats *st = x->c.provider->stats;
+        const struct provider_stats *st = x->model_st;
         char *r = x->c.reason;
         size_t cap = sizeof x->c.reason;
         switch (s) {
@@ -253,8 +269,9 @@ static void strategy_keys(enum routing_strategy s, struct work *w, size_t n, boo
             snprintf(r, cap, "round_robin: turn %llu", (unsigned long long)turn);
             break;
         case STRATEGY_LEAST_LOADED: {
-            int64_t fl = st ? atomic_load(&st->in_flight) : 0;
-            int mc = x->c.provider->max_concurrency;
+            const struct provider_stats *ps = x->c.provider->stats;
+            int64_t fl = ps ? atomic_load(&ps->in_flight) : 0;
+            int mc = x->c.provider->max_concurrency * x->n_eps;
             bool full = mc > 0 && fl >= mc;
             x->k1 = full;
             x->k2 = mc > 0 ? fl * 1000 / mc : fl * 1000;
@@ -280,6 +297,72 @@ static void strategy_keys(enum routing_strategy s, struct work *w, size_t n, boo
         }
         }
     }
+}
+
+/* The order of each provider's endpoints among themselves, by
+ * routing.load_balancing.strategy (k3), with a per-provider rotation so
+ * that ties spread instead of piling on the first endpoint. */
+static void endpoint_keys(enum routing_strategy lb, struct work *w, size_t n, uint64_t seed,
+                          int64_t now_ms)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (w[i].n_eps < 2) continue;
+        bool first = true; /* the group's first item takes the turn */
+        for (size_t j = 0; j < i; j++) first = first && w[j].config_index != w[i].config_index;
+        if (!first) continue;
+        struct provider_stats *ps = w[i].c.provider->stats;
+        uint64_t turn = ps ? atomic_fetch_add_explicit(&ps->rr, 1, memory_order_relaxed)
+                           : provider_stats_rr_next();
+        for (size_t j = i; j < n; j++) {
+            struct work *x = &w[j];
+            if (x->config_index != w[i].config_index) continue;
+            int ne = x->n_eps;
+            int64_t rot = (int64_t)(((uint64_t)x->c.endpoint_index + (uint64_t)ne - turn % (uint64_t)ne) %
+                                    (uint64_t)ne);
+            const struct provider_stats *leaf = x->leaf;
+            const struct provider_stats *ep = provider_stats_endpoint_of(x->leaf);
+            switch (lb) {
+            case STRATEGY_LEAST_LOADED: {
+                int64_t fl = ep ? atomic_load(&ep->in_flight) : 0;
+                int mc = x->c.provider->max_concurrency;
+                x->k3 = (mc > 0 ? fl * 1000 / mc : fl * 1000) * 64 + rot;
+                break;
+            }
+            case STRATEGY_WEIGHTED:
+                x->k3 = (int64_t)(mix(seed ^ mix((uint64_t)x->c.endpoint_index + 101)) >> 2);
+                break;
+            case STRATEGY_LATENCY_OPTIMIZED: {
+                uint64_t samples = leaf ? atomic_load(&leaf->latency_samples) : 0;
+                int64_t us = leaf ? atomic_load(&leaf->ewma_latency_us) : 0;
+                x->k3 = (samples < LATENCY_EXPLORE_SAMPLES ? 0 : us) * 64 + rot;
+                break;
+            }
+            case STRATEGY_AVAILABILITY: {
+                int f = 0, t = 0;
+                if (leaf) provider_stats_window(leaf, now_ms, &f, &t);
+                x->k3 = (t ? (int64_t)f * 10 / t : 0) * 64 + rot;
+                break;
+            }
+            case STRATEGY_ROUND_ROBIN:
+            case STRATEGY_COST_OPTIMIZED:
+                x->k3 = rot;
+                break;
+            }
+            appendf(x->c.reason, sizeof x->c.reason, "; endpoint %d/%d (%s)",
+                    x->c.endpoint_index + 1, ne, routing_strategy_name(lb));
+        }
+    }
+}
+
+/* Places candidate `c` at items[k] with its provider view. */
+static void place(struct route_plan *out, size_t k, const struct work *x)
+{
+    struct config_provider *v = &out->views[k];
+    *v = *x->c.provider;
+    v->stats = x->leaf;
+    v->endpoint = (char *)x->c.endpoint;
+    out->items[k] = x->c;
+    out->items[k].provider = v;
 }
 
 /* ---- the plan ---- */
@@ -349,26 +432,34 @@ void routing_plan_request(const struct config *cfg, const struct route_input *in
             out->excluded_by_cost++;
             continue;
         }
-        if (n == ROUTE_MAX_CANDIDATES) break;
-        struct work *x = &w[n++];
-        memset(x, 0, sizeof *x);
-        x->c.provider = p;
-        x->c.model = cm;
-        x->c.est_cost = est;
-        x->config_index = i;
+        int n_eps = p->n_endpoints > 1 ? (int)p->n_endpoints : 1;
+        struct provider_stats *model_st = provider_stats_model(p->stats, cm->name);
         const struct provider_stats *st = p->stats;
-        x->pp = (struct policy_provider){
-            .provider = p,
-            .priority = p->priority,
-            .cost_per_1k = cm->price_in_per_1k / 2 + cm->price_out_per_1k / 2 +
-                           (cm->price_in_per_1k % 2 + cm->price_out_per_1k % 2) / 2,
-            .est_cost = est,
-            .latency_ms = st ? atomic_load(&st->ewma_latency_us) / 1000 : 0,
-            .load_permille = !st ? 0
-                             : p->max_concurrency > 0
-                                 ? atomic_load(&st->in_flight) * 1000 / p->max_concurrency
-                                 : atomic_load(&st->in_flight) * 1000,
-        };
+        int cap = p->max_concurrency * n_eps;
+        for (int e = 0; e < n_eps && n < ROUTE_MAX_CANDIDATES; e++) {
+            struct work *x = &w[n++];
+            memset(x, 0, sizeof *x);
+            x->c.provider = p;
+            x->c.model = cm;
+            x->c.est_cost = est;
+            x->c.endpoint = n_eps > 1 ? p->endpoints[e] : p->endpoint;
+            x->c.endpoint_index = e;
+            x->config_index = i;
+            x->n_eps = n_eps;
+            x->model_st = model_st;
+            x->leaf = n_eps > 1 ? provider_stats_leaf(p->stats, cm->name, p->endpoints[e]) : model_st;
+            x->pp = (struct policy_provider){
+                .provider = p,
+                .priority = p->priority,
+                .cost_per_1k = cm->price_in_per_1k / 2 + cm->price_out_per_1k / 2 +
+                               (cm->price_in_per_1k % 2 + cm->price_out_per_1k % 2) / 2,
+                .est_cost = est,
+                .latency_ms = model_st ? atomic_load(&model_st->ewma_latency_us) / 1000 : 0,
+                .load_permille = !st      ? 0
+                                 : cap > 0 ? atomic_load(&st->in_flight) * 1000 / cap
+                                           : atomic_load(&st->in_flight) * 1000,
+            };
+        }
     }
 
     /* policies */
@@ -401,7 +492,15 @@ void routing_plan_request(const struct config *cfg, const struct route_input *in
         if (cfg->routing.health_aware) {
             char why[112];
             bool probe;
-            if (circuit_should_skip(w[i].c.provider->stats, cfg->routing.unhealthy_threshold,
+            if (provider_stats_down(w[i].leaf)) {
+                const struct provider_stats *ep = provider_stats_endpoint_of(w[i].leaf);
+                snprintf(w[i].c.reason, sizeof w[i].c.reason,
+                         "last resort: health check down (%d failed in a row)",
+                         atomic_load(&ep->check_failures));
+                open_w[n_open++] = w[i];
+                continue;
+            }
+            if (circuit_should_skip(w[i].leaf, cfg->routing.unhealthy_threshold,
                                     in->now_ms, &probe, why, sizeof why)) {
                 snprintf(w[i].c.reason, sizeof w[i].c.reason, "last resort: %.96s", why);
                 open_w[n_open++] = w[i];
@@ -414,6 +513,7 @@ void routing_plan_request(const struct config *cfg, const struct route_input *in
     n = kept;
 
     strategy_keys(strategy, w, n, f && f->stream, in->seed, in->now_ms);
+    endpoint_keys(cfg->routing.lb_strategy, w, n, in->seed, in->now_ms);
     sort_work(w, n, nk);
 
     /* fallback_chain: after the first choice, the chain's providers in its
@@ -441,9 +541,14 @@ void routing_plan_request(const struct config *cfg, const struct route_input *in
         if (chain_pos[order[k]] >= 0)
             appendf(x->c.reason, sizeof x->c.reason, "; fallback_chain[%d]", chain_pos[order[k]]);
         if (x->c.probe) appendf(x->c.reason, sizeof x->c.reason, "; circuit half-open probe");
-        out->items[k] = x->c;
+        place(out, k, x);
     }
-    for (size_t k = 0; k < n_open && n + k < ROUTE_MAX_CANDIDATES; k++) out->items[n + k] = open_w[k].c;
+    for (size_t k = 0; k < n_open && n + k < ROUTE_MAX_CANDIDATES; k++) {
+        if (open_w[k].n_eps > 1)
+            appendf(open_w[k].c.reason, sizeof open_w[k].c.reason, "; endpoint %d/%d",
+                    open_w[k].c.endpoint_index + 1, open_w[k].n_eps);
+        place(out, n + k, &open_w[k]);
+    }
     out->n = n + n_open;
     appendf(out->reason, sizeof out->reason, "%s%s%s", tier_note,
             tier_note[0] && out->n ? "; " : "", out->n ? out->items[0].reason : "");

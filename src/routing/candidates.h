@@ -19,9 +19,18 @@ struct req_facts;
 #define ROUTE_MAX_CANDIDATES 32
 #define ROUTE_REASON_MAX 112
 
+/* A candidate is one model on one provider endpoint. `provider` points to
+ * a per-request view of the configured provider (route_plan.views): a copy
+ * whose `endpoint` is this candidate's base URL and whose `stats` is the
+ * entry this attempt is counted on (routing/stats.h: the model entry, or the
+ * model-on-endpoint leaf for a provider with several endpoints), so callers
+ * use provider->stats and provider->name as before. Compare providers by
+ * name, not by pointer. */
 struct candidate {
     const struct config_provider *provider;
     const struct config_model *model;
+    const char *endpoint; /* the base URL for this attempt (== provider->endpoint) */
+    int endpoint_index;   /* in provider's `endpoints`; 0 with one endpoint */
     nanos_t est_cost; /* this request's estimated cost on this candidate */
     bool probe;       /* a half-open circuit's probe: report its outcome promptly */
     char reason[ROUTE_REASON_MAX]; /* why it is here and in this place */
@@ -39,6 +48,10 @@ struct route_plan {
     bool model_known;  /* some provider lists it, available or not */
     struct candidate items[ROUTE_MAX_CANDIDATES];
     size_t n;
+    /* The providers as the candidates see them (see struct candidate); a
+     * candidate copied elsewhere keeps pointing here, so the plan must
+     * outlive its candidates and never be copied itself. */
+    struct config_provider views[ROUTE_MAX_CANDIDATES];
     /* Why known providers were left out: "p1: OPENAI_API_KEY is not set; ..." */
     char excluded[512];
     /* How many were left out because the request itself does not fit them

@@ -79,12 +79,20 @@ static void load(const char *routing)
     }
 }
 
-static struct provider_stats *st(const char *name)
+/* The provider-level figures of `name`. */
+static struct provider_stats *pst(const char *name)
 {
     for (size_t i = 0; i < cfg->n_providers; i++)
         if (strcmp(cfg->providers[i].name, name) == 0) return cfg->providers[i].stats;
     fail();
     return NULL;
+}
+
+/* The figures an attempt on model "m" of `name` is counted on (the
+ * provider+model entry; it passes them on to the provider's). */
+static struct provider_stats *st(const char *name)
+{
+    return provider_stats_model(pst(name), "m");
 }
 
 static struct req_facts facts(size_t text_bytes, int64_t max_tokens)
@@ -239,20 +247,20 @@ static void test_least_loaded(void **state)
     struct req_facts f = facts(40, 10);
     struct route_input in = input(&f);
     struct route_plan p;
-    atomic_store(&st("a")->in_flight, 1); /* unlimited: counts as 1000 */
-    atomic_store(&st("b")->in_flight, 5); /* 5/10: 500 */
-    atomic_store(&st("c")->in_flight, 0);
+    atomic_store(&pst("a")->in_flight, 1); /* unlimited: counts as 1000 */
+    atomic_store(&pst("b")->in_flight, 5); /* 5/10: 500 */
+    atomic_store(&pst("c")->in_flight, 0);
     plan(&in, &p);
     assert_string_equal(order(&p), "c,b,a");
     assert_string_equal(p.items[1].reason, "least_loaded: 5/10 in flight");
-    atomic_store(&st("b")->in_flight, 10); /* at capacity: last */
-    atomic_store(&st("a")->in_flight, 7);
+    atomic_store(&pst("b")->in_flight, 10); /* at capacity: last */
+    atomic_store(&pst("a")->in_flight, 7);
     plan(&in, &p);
     assert_string_equal(order(&p), "c,a,b");
     assert_string_equal(p.items[2].reason, "least_loaded: 10/10 in flight (at capacity)");
     /* ties: priority */
-    atomic_store(&st("a")->in_flight, 0);
-    atomic_store(&st("b")->in_flight, 0);
+    atomic_store(&pst("a")->in_flight, 0);
+    atomic_store(&pst("b")->in_flight, 0);
     plan(&in, &p);
     assert_string_equal(order(&p), "b,c,a");
 }
