@@ -920,6 +920,7 @@ static bool launch(struct proxy *px, const struct candidate *cand,
         .facts = &px->facts,
         .provider = p,
         .model = cand->model,
+        .endpoint = cand->endpoint ? cand->endpoint : p->endpoint,
         .arena = &req->arena,
         .request_id = req->id,
     };
