@@ -22,6 +22,10 @@ endif
 ENTRY   := src/aiproxyd.c src/aiproxyctl.c
 LIB_SRC := $(filter-out $(ENTRY),$(shell find src -name '*.c' | sort))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+# The dashboard's files, embedded into the binary as C arrays.
+ASSETS  := assets/dashboard/index.html assets/dashboard/login.html assets/dashboard/app.js \
+           assets/dashboard/app.css
+GEN_OBJ := $(BUILD)/gen/dashboard_assets.o
 UNIT_SRC := $(wildcard tests/unit/*_test.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -31,7 +35,15 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/libaiproxy.a: $(LIB_OBJ)
+$(BUILD)/gen/dashboard_assets.c: $(ASSETS) scripts/embed-assets.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed-assets.sh $@ $(ASSETS)
+
+$(GEN_OBJ): $(BUILD)/gen/dashboard_assets.c
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libaiproxy.a: $(LIB_OBJ) $(GEN_OBJ)
+	rm -f $@
 	ar rcs $@ $^
 
 $(BUILD)/aiproxyd: $(BUILD)/src/aiproxyd.o $(BUILD)/libaiproxy.a

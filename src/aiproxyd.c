@@ -1,7 +1,11 @@
 /* aiproxyd: the gateway daemon. Parses flags, loads the config (file, or
  * ./aiproxy.yaml, or the built-in defaults), discovers local models,
- * starts the workers, then waits for signals: SIGTERM/SIGINT drain and
- * exit 0, SIGHUP reloads the config, SIGUSR1 reopens the log file. */
+ * starts the workers (and the prometheus_port listener when set), then
+ * waits for signals: SIGTERM/SIGINT drain and exit 0, SIGHUP reloads the
+ * config (also raised by POST /aiproxy/admin/reload, which waits for the
+ * outcome published through obs/reload.h), SIGUSR1 reopens the log file.
+ * A reload that changes a listen address starts a server on the new
+ * address and drains the old one in the background. */
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
@@ -17,6 +21,7 @@
 #include "api/admission.h"
 #include "api/discover.h"
 #include "api/dispatch.h"
+#include "api/health.h"
 #include "api/models.h"
 #include "api/upstream_slot.h"
 #include "config/config.h"
@@ -25,13 +30,18 @@
 #include "core/ids.h"
 #include "core/log.h"
 #include "http/server.h"
+#include "api/admin_info.h"
 #include "obs/metrics.h"
+#include "obs/reload.h"
+#include "obs/trace.h"
+#include "obs/version.h"
+#include "obs/watch.h"
 #include "routing/stats.h"
 
-#define AIPROXY_VERSION "0.1.0"
 #define DISCOVERY_TIMEOUT_MS 1500
 #define REFRESH_INTERVAL_S 5 /* discovery and reachability of local servers */
 #define MAX_CONFIG_BYTES (4 * 1024 * 1024)
+#define MAX_DRAINERS 16 /* old servers draining after listener changes */
 
 struct options {
     const char *config_path;
@@ -170,12 +180,23 @@ static int read_source(const struct options *o, struct config_source *src)
  * line's overrides and live stats attached. Diagnostics are printed when
  * `verbose` (or when the config is invalid). */
 static struct config *build_config(const struct options *o, const struct config_source *src,
-                                   bool verbose)
+                                   bool verbose, char *errors, size_t errcap)
 {
     struct diag_list diags = {0};
     struct config *cfg = src->path ? config_load_text(src->text, src->len, src->path, &diags)
                                    : config_default(&diags);
     if (verbose || !cfg) diag_list_print(&diags, stderr);
+    if (!cfg && errors && errcap) {
+        /* the errors, one per line, for POST /aiproxy/admin/reload */
+        size_t off = 0;
+        errors[0] = '\0';
+        for (size_t i = 0; i < diags.count && off + 1 < errcap; i++) {
+            if (diags.items[i].severity != DIAG_ERROR) continue;
+            int n = snprintf(errors + off, errcap - off, "%s\n", diags.items[i].text);
+            if (n < 0) break;
+            off += (size_t)n < errcap - off ? (size_t)n : errcap - off - 1;
+        }
+    }
     diag_list_cleanup(&diags);
     if (cfg && apply_overrides(cfg, o) != 0) {
         config_unref(cfg);
@@ -210,6 +231,166 @@ static int workers_for(const struct config *cfg)
     return n > 0 ? (int)(n > 64 ? 64 : n) : 1;
 }
 
+/* ---- listeners ---- */
+
+struct listeners {
+    struct http_server *main, *metrics;
+    pthread_t drainers[MAX_DRAINERS];
+    size_t n_drainers;
+};
+
+static struct http_server *start_main_server(struct config *cfg)
+{
+    struct http_server_opts o = {
+        .host = cfg->server.listen_host,
+        .port = cfg->server.listen_port,
+        .workers = workers_for(cfg),
+        .handler = api_dispatch,
+        .on_complete = api_request_complete,
+        .slot_free = api_upstream_pool_free,
+    };
+    return http_server_start(&o, cfg);
+}
+
+/* observability.metrics.prometheus_port: its own one-worker server with a
+ * handler that serves GET /metrics and GET /health only, without a key, on
+ * server.listen_host (bind the gateway to a private address, or firewall
+ * the port, when metrics must not be public). */
+static struct http_server *start_metrics_server(struct config *cfg)
+{
+    if (cfg->observability.prometheus_port <= 0 || !cfg->observability.metrics_enabled) return NULL;
+    struct http_server_opts o = {
+        .host = cfg->server.listen_host,
+        .port = cfg->observability.prometheus_port,
+        .workers = 1,
+        .handler = admin_info_metrics_listener,
+    };
+    struct http_server *m = http_server_start(&o, cfg);
+    if (m)
+        log_event(LOG_INFO, "metrics_listening", "metrics on http://%s:%d/metrics (no key: keep "
+                  "it private)", cfg->server.listen_host, cfg->observability.prometheus_port);
+    return m;
+}
+
+static void *drain_main(void *arg)
+{
+    http_server_drain_and_free(arg);
+    return NULL;
+}
+
+/* Drains `s` on a thread of its own: the main thread keeps taking signals
+ * while old connections finish. */
+static void drain_later(struct listeners *l, struct http_server *s)
+{
+    if (!s) return;
+    if (l->n_drainers == MAX_DRAINERS) {
+        pthread_join(l->drainers[0], NULL);
+        memmove(l->drainers, l->drainers + 1, (MAX_DRAINERS - 1) * sizeof l->drainers[0]);
+        l->n_drainers--;
+    }
+    if (pthread_create(&l->drainers[l->n_drainers], NULL, drain_main, s) == 0) l->n_drainers++;
+    else http_server_drain_and_free(s);
+}
+
+static bool same_listen(const struct config *a, const struct config *b)
+{
+    return a->server.listen_port == b->server.listen_port &&
+           strcmp(a->server.listen_host, b->server.listen_host) == 0;
+}
+
+static bool same_metrics_listen(const struct config *a, const struct config *b)
+{
+    bool a_on = a->observability.prometheus_port > 0 && a->observability.metrics_enabled;
+    bool b_on = b->observability.prometheus_port > 0 && b->observability.metrics_enabled;
+    if (a_on != b_on) return false;
+    return !a_on || (a->observability.prometheus_port == b->observability.prometheus_port &&
+                     strcmp(a->server.listen_host, b->server.listen_host) == 0);
+}
+
+/* Hands `cfg` to every listener and to the background modules. */
+static void publish_config(struct listeners *l, struct config *cfg)
+{
+    http_server_set_config(l->main, cfg);
+    if (l->metrics) http_server_set_config(l->metrics, cfg);
+    watch_set_config(cfg);
+    trace_configure(cfg);
+    health_set_config(cfg);
+}
+
+/* SIGHUP: read and validate the file; on success rebind what moved and
+ * swap the snapshot, else keep everything. Publishes the outcome for
+ * POST /aiproxy/admin/reload. Returns the snapshot now serving. */
+static struct config *do_reload(const struct options *opts, struct config_source *src,
+                                struct config *cfg, struct listeners *l)
+{
+    uint64_t upto = reload_begin();
+    char *errors = xmalloc(RELOAD_MESSAGE_MAX);
+    errors[0] = '\0';
+    struct config_source next_src = {0};
+    struct config *next = NULL;
+    if (read_source(opts, &next_src) == 0)
+        next = build_config(opts, &next_src, true, errors, RELOAD_MESSAGE_MAX);
+    else
+        snprintf(errors, RELOAD_MESSAGE_MAX, "cannot read %s", next_src.path ? next_src.path : "the config");
+    if (!next) {
+        free(next_src.text);
+        if (!errors[0]) snprintf(errors, RELOAD_MESSAGE_MAX, "the configuration is invalid");
+        log_event(LOG_ERROR, "config_rejected",
+                  "reload failed: the new configuration is invalid (see the errors above); the "
+                  "old one keeps serving");
+        reload_publish(upto, false, errors);
+        free(errors);
+        return cfg;
+    }
+    discover_apply(next, cfg, DISCOVERY_TIMEOUT_MS);
+    /* Listeners that moved: bind the new address first, so that a busy
+     * port rejects the reload instead of leaving the node deaf. */
+    struct http_server *new_main = NULL, *new_metrics = NULL;
+    bool main_moved = !same_listen(cfg, next);
+    bool metrics_moved = !same_metrics_listen(cfg, next);
+    if (main_moved && !(new_main = start_main_server(next))) {
+        snprintf(errors, RELOAD_MESSAGE_MAX, "server.listen_addr: cannot listen on %s:%d (see "
+                 "the log); the old configuration keeps serving", next->server.listen_host,
+                 next->server.listen_port);
+    } else if (metrics_moved && next->observability.prometheus_port > 0 &&
+               next->observability.metrics_enabled && !(new_metrics = start_metrics_server(next))) {
+        snprintf(errors, RELOAD_MESSAGE_MAX, "observability.metrics.prometheus_port: cannot "
+                 "listen on %s:%d (see the log); the old configuration keeps serving",
+                 next->server.listen_host, next->observability.prometheus_port);
+        if (new_main) http_server_drain_and_free(new_main);
+        new_main = NULL;
+    }
+    if (errors[0]) {
+        log_event(LOG_ERROR, "config_rejected", "reload failed: %s", errors);
+        reload_publish(upto, false, errors);
+        free(errors);
+        free(next_src.text);
+        config_unref(next);
+        return cfg;
+    }
+    free(src->text);
+    *src = next_src;
+    configure_logging(next);
+    discover_log_changes(cfg, next);
+    if (main_moved) {
+        log_event(LOG_INFO, "listener_moved", "now listening on %s:%d; draining %s:%d",
+                  next->server.listen_host, next->server.listen_port, cfg->server.listen_host,
+                  cfg->server.listen_port);
+        drain_later(l, l->main);
+        l->main = new_main;
+    }
+    if (metrics_moved) {
+        drain_later(l, l->metrics);
+        l->metrics = new_metrics;
+    }
+    publish_config(l, next);
+    config_unref(cfg);
+    log_event(LOG_INFO, "config_loaded", "configuration reloaded from %s", next->source);
+    reload_publish(upto, true, next->source ? next->source : "defaults");
+    free(errors);
+    return next;
+}
+
 int main(int argc, char **argv)
 {
     struct options opts = {0};
@@ -220,7 +401,7 @@ int main(int argc, char **argv)
     struct config_source src = {0};
     if (read_source(&opts, &src) != 0) return 2;
     bool used_defaults = src.path == NULL;
-    struct config *cfg = build_config(&opts, &src, true);
+    struct config *cfg = build_config(&opts, &src, true, NULL, 0);
     if (!cfg) {
         fprintf(stderr, "aiproxyd: the configuration is invalid; not starting\n");
         return 2;
@@ -255,22 +436,26 @@ int main(int argc, char **argv)
         config_unref(cfg);
         return 1;
     }
-    struct http_server_opts sopts = {
-        .host = cfg->server.listen_host,
-        .port = cfg->server.listen_port,
-        .workers = workers_for(cfg),
-        .handler = api_dispatch,
-        .on_complete = api_request_complete,
-        .slot_free = api_upstream_pool_free,
-    };
-    struct http_server *server = http_server_start(&sopts, cfg);
-    if (!server) {
+    struct listeners l = {0};
+    l.main = start_main_server(cfg);
+    if (!l.main) {
         admission_stop();
         config_unref(cfg);
         return 1;
     }
+    l.metrics = start_metrics_server(cfg);
+    if (cfg->observability.prometheus_port > 0 && cfg->observability.metrics_enabled && !l.metrics) {
+        http_server_drain_and_free(l.main);
+        admission_stop();
+        config_unref(cfg);
+        return 1;
+    }
+    watch_start(cfg);
+    health_start(cfg);
+    trace_start();
+    trace_configure(cfg);
     log_event(LOG_INFO, "started", "aiproxyd %s listening on %s:%d with %d workers (node %s)",
-              AIPROXY_VERSION, cfg->server.listen_host, cfg->server.listen_port, sopts.workers,
+              AIPROXY_VERSION, cfg->server.listen_host, cfg->server.listen_port, workers_for(cfg),
               cfg->node.id);
 
     uint64_t fingerprint = discover_fingerprint(cfg);
@@ -281,16 +466,17 @@ int main(int argc, char **argv)
             if (errno != EAGAIN || !any_discovery(cfg)) continue;
             /* Periodic discovery: rebuild from the same source; swap only
              * when what routing sees changed. */
-            struct config *fresh = build_config(&opts, &src, false);
+            struct config *fresh = build_config(&opts, &src, false, NULL, 0);
             if (!fresh) continue;
             discover_apply(fresh, cfg, DISCOVERY_TIMEOUT_MS);
             uint64_t fp = discover_fingerprint(fresh);
-            if (fp == fingerprint) {
+            if (fp == fingerprint || !same_listen(cfg, fresh) || !same_metrics_listen(cfg, fresh)) {
+                /* (a file edited but not yet reloaded moves nothing) */
                 config_unref(fresh);
                 continue;
             }
             discover_log_changes(cfg, fresh);
-            http_server_set_config(server, fresh);
+            publish_config(&l, fresh);
             config_unref(cfg);
             cfg = fresh;
             fingerprint = fp;
@@ -299,39 +485,23 @@ int main(int argc, char **argv)
         if (sig == SIGTERM || sig == SIGINT) break;
         if (sig == SIGUSR1) {
             log_reopen();
+            log_event(LOG_INFO, "log_reopened", "log output reopened (SIGUSR1)");
             continue;
         }
         if (sig == SIGHUP) {
-            struct config_source next_src = {0};
-            struct config *next = NULL;
-            if (read_source(&opts, &next_src) == 0) next = build_config(&opts, &next_src, true);
-            if (!next) {
-                free(next_src.text);
-                log_event(LOG_ERROR, "config_rejected",
-                          "reload failed: the new configuration is invalid (see the errors "
-                          "above); the old one keeps serving");
-                continue;
-            }
-            free(src.text);
-            src = next_src;
-            if (next->server.listen_port != cfg->server.listen_port ||
-                strcmp(next->server.listen_host, cfg->server.listen_host) != 0)
-                log_event(LOG_WARN, "config_listen_unchanged", "reload: a new listen address "
-                          "takes effect at restart");
-            discover_apply(next, cfg, DISCOVERY_TIMEOUT_MS);
-            configure_logging(next);
-            discover_log_changes(cfg, next);
-            http_server_set_config(server, next);
-            config_unref(cfg);
-            cfg = next;
+            cfg = do_reload(&opts, &src, cfg, &l);
             fingerprint = discover_fingerprint(cfg);
-            log_event(LOG_INFO, "config_loaded", "configuration reloaded from %s", cfg->source);
         }
     }
     log_event(LOG_INFO, "draining", "signal received: finishing in-flight requests (up to %lld ms)",
               (long long)cfg->server.drain_timeout_ms);
-    http_server_drain_and_free(server);
+    if (l.metrics) drain_later(&l, l.metrics);
+    http_server_drain_and_free(l.main);
+    for (size_t i = 0; i < l.n_drainers; i++) pthread_join(l.drainers[i], NULL);
+    watch_stop();
+    health_stop();
     admission_stop(); /* commits every queued ledger record */
+    trace_stop();     /* one last export of what is queued */
     log_event(LOG_INFO, "stopped", "aiproxyd stopped");
     config_unref(cfg);
     free(src.text);

@@ -1,6 +1,7 @@
-/* admin_info: the read-only operational endpoints: GET /metrics and
- * GET /v1/endpoints (every provider, its endpoint, health and models;
- * credentials are never part of the answer). */
+/* admin_info: the read-only operational endpoints: GET /metrics (also on
+ * the observability.metrics.prometheus_port listener) and GET /v1/endpoints
+ * (every provider, its endpoint, health and models; credentials are never
+ * part of the answer). */
 #include "api/admin_info.h"
 
 #include <stdatomic.h>
@@ -9,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "api/admin_ops.h"
 #include "config/config.h"
 #include "http/server.h"
 #include "obs/metrics.h"
@@ -16,16 +18,54 @@
 
 void admin_info_metrics(struct http_request *req)
 {
+    if (!req->config->observability.metrics_enabled) {
+        http_respond_error(req, GW_ERR_NOT_FOUND, "Metrics are disabled "
+                           "(observability.metrics.enabled: false).", NULL);
+        return;
+    }
+    struct metrics_extra x;
+    admin_metrics_extra(req->config, &x);
     size_t len;
-    char *text = metrics_render(&len);
+    char *text = metrics_render(req->config, &x, &len);
     http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, text, len);
     free(text);
+}
+
+/* The prometheus_port listener: /metrics and /health only, no key (bind it
+ * to a private address). */
+void admin_info_metrics_listener(struct http_request *req)
+{
+    if (req->method != HTTP_M_GET && req->method != HTTP_M_HEAD) {
+        http_respond_error(req, GW_ERR_METHOD_NOT_ALLOWED, "Only GET is served here.", NULL);
+        return;
+    }
+    if (strcmp(req->path, "/metrics") == 0) {
+        admin_info_metrics(req);
+        return;
+    }
+    if (strcmp(req->path, "/health") == 0) {
+        static const char body[] = "{\"status\":\"ok\"}";
+        http_respond(req, 200, "application/json", NULL, body, sizeof body - 1);
+        return;
+    }
+    http_respond_error(req, GW_ERR_NOT_FOUND, "This listener serves GET /metrics and GET /health "
+                       "only.", NULL);
+}
+
+/* Whether active health checks (api/health.c) hold every endpoint down. */
+static bool checks_down(const struct config_provider *p)
+{
+    if (p->n_endpoints < 2) return atomic_load(&p->stats->down);
+    for (size_t e = 0; e < p->n_endpoints; e++)
+        if (!atomic_load(&provider_stats_endpoint(p->stats, p->endpoints[e])->down)) return false;
+    return true;
 }
 
 static const char *health_of(const struct config_provider *p)
 {
     if (!p->available) return "unavailable";
     if (!p->stats) return "unknown";
+    if (checks_down(p)) return "down";
     unsigned long long attempts = atomic_load(&p->stats->attempts);
     unsigned long long failures = atomic_load(&p->stats->failures);
     if (attempts == 0) return "unknown";

@@ -6,5 +6,8 @@ struct http_request;
 
 void admin_info_metrics(struct http_request *req);
 void admin_info_endpoints(struct http_request *req);
+/* The whole handler of the prometheus_port listener: GET /metrics and
+ * GET /health, nothing else, no authentication. */
+void admin_info_metrics_listener(struct http_request *req);
 
 #endif

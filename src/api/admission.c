@@ -22,6 +22,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "http/server.h"
+#include "obs/metrics.h"
 #include "security/auth.h"
 #include "security/keystore.h"
 #include "security/ratelimit.h"
@@ -172,6 +173,7 @@ static void refuse_rate(struct http_request *req, const struct rl_decision *d, c
     const char *h = arena_printf(&req->arena, "Retry-After: %lld\r\n%s", (long long)secs,
                                  tokens ? "" : rl_headers(req, d));
     http_respond_error_h(req, GW_ERR_RATE_LIMITED, msg, NULL, h);
+    metrics_rate_limited(tokens);
 }
 
 static struct principal *principal_from_config(struct http_request *req,
@@ -310,6 +312,7 @@ static bool model_allowed(const struct principal *p, const char *asked, const ch
 static void refuse_budget(struct http_request *req, const char *msg)
 {
     http_respond_error_h(req, GW_ERR_BUDGET_EXCEEDED, msg, NULL, "x-should-retry: false\r\n");
+    metrics_budget_rejected();
 }
 
 static const struct config_tenant *find_tenant(const struct config *cfg, const char *name)

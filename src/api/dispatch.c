@@ -4,8 +4,11 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
+#include "api/admin_dashboard.h"
 #include "api/admin_info.h"
+#include "api/admin_ops.h"
 #include "api/admin_keys.h"
 #include "api/budget_api.h"
 #include "api/models.h"
@@ -15,6 +18,9 @@
 #include "http/server.h"
 #include "obs/access_log.h"
 #include "obs/metrics.h"
+#include "obs/timeline.h"
+#include "obs/trace.h"
+#include "core/clock.h"
 #include "api/admission.h"
 #include "security/cors.h"
 
@@ -123,6 +129,36 @@ static void handle_budget(struct http_request *req, const char *rest)
     budget_api_get(req);
 }
 
+static void handle_status(struct http_request *req, const char *rest)
+{
+    admin_ops_status(req);
+}
+
+static void handle_mesh(struct http_request *req, const char *rest)
+{
+    admin_ops_mesh(req);
+}
+
+static void handle_stats(struct http_request *req, const char *rest)
+{
+    admin_ops_stats(req);
+}
+
+static void handle_reload(struct http_request *req, const char *rest)
+{
+    admin_ops_reload(req);
+}
+
+static void handle_dashboard(struct http_request *req, const char *rest)
+{
+    dashboard_page(req);
+}
+
+static void handle_dashboard_asset(struct http_request *req, const char *rest)
+{
+    dashboard_asset(req, rest);
+}
+
 static void handle_keys_create(struct http_request *req, const char *rest)
 {
     admin_keys_create(req);
@@ -176,6 +212,12 @@ static const struct route routes[] = {
     {"/aiproxy/admin/keys", false, HTTP_M_POST, AUTH_ADMIN, handle_keys_create},
     {"/aiproxy/admin/keys", false, HTTP_M_GET, AUTH_ADMIN, handle_keys_list},
     {"/aiproxy/admin/keys/", true, HTTP_M_DELETE, AUTH_ADMIN, handle_keys_revoke},
+    {"/aiproxy/status", false, HTTP_M_GET, AUTH_KEY, handle_status},
+    {"/aiproxy/mesh/status", false, HTTP_M_GET, AUTH_KEY, handle_mesh},
+    {"/aiproxy/admin/stats", false, HTTP_M_GET, AUTH_ADMIN, handle_stats},
+    {"/aiproxy/admin/reload", false, HTTP_M_POST, AUTH_ADMIN, handle_reload},
+    {"/dashboard", false, HTTP_M_GET, AUTH_NONE, handle_dashboard}, /* authenticates itself */
+    {"/dashboard/", true, HTTP_M_GET, AUTH_NONE, handle_dashboard_asset},
 };
 
 static bool path_disabled(const struct config *cfg, const char *path)
@@ -189,6 +231,8 @@ void api_dispatch(struct http_request *req)
 {
     const char *path = req->path;
     bool path_known = false;
+    trace_request_begin(req);
+    metrics_request_begin();
     if (handle_cors(req)) return;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         const struct route *r = &routes[i];
@@ -201,6 +245,7 @@ void api_dispatch(struct http_request *req)
         if (req->method != r->method && !head_ok) continue;
         if (path_disabled(req->config, r->prefix ? r->path : path)) break;
         if (r->handle == handle_messages) proxy_set_error_format(req, &inbound_anthropic_ops);
+        if (r->handle == handle_stats) dashboard_cookie_auth(req); /* the dashboard's data */
         if (r->auth != AUTH_NONE && !admission_authenticate(req, r->auth == AUTH_ADMIN)) return;
         r->handle(req, path + len);
         return;
@@ -216,9 +261,47 @@ void api_dispatch(struct http_request *req)
                                               "/v1/chat/completions.", NULL);
 }
 
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A short, secret-free description of a failed request for the
+ * dashboard's recent errors. */
+static const char *error_summary(const struct http_request *req)
+{
+    switch (req->status) {
+    case 400: return "bad request";
+    case 401: return "missing or invalid API key";
+    case 403: return "forbidden";
+    case 404: return req->acct.model ? "model not found" : "not found";
+    case 413: return "request too large";
+    case 429: return "rate limit or budget exceeded";
+    case 499: return "client closed the request";
+    case 502: return "every provider failed";
+    case 503: return "unavailable (capacity or draining)";
+    case 504: return "deadline passed";
+    default: return req->status >= 500 ? "server error" : "client error";
+    }
+}
+
 void api_request_complete(struct http_request *req)
 {
     admission_finish(req);
-    metrics_record_request(req);
+    const char *key_name = req->principal ? req->principal->name : NULL;
+    const struct config_provider *p =
+        req->acct.provider ? config_find_provider(req->config, req->acct.provider) : NULL;
+    trace_request_end(req, p ? provider_type_name(p->type) : NULL, key_name);
+    metrics_record_request(req, req->trace != NULL, key_name);
+    if (req->acct.model) {
+        /* the dashboard's timeline: proxied requests only */
+        timeline_record(clock_wall_s(), req->status, clock_mono_us() - req->start_us,
+                        trace_ttft_us(req), req->acct.cost_nanos);
+    }
+    if (req->status >= 400 && (req->acct.model || (req->path && strncmp(req->path, "/v1/", 4) == 0)))
+        timeline_error(wall_ms(), req->id, req->path, req->acct.model, req->acct.provider,
+                       req->status, error_summary(req));
     access_log_request(req);
 }

@@ -25,6 +25,7 @@
 #include "http/server.h"
 #include "http/sse.h"
 #include "obs/metrics.h"
+#include "obs/trace.h"
 #include "providers/inbound.h"
 #include "providers/provider.h"
 #include "routing/candidates.h"
@@ -185,6 +186,7 @@ static void attempt_close(struct proxy *px, bool ok, bool timeout)
     px->stats_open = false;
     int64_t end = px->first_byte_us ? px->first_byte_us : clock_mono_us();
     provider_stats_end(px->cand->provider->stats, ok, timeout, end - px->attempt_start_us);
+    trace_attempt_end(px->req, px->cand, px->status, ok, timeout); /* obs: the attempt's span */
 }
 
 /* Tokens at the model's prices, plus its per-generation price for each
@@ -385,7 +387,7 @@ static void attempt_failed(struct proxy *px, enum attempt_failure af, const char
     record_attempt(px, fmt, detail);
     int64_t retry_after = routing_retry_after_ms(px->retry_after, clock_wall_s());
     attempt_close(px, false, af == AF_TIMEOUT);
-    metrics_failover();
+    metrics_failover_reason((int)af);
     if (af != AF_TIMEOUT) px->all_timeouts = false;
     if (px->call) {
         upstream_call_cancel(px->call);
@@ -533,7 +535,7 @@ static void start_client_stream(struct proxy *px)
     px->stream_started = true;
     px->first_byte_us = clock_mono_us();
     provider_stats_ttft(px->cand->provider->stats, px->first_byte_us - px->attempt_start_us);
-    metrics_record_ttft(px->first_byte_us - px->req->start_us);
+    trace_first_token(px->req, px->cand->provider->name, px->first_byte_us - px->req->start_us);
     metrics_stream_open();
     px->stream_counted = true;
     http_stream_start(px->req, 200, "text/event-stream",
@@ -946,6 +948,10 @@ static bool launch(struct proxy *px, const struct candidate *cand,
     px->next_timeout_ms = 0;
     out->timeout_ms = timeout;
     px->upstream_attempts++;
+    /* obs: a span per attempt, and its traceparent sent upstream */
+    const char *tp = trace_attempt_begin(req, cand, p->name, provider_type_name(p->type),
+                                         cand->model->upstream_id, out->pcall.endpoint);
+    if (tp) pr.headers = arena_concat(&req->arena, pr.headers ? pr.headers : "", tp, NULL);
     struct upstream_request ur = {
         .method = "POST",
         .url = pr.url,

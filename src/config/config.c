@@ -151,6 +151,7 @@ void config_free(struct config *c)
     free_strings(c->observability.metrics_collect, c->observability.n_metrics_collect);
     free(c->observability.tracing_provider);
     free(c->observability.tracing_endpoint);
+    free(c->observability.tracing_service_name);
     free(c->security.auth_type);
     for (size_t i = 0; i < c->security.n_api_keys; i++) {
         free(c->security.api_keys[i].key);

@@ -284,7 +284,9 @@ struct config {
         size_t n_metrics_collect;
         bool tracing_enabled;
         char *tracing_provider;
-        char *tracing_endpoint;
+        char *tracing_endpoint;     /* OTLP/HTTP base URL; spans go to {endpoint}/v1/traces */
+        char *tracing_service_name; /* resource service.name, default "aiproxy" */
+        double tracing_sample_ratio; /* new traces sampled, 0..1, default 1 (a ratio, not money) */
     } observability;
 
     struct {

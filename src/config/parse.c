@@ -1275,18 +1275,55 @@ static const struct key_spec logging_keys[] = {
     {.name = NULL},
 };
 
+/* The metric family groups of obs/metrics.h (kept here so config/ needs
+ * no obs/ header): a name outside it is a warning, and exports nothing. */
+static const char *const metric_groups[] = {
+    "request_count", "request_duration", "provider_errors", "cost_per_request", "tokens_processed",
+    "ttft", "streams", "providers", "budget", "rate_limits", "ledger", "tracing", NULL};
+
+static void parse_metrics_collect(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                                  void *base)
+{
+    struct config *c = base;
+    parse_strlist(cx, v, path, &c->observability.metrics_collect,
+                  &c->observability.n_metrics_collect);
+    for (size_t i = 0; i < c->observability.n_metrics_collect; i++) {
+        const char *g = c->observability.metrics_collect[i];
+        bool known = false;
+        for (int j = 0; metric_groups[j] && !known; j++) known = strcmp(metric_groups[j], g) == 0;
+        if (!known)
+            WARN(cx, v->line, path, "unknown metric group '%s' (expected request_count, "
+                 "request_duration, provider_errors, cost_per_request, tokens_processed, ttft, "
+                 "streams, providers, budget, rate_limits, ledger, tracing)", g);
+    }
+}
+
+static void parse_tracing_endpoint(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                                   void *base)
+{
+    struct config *c = base;
+    const char *t = scalar_text(cx, v, path, "an http:// URL");
+    if (!t) return;
+    if (*t && strncmp(t, "http://", 7) != 0)
+        WARN(cx, v->line, path, "'%s': the OTLP exporter speaks plain http:// only (use a local "
+             "collector); spans will be dropped", t);
+    free(c->observability.tracing_endpoint);
+    c->observability.tracing_endpoint = xstrdup(t);
+}
+
 static const struct key_spec metrics_keys[] = {
     {.name = "enabled", .type = KT_BOOL, .def = "true", .offset = CFG(observability.metrics_enabled)},
     {.name = "prometheus_port", .type = KT_INT, .min = 0, .max = 65535, .def = "0", .offset = CFG(observability.prometheus_port)},
-    {.name = "collect", .type = KT_STRLIST, .offset = CFG(observability.metrics_collect),
-     .count_offset = CFG(observability.n_metrics_collect)},
+    {.name = "collect", .type = KT_CUSTOM, .parse = parse_metrics_collect},
     {.name = NULL},
 };
 
 static const struct key_spec tracing_keys[] = {
     {.name = "enabled", .type = KT_BOOL, .def = "false", .offset = CFG(observability.tracing_enabled)},
     {.name = "provider", .type = KT_STR, .offset = CFG(observability.tracing_provider)},
-    {.name = "endpoint", .type = KT_STR, .offset = CFG(observability.tracing_endpoint)},
+    {.name = "endpoint", .type = KT_CUSTOM, .parse = parse_tracing_endpoint},
+    {.name = "service_name", .type = KT_STR, .def = "aiproxy", .offset = CFG(observability.tracing_service_name)},
+    {.name = "sample_ratio", .type = KT_RATIO, .def = "1", .offset = CFG(observability.tracing_sample_ratio)},
     {.name = NULL},
 };
 
