@@ -610,9 +610,14 @@ static void dispatch(struct http_conn *c)
 static void process_input(struct http_conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
     c->in_dispatch = true;
+    /* A client that pipelines requests but does not read the answers must
+     * not make the gateway queue answers without end: past the output's
+     * high watermark, parsing waits for on_write (and the input stops at
+     * its own watermark; write_timeout ends a client that never reads). */
     while (!c->freed_scheduled && !c->closing && c->state != CONN_HANDLING &&
-           evbuffer_get_length(in) > 0) {
+           evbuffer_get_length(in) > 0 && evbuffer_get_length(out) <= OUT_HIGH_WATERMARK) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
         size_t used = http_parser_execute(&c->parser, &parser_settings, v.iov_base, v.iov_len);
@@ -663,6 +668,11 @@ static void on_write(struct bufferevent *bev, void *arg)
         bufferevent_disable(bev, EV_WRITE);
         if (c->closing) conn_close(c);
     }
+    /* Pipelined requests held back by a full output go on. */
+    if (len <= OUT_LOW_WATERMARK && c->state != CONN_HANDLING && !c->closing &&
+        !c->freed_scheduled && !c->in_dispatch &&
+        evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+        process_input(c);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
