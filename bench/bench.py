@@ -128,7 +128,7 @@ http {{
 """
 
 
-def aiproxyd_conf(port, level="warn", providers=("fake", "fakes")):
+def aiproxyd_conf(port, level="warn", providers=("fake", "fakes"), track_costs=None):
     prov = {
         "fake": {"type": "openai", "endpoint": f"http://127.0.0.1:{P['up']}/v1",
                  "credentials": {"api_key": "sk-bench"},
@@ -140,10 +140,13 @@ def aiproxyd_conf(port, level="warn", providers=("fake", "fakes")):
                     "credentials": {"api_key": "sk-bench"},
                     "models": [{"name": "gpt-bench", "cost_per_1k_input_tokens": 0.001, "cost_per_1k_output_tokens": 0.002}]},
     }
-    return json.dumps({"node": {"id": "bench"},
-                       "server": {"listen_addr": f"127.0.0.1:{port}", "workers": 2},
-                       "providers": {k: prov[k] for k in providers},
-                       "observability": {"logging": {"level": level}}}, indent=1)
+    conf = {"node": {"id": "bench"},
+            "server": {"listen_addr": f"127.0.0.1:{port}", "workers": 2},
+            "providers": {k: prov[k] for k in providers},
+            "observability": {"logging": {"level": level}}}
+    if track_costs is not None:
+        conf["budget"] = {"track_costs": track_costs}
+    return json.dumps(conf, indent=1)
 
 
 # ---------------------------------------------------------------- processes
@@ -362,6 +365,29 @@ class Bench:
         if info:
             self.pr.aiproxyd("aiproxyd_info", aiproxyd_conf(P["aipi"], "info"), P["aipi"],
                              stdout=open(os.devnull, "w"))
+
+    def ledger(self):
+        """aiproxyd with and without cost tracking (the SQLite ledger), next to nginx, c=32."""
+        self.pr.nginx("upstream", upstream_conf(os.path.join(self.tmp, "upstream")), [P["up"], P["ups"]])
+        self.pr.nginx("nginxproxy", proxy_conf(os.path.join(self.tmp, "nginxproxy"), ("ngx", "ngxs")),
+                      [P["ngx"], P["ngxs"]])
+        self.pr.aiproxyd("aiproxyd", aiproxyd_conf(P["aip"]), P["aip"])
+        self.pr.aiproxyd("aiproxyd_nocost", aiproxyd_conf(P["aipi"], track_costs=False), P["aipi"])
+        T = [("nginx", P["ngx"], "nginxproxy", True), ("aiproxyd", P["aip"], "aiproxyd", False),
+             ("aiproxyd_nocost", P["aipi"], "aiproxyd_nocost", False)]
+        for _, port, _, _ in T:
+            wrk(port, 32, 2)
+        out = {}
+        for rnd in range(self.rounds):
+            for name, port, pname, ngx in T[rnd % 3:] + T[:rnd % 3]:
+                pids = family(self.pr.procs[pname].pid, ngx)
+                t0 = cpu_ticks(pids)
+                d = wrk(port, 32, self.duration)
+                cpu = (cpu_ticks(pids) - t0) / CLK_TCK * 1e6 / max(1, d["requests"])
+                out.setdefault(name, []).append((d["rps"], cpu, d["errors"]))
+                log(f"ledger round {rnd+1} {name:<16} {d['rps']:>8.0f} req/s  cpu {cpu:.1f} us/req  errors {d['errors']}")
+        self.res["ledger"] = {k: {"rps": med([x[0] for x in v]), "cpu_us_per_req": med([x[1] for x in v]),
+                                  "errors": sum(x[2] for x in v)} for k, v in out.items()}
 
     def targets(self):
         t = {"direct": (P["up"], None, False),
@@ -693,6 +719,13 @@ class Bench:
             L.append(f"## Profile of aiproxyd under load (perf record -e cpu-clock -g, wrk c=32, {p['rps']:.0f} req/s)\n")
             L.append("By object:\n```\n" + p["by_dso"] + "\n```\nTop symbols (self):\n```\n" +
                      "\n".join(p["by_symbol"].splitlines()[:40]) + "\n```\n")
+        if "ledger" in m:
+            L.append("## Cost of the ledger (wrk c=32; aiproxyd with budget.track_costs true vs false)\n")
+            L.append("| target | req/s | CPU µs/req |")
+            L.append("|---|---:|---:|")
+            for k, v in m["ledger"].items():
+                L.append(f"| {k} | {v['rps']:.0f} | {v['cpu_us_per_req']:.1f} |")
+            L.append("")
         if m["problems"]:
             L.append("## Problems seen\n")
             for x in m["problems"]:
@@ -721,7 +754,7 @@ def git_rev():
 
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else "full"
-    if mode not in ("full", "quick", "soak", "many", "profile"):
+    if mode not in ("full", "quick", "soak", "many", "profile", "ledger"):
         print(__doc__)
         sys.exit(2)
     for port in P.values():
@@ -744,6 +777,8 @@ def main():
         elif mode == "profile":
             b.start_main(info=False)
             b.profile(10)
+        elif mode == "ledger":
+            b.ledger()
         elif mode == "many":
             b.many(int(os.environ.get("BENCH_STREAMS", "1000")))
         elif mode == "soak":

@@ -5,6 +5,7 @@
 #   bench/run.sh soak       RSS of aiproxyd across 1,000,000 requests (wrk c=32)
 #   bench/run.sh many       only the 1,000 concurrent slow streams phase
 #   bench/run.sh profile    perf profile of aiproxyd under wrk c=32
+#   bench/run.sh ledger     aiproxyd with and without cost tracking (SQLite ledger) next to nginx, c=32
 # Env: BENCH_DURATION (s per wrk run, default 10), BENCH_ROUNDS (default 3),
 #      BENCH_PORT_BASE (default 19100), AIPROXYD (binary), BENCH_KEEP_TMP=1.
 set -euo pipefail
