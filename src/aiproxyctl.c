@@ -1,7 +1,9 @@
-/* aiproxyctl: the management CLI. Talks to a running node over its HTTP
- * API (--url, --key) and prints tables for people or JSON for scripts.
- * This build has: status, models, budget, keys list|create|revoke,
- * config check. */
+/* aiproxyctl: the management CLI (SPEC section 1). Talks to a running node
+ * over its HTTP API (--url, --key) and prints tables for people or JSON for
+ * scripts (--json): status, models, budget, mesh, keys list|create|revoke,
+ * reload, config check. Every command has --help. Exit codes: 0 success, 1
+ * runtime failure (node unreachable, key refused), 2 bad usage or an
+ * invalid config. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,9 +13,12 @@
 
 #include "config/config.h"
 #include "core/alloc.h"
+#include "obs/version.h"
 #include "upstream/probe.h"
 
-#define CTL_VERSION "0.1.0"
+#define CTL_VERSION AIPROXY_VERSION
+#define RELOAD_TIMEOUT_MS 30000
+
 #define CTL_TIMEOUT_MS 5000
 #define CTL_MAX_BODY (16 * 1024 * 1024)
 
@@ -26,27 +31,96 @@ struct ctl {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: aiproxyctl [--url URL] [--key KEY] [--json] COMMAND\n"
+            "Usage: aiproxyctl [--url URL] [--key KEY] [--json] COMMAND [ARGS]\n"
             "\n"
             "Commands:\n"
-            "  status             node health and every provider's availability\n"
+            "  status             the node (id, version, uptime) and every provider: health,\n"
+            "                     circuit state, latency, in-flight\n"
             "  models             the models the node serves, with their providers\n"
-            "  budget             spend today and this month against the limits\n"
+            "  budget             spend today and this month against the limits (with bars)\n"
+            "  mesh               this node, its configured mesh peers and providers\n"
             "  keys list          every API key (admin key needed); secrets are never shown\n"
-            "  keys create NAME [--tenant T] [--role admin|user] [--models a,b]\n"
-            "                     [--daily-limit USD] [--monthly-limit USD] [--rate-limit N]\n"
-            "                     [--expires-in SECONDS]\n"
-            "                     create a managed key; the key is printed once\n"
+            "  keys create NAME   create a managed key (see: aiproxyctl keys --help)\n"
             "  keys revoke ID     revoke a managed key at once\n"
+            "  reload             reload the node's config file (admin key needed); shows\n"
+            "                     the config errors when the new file is rejected\n"
             "  config check FILE  validate a config file locally (exit 0 valid, 2 invalid)\n"
+            "  help [COMMAND]     this text, or a command's\n"
             "\n"
-            "Options:\n"
+            "Options (anywhere on the line):\n"
             "  --url URL   the node (default http://127.0.0.1:8080)\n"
             "  --key KEY   API key (default $AIPROXY_API_KEY)\n"
             "  --json      machine-readable output\n"
             "  --version, --help\n"
             "\n"
-            "Exit codes: 0 success, 1 runtime failure (node unreachable, refused), 2 bad usage.\n");
+            "Exit codes: 0 success, 1 runtime failure (node unreachable, key refused),\n"
+            "2 bad usage or invalid config.\n");
+}
+
+static const struct {
+    const char *cmd;
+    const char *text;
+} command_help[] = {
+    {"status", "Usage: aiproxyctl status [--json]\n\n"
+               "Shows the node (id, version, uptime, listen address, config generation), request\n"
+               "totals, and one row per provider: availability, health (healthy, degraded,\n"
+               "down, unavailable, unknown), circuit state (closed, open, half-open), recent\n"
+               "latency and time to first token, requests in flight. Any valid key.\n"
+               "Reads GET /aiproxy/status.\n"},
+    {"models", "Usage: aiproxyctl models [--json]\n\n"
+               "Lists every model with the providers that serve it, their availability and\n"
+               "price. Reads GET /v1/models.\n"},
+    {"budget", "Usage: aiproxyctl budget [--json]\n\n"
+               "Shows spend today and this month (UTC) with a bar per limit, then spend by\n"
+               "provider, model, key and tenant. A non-admin key sees its own spend.\n"
+               "Reads GET /v1/budget.\n"},
+    {"mesh", "Usage: aiproxyctl mesh [--json]\n\n"
+             "Shows this node, its configured mesh peers and its providers (GET\n"
+             "/aiproxy/mesh/status). Mesh federation is not part of this build: peers are\n"
+             "listed as configured, never contacted.\n"},
+    {"keys", "Usage: aiproxyctl keys list\n"
+             "       aiproxyctl keys create NAME [--tenant T] [--role admin|user] [--models a,b]\n"
+             "                  [--daily-limit USD] [--monthly-limit USD] [--rate-limit N]\n"
+             "                  [--requests-per-minute N] [--tokens-per-minute N]\n"
+             "                  [--expires-in SECONDS]\n"
+             "       aiproxyctl keys revoke ID\n\n"
+             "Manages API keys (an admin key is needed). A created key is printed once.\n"},
+    {"reload", "Usage: aiproxyctl reload [--json]\n\n"
+               "Asks the node to reload its config file (POST /aiproxy/admin/reload, admin key)\n"
+               "and waits for the outcome. A rejected file is listed with its errors and the\n"
+               "node keeps its running config (exit 2). Same as sending SIGHUP, with an answer.\n"},
+    {"config", "Usage: aiproxyctl config check FILE\n\n"
+               "Validates FILE locally (no node needed): prints a summary and exits 0, or\n"
+               "prints every error with its file, line and key and exits 2.\n"},
+};
+
+static int help_for(const char *cmd, FILE *out)
+{
+    for (size_t i = 0; i < sizeof command_help / sizeof command_help[0]; i++)
+        if (strcmp(command_help[i].cmd, cmd) == 0) {
+            fputs(command_help[i].text, out);
+            return 0;
+        }
+    fprintf(stderr, "aiproxyctl: no such command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}
+
+/* Explains a refusal of the key in words people can act on. */
+static void explain_status(const struct ctl *c, int status, const char *path, json_t *doc)
+{
+    const char *msg = json_string_value(json_object_get(json_object_get(doc, "error"), "message"));
+    if (status == 401)
+        fprintf(stderr, "aiproxyctl: the node refused the API key (HTTP 401)%s; pass --key or "
+                        "set AIPROXY_API_KEY\n", c->key ? "" : " (no key was given)");
+    else if (status == 403)
+        fprintf(stderr, "aiproxyctl: %s needs an admin key (HTTP 403): %s\n", path,
+                msg ? msg : "forbidden");
+    else if (status == 404)
+        fprintf(stderr, "aiproxyctl: %s is not served by this node (HTTP 404): %s\n", path,
+                msg ? msg : "not found");
+    else
+        fprintf(stderr, "aiproxyctl: HTTP %d: %s\n", status, msg ? msg : "request refused");
 }
 
 /* GETs path from the node and parses JSON; prints why on failure. */
@@ -70,9 +144,8 @@ static json_t *get_json(const struct ctl *c, const char *path, int *status)
                 *status);
         return NULL;
     }
-    if (*status == 401) {
-        fprintf(stderr, "aiproxyctl: the node refused the API key (HTTP 401); pass --key or set "
-                        "AIPROXY_API_KEY\n");
+    if (*status == 401 || *status == 403) {
+        explain_status(c, *status, path, doc);
         json_decref(doc);
         return NULL;
     }
@@ -107,8 +180,7 @@ static json_t *call_json(const struct ctl *c, const char *method, const char *pa
         return NULL;
     }
     if (*status < 200 || *status >= 300) {
-        const char *msg = json_string_value(json_object_get(json_object_get(doc, "error"), "message"));
-        fprintf(stderr, "aiproxyctl: HTTP %d: %s\n", *status, msg ? msg : "request refused");
+        explain_status(c, *status, path, doc);
         json_decref(doc);
         return NULL;
     }
@@ -246,6 +318,20 @@ static int cmd_keys_revoke(const struct ctl *c, const char *id)
     return 0;
 }
 
+/* [#######+++.......]  41.2% used: '#' spent, '+' reserved. */
+static void print_bar(double spent, double reserved, double limit)
+{
+    enum { WIDTH = 40 };
+    double f = spent / limit, r = (spent + reserved) / limit;
+    int a = (int)(f * WIDTH + 0.5), b = (int)(r * WIDTH + 0.5);
+    if (a > WIDTH) a = WIDTH;
+    if (b > WIDTH) b = WIDTH;
+    char bar[WIDTH + 1];
+    for (int i = 0; i < WIDTH; i++) bar[i] = i < a ? '#' : i < b ? '+' : '.';
+    bar[WIDTH] = '\0';
+    printf("       [%s] %5.1f%% used%s\n", bar, f * 100.0, f >= 1.0 ? "  LIMIT REACHED" : f >= 0.8 ? "  (over 80%)" : "");
+}
+
 static int cmd_budget(const struct ctl *c)
 {
     int status;
@@ -264,6 +350,8 @@ static int cmd_budget(const struct ctl *c)
                str_or(json_object_get(w, "period"), ""), usd(json_object_get(w, "spent")),
                usd(json_object_get(w, "reserved")), json_is_null(lim) ? "none " : "$",
                json_is_null(lim) ? 0.0 : usd(lim));
+        if (json_is_number(lim) && usd(lim) > 0)
+            print_bar(usd(json_object_get(w, "spent")), usd(json_object_get(w, "reserved")), usd(lim));
     }
     const char *lists[4] = {"by_provider", "by_model", "by_key", "by_tenant"};
     for (int i = 0; i < 4; i++) {
@@ -314,66 +402,148 @@ static int cmd_models(const struct ctl *c)
     return 0;
 }
 
+static const char *num_or_dash(json_t *v, const char *suffix, char *buf, size_t cap)
+{
+    if (!json_is_number(v)) return "-";
+    snprintf(buf, cap, "%.0f%s", json_number_value(v), suffix);
+    return buf;
+}
+
 static int cmd_status(const struct ctl *c)
 {
     int status;
-    json_t *health = get_json(c, "/health", &status);
-    if (!health) return 1;
-    int ready_status;
-    json_t *ready = get_json(c, "/ready", &ready_status);
-    json_t *models = get_json(c, "/v1/models", &status);
-    if (!models) {
-        json_decref(health);
-        json_decref(ready);
+    json_t *doc = get_json(c, "/aiproxy/status", &status);
+    if (!doc) return 1;
+    if (status != 200) {
+        explain_status(c, status, "/aiproxy/status", doc);
+        json_decref(doc);
         return 1;
     }
-    /* Providers, from the models list (one row per provider). */
-    json_t *providers = json_object();
-    json_t *data = json_object_get(models, "data");
-    for (size_t i = 0; i < json_array_size(data); i++) {
-        json_t *ps = json_object_get(json_array_get(data, i), "providers");
-        for (size_t j = 0; j < json_array_size(ps); j++) {
-            json_t *p = json_array_get(ps, j);
-            const char *name = json_string_value(json_object_get(p, "name"));
-            if (!name) continue;
-            json_t *row = json_object_get(providers, name);
-            if (!row) {
-                row = json_object();
-                json_object_set(row, "available", json_object_get(p, "available"));
-                json_t *reason = json_object_get(p, "reason");
-                if (reason) json_object_set(row, "reason", reason);
-                json_object_set_new(row, "models", json_integer(0));
-                json_object_set_new(providers, name, row);
-            }
-            json_object_set_new(row, "models",
-                                json_integer(json_integer_value(json_object_get(row, "models")) + 1));
-        }
+    if (c->json) {
+        print_json(doc);
+        json_decref(doc);
+        return 0;
+    }
+    json_t *node = json_object_get(doc, "node");
+    long long up = json_integer_value(json_object_get(node, "uptime_seconds"));
+    printf("node      %s (aiproxyd %s) at %s\n", str_or(json_object_get(node, "id"), "?"),
+           str_or(json_object_get(node, "version"), "?"), c->url);
+    printf("state     %s, up %lldd %02lldh %02lldm %02llds, config %s (generation %lld)\n",
+           json_is_true(json_object_get(node, "ready")) ? "ready" : "draining", up / 86400,
+           up / 3600 % 24, up / 60 % 60, up % 60, str_or(json_object_get(node, "config_source"), "?"),
+           (long long)json_integer_value(json_object_get(node, "config_generation")));
+    json_t *rq = json_object_get(doc, "requests");
+    printf("requests  %lld total, %lld errors, %lld in flight, %lld streams open\n",
+           (long long)json_integer_value(json_object_get(rq, "total")),
+           (long long)json_integer_value(json_object_get(rq, "errors")),
+           (long long)json_integer_value(json_object_get(rq, "in_flight")),
+           (long long)json_integer_value(json_object_get(rq, "open_streams")));
+    printf("\n%-20s %-10s %-9s %-11s %-10s %9s %9s %9s %9s  %s\n", "PROVIDER", "TYPE", "AVAILABLE",
+           "HEALTH", "CIRCUIT", "LATENCY", "TTFT", "IN-FLIGHT", "FAILURES", "REASON");
+    json_t *ps = json_object_get(doc, "providers");
+    for (size_t i = 0; i < json_array_size(ps); i++) {
+        json_t *p = json_array_get(ps, i);
+        char lat[32], ttft[32], fl[48];
+        json_t *maxc = json_object_get(p, "max_concurrency");
+        if (json_is_integer(maxc))
+            snprintf(fl, sizeof fl, "%lld/%lld", (long long)json_integer_value(json_object_get(p, "in_flight")),
+                     (long long)json_integer_value(maxc));
+        else
+            snprintf(fl, sizeof fl, "%lld", (long long)json_integer_value(json_object_get(p, "in_flight")));
+        printf("%-20s %-10s %-9s %-11s %-10s %9s %9s %9s %9lld  %s\n",
+               str_or(json_object_get(p, "name"), "?"), str_or(json_object_get(p, "type"), "?"),
+               json_is_true(json_object_get(p, "available")) ? "yes" : "no",
+               str_or(json_object_get(p, "health"), "?"), str_or(json_object_get(p, "circuit"), "?"),
+               num_or_dash(json_object_get(p, "avg_latency_ms"), " ms", lat, sizeof lat),
+               num_or_dash(json_object_get(p, "avg_ttft_ms"), " ms", ttft, sizeof ttft), fl,
+               (long long)json_integer_value(json_object_get(p, "failures")),
+               str_or(json_object_get(p, "reason"), ""));
+    }
+    json_decref(doc);
+    return 0;
+}
+
+static int cmd_mesh(const struct ctl *c)
+{
+    int status;
+    json_t *doc = get_json(c, "/aiproxy/mesh/status", &status);
+    if (!doc) return 1;
+    if (status != 200) {
+        explain_status(c, status, "/aiproxy/mesh/status", doc);
+        json_decref(doc);
+        return 1;
     }
     if (c->json) {
-        json_t *out = json_object();
-        json_object_set_new(out, "url", json_string(c->url));
-        json_object_set_new(out, "ready", json_boolean(ready_status == 200));
-        json_object_set_new(out, "providers", providers);
-        json_dumpf(out, stdout, JSON_INDENT(2));
-        putchar('\n');
-        json_decref(out);
-    } else {
-        printf("node %s: %s\n\n", c->url, ready_status == 200 ? "ready" : "not ready");
-        printf("%-20s %-10s %-7s %s\n", "PROVIDER", "AVAILABLE", "MODELS", "REASON");
-        const char *name;
-        json_t *row;
-        json_object_foreach(providers, name, row) {
-            printf("%-20s %-10s %-7lld %s\n", name,
-                   json_is_true(json_object_get(row, "available")) ? "yes" : "no",
-                   (long long)json_integer_value(json_object_get(row, "models")),
-                   json_string_value(json_object_get(row, "reason")) ?: "");
-        }
-        json_decref(providers);
+        print_json(doc);
+        json_decref(doc);
+        return 0;
     }
-    json_decref(health);
-    json_decref(ready);
-    json_decref(models);
+    json_t *node = json_object_get(doc, "node");
+    printf("node %s (type %s, region %s), up %lld s\n", str_or(json_object_get(node, "id"), "?"),
+           str_or(json_object_get(node, "type"), "-"), str_or(json_object_get(node, "region"), "-"),
+           (long long)json_integer_value(json_object_get(node, "uptime_seconds")));
+    printf("mesh: %s\n\n", str_or(json_object_get(json_object_get(doc, "mesh"), "note"), ""));
+    json_t *peers = json_object_get(doc, "peers");
+    if (!json_array_size(peers)) {
+        printf("no peers configured\n");
+    } else {
+        printf("%-24s %-32s %s\n", "PEER", "ADDRESS", "STATUS");
+        for (size_t i = 0; i < json_array_size(peers); i++) {
+            json_t *p = json_array_get(peers, i);
+            printf("%-24s %-32s %s\n", str_or(json_object_get(p, "id"), "-"),
+                   str_or(json_object_get(p, "addr"), "-"), str_or(json_object_get(p, "status"), "?"));
+        }
+    }
+    printf("\n%-24s %-12s %s\n", "PROVIDER", "STATUS", "MODELS");
+    const char *name;
+    json_t *p;
+    json_object_foreach(json_object_get(doc, "providers"), name, p) {
+        printf("%-24s %-12s %lld\n", name, str_or(json_object_get(p, "status"), "?"),
+               (long long)json_integer_value(json_object_get(p, "models")));
+    }
+    json_decref(doc);
     return 0;
+}
+
+static int cmd_reload(const struct ctl *c)
+{
+    char *url = xasprintf("%s/aiproxy/admin/reload", c->url);
+    char *resp = NULL;
+    size_t len = 0;
+    int status = probe_request("POST", url, c->key, "{}", 2, RELOAD_TIMEOUT_MS, CTL_MAX_BODY, &resp,
+                               &len);
+    free(url);
+    if (status < 0) {
+        fprintf(stderr, "aiproxyctl: cannot reach %s (is aiproxyd running there?)\n", c->url);
+        return 1;
+    }
+    json_error_t err;
+    json_t *doc = json_loadb(resp, len, 0, &err);
+    free(resp);
+    if (!doc) {
+        fprintf(stderr, "aiproxyctl: /aiproxy/admin/reload answered HTTP %d with a body that is "
+                        "not JSON\n", status);
+        return 1;
+    }
+    int rc = 0;
+    if (c->json) {
+        print_json(doc);
+        rc = status == 200 ? 0 : status == 422 ? 2 : 1;
+    } else if (status == 200) {
+        printf("reloaded %s (config generation %lld)\n", str_or(json_object_get(doc, "source"), "?"),
+               (long long)json_integer_value(json_object_get(doc, "generation")));
+    } else if (status == 422) {
+        fprintf(stderr, "aiproxyctl: the node rejected the new config; it keeps the running one:\n");
+        json_t *errors = json_object_get(doc, "errors");
+        for (size_t i = 0; i < json_array_size(errors); i++)
+            fprintf(stderr, "  %s\n", str_or(json_array_get(errors, i), ""));
+        rc = 2;
+    } else {
+        explain_status(c, status, "/aiproxy/admin/reload", doc);
+        rc = 1;
+    }
+    json_decref(doc);
+    return rc;
 }
 
 static int cmd_config_check(const char *path)
@@ -394,49 +564,84 @@ static int cmd_config_check(const char *path)
 int main(int argc, char **argv)
 {
     struct ctl c = {.url = "http://127.0.0.1:8080", .key = getenv("AIPROXY_API_KEY")};
-    static const struct option longopts[] = {
-        {"url", required_argument, NULL, 'u'}, {"key", required_argument, NULL, 'k'},
-        {"json", no_argument, NULL, 'j'},      {"version", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},      {NULL, 0, NULL, 0},
-    };
-    int ch;
-    while ((ch = getopt_long(argc, argv, "+hv", longopts, NULL)) != -1) {
-        switch (ch) {
-        case 'u': c.url = optarg; break;
-        case 'k': c.key = optarg; break;
-        case 'j': c.json = true; break;
-        case 'v': printf("aiproxyctl %s\n", CTL_VERSION); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
-        }
+    /* Global options may come anywhere; everything else is the command and
+     * its arguments, in order. */
+    char **args = xcalloc((size_t)argc + 1, sizeof *args);
+    int n = 0;
+    bool want_help = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--json") == 0) c.json = true;
+        else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) want_help = true;
+        else if (strcmp(a, "--version") == 0 || strcmp(a, "-v") == 0) {
+            printf("aiproxyctl %s\n", CTL_VERSION);
+            free(args);
+            return 0;
+        } else if (strcmp(a, "--url") == 0 || strcmp(a, "--key") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "aiproxyctl: %s needs a value\n", a);
+                free(args);
+                return 2;
+            }
+            if (a[2] == 'u') c.url = argv[++i];
+            else c.key = argv[++i];
+        } else if (strncmp(a, "--url=", 6) == 0) c.url = a + 6;
+        else if (strncmp(a, "--key=", 6) == 0) c.key = a + 6;
+        else args[n++] = argv[i];
     }
-    if (optind >= argc) {
-        usage(stderr);
+    if (n == 0) {
+        usage(want_help ? stdout : stderr);
+        free(args);
+        return want_help ? 0 : 2;
+    }
+    const char *cmd = args[0];
+    if (strcmp(cmd, "help") == 0) {
+        int rc = n > 1 ? help_for(args[1], stdout) : (usage(stdout), 0);
+        free(args);
+        return rc;
+    }
+    if (want_help) {
+        int rc = help_for(cmd, stdout);
+        free(args);
+        return rc;
+    }
+    if (strncmp(c.url, "http://", 7) != 0) {
+        fprintf(stderr, "aiproxyctl: --url %s: expected http://HOST:PORT\n", c.url);
+        free(args);
         return 2;
     }
     size_t ul = strlen(c.url);
     char *url = xstrdup(c.url);
     while (ul > 0 && url[ul - 1] == '/') url[--ul] = '\0';
     c.url = url;
-    const char *cmd = argv[optind];
     int rc;
-    if (strcmp(cmd, "status") == 0) rc = cmd_status(&c);
-    else if (strcmp(cmd, "models") == 0) rc = cmd_models(&c);
-    else if (strcmp(cmd, "budget") == 0) rc = cmd_budget(&c);
-    else if (strcmp(cmd, "keys") == 0 && argc - optind >= 2 && strcmp(argv[optind + 1], "list") == 0)
+    if (strcmp(cmd, "status") == 0 && n == 1) rc = cmd_status(&c);
+    else if (strcmp(cmd, "models") == 0 && n == 1) rc = cmd_models(&c);
+    else if (strcmp(cmd, "budget") == 0 && n == 1) rc = cmd_budget(&c);
+    else if (strcmp(cmd, "mesh") == 0 && n == 1) rc = cmd_mesh(&c);
+    else if (strcmp(cmd, "reload") == 0 && n == 1) rc = cmd_reload(&c);
+    else if (strcmp(cmd, "keys") == 0 && n == 2 && strcmp(args[1], "list") == 0)
         rc = cmd_keys_list(&c);
-    else if (strcmp(cmd, "keys") == 0 && argc - optind >= 2 && strcmp(argv[optind + 1], "create") == 0)
-        rc = cmd_keys_create(&c, argc - optind - 2, argv + optind + 2);
-    else if (strcmp(cmd, "keys") == 0 && argc - optind == 3 && strcmp(argv[optind + 1], "revoke") == 0)
-        rc = cmd_keys_revoke(&c, argv[optind + 2]);
-    else if (strcmp(cmd, "config") == 0 && optind + 2 < argc + 0 + 1 && argc - optind == 3 &&
-             strcmp(argv[optind + 1], "check") == 0)
-        rc = cmd_config_check(argv[optind + 2]);
+    else if (strcmp(cmd, "keys") == 0 && n >= 2 && strcmp(args[1], "create") == 0)
+        rc = cmd_keys_create(&c, n - 2, args + 2);
+    else if (strcmp(cmd, "keys") == 0 && n == 3 && strcmp(args[1], "revoke") == 0)
+        rc = cmd_keys_revoke(&c, args[2]);
+    else if (strcmp(cmd, "config") == 0 && n == 3 && strcmp(args[1], "check") == 0)
+        rc = cmd_config_check(args[2]);
     else {
-        fprintf(stderr, "aiproxyctl: unknown or incomplete command '%s'\n", cmd);
-        usage(stderr);
+        bool known = false;
+        for (size_t i = 0; i < sizeof command_help / sizeof command_help[0]; i++)
+            known = known || strcmp(command_help[i].cmd, cmd) == 0;
+        if (known) {
+            fprintf(stderr, "aiproxyctl: %s: wrong arguments\n\n", cmd);
+            help_for(cmd, stderr);
+        } else {
+            fprintf(stderr, "aiproxyctl: unknown command '%s'\n\n", cmd);
+            usage(stderr);
+        }
         rc = 2;
     }
     free(url);
+    free(args);
     return rc;
 }
