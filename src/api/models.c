@@ -1,5 +1,8 @@
 /* models: GET /v1/models and GET /v1/models/{id} with the providers array
- * of SPEC section 3 (name, available, cost_per_1k_tokens, avg_latency_ms). */
+ * of SPEC section 3 (name, available, cost_per_1k_tokens, avg_latency_ms).
+ * `available` is false when the provider is unavailable or its active
+ * health checks hold it down; avg_latency_ms is this model's EWMA on that
+ * provider (routing/stats.h). */
 #include "api/models.h"
 
 #include <stdio.h>
@@ -11,6 +14,7 @@
 #include "config/config.h"
 #include "core/money.h"
 #include "http/server.h"
+#include "routing/candidates.h"
 #include "routing/stats.h"
 
 static long long process_start;
@@ -43,13 +47,22 @@ static json_t *model_object(const struct config *cfg, const char *name)
             json_t *o = json_object();
             json_object_set_new(o, "name", json_string(p->name));
             json_object_set_new(o, "type", json_string(provider_type_name(p->type)));
-            json_object_set_new(o, "available", json_boolean(p->available));
+            int checks = 0;
+            bool down = p->available && routing_provider_down(p, &checks);
+            json_object_set_new(o, "available", json_boolean(p->available && !down));
             if (!p->available && p->unavailable_reason)
                 json_object_set_new(o, "reason", json_string(p->unavailable_reason));
+            else if (down) {
+                char why[80];
+                snprintf(why, sizeof why, "failing health checks (%d in a row)", checks);
+                json_object_set_new(o, "reason", json_string(why));
+            }
             json_object_set_new(o, "cost_per_1k_tokens", usd_json(m->price_in_per_1k));
             json_object_set_new(o, "cost_per_1k_input_tokens", usd_json(m->price_in_per_1k));
             json_object_set_new(o, "cost_per_1k_output_tokens", usd_json(m->price_out_per_1k));
-            long long ewma = p->stats ? atomic_load(&p->stats->ewma_latency_us) : 0;
+            /* this model's own figures on this provider (routing/stats.h) */
+            const struct provider_stats *ms = provider_stats_model(p->stats, m->name);
+            long long ewma = ms ? atomic_load(&ms->ewma_latency_us) : 0;
             json_object_set_new(o, "avg_latency_ms", ewma ? json_integer((ewma + 500) / 1000)
                                                           : json_null());
             json_object_set_new(o, "priority", json_integer(p->priority));

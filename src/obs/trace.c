@@ -422,6 +422,10 @@ void trace_request_begin(struct http_request *req)
     req->trace = t;
     t->ttft_us = -1;
     if (!atomic_load_explicit(&enabled, memory_order_relaxed)) return;
+    /* Probes and scrapes are not traced: they would bury the requests. */
+    if (req->path && (strcmp(req->path, "/health") == 0 || strcmp(req->path, "/ready") == 0 ||
+                      strcmp(req->path, "/metrics") == 0))
+        return;
     uint8_t flags = 0;
     if (trace_parse_traceparent(http_header_get(req, "traceparent"), t->trace_id, t->parent_id,
                                 &flags)) {

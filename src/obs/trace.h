@@ -49,7 +49,8 @@ void trace_counters(struct trace_counters *out);
 
 /* Attaches the request's context (req->trace, arena-owned): continues a
  * valid incoming traceparent or starts a trace, and decides sampling.
- * Always attaches one, traced or not (the completion hook relies on it). */
+ * Always attaches one, traced or not (the completion hook relies on it).
+ * GET /health, /ready and /metrics are never traced. */
 void trace_request_begin(struct http_request *req);
 
 /* An upstream attempt starts. `key` identifies it until it ends (the

@@ -365,6 +365,20 @@ static void place(struct route_plan *out, size_t k, const struct work *x)
     out->items[k].provider = v;
 }
 
+bool routing_provider_down(const struct config_provider *p, int *failures)
+{
+    if (failures) *failures = 0;
+    if (!p->stats) return false;
+    size_t n = p->n_endpoints > 1 ? p->n_endpoints : 1;
+    for (size_t e = 0; e < n; e++) {
+        const struct provider_stats *s =
+            n > 1 ? provider_stats_endpoint(p->stats, p->endpoints[e]) : p->stats;
+        if (!atomic_load(&s->down)) return false;
+        if (failures && !*failures) *failures = atomic_load(&s->check_failures);
+    }
+    return true;
+}
+
 /* ---- the plan ---- */
 
 void routing_plan_request(const struct config *cfg, const struct route_input *in,

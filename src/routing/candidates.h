@@ -92,6 +92,11 @@ struct route_input {
 void routing_plan_request(const struct config *cfg, const struct route_input *in,
                           struct route_plan *out);
 
+/* Whether active health checks hold every endpoint of `p` down (routing then
+ * keeps it only as a last resort); *failures gets the consecutive failed
+ * checks of the first endpoint down (may be NULL). False without stats. */
+bool routing_provider_down(const struct config_provider *p, int *failures);
+
 /* The estimated cost of the request on model `m` of provider `p`: prompt
  * tokens (scan_estimate_tokens of facts->text_bytes) at the input price,
  * completion tokens (facts->max_tokens, else p->max_tokens_default; 0 for
