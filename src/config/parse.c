@@ -787,10 +787,10 @@ static void check_base_url(struct parse_ctx *cx, int line, const char *key, char
         ERR(cx, line, key, "'%s' is not a URL (expected http://... or https://...)", url);
         return;
     }
+    size_t scheme = (size_t)(strstr(url, "://") + 3 - url);
     size_t n = strlen(url);
-    while (n > 0 && url[n - 1] == '/') url[--n] = '\0';
-    const char *host = strstr(url, "://") + 3;
-    if (!*host) ERR(cx, line, key, "'%s' has no host", url);
+    while (n > scheme && url[n - 1] == '/') url[--n] = '\0';
+    if (n == scheme) ERR(cx, line, key, "'%s' has no host", url);
 }
 
 /* `endpoints:`: normalised, `endpoint` (when given too) first, duplicates
@@ -842,15 +842,7 @@ static void finish_endpoint(struct parse_ctx *cx, struct config_provider *p, con
         }
         p->endpoint = xstrdup(def);
     }
-    if (strncmp(p->endpoint, "http://", 7) != 0 && strncmp(p->endpoint, "https://", 8) != 0) {
-        ERR(cx, p->line, ep, "'%s' is not a URL (expected http://... or https://...)",
-            p->endpoint);
-    } else {
-        size_t n = strlen(p->endpoint);
-        while (n > 0 && p->endpoint[n - 1] == '/') p->endpoint[--n] = '\0';
-        const char *host = strstr(p->endpoint, "://") + 3;
-        if (!*host) ERR(cx, p->line, ep, "'%s' has no host", p->endpoint);
-    }
+    check_base_url(cx, p->line, ep, p->endpoint);
     free(ep);
 }
 

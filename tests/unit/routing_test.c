@@ -519,6 +519,167 @@ static void test_auto_tier(void **state)
     assert_int_equal(p.error, ROUTE_ERR_NO_MODEL);
 }
 
+/* ---- per-model figures, endpoints, health checks ---- */
+
+static void test_per_model_window(void **state)
+{
+    load("  d:\n    type: local\n    priority: 0\n    models:\n      - name: m\n"
+         "        cost_per_1k_tokens: 0.001\n      - name: m2\n        cost_per_1k_tokens: 0.001\n");
+    struct req_facts f = facts(40, 10);
+    struct route_input in = input(&f);
+    struct route_plan p;
+    /* m2 fails on d: m2's circuit opens; m on d is untouched */
+    struct provider_stats *m2 = provider_stats_model(pst("d"), "m2");
+    for (int i = 0; i < 5; i++) {
+        provider_stats_begin(m2);
+        provider_stats_end_at(m2, false, false, 0, in.now_ms);
+    }
+    plan(&in, &p);
+    assert_string_equal(order(&p), "d,a,b,c"); /* d ties a on cost, priority 0 */
+    in.model = "m2";
+    plan(&in, &p);
+    assert_int_equal(p.n, 1);
+    assert_non_null(strstr(p.items[0].reason, "last resort: circuit open: 5/5"));
+    /* the provider keeps the sum (for /metrics), the model its own */
+    assert_int_equal(atomic_load(&pst("d")->failures), 5);
+    assert_int_equal(atomic_load(&pst("d")->in_flight), 0);
+    assert_int_equal(atomic_load(&provider_stats_model(pst("d"), "m")->failures), 0);
+    /* a candidate counts on its model's entry */
+    in.model = "m";
+    plan(&in, &p);
+    assert_ptr_equal(p.items[0].provider->stats, provider_stats_model(pst("d"), "m"));
+    assert_string_equal(p.items[0].provider->name, "d");
+}
+
+/* Provider e with three endpoints (the first two given twice). */
+static const char *const three_endpoints =
+    "  e:\n    type: local\n    priority: 0\n    max_concurrency: 2\n"
+    "    endpoint: http://h1:1/v1\n"
+    "    endpoints: [http://h1:1/v1/, http://h2:2/v1, http://h3:3/v1]\n"
+    "    models:\n      - name: m\n        cost_per_1k_tokens: 0.0001\n";
+
+static void test_endpoints_expand(void **state)
+{
+    char text[1024];
+    snprintf(text, sizeof text, "%srouting:\n  load_balancing:\n    strategy: round_robin\n",
+             three_endpoints);
+    load(text);
+    const struct config_provider *e = config_find_provider(cfg, "e");
+    assert_int_equal(e->n_endpoints, 3);
+    assert_string_equal(e->endpoint, "http://h1:1/v1");
+    struct req_facts f = facts(40, 10);
+    struct route_input in = input(&f);
+    struct route_plan p;
+    int first[3] = {0, 0, 0};
+    for (int k = 0; k < 6; k++) {
+        plan(&in, &p);
+        /* the three endpoints of e first (cheapest), each a candidate */
+        assert_int_equal(p.n, 6);
+        for (int i = 0; i < 3; i++) {
+            assert_string_equal(p.items[i].provider->name, "e");
+            assert_ptr_equal(p.items[i].endpoint, p.items[i].provider->endpoint);
+            assert_int_equal(p.items[i].provider->stats->grain, STATS_LEAF);
+        }
+        assert_string_equal(p.items[3].provider->name, "a");
+        assert_null(p.items[3].provider->endpoints == NULL ? NULL : "x");
+        first[p.items[0].endpoint_index]++;
+        assert_non_null(strstr(p.items[0].reason, "(round_robin)"));
+    }
+    /* round robin over the endpoints: each first twice in six plans */
+    assert_int_equal(first[0], 2);
+    assert_int_equal(first[1], 2);
+    assert_int_equal(first[2], 2);
+
+    /* a failing endpoint is a last resort, the others keep their place */
+    struct provider_stats *bad = provider_stats_leaf(pst("e"), "m", "http://h2:2/v1");
+    for (int i = 0; i < 5; i++) {
+        provider_stats_begin(bad);
+        provider_stats_end_at(bad, false, false, 0, in.now_ms);
+    }
+    plan(&in, &p);
+    assert_int_equal(p.n, 6);
+    assert_string_equal(p.items[5].endpoint, "http://h2:2/v1");
+    assert_non_null(strstr(p.items[5].reason, "last resort: circuit open"));
+    assert_non_null(strstr(p.items[5].reason, "endpoint 2/3"));
+    /* max_concurrency holds per endpoint */
+    struct provider_stats *h1 = provider_stats_leaf(pst("e"), "m", "http://h1:1/v1");
+    assert_true(provider_stats_try_begin(h1, 2));
+    assert_true(provider_stats_try_begin(h1, 2));
+    assert_false(provider_stats_try_begin(h1, 2));
+    assert_true(provider_stats_try_begin(provider_stats_leaf(pst("e"), "m", "http://h3:3/v1"), 2));
+    assert_int_equal(atomic_load(&pst("e")->in_flight), 3);
+    assert_int_equal(atomic_load(&provider_stats_endpoint(pst("e"), "http://h1:1/v1")->in_flight), 2);
+}
+
+static void test_endpoints_least_loaded(void **state)
+{
+    char text[1024];
+    snprintf(text, sizeof text, "%srouting:\n  load_balancing:\n    strategy: least_loaded\n",
+             three_endpoints);
+    load(text);
+    struct req_facts f = facts(40, 10);
+    struct route_input in = input(&f);
+    struct route_plan p;
+    atomic_store(&provider_stats_endpoint(pst("e"), "http://h1:1/v1")->in_flight, 2);
+    atomic_store(&provider_stats_endpoint(pst("e"), "http://h2:2/v1")->in_flight, 1);
+    plan(&in, &p);
+    assert_string_equal(p.items[0].endpoint, "http://h3:3/v1");
+    assert_string_equal(p.items[1].endpoint, "http://h2:2/v1");
+    assert_string_equal(p.items[2].endpoint, "http://h1:1/v1");
+}
+
+static void test_endpoints_config_errors(void **state)
+{
+    const char *bad = "providers:\n  e:\n    type: local\n    endpoints: [ftp://x, http://]\n"
+                      "    models:\n      - name: m\n";
+    struct diag_list d = {0};
+    struct config *c = config_load_text(bad, strlen(bad), "e.yaml", &d);
+    assert_null(c);
+    bool url = false, host = false;
+    for (size_t i = 0; i < d.count; i++) {
+        url = url || strstr(d.items[i].text, "providers.e.endpoints[0]: 'ftp://x' is not a URL");
+        host = host || strstr(d.items[i].text, "providers.e.endpoints[1]: 'http://' has no host");
+    }
+    if (!url || !host)
+        for (size_t i = 0; i < d.count; i++) print_message("%s\n", d.items[i].text);
+    assert_true(url);
+    assert_true(host);
+    diag_list_cleanup(&d);
+}
+
+static void test_health_check_flags(void **state)
+{
+    load("routing:\n  load_balancing:\n    health_check_interval: 2s\n    health_check_failures: 3\n");
+    assert_int_equal(cfg->routing.health_check_interval_ms, 2000);
+    assert_int_equal(cfg->routing.health_check_failures, 3);
+    assert_int_equal(cfg->routing.health_check_timeout_ms, 5000);
+    struct req_facts f = facts(40, 10);
+    struct route_input in = input(&f);
+    struct route_plan p;
+    /* down after 3 failed checks in a row, not before */
+    assert_int_equal(provider_stats_check(pst("a"), false, 3, 0, in.now_ms), 0);
+    assert_int_equal(provider_stats_check(pst("a"), false, 3, 0, in.now_ms), 0);
+    plan(&in, &p);
+    assert_string_equal(order(&p), "a,b,c");
+    assert_false(routing_provider_down(config_find_provider(cfg, "a"), NULL));
+    assert_int_equal(provider_stats_check(pst("a"), false, 3, 0, in.now_ms), -1);
+    assert_int_equal(provider_stats_check(pst("a"), false, 3, 0, in.now_ms), 0); /* already down */
+    plan(&in, &p);
+    assert_string_equal(order(&p), "b,c,a");
+    assert_string_equal(p.items[2].reason, "last resort: health check down (4 failed in a row)");
+    int n = 0;
+    assert_true(routing_provider_down(config_find_provider(cfg, "a"), &n));
+    assert_int_equal(n, 4);
+    /* one success: up */
+    assert_int_equal(provider_stats_check(pst("a"), true, 3, 1500, in.now_ms), 1);
+    plan(&in, &p);
+    assert_string_equal(order(&p), "a,b,c");
+    /* defaults */
+    load("");
+    assert_int_equal(cfg->routing.health_check_interval_ms, 30000);
+    assert_int_equal(cfg->routing.health_check_failures, 2);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_teardown(f, teardown)
@@ -528,7 +689,9 @@ int main(void)
         T(test_weighted),         T(test_strategy_override),     T(test_capabilities),
         T(test_max_cost),         T(test_unavailable_and_unknown), T(test_circuit_skips),
         T(test_fallback_chain),   T(test_policies_over_strategy), T(test_policy_require_and_type),
-        T(test_alias_and_tier),   T(test_auto_tier),
+        T(test_alias_and_tier),   T(test_auto_tier),              T(test_per_model_window),
+        T(test_endpoints_expand), T(test_endpoints_least_loaded), T(test_endpoints_config_errors),
+        T(test_health_check_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
