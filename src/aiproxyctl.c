@@ -605,6 +605,7 @@ int main(int argc, char **argv)
         free(args);
         return rc;
     }
+    if (c.key && !*c.key) c.key = NULL; /* an empty AIPROXY_API_KEY is no key */
     if (strncmp(c.url, "http://", 7) != 0) {
         fprintf(stderr, "aiproxyctl: --url %s: expected http://HOST:PORT\n", c.url);
         free(args);
