@@ -1156,6 +1156,16 @@ static void arm_hedge_timer(struct proxy *px)
     evtimer_add(px->hedge_timer, &tv);
 }
 
+/* routing.hedge on for this model? */
+static bool hedge_configured(const struct config *cfg, const char *model)
+{
+    if (!cfg->routing.hedge_enabled) return false;
+    if (cfg->routing.n_hedge_models == 0) return true;
+    for (size_t i = 0; i < cfg->routing.n_hedge_models; i++)
+        if (strcmp(cfg->routing.hedge_models[i], model) == 0) return true;
+    return false;
+}
+
 /* x-aiproxy-hedge: "on"/"true" (delay from live figures), "off"/"false",
  * or a delay in milliseconds. Returns 0 off, -1 auto, or the delay. */
 static int64_t hedge_setting(const char *v, bool configured_on, int64_t configured_delay)
@@ -1249,7 +1259,9 @@ static void serve(struct proxy *px)
     px->seed = (uint64_t)clock_mono_us() * 6364136223846793005ULL ^ (uint64_t)(uintptr_t)px;
     int64_t budget_ms = px->routing.timeout_ms > 0 ? px->routing.timeout_ms : DEFAULT_REQUEST_DEADLINE_MS;
     px->deadline_ms = req->start_us / 1000 + budget_ms;
-    px->hedge_delay_ms = hedge_setting(http_header_get(req, "x-aiproxy-hedge"), false, 0);
+    px->hedge_delay_ms = hedge_setting(http_header_get(req, "x-aiproxy-hedge"),
+                                       hedge_configured(req->config, px->facts.model),
+                                       req->config->routing.hedge_delay_ms);
     const char *strategy = http_header_get(req, "x-aiproxy-strategy");
     if (px->routing.strategy[0]) strategy = px->routing.strategy;
     struct route_input in = {

@@ -142,6 +142,7 @@ void config_free(struct config *c)
     if (c->compiled_policies && c->free_compiled_policies)
         c->free_compiled_policies(c->compiled_policies);
     free_strings(c->routing.fallback_chain, c->routing.n_fallback_chain);
+    free_strings(c->routing.hedge_models, c->routing.n_hedge_models);
     free(c->budget.cost_db_path);
     for (size_t i = 0; i < c->budget.n_alerts; i++) free(c->budget.alerts[i].webhook);
     free(c->budget.alerts);

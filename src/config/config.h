@@ -254,6 +254,13 @@ struct config {
         bool auto_tier;
         struct config_tier *tiers;
         size_t n_tiers;
+        /* routing.hedge: a second leg when the first has not answered
+         * after `hedge_delay_ms` (0: twice the provider's recent time to
+         * first byte). `hedge_models` limits it to those models (none: all). */
+        bool hedge_enabled;
+        int64_t hedge_delay_ms;
+        char **hedge_models;
+        size_t n_hedge_models;
     } routing;
 
     /* routing.policies compiled by routing_compile_policies (routing/policy.h)

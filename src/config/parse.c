@@ -1156,6 +1156,15 @@ static void parse_tiers(struct parse_ctx *cx, const struct cnode *v, const char 
     }
 }
 
+/* routing.hedge: opt-in hedged requests (api/proxy.c). */
+static const struct key_spec hedge_keys[] = {
+    {.name = "enabled", .type = KT_BOOL, .def = "false", .offset = CFG(routing.hedge_enabled)},
+    {.name = "delay", .type = KT_DURATION, .min = 0, .max = HOUR_MS, .def = "0", .offset = CFG(routing.hedge_delay_ms)},
+    {.name = "models", .type = KT_STRLIST, .offset = CFG(routing.hedge_models),
+     .count_offset = CFG(routing.n_hedge_models)},
+    {.name = NULL},
+};
+
 static const struct key_spec routing_keys[] = {
     {.name = "strategy", .type = KT_STRATEGY, .def = "cost_optimized", .offset = CFG(routing.strategy)},
     {.name = "aliases", .type = KT_CUSTOM, .parse = parse_aliases},
@@ -1164,6 +1173,7 @@ static const struct key_spec routing_keys[] = {
     {.name = "load_balancing", .type = KT_SECTION, .sub = lb_keys},
     {.name = "auto_tier", .type = KT_BOOL, .def = "false", .offset = CFG(routing.auto_tier)},
     {.name = "tiers", .type = KT_CUSTOM, .parse = parse_tiers},
+    {.name = "hedge", .type = KT_SECTION, .sub = hedge_keys},
     {.name = NULL},
 };
 

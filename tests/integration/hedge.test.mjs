@@ -103,3 +103,20 @@ test('an invalid x-aiproxy-hedge value is ignored (no hedge)', { timeout: 10000 
   assert.equal(r.status, 200, r.text);
   assert.equal(r.json['x-aiproxy'].hedged, undefined);
 });
+
+test('routing.hedge in the config hedges the listed models without a header', { timeout: 15000 }, async () => {
+  const cfg = h.twoProviderConfig(f1, f2, { timeout: '5s' });
+  cfg.routing = { strategy: 'cost_optimized', load_balancing: { health_aware: false },
+                  hedge: { enabled: true, delay: '150ms', models: ['gpt-test'] } };
+  const gw2 = await h.startGateway(cfg);
+  await f1.control({ queue: [{ delayMs: 3000 }] });
+  const r = await h.request(gw2.url + '/v1/chat/completions', { body: { model: 'gpt-test', messages: [{ role: 'user', content: 'x' }] } });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json['x-aiproxy'].provider, 'p2');
+  assert.equal(r.json['x-aiproxy'].hedged, true);
+  // ...and a request can still opt out.
+  await f1.control({ queue: [{ delayMs: 500 }] });
+  const r2 = await h.request(gw2.url + '/v1/chat/completions', { body: { model: 'gpt-test', messages: [{ role: 'user', content: 'y' }] }, headers: { 'x-aiproxy-hedge': 'off' } });
+  assert.equal(r2.status, 200, r2.text);
+  assert.equal(r2.json['x-aiproxy'].provider, 'p1');
+});
