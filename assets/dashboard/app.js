@@ -11,6 +11,8 @@ const fmtInt = (n) => Number(n || 0).toLocaleString('en-US');
 const fmtUsd = (n) => '$' + Number(n || 0).toFixed(n >= 100 ? 2 : 6);
 const fmtMs = (n) => (n === null || n === undefined ? '–' : n >= 10000 ? (n / 1000).toFixed(1) + ' s' : Math.round(n) + ' ms');
 
+const axisMs = (v, max) => (max < 10 ? v.toFixed(1) : String(Math.round(v)));
+
 // ---- canvas helpers ----
 
 function setup(canvas) {
@@ -49,7 +51,7 @@ function lineChart(canvas, labels, series, o = {}) {
     const y = top + ph - (ph * i) / 4;
     ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(w - right, y); ctx.stroke();
     const v = (max * i) / 4;
-    ctx.fillText(o.fmt ? o.fmt(v) : String(Math.round(v * 100) / 100), 2, y + 4);
+    ctx.fillText(o.fmt ? o.fmt(v, max) : String(Math.round(v * 100) / 100), 2, y + 4);
   }
   const n = labels.length;
   const x = (i) => left + (n <= 1 ? 0 : (pw * i) / (n - 1));
@@ -73,6 +75,11 @@ function lineChart(canvas, labels, series, o = {}) {
       pen = true;
     });
     ctx.stroke();
+    ctx.fillStyle = s.color; // dots, so that a lone minute shows too
+    s.values.forEach((v, i) => {
+      if (v === null || v === undefined) return;
+      ctx.beginPath(); ctx.arc(x(i), y(v), 2.5, 0, 2 * Math.PI); ctx.fill();
+    });
   }
   // legend
   let lx = left + 4;
@@ -168,11 +175,11 @@ function render(s) {
     { name: 'p50', color: COLORS[3], values: pm.map((m) => m.p50_ms) },
     { name: 'p95', color: COLORS[1], values: pm.map((m) => m.p95_ms) },
     { name: 'p99', color: COLORS[2], values: pm.map((m) => m.p99_ms) },
-  ], { fmt: (v) => Math.round(v) + '' });
+  ], { fmt: axisMs });
   lineChart($('chart-ttft'), labels, [
     { name: 'p50', color: COLORS[0], values: pm.map((m) => m.ttft_p50_ms) },
     { name: 'p95', color: COLORS[4], values: pm.map((m) => m.ttft_p95_ms) },
-  ], { fmt: (v) => Math.round(v) + '' });
+  ], { fmt: axisMs });
 
   const b = s.budget;
   const spent = b.today_spent || 0;
