@@ -18,6 +18,7 @@
 #include "api/scan.h"
 #include "api/upstream_slot.h"
 #include "config/config.h"
+#include "core/alloc.h"
 #include "core/clock.h"
 #include "core/jsonw.h"
 #include "core/log.h"
@@ -93,8 +94,10 @@ struct proxy {
     bool upstream_sse;
     char *retry_after;
     char *content_type;
-    char *buf; /* buffered body (non-stream answer, or an error) */
-    size_t buf_len, buf_cap;
+    char *buf; /* the body to judge: heap_buf, or an adapter's translation */
+    size_t buf_len;
+    char *heap_buf; /* buffered upstream body (non-stream answer, or an error) */
+    size_t heap_len, heap_cap;
     bool too_large;
 
     /* streaming */
@@ -130,17 +133,19 @@ static void buf_append(struct proxy *px, const char *data, size_t len, size_t ca
         px->too_large = true;
         return;
     }
-    if (px->buf_len + len + 1 > px->buf_cap) {
-        size_t ncap = px->buf_cap ? px->buf_cap * 2 : 4096;
-        while (ncap < px->buf_len + len + 1) ncap *= 2;
-        char *nb = arena_alloc(&px->req->arena, ncap);
-        if (px->buf_len) memcpy(nb, px->buf, px->buf_len);
-        px->buf = nb; /* the old block stays in the arena until the request ends */
-        px->buf_cap = ncap;
+    /* On the heap, not in the arena: a large answer that fails over must
+     * not keep its memory until the request ends (reset_attempt frees it). */
+    if (px->heap_len + len + 1 > px->heap_cap) {
+        size_t ncap = px->heap_cap ? px->heap_cap * 2 : 4096;
+        while (ncap < px->heap_len + len + 1) ncap *= 2;
+        px->heap_buf = xrealloc(px->heap_buf, ncap);
+        px->heap_cap = ncap;
     }
-    memcpy(px->buf + px->buf_len, data, len);
-    px->buf_len += len;
-    px->buf[px->buf_len] = '\0';
+    memcpy(px->heap_buf + px->heap_len, data, len);
+    px->heap_len += len;
+    px->heap_buf[px->heap_len] = '\0';
+    px->buf = px->heap_buf;
+    px->buf_len = px->heap_len;
 }
 
 static struct attempt *record_attempt_for(struct proxy *px, const char *provider, int64_t start_us,
@@ -167,7 +172,10 @@ static void reset_attempt(struct proxy *px)
     px->retry_after = NULL;
     px->content_type = NULL;
     px->buf = NULL;
-    px->buf_len = px->buf_cap = 0;
+    px->buf_len = 0;
+    free(px->heap_buf);
+    px->heap_buf = NULL;
+    px->heap_len = px->heap_cap = 0;
     px->too_large = false;
     if (px->sse_ready) sse_reader_cleanup(&px->sse);
     px->sse_ready = false;
@@ -875,6 +883,8 @@ static void on_request_freed(void *data)
     px->retry_timer = NULL;
     if (px->hedge_timer) event_free(px->hedge_timer);
     px->hedge_timer = NULL;
+    free(px->heap_buf);
+    px->heap_buf = NULL;
     if (px->stream_counted) metrics_stream_close();
     px->stream_counted = false;
     if (px->sse_ready) sse_reader_cleanup(&px->sse);

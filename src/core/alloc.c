@@ -35,6 +35,7 @@ void *xrealloc(void *p, size_t n)
 
 char *xstrndup(const char *s, size_t n)
 {
+    n = strnlen(s, n); /* like strndup: at most n bytes, never past the NUL */
     char *d = xmalloc(n + 1);
     memcpy(d, s, n);
     d[n] = '\0';

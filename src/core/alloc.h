@@ -6,7 +6,8 @@
 
 #include <stddef.h>
 
-/* Each returns memory the caller owns and frees with free(); never NULL. */
+/* Each returns memory the caller owns and frees with free(); never NULL.
+ * xstrndup copies at most n bytes and stops at a NUL, as strndup does. */
 void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t n);
 void *xrealloc(void *p, size_t n);

@@ -126,7 +126,6 @@ test('a 100 MB non-streaming answer -> 502 (over the 32 MB cap), memory bounded 
 
 test('a 100 MB non-streaming answer costs about one 32 MB cap of memory, not one per attempt', {
   timeout: 60000,
-  todo: 'gateway bug: src/api/proxy.c buf_append doubles into the request arena and keeps the old blocks, and every failed attempt\'s buffer lives until the request ends: about 64 MB per attempt, 192 MB for one request with the default retries',
 }, async (t) => {
   const { grew } = await hundredMegabytes(t);
   assert.ok(grew < 64 * 1024, `RSS grew by ${grew} KB for a 100 MB answer`);
