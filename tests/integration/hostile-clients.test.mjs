@@ -30,6 +30,9 @@ before(async () => {
 after(async () => { evil.close(); await h.killAll(); });
 beforeEach(() => fake.reset());
 
+// Under ASan (AIPROXY_SANITIZED=1) RSS is the sanitizer's, not the gateway's:
+// memory bounds are asserted only in the plain run.
+const memoryChecked = process.env.AIPROXY_SANITIZED !== '1';
 const rssKb = (pid) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 
 // Runs a well-behaved client (sequential chat requests, fresh connections)
@@ -102,7 +105,7 @@ test('3000 idle keep-alive connections: all stay open, others are served, memory
     const r = await h.request(gw.url + '/v1/chat/completions', { body: h.chatBody('with 3000 idle') });
     assert.equal(r.status, 200, r.text);
     const grew = rssKb(gw.proc.pid) - rss0;
-    assert.ok(grew < 100 * 1024, `RSS grew by ${grew} KB for ${N} idle connections`);
+    if (memoryChecked) assert.ok(grew < 100 * 1024, `RSS grew by ${grew} KB for ${N} idle connections`);
     test.diagnostic?.(`rss growth for ${N} idle connections: ${grew} KB`);
   } finally {
     for (const s of socks) s.destroy();
@@ -142,7 +145,7 @@ test('a client that pipelines megabytes without reading is held back (memory bou
   const grew = rssKb(gw.proc.pid) - rss0;
   sock.destroy();
   // Before the fix the gateway parsed on and queued every answer: 190 MB in 8 s.
-  assert.ok(grew < 16 * 1024, `RSS grew by ${grew} KB while a client pipelined ${written} bytes without reading`);
+  if (memoryChecked) assert.ok(grew < 16 * 1024, `RSS grew by ${grew} KB while a client pipelined ${written} bytes without reading`);
 });
 
 test('oversized heads: 431 in OpenAI shape, and the connection closes', { timeout: 20000 }, async () => {

@@ -31,6 +31,9 @@ after(async () => {
 });
 beforeEach(async () => { await f1.reset(); await f2.reset(); });
 
+// Under ASan (AIPROXY_SANITIZED=1) RSS is the sanitizer's, not the gateway's:
+// memory bounds are asserted only in the plain run.
+const memoryChecked = process.env.AIPROXY_SANITIZED !== '1';
 const rssKb = (pid) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 
 // Runs fn while sampling the gateway's RSS every 25 ms; returns
@@ -121,14 +124,14 @@ test('a 100 MB non-streaming answer -> 502 (over the 32 MB cap), memory bounded 
   assert.equal(result.status, 502, result.text.slice(0, 300));
   assert.match(result.json.error.message, /larger than/);
   // Bounded, if loosely: every attempt (retries included) stops at the cap.
-  assert.ok(grew < 400 * 1024, `RSS grew by ${grew} KB for a 100 MB answer`);
+  if (memoryChecked) assert.ok(grew < 400 * 1024, `RSS grew by ${grew} KB for a 100 MB answer`);
 });
 
 test('a 100 MB non-streaming answer costs about one 32 MB cap of memory, not one per attempt', {
   timeout: 60000,
 }, async (t) => {
   const { grew } = await hundredMegabytes(t);
-  assert.ok(grew < 64 * 1024, `RSS grew by ${grew} KB for a 100 MB answer`);
+  if (memoryChecked) assert.ok(grew < 64 * 1024, `RSS grew by ${grew} KB for a 100 MB answer`);
 });
 
 test('a 100 MB stream is relayed to a reading client with memory bounded', { timeout: 90000 }, async (t) => {
@@ -148,7 +151,7 @@ test('a 100 MB stream is relayed to a reading client with memory bounded', { tim
   assert.ok(result.bytes > 100_000_000, `relayed ${result.bytes} bytes`);
   assert.match(result.tail, /\[DONE\]/);
   const grew = peakKb - baseKb;
-  assert.ok(grew < 64 * 1024, `RSS grew by ${grew} KB while relaying a 100 MB stream`);
+  if (memoryChecked) assert.ok(grew < 64 * 1024, `RSS grew by ${grew} KB while relaying a 100 MB stream`);
   console.log(`# 100 MB stream: RSS ${baseKb} KB -> peak ${peakKb} KB`);
 });
 
@@ -175,7 +178,7 @@ test('bytes that are not HTTP, endless heads, 1xx floods and absurd chunk sizes 
     const gw = await h.gatewayFor(t, oneProvider(srv.base, { timeout: '2s' }));
     const { result, baseKb, peakKb } = await sampled(gw, () => expect502(gw, what));
     assert.ok(result.ms < 5000, `${what}: took ${result.ms} ms`);
-    assert.ok(peakKb - baseKb < 32 * 1024, `${what}: RSS grew by ${peakKb - baseKb} KB`);
+    if (memoryChecked) assert.ok(peakKb - baseKb < 32 * 1024, `${what}: RSS grew by ${peakKb - baseKb} KB`);
     await gw.stop('SIGKILL', 2000);
     srv.server.close();
   }

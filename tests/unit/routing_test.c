@@ -34,6 +34,8 @@ static int teardown(void **state)
  * zeroed. */
 static void load(const char *routing)
 {
+    config_unref(cfg); /* a test may load more than one config */
+    cfg = NULL;
     char text[4096];
     snprintf(text, sizeof text,
              "providers:\n"
