@@ -769,7 +769,12 @@ static void on_up_data(void *ctx, const char *data, size_t len)
     struct proxy *px = ctx;
     if (px->sse_ready) {
         int rc = sse_reader_feed(&px->sse, data, len);
-        if (rc != SSE_OK) act_on_pending(px, rc);
+        if (rc != SSE_OK) {
+            act_on_pending(px, rc); /* may end the request: px is gone then */
+            return;
+        }
+        /* Everything this read produced leaves in one write. */
+        if (px->stream_started) http_stream_flush(px->req);
         return;
     }
     bool ok = px->status >= 200 && px->status < 300;

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,7 +34,6 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <event2/thread.h>
 
 #include "config/config.h"
 #include "core/alloc.h"
@@ -53,8 +53,13 @@ struct http_worker {
     struct event_base *base;
     struct evdns_base *dns;
     struct evconnlistener *listener;
-    struct event *drain_ev;
-    struct event *config_ev;
+    /* Cross-thread wake-ups (drain, new config) arrive on an eventfd: the
+     * loops run without libevent's locks, which would cost a mutex round
+     * per buffer operation on the hot path. */
+    int notify_fd;
+    struct event *notify_ev;
+    atomic_bool drain_requested;
+    atomic_bool config_pending;
     struct event *drain_deadline_ev;
     struct event *accept_retry_ev;
     int spare_fd; /* held for the EMFILE answer (see on_accept_error); -1 when lost */
@@ -286,30 +291,60 @@ static int add_bytes(struct http_conn *c, const void *data, size_t len)
     return 0;
 }
 
+/* Appends a string to a bounded header buffer (truncating, never overflowing). */
+static char *put(char *p, const char *end, const char *str)
+{
+    size_t n = strlen(str);
+    if (n > (size_t)(end - p)) n = (size_t)(end - p);
+    memcpy(p, str, n);
+    return p + n;
+}
+
+static char *put_uint(char *p, const char *end, unsigned long long v)
+{
+    char digits[24];
+    char *q = digits + sizeof digits;
+    do {
+        *--q = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    size_t n = (size_t)(digits + sizeof digits - q);
+    if (n > (size_t)(end - p)) n = (size_t)(end - p);
+    memcpy(p, q, n);
+    return p + n;
+}
+
 static void write_head(struct http_request *req, int status, const char *content_type,
                        const char *extra_headers, long long content_length)
 {
     struct http_conn *c = req->conn;
     bool keep = req->keep_alive && !c->w->draining && !c->close_after_response;
-    char length[48];
-    if (content_length >= 0) snprintf(length, sizeof length, "Content-Length: %lld", content_length);
-    else snprintf(length, sizeof length, "Transfer-Encoding: chunked");
-    char head[1024];
     const char *node = req->config && req->config->node.id ? req->config->node.id : "";
-    int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d %s\r\n"
-                     "Content-Type: %s\r\n"
-                     "%s\r\n"
-                     "x-aiproxy-request-id: %s\r\n"
-                     "x-request-id: %s\r\n"
-                     "x-aiproxy-node: %s\r\n"
-                     "%s",
-                     status, status_text(status), content_type, length, req->id, req->id, node,
-                     keep ? "" : "Connection: close\r\n");
-    if (n < 0 || (size_t)n >= sizeof head) n = (int)sizeof head - 1;
+    /* Built by hand: this runs for every response. */
+    char head[1024];
+    char *p = head, *end = head + sizeof head;
+    p = put(p, end, "HTTP/1.1 ");
+    p = put_uint(p, end, (unsigned)status);
+    p = put(p, end, " ");
+    p = put(p, end, status_text(status));
+    p = put(p, end, "\r\nContent-Type: ");
+    p = put(p, end, content_type);
+    if (content_length >= 0) {
+        p = put(p, end, "\r\nContent-Length: ");
+        p = put_uint(p, end, (unsigned long long)content_length);
+    } else {
+        p = put(p, end, "\r\nTransfer-Encoding: chunked");
+    }
+    p = put(p, end, "\r\nx-aiproxy-request-id: ");
+    p = put(p, end, req->id);
+    p = put(p, end, "\r\nx-request-id: ");
+    p = put(p, end, req->id);
+    p = put(p, end, "\r\nx-aiproxy-node: ");
+    p = put(p, end, node);
+    p = put(p, end, keep ? "\r\n" : "\r\nConnection: close\r\n");
     if (!keep) c->close_after_response = true;
     req->status = status;
-    if (add_bytes(c, head, (size_t)n) != 0) return;
+    if (add_bytes(c, head, (size_t)(p - head)) != 0) return;
     if (extra_headers && add_bytes(c, extra_headers, strlen(extra_headers)) != 0) return;
     if (req->extra_headers && add_bytes(c, req->extra_headers, strlen(req->extra_headers)) != 0)
         return;
@@ -350,9 +385,15 @@ void http_respond_error(struct http_request *req, enum gw_error e, const char *m
 void http_stream_start(struct http_request *req, int status, const char *content_type,
                        const char *extra_headers)
 {
+    /* Queued, not written: the head leaves with the first chunks, in one
+     * system call, when the handler calls http_stream_flush. */
     write_head(req, status, content_type, extra_headers, -1);
     req->streaming = true;
-    conn_flush(req->conn);
+}
+
+void http_stream_flush(struct http_request *req)
+{
+    if (!req->conn->freed_scheduled) conn_flush(req->conn);
 }
 
 bool http_stream_write3(struct http_request *req, const char *a, size_t alen, const char *b,
@@ -362,19 +403,29 @@ bool http_stream_write3(struct http_request *req, const char *a, size_t alen, co
     size_t total = alen + blen + clen;
     if (total == 0 || c->freed_scheduled) return false;
     char size_line[24];
-    int n = snprintf(size_line, sizeof size_line, "%zx\r\n", total);
+    static const char hexdig[] = "0123456789abcdef";
+    char *e = size_line + sizeof size_line, *q = e;
+    *--q = '\n';
+    *--q = '\r';
+    for (size_t v = total; v; v >>= 4) *--q = hexdig[v & 15];
+    size_t n = (size_t)(e - q);
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (evbuffer_add(out, size_line, (size_t)n) != 0 || (alen && evbuffer_add(out, a, alen) != 0) ||
+    if (evbuffer_add(out, q, n) != 0 || (alen && evbuffer_add(out, a, alen) != 0) ||
         (blen && evbuffer_add(out, b, blen) != 0) || (clen && evbuffer_add(out, cc, clen) != 0) ||
         evbuffer_add(out, "\r\n", 2) != 0) {
         conn_close(c);
         return false;
     }
     req->bytes_out += (int64_t)total;
-    conn_flush(c);
+    /* Chunks gather until http_stream_flush (one write per upstream read);
+     * past the high watermark they go now, and the caller is told to wait. */
     if (evbuffer_get_length(out) > OUT_HIGH_WATERMARK) {
-        req->drain_wanted = true;
-        return true;
+        conn_flush(c);
+        if (c->freed_scheduled) return false;
+        if (evbuffer_get_length(out) > OUT_HIGH_WATERMARK) {
+            req->drain_wanted = true;
+            return true;
+        }
     }
     return false;
 }
@@ -859,6 +910,25 @@ static void on_config(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* Runs on the worker: what other threads asked for. */
+static void on_notify(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_worker *w = arg;
+    uint64_t n;
+    ssize_t r = read(fd, &n, sizeof n); /* clears the eventfd */
+    (void)r;
+    if (atomic_exchange(&w->config_pending, false)) on_config(-1, 0, w);
+    if (atomic_load(&w->drain_requested) && !w->draining) on_drain(-1, 0, w);
+}
+
+/* Wakes a worker from another thread. */
+static void notify(struct http_worker *w)
+{
+    uint64_t one = 1;
+    ssize_t r = write(w->notify_fd, &one, sizeof one);
+    (void)r; /* a full counter still wakes the loop */
+}
+
 /* ---- workers ---- */
 
 static void *worker_main(void *arg)
@@ -906,11 +976,6 @@ static int bind_listener(const char *host, int port)
 
 struct http_server *http_server_start(const struct http_server_opts *opts, struct config *cfg)
 {
-    static bool threads_ready;
-    if (!threads_ready) {
-        evthread_use_pthreads();
-        threads_ready = true;
-    }
     struct http_server *s = xcalloc(1, sizeof *s);
     s->n_workers = opts->workers;
     s->workers = xcalloc((size_t)opts->workers, sizeof *s->workers);
@@ -930,8 +995,8 @@ struct http_server *http_server_start(const struct http_server_opts *opts, struc
                 if (x->listener) evconnlistener_free(x->listener);
                 if (x->dns) evdns_base_free(x->dns, 0);
                 if (x->base) {
-                    event_free(x->drain_ev);
-                    event_free(x->config_ev);
+                    event_free(x->notify_ev);
+                    close(x->notify_fd);
                     event_free(x->drain_deadline_ev);
                     event_free(x->accept_retry_ev);
                     if (x->spare_fd >= 0) close(x->spare_fd);
@@ -950,8 +1015,9 @@ struct http_server *http_server_start(const struct http_server_opts *opts, struc
         if (!w->dns) w->dns = evdns_base_new(w->base, 0); /* no resolv.conf: IPs only */
         w->listener = evconnlistener_new(w->base, on_accept, w, LEV_OPT_CLOSE_ON_FREE, -1, fd);
         evconnlistener_set_error_cb(w->listener, on_accept_error);
-        w->drain_ev = event_new(w->base, -1, 0, on_drain, w);
-        w->config_ev = event_new(w->base, -1, 0, on_config, w);
+        w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        w->notify_ev = event_new(w->base, w->notify_fd, EV_READ | EV_PERSIST, on_notify, w);
+        event_add(w->notify_ev, NULL);
         w->drain_deadline_ev = evtimer_new(w->base, on_drain_deadline, w);
         w->accept_retry_ev = evtimer_new(w->base, on_accept_retry, w);
         w->spare_fd = spare_open();
@@ -969,21 +1035,25 @@ void http_server_set_config(struct http_server *s, struct config *cfg)
         if (w->pending_config) config_unref(w->pending_config);
         w->pending_config = config_ref(cfg);
         pthread_mutex_unlock(&w->config_lock);
-        event_active(w->config_ev, 0, 0);
+        atomic_store(&w->config_pending, true);
+        notify(w);
     }
 }
 
 void http_server_drain_and_free(struct http_server *s)
 {
     atomic_store(&s->draining, true);
-    for (int i = 0; i < s->n_workers; i++) event_active(s->workers[i].drain_ev, 0, 0);
+    for (int i = 0; i < s->n_workers; i++) {
+        atomic_store(&s->workers[i].drain_requested, true);
+        notify(&s->workers[i]);
+    }
     for (int i = 0; i < s->n_workers; i++) {
         struct http_worker *w = &s->workers[i];
         pthread_join(w->thread, NULL);
         if (w->slot && w->slot_free) w->slot_free(w->slot);
         if (w->listener) evconnlistener_free(w->listener);
-        event_free(w->drain_ev);
-        event_free(w->config_ev);
+        event_free(w->notify_ev);
+        close(w->notify_fd);
         event_free(w->drain_deadline_ev);
         event_free(w->accept_retry_ev);
         if (w->spare_fd >= 0) close(w->spare_fd);

@@ -125,14 +125,18 @@ void http_respond_error_h(struct http_request *req, enum gw_error e, const char 
 
 void http_stream_start(struct http_request *req, int status, const char *content_type,
                        const char *extra_headers);
-/* Queues one chunk. Returns true when the client's output buffer is over
- * its high watermark: the caller should stop reading upstream until
+/* Queues one chunk (sent at the next http_stream_flush, or at once past
+ * the high watermark). Returns true when the client's output buffer stays
+ * over its high watermark: the caller should stop reading upstream until
  * on_drain is called. */
 bool http_stream_write(struct http_request *req, const char *data, size_t len);
 /* Two-part chunk (prefix + data + suffix) with one chunk header. */
 bool http_stream_write3(struct http_request *req, const char *a, size_t alen, const char *b,
                         size_t blen, const char *c, size_t clen);
 void http_stream_end(struct http_request *req);
+/* Writes what the stream has queued (the head and chunks gather between
+ * flushes, so that one upstream read costs one write to the client). */
+void http_stream_flush(struct http_request *req);
 
 /* ---- workers ---- */
 

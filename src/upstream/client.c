@@ -726,16 +726,51 @@ static void send_request(struct conn *c)
     struct evbuffer *out = bufferevent_get_output(c->bev);
     bool default_port = (call->url.tls && call->url.port == 443) || (!call->url.tls && call->url.port == 80);
     bool v6 = strchr(call->url.host, ':') != NULL;
-    char head[1024];
-    int n = snprintf(head, sizeof head, "%s %s HTTP/1.1\r\nHost: %s%s%s", r->method, call->url.path,
-                     v6 ? "[" : "", call->url.host, v6 ? "]" : "");
-    if (n < 0 || (size_t)n >= sizeof head) {
+    /* The request head, built by hand (it is sent for every attempt):
+     * "METHOD path HTTP/1.1\r\nHost: host[:port]\r\nContent-Length: n\r\n". */
+    size_t mlen = strlen(r->method), plen = strlen(call->url.path), hlen = strlen(call->url.host);
+    if (mlen + plen + hlen > 8192) {
         call_finish(call, UPSTREAM_ERR_URL);
         return;
     }
-    int rc = evbuffer_add(out, head, (size_t)n);
-    if (!default_port) rc |= evbuffer_add_printf(out, ":%d", call->url.port) < 0;
-    rc |= evbuffer_add_printf(out, "\r\nContent-Length: %zu\r\n", r->body_len) < 0;
+    char num[24], *np = num + sizeof num;
+    size_t len_digits = 0;
+    for (size_t v = r->body_len;; v /= 10) {
+        *--np = (char)('0' + v % 10);
+        len_digits++;
+        if (v < 10) break;
+    }
+    char port[8], *pp = port + sizeof port;
+    size_t port_digits = 0;
+    for (int v = call->url.port; v > 0; v /= 10) {
+        *--pp = (char)('0' + v % 10);
+        port_digits++;
+    }
+    struct evbuffer_iovec vec;
+    size_t need = mlen + plen + hlen + len_digits + port_digits + 64;
+    if (evbuffer_reserve_space(out, (ev_ssize_t)need, &vec, 1) < 1) {
+        call_finish(call, UPSTREAM_ERR_CONNECT);
+        return;
+    }
+    char *h = vec.iov_base;
+#define PUT(str, n) (memcpy(h, (str), (n)), h += (n))
+    PUT(r->method, mlen);
+    PUT(" ", 1);
+    PUT(call->url.path, plen);
+    PUT(" HTTP/1.1\r\nHost: ", 17);
+    if (v6) PUT("[", 1);
+    PUT(call->url.host, hlen);
+    if (v6) PUT("]", 1);
+    if (!default_port) {
+        PUT(":", 1);
+        PUT(pp, port_digits);
+    }
+    PUT("\r\nContent-Length: ", 18);
+    PUT(np, len_digits);
+    PUT("\r\n", 2);
+#undef PUT
+    vec.iov_len = (size_t)(h - (char *)vec.iov_base);
+    int rc = evbuffer_commit_space(out, &vec, 1);
     if (r->headers) rc |= evbuffer_add(out, r->headers, strlen(r->headers));
     rc |= evbuffer_add(out, "\r\n", 2);
     if (r->body_len) rc |= evbuffer_add(out, r->body, r->body_len);
