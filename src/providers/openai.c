@@ -162,13 +162,11 @@ int openai_build_request(const struct provider_call *call, const char *url,
             perr(err, err_cap, "provider %s has an invalid credential", call->provider->name);
             return -1;
         }
-        out->headers = arena_printf(call->arena,
-                                    "Content-Type: application/json\r\nAccept: %s\r\n"
-                                    "Authorization: Bearer %s\r\n",
-                                    accept, key);
+        out->headers = arena_concat(call->arena, "Content-Type: application/json\r\nAccept: ",
+                                    accept, "\r\nAuthorization: Bearer ", key, "\r\n", NULL);
     } else {
-        out->headers = arena_printf(call->arena, "Content-Type: application/json\r\nAccept: %s\r\n",
-                                    accept);
+        out->headers = arena_concat(call->arena, "Content-Type: application/json\r\nAccept: ",
+                                    accept, "\r\n", NULL);
     }
     return 0;
 }
@@ -177,7 +175,7 @@ static int openai_prepare(const struct provider_call *call, struct provider_requ
                           char *err, size_t err_cap)
 {
     const char *url =
-        arena_printf(call->arena, "%s%s", provider_call_endpoint(call), path_for(call->kind));
+        arena_concat(call->arena, provider_call_endpoint(call), path_for(call->kind), NULL);
     return openai_build_request(call, url, out, err, err_cap);
 }
 
