@@ -286,6 +286,17 @@ static const struct default_model anthropic_models[] = {
     {NULL, NULL, NULL, 0},
 };
 
+/* Workers AI models with the standard's example prices (section 4.1). */
+static const struct default_model cloudflare_models[] = {
+    {"llama-3.1-8b", "0.001", "0.001", CAP_TEXT},
+    {"qwen-coder", "0.001", "0.001", CAP_TEXT | CAP_CODE},
+    {"bge-base-en", "0.0001", "0", CAP_EMBEDDINGS},
+    {NULL, NULL, NULL, 0},
+};
+static const char *const cloudflare_ids[] = {"@cf/meta/llama-3.1-8b-instruct",
+                                              "@cf/qwen/qwen2.5-coder-7b-instruct",
+                                              "@cf/baai/bge-base-en-v1.5"};
+
 static struct config_provider *add_default_provider(struct config *c, const char *name,
                                                     enum provider_type t,
                                                     const struct default_model *models,
@@ -333,6 +344,22 @@ struct config *config_default(struct diag_list *diags)
     add_default_provider(c, "openai", PROVIDER_OPENAI, openai_models, "OPENAI_API_KEY");
     add_default_provider(c, "anthropic", PROVIDER_ANTHROPIC, anthropic_models,
                          "ANTHROPIC_API_KEY");
+    /* Cloudflare needs two variables: the account and a token. */
+    struct config_provider *cf =
+        add_default_provider(c, "cloudflare", PROVIDER_CLOUDFLARE, cloudflare_models, NULL);
+    for (size_t i = 0; i < cf->n_models; i++) {
+        free(cf->models[i].upstream_id);
+        cf->models[i].upstream_id = xstrdup(cloudflare_ids[i]);
+    }
+    const char *account = getenv("CLOUDFLARE_ACCOUNT_ID"), *token = getenv("CLOUDFLARE_API_TOKEN");
+    if (account && *account && token && *token) {
+        cf->account_id = xstrdup(account);
+        cf->api_token = xstrdup(token);
+    } else {
+        cf->available = false;
+        cf->unavailable_reason = xstrdup(!account || !*account ? "CLOUDFLARE_ACCOUNT_ID is not set"
+                                                               : "CLOUDFLARE_API_TOKEN is not set");
+    }
     struct config_provider *local = add_default_provider(c, "local", PROVIDER_LOCAL, NULL, NULL);
     local->discover_models = true;
     local->priority = 1;

@@ -725,14 +725,28 @@ static void test_config_default(void **state)
     assert_string_equal(l->endpoint, "http://127.0.0.1:11434/v1");
     config_unref(c);
 
+    unsetenv("CLOUDFLARE_ACCOUNT_ID");
+    c = config_default(&diags);
+    const struct config_provider *cf = config_find_provider(c, "cloudflare");
+    assert_false(cf->available);
+    assert_string_equal(cf->unavailable_reason, "CLOUDFLARE_ACCOUNT_ID is not set");
+    config_unref(c);
+
     setenv("OPENAI_API_KEY", "sk-default", 1);
     setenv("AIPROXY_LISTEN", "0.0.0.0:9090", 1);
+    setenv("CLOUDFLARE_ACCOUNT_ID", "acct", 1);
+    setenv("CLOUDFLARE_API_TOKEN", "tok", 1);
     c = config_default(&diags);
     assert_true(config_find_provider(c, "openai")->available);
     assert_int_equal(c->server.listen_port, 9090);
+    cf = config_find_provider(c, "cloudflare");
+    assert_true(cf->available);
+    assert_string_equal(find_model(cf, "llama-3.1-8b")->upstream_id, "@cf/meta/llama-3.1-8b-instruct");
     config_unref(c);
     unsetenv("OPENAI_API_KEY");
     unsetenv("AIPROXY_LISTEN");
+    unsetenv("CLOUDFLARE_ACCOUNT_ID");
+    unsetenv("CLOUDFLARE_API_TOKEN");
 }
 
 static void test_summary_hides_secrets(void **state)
