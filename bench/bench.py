@@ -6,7 +6,8 @@ Starts everything itself on loopback ports under a temp dir: a fake upstream
 wrk and small node clients; prints a table and writes bench/results/<ts>.md
 (+ .json with the raw runs).
 
-Modes: full (default), quick, soak, many, profile.  See bench/README.md.
+Modes: full (default), quick, soak, many, profile, ledger, metrics, auth,
+routing, issues (= metrics + auth + routing).  See bench/README.md.
 """
 import json
 import os
@@ -128,7 +129,46 @@ http {{
 """
 
 
-def aiproxyd_conf(port, level="warn", providers=("fake", "fakes"), track_costs=None):
+BENCH_KEY = "sk-bench-client-0123456789abcdef"
+
+# issue 5: auth + rate limits + budget + ledger on, every limit far above what a run sends
+SECURE = {
+    "security": {
+        "auth": {"enabled": True, "type": "api_key",
+                 "api_keys": [{"key": BENCH_KEY, "name": "bench", "rate_limit": 1000000000,
+                               "requests_per_minute": 1000000000, "tokens_per_minute": 1000000000}]},
+        "rate_limiting": {"enabled": True, "default_limit": 1000000000, "requests_per_minute": 1000000000,
+                          "tokens_per_minute": 1000000000, "by_ip": True, "by_api_key": True}},
+    "budget": {"enabled": True, "daily_limit": 1000000, "monthly_limit": 10000000, "track_costs": True},
+}
+# ... and the same gateway with all of that off
+INSECURE = {
+    "security": {"auth": {"enabled": False}, "rate_limiting": {"enabled": False}},
+    "budget": {"enabled": False, "track_costs": False},
+}
+# issue 4: gpt-bench served by 3 providers (all in front of the same fake upstream),
+# cost_optimized with the policies of the standard's section 4.1 example
+ROUTED = {
+    "routing": {
+        "strategy": "cost_optimized",
+        "policies": [
+            {"name": "minimize_cost", "type": "cost_optimized",
+             "rules": [{"if": "request.tokens < 1000", "then": "provider.priority ASC"},
+                       {"if": "request.tokens >= 1000", "then": "provider.cost_per_1k_tokens ASC"}]},
+            {"name": "minimize_latency", "type": "latency_optimized",
+             "rules": [{"if": "provider.type == 'local'", "then": "priority = 1"},
+                       {"if": "provider.type == 'cloudflare'", "then": "priority = 2"},
+                       {"else": "priority = 3"}]},
+            {"name": "route_by_model", "type": "model_specific",
+             "rules": [{"if": "request.model matches 'llama-*'", "then": "prefer provider.local > provider.cloudflare"},
+                       {"if": "request.model == 'gpt-4*'", "then": "require provider.openai"}]},
+        ],
+        "failover": {"enabled": True, "max_retries": 3, "fallback_chain": ["fake", "fake2", "fake3"]},
+    },
+}
+
+
+def aiproxyd_conf(port, level="warn", providers=("fake", "fakes"), track_costs=None, extra=None):
     prov = {
         "fake": {"type": "openai", "endpoint": f"http://127.0.0.1:{P['up']}/v1",
                  "credentials": {"api_key": "sk-bench"},
@@ -140,12 +180,22 @@ def aiproxyd_conf(port, level="warn", providers=("fake", "fakes"), track_costs=N
                     "credentials": {"api_key": "sk-bench"},
                     "models": [{"name": "gpt-bench", "cost_per_1k_input_tokens": 0.001, "cost_per_1k_output_tokens": 0.002}]},
     }
+    # two more providers of gpt-bench (routing mode): dearer, lower priority
+    for i, price in ((2, 0.002), (3, 0.003)):
+        prov[f"fake{i}"] = {"type": "openai", "endpoint": f"http://127.0.0.1:{P['up']}/v1", "priority": i,
+                            "credentials": {"api_key": "sk-bench"},
+                            "models": [{"name": "gpt-bench", "cost_per_1k_input_tokens": price,
+                                        "cost_per_1k_output_tokens": 2 * price}]}
+    if "fake2" in providers:
+        prov["fake"] = dict(prov["fake"], priority=1)
     conf = {"node": {"id": "bench"},
             "server": {"listen_addr": f"127.0.0.1:{port}", "workers": 2},
             "providers": {k: prov[k] for k in providers},
             "observability": {"logging": {"level": level}}}
     if track_costs is not None:
         conf["budget"] = {"track_costs": track_costs}
+    for k, v in (extra or {}).items():
+        conf[k] = dict(conf.get(k, {}), **v)
     return json.dumps(conf, indent=1)
 
 
@@ -297,9 +347,10 @@ def pss_kb(pid):
 
 
 # ---------------------------------------------------------------- clients
-def wrk(port, conns, duration, model="gpt-bench", max_req=0):
+def wrk(port, conns, duration, model="gpt-bench", max_req=0, auth=""):
     threads = 1 if conns == 1 else 2
-    env = dict(os.environ, BENCH_MODEL=model, BENCH_THREADS=str(threads), BENCH_MAX_REQ=str(max_req))
+    env = dict(os.environ, BENCH_MODEL=model, BENCH_THREADS=str(threads), BENCH_MAX_REQ=str(max_req),
+               BENCH_AUTH=auth)
     cmd = [WRK, f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--timeout", "5s", "-s",
            os.path.join(BENCH, "post.lua"), f"http://127.0.0.1:{port}/v1/chat/completions"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -333,13 +384,60 @@ def pct(xs, p):
     return s[min(len(s) - 1, int(p / 100 * len(s)))] if s else None
 
 
+class Scraper:
+    """GET /metrics every `every` s on one keep-alive connection (as Prometheus does), in a thread."""
+
+    def __init__(self, port, auth="", every=0.1):
+        import http.client
+        import threading
+        self.port, self.auth, self.every = port, auth, every
+        self.lat, self.n, self.ok, self.bytes, self.bad = [], 0, 0, 0, {}
+        self.stopping = threading.Event()
+        self.hc = http.client
+        self.th = threading.Thread(target=self.run, daemon=True)
+        self.th.start()
+
+    def run(self):
+        conn = None
+        nxt = time.monotonic()
+        hdr = {"Authorization": "Bearer " + self.auth} if self.auth else {}
+        while not self.stopping.is_set():
+            t = time.monotonic()
+            try:
+                if conn is None:
+                    conn = self.hc.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", "/metrics", headers=hdr)
+                r = conn.getresponse()
+                body = r.read()
+                self.n += 1
+                if r.status == 200:
+                    self.ok += 1
+                    self.bytes = len(body)
+                else:
+                    self.bad[str(r.status)] = self.bad.get(str(r.status), 0) + 1
+            except Exception as e:  # noqa: BLE001 - counted, reported
+                self.n += 1
+                self.bad[type(e).__name__] = self.bad.get(type(e).__name__, 0) + 1
+                conn = None
+            self.lat.append(time.monotonic() - t)
+            nxt += self.every
+            self.stopping.wait(max(0.0, nxt - time.monotonic()))
+
+    def stop(self):
+        self.stopping.set()
+        self.th.join(timeout=10)
+        return {"n": self.n, "ok": self.ok, "bytes": self.bytes, "bad": self.bad,
+                "p50_ms": (pct(self.lat, 50) or 0) * 1e3, "max_ms": max(self.lat or [0]) * 1e3}
+
+
 # ---------------------------------------------------------------- phases
 class Bench:
     def __init__(self, mode):
         self.mode = mode
         self.quick = mode == "quick"
         self.duration = int(os.environ.get("BENCH_DURATION", "3" if self.quick else "10"))
-        self.rounds = int(os.environ.get("BENCH_ROUNDS", "1" if self.quick else "3"))
+        ab = mode in ("metrics", "auth", "routing", "issues")
+        self.rounds = int(os.environ.get("BENCH_ROUNDS", "1" if self.quick else "5" if ab else "3"))
         self.tmp = tempfile.mkdtemp(prefix="aiproxy-bench-")
         self.pr = Procs(self.tmp)
         self.res = {"mode": mode, "duration_s": self.duration, "rounds": self.rounds, "runs": [],
@@ -388,6 +486,96 @@ class Bench:
                 log(f"ledger round {rnd+1} {name:<16} {d['rps']:>8.0f} req/s  cpu {cpu:.1f} us/req  errors {d['errors']}")
         self.res["ledger"] = {k: {"rps": med([x[0] for x in v]), "cpu_us_per_req": med([x[1] for x in v]),
                                   "errors": sum(x[2] for x in v)} for k, v in out.items()}
+
+    # ------------------------------------------------ issues 4, 5, 6: A/B ratios
+    def ab(self, key, variants, concs=(32,)):
+        """Interleaved rounds over variants [(name, port, pname, auth, scrape)]: wrk at each of
+        concs, the variants' order rotated every round; req/s, p50/p99 and CPU per request."""
+        for v in variants:
+            wrk(v[1], 32, 2, auth=v[3])
+        out = {}
+        n = len(variants)
+        for rnd in range(self.rounds):
+            for c in concs:
+                for name, port, pname, auth, scrape in variants[rnd % n:] + variants[:rnd % n]:
+                    pids = family(self.pr.procs[pname].pid, False)
+                    sc = Scraper(port, auth) if scrape else None
+                    t0 = cpu_ticks(pids)
+                    d = wrk(port, c, self.duration, auth=auth)
+                    cpu = (cpu_ticks(pids) - t0) / CLK_TCK * 1e6 / max(1, d["requests"])
+                    sres = sc.stop() if sc else None
+                    d.update(target=name, conns=c, round=rnd + 1, cpu_us_per_req=cpu, mode=key)
+                    if sres:
+                        d["scrapes"] = sres
+                    self.res["runs_ab"] = self.res.get("runs_ab", []) + [d]
+                    out.setdefault((name, c), []).append(d)
+                    log(f"{key} round {rnd+1} c={c:<3} {name:<18} {d['rps']:>8.0f} req/s  p50 {d['p50_us']:>6} us  "
+                        f"cpu {cpu:.1f} us/req  errors {d['errors']} (non-2xx {d['non2xx']})" +
+                        (f"  scrapes {sres['n']} ok {sres['ok']} p50 {sres['p50_ms']:.2f} ms "
+                         f"{sres['bytes']} B" if sres else ""))
+                    if d["errors"]:
+                        self.problem(f"{key}: {name} c={c} round {rnd+1}: {d['errors']} errors "
+                                     f"(non-2xx {d['non2xx']}, connect {d['err_connect']}, read {d['err_read']}, "
+                                     f"timeout {d['err_timeout']})")
+                    if sres and sres["ok"] != sres["n"]:
+                        self.problem(f"{key}: {sres['n'] - sres['ok']} of {sres['n']} scrapes failed: {sres['bad']}")
+                    self.check_alive(pname)
+        base = variants[0][0]
+        summ = {}
+        for c in concs:
+            for name, *_ in variants:
+                rs = out[(name, c)]
+                x = {"rps": med([r["rps"] for r in rs]), "p50_us": med([r["p50_us"] for r in rs]),
+                     "p99_us": med([r["p99_us"] for r in rs]), "cpu_us_per_req": med([r["cpu_us_per_req"] for r in rs]),
+                     "errors": sum(r["errors"] for r in rs), "non2xx": sum(r["non2xx"] for r in rs),
+                     "rps_rounds": [round(r["rps"]) for r in rs]}
+                # per-round ratio to the base variant (same round, adjacent in time): less noisy than
+                # the ratio of medians on a shared machine
+                if name != base:
+                    b = out[(base, c)]
+                    x["ratio_rounds"] = [round(r["rps"] / q["rps"], 3) for r, q in zip(rs, b)]
+                    x["ratio_median_of_rounds"] = med(x["ratio_rounds"])
+                    x["ratio_of_medians"] = x["rps"] / med([q["rps"] for q in b])
+                    x["cpu_ratio_rounds"] = [round(r["cpu_us_per_req"] / q["cpu_us_per_req"], 3) for r, q in zip(rs, b)]
+                    x["cpu_ratio_median_of_rounds"] = med(x["cpu_ratio_rounds"])
+                if any("scrapes" in r for r in rs):
+                    x["scrapes"] = sum(r["scrapes"]["n"] for r in rs)
+                    x["scrape_p50_ms"] = med([r["scrapes"]["p50_ms"] for r in rs])
+                    x["scrape_bytes"] = rs[-1]["scrapes"]["bytes"]
+                summ[f"{name}@{c}"] = x
+        self.res.setdefault("ab", {})[key] = {"base": base, "concs": list(concs), "variants": [v[0] for v in variants],
+                                              "summary": summ}
+
+    def start_upstream(self):
+        self.pr.nginx("upstream", upstream_conf(os.path.join(self.tmp, "upstream")), [P["up"], P["ups"]])
+
+    def metrics_mode(self):
+        """issue 6: wrk c=32 with and without GET /metrics every 100 ms (same instance)."""
+        self.start_upstream()
+        self.pr.aiproxyd("aiproxyd", aiproxyd_conf(P["aip"]), P["aip"])
+        self.ab("metrics", [("no scraper", P["aip"], "aiproxyd", "", False),
+                            ("scrape /metrics 100ms", P["aip"], "aiproxyd", "", True)])
+
+    def auth_mode(self):
+        """issue 5: auth + rate limits + budget limit + ledger on vs all off, c=32 and 256."""
+        self.start_upstream()
+        self.pr.aiproxyd("aiproxyd_off", aiproxyd_conf(P["aip"], extra=INSECURE), P["aip"])
+        self.pr.aiproxyd("aiproxyd_on", aiproxyd_conf(P["aipi"], extra=SECURE), P["aipi"])
+        # the key is needed and enough
+        r = wrk(P["aipi"], 1, 1)
+        if r["non2xx"] == 0:
+            self.problem("auth: a request without a key was not refused")
+        self.ab("auth", [("all off", P["aip"], "aiproxyd_off", BENCH_KEY, False),
+                         ("auth+rl+budget+ledger", P["aipi"], "aiproxyd_on", BENCH_KEY, False)], concs=(32, 256))
+
+    def routing_mode(self):
+        """issue 4: one provider vs three with cost_optimized and the 4.1 policies."""
+        self.start_upstream()
+        self.pr.aiproxyd("aiproxyd", aiproxyd_conf(P["aip"]), P["aip"])
+        self.pr.aiproxyd("aiproxyd_routed", aiproxyd_conf(P["aipi"], providers=("fake", "fake2", "fake3", "fakes"),
+                                                           extra=ROUTED), P["aipi"])
+        self.ab("routing", [("1 provider", P["aip"], "aiproxyd", "", False),
+                            ("3 providers + policies", P["aipi"], "aiproxyd_routed", "", False)])
 
     def targets(self):
         t = {"direct": (P["up"], None, False),
@@ -726,6 +914,24 @@ class Bench:
             for k, v in m["ledger"].items():
                 L.append(f"| {k} | {v['rps']:.0f} | {v['cpu_us_per_req']:.1f} |")
             L.append("")
+        for key, a in m.get("ab", {}).items():
+            title = {"metrics": "Scraping /metrics every 100 ms (issue 6: < 3% change)",
+                     "auth": "Auth, rate limits, budget and ledger on vs off (issue 5: within 10%)",
+                     "routing": "Routing: 1 provider vs 3 with cost_optimized + policies (issue 4: no measurable cost)"}.get(key, key)
+            L.append(f"## {title}\n")
+            L.append("| variant | conns | req/s (median) | req/s per round | ratio per round | ratio (median of rounds) | p50 µs | p99 µs | CPU µs/req | CPU ratio (median of rounds) | errors |")
+            L.append("|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|")
+            for c in a["concs"]:
+                for name in a["variants"]:
+                    x = a["summary"][f"{name}@{c}"]
+                    rr = " ".join(f"{v:.3f}" for v in x.get("ratio_rounds", [])) or "–"
+                    rm = f"{x['ratio_median_of_rounds']:.3f}" if "ratio_median_of_rounds" in x else "–"
+                    cr = f"{x['cpu_ratio_median_of_rounds']:.3f}" if "cpu_ratio_median_of_rounds" in x else "–"
+                    L.append(f"| {name} | {c} | {x['rps']:.0f} | {' '.join(map(str, x['rps_rounds']))} | {rr} | {rm} | "
+                             f"{x['p50_us']:.0f} | {x['p99_us']:.0f} | {x['cpu_us_per_req']:.1f} | {cr} | {x['errors']} |")
+                    if "scrapes" in x:
+                        L.append(f"| (scrapes: {x['scrapes']}, p50 {x['scrape_p50_ms']:.2f} ms, {x['scrape_bytes']} bytes each) | | | | | | | | | | |")
+            L.append("")
         if m["problems"]:
             L.append("## Problems seen\n")
             for x in m["problems"]:
@@ -754,7 +960,7 @@ def git_rev():
 
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else "full"
-    if mode not in ("full", "quick", "soak", "many", "profile", "ledger"):
+    if mode not in ("full", "quick", "soak", "many", "profile", "ledger", "metrics", "auth", "routing", "issues"):
         print(__doc__)
         sys.exit(2)
     for port in P.values():
@@ -779,6 +985,10 @@ def main():
             b.profile(10)
         elif mode == "ledger":
             b.ledger()
+        elif mode in ("metrics", "auth", "routing", "issues"):
+            for m in (("metrics", "auth", "routing") if mode == "issues" else (mode,)):
+                getattr(b, m + "_mode")()
+                b.pr.stop_all()
         elif mode == "many":
             b.many(int(os.environ.get("BENCH_STREAMS", "1000")))
         elif mode == "soak":

@@ -1,9 +1,12 @@
 -- wrk script: POST a small OpenAI chat request; print a JSON summary line.
 -- env BENCH_MODEL   model name (default gpt-bench)
 -- env BENCH_MAX_REQ stop after about this many requests in total (soak mode)
+-- env BENCH_AUTH    when set, sent as "Authorization: Bearer $BENCH_AUTH"
 local model = os.getenv("BENCH_MODEL") or "gpt-bench"
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+local auth = os.getenv("BENCH_AUTH") or ""
+if auth ~= "" then wrk.headers["Authorization"] = "Bearer " .. auth end
 wrk.body = '{"model":"' .. model .. '","messages":[{"role":"user","content":"Say hello"}]}'
 
 local threads = {}
