@@ -702,8 +702,15 @@ class Bench:
                               "-g", "none", "--percent-limit", "0.7"], capture_output=True, text=True)
         dso = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "dso",
                               "-g", "none", "--percent-limit", "0.5"], capture_output=True, text=True)
+        # inclusive time (self + callees); meaningful with a frame-pointer build
+        # (make BUILD=build-prof CC="cc -fno-omit-frame-pointer"; AIPROXYD=.../build-prof/aiproxyd)
+        chl = subprocess.run(["perf", "report", "-i", data, "--stdio", "--children", "--sort", "sym",
+                              "-g", "none", "--percent-limit", "2"], capture_output=True, text=True)
         keep = lambda t: "\n".join(l for l in t.splitlines() if l.strip() and not l.startswith("#"))
-        self.res["profile"] = {"rps": d["rps"], "by_symbol": keep(rep.stdout), "by_dso": keep(dso.stdout)}
+        self.res["profile"] = {"rps": d["rps"], "by_symbol": keep(rep.stdout), "by_dso": keep(dso.stdout),
+                               "children": keep(chl.stdout)}
+        if os.environ.get("BENCH_KEEP_TMP") == "1":
+            log(f"perf data kept in {data}")
         log("profile by dso:\n" + keep(dso.stdout))
         log("profile top:\n" + "\n".join(keep(rep.stdout).splitlines()[:30]))
 
@@ -807,7 +814,8 @@ class Bench:
         L.append(f"Command: `bench/run.sh {self.mode}`  (mode {self.mode}, {m['rounds']} round(s), "
                  f"{m['duration_s']} s per wrk run)\n")
         L.append("Machine: " + machine() + "\n")
-        L.append(f"aiproxyd: {AIPROXYD} ({git_rev()})\n")
+        L.append(f"aiproxyd: {AIPROXYD} ({GIT_AT_START or git_rev()} when the run started; "
+                 f"binary modified {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(os.path.getmtime(AIPROXYD)))} UTC)\n")
         tg = []
         if m["runs"]:
             tab = self.summarize()
@@ -907,6 +915,9 @@ class Bench:
             L.append(f"## Profile of aiproxyd under load (perf record -e cpu-clock -g, wrk c=32, {p['rps']:.0f} req/s)\n")
             L.append("By object:\n```\n" + p["by_dso"] + "\n```\nTop symbols (self):\n```\n" +
                      "\n".join(p["by_symbol"].splitlines()[:40]) + "\n```\n")
+            if p.get("children"):
+                L.append("With children (inclusive; `perf report --children --sort sym`, ≥ 2%):\n```\n" +
+                         "\n".join(p["children"].splitlines()[:60]) + "\n```\n")
         if "ledger" in m:
             L.append("## Cost of the ledger (wrk c=32; aiproxyd with budget.track_costs true vs false)\n")
             L.append("| target | req/s | CPU µs/req |")
@@ -954,8 +965,14 @@ def machine():
 
 
 def git_rev():
+    """HEAD and whether src/ differed from it, taken when the run starts (others commit meanwhile)."""
     r = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return "git " + r.stdout.strip()
+    d = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "src", "Makefile"],
+                       capture_output=True, text=True)
+    return "git " + r.stdout.strip() + (" + uncommitted changes in src/" if d.stdout.strip() else "")
+
+
+GIT_AT_START = None
 
 
 def main():
@@ -966,6 +983,8 @@ def main():
     for port in P.values():
         if not port_free(port):
             sys.exit(f"port {port} is busy; set BENCH_PORT_BASE")
+    global GIT_AT_START
+    GIT_AT_START = git_rev()
     b = Bench(mode)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     signal.signal(signal.SIGHUP, lambda *_: sys.exit("hung up"))

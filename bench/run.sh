@@ -6,6 +6,10 @@
 #   bench/run.sh many       only the 1,000 concurrent slow streams phase
 #   bench/run.sh profile    perf profile of aiproxyd under wrk c=32
 #   bench/run.sh ledger     aiproxyd with and without cost tracking (SQLite ledger) next to nginx, c=32
+#   bench/run.sh metrics    issue 6: c=32 with and without a GET /metrics scrape every 100 ms
+#   bench/run.sh auth       issue 5: auth + rate limits + budget + ledger on vs off, c=32 and c=256
+#   bench/run.sh routing    issue 4: 1 provider vs 3 providers with cost_optimized + policies, c=32
+#   bench/run.sh issues     the three above in one report
 # Env: BENCH_DURATION (s per wrk run, default 10), BENCH_ROUNDS (default 3),
 #      BENCH_PORT_BASE (default 19100), AIPROXYD (binary), BENCH_KEEP_TMP=1.
 set -euo pipefail
