@@ -550,25 +550,7 @@ struct stream_state {
 static void emit_chunk(const struct provider_call *call, struct stream_state *s, json_t *delta,
                        const char *finish, json_t *usage, provider_emit_cb emit, void *ctx)
 {
-    json_t *c = json_object();
-    pj_set_str(c, "id", s->id);
-    pj_set_str(c, "object", "chat.completion.chunk");
-    pj_set_int(c, "created", s->created);
-    pj_set_str(c, "model", s->model);
-    json_t *choices = json_array();
-    if (delta) {
-        json_t *ch = json_object();
-        pj_set_int(ch, "index", 0);
-        json_object_set_new(ch, "delta", delta);
-        json_object_set_new(ch, "finish_reason", finish ? json_string(finish) : json_null());
-        json_array_append_new(choices, ch);
-    }
-    json_object_set_new(c, "choices", choices);
-    if (usage) json_object_set_new(c, "usage", usage);
-    size_t len;
-    char *json = pj_dump(call->arena, c, &len);
-    json_decref(c);
-    emit(ctx, json, len);
+    pj_emit_chunk(call->arena, s->id, s->created, s->model, delta, finish, usage, emit, ctx);
 }
 
 static json_t *tool_delta(int index, const char *id, const char *name, const char *args)

@@ -50,6 +50,13 @@ void perr(char *err, size_t cap, const char *fmt, ...) __attribute__((format(pri
 /* Whether a credential can go into a header line as it is. */
 bool header_value_ok(const char *v);
 
+/* Emits one OpenAI chat.completion.chunk: `delta` (stolen) for choice 0
+ * with `finish` (NULL: null), or, when delta is NULL, a usage-only chunk
+ * (choices []) carrying `usage` (stolen; may be NULL). */
+void pj_emit_chunk(struct arena *a, const char *id, int64_t created, const char *model,
+                   json_t *delta, const char *finish, json_t *usage, provider_emit_cb emit,
+                   void *ctx);
+
 /* Seconds since the epoch, for the `created` fields adapters must invent. */
 int64_t pj_now(void);
 

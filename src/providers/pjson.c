@@ -104,3 +104,28 @@ int64_t pj_now(void)
 {
     return (int64_t)time(NULL);
 }
+
+void pj_emit_chunk(struct arena *a, const char *id, int64_t created, const char *model,
+                   json_t *delta, const char *finish, json_t *usage, provider_emit_cb emit,
+                   void *ctx)
+{
+    json_t *c = json_object();
+    pj_set_str(c, "id", id);
+    pj_set_str(c, "object", "chat.completion.chunk");
+    pj_set_int(c, "created", created);
+    pj_set_str(c, "model", model);
+    json_t *choices = json_array();
+    if (delta) {
+        json_t *ch = json_object();
+        pj_set_int(ch, "index", 0);
+        json_object_set_new(ch, "delta", delta);
+        json_object_set_new(ch, "finish_reason", finish ? json_string(finish) : json_null());
+        json_array_append_new(choices, ch);
+    }
+    json_object_set_new(c, "choices", choices);
+    if (usage) json_object_set_new(c, "usage", usage);
+    size_t len;
+    char *json = pj_dump(a, c, &len);
+    json_decref(c);
+    emit(ctx, json, len);
+}
