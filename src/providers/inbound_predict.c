@@ -59,20 +59,9 @@ static int request_to_openai(struct arena *a, const char *body, size_t len, char
                              size_t *out_len, bool *stream, struct inbound_routing *routing,
                              struct inbound_error *err)
 {
-    memset(err, 0, sizeof *err);
-    if (routing) {
-        routing->strategy[0] = '\0';
-        routing->max_cost_nanos = -1;
-        routing->timeout_ms = 0;
-    }
     *stream = false;
-    json_t *in = pj_load(body, len);
-    if (!json_is_object(in)) {
-        json_decref(in);
-        snprintf(err->message, sizeof err->message, "The request body is not a JSON object.");
-        err->invalid_json = true;
-        return -1;
-    }
+    json_t *in = pj_inbound_begin(body, len, routing, err);
+    if (!in) return -1;
     json_t *o = json_object();
     int rc = -1;
     const char *model = pj_str(in, "model");

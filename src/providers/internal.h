@@ -57,6 +57,16 @@ void pj_emit_chunk(struct arena *a, const char *id, int64_t created, const char 
                    json_t *delta, const char *finish, json_t *usage, provider_emit_cb emit,
                    void *ctx);
 
+struct inbound_error;
+struct inbound_routing;
+
+/* The common start of an inbound translator's request_to_openai: clears
+ * `err` and `routing` (no options given), then parses the client's body.
+ * Returns the JSON object (a new reference), or NULL with `err` filled
+ * (invalid_json) when the body is not a JSON object. */
+json_t *pj_inbound_begin(const char *body, size_t len, struct inbound_routing *routing,
+                         struct inbound_error *err);
+
 /* Seconds since the epoch, for the `created` fields adapters must invent. */
 int64_t pj_now(void);
 

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "providers/inbound.h"
 #include "providers/internal.h"
 
 json_t *pj_load(const char *s, size_t len)
@@ -128,4 +129,23 @@ void pj_emit_chunk(struct arena *a, const char *id, int64_t created, const char 
     char *json = pj_dump(a, c, &len);
     json_decref(c);
     emit(ctx, json, len);
+}
+
+json_t *pj_inbound_begin(const char *body, size_t len, struct inbound_routing *routing,
+                         struct inbound_error *err)
+{
+    memset(err, 0, sizeof *err);
+    if (routing) {
+        routing->strategy[0] = '\0';
+        routing->max_cost_nanos = -1;
+        routing->timeout_ms = 0;
+    }
+    json_t *in = pj_load(body, len);
+    if (!json_is_object(in)) {
+        json_decref(in);
+        snprintf(err->message, sizeof err->message, "The request body is not a JSON object.");
+        err->invalid_json = true;
+        return NULL;
+    }
+    return in;
 }
