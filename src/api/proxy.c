@@ -7,6 +7,7 @@
  * error event. All state lives in the request's arena. */
 #include "api/proxy.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,27 @@
 /* Without a per-request timeout (predict's routing.timeout), a request may
  * take this long over all its attempts. */
 #define DEFAULT_REQUEST_DEADLINE_MS (10 * 60 * 1000)
+
+/* Upstream attempts in flight on this node (server.max_upstream_transfers). */
+static atomic_int transfers_in_flight;
+
+static bool transfer_take(int cap)
+{
+    int cur = atomic_load_explicit(&transfers_in_flight, memory_order_relaxed);
+    do {
+        if (cap > 0 && cur >= cap) return false;
+    } while (!atomic_compare_exchange_weak_explicit(&transfers_in_flight, &cur, cur + 1,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    return true;
+}
+
+/* Ends an attempt's live figures and gives back its transfer slot: every
+ * successful launch() is matched by exactly one call. */
+static void attempt_stats_end(const struct candidate *c, bool ok, bool timeout, int64_t latency_us)
+{
+    atomic_fetch_sub_explicit(&transfers_in_flight, 1, memory_order_relaxed);
+    provider_stats_end(c->provider->stats, ok, timeout, latency_us);
+}
 
 struct attempt {
     const char *provider;
@@ -193,7 +215,7 @@ static void attempt_close(struct proxy *px, bool ok, bool timeout)
     if (!px->stats_open) return;
     px->stats_open = false;
     int64_t end = px->first_byte_us ? px->first_byte_us : clock_mono_us();
-    provider_stats_end(px->cand->provider->stats, ok, timeout, end - px->attempt_start_us);
+    attempt_stats_end(px->cand, ok, timeout, end - px->attempt_start_us);
     trace_attempt_end(px->req, px->cand, px->status, ok, timeout); /* obs: the attempt's span */
 }
 
@@ -864,7 +886,7 @@ static void on_client_abort(void *data)
     if (px->stats_open) {
         /* Not the provider's fault: count it done, without a latency sample. */
         px->stats_open = false;
-        provider_stats_end(px->cand->provider->stats, true, false, 0);
+        attempt_stats_end(px->cand, true, false, 0);
     }
     if (px->cand) {
         settle_usage(px);
@@ -949,7 +971,16 @@ static bool launch(struct proxy *px, const struct candidate *cand,
         px->all_timeouts = false;
         return false;
     }
+    if (!transfer_take(req->config->server.max_upstream_transfers)) {
+        snprintf(why, sizeof why, "the gateway is at server.max_upstream_transfers (%d)",
+                 req->config->server.max_upstream_transfers);
+        record_attempt_for(px, p->name, start, "%s", why);
+        px->capacity_skips++;
+        px->all_timeouts = false;
+        return false;
+    }
     if (!provider_stats_try_begin(p->stats, p->max_concurrency)) {
+        atomic_fetch_sub_explicit(&transfers_in_flight, 1, memory_order_relaxed);
         snprintf(why, sizeof why, "at max_concurrency (%d in flight)", p->max_concurrency);
         record_attempt_for(px, p->name, start, "%s", why);
         px->capacity_skips++;
@@ -1006,8 +1037,9 @@ static void start_next(struct proxy *px)
     if (px->upstream_attempts == 0 && px->capacity_skips > 0) {
         /* Shed load: every candidate is at its concurrency cap. */
         http_respond_error_h(req, GW_ERR_UNAVAILABLE,
-                             "Every provider for this model is at its max_concurrency; retry "
-                             "shortly.", NULL, "Retry-After: 1\r\n");
+                             "Every provider for this model is at its max_concurrency (or the "
+                             "gateway at server.max_upstream_transfers); retry shortly.",
+                             NULL, "Retry-After: 1\r\n");
         return;
     }
     if (px->upstream_attempts == 0 && px->prepare_refusals > 0) {
@@ -1051,7 +1083,7 @@ static void hedge_drop(struct proxy *px, const char *outcome, bool counted_ok)
     if (!h || h->adopted) return;
     px->hedge = NULL;
     record_attempt_for(px, h->l.cand->provider->name, h->l.start_us, "%s", outcome);
-    provider_stats_end(h->l.cand->provider->stats, counted_ok, false, 0);
+    attempt_stats_end(h->l.cand, counted_ok, false, 0);
     if (counted_ok) px->hedge_loser_cost += loser_cost(px, h->l.cand);
     upstream_call_cancel(h->l.call);
 }
@@ -1088,7 +1120,7 @@ static void hedge_on_head(void *ctx, const struct upstream_head *head)
         snprintf(st, sizeof st, "HTTP %d (hedge leg)", head->status);
         px->hedge = NULL;
         record_attempt_for(px, h->l.cand->provider->name, h->l.start_us, "%s", st);
-        provider_stats_end(h->l.cand->provider->stats, false, false, 0);
+        attempt_stats_end(h->l.cand, false, false, 0);
         upstream_call_cancel(h->l.call);
         return;
     }
@@ -1099,7 +1131,7 @@ static void hedge_on_head(void *ctx, const struct upstream_head *head)
     }
     record_attempt(px, "lost the hedge: %s answered first", h->l.cand->provider->name);
     px->stats_open = false;
-    provider_stats_end(px->cand->provider->stats, true, false, 0);
+    attempt_stats_end(px->cand, true, false, 0);
     px->hedge_loser_cost += loser_cost(px, px->cand);
     reset_attempt(px);
     hedge_adopt(px, h);
@@ -1125,7 +1157,7 @@ static void hedge_on_done(void *ctx, int err)
     px->hedge = NULL;
     record_attempt_for(px, h->l.cand->provider->name, h->l.start_us, "%s (hedge leg)",
                        upstream_error_text(err));
-    provider_stats_end(h->l.cand->provider->stats, false, err == UPSTREAM_ERR_TIMEOUT, 0);
+    attempt_stats_end(h->l.cand, false, err == UPSTREAM_ERR_TIMEOUT, 0);
 }
 
 static const struct upstream_callbacks hedge_callbacks = {

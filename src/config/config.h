@@ -222,6 +222,9 @@ struct config {
         int64_t max_header_size;  /* bytes, default 16KB */
         int workers;              /* 0 = one per CPU */
         int64_t drain_timeout_ms; /* default 30000 */
+        /* Upstream attempts in flight across all providers and workers;
+         * past it new requests are shed with 503 (0: no cap). */
+        int max_upstream_transfers; /* default 10000 */
         /* server.endpoints[]: a path listed with enabled: false is off. */
         char **disabled_paths;
         size_t n_disabled_paths;

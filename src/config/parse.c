@@ -577,6 +577,7 @@ static const struct key_spec server_keys[] = {
     {.name = "max_header_size", .type = KT_SIZE, .min = 1 * KB, .max = 1 * MB, .def = "16KB", .offset = CFG(server.max_header_size)},
     {.name = "workers", .type = KT_INT, .min = 0, .max = 1024, .def = "0", .offset = CFG(server.workers)},
     {.name = "drain_timeout", .type = KT_DURATION, .min = 0, .max = 24 * HOUR_MS, .def = "30s", .offset = CFG(server.drain_timeout_ms)},
+    {.name = "max_upstream_transfers", .type = KT_INT, .min = 0, .max = 1000000, .def = "10000", .offset = CFG(server.max_upstream_transfers)},
     {.name = "endpoints", .type = KT_CUSTOM, .parse = parse_endpoints},
     {.name = NULL},
 };

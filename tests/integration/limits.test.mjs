@@ -97,3 +97,28 @@ test('max_concurrency: a provider never has more transfers in flight than its ca
   assert.ok(maxOverlap <= 2, `p1 had ${maxOverlap} requests in flight at once (cap 2); served: ${JSON.stringify(byProvider)}`);
   assert.ok((byProvider.p2 || 0) >= 1, `the overflow must go to p2: ${JSON.stringify(byProvider)}`);
 });
+
+test('server.max_upstream_transfers caps attempts in flight across providers: the rest get 503 with Retry-After', {
+  timeout: 20000,
+}, async (t) => {
+  const cfg = h.twoProviderConfig(f1, f2, { timeout: '5s' });
+  cfg.server = { ...(cfg.server || {}), max_upstream_transfers: 2 };
+  const gw = await h.gatewayFor(t, cfg);
+  await f1.control({ default: { delayMs: 700 } });
+  await f2.control({ default: { delayMs: 700 } });
+  const rs = await Promise.all(Array.from({ length: 6 }, (_, i) =>
+    h.request(gw.url + '/v1/chat/completions', { body: h.chatBody(`cap ${i}`), timeoutMs: 10000 })));
+  const ok = rs.filter((r) => r.status === 200).length;
+  const shed = rs.filter((r) => r.status === 503);
+  assert.equal(ok + shed.length, 6, rs.map((r) => r.status).join(','));
+  assert.equal(ok, 2, `two transfers fit under the cap: ${rs.map((r) => r.status).join(',')}`);
+  for (const r of shed) {
+    assert.equal(r.json.error.code, 'service_unavailable');
+    assert.equal(r.headers['retry-after'], '1');
+  }
+  await f1.control({ default: {} });
+  await f2.control({ default: {} });
+  // The slots come back: the next request is served.
+  const after = await h.request(gw.url + '/v1/chat/completions', { body: h.chatBody('after'), timeoutMs: 10000 });
+  assert.equal(after.status, 200, after.text);
+});
