@@ -150,8 +150,3 @@ bool alerts_active(const struct config *cfg, int action, nanos_t day_spent, nano
     }
     return false;
 }
-
-uint64_t alerts_webhooks_sent(struct alerts *a)
-{
-    return atomic_load(&a->sent);
-}

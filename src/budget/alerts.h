@@ -37,7 +37,4 @@ void alerts_on_spend(struct alerts *a, const struct config *cfg, nanos_t before_
  * threshold for the given spend. Pure. */
 bool alerts_active(const struct config *cfg, int action, nanos_t day_spent, nanos_t month_spent);
 
-/* How many webhook calls were made / failed (tests, metrics). */
-uint64_t alerts_webhooks_sent(struct alerts *a);
-
 #endif

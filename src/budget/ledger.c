@@ -353,11 +353,6 @@ uint64_t ledger_dropped(struct ledger *l)
     return n;
 }
 
-const char *ledger_path(const struct ledger *l)
-{
-    return l->path;
-}
-
 int ledger_restore(struct ledger *l, int64_t day_start_s, int64_t month_start_s,
                    ledger_restore_cb cb, void *ctx)
 {

@@ -64,9 +64,6 @@ uint64_t ledger_dropped(struct ledger *l);
 /* Records queued and not yet committed (metrics; takes the queue's lock). */
 size_t ledger_queue_depth(struct ledger *l);
 
-/* The path the ledger was opened with. */
-const char *ledger_path(const struct ledger *l);
-
 /* Sums committed spend since `month_start_s` (unix seconds), grouped by
  * key, tenant, provider and model, and whether the rows are from on or
  * after `day_start_s`. `cb` runs once per group; strings may be "" (never

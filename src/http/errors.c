@@ -19,16 +19,6 @@ int gw_error_status(enum gw_error e)
     return rows[e].status;
 }
 
-const char *gw_error_type(enum gw_error e)
-{
-    return rows[e].type;
-}
-
-const char *gw_error_code(enum gw_error e)
-{
-    return rows[e].code;
-}
-
 size_t gw_error_body(enum gw_error e, const char *message, const char *param, char *buf,
                      size_t cap)
 {

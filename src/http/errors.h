@@ -34,8 +34,6 @@ enum gw_error {
 };
 
 int gw_error_status(enum gw_error e);
-const char *gw_error_type(enum gw_error e);
-const char *gw_error_code(enum gw_error e);
 
 /* Writes {"error":{"message":..,"type":..,"param":..,"code":..}} into buf.
  * `param` may be NULL (JSON null). Returns the length (truncated to fit;

@@ -1086,13 +1086,3 @@ void http_worker_set_slot(struct http_worker *w, void *slot)
 {
     w->slot = slot;
 }
-
-bool http_worker_draining(struct http_worker *w)
-{
-    return w->draining;
-}
-
-int http_worker_index(struct http_worker *w)
-{
-    return w->index;
-}

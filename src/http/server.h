@@ -171,8 +171,6 @@ struct evdns_base *http_worker_dns(struct http_worker *w);
 /* Opaque per-worker slot for the upstream client (set by the api layer). */
 void *http_worker_get_slot(struct http_worker *w);
 void http_worker_set_slot(struct http_worker *w, void *slot);
-bool http_worker_draining(struct http_worker *w);
-int http_worker_index(struct http_worker *w);
 
 /* True once http_server_drain_and_free has begun on the server that owns
  * `req` (for /ready); another server of the process (after a listener was

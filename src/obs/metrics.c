@@ -307,11 +307,6 @@ void metrics_failover_reason(int reason)
     atomic_fetch_add_explicit(&failovers[reason], 1, memory_order_relaxed);
 }
 
-void metrics_failover(void)
-{
-    metrics_failover_reason(-1);
-}
-
 void metrics_rate_limited(bool by_tokens)
 {
     atomic_fetch_add_explicit(&rate_limited[by_tokens ? 1 : 0], 1, memory_order_relaxed);
@@ -341,18 +336,6 @@ void metrics_totals(struct metrics_totals *out)
 }
 
 /* ---- collect groups ---- */
-
-static const char *const groups[] = {"request_count", "request_duration", "provider_errors",
-                                     "cost_per_request", "tokens_processed", "ttft", "streams",
-                                     "providers", "budget", "rate_limits", "ledger", "tracing",
-                                     NULL};
-
-bool metrics_group_known(const char *name)
-{
-    for (int i = 0; groups[i]; i++)
-        if (strcmp(groups[i], name) == 0) return true;
-    return false;
-}
 
 bool metrics_collects(const struct config *cfg, const char *name)
 {

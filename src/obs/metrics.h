@@ -44,8 +44,6 @@ void metrics_record_ttft_provider(const char *provider, int64_t us);
 /* An attempt failed and the request moves on; `reason` is an
  * enum attempt_failure (routing/retry.h). */
 void metrics_failover_reason(int reason);
-/* The same with the reason unknown ("other"). */
-void metrics_failover(void);
 /* Admission refusals (from api/admission). */
 void metrics_rate_limited(bool tokens);
 void metrics_budget_rejected(void);
@@ -64,8 +62,6 @@ struct metrics_extra {
  * "streams", "providers", "budget", "rate_limits", "ledger", "tracing") is
  * exported under `cfg` (observability.metrics.collect; empty = all). */
 bool metrics_collects(const struct config *cfg, const char *name);
-/* True when `name` is one of the group names above (config validation). */
-bool metrics_group_known(const char *name);
 
 /* Renders the exposition text into a heap buffer the caller frees. */
 char *metrics_render(const struct config *cfg, const struct metrics_extra *x, size_t *len);

@@ -119,24 +119,10 @@ struct provider_stats *provider_stats_leaf(struct provider_stats *p, const char 
     return s ? s : p;
 }
 
-struct provider_stats *provider_stats_for(struct provider_stats *p, const char *model,
-                                          const char *url)
-{
-    return url ? provider_stats_leaf(p, model, url) : provider_stats_model(p, model);
-}
-
 struct provider_stats *provider_stats_endpoint_of(struct provider_stats *s)
 {
     if (!s) return NULL;
     return s->links[0] ? s->links[0] : s;
-}
-
-struct provider_stats *provider_stats_provider_of(struct provider_stats *s)
-{
-    if (!s) return NULL;
-    if (s->grain == STATS_LEAF) return s->links[2];
-    if (s->grain == STATS_MODEL) return s->links[0];
-    return s;
 }
 
 static void each_linked(struct provider_stats *s, void (*fn)(struct provider_stats *, void *),

@@ -79,17 +79,9 @@ struct provider_stats *provider_stats_endpoint(struct provider_stats *p, const c
 struct provider_stats *provider_stats_leaf(struct provider_stats *p, const char *model,
                                            const char *url);
 
-/* The entry an attempt on (model, endpoint) of provider `p` is counted on:
- * the leaf when the provider has several endpoints (`url` non-NULL), else
- * the model entry. */
-struct provider_stats *provider_stats_for(struct provider_stats *p, const char *model,
-                                          const char *url);
-
 /* The endpoint-level entry of `s`: links[0], or `s` itself when it has no
  * links (a provider or an endpoint entry). NULL for NULL. */
 struct provider_stats *provider_stats_endpoint_of(struct provider_stats *s);
-/* The provider-level entry of `s`. NULL for NULL. */
-struct provider_stats *provider_stats_provider_of(struct provider_stats *s);
 
 /* Begins an attempt on `s` and its links. */
 void provider_stats_begin(struct provider_stats *s);

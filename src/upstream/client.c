@@ -248,6 +248,13 @@ struct dns_entry {
     int64_t expires_ms;
 };
 
+/* What the pool has done (for debugging sessions; not exported). */
+struct upstream_pool_stats {
+    uint64_t connections_opened;
+    uint64_t connections_reused;
+    uint64_t idle_connections;
+};
+
 struct upstream_pool {
     struct event_base *base;
     struct evdns_base *dns;
@@ -293,11 +300,6 @@ void upstream_pool_free(struct upstream_pool *p)
     free(p->https_proxy.no_proxy);
     free(p->http_proxy.no_proxy);
     free(p);
-}
-
-void upstream_pool_get_stats(const struct upstream_pool *p, struct upstream_pool_stats *out)
-{
-    *out = p->stats;
 }
 
 static SSL_CTX *get_ssl_ctx(struct upstream_pool *p, const char *ca_file, bool insecure)

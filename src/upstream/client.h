@@ -84,12 +84,4 @@ void upstream_call_cancel(struct upstream_call *c);
 void upstream_call_pause(struct upstream_call *c);
 void upstream_call_resume(struct upstream_call *c);
 
-/* Counters for tests and metrics (this pool only). */
-struct upstream_pool_stats {
-    uint64_t connections_opened;
-    uint64_t connections_reused;
-    uint64_t idle_connections;
-};
-void upstream_pool_get_stats(const struct upstream_pool *p, struct upstream_pool_stats *out);
-
 #endif
