@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # test.sh: the whole suite on a fresh Debian 12 machine: installs what is
-# missing, builds plain and ASan+UBSan, runs unit and integration tests on
-# both, one integration file under valgrind memcheck, and runs every fuzz
-# target briefly.
+# missing, builds plain and ASan+UBSan, checks for banned calls, runs unit
+# and integration tests on both, one integration file under valgrind
+# memcheck, and runs every fuzz target briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 status=0
+scripts/check-style.sh || status=1
 scripts/run-tests.sh build || status=1
 scripts/run-tests.sh build-asan || status=1
 scripts/valgrind.sh build || status=1
