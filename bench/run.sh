@@ -10,6 +10,7 @@
 #   bench/run.sh auth       issue 5: auth + rate limits + budget + ledger on vs off, c=32 and c=256
 #   bench/run.sh routing    issue 4: 1 provider vs 3 providers with cost_optimized + policies, c=32
 #   bench/run.sh issues     the three above in one report
+#   bench/run.sh auth_parts issue 5 decomposed: each of auth, rate limits, budget limits, ledger alone
 # Env: BENCH_DURATION (s per wrk run, default 10), BENCH_ROUNDS (default 3),
 #      BENCH_PORT_BASE (default 19100), AIPROXYD (binary), BENCH_KEEP_TMP=1.
 set -euo pipefail
