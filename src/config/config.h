@@ -163,6 +163,9 @@ struct config_alert {
 
 struct config_api_key {
     char *key; /* the secret itself; never print it */
+    /* SHA-256 of `key`, computed once at load: authentication hashes only
+     * what the client presents, then compares in constant time. */
+    unsigned char key_sha256[32];
     char *name;
     int rate_limit_per_hour; /* 0 = none */
     bool available;          /* false when its ${VAR} was unset or empty */

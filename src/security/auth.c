@@ -35,9 +35,7 @@ const struct config_api_key *auth_find_key(const struct config *cfg, const char 
     for (size_t i = 0; i < cfg->security.n_api_keys; i++) {
         const struct config_api_key *k = &cfg->security.api_keys[i];
         if (!k->available || !k->key || !*k->key) continue;
-        unsigned char have[SHA256_DIGEST_LENGTH];
-        SHA256((const unsigned char *)k->key, strlen(k->key), have);
-        if (CRYPTO_memcmp(want, have, sizeof want) == 0 && !found) found = k;
+        if (CRYPTO_memcmp(want, k->key_sha256, sizeof want) == 0 && !found) found = k;
     }
     return found;
 }
