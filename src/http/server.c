@@ -887,6 +887,19 @@ static int shed_backlog(struct http_worker *w, evutil_socket_t lfd)
     return shed;
 }
 
+/* Closes this worker's longest-idle keep-alive connection (a client
+ * between requests, nothing buffered), if it has one. */
+static void reclaim_idle(struct http_worker *w)
+{
+    struct http_conn *oldest = NULL;
+    for (struct http_conn *c = w->conns; c; c = c->next) /* newest first */
+        if (c->state == CONN_IDLE && !c->freed_scheduled && !c->req &&
+            evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
+            evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+            oldest = c;
+    if (oldest) conn_close(oldest);
+}
+
 static void on_accept_error(struct evconnlistener *l, void *arg)
 {
     struct http_worker *w = arg;
@@ -900,8 +913,11 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
                       evutil_socket_error_to_string(err), shed, shed == 1 ? "" : "s");
             return;
         }
-        /* Out of descriptors with no spare: pause accepting briefly instead
-         * of spinning; connections already open keep being served. */
+        /* Out of descriptors with no spare: give up the longest-idle
+         * keep-alive connection (as nginx reuses idle connections), so the
+         * spare can be reopened, and pause accepting briefly instead of
+         * spinning; connections at work keep being served. */
+        if (w->spare_fd < 0) reclaim_idle(w);
         log_event(LOG_WARN, "accept_paused", "accept failed: %s; pausing 100ms",
                   evutil_socket_error_to_string(err));
         evconnlistener_disable(l);
