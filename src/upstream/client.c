@@ -220,6 +220,14 @@ struct conn {
     http_parser parser;
     struct upstream_call *call;
     struct conn *next_idle, *prev_idle;
+    /* Plain TCP, direct: reads are ours (recv into the bufferevent's
+     * input), since a bufferevent read costs an ioctl(FIONREAD) first. The
+     * read event stays registered while the connection is pooled, so a
+     * close is noticed; `idle_timer` ends a pooled connection's life. */
+    bool raw;
+    bool raw_reading;
+    struct event *read_ev;
+    struct event *idle_timer;
 };
 
 struct origin {
@@ -390,6 +398,21 @@ static void dns_cache_put(struct upstream_pool *p, const char *host, const struc
     e->expires_ms = clock_mono_ms() + DNS_CACHE_TTL_S * 1000;
 }
 
+/* ---- reading ---- */
+
+static void conn_read_set(struct conn *c, bool on)
+{
+    if (!c->raw) {
+        if (on) bufferevent_enable(c->bev, EV_READ);
+        else bufferevent_disable(c->bev, EV_READ);
+        return;
+    }
+    if (on == c->raw_reading) return;
+    c->raw_reading = on;
+    if (on) event_add(c->read_ev, NULL);
+    else event_del(c->read_ev);
+}
+
 /* ---- call completion ---- */
 
 static void call_free(struct upstream_call *call)
@@ -426,9 +449,10 @@ static void call_finish(struct upstream_call *call, int err)
                 o->n_idle++;
                 c->pool->stats.idle_connections++;
                 bufferevent_disable(c->bev, EV_WRITE);
-                bufferevent_enable(c->bev, EV_READ);
                 struct timeval tv = {IDLE_CONN_TIMEOUT_S, 0};
-                bufferevent_set_timeouts(c->bev, &tv, NULL);
+                conn_read_set(c, true);
+                if (c->raw) evtimer_add(c->idle_timer, &tv);
+                else bufferevent_set_timeouts(c->bev, &tv, NULL);
             } else {
                 conn_destroy(c);
             }
@@ -483,7 +507,7 @@ static bool call_settle(struct upstream_call *call)
 void upstream_call_pause(struct upstream_call *call)
 {
     call->paused = true;
-    if (call->conn && call->conn->phase == PHASE_ACTIVE) bufferevent_disable(call->conn->bev, EV_READ);
+    if (call->conn && call->conn->phase == PHASE_ACTIVE) conn_read_set(call->conn, false);
 }
 
 static void on_conn_read(struct bufferevent *bev, void *arg);
@@ -502,7 +526,7 @@ void upstream_call_resume(struct upstream_call *call)
     call->paused = false;
     struct conn *c = call->conn;
     if (!c || c->phase != PHASE_ACTIVE) return;
-    bufferevent_enable(c->bev, EV_READ);
+    conn_read_set(c, true);
     /* Bytes read before the pause produce no new read event: feed them on
      * the next loop turn (not from inside the caller's stack). */
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
@@ -538,6 +562,8 @@ static void conn_destroy(struct conn *c)
         o->n_idle--;
         c->pool->stats.idle_connections--;
     }
+    if (c->read_ev) event_free(c->read_ev);
+    if (c->idle_timer) event_free(c->idle_timer);
     if (c->bev) {
         bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
         bufferevent_free(c->bev);
@@ -795,7 +821,8 @@ static void send_request(struct conn *c)
         evbuffer_freeze(out, 1);
     }
     if (evbuffer_get_length(out) > 0) bufferevent_enable(c->bev, EV_WRITE);
-    if (!call->paused) bufferevent_enable(c->bev, EV_READ);
+    if (c->raw) evtimer_del(c->idle_timer);
+    conn_read_set(c, !call->paused);
 }
 
 static void on_conn_write(struct bufferevent *bev, void *arg)
@@ -861,6 +888,47 @@ static void proxy_reply_ready(struct conn *c)
     else send_request(c);
 }
 
+static void on_conn_event(struct bufferevent *bev, short what, void *arg);
+
+#define RAW_READ_CHUNK 16384
+
+/* Reads what a plain connection has, as the bufferevent would, then hands
+ * it to the usual read and event paths (which may free the connection). */
+static void on_raw_readable(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer_iovec v;
+    evbuffer_unfreeze(in, 0); /* the bufferevent keeps the end frozen */
+    if (evbuffer_reserve_space(in, RAW_READ_CHUNK, &v, 1) < 1) {
+        evbuffer_freeze(in, 0);
+        on_conn_event(c->bev, BEV_EVENT_ERROR | BEV_EVENT_READING, c);
+        return;
+    }
+    ssize_t n = recv(fd, v.iov_base, v.iov_len, 0);
+    if (n > 0) {
+        v.iov_len = (size_t)n;
+        evbuffer_commit_space(in, &v, 1);
+    }
+    evbuffer_freeze(in, 0);
+    if (n == 0) {
+        on_conn_event(c->bev, BEV_EVENT_EOF | BEV_EVENT_READING, c);
+        return;
+    }
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            on_conn_event(c->bev, BEV_EVENT_ERROR | BEV_EVENT_READING, c);
+        return;
+    }
+    on_conn_read(c->bev, c);
+}
+
+static void on_idle_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    on_conn_event(c->bev, BEV_EVENT_TIMEOUT | BEV_EVENT_READING, c);
+}
+
 static void on_conn_event(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
@@ -877,6 +945,13 @@ static void on_conn_event(struct bufferevent *bev, short what, void *arg)
         int one = 1;
         if (c->fd >= 0) setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         bufferevent_disable(bev, EV_WRITE);
+        if (!c->origin->tls && !c->origin->via_proxy && c->fd >= 0) {
+            /* Plain TCP: from now on, reads are ours (see struct conn). */
+            bufferevent_disable(bev, EV_READ);
+            c->raw = true;
+            c->read_ev = event_new(c->pool->base, c->fd, EV_READ | EV_PERSIST, on_raw_readable, c);
+            c->idle_timer = evtimer_new(c->pool->base, on_idle_timeout, c);
+        }
         send_request(c);
         return;
     }
