@@ -55,7 +55,7 @@
 //   event), streamErrorAfterChunks:N (error event after N text deltas),
 //   chunkDelayMs, chunks:M (M pieces "c0 ".."cM-1 "), usage, headers.
 
-import http from 'node:http';
+import { currentSeq, heldSockets, nextBehaviour, rst, serve, sleep } from './fake-common.mjs';
 
 function parseArgs(argv) {
   const out = { port: 0, apiKey: null, models: null, name: 'anthropic', host: '127.0.0.1' };
@@ -76,31 +76,14 @@ function parseArgs(argv) {
 }
 const opts = parseArgs(process.argv.slice(2));
 
-// ---- state and common plumbing ----
-
-let queue = [];
-let defaultBehaviour = {};
-let requests = [];
-let seq = 0;
-const stats = { connections: 0, openConnections: 0, requests: 0 };
-const heldSockets = new Set();
-const allSockets = new Set();
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const nextBehaviour = () => (queue.length > 0 ? queue.shift() : defaultBehaviour) || {};
-
-function rst(socket) {
-  if (typeof socket.resetAndDestroy === 'function' && !socket.destroyed) {
-    try { socket.resetAndDestroy(); return; } catch { /* fall through */ }
-  }
-  socket.destroy();
-}
+const SCRIPT = 'fake-anthropic';
 
 function sendJson(res, status, obj, extra = {}) {
   const body = Buffer.from(JSON.stringify(obj));
   res.writeHead(status, {
     'content-type': 'application/json',
     'content-length': body.length,
-    'request-id': `req_fake_${opts.name}_${seq}`,
+    'request-id': `req_fake_${opts.name}_${currentSeq()}`,
     ...extra,
   });
   res.end(body);
@@ -115,7 +98,7 @@ function errorType(status) {
   return ERROR_TYPES[status] || (status >= 500 ? 'api_error' : 'invalid_request_error');
 }
 function anthropicError(type, message) {
-  return { type: 'error', error: { type, message }, request_id: `req_fake_${opts.name}_${seq}` };
+  return { type: 'error', error: { type, message }, request_id: `req_fake_${opts.name}_${currentSeq()}` };
 }
 
 // ---- validation ----
@@ -296,7 +279,7 @@ function plan(body, b) {
              !(body.tool_choice && body.tool_choice.type === 'none')) {
     const name = body.tool_choice && body.tool_choice.type === 'tool' ? body.tool_choice.name : body.tools[0].name;
     text = 'Let me look.';
-    tool = { type: 'tool_use', id: `toolu_fake_${seq}`, name, input: { q: userText } };
+    tool = { type: 'tool_use', id: `toolu_fake_${currentSeq()}`, name, input: { q: userText } };
   } else {
     text = `echo: ${userText}`;
   }
@@ -432,96 +415,19 @@ async function handleMessages(req, res, entry) {
 
 // ---- the server ----
 
-function readBody(req) {
-  return new Promise((resolve, reject) => {
-    const parts = [];
-    req.on('data', (d) => parts.push(d));
-    req.on('end', () => resolve(Buffer.concat(parts)));
-    req.on('error', reject);
-  });
+async function route(req, res, entry, path) {
+  entry.events = [];
+  if (path !== '/v1/messages') {
+    entry.violations.push(`path ${path}`);
+    return sendJson(res, 404, anthropicError('not_found_error', `Not found: ${req.method} ${path}`));
+  }
+  if (req.method !== 'POST') {
+    entry.violations.push(`method ${req.method}`);
+    return sendJson(res, 405, anthropicError('invalid_request_error', `Method ${req.method} not allowed`));
+  }
+  return handleMessages(req, res, entry);
 }
 
-async function onRequest(req, res) {
-  const url = req.url || '/';
-  if (url.startsWith('/__')) return control(req, res, url);
-  stats.requests++;
-  const entry = {
-    seq: ++seq, conn: req.socket.__connId, method: req.method, path: url, headers: req.headers,
-    body: null, violations: [], behaviour: null, status: null, events: [],
-    receivedAt: Date.now(), finishedAt: null, clientClosed: false, closedAt: null,
-  };
-  requests.push(entry);
-  res.on('finish', () => { entry.finishedAt = Date.now(); });
-  res.on('close', () => { if (!res.writableFinished) { entry.clientClosed = true; entry.closedAt = Date.now(); } });
-  const origWriteHead = res.writeHead;
-  res.writeHead = function (status, ...rest) { entry.status = status; return origWriteHead.call(this, status, ...rest); };
-  let raw;
-  try { raw = await readBody(req); } catch { return; }
-  if (raw.length) {
-    try { entry.body = JSON.parse(raw.toString('utf8')); } catch { entry.rawBody = raw.toString('utf8').slice(0, 4096); }
-  }
-  try {
-    const path = url.split('?')[0];
-    if (path !== '/v1/messages') {
-      entry.violations.push(`path ${path}`);
-      return sendJson(res, 404, anthropicError('not_found_error', `Not found: ${req.method} ${path}`));
-    }
-    if (req.method !== 'POST') {
-      entry.violations.push(`method ${req.method}`);
-      return sendJson(res, 405, anthropicError('invalid_request_error', `Method ${req.method} not allowed`));
-    }
-    await handleMessages(req, res, entry);
-  } catch (e) {
-    process.stderr.write(`fake-anthropic: handler error: ${e && e.stack}\n`);
-    if (!res.headersSent) sendJson(res, 500, anthropicError('api_error', `fake internal error: ${e}`));
-    else res.destroy();
-  }
-}
+const internalError = (res, e) => sendJson(res, 500, anthropicError('api_error', `fake internal error: ${e}`));
 
-async function control(req, res, url) {
-  const raw = await readBody(req).catch(() => Buffer.alloc(0));
-  const reply = (obj) => {
-    const s = JSON.stringify(obj);
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(s) });
-    res.end(s);
-  };
-  const path = url.split('?')[0];
-  if (path === '/__control' && req.method === 'POST') {
-    let c;
-    try { c = JSON.parse(raw.toString('utf8') || '{}'); } catch { res.writeHead(400); return res.end('bad control json'); }
-    if (Array.isArray(c.queue)) queue = c.queue.slice();
-    if (c.default !== undefined) defaultBehaviour = c.default || {};
-    return reply({ ok: true, queue: queue.length });
-  }
-  if (path === '/__reset' && req.method === 'POST') {
-    queue = []; defaultBehaviour = {}; requests = []; seq = 0; stats.requests = 0;
-    for (const s of heldSockets) s.destroy();
-    heldSockets.clear();
-    return reply({ ok: true });
-  }
-  if (path === '/__requests' && req.method === 'GET') return reply(requests);
-  if (path === '/__stats' && req.method === 'GET') return reply({ name: opts.name, ...stats });
-  res.writeHead(404, { 'content-type': 'text/plain' });
-  res.end('unknown control endpoint');
-}
-
-let connCounter = 0;
-const server = http.createServer(onRequest);
-server.on('connection', (socket) => {
-  socket.__connId = ++connCounter;
-  stats.connections++; stats.openConnections++;
-  allSockets.add(socket);
-  socket.on('close', () => { stats.openConnections--; allSockets.delete(socket); heldSockets.delete(socket); });
-});
-server.keepAliveTimeout = 30000;
-server.requestTimeout = 0;
-server.listen(opts.port, opts.host, () => {
-  process.stdout.write(JSON.stringify({ port: server.address().port, name: opts.name }) + '\n');
-});
-const shutdown = () => {
-  for (const s of allSockets) s.destroy();
-  server.close(() => process.exit(0));
-  setTimeout(() => process.exit(0), 200).unref();
-};
-process.on('SIGTERM', shutdown);
-process.on('SIGINT', shutdown);
+serve({ script: SCRIPT, opts, route, internalError });

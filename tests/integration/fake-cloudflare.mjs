@@ -51,7 +51,7 @@
 // usage {prompt_tokens, completion_tokens}, imageJson (answer the image as
 // {"result":{"image"}} even for SDXL), headers.
 
-import http from 'node:http';
+import { heldSockets, isObj, nextBehaviour, pieces, rst, sendJson, serve, sleep, sseWriter } from './fake-common.mjs';
 
 const SCRIPT = 'fake-cloudflare';
 function parseArgs(argv) {
@@ -71,52 +71,6 @@ function parseArgs(argv) {
   return out;
 }
 const opts = parseArgs(process.argv.slice(2));
-
-// ---- state and common plumbing (as in fake-upstream.mjs) ----
-
-let queue = [];
-let defaultBehaviour = {};
-let requests = [];
-let seq = 0;
-const stats = { connections: 0, openConnections: 0, requests: 0 };
-const heldSockets = new Set();
-const allSockets = new Set();
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const nextBehaviour = () => (queue.length > 0 ? queue.shift() : defaultBehaviour) || {};
-const isObj = (x) => x !== null && typeof x === 'object' && !Array.isArray(x);
-
-function rst(socket) {
-  if (typeof socket.resetAndDestroy === 'function' && !socket.destroyed) {
-    try { socket.resetAndDestroy(); return; } catch { /* fall through */ }
-  }
-  socket.destroy();
-}
-
-function sendJson(res, status, obj, extra = {}) {
-  const body = Buffer.from(JSON.stringify(obj));
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': body.length, ...extra });
-  res.end(body);
-}
-
-function pieces(text) {
-  const p = text.match(/\S+\s*/g);
-  return p && p.length ? p : [text];
-}
-
-// Writes SSE `data:` events honouring backpressure; false once the peer is gone.
-function sseWriter(res) {
-  return async (payload) => {
-    if (res.destroyed) return false;
-    const s = typeof payload === 'string' ? payload : JSON.stringify(payload);
-    if (!res.write(`data: ${s}\n\n`)) {
-      await new Promise((r) => {
-        const done = () => { res.off('drain', done); res.off('close', done); r(); };
-        res.on('drain', done); res.on('close', done);
-      });
-    }
-    return !res.destroyed;
-  };
-}
 
 // ---- Cloudflare specifics ----
 
@@ -306,90 +260,4 @@ async function route(req, res, entry, path) {
   return sendJson(res, 200, envelope(result), b.headers || {});
 }
 
-// ---- the server (common to the provider fakes) ----
-
-function readBody(req) {
-  return new Promise((resolve, reject) => {
-    const parts = [];
-    req.on('data', (d) => parts.push(d));
-    req.on('end', () => resolve(Buffer.concat(parts)));
-    req.on('error', reject);
-  });
-}
-
-async function onRequest(req, res) {
-  const url = req.url || '/';
-  if (url.startsWith('/__')) return control(req, res, url);
-  stats.requests++;
-  const entry = {
-    seq: ++seq, conn: req.socket.__connId, method: req.method, path: url, headers: req.headers,
-    body: null, violations: [], behaviour: null, status: null,
-    receivedAt: Date.now(), finishedAt: null, clientClosed: false, closedAt: null,
-  };
-  requests.push(entry);
-  res.on('finish', () => { entry.finishedAt = Date.now(); });
-  res.on('close', () => { if (!res.writableFinished) { entry.clientClosed = true; entry.closedAt = Date.now(); } });
-  const origWriteHead = res.writeHead;
-  res.writeHead = function (status, ...rest) { entry.status = status; return origWriteHead.call(this, status, ...rest); };
-  let raw;
-  try { raw = await readBody(req); } catch { return; }
-  if (raw.length) {
-    try { entry.body = JSON.parse(raw.toString('utf8')); } catch { entry.rawBody = raw.toString('utf8').slice(0, 4096); }
-  }
-  try {
-    await route(req, res, entry, url.split('?')[0]);
-  } catch (e) {
-    process.stderr.write(`${SCRIPT}: handler error: ${e && e.stack}\n`);
-    if (!res.headersSent) internalError(res, e);
-    else res.destroy();
-  }
-}
-
-async function control(req, res, url) {
-  const raw = await readBody(req).catch(() => Buffer.alloc(0));
-  const reply = (obj) => {
-    const s = JSON.stringify(obj);
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(s) });
-    res.end(s);
-  };
-  const path = url.split('?')[0];
-  if (path === '/__control' && req.method === 'POST') {
-    let c;
-    try { c = JSON.parse(raw.toString('utf8') || '{}'); } catch { res.writeHead(400); return res.end('bad control json'); }
-    if (Array.isArray(c.queue)) queue = c.queue.slice();
-    if (c.default !== undefined) defaultBehaviour = c.default || {};
-    if (typeof onControl === 'function') onControl(c);
-    return reply({ ok: true, queue: queue.length });
-  }
-  if (path === '/__reset' && req.method === 'POST') {
-    queue = []; defaultBehaviour = {}; requests = []; seq = 0; stats.requests = 0;
-    for (const s of heldSockets) s.destroy();
-    heldSockets.clear();
-    return reply({ ok: true });
-  }
-  if (path === '/__requests' && req.method === 'GET') return reply(requests);
-  if (path === '/__stats' && req.method === 'GET') return reply({ name: opts.name, ...stats });
-  res.writeHead(404, { 'content-type': 'text/plain' });
-  res.end('unknown control endpoint');
-}
-
-let connCounter = 0;
-const server = http.createServer(onRequest);
-server.on('connection', (socket) => {
-  socket.__connId = ++connCounter;
-  stats.connections++; stats.openConnections++;
-  allSockets.add(socket);
-  socket.on('close', () => { stats.openConnections--; allSockets.delete(socket); heldSockets.delete(socket); });
-});
-server.keepAliveTimeout = 30000;
-server.requestTimeout = 0;
-server.listen(opts.port, opts.host, () => {
-  process.stdout.write(JSON.stringify({ port: server.address().port, name: opts.name }) + '\n');
-});
-const shutdown = () => {
-  for (const s of allSockets) s.destroy();
-  server.close(() => process.exit(0));
-  setTimeout(() => process.exit(0), 200).unref();
-};
-process.on('SIGTERM', shutdown);
-process.on('SIGINT', shutdown);
+serve({ script: SCRIPT, opts, route, internalError });
