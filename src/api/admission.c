@@ -21,6 +21,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/str.h"
 #include "http/server.h"
 #include "obs/metrics.h"
 #include "security/auth.h"
@@ -147,18 +148,19 @@ struct spend_table *admission_spend_table(const char *which)
 
 static void add_headers(struct http_request *req, const char *h)
 {
-    req->extra_headers = req->extra_headers ? arena_printf(&req->arena, "%s%s", req->extra_headers, h)
-                                            : h;
+    req->extra_headers =
+        req->extra_headers ? arena_concat(&req->arena, req->extra_headers, h, (char *)NULL) : h;
 }
 
+/* OpenAI's x-ratelimit-*-requests headers (built on every admitted request:
+ * no printf). */
 static char *rl_headers(struct http_request *req, const struct rl_decision *d)
 {
-    char reset[32];
+    char reset[32], limit[STR_I64_LEN], remaining[STR_I64_LEN];
     rl_format_duration(d->reset_us, reset, sizeof reset);
-    return arena_printf(&req->arena,
-                        "x-ratelimit-limit-requests: %lld\r\nx-ratelimit-remaining-requests: %lld\r\n"
-                        "x-ratelimit-reset-requests: %s\r\n",
-                        (long long)d->limit, (long long)d->remaining, reset);
+    return arena_concat(&req->arena, "x-ratelimit-limit-requests: ", str_i64(d->limit, limit),
+                        "\r\nx-ratelimit-remaining-requests: ", str_i64(d->remaining, remaining),
+                        "\r\nx-ratelimit-reset-requests: ", reset, "\r\n", (char *)NULL);
 }
 
 static void refuse_rate(struct http_request *req, const struct rl_decision *d, const char *what,
@@ -275,7 +277,7 @@ bool admission_authenticate(struct http_request *req, bool admin_required)
                                                   : rl_on ? cfg->security.default_limit_per_hour : 0;
         int64_t per_min = p->requests_per_minute ? p->requests_per_minute
                                                  : rl_on ? cfg->security.requests_per_minute : 0;
-        const char *who = arena_printf(&req->arena, "k:%s", p->key_id);
+        const char *who = arena_concat(&req->arena, "k:", p->key_id, (char *)NULL);
         if (!rl_take_request(state->rl, who, per_hour, per_min, now, &d)) {
             char what[200];
             snprintf(what, sizeof what, "key '%s'", p->name);
@@ -286,7 +288,7 @@ bool admission_authenticate(struct http_request *req, bool admin_required)
     }
     if (rl_on && cfg->security.rl_by_ip) {
         const char *ip = client_ip(req);
-        const char *who = arena_printf(&req->arena, "ip:%s", ip);
+        const char *who = arena_concat(&req->arena, "ip:", ip, (char *)NULL);
         struct rl_decision di;
         if (!rl_take_request(state->rl, who, cfg->security.default_limit_per_hour,
                              cfg->security.requests_per_minute, now, &di)) {
@@ -386,7 +388,7 @@ bool admission_reserve(struct http_request *req, struct route_plan *plan,
     int64_t tpm = p && p->tokens_per_minute ? p->tokens_per_minute
                                             : rl_on ? cfg->security.tokens_per_minute : 0;
     if (tpm > 0) {
-        const char *who = arena_printf(&req->arena, "k:%s", p ? p->key_id : "-");
+        const char *who = arena_concat(&req->arena, "k:", p ? p->key_id : "-", (char *)NULL);
         struct rl_decision d;
         if (!rl_take_tokens(state->rl, who, tpm, est_tokens, clock_mono_us(), &d)) {
             refuse_rate(req, &d, p ? "this key" : "this gateway", true);
@@ -432,11 +434,6 @@ bool admission_reserve(struct http_request *req, struct route_plan *plan,
 
 /* ---- once the request is over ---- */
 
-static void copy_field(char *dst, size_t cap, const char *src)
-{
-    snprintf(dst, cap, "%s", src ? src : "");
-}
-
 void admission_finish(struct http_request *req)
 {
     struct admission_ticket *t = req->admission;
@@ -474,13 +471,12 @@ void admission_finish(struct http_request *req)
     }
     if (!cfg->budget.track_costs) return;
     struct ledger_record r;
-    memset(&r, 0, sizeof r);
     r.ts_ms = now_ms;
-    copy_field(r.request_id, sizeof r.request_id, req->id);
-    copy_field(r.key_id, sizeof r.key_id, p ? p->key_id : NULL);
-    copy_field(r.tenant, sizeof r.tenant, p ? p->tenant : NULL);
-    copy_field(r.model, sizeof r.model, req->acct.model);
-    copy_field(r.provider, sizeof r.provider, req->acct.provider);
+    str_copy(r.request_id, sizeof r.request_id, req->id);
+    str_copy(r.key_id, sizeof r.key_id, p ? p->key_id : NULL);
+    str_copy(r.tenant, sizeof r.tenant, p ? p->tenant : NULL);
+    str_copy(r.model, sizeof r.model, req->acct.model);
+    str_copy(r.provider, sizeof r.provider, req->acct.provider);
     r.tokens_in = req->acct.tokens_in;
     r.tokens_out = req->acct.tokens_out;
     r.cost_nanos = cost;

@@ -7,12 +7,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/sha.h>
-
 #include "config/internal.h"
 #include "core/alloc.h"
 #include "core/log.h"
 #include "routing/policy.h"
+#include "security/digest.h"
 
 /* ---- names ---- */
 
@@ -226,7 +225,7 @@ struct config *config_load_text(const char *text, size_t len, const char *name,
     cnode_free(root);
     for (size_t k = 0; k < c->security.n_api_keys; k++) {
         struct config_api_key *ak = &c->security.api_keys[k];
-        if (ak->key) SHA256((const unsigned char *)ak->key, strlen(ak->key), ak->key_sha256);
+        if (ak->key) digest_sha256(ak->key, strlen(ak->key), ak->key_sha256);
     }
     set_hostname_id(c);
     if (diags->errors != errors) {

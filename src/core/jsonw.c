@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/str.h"
+
 void jsonw_init(struct jsonw *w, char *buf, size_t cap)
 {
     w->buf = buf;
@@ -110,15 +112,9 @@ void jsonw_escaped(struct jsonw *w, const char *s)
 
 void jsonw_int(struct jsonw *w, int64_t v)
 {
-    char b[24];
-    char *p = b + sizeof b;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0) *--p = '-';
-    jsonw_rawn(w, p, (size_t)(b + sizeof b - p));
+    char b[STR_I64_LEN];
+    const char *p = str_i64(v, b);
+    jsonw_rawn(w, p, (size_t)(b + STR_I64_LEN - 1 - p));
 }
 
 size_t jsonw_len(const struct jsonw *w)

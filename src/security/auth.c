@@ -7,9 +7,9 @@
 #include <strings.h>
 
 #include <openssl/crypto.h>
-#include <openssl/sha.h>
 
 #include "config/config.h"
+#include "security/digest.h"
 
 const char *auth_presented_key(const char *authorization, const char *x_api_key)
 {
@@ -29,8 +29,8 @@ const char *auth_presented_key(const char *authorization, const char *x_api_key)
 const struct config_api_key *auth_find_key(const struct config *cfg, const char *presented)
 {
     if (!presented) return NULL;
-    unsigned char want[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)presented, strlen(presented), want);
+    unsigned char want[DIGEST_SHA256_LEN];
+    digest_sha256(presented, strlen(presented), want);
     const struct config_api_key *found = NULL;
     for (size_t i = 0; i < cfg->security.n_api_keys; i++) {
         const struct config_api_key *k = &cfg->security.api_keys[i];

@@ -2,8 +2,6 @@
 #include "security/keystore.h"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -13,6 +11,7 @@
 
 #include "core/alloc.h"
 #include "core/arena.h"
+#include "security/digest.h"
 
 struct stored_key {
     struct key_view v; /* strings below are heap-owned */
@@ -25,6 +24,7 @@ struct keystore {
     pthread_mutex_t lock;
     sqlite3 *db;
     unsigned char salt[KEYSTORE_SALT_LEN];
+    struct hmac_key salt_key; /* HMAC state for `salt`; set once at open, read without the lock */
     struct stored_key *keys;
     size_t n, cap;
 };
@@ -34,8 +34,10 @@ struct keystore {
 void keys_hash(const unsigned char *salt, size_t salt_len, const char *key,
                unsigned char out[KEYSTORE_HASH_LEN])
 {
-    unsigned int len = KEYSTORE_HASH_LEN;
-    HMAC(EVP_sha256(), salt, (int)salt_len, (const unsigned char *)key, strlen(key), out, &len);
+    struct hmac_key k;
+    hmac_key_init(&k, salt, salt_len);
+    hmac_sha256(&k, key, strlen(key), out);
+    hmac_key_free(&k);
 }
 
 static void hex(const unsigned char *b, size_t n, char *out)
@@ -215,6 +217,7 @@ struct keystore *keystore_open(const char *path, char *err, size_t errcap)
         keystore_close(ks);
         return NULL;
     }
+    hmac_key_init(&ks->salt_key, ks->salt, sizeof ks->salt);
     return ks;
 }
 
@@ -224,6 +227,7 @@ void keystore_close(struct keystore *ks)
     for (size_t i = 0; i < ks->n; i++) stored_free(&ks->keys[i]);
     free(ks->keys);
     sqlite3_close(ks->db);
+    if (ks->salt_key.inner) hmac_key_free(&ks->salt_key);
     OPENSSL_cleanse(ks->salt, sizeof ks->salt);
     pthread_mutex_destroy(&ks->lock);
     free(ks);
@@ -235,8 +239,8 @@ struct key_view *keystore_find(struct keystore *ks, const char *presented, struc
 {
     if (!presented || !*presented) return NULL;
     unsigned char want[KEYSTORE_HASH_LEN];
+    hmac_sha256(&ks->salt_key, presented, strlen(presented), want);
     pthread_mutex_lock(&ks->lock);
-    keys_hash(ks->salt, sizeof ks->salt, presented, want);
     const struct stored_key *found = NULL;
     /* Every key is compared, so the time taken does not say which matched. */
     for (size_t i = 0; i < ks->n; i++)
@@ -284,8 +288,8 @@ int keystore_create(struct keystore *ks, const struct key_view *spec, int64_t no
     split_models(models, &k);
     fix_pointers(&k);
 
+    hmac_sha256(&ks->salt_key, key_out, strlen(key_out), k.hash);
     pthread_mutex_lock(&ks->lock);
-    keys_hash(ks->salt, sizeof ks->salt, key_out, k.hash);
     int rc = -1;
     sqlite3_stmt *st = NULL;
     if (ks->n >= KEYSTORE_MAX_KEYS) {

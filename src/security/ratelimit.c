@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/str.h"
 
 /* ---- pure ---- */
 
@@ -54,28 +55,43 @@ void rl_gcra(int64_t *tat_us, int64_t limit, int64_t window_us, int64_t now_us, 
     }
 }
 
+/* Appends `s` at `*p`, keeping one byte of `end` for the NUL. */
+static void put(char **p, char *end, const char *s)
+{
+    while (*s && *p < end - 1) *(*p)++ = *s++;
+}
+
 char *rl_format_duration(int64_t us, char *buf, size_t cap)
 {
+    if (cap == 0) return buf;
     if (us < 0) us = 0;
     int64_t ms = (us + 999) / 1000; /* round up: never tell a client to come back too early */
+    char *p = buf, *end = buf + cap, n[STR_I64_LEN];
     if (ms == 0) {
-        snprintf(buf, cap, "0s");
+        put(&p, end, "0s");
     } else if (ms < 1000) {
-        snprintf(buf, cap, "%lldms", (long long)ms);
+        put(&p, end, str_i64(ms, n));
+        put(&p, end, "ms");
     } else {
         int64_t h = ms / 3600000, m = ms / 60000 % 60, s = ms / 1000 % 60, frac = ms % 1000;
-        char sec[24];
-        if (frac) {
-            snprintf(sec, sizeof sec, "%lld.%03lld", (long long)s, (long long)frac);
-            size_t n = strlen(sec);
-            while (sec[n - 1] == '0') sec[--n] = '\0';
-        } else {
-            snprintf(sec, sizeof sec, "%lld", (long long)s);
+        if (h) {
+            put(&p, end, str_i64(h, n));
+            put(&p, end, "h");
         }
-        if (h) snprintf(buf, cap, "%lldh%lldm%ss", (long long)h, (long long)m, sec);
-        else if (m) snprintf(buf, cap, "%lldm%ss", (long long)m, sec);
-        else snprintf(buf, cap, "%ss", sec);
+        if (h || m) {
+            put(&p, end, str_i64(m, n));
+            put(&p, end, "m");
+        }
+        put(&p, end, str_i64(s, n));
+        if (frac) {
+            char f[5] = {'.', (char)('0' + frac / 100), (char)('0' + frac / 10 % 10),
+                         (char)('0' + frac % 10), '\0'};
+            for (int i = 3; f[i] == '0'; i--) f[i] = '\0';
+            put(&p, end, f);
+        }
+        put(&p, end, "s");
     }
+    *p = '\0';
     return buf;
 }
 
@@ -119,7 +135,7 @@ static bool trusted_ip(const char *ip, char *const *trusted, size_t n)
 void rl_client_ip(const char *peer, const char *xff, char *const *trusted, size_t n_trusted,
                   char *out, size_t cap)
 {
-    snprintf(out, cap, "%s", peer);
+    str_copy(out, cap, peer);
     if (!xff || !trusted_ip(peer, trusted, n_trusted)) return;
     /* Walk from the right: the nearest hop not ours is the client. */
     const char *end = xff + strlen(xff);
@@ -137,7 +153,7 @@ void rl_client_ip(const char *peer, const char *xff, char *const *trusted, size_
             unsigned char tmp[16];
             bool valid = inet_pton(strchr(hop, ':') ? AF_INET6 : AF_INET, hop, tmp) == 1;
             if (!valid) return; /* garbage: keep what we know */
-            snprintf(out, cap, "%s", hop);
+            str_copy(out, cap, hop);
             if (!trusted_ip(hop, trusted, n_trusted)) return;
         }
         end = start > xff ? start - 1 : xff;

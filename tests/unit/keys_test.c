@@ -16,6 +16,7 @@
 #include "core/arena.h"
 #include "core/log.h"
 #include "security/auth.h"
+#include "security/digest.h"
 #include "security/keystore.h"
 
 static char dir[64], path[128];
@@ -57,6 +58,39 @@ static void test_hash(void **state)
         0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9, 0x64, 0xec, 0x38, 0x43};
     keys_hash((const unsigned char *)"Jefe", 4, "what do ya want for nothing?", a);
     assert_memory_equal(a, want, 32);
+}
+
+/* The digest module against published vectors, including the paths the
+ * keystore does not take: an empty message and an HMAC key longer than a
+ * block (hashed first), and a shared key used twice. */
+static void test_digest_vectors(void **state)
+{
+    unsigned char out[32];
+    static const unsigned char abc[32] = { /* FIPS 180-2: SHA-256("abc") */
+        0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23,
+        0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
+    digest_sha256("abc", 3, out);
+    assert_memory_equal(out, abc, 32);
+    static const unsigned char empty[32] = {
+        0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+        0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55};
+    digest_sha256("", 0, out);
+    assert_memory_equal(out, empty, 32);
+    /* RFC 4231 test case 6: a 131-byte key of 0xaa */
+    unsigned char key[131];
+    memset(key, 0xaa, sizeof key);
+    static const unsigned char tc6[32] = {
+        0x60, 0xe4, 0x31, 0x59, 0x1e, 0xe0, 0xb6, 0x7f, 0x0d, 0x8a, 0x26, 0xaa, 0xcb, 0xf5, 0xb7, 0x7f,
+        0x8e, 0x0b, 0xc6, 0x21, 0x37, 0x28, 0xc5, 0x14, 0x05, 0x46, 0x04, 0x0f, 0x0e, 0xe3, 0x7f, 0x54};
+    struct hmac_key k;
+    hmac_key_init(&k, key, sizeof key);
+    const char *msg = "Test Using Larger Than Block-Size Key - Hash Key First";
+    for (int i = 0; i < 2; i++) { /* the precomputed states are not used up */
+        memset(out, 0, sizeof out);
+        hmac_sha256(&k, msg, strlen(msg), out);
+        assert_memory_equal(out, tc6, 32);
+    }
+    hmac_key_free(&k);
 }
 
 static void test_generate(void **state)
@@ -141,6 +175,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hash),
+        cmocka_unit_test(test_digest_vectors),
         cmocka_unit_test(test_generate),
         cmocka_unit_test(test_presented_key),
         cmocka_unit_test_setup_teardown(test_store_lifecycle, setup, teardown),

@@ -1,5 +1,6 @@
 /* money_test: USD text <-> nano-dollars and token cost arithmetic
- * (core/money.c), and the bounded JSON writer (core/jsonw.c). */
+ * (core/money.c), the bounded JSON writer (core/jsonw.c) and the string
+ * helpers (core/str.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 
 #include "core/jsonw.h"
 #include "core/money.h"
+#include "core/str.h"
 
 static nanos_t parse(const char *s)
 {
@@ -99,6 +101,24 @@ static void test_jsonw(void **state)
     assert_int_equal(strlen(t), 7);
 }
 
+static void test_str(void **state)
+{
+    char n[STR_I64_LEN];
+    assert_string_equal(str_i64(0, n), "0");
+    assert_string_equal(str_i64(-42, n), "-42");
+    assert_string_equal(str_i64(INT64_MAX, n), "9223372036854775807");
+    assert_string_equal(str_i64(INT64_MIN, n), "-9223372036854775808");
+    char b[4];
+    assert_int_equal(str_copy(b, sizeof b, "abcdef"), 3); /* cut short, terminated */
+    assert_string_equal(b, "abc");
+    assert_int_equal(str_copy(b, sizeof b, NULL), 0);
+    assert_string_equal(b, "");
+    assert_int_equal(str_copy(b, sizeof b, "ab"), 2);
+    assert_string_equal(b, "ab");
+    assert_int_equal(str_copy(b, 0, "ab"), 0); /* nothing written */
+    assert_string_equal(b, "ab");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -106,6 +126,7 @@ int main(void)
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_cost_tokens),
         cmocka_unit_test(test_jsonw),
+        cmocka_unit_test(test_str),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

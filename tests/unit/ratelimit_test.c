@@ -68,6 +68,12 @@ static void test_durations(void **state)
     assert_string_equal(rl_format_duration(360 * S, b, sizeof b), "6m0s");
     assert_string_equal(rl_format_duration(3600 * S, b, sizeof b), "1h0m0s");
     assert_string_equal(rl_format_duration(3723 * S, b, sizeof b), "1h2m3s");
+    assert_string_equal(rl_format_duration(1050 * 1000, b, sizeof b), "1.05s");
+    assert_string_equal(rl_format_duration(61250 * 1000, b, sizeof b), "1m1.25s");
+    assert_string_equal(rl_format_duration(1, b, sizeof b), "1ms"); /* rounded up */
+    assert_string_equal(rl_format_duration(-5, b, sizeof b), "0s");
+    char small[4];
+    assert_string_equal(rl_format_duration(3723 * S, small, sizeof small), "1h2"); /* cut, terminated */
 }
 
 static void test_client_ip(void **state)

@@ -1,0 +1,20 @@
+/* str: small string helpers for hot paths, where printf's format parsing
+ * costs more than the work: a bounded copy and integer formatting. */
+#ifndef AIPROXY_CORE_STR_H
+#define AIPROXY_CORE_STR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define STR_I64_LEN 21 /* "-9223372036854775808" and its NUL */
+
+/* Copies `src` (NULL is taken as "") into `dst` of `cap` bytes, cutting it
+ * short when needed; always NUL-terminates when cap > 0. Returns the
+ * length written. */
+size_t str_copy(char *dst, size_t cap, const char *src);
+
+/* Writes `v` in decimal into `buf` and returns where the digits start
+ * (somewhere inside buf); NUL-terminated. */
+char *str_i64(int64_t v, char buf[STR_I64_LEN]);
+
+#endif
