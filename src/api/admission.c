@@ -470,17 +470,18 @@ void admission_finish(struct http_request *req)
         rl_adjust_tokens(state->rl, t->tpm_who, t->tpm, real - t->est_tokens, clock_mono_us());
     }
     if (!cfg->budget.track_costs) return;
-    struct ledger_record r;
-    r.ts_ms = now_ms;
-    str_copy(r.request_id, sizeof r.request_id, req->id);
-    str_copy(r.key_id, sizeof r.key_id, p ? p->key_id : NULL);
-    str_copy(r.tenant, sizeof r.tenant, p ? p->tenant : NULL);
-    str_copy(r.model, sizeof r.model, req->acct.model);
-    str_copy(r.provider, sizeof r.provider, req->acct.provider);
-    r.tokens_in = req->acct.tokens_in;
-    r.tokens_out = req->acct.tokens_out;
-    r.cost_nanos = cost;
-    r.estimated = req->acct.estimated;
-    r.status = req->status;
+    struct ledger_record r = {
+        .ts_ms = now_ms,
+        .request_id = req->id,
+        .key_id = p ? p->key_id : NULL,
+        .tenant = p ? p->tenant : NULL,
+        .model = req->acct.model,
+        .provider = req->acct.provider,
+        .tokens_in = req->acct.tokens_in,
+        .tokens_out = req->acct.tokens_out,
+        .cost_nanos = cost,
+        .estimated = req->acct.estimated,
+        .status = req->status,
+    };
     ledger_append(state->ledger, &r);
 }

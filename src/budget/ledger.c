@@ -112,6 +112,35 @@ int ledger_migrate(void *handle, char *err, size_t errcap)
 
 /* ---- the queue and the writer ---- */
 
+/* A queued record, packed: its numbers, then its five strings' bytes (no
+ * NULs) in field order, padded to 8 bytes: about 100 bytes a record where
+ * struct ledger_record takes 600, for the copy into the queue and for the
+ * memory a burst holds. */
+struct packed {
+    int64_t ts_ms, tokens_in, tokens_out, cost_nanos;
+    int32_t status;
+    uint16_t len[5]; /* request_id, key_id, tenant, model, provider */
+    uint8_t estimated;
+};
+
+static size_t packed_size(const struct packed *p)
+{
+    size_t n = sizeof *p;
+    for (int i = 0; i < 5; i++) n += p->len[i];
+    return (n + 7) & ~(size_t)7;
+}
+
+static const struct packed *packed_next(const struct packed *p)
+{
+    return (const struct packed *)((const unsigned char *)p + packed_size(p));
+}
+
+/* A run of packed records. */
+struct records {
+    unsigned char *data;
+    size_t bytes, cap, n;
+};
+
 struct ledger {
     char *path;
     sqlite3 *db; /* the writer's connection; only the writer thread uses it once started */
@@ -119,16 +148,25 @@ struct ledger {
     pthread_mutex_t lock;
     pthread_cond_t wake; /* records queued, or stop */
     pthread_cond_t done; /* a batch committed */
-    struct ledger_record *q;
-    size_t q_len, q_cap;
+    struct records q;
     uint64_t appended, committed, dropped;
     bool stop;
     bool flush_wanted; /* ledger_flush is waiting: commit without gathering */
     bool dropped_logged;
 };
 
+/* SQLite counts every allocation under one global mutex unless told not
+ * to; it must be told before its first use in the process. */
+static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
+
+static void configure_sqlite(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); /* SQLITE_MISUSE if already in use: harmless */
+}
+
 static int open_db(const char *path, sqlite3 **out, char *err, size_t errcap)
 {
+    pthread_once(&sqlite_once, configure_sqlite);
     sqlite3 *db = NULL;
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
@@ -158,30 +196,72 @@ static void make_parent_dirs(const char *path)
     free(p);
 }
 
-/* Commits `n` records in one transaction. Returns 0 or -1 (rolled back). */
-static int commit_batch(struct ledger *l, sqlite3_stmt *ins, const struct ledger_record *r,
-                        size_t n)
+/* Rows per multi-row INSERT: one statement run per 32 records instead of
+ * per record (each run has a fixed cost in SQLite's VM). */
+#define ROWS_PER_INSERT 32
+#define COLS 11 /* values per row */
+
+static sqlite3_stmt *prepare_insert(sqlite3 *db, int rows)
+{
+    static const char head[] = "INSERT INTO requests (ts_ms, request_id, key_id, tenant, model, "
+                               "provider, tokens_in, tokens_out, cost_nanos, estimated, status) VALUES ";
+    static const char row[] = "(?,?,?,?,?,?,?,?,?,?,?)";
+    char sql[sizeof head + ROWS_PER_INSERT * sizeof row];
+    size_t n = sizeof head - 1;
+    memcpy(sql, head, n);
+    for (int i = 0; i < rows; i++) {
+        if (i) sql[n++] = ',';
+        memcpy(sql + n, row, sizeof row - 1);
+        n += sizeof row - 1;
+    }
+    sql[n] = '\0';
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v3(db, sql, (int)n, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+        log_event(LOG_ERROR, "ledger_prepare_failed", "ledger insert: %s", sqlite3_errmsg(db));
+        return NULL;
+    }
+    return st;
+}
+
+static void bind_record(sqlite3_stmt *st, int row, const struct packed *r)
+{
+    int c = row * COLS;
+    sqlite3_bind_int64(st, c + 1, r->ts_ms);
+    const char *text = (const char *)(r + 1);
+    for (int i = 0; i < 5; i++) {
+        sqlite3_bind_text(st, c + 2 + i, text, r->len[i], SQLITE_STATIC);
+        text += r->len[i];
+    }
+    sqlite3_bind_int64(st, c + 7, r->tokens_in);
+    sqlite3_bind_int64(st, c + 8, r->tokens_out);
+    sqlite3_bind_int64(st, c + 9, r->cost_nanos);
+    sqlite3_bind_int(st, c + 10, r->estimated);
+    sqlite3_bind_int(st, c + 11, r->status);
+}
+
+struct inserts {
+    sqlite3_stmt *one, *many; /* 1 and ROWS_PER_INSERT rows */
+};
+
+/* Commits the records in one transaction. Returns 0 or -1 (rolled back). */
+static int commit_batch(struct ledger *l, const struct inserts *ins, const struct records *b)
 {
     char err[256];
     if (exec(l->db, "BEGIN IMMEDIATE", err, sizeof err) != 0) goto fail;
-    for (size_t i = 0; i < n; i++) {
-        sqlite3_reset(ins);
-        sqlite3_bind_int64(ins, 1, r[i].ts_ms);
-        sqlite3_bind_text(ins, 2, r[i].request_id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins, 3, r[i].key_id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins, 4, r[i].tenant, -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins, 5, r[i].model, -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins, 6, r[i].provider, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(ins, 7, r[i].tokens_in);
-        sqlite3_bind_int64(ins, 8, r[i].tokens_out);
-        sqlite3_bind_int64(ins, 9, r[i].cost_nanos);
-        sqlite3_bind_int(ins, 10, r[i].estimated);
-        sqlite3_bind_int(ins, 11, r[i].status);
-        if (sqlite3_step(ins) != SQLITE_DONE) {
+    const struct packed *r = (const struct packed *)b->data;
+    for (size_t i = 0; i < b->n;) {
+        bool many = b->n - i >= ROWS_PER_INSERT;
+        sqlite3_stmt *st = many ? ins->many : ins->one;
+        int rows = many ? ROWS_PER_INSERT : 1;
+        sqlite3_reset(st);
+        for (int k = 0; k < rows; k++, r = packed_next(r)) bind_record(st, k, r);
+        if (sqlite3_step(st) != SQLITE_DONE) {
             snprintf(err, sizeof err, "%s", sqlite3_errmsg(l->db));
+            sqlite3_reset(st);
             exec(l->db, "ROLLBACK", err + strlen(err), 0);
             goto fail;
         }
+        i += (size_t)rows;
     }
     if (exec(l->db, "COMMIT", err, sizeof err) != 0) {
         exec(l->db, "ROLLBACK", err + strlen(err), 0);
@@ -193,23 +273,61 @@ fail:
     return -1;
 }
 
+static void reserve_bytes(struct records *r, size_t more)
+{
+    if (r->bytes + more <= r->cap) return;
+    size_t cap = r->cap ? r->cap : 16384;
+    while (cap < r->bytes + more) cap *= 2;
+    r->data = xrealloc(r->data, cap);
+    r->cap = cap;
+}
+
+/* Takes up to LEDGER_BATCH queued records into `batch` (emptied first).
+ * The common case swaps the two buffers instead of copying. Lock held. */
+static void take_queued(struct ledger *l, struct records *batch)
+{
+    batch->bytes = batch->n = 0;
+    if (l->q.n <= LEDGER_BATCH) {
+        struct records t = l->q;
+        l->q = *batch;
+        *batch = t;
+        return;
+    }
+    const struct packed *p = (const struct packed *)l->q.data;
+    for (size_t i = 0; i < LEDGER_BATCH; i++) p = packed_next(p);
+    size_t cut = (size_t)((const unsigned char *)p - l->q.data);
+    reserve_bytes(batch, cut);
+    memcpy(batch->data, l->q.data, cut);
+    batch->bytes = cut;
+    batch->n = LEDGER_BATCH;
+    memmove(l->q.data, l->q.data + cut, l->q.bytes - cut);
+    l->q.bytes -= cut;
+    l->q.n -= LEDGER_BATCH;
+}
+
+/* Puts records that could not be committed back at the queue's front,
+ * ahead of whatever arrived meanwhile. Lock held. */
+static void put_back(struct ledger *l, const struct records *batch)
+{
+    reserve_bytes(&l->q, batch->bytes);
+    memmove(l->q.data + batch->bytes, l->q.data, l->q.bytes);
+    memcpy(l->q.data, batch->data, batch->bytes);
+    l->q.bytes += batch->bytes;
+    l->q.n += batch->n;
+}
+
 static void *writer_main(void *arg)
 {
     struct ledger *l = arg;
-    sqlite3_stmt *ins = NULL;
-    sqlite3_prepare_v2(l->db,
-                       "INSERT INTO requests (ts_ms, request_id, key_id, tenant, model, provider,"
-                       " tokens_in, tokens_out, cost_nanos, estimated, status)"
-                       " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                       -1, &ins, NULL);
-    struct ledger_record *batch = xmalloc(LEDGER_BATCH * sizeof *batch);
+    struct inserts ins = {prepare_insert(l->db, 1), prepare_insert(l->db, ROWS_PER_INSERT)};
+    struct records batch = {0};
     pthread_mutex_lock(&l->lock);
     for (;;) {
-        while (l->q_len == 0 && !l->stop) pthread_cond_wait(&l->wake, &l->lock);
-        if (l->q_len == 0 && l->stop) break;
+        while (l->q.n == 0 && !l->stop) pthread_cond_wait(&l->wake, &l->lock);
+        if (l->q.n == 0 && l->stop) break;
         /* Gather for a moment: one transaction per interval under load, not
          * one per request (each commit costs fsync-free WAL writes and locks). */
-        if (!l->stop && !l->flush_wanted && l->q_len < LEDGER_BATCH) {
+        if (!l->stop && !l->flush_wanted && l->q.n < LEDGER_BATCH) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_nsec += LEDGER_GATHER_MS * 1000000L;
@@ -217,16 +335,16 @@ static void *writer_main(void *arg)
                 ts.tv_sec++;
                 ts.tv_nsec -= 1000000000L;
             }
-            while (!l->stop && !l->flush_wanted && l->q_len < LEDGER_BATCH)
+            while (!l->stop && !l->flush_wanted && l->q.n < LEDGER_BATCH)
                 if (pthread_cond_timedwait(&l->wake, &l->lock, &ts) != 0) break;
         }
-        size_t n = l->q_len < LEDGER_BATCH ? l->q_len : LEDGER_BATCH;
-        memcpy(batch, l->q, n * sizeof *batch);
+        take_queued(l, &batch);
         pthread_mutex_unlock(&l->lock);
-        int rc = ins ? commit_batch(l, ins, batch, n) : -1;
+        int rc = ins.one && ins.many ? commit_batch(l, &ins, &batch) : -1;
         pthread_mutex_lock(&l->lock);
         if (rc != 0) {
             /* Keep the records queued; try again shortly (a full disk, a lock). */
+            put_back(l, &batch);
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 1;
@@ -234,17 +352,16 @@ static void *writer_main(void *arg)
             else break; /* shutting down and the database refuses: give up, logged */
             continue;
         }
-        memmove(l->q, l->q + n, (l->q_len - n) * sizeof *l->q);
-        l->q_len -= n;
-        l->committed += n;
+        l->committed += batch.n;
         if (l->committed >= l->appended) l->flush_wanted = false;
         pthread_cond_broadcast(&l->done);
     }
     l->stop = true;
     pthread_cond_broadcast(&l->done);
     pthread_mutex_unlock(&l->lock);
-    free(batch);
-    sqlite3_finalize(ins);
+    free(batch.data);
+    sqlite3_finalize(ins.one);
+    sqlite3_finalize(ins.many);
     return NULL;
 }
 
@@ -275,25 +392,39 @@ struct ledger *ledger_open(const char *path, char *err, size_t errcap)
 
 void ledger_append(struct ledger *l, const struct ledger_record *r)
 {
+    struct packed h = {.ts_ms = r->ts_ms, .tokens_in = r->tokens_in, .tokens_out = r->tokens_out,
+                       .cost_nanos = r->cost_nanos, .status = r->status, .estimated = r->estimated};
+    const char *text[5] = {r->request_id, r->key_id, r->tenant, r->model, r->provider};
+    for (int i = 0; i < 5; i++) {
+        if (!text[i]) text[i] = "";
+        h.len[i] = (uint16_t)strnlen(text[i], LEDGER_TEXT_MAX);
+    }
+    size_t size = packed_size(&h);
+
     pthread_mutex_lock(&l->lock);
-    if (l->q_len >= LEDGER_QUEUE_MAX || l->stop) {
+    if (l->q.n >= LEDGER_QUEUE_MAX || l->stop) {
         l->dropped++;
         bool first = !l->dropped_logged;
         l->dropped_logged = true;
         pthread_mutex_unlock(&l->lock);
         if (first)
             log_event(LOG_ERROR, "ledger_dropped", "ledger %s: the queue is full or closed; "
-                      "records are being dropped (request %s)", l->path, r->request_id);
+                      "records are being dropped (request %s)", l->path, text[0]);
         return;
     }
-    if (l->q_len == l->q_cap) {
-        l->q_cap = l->q_cap ? l->q_cap * 2 : 1024;
-        l->q = xrealloc(l->q, l->q_cap * sizeof *l->q);
+    reserve_bytes(&l->q, size);
+    unsigned char *dst = l->q.data + l->q.bytes;
+    memcpy(dst, &h, sizeof h);
+    unsigned char *t = dst + sizeof h;
+    for (int i = 0; i < 5; i++) {
+        memcpy(t, text[i], h.len[i]);
+        t += h.len[i];
     }
-    l->q[l->q_len++] = *r;
+    l->q.bytes += size;
+    l->q.n++;
     l->appended++;
     /* The writer sleeps on an empty queue, or gathers until a batch is full. */
-    if (l->q_len == 1 || l->q_len == LEDGER_BATCH) pthread_cond_signal(&l->wake);
+    if (l->q.n == 1 || l->q.n == LEDGER_BATCH) pthread_cond_signal(&l->wake);
     pthread_mutex_unlock(&l->lock);
 }
 
@@ -315,16 +446,16 @@ void ledger_close(struct ledger *l)
     pthread_cond_signal(&l->wake);
     pthread_mutex_unlock(&l->lock);
     pthread_join(l->thread, NULL);
-    if (l->q_len)
+    if (l->q.n)
         log_event(LOG_ERROR, "ledger_unwritten", "ledger %s: %zu records could not be written",
-                  l->path, l->q_len);
+                  l->path, l->q.n);
     char err[128];
     exec(l->db, "PRAGMA wal_checkpoint(TRUNCATE)", err, sizeof err);
     sqlite3_close(l->db);
     pthread_mutex_destroy(&l->lock);
     pthread_cond_destroy(&l->wake);
     pthread_cond_destroy(&l->done);
-    free(l->q);
+    free(l->q.data);
     free(l->path);
     free(l);
 }
@@ -340,7 +471,7 @@ uint64_t ledger_committed(struct ledger *l)
 size_t ledger_queue_depth(struct ledger *l)
 {
     pthread_mutex_lock(&l->lock);
-    size_t n = l->q_len;
+    size_t n = l->q.n;
     pthread_mutex_unlock(&l->lock);
     return n;
 }

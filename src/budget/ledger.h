@@ -24,18 +24,22 @@
 
 #include "core/money.h"
 
-#define LEDGER_BATCH 256
+#define LEDGER_BATCH 4096 /* records per transaction at most */
 #define LEDGER_GATHER_MS 50 /* a record is committed within about this long under load */
 #define LEDGER_QUEUE_MAX 1000000 /* records waiting; past it new ones are dropped and logged */
 #define LEDGER_SCHEMA_VERSION 2
 
+#define LEDGER_TEXT_MAX 256 /* bytes kept of each string field; longer ones are cut */
+
+/* One request's record as handed to ledger_append, which copies what it
+ * needs: the strings are borrowed for the call only. NULL reads as "". */
 struct ledger_record {
-    int64_t ts_ms; /* unix milliseconds when the request completed */
-    char request_id[40];
-    char key_id[80];   /* "" when unauthenticated */
-    char tenant[80];   /* "" when none */
-    char model[260];   /* as the client asked */
-    char provider[80]; /* "" when no provider answered */
+    int64_t ts_ms;          /* unix milliseconds when the request completed */
+    const char *request_id;
+    const char *key_id;     /* "" when unauthenticated */
+    const char *tenant;     /* "" when none */
+    const char *model;      /* as the client asked */
+    const char *provider;   /* "" when no provider answered */
     int64_t tokens_in, tokens_out;
     nanos_t cost_nanos;
     bool estimated;

@@ -1,7 +1,9 @@
 /* ledger_test: the SQLite ledger on real files in a temp dir: records
  * committed and read back, spend restored by day and month, the schema
  * version and a migration from version 1 keeping old rows, a database from
- * a newer build refused, close flushing everything. */
+ * a newer build refused, close flushing everything, every field of many
+ * records surviving the packed queue and multi-row inserts in order, and
+ * records kept and retried in order when the database refuses a batch. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -54,10 +56,10 @@ static struct ledger_record rec(int64_t ts_ms, const char *id, const char *key, 
     struct ledger_record r;
     memset(&r, 0, sizeof r);
     r.ts_ms = ts_ms;
-    snprintf(r.request_id, sizeof r.request_id, "%s", id);
-    snprintf(r.key_id, sizeof r.key_id, "%s", key);
-    snprintf(r.model, sizeof r.model, "gpt-test");
-    snprintf(r.provider, sizeof r.provider, "p1");
+    r.request_id = id;
+    r.key_id = key;
+    r.model = "gpt-test";
+    r.provider = "p1";
     r.tokens_in = 10;
     r.tokens_out = 5;
     r.cost_nanos = cost;
@@ -129,6 +131,114 @@ static void test_close_flushes(void **state)
     assert_int_equal(scalar("SELECT COUNT(*) FROM requests"), 5000);
 }
 
+static void exec_sql(const char *sql)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) fprintf(stderr, "%s: %s\n", sql, msg);
+    sqlite3_free(msg);
+    sqlite3_close(db);
+    assert_int_equal(rc, SQLITE_OK);
+}
+
+/* Every field of every record reads back as appended, in order, across
+ * more records than one batch and counts that are not multiples of the
+ * rows per INSERT; strings at their caps are cut, not overrun. */
+static void test_fields_in_order(void **state)
+{
+    char err[256];
+    struct ledger *l = ledger_open(path, err, sizeof err);
+    assert_non_null(l);
+    const int n = LEDGER_BATCH + 77;
+    for (int i = 0; i < n; i++) {
+        char id[24];
+        snprintf(id, sizeof id, "r%d", i);
+        struct ledger_record r = rec(5000 + i, id, i % 3 ? "k" : "", i);
+        r.tenant = i % 5 ? NULL : "team";
+        char long_model[LEDGER_TEXT_MAX + 50];
+        memset(long_model, 'm', sizeof long_model - 1);
+        long_model[sizeof long_model - 1] = '\0';
+        if (i == 7) r.model = long_model; /* cut at the cap */
+        r.tokens_in = i * 2;
+        r.tokens_out = i * 3;
+        r.estimated = i % 2;
+        r.status = i % 4 ? 200 : 499;
+        ledger_append(l, &r);
+        if (i % 1000 == 999) ledger_flush(l); /* batches of odd sizes too */
+    }
+    ledger_close(l);
+    assert_int_equal(scalar("SELECT COUNT(*) FROM requests"), n);
+    sqlite3 *db;
+    sqlite3_open(path, &db);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT ts_ms, request_id, key_id, tenant, model, "
+                     "provider, tokens_in, tokens_out, cost_nanos, estimated, status FROM requests "
+                     "ORDER BY id", -1, &st, NULL), SQLITE_OK);
+    int i = 0;
+    for (; sqlite3_step(st) == SQLITE_ROW; i++) {
+        char id[24];
+        snprintf(id, sizeof id, "r%d", i);
+        assert_int_equal(sqlite3_column_int64(st, 0), 5000 + i);
+        assert_string_equal((const char *)sqlite3_column_text(st, 1), id);
+        assert_string_equal((const char *)sqlite3_column_text(st, 2), i % 3 ? "k" : "");
+        assert_string_equal((const char *)sqlite3_column_text(st, 3), i % 5 ? "" : "team");
+        if (i == 7) assert_int_equal(sqlite3_column_bytes(st, 4), LEDGER_TEXT_MAX);
+        else assert_string_equal((const char *)sqlite3_column_text(st, 4), "gpt-test");
+        assert_string_equal((const char *)sqlite3_column_text(st, 5), "p1");
+        assert_int_equal(sqlite3_column_int64(st, 6), i * 2);
+        assert_int_equal(sqlite3_column_int64(st, 7), i * 3);
+        assert_int_equal(sqlite3_column_int64(st, 8), i);
+        assert_int_equal(sqlite3_column_int(st, 9), i % 2);
+        assert_int_equal(sqlite3_column_int(st, 10), i % 4 ? 200 : 499);
+    }
+    assert_int_equal(i, n);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* A batch the database refuses stays queued, ahead of later records, and
+ * is committed once the database accepts writes again. */
+static void test_refused_batch_retried_in_order(void **state)
+{
+    char err[256];
+    struct ledger *l = ledger_open(path, err, sizeof err);
+    assert_non_null(l);
+    exec_sql("CREATE TABLE block (x); INSERT INTO block VALUES (1);"
+             "CREATE TRIGGER refuse BEFORE INSERT ON requests WHEN (SELECT COUNT(*) FROM block) > 0"
+             " BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;");
+    for (int i = 0; i < 40; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "a%d", i);
+        struct ledger_record r = rec(1000 + i, id, "", 1);
+        ledger_append(l, &r);
+    }
+    usleep(300 * 1000); /* the writer tries, is refused, waits */
+    assert_int_equal(ledger_committed(l), 0);
+    for (int i = 0; i < 3; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "b%d", i);
+        struct ledger_record r = rec(2000 + i, id, "", 1);
+        ledger_append(l, &r);
+    }
+    /* all 43 queued (the refused 40 put back in front), none committed */
+    for (int waited = 0; ledger_queue_depth(l) != 43 && waited < 5000; waited += 10) usleep(10 * 1000);
+    assert_int_equal(ledger_queue_depth(l), 43);
+    assert_int_equal(ledger_committed(l), 0);
+    exec_sql("DELETE FROM block");
+    ledger_flush(l);
+    assert_int_equal(ledger_committed(l), 43);
+    ledger_close(l);
+    assert_int_equal(scalar("SELECT COUNT(*) FROM requests"), 43);
+    /* order kept: every a* row before every b* row */
+    assert_int_equal(scalar("SELECT MAX(id) FROM requests WHERE request_id LIKE 'a%'") <
+                         scalar("SELECT MIN(id) FROM requests WHERE request_id LIKE 'b%'"),
+                     1);
+    assert_int_equal(scalar("SELECT MIN(ts_ms) FROM requests WHERE request_id LIKE 'b%'"), 2000);
+}
+
 static void test_migrates_from_v1(void **state)
 {
     /* A database as the first release wrote it. */
@@ -178,6 +288,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_append_restore, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_flushes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fields_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_batch_retried_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrates_from_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuses_newer_schema, setup, teardown),
     };
