@@ -152,15 +152,32 @@ static void add_headers(struct http_request *req, const char *h)
         req->extra_headers ? arena_concat(&req->arena, req->extra_headers, h, (char *)NULL) : h;
 }
 
+/* Appends `n` bytes at `*p` (the caller sized the buffer). */
+static void put(char **p, const char *s, size_t n)
+{
+    memcpy(*p, s, n);
+    *p += n;
+}
+
+#define PUT_LITERAL(p, lit) put(p, lit, sizeof lit - 1)
+
 /* OpenAI's x-ratelimit-*-requests headers (built on every admitted request:
- * no printf). */
+ * no printf, no strlen of the constant parts). */
 static char *rl_headers(struct http_request *req, const struct rl_decision *d)
 {
     char reset[32], limit[STR_I64_LEN], remaining[STR_I64_LEN];
     rl_format_duration(d->reset_us, reset, sizeof reset);
-    return arena_concat(&req->arena, "x-ratelimit-limit-requests: ", str_i64(d->limit, limit),
-                        "\r\nx-ratelimit-remaining-requests: ", str_i64(d->remaining, remaining),
-                        "\r\nx-ratelimit-reset-requests: ", reset, "\r\n", (char *)NULL);
+    const char *l = str_i64(d->limit, limit), *r = str_i64(d->remaining, remaining);
+    char *out = arena_alloc(&req->arena, 128 + 2 * STR_I64_LEN + sizeof reset), *p = out;
+    PUT_LITERAL(&p, "x-ratelimit-limit-requests: ");
+    put(&p, l, (size_t)(limit + STR_I64_LEN - 1 - l));
+    PUT_LITERAL(&p, "\r\nx-ratelimit-remaining-requests: ");
+    put(&p, r, (size_t)(remaining + STR_I64_LEN - 1 - r));
+    PUT_LITERAL(&p, "\r\nx-ratelimit-reset-requests: ");
+    put(&p, reset, strlen(reset));
+    PUT_LITERAL(&p, "\r\n");
+    *p = '\0';
+    return out;
 }
 
 static void refuse_rate(struct http_request *req, const struct rl_decision *d, const char *what,
@@ -194,6 +211,7 @@ static struct principal *principal_from_config(struct http_request *req,
     p->rate_limit_per_hour = k->rate_limit_per_hour;
     p->requests_per_minute = k->requests_per_minute;
     p->tokens_per_minute = k->tokens_per_minute;
+    p->limit_key = arena_concat(&req->arena, "k:", p->key_id, (char *)NULL);
     return p;
 }
 
@@ -213,16 +231,20 @@ static struct principal *principal_from_view(struct http_request *req, const str
     p->rate_limit_per_hour = v->rate_limit_per_hour;
     p->requests_per_minute = v->requests_per_minute;
     p->tokens_per_minute = v->tokens_per_minute;
+    p->limit_key = arena_concat(&req->arena, "k:", p->key_id, (char *)NULL);
     return p;
 }
 
-static const char *client_ip(struct http_request *req)
+/* "ip:" + the client's address (X-Forwarded-For from trusted proxies
+ * only): the caller's entry in the rate-limit table. */
+static const char *ip_limit_key(struct http_request *req)
 {
     const struct config *cfg = req->config;
-    char *ip = arena_alloc(&req->arena, 64);
+    char *key = arena_alloc(&req->arena, 3 + 64);
+    memcpy(key, "ip:", 3);
     rl_client_ip(req->client_ip, http_header_get(req, "x-forwarded-for"),
-                 cfg->security.trusted_proxies, cfg->security.n_trusted_proxies, ip, 64);
-    return ip;
+                 cfg->security.trusted_proxies, cfg->security.n_trusted_proxies, key + 3, 64);
+    return key;
 }
 
 /* ---- authentication and request rate limits ---- */
@@ -277,8 +299,7 @@ bool admission_authenticate(struct http_request *req, bool admin_required)
                                                   : rl_on ? cfg->security.default_limit_per_hour : 0;
         int64_t per_min = p->requests_per_minute ? p->requests_per_minute
                                                  : rl_on ? cfg->security.requests_per_minute : 0;
-        const char *who = arena_concat(&req->arena, "k:", p->key_id, (char *)NULL);
-        if (!rl_take_request(state->rl, who, per_hour, per_min, now, &d)) {
+        if (!rl_take_request(state->rl, p->limit_key, per_hour, per_min, now, &d)) {
             char what[200];
             snprintf(what, sizeof what, "key '%s'", p->name);
             refuse_rate(req, &d, what, false);
@@ -287,8 +308,7 @@ bool admission_authenticate(struct http_request *req, bool admin_required)
         if (d.limit) add_headers(req, rl_headers(req, &d));
     }
     if (rl_on && cfg->security.rl_by_ip) {
-        const char *ip = client_ip(req);
-        const char *who = arena_concat(&req->arena, "ip:", ip, (char *)NULL);
+        const char *who = ip_limit_key(req);
         struct rl_decision di;
         if (!rl_take_request(state->rl, who, cfg->security.default_limit_per_hour,
                              cfg->security.requests_per_minute, now, &di)) {
@@ -388,7 +408,7 @@ bool admission_reserve(struct http_request *req, struct route_plan *plan,
     int64_t tpm = p && p->tokens_per_minute ? p->tokens_per_minute
                                             : rl_on ? cfg->security.tokens_per_minute : 0;
     if (tpm > 0) {
-        const char *who = arena_concat(&req->arena, "k:", p ? p->key_id : "-", (char *)NULL);
+        const char *who = p ? p->limit_key : "k:-";
         struct rl_decision d;
         if (!rl_take_tokens(state->rl, who, tpm, est_tokens, clock_mono_us(), &d)) {
             refuse_rate(req, &d, p ? "this key" : "this gateway", true);

@@ -28,6 +28,7 @@ struct principal {
     size_t n_models;
     nanos_t daily_limit, monthly_limit; /* the key's own budget; 0 = none */
     int rate_limit_per_hour, requests_per_minute, tokens_per_minute; /* 0 = none */
+    const char *limit_key; /* "k:" + key_id: this key's entry in the rate-limit table */
 };
 
 struct config;
