@@ -1325,7 +1325,7 @@ static void serve(struct proxy *px)
         .seed = px->seed,
         .now_ms = clock_mono_ms(),
     };
-    routing_plan_request(req->config, &in, &px->plan);
+    routing_plan_request(req->config, &in, &px->plan, &req->arena);
     if (px->plan.error != ROUTE_OK) {
         const char *param = px->plan.error == ROUTE_ERR_STRATEGY    ? "x-aiproxy-strategy"
                             : px->plan.error == ROUTE_ERR_TASK_TIER ? "x-task-tier"

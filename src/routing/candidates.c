@@ -382,7 +382,7 @@ bool routing_provider_down(const struct config_provider *p, int *failures)
 /* ---- the plan ---- */
 
 void routing_plan_request(const struct config *cfg, const struct route_input *in,
-                          struct route_plan *out)
+                          struct route_plan *out, struct arena *arena)
 {
     memset(out, 0, sizeof *out);
     enum routing_strategy strategy = cfg->routing.strategy;
@@ -549,6 +549,11 @@ void routing_plan_request(const struct config *cfg, const struct route_input *in
         for (size_t i = 1; i < n; i++)
             if (!used[i]) order[placed++] = i;
     }
+    size_t total = n + (n_open < ROUTE_MAX_CANDIDATES - n ? n_open : ROUTE_MAX_CANDIDATES - n);
+    if (total) {
+        out->items = arena_alloc(arena, total * sizeof *out->items);
+        out->views = arena_alloc(arena, total * sizeof *out->views);
+    }
     for (size_t k = 0; k < n; k++) {
         struct work *x = &w[order[k]];
         if (x->po.note[0]) appendf(x->c.reason, sizeof x->c.reason, "; %s", x->po.note);
@@ -557,13 +562,13 @@ void routing_plan_request(const struct config *cfg, const struct route_input *in
         if (x->c.probe) appendf(x->c.reason, sizeof x->c.reason, "; circuit half-open probe");
         place(out, k, x);
     }
-    for (size_t k = 0; k < n_open && n + k < ROUTE_MAX_CANDIDATES; k++) {
+    for (size_t k = 0; n + k < total; k++) {
         if (open_w[k].n_eps > 1)
             appendf(open_w[k].c.reason, sizeof open_w[k].c.reason, "; endpoint %d/%d",
                     open_w[k].c.endpoint_index + 1, open_w[k].n_eps);
         place(out, n + k, &open_w[k]);
     }
-    out->n = n + n_open;
+    out->n = total;
     appendf(out->reason, sizeof out->reason, "%s%s%s", tier_note,
             tier_note[0] && out->n ? "; " : "", out->n ? out->items[0].reason : "");
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "core/arena.h"
 
 struct req_facts;
 
@@ -46,12 +47,14 @@ enum route_error {
 struct route_plan {
     const char *model; /* the name after alias / tier resolution (points into config) or the request's */
     bool model_known;  /* some provider lists it, available or not */
-    struct candidate items[ROUTE_MAX_CANDIDATES];
+    /* The candidates in order, `n` of them (at most ROUTE_MAX_CANDIDATES),
+     * allocated in the arena given to routing_plan_request. */
+    struct candidate *items;
     size_t n;
-    /* The providers as the candidates see them (see struct candidate); a
-     * candidate copied elsewhere keeps pointing here, so the plan must
-     * outlive its candidates and never be copied itself. */
-    struct config_provider views[ROUTE_MAX_CANDIDATES];
+    /* The providers as the candidates see them (see struct candidate), one
+     * per item, in the same arena; a candidate copied elsewhere keeps
+     * pointing here, so the arena must outlive its candidates. */
+    struct config_provider *views;
     /* Why known providers were left out: "p1: OPENAI_API_KEY is not set; ..." */
     char excluded[512];
     /* How many were left out because the request itself does not fit them
@@ -88,9 +91,10 @@ struct route_input {
 /* The plan for one request. Images add CAP_VISION; tools add CAP_TOOLS for
  * models whose capabilities were listed explicitly (a model without a list
  * is assumed to take tools). Never fails except with out->error set (then
- * out->n is 0). Reads live stats through provider->stats (may be NULL). */
+ * out->n is 0). Reads live stats through provider->stats (may be NULL).
+ * The candidates and their views are allocated in `arena`. */
 void routing_plan_request(const struct config *cfg, const struct route_input *in,
-                          struct route_plan *out);
+                          struct route_plan *out, struct arena *arena);
 
 /* Whether active health checks hold every endpoint of `p` down (routing then
  * keeps it only as a last resort); *failures gets the consecutive failed

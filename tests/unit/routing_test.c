@@ -21,8 +21,11 @@ static struct diag_list diags;
 static struct config *cfg;
 static int config_no; /* stats are global by name: each test gets its own names */
 
+static struct arena plans; /* what the plans of one test allocate */
+
 static int teardown(void **state)
 {
+    arena_free(&plans);
     config_unref(cfg);
     cfg = NULL;
     diag_list_cleanup(&diags);
@@ -126,7 +129,7 @@ static const char *order(const struct route_plan *p)
 
 static void plan(const struct route_input *in, struct route_plan *out)
 {
-    routing_plan_request(cfg, in, out);
+    routing_plan_request(cfg, in, out, &plans);
 }
 
 /* ---- strategies ---- */
