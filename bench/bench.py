@@ -365,6 +365,31 @@ def wrk(port, conns, duration, model="gpt-bench", max_req=0, auth=""):
     return d
 
 
+def merge_runs(runs):
+    """One result from wrk runs of the same variant: counts summed, rate over
+    the summed time, latency percentiles as the median of the runs'."""
+    if len(runs) == 1:
+        return runs[0]
+    d = dict(runs[0])
+    for k in ("requests", "duration_us", "non2xx", "errors", "err_connect", "err_read", "err_write",
+              "err_timeout"):
+        d[k] = sum(r.get(k, 0) for r in runs)
+    for k in ("p50_us", "p99_us"):
+        d[k] = med([r[k] for r in runs])
+    d["rps"] = d["requests"] / (d["duration_us"] / 1e6)
+    return d
+
+
+def merge_scrapes(results):
+    """One scraper summary from several (issue 6 runs cut into slices)."""
+    results = [r for r in results if r]
+    if not results:
+        return None
+    return {"n": sum(r["n"] for r in results), "ok": sum(r["ok"] for r in results),
+            "bad": [b for r in results for b in r["bad"]][:5], "bytes": results[-1]["bytes"],
+            "p50_ms": med([r["p50_ms"] for r in results]), "max_ms": max(r["max_ms"] for r in results)}
+
+
 def node_json(script, args, tag, timeout=600):
     r = subprocess.run([NODE, os.path.join(BENCH, script)] + [str(a) for a in args],
                        capture_output=True, text=True, timeout=timeout)
@@ -438,6 +463,7 @@ class Bench:
         self.duration = int(os.environ.get("BENCH_DURATION", "3" if self.quick else "10"))
         ab = mode in ("metrics", "auth", "routing", "issues", "auth_parts")
         self.rounds = int(os.environ.get("BENCH_ROUNDS", "1" if self.quick else "5" if ab else "3"))
+        self.default_slices = "5" if ab else "1"  # A/B runs alternate in 2 s slices (see ab)
         self.tmp = tempfile.mkdtemp(prefix="aiproxy-bench-")
         self.pr = Procs(self.tmp)
         self.res = {"mode": mode, "duration_s": self.duration, "rounds": self.rounds, "runs": [],
@@ -495,16 +521,32 @@ class Bench:
             wrk(v[1], 32, 2, auth=v[3])
         out = {}
         n = len(variants)
+        # Each variant's run in a round is cut into `slices` short wrk runs that
+        # alternate with the other variants' (A B A B ...): this machine's speed
+        # drifts over seconds, and alternating every couple of seconds puts both
+        # variants under the same drift (BENCH_SLICES=1: one run each, as before).
+        slices = max(1, int(os.environ.get("BENCH_SLICES", self.default_slices)))
+        slice_s = max(1, round(self.duration / slices))
         for rnd in range(self.rounds):
             for c in concs:
-                for name, port, pname, auth, scrape in variants[rnd % n:] + variants[:rnd % n]:
-                    pids = family(self.pr.procs[pname].pid, False)
-                    sc = Scraper(port, auth) if scrape else None
-                    t0 = cpu_ticks(pids)
-                    d = wrk(port, c, self.duration, auth=auth)
-                    cpu = (cpu_ticks(pids) - t0) / CLK_TCK * 1e6 / max(1, d["requests"])
-                    sres = sc.stop() if sc else None
-                    d.update(target=name, conns=c, round=rnd + 1, cpu_us_per_req=cpu, mode=key)
+                order = variants[rnd % n:] + variants[:rnd % n]
+                acc = {v[0]: [] for v in order}
+                ticks = {v[0]: 0 for v in order}
+                scrapers = {v[0]: [] for v in order}
+                for _ in range(slices):
+                    for name, port, pname, auth, scrape in order:
+                        pids = family(self.pr.procs[pname].pid, False)
+                        sc = Scraper(port, auth) if scrape else None
+                        t0 = cpu_ticks(pids)
+                        acc[name].append(wrk(port, c, slice_s, auth=auth))
+                        ticks[name] += cpu_ticks(pids) - t0
+                        if sc:
+                            scrapers[name].append(sc.stop())
+                for name, port, pname, auth, scrape in order:
+                    d = merge_runs(acc[name])
+                    cpu = ticks[name] / CLK_TCK * 1e6 / max(1, d["requests"])
+                    sres = merge_scrapes(scrapers[name]) if scrape else None
+                    d.update(target=name, conns=c, round=rnd + 1, cpu_us_per_req=cpu, mode=key, slices=slices)
                     if sres:
                         d["scrapes"] = sres
                     self.res["runs_ab"] = self.res.get("runs_ab", []) + [d]

@@ -12,6 +12,7 @@
 #   bench/run.sh issues     the three above in one report
 #   bench/run.sh auth_parts issue 5 decomposed: each of auth, rate limits, budget limits, ledger alone
 # Env: BENCH_DURATION (s per wrk run, default 10), BENCH_ROUNDS (default 3),
+#      BENCH_SLICES (A/B modes: 2 s slices alternating between variants, default 5),
 #      BENCH_PORT_BASE (default 19100), AIPROXYD (binary), BENCH_KEEP_TMP=1.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -8,6 +8,7 @@
  * once by admission_start, before any worker exists. */
 #include "api/admission.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,8 @@
 #include "security/auth.h"
 #include "security/keystore.h"
 #include "security/ratelimit.h"
+
+#define AUTH_MEMO_MAX 512 /* longer keys are looked up every time */
 
 /* ---- shared state ---- */
 
@@ -249,6 +252,46 @@ static const char *ip_limit_key(struct http_request *req)
 
 /* ---- authentication and request rate limits ---- */
 
+/* The config key a connection presented last, so that the next request on
+ * it with the same key skips the digest and the scan of the key table
+ * (about 0.5 µs under load). Per connection: the comparison can only tell
+ * a client about what it sent itself. Tied to one config object by its
+ * generation; managed keys are not kept (revocation must act at once). */
+struct auth_memo {
+    uint64_t generation;
+    const struct config_api_key *key;
+    size_t len;
+    char presented[];
+};
+
+static void auth_memo_free(void *memo)
+{
+    struct auth_memo *m = memo;
+    OPENSSL_cleanse(m->presented, m->len);
+    free(m);
+}
+
+static const struct config_api_key *find_config_key(struct http_request *req, const char *presented)
+{
+    const struct config *cfg = req->config;
+    if (!presented) return NULL;
+    size_t len = strlen(presented);
+    const struct auth_memo *m = http_conn_memo(req);
+    if (m && m->generation == cfg->generation && m->len == len &&
+        CRYPTO_memcmp(m->presented, presented, len) == 0)
+        return m->key;
+    const struct config_api_key *k = auth_find_key(cfg, presented);
+    if (k && len <= AUTH_MEMO_MAX) {
+        struct auth_memo *n = xmalloc(sizeof *n + len);
+        n->generation = cfg->generation;
+        n->key = k;
+        n->len = len;
+        memcpy(n->presented, presented, len);
+        http_conn_set_memo(req, n, auth_memo_free);
+    }
+    return k;
+}
+
 bool admission_authenticate(struct http_request *req, bool admin_required)
 {
     const struct config *cfg = req->config;
@@ -256,7 +299,7 @@ bool admission_authenticate(struct http_request *req, bool admin_required)
     if (cfg->security.auth_enabled) {
         const char *presented = auth_presented_key(http_header_get(req, "authorization"),
                                                    http_header_get(req, "x-api-key"));
-        const struct config_api_key *k = auth_find_key(cfg, presented);
+        const struct config_api_key *k = find_config_key(req, presented);
         struct key_view *v = NULL;
         if (k) p = principal_from_config(req, k);
         else if (presented && state) v = keystore_find(state->keys, presented, &req->arena);
@@ -291,32 +334,39 @@ bool admission_authenticate(struct http_request *req, bool admin_required)
     }
     if (!state) return true;
 
-    int64_t now = clock_mono_us();
+    /* The key's request limits, then the client address's, under one lock
+     * of the table; the headers describe the key's when it has any. */
     bool rl_on = cfg->security.rate_limiting_enabled;
-    struct rl_decision d;
+    struct rl_ask asks[2];
+    int n = 0, key_ask = -1;
     if (p && (rl_on ? cfg->security.rl_by_api_key : true)) {
-        int64_t per_hour = p->rate_limit_per_hour ? p->rate_limit_per_hour
-                                                  : rl_on ? cfg->security.default_limit_per_hour : 0;
-        int64_t per_min = p->requests_per_minute ? p->requests_per_minute
-                                                 : rl_on ? cfg->security.requests_per_minute : 0;
-        if (!rl_take_request(state->rl, p->limit_key, per_hour, per_min, now, &d)) {
-            char what[200];
-            snprintf(what, sizeof what, "key '%s'", p->name);
-            refuse_rate(req, &d, what, false);
-            return false;
-        }
-        if (d.limit) add_headers(req, rl_headers(req, &d));
+        asks[n] = (struct rl_ask){
+            .who = p->limit_key,
+            .per_hour = p->rate_limit_per_hour ? p->rate_limit_per_hour
+                                               : rl_on ? cfg->security.default_limit_per_hour : 0,
+            .per_minute = p->requests_per_minute ? p->requests_per_minute
+                                                 : rl_on ? cfg->security.requests_per_minute : 0,
+        };
+        key_ask = n++;
     }
-    if (rl_on && cfg->security.rl_by_ip) {
-        const char *who = ip_limit_key(req);
-        struct rl_decision di;
-        if (!rl_take_request(state->rl, who, cfg->security.default_limit_per_hour,
-                             cfg->security.requests_per_minute, now, &di)) {
-            refuse_rate(req, &di, "this client address", false);
-            return false;
-        }
-        if (di.limit && !(p && d.limit)) add_headers(req, rl_headers(req, &di));
+    if (rl_on && cfg->security.rl_by_ip)
+        asks[n++] = (struct rl_ask){ip_limit_key(req), cfg->security.default_limit_per_hour,
+                                    cfg->security.requests_per_minute};
+    if (n == 0) return true;
+    struct rl_decision d[2];
+    int refused = rl_take_requests(state->rl, asks, n, clock_mono_us(), d);
+    if (refused == key_ask && refused >= 0) {
+        char what[200];
+        snprintf(what, sizeof what, "key '%s'", p->name);
+        refuse_rate(req, &d[refused], what, false);
+        return false;
     }
+    if (refused >= 0) {
+        refuse_rate(req, &d[refused], "this client address", false);
+        return false;
+    }
+    int shown = key_ask >= 0 && d[key_ask].limit ? key_ask : n - 1;
+    if (d[shown].limit) add_headers(req, rl_headers(req, &d[shown]));
     return true;
 }
 

@@ -1,6 +1,8 @@
 /* spend: atomic counters, all-or-nothing reservations and a small
- * name -> counter table (chained hash under one mutex; entries are never
- * removed, so pointers handed out stay valid). */
+ * name -> counter table (chained hash; entries are never removed, so
+ * pointers handed out stay valid and lookups need no lock: a new entry is
+ * published at its bucket's head with a release store, and only inserts
+ * take the mutex). */
 #include "budget/spend.h"
 
 #include <pthread.h>
@@ -138,14 +140,14 @@ void spend_settle(struct spend_reservation *r, nanos_t cost, int64_t day, int64_
 #define TABLE_BUCKETS 256
 
 struct spend_entry {
-    struct spend_entry *next;
+    struct spend_entry *next; /* written once, before the entry is published */
     struct spend_counter counter;
     char name[];
 };
 
 struct spend_table {
-    pthread_mutex_t lock;
-    struct spend_entry *buckets[TABLE_BUCKETS];
+    pthread_mutex_t lock; /* serialises inserts */
+    struct spend_entry *_Atomic buckets[TABLE_BUCKETS];
 };
 
 struct spend_table *spend_table_new(void)
@@ -177,18 +179,26 @@ static size_t hash_name(const char *s)
     return h % TABLE_BUCKETS;
 }
 
+static struct spend_entry *find(struct spend_entry *e, const char *name)
+{
+    while (e && strcmp(e->name, name) != 0) e = e->next;
+    return e;
+}
+
 struct spend_counter *spend_table_get(struct spend_table *t, const char *name)
 {
     size_t b = hash_name(name);
+    struct spend_entry *e =
+        find(atomic_load_explicit(&t->buckets[b], memory_order_acquire), name);
+    if (e) return &e->counter;
     pthread_mutex_lock(&t->lock);
-    struct spend_entry *e = t->buckets[b];
-    while (e && strcmp(e->name, name) != 0) e = e->next;
+    e = find(atomic_load_explicit(&t->buckets[b], memory_order_acquire), name); /* lost a race? */
     if (!e) {
         size_t len = strlen(name);
         e = xcalloc(1, sizeof *e + len + 1);
         memcpy(e->name, name, len + 1);
-        e->next = t->buckets[b];
-        t->buckets[b] = e;
+        e->next = atomic_load_explicit(&t->buckets[b], memory_order_relaxed);
+        atomic_store_explicit(&t->buckets[b], e, memory_order_release);
     }
     pthread_mutex_unlock(&t->lock);
     return &e->counter;

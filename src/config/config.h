@@ -199,6 +199,7 @@ enum log_format { LOG_FORMAT_JSON, LOG_FORMAT_TEXT };
 
 struct config {
     atomic_int refcount;
+    uint64_t generation; /* unique per config object in this process (never reused) */
     char *source;  /* file name, or "<built-in defaults>" */
 
     struct {

@@ -1462,8 +1462,10 @@ static const struct key_spec top_keys[] = {
 
 struct config *config_new_defaults(void)
 {
+    static atomic_uint_fast64_t generations;
     struct config *c = xcalloc(1, sizeof *c);
     atomic_init(&c->refcount, 1);
+    c->generation = atomic_fetch_add(&generations, 1) + 1;
     apply_defaults(top_keys, c);
     return c;
 }

@@ -118,6 +118,8 @@ struct http_conn {
     bool closing;     /* close once the output is flushed */
     bool freed_scheduled;
     char peer_ip[64];
+    void *memo; /* http_conn_set_memo */
+    void (*memo_free)(void *memo);
     struct http_conn *prev, *next;
 };
 
@@ -127,6 +129,23 @@ bool http_server_is_draining(const struct http_request *req)
 }
 
 /* ---- helpers ---- */
+
+void *http_conn_memo(const struct http_request *req)
+{
+    return req->conn ? req->conn->memo : NULL;
+}
+
+void http_conn_set_memo(struct http_request *req, void *memo, void (*free_cb)(void *memo))
+{
+    struct http_conn *c = req->conn;
+    if (!c) {
+        if (memo) free_cb(memo);
+        return;
+    }
+    if (c->memo && c->memo != memo) c->memo_free(c->memo);
+    c->memo = memo;
+    c->memo_free = free_cb;
+}
 
 static const char *status_text(int status)
 {
@@ -257,6 +276,7 @@ static void conn_free_now(evutil_socket_t fd, short what, void *arg)
     free(c->hvalue);
     free(c->url);
     free(c->body);
+    if (c->memo) c->memo_free(c->memo);
     free(c);
     if (w->draining && w->n_conns == 0) event_base_loopbreak(w->base);
 }

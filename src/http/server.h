@@ -109,6 +109,13 @@ typedef void (*http_handler_cb)(struct http_request *req);
 /* Returns the value of header `name` (lowercase), or NULL. */
 const char *http_header_get(const struct http_request *req, const char *name);
 
+/* One pointer kept with the request's connection, for what later requests
+ * on the same connection can reuse (api/admission.c: the key it presented).
+ * Setting it again frees the previous one; `free_cb` runs when the
+ * connection closes. */
+void *http_conn_memo(const struct http_request *req);
+void http_conn_set_memo(struct http_request *req, void *memo, void (*free_cb)(void *memo));
+
 /* ---- whole responses ---- */
 
 /* Queues a complete response. `extra_headers` is "Name: value\r\n..." or NULL.

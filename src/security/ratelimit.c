@@ -233,15 +233,15 @@ static struct rl_entry *entry(struct rl_table *t, const char *who, int64_t now_u
     return e;
 }
 
-bool rl_take_request(struct rl_table *t, const char *who, int64_t per_hour, int64_t per_minute,
-                     int64_t now_us, struct rl_decision *out)
+/* rl_take_request with the table locked. */
+static bool take_locked(struct rl_table *t, const char *who, int64_t per_hour, int64_t per_minute,
+                        int64_t now_us, struct rl_decision *out)
 {
     memset(out, 0, sizeof *out);
     if (per_hour <= 0 && per_minute <= 0) {
         out->allowed = true;
         return true;
     }
-    pthread_mutex_lock(&t->lock);
     struct rl_entry *e = entry(t, who, now_us);
     int64_t th = e->tat_hour, tm = e->tat_minute;
     struct rl_decision dh, dm;
@@ -252,7 +252,6 @@ bool rl_take_request(struct rl_table *t, const char *who, int64_t per_hour, int6
         e->tat_hour = th;
         e->tat_minute = tm;
     }
-    pthread_mutex_unlock(&t->lock);
     /* Report the limit that refuses, else the one with less left. */
     if (per_hour <= 0) *out = dm;
     else if (per_minute <= 0) *out = dh;
@@ -265,6 +264,31 @@ bool rl_take_request(struct rl_table *t, const char *who, int64_t per_hour, int6
         out->retry_after_us = dh.allowed ? dm.retry_after_us : dh.retry_after_us;
     }
     return ok;
+}
+
+bool rl_take_request(struct rl_table *t, const char *who, int64_t per_hour, int64_t per_minute,
+                     int64_t now_us, struct rl_decision *out)
+{
+    struct rl_ask ask = {who, per_hour, per_minute};
+    return rl_take_requests(t, &ask, 1, now_us, out) < 0;
+}
+
+int rl_take_requests(struct rl_table *t, const struct rl_ask *asks, int n, int64_t now_us,
+                     struct rl_decision *out)
+{
+    int refused = -1;
+    bool locked = false;
+    for (int i = 0; i < n && refused < 0; i++) {
+        bool limited = asks[i].per_hour > 0 || asks[i].per_minute > 0;
+        if (limited && !locked) {
+            pthread_mutex_lock(&t->lock);
+            locked = true;
+        }
+        if (!take_locked(t, asks[i].who, asks[i].per_hour, asks[i].per_minute, now_us, &out[i]))
+            refused = i;
+    }
+    if (locked) pthread_mutex_unlock(&t->lock);
+    return refused;
 }
 
 bool rl_take_tokens(struct rl_table *t, const char *who, int64_t per_minute, int64_t tokens,

@@ -59,6 +59,19 @@ void rl_table_free(struct rl_table *t);
 bool rl_take_request(struct rl_table *t, const char *who, int64_t per_hour, int64_t per_minute,
                      int64_t now_us, struct rl_decision *out);
 
+/* One caller's request limits, for rl_take_requests. */
+struct rl_ask {
+    const char *who;
+    int64_t per_hour, per_minute; /* 0 = none */
+};
+
+/* rl_take_request for each of `asks` in order under one lock: stops at the
+ * first refusal (the ones before it stay charged, as with separate calls)
+ * and returns its index, or -1 when all were allowed. out[i] is filled for
+ * every ask looked at. */
+int rl_take_requests(struct rl_table *t, const struct rl_ask *asks, int n, int64_t now_us,
+                     struct rl_decision *out);
+
 /* Takes `tokens` from `who`'s tokens-per-minute limit. */
 bool rl_take_tokens(struct rl_table *t, const char *who, int64_t per_minute, int64_t tokens,
                     int64_t now_us, struct rl_decision *out);

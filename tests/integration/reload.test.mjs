@@ -139,3 +139,64 @@ test('a changed listen address is rebound; the old listener drains its stream an
   assert.match(bad.json.errors[0], /cannot listen/);
   assert.equal((await h.request(url2 + '/v1/chat/completions', { body: h.chatBody('still'), headers: auth })).status, 200);
 });
+
+// One keep-alive connection: requests are written one at a time and each
+// answer read before the next (the gateway remembers the key a connection
+// presented; that memory must never outlive a refusal or a reload).
+function keepAliveClient(port) {
+  const sock = net.connect(port, '127.0.0.1');
+  let buf = Buffer.alloc(0);
+  let waiting = null;
+  sock.on('data', (d) => {
+    buf = Buffer.concat([buf, d]);
+    const rs = h.parseHttpResponses(buf);
+    if (waiting && rs.length && rs[0].complete) {
+      const w = waiting;
+      waiting = null;
+      buf = Buffer.alloc(0);
+      w(rs[0]);
+    }
+  });
+  const ready = new Promise((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
+  return {
+    async send(key, body) {
+      await ready;
+      const text = JSON.stringify(body);
+      const p = new Promise((resolve) => { waiting = resolve; });
+      sock.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+                 `Authorization: Bearer ${key}\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
+      return p;
+    },
+    close() { sock.destroy(); },
+  };
+}
+
+test('one connection: its key is checked on every request, after a wrong key and across a reload', { timeout: 30000 }, async (t) => {
+  const port = await h.freePort();
+  const user = 'sk-conn-user-key-0001';
+  const withUser = (keys) => {
+    const c = config(port, 'gpt-test');
+    c.security.auth.api_keys.push(...keys);
+    return c;
+  };
+  const gw = await h.gatewayFor(t, withUser([{ key: user, name: 'user' }]));
+  const c = keepAliveClient(port);
+  t.after(() => c.close());
+  const body = h.chatBody('same connection');
+  assert.equal((await c.send(user, body)).status, 200);
+  assert.equal((await c.send(user + 'x', body)).status, 401, 'a longer key on the same connection');
+  assert.equal((await c.send(user.slice(0, -1) + '2', body)).status, 401, 'same length, one byte off');
+  assert.equal((await c.send(user, body)).status, 200);
+  // The key is renamed (a new config object): still accepted.
+  write(gw, withUser([{ key: user, name: 'renamed' }]));
+  let r = await h.request(gw.url + '/aiproxy/admin/reload', { method: 'POST', body: {}, headers: auth, timeoutMs: 20000 });
+  assert.equal(r.status, 200, r.text);
+  r = await c.send(user, body);
+  assert.equal(r.status, 200);
+  // The key is removed: refused on the connection that used it a moment ago.
+  write(gw, withUser([]));
+  r = await h.request(gw.url + '/aiproxy/admin/reload', { method: 'POST', body: {}, headers: auth, timeoutMs: 20000 });
+  assert.equal(r.status, 200, r.text);
+  r = await c.send(user, body);
+  assert.equal(r.status, 401, 'a key removed by a reload is refused on a connection that presented it');
+});

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -191,6 +192,18 @@ static void test_periods(void **state)
     assert_int_equal(period_month(1704067200) - period_month(1704067199), 1);
     assert_int_equal(period_day(0), 0);
     assert_int_equal(period_day(-1), -1);
+    /* The arithmetic month agrees with gmtime_r at every UTC midnight (and
+     * the second before it) from 1900 to 2400: leap years, centuries, 2000. */
+    for (int64_t day = -25567; day <= 157054; day++) {
+        for (int64_t t = day * 86400 - 1; t <= day * 86400; t++) {
+            time_t tt = (time_t)t;
+            struct tm tm;
+            gmtime_r(&tt, &tm);
+            if (period_month(t) != (int64_t)(tm.tm_year + 1900) * 12 + tm.tm_mon)
+                fail_msg("period_month(%lld) disagrees with gmtime_r", (long long)t);
+        }
+    }
+    assert_int_equal(period_month(0), 1970 * 12);
 }
 
 int main(void)
