@@ -512,10 +512,9 @@ void admission_finish(struct http_request *req)
     const struct config *cfg = req->config;
     const struct principal *p = req->principal;
     nanos_t cost = req->acct.cost_nanos > 0 ? req->acct.cost_nanos : 0;
-    int64_t now_ms = clock_wall_s() * 1000;
     struct timespec ts;
-    if (clock_gettime(CLOCK_REALTIME, &ts) == 0)
-        now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     int64_t now_s = now_ms / 1000;
     int64_t day = period_day(now_s), month = period_month(now_s);
 

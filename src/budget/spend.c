@@ -64,6 +64,7 @@ nanos_t spend_window_add(struct spend_window *w, int64_t period, nanos_t amount)
 {
     roll(w, period);
     if (atomic_load(&w->period) != period) return 0; /* an older period: already counted over */
+    if (amount == 0) return atomic_load(&w->spent); /* a free request: no write to a shared line */
     return atomic_fetch_add(&w->spent, amount);
 }
 
@@ -95,12 +96,18 @@ int spend_reserve(const struct spend_scope *scopes, int n, nanos_t amount, int64
     out->amount = amount;
     for (int i = 0; i < n && i < SPEND_MAX_SCOPES; i++) {
         struct spend_counter *c = scopes[i].counter;
+        if (scopes[i].daily_limit <= 0 && scopes[i].monthly_limit <= 0) {
+            out->held[out->n] = false;
+            out->counters[out->n++] = c;
+            continue;
+        }
         bool ok_day = window_try_reserve(&c->day, day, scopes[i].daily_limit, amount);
         bool ok_month = ok_day && window_try_reserve(&c->month, month, scopes[i].monthly_limit,
                                                      amount);
         if (!ok_day || !ok_month) {
             if (ok_day) window_release(&c->day, day, amount);
             for (int j = 0; j < out->n; j++) {
+                if (!out->held[j]) continue;
                 window_release(&out->counters[j]->day, day, amount);
                 window_release(&out->counters[j]->month, month, amount);
             }
@@ -109,6 +116,7 @@ int spend_reserve(const struct spend_scope *scopes, int n, nanos_t amount, int64
             if (monthly) *monthly = ok_day;
             return -1;
         }
+        out->held[out->n] = true;
         out->counters[out->n++] = c;
     }
     out->active = true;
@@ -126,8 +134,10 @@ void spend_settle(struct spend_reservation *r, nanos_t cost, int64_t day, int64_
          * the money in neither place. */
         nanos_t bd = spend_window_add(&c->day, day, cost);
         nanos_t bm = spend_window_add(&c->month, month, cost);
-        window_release(&c->day, r->day, r->amount);
-        window_release(&c->month, r->month, r->amount);
+        if (r->held[i]) {
+            window_release(&c->day, r->day, r->amount);
+            window_release(&c->month, r->month, r->amount);
+        }
         if (i == 0) {
             if (before_day) *before_day = bd;
             if (before_month) *before_month = bm;

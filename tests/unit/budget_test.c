@@ -97,6 +97,30 @@ static void test_reserve_settle(void **state)
     assert_int_equal(spend_window_spent(&k.day, 10), 30);
 }
 
+/* A scope without limits holds nothing back but is charged the spend; a
+ * refusal by a later scope leaves every window as it was. */
+static void test_unlimited_scope(void **state)
+{
+    struct spend_counter g = {0}, k = {0};
+    struct spend_scope sc[2] = {{&k, 0, 0}, {&g, 100, 0}};
+    struct spend_reservation r;
+    int failed = -1;
+    bool monthly;
+    assert_int_equal(spend_reserve(sc, 2, 40, 1, 1, &r, &failed, &monthly), 0);
+    assert_int_equal(spend_window_reserved(&k.day, 1), 0);
+    assert_int_equal(spend_window_reserved(&g.day, 1), 40);
+    spend_settle(&r, 30, 1, 1, NULL, NULL);
+    assert_int_equal(spend_window_spent(&k.day, 1), 30);
+    assert_int_equal(spend_window_spent(&k.month, 1), 30);
+    assert_int_equal(spend_window_spent(&g.day, 1), 30);
+    assert_int_equal(spend_window_reserved(&g.day, 1), 0);
+    assert_int_equal(spend_reserve(sc, 2, 80, 1, 1, &r, &failed, &monthly), -1);
+    assert_int_equal(failed, 1);
+    assert_int_equal(spend_window_reserved(&k.day, 1), 0);
+    assert_int_equal(spend_window_reserved(&g.day, 1), 0);
+    assert_int_equal(spend_window_spent(&k.day, 1), 30);
+}
+
 static void test_monthly_limit_refuses(void **state)
 {
     struct spend_counter g = {0};
@@ -127,7 +151,7 @@ static void test_rollover(void **state)
     /* A request admitted yesterday, settled today: counted today, its old
      * reservation not subtracted from today's. */
     struct spend_reservation old = {.day = 1, .month = 1, .amount = 5, .n = 1, .active = true,
-                                    .counters = {&g}};
+                                    .counters = {&g}, .held = {true}};
     spend_settle(&old, 4, 2, 1, NULL, NULL);
     assert_int_equal(spend_window_spent(&g.day, 2), 4);
     assert_int_equal(spend_window_reserved(&g.day, 2), 60);
@@ -214,6 +238,7 @@ int main(void)
         cmocka_unit_test(test_would_exceed),
         cmocka_unit_test(test_crossing),
         cmocka_unit_test(test_reserve_settle),
+        cmocka_unit_test(test_unlimited_scope),
         cmocka_unit_test(test_monthly_limit_refuses),
         cmocka_unit_test(test_rollover),
         cmocka_unit_test(test_concurrent_reservations),
