@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,19 +142,45 @@ struct records {
     size_t bytes, cap, n;
 };
 
+/* Workers append to shards (one per thread, by a per-thread index), so two
+ * workers never contend for one lock or write one cache line of queue; the
+ * writer drains every shard at once. */
+#define SHARDS 8
+
+struct shard {
+    pthread_mutex_t lock;
+    struct records q;
+    uint64_t appended;  /* records ever queued here */
+    uint64_t committed; /* of those, committed (the writer's count, under the ledger lock) */
+    uint64_t taken;     /* of those, in the writer's current batch (ledger lock) */
+    uint64_t dropped;
+} __attribute__((aligned(64)));
+
 struct ledger {
     char *path;
     sqlite3 *db; /* the writer's connection; only the writer thread uses it once started */
     pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t wake; /* records queued, or stop */
-    pthread_cond_t done; /* a batch committed */
-    struct records q;
-    uint64_t appended, committed, dropped;
+    pthread_mutex_t lock; /* the writer's state below */
+    pthread_cond_t wake;  /* records queued, a shard full, flush, or stop */
+    pthread_cond_t done;  /* a batch committed */
+    bool pending;         /* a shard got its first record since the writer looked */
+    bool shard_full;      /* a shard holds LEDGER_BATCH records: no gathering */
+    bool flush_wanted;    /* ledger_flush is waiting: commit without gathering */
     bool stop;
-    bool flush_wanted; /* ledger_flush is waiting: commit without gathering */
-    bool dropped_logged;
+    size_t held;          /* records taken by the writer and not yet committed */
+    atomic_bool closed;   /* appends are refused (ledger_close) */
+    atomic_bool dropped_logged;
+    struct shard shards[SHARDS];
 };
+
+/* This thread's shard index: threads are numbered on first use. */
+static int my_shard(void)
+{
+    static atomic_int next;
+    static _Thread_local int mine = -1;
+    if (mine < 0) mine = atomic_fetch_add(&next, 1) % SHARDS;
+    return mine;
+}
 
 /* SQLite counts every allocation under one global mutex unless told not
  * to; it must be told before its first use in the process. */
@@ -282,40 +309,6 @@ static void reserve_bytes(struct records *r, size_t more)
     r->cap = cap;
 }
 
-/* Takes up to LEDGER_BATCH queued records into `batch` (emptied first).
- * The common case swaps the two buffers instead of copying. Lock held. */
-static void take_queued(struct ledger *l, struct records *batch)
-{
-    batch->bytes = batch->n = 0;
-    if (l->q.n <= LEDGER_BATCH) {
-        struct records t = l->q;
-        l->q = *batch;
-        *batch = t;
-        return;
-    }
-    const struct packed *p = (const struct packed *)l->q.data;
-    for (size_t i = 0; i < LEDGER_BATCH; i++) p = packed_next(p);
-    size_t cut = (size_t)((const unsigned char *)p - l->q.data);
-    reserve_bytes(batch, cut);
-    memcpy(batch->data, l->q.data, cut);
-    batch->bytes = cut;
-    batch->n = LEDGER_BATCH;
-    memmove(l->q.data, l->q.data + cut, l->q.bytes - cut);
-    l->q.bytes -= cut;
-    l->q.n -= LEDGER_BATCH;
-}
-
-/* Puts records that could not be committed back at the queue's front,
- * ahead of whatever arrived meanwhile. Lock held. */
-static void put_back(struct ledger *l, const struct records *batch)
-{
-    reserve_bytes(&l->q, batch->bytes);
-    memmove(l->q.data + batch->bytes, l->q.data, l->q.bytes);
-    memcpy(l->q.data, batch->data, batch->bytes);
-    l->q.bytes += batch->bytes;
-    l->q.n += batch->n;
-}
-
 static void *writer_main(void *arg)
 {
     struct ledger *l = arg;
@@ -323,11 +316,11 @@ static void *writer_main(void *arg)
     struct records batch = {0};
     pthread_mutex_lock(&l->lock);
     for (;;) {
-        while (l->q.n == 0 && !l->stop) pthread_cond_wait(&l->wake, &l->lock);
-        if (l->q.n == 0 && l->stop) break;
+        while (!l->pending && !l->stop && !l->flush_wanted && batch.n == 0)
+            pthread_cond_wait(&l->wake, &l->lock);
         /* Gather for a moment: one transaction per interval under load, not
-         * one per request (each commit costs fsync-free WAL writes and locks). */
-        if (!l->stop && !l->flush_wanted && l->q.n < LEDGER_BATCH) {
+         * one per request (each commit costs WAL writes and locks). */
+        if (!l->stop && !l->flush_wanted && !l->shard_full) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_nsec += LEDGER_GATHER_MS * 1000000L;
@@ -335,25 +328,57 @@ static void *writer_main(void *arg)
                 ts.tv_sec++;
                 ts.tv_nsec -= 1000000000L;
             }
-            while (!l->stop && !l->flush_wanted && l->q.n < LEDGER_BATCH)
+            while (!l->stop && !l->flush_wanted && !l->shard_full)
                 if (pthread_cond_timedwait(&l->wake, &l->lock, &ts) != 0) break;
         }
-        take_queued(l, &batch);
+        l->pending = l->shard_full = false;
+        bool flushing = l->flush_wanted;
+        /* Take what every shard holds, counting it per shard for ledger_flush. */
+        for (int i = 0; i < SHARDS; i++) {
+            struct shard *sh = &l->shards[i];
+            pthread_mutex_lock(&sh->lock);
+            size_t n = sh->q.n;
+            if (n && batch.n == 0) { /* the common case: trade buffers, copy nothing */
+                struct records t = sh->q;
+                sh->q = batch;
+                batch = t;
+            } else if (n) {
+                reserve_bytes(&batch, sh->q.bytes);
+                memcpy(batch.data + batch.bytes, sh->q.data, sh->q.bytes);
+                batch.bytes += sh->q.bytes;
+                batch.n += n;
+                sh->q.bytes = sh->q.n = 0;
+            }
+            pthread_mutex_unlock(&sh->lock);
+            sh->taken += n;
+        }
+        l->held = batch.n;
+        if (batch.n == 0) {
+            if (l->stop) break;
+            if (flushing) l->flush_wanted = false;
+            pthread_cond_broadcast(&l->done);
+            continue;
+        }
         pthread_mutex_unlock(&l->lock);
         int rc = ins.one && ins.many ? commit_batch(l, &ins, &batch) : -1;
         pthread_mutex_lock(&l->lock);
         if (rc != 0) {
-            /* Keep the records queued; try again shortly (a full disk, a lock). */
-            put_back(l, &batch);
+            /* Keep the records (in front of later ones); try again shortly
+             * (a full disk, a lock). */
+            if (l->stop) break; /* shutting down and the database refuses: give up, logged */
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 1;
-            if (!l->stop) pthread_cond_timedwait(&l->wake, &l->lock, &ts);
-            else break; /* shutting down and the database refuses: give up, logged */
+            pthread_cond_timedwait(&l->wake, &l->lock, &ts);
             continue;
         }
-        l->committed += batch.n;
-        if (l->committed >= l->appended) l->flush_wanted = false;
+        for (int i = 0; i < SHARDS; i++) {
+            l->shards[i].committed += l->shards[i].taken;
+            l->shards[i].taken = 0;
+        }
+        batch.bytes = batch.n = 0;
+        l->held = 0;
+        if (flushing) l->flush_wanted = false;
         pthread_cond_broadcast(&l->done);
     }
     l->stop = true;
@@ -363,6 +388,19 @@ static void *writer_main(void *arg)
     sqlite3_finalize(ins.one);
     sqlite3_finalize(ins.many);
     return NULL;
+}
+
+static void free_ledger(struct ledger *l)
+{
+    for (int i = 0; i < SHARDS; i++) {
+        pthread_mutex_destroy(&l->shards[i].lock);
+        free(l->shards[i].q.data);
+    }
+    pthread_mutex_destroy(&l->lock);
+    pthread_cond_destroy(&l->wake);
+    pthread_cond_destroy(&l->done);
+    free(l->path);
+    free(l);
 }
 
 struct ledger *ledger_open(const char *path, char *err, size_t errcap)
@@ -380,14 +418,24 @@ struct ledger *ledger_open(const char *path, char *err, size_t errcap)
     pthread_mutex_init(&l->lock, NULL);
     pthread_cond_init(&l->wake, NULL);
     pthread_cond_init(&l->done, NULL);
+    for (int i = 0; i < SHARDS; i++) pthread_mutex_init(&l->shards[i].lock, NULL);
     if (pthread_create(&l->thread, NULL, writer_main, l) != 0) {
         snprintf(err, errcap, "cannot start the ledger thread");
         sqlite3_close(db);
-        free(l->path);
-        free(l);
+        free_ledger(l);
         return NULL;
     }
     return l;
+}
+
+/* Tells the writer (under its lock, so that it cannot miss it). */
+static void wake_writer(struct ledger *l, bool full)
+{
+    pthread_mutex_lock(&l->lock);
+    l->pending = true;
+    if (full) l->shard_full = true;
+    pthread_cond_signal(&l->wake);
+    pthread_mutex_unlock(&l->lock);
 }
 
 void ledger_append(struct ledger *l, const struct ledger_record *r)
@@ -401,69 +449,78 @@ void ledger_append(struct ledger *l, const struct ledger_record *r)
     }
     size_t size = packed_size(&h);
 
-    pthread_mutex_lock(&l->lock);
-    if (l->q.n >= LEDGER_QUEUE_MAX || l->stop) {
-        l->dropped++;
-        bool first = !l->dropped_logged;
-        l->dropped_logged = true;
-        pthread_mutex_unlock(&l->lock);
-        if (first)
+    struct shard *sh = &l->shards[my_shard()];
+    pthread_mutex_lock(&sh->lock);
+    if (sh->q.n >= LEDGER_QUEUE_MAX / SHARDS || atomic_load(&l->closed)) {
+        sh->dropped++;
+        pthread_mutex_unlock(&sh->lock);
+        if (!atomic_exchange(&l->dropped_logged, true))
             log_event(LOG_ERROR, "ledger_dropped", "ledger %s: the queue is full or closed; "
                       "records are being dropped (request %s)", l->path, text[0]);
         return;
     }
-    reserve_bytes(&l->q, size);
-    unsigned char *dst = l->q.data + l->q.bytes;
+    reserve_bytes(&sh->q, size);
+    unsigned char *dst = sh->q.data + sh->q.bytes;
     memcpy(dst, &h, sizeof h);
     unsigned char *t = dst + sizeof h;
     for (int i = 0; i < 5; i++) {
         memcpy(t, text[i], h.len[i]);
         t += h.len[i];
     }
-    l->q.bytes += size;
-    l->q.n++;
-    l->appended++;
-    /* The writer sleeps on an empty queue, or gathers until a batch is full. */
-    if (l->q.n == 1 || l->q.n == LEDGER_BATCH) pthread_cond_signal(&l->wake);
-    pthread_mutex_unlock(&l->lock);
+    sh->q.bytes += size;
+    size_t n = ++sh->q.n;
+    sh->appended++;
+    pthread_mutex_unlock(&sh->lock);
+    /* The writer sleeps until some shard has records, then gathers; a full
+     * shard cuts the gathering short. */
+    if (n == 1 || n == LEDGER_BATCH) wake_writer(l, n == LEDGER_BATCH);
+}
+
+static uint64_t appended_now(struct shard *sh)
+{
+    pthread_mutex_lock(&sh->lock);
+    uint64_t n = sh->appended;
+    pthread_mutex_unlock(&sh->lock);
+    return n;
 }
 
 void ledger_flush(struct ledger *l)
 {
+    uint64_t target[SHARDS];
+    for (int i = 0; i < SHARDS; i++) target[i] = appended_now(&l->shards[i]);
     pthread_mutex_lock(&l->lock);
-    uint64_t target = l->appended;
     l->flush_wanted = true;
     pthread_cond_signal(&l->wake);
-    while (l->committed < target && !l->stop) pthread_cond_wait(&l->done, &l->lock);
+    for (int i = 0; i < SHARDS; i++)
+        while (l->shards[i].committed < target[i] && !l->stop)
+            pthread_cond_wait(&l->done, &l->lock);
     pthread_mutex_unlock(&l->lock);
 }
 
 void ledger_close(struct ledger *l)
 {
     if (!l) return;
+    atomic_store(&l->closed, true);
     pthread_mutex_lock(&l->lock);
     l->stop = true;
     pthread_cond_signal(&l->wake);
     pthread_mutex_unlock(&l->lock);
     pthread_join(l->thread, NULL);
-    if (l->q.n)
+    size_t unwritten = ledger_queue_depth(l);
+    if (unwritten)
         log_event(LOG_ERROR, "ledger_unwritten", "ledger %s: %zu records could not be written",
-                  l->path, l->q.n);
+                  l->path, unwritten);
     char err[128];
     exec(l->db, "PRAGMA wal_checkpoint(TRUNCATE)", err, sizeof err);
     sqlite3_close(l->db);
-    pthread_mutex_destroy(&l->lock);
-    pthread_cond_destroy(&l->wake);
-    pthread_cond_destroy(&l->done);
-    free(l->q.data);
-    free(l->path);
-    free(l);
+    free_ledger(l);
 }
 
 uint64_t ledger_committed(struct ledger *l)
 {
     pthread_mutex_lock(&l->lock);
-    uint64_t n = l->committed;
+    uint64_t n = 0;
+    for (int i = 0; i < SHARDS; i++) n += l->shards[i].committed;
     pthread_mutex_unlock(&l->lock);
     return n;
 }
@@ -471,16 +528,24 @@ uint64_t ledger_committed(struct ledger *l)
 size_t ledger_queue_depth(struct ledger *l)
 {
     pthread_mutex_lock(&l->lock);
-    size_t n = l->q.n;
+    size_t n = l->held;
     pthread_mutex_unlock(&l->lock);
+    for (int i = 0; i < SHARDS; i++) {
+        pthread_mutex_lock(&l->shards[i].lock);
+        n += l->shards[i].q.n;
+        pthread_mutex_unlock(&l->shards[i].lock);
+    }
     return n;
 }
 
 uint64_t ledger_dropped(struct ledger *l)
 {
-    pthread_mutex_lock(&l->lock);
-    uint64_t n = l->dropped;
-    pthread_mutex_unlock(&l->lock);
+    uint64_t n = 0;
+    for (int i = 0; i < SHARDS; i++) {
+        pthread_mutex_lock(&l->shards[i].lock);
+        n += l->shards[i].dropped;
+        pthread_mutex_unlock(&l->shards[i].lock);
+    }
     return n;
 }
 

@@ -1,14 +1,15 @@
 /* ledger: the cost ledger, one SQLite database (WAL) with one record per
- * request. Workers append records to an in-memory queue and never touch
- * the database; one writer thread commits what is queued in small batches
- * (one transaction each, at most LEDGER_BATCH records).
+ * request. Workers append records to in-memory queues (one per thread, so
+ * that they never wait for each other) and never touch the database; one
+ * writer thread commits what all the queues hold in small batches (one
+ * transaction each).
  *
  * Durability: a record is committed once its batch's transaction has
  * committed; committed records survive kill -9 of the process (WAL with
  * synchronous=NORMAL: the commit reached the OS before COMMIT returned; an
  * OS crash or power loss may lose the last batches, never corrupt the
- * file). The writer gathers records for up to LEDGER_GATHER_MS (or until a
- * batch is full) and commits them in one transaction, so the window between
+ * file). The writer gathers records for up to LEDGER_GATHER_MS (less when a
+ * queue reaches LEDGER_BATCH) and commits them in one transaction, so the window between
  * a response and its record being committed is about that long.
  * ledger_flush and ledger_close commit at once and wait until every queued
  * record is committed.
@@ -24,7 +25,7 @@
 
 #include "core/money.h"
 
-#define LEDGER_BATCH 4096 /* records per transaction at most */
+#define LEDGER_BATCH 4096 /* a queue this long cuts the writer's gathering short */
 #define LEDGER_GATHER_MS 50 /* a record is committed within about this long under load */
 #define LEDGER_QUEUE_MAX 1000000 /* records waiting; past it new ones are dropped and logged */
 #define LEDGER_SCHEMA_VERSION 2

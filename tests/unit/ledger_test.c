@@ -4,6 +4,7 @@
  * a newer build refused, close flushing everything, every field of many
  * records surviving the packed queue and multi-row inserts in order, and
  * records kept and retried in order when the database refuses a batch. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -239,6 +240,49 @@ static void test_refused_batch_retried_in_order(void **state)
     assert_int_equal(scalar("SELECT MIN(ts_ms) FROM requests WHERE request_id LIKE 'b%'"), 2000);
 }
 
+/* Threads append at once (each to its own queue); a flush waits for every
+ * record appended before it, and each thread's records keep their order. */
+struct appender {
+    struct ledger *l;
+    int k;
+};
+
+static void *append_many(void *arg)
+{
+    struct appender *a = arg;
+    for (int i = 0; i < 3000; i++) {
+        char id[24];
+        snprintf(id, sizeof id, "t%d-%05d", a->k, i);
+        struct ledger_record r = rec(1000 + i, id, "", 1);
+        ledger_append(a->l, &r);
+    }
+    return NULL;
+}
+
+static void test_concurrent_appenders(void **state)
+{
+    char err[256];
+    struct ledger *l = ledger_open(path, err, sizeof err);
+    assert_non_null(l);
+    pthread_t th[4];
+    struct appender a[4];
+    for (int k = 0; k < 4; k++) {
+        a[k] = (struct appender){l, k};
+        pthread_create(&th[k], NULL, append_many, &a[k]);
+    }
+    for (int k = 0; k < 4; k++) pthread_join(th[k], NULL);
+    ledger_flush(l);
+    assert_int_equal(ledger_committed(l), 12000);
+    assert_int_equal(ledger_queue_depth(l), 0);
+    assert_int_equal(ledger_dropped(l), 0);
+    ledger_close(l);
+    assert_int_equal(scalar("SELECT COUNT(DISTINCT request_id) FROM requests"), 12000);
+    /* within a thread, ids (zero-padded) ascend with the row id */
+    assert_int_equal(scalar("SELECT COUNT(*) FROM (SELECT request_id, LAG(request_id) OVER"
+                            " (PARTITION BY substr(request_id, 1, 3) ORDER BY id) AS prev"
+                            " FROM requests) WHERE prev > request_id"), 0);
+}
+
 static void test_migrates_from_v1(void **state)
 {
     /* A database as the first release wrote it. */
@@ -290,6 +334,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_flushes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fields_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_batch_retried_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_appenders, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrates_from_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuses_newer_schema, setup, teardown),
     };
