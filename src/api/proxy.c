@@ -23,6 +23,7 @@
 #include "core/clock.h"
 #include "core/jsonw.h"
 #include "core/log.h"
+#include "core/str.h"
 #include "core/money.h"
 #include "http/server.h"
 #include "http/sse.h"
@@ -177,7 +178,19 @@ static struct attempt *record_attempt_for(struct proxy *px, const char *provider
     struct attempt *a = &px->attempts[px->n_attempts++];
     a->provider = provider;
     a->latency_ms = (clock_mono_us() - start_us) / 1000;
-    snprintf(a->outcome, sizeof a->outcome, fmt, detail);
+    /* Every outcome format has one %s: put `detail` there without printf
+     * (this runs once per attempt, "ok" included). */
+    const char *hole = strstr(fmt, "%s");
+    if (hole && !strchr(hole + 2, '%') && memchr(fmt, '%', (size_t)(hole - fmt)) == NULL) {
+        size_t n = (size_t)(hole - fmt) < sizeof a->outcome - 1 ? (size_t)(hole - fmt)
+                                                                 : sizeof a->outcome - 1;
+        memcpy(a->outcome, fmt, n);
+        a->outcome[n] = '\0';
+        str_append(a->outcome, sizeof a->outcome, &n, detail);
+        str_append(a->outcome, sizeof a->outcome, &n, hole + 2);
+    } else {
+        snprintf(a->outcome, sizeof a->outcome, fmt, detail);
+    }
     return a;
 }
 
@@ -539,7 +552,10 @@ static void finish_whole(struct proxy *px)
                               (long long)px->usage.total_tokens);
         rf.root_empty = false;
     }
-    n += (size_t)snprintf(out + n, total - n, "%s\"x-aiproxy\":", rf.root_empty ? "" : ",");
+    static const char key[] = ",\"x-aiproxy\":";
+    size_t skip = rf.root_empty ? 1 : 0; /* no comma in an empty object */
+    memcpy(out + n, key + skip, sizeof key - 1 - skip);
+    n += sizeof key - 1 - skip;
     memcpy(out + n, meta, mlen);
     n += mlen;
     memcpy(out + n, px->buf + head, px->buf_len - head);

@@ -24,3 +24,15 @@ char *str_i64(int64_t v, char buf[STR_I64_LEN])
     if (v < 0) *--p = '-';
     return p;
 }
+
+bool str_append(char *dst, size_t cap, size_t *len, const char *src)
+{
+    if (cap == 0) return false;
+    size_t room = cap - 1 - *len, n = strlen(src);
+    bool fits = n <= room;
+    if (!fits) n = room;
+    memcpy(dst + *len, src, n);
+    *len += n;
+    dst[*len] = '\0';
+    return fits;
+}

@@ -3,6 +3,7 @@
 #ifndef AIPROXY_CORE_STR_H
 #define AIPROXY_CORE_STR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -12,6 +13,10 @@
  * short when needed; always NUL-terminates when cap > 0. Returns the
  * length written. */
 size_t str_copy(char *dst, size_t cap, const char *src);
+
+/* Appends `src` to the string of length *len in dst[cap], cutting it short
+ * when needed (always NUL-terminated). Returns false when it was cut. */
+bool str_append(char *dst, size_t cap, size_t *len, const char *src);
 
 /* Writes `v` in decimal into `buf` and returns where the digits start
  * (somewhere inside buf); NUL-terminated. */

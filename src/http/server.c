@@ -37,6 +37,7 @@
 
 #include "config/config.h"
 #include "core/alloc.h"
+#include "core/str.h"
 #include "core/clock.h"
 #include "core/log.h"
 
@@ -514,7 +515,7 @@ static struct http_request *request_new(struct http_conn *c)
     req->worker = c->w;
     req->start_us = clock_mono_us();
     ids_request(req->id);
-    snprintf(req->client_ip, sizeof req->client_ip, "%s", c->peer_ip);
+    str_copy(req->client_ip, sizeof req->client_ip, c->peer_ip);
     return req;
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/str.h"
 #include "core/clock.h"
 #include "routing/circuit.h"
 
@@ -80,9 +81,12 @@ struct provider_stats *provider_stats_get(const char *name)
 /* key = base + "\x1f" + a (+ "\x1f@" + b); false when it does not fit. */
 static bool make_key(char *out, size_t cap, const char *base, const char *a, const char *at)
 {
-    int n = at ? snprintf(out, cap, "%s\x1f%s\x1f@%s", base, a, at)
-               : snprintf(out, cap, "%s\x1f%s", base, a);
-    return n > 0 && (size_t)n < cap;
+    size_t n = 0;
+    out[0] = '\0';
+    bool ok = str_append(out, cap, &n, base) && str_append(out, cap, &n, "\x1f") &&
+              str_append(out, cap, &n, a);
+    if (ok && at) ok = str_append(out, cap, &n, "\x1f@") && str_append(out, cap, &n, at);
+    return ok;
 }
 
 struct provider_stats *provider_stats_model(struct provider_stats *p, const char *model)

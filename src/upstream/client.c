@@ -30,6 +30,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/alloc.h"
+#include "core/str.h"
 #include "core/clock.h"
 #include "core/log.h"
 
@@ -348,9 +349,18 @@ static struct origin *get_origin(struct upstream_pool *p, const struct upstream_
     bool via_proxy = false;
     const struct proxy_conf *pc = u->tls ? &p->https_proxy : &p->http_proxy;
     if (pc->set && !no_proxy_matches(pc->no_proxy, u->host)) via_proxy = true;
-    char key[700];
-    snprintf(key, sizeof key, "%s://%s:%d|%s|%d|%d", u->tls ? "https" : "http", u->host, u->port,
-             call->req.tls_ca_file ? call->req.tls_ca_file : "", call->req.tls_insecure, via_proxy);
+    /* scheme://host:port|ca file|insecure|via proxy (no printf: once per attempt) */
+    char key[700], num[STR_I64_LEN];
+    size_t n = 0;
+    key[0] = '\0';
+    str_append(key, sizeof key, &n, u->tls ? "https://" : "http://");
+    str_append(key, sizeof key, &n, u->host);
+    str_append(key, sizeof key, &n, ":");
+    str_append(key, sizeof key, &n, str_i64(u->port, num));
+    str_append(key, sizeof key, &n, "|");
+    str_append(key, sizeof key, &n, call->req.tls_ca_file ? call->req.tls_ca_file : "");
+    str_append(key, sizeof key, &n, call->req.tls_insecure ? "|1" : "|0");
+    str_append(key, sizeof key, &n, via_proxy ? "|1" : "|0");
     for (struct origin *o = p->origins; o; o = o->next)
         if (strcmp(o->key, key) == 0) return o;
     SSL_CTX *ctx = NULL;

@@ -117,6 +117,19 @@ static void test_str(void **state)
     assert_string_equal(b, "ab");
     assert_int_equal(str_copy(b, 0, "ab"), 0); /* nothing written */
     assert_string_equal(b, "ab");
+    char k[8] = "";
+    size_t len = 0;
+    assert_true(str_append(k, sizeof k, &len, "abc"));
+    assert_true(str_append(k, sizeof k, &len, ""));
+    assert_true(str_append(k, sizeof k, &len, "defg")); /* exactly full: 7 bytes + NUL */
+    assert_string_equal(k, "abcdefg");
+    assert_false(str_append(k, sizeof k, &len, "h")); /* cut, still terminated */
+    assert_int_equal(len, 7);
+    assert_string_equal(k, "abcdefg");
+    len = 2;
+    k[2] = '\0';
+    assert_false(str_append(k, sizeof k, &len, "0123456789"));
+    assert_string_equal(k, "ab01234");
 }
 
 int main(void)
