@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/log.h"
 
 /* ---- schema ---- */
@@ -325,13 +326,7 @@ static void *writer_main(void *arg)
         /* Gather for a moment: one transaction per interval under load, not
          * one per request (each commit costs WAL writes and locks). */
         if (!l->stop && !l->flush_wanted && !l->shard_full) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += LEDGER_GATHER_MS * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            struct timespec ts = clock_realtime_after_ms(LEDGER_GATHER_MS);
             while (!l->stop && !l->flush_wanted && !l->shard_full)
                 if (pthread_cond_timedwait(&l->wake, &l->lock, &ts) != 0) break;
         }
@@ -370,9 +365,7 @@ static void *writer_main(void *arg)
             /* Keep the records (in front of later ones); try again shortly
              * (a full disk, a lock). */
             if (l->stop) break; /* shutting down and the database refuses: give up, logged */
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += 1;
+            struct timespec ts = clock_realtime_after_ms(1000);
             pthread_cond_timedwait(&l->wake, &l->lock, &ts);
             continue;
         }

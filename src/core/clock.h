@@ -17,6 +17,21 @@ static inline int64_t clock_mono_ms(void)
     return clock_mono_us() / 1000;
 }
 
+/* The CLOCK_REALTIME instant `ms` from now, as pthread_cond_timedwait
+ * wants its deadline. */
+static inline struct timespec clock_realtime_after_ms(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
 static inline int64_t clock_wall_s(void)
 {
     return (int64_t)time(NULL);

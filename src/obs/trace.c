@@ -333,13 +333,7 @@ static void *exporter_main(void *arg)
     pthread_mutex_lock(&q_lock);
     for (;;) {
         if (q_len < TRACE_BATCH_MAX / 2 && !q_stop) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_nsec += TRACE_FLUSH_MS * 1000000L;
-            while (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
+            struct timespec until = clock_realtime_after_ms(TRACE_FLUSH_MS);
             pthread_cond_timedwait(&q_wake, &q_lock, &until);
         }
         size_t n = 0;

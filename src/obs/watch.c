@@ -76,13 +76,7 @@ static void *watch_main(void *arg)
         sample(cfg);
         config_unref(cfg);
         pthread_mutex_lock(&lock);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += WATCH_INTERVAL_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = clock_realtime_after_ms(WATCH_INTERVAL_MS);
         if (!stopping) pthread_cond_timedwait(&wake, &lock, &until);
     }
     pthread_mutex_unlock(&lock);
