@@ -30,7 +30,6 @@
 #include <openssl/x509v3.h>
 
 #include "core/alloc.h"
-#include "core/str.h"
 #include "core/clock.h"
 #include "core/log.h"
 
@@ -231,11 +230,14 @@ struct conn {
     struct event *idle_timer;
 };
 
+/* Connections are pooled per origin: scheme, host, port, CA file, whether
+ * certificates are checked, and whether they go through the proxy. */
 struct origin {
-    char *key;
     bool tls;
     char host[256];
     int port;
+    char *ca_file; /* NULL: the system store */
+    bool insecure;
     bool via_proxy;
     SSL_CTX *ssl_ctx; /* borrowed from the pool's cache */
     struct conn *idle;
@@ -296,7 +298,7 @@ void upstream_pool_free(struct upstream_pool *p)
         struct origin *o = p->origins;
         p->origins = o->next;
         while (o->idle) conn_destroy(o->idle);
-        free(o->key);
+        free(o->ca_file);
         free(o);
     }
     while (p->ssl_ctxs) {
@@ -349,27 +351,21 @@ static struct origin *get_origin(struct upstream_pool *p, const struct upstream_
     bool via_proxy = false;
     const struct proxy_conf *pc = u->tls ? &p->https_proxy : &p->http_proxy;
     if (pc->set && !no_proxy_matches(pc->no_proxy, u->host)) via_proxy = true;
-    /* scheme://host:port|ca file|insecure|via proxy (no printf: once per attempt) */
-    char key[700], num[STR_I64_LEN];
-    size_t n = 0;
-    key[0] = '\0';
-    str_append(key, sizeof key, &n, u->tls ? "https://" : "http://");
-    str_append(key, sizeof key, &n, u->host);
-    str_append(key, sizeof key, &n, ":");
-    str_append(key, sizeof key, &n, str_i64(u->port, num));
-    str_append(key, sizeof key, &n, "|");
-    str_append(key, sizeof key, &n, call->req.tls_ca_file ? call->req.tls_ca_file : "");
-    str_append(key, sizeof key, &n, call->req.tls_insecure ? "|1" : "|0");
-    str_append(key, sizeof key, &n, via_proxy ? "|1" : "|0");
+    const char *ca = call->req.tls_ca_file ? call->req.tls_ca_file : "";
+    bool insecure = call->req.tls_insecure;
     for (struct origin *o = p->origins; o; o = o->next)
-        if (strcmp(o->key, key) == 0) return o;
+        if (o->tls == u->tls && o->port == u->port && o->insecure == insecure &&
+            o->via_proxy == via_proxy && strcmp(o->host, u->host) == 0 &&
+            strcmp(o->ca_file ? o->ca_file : "", ca) == 0)
+            return o;
     SSL_CTX *ctx = NULL;
     if (u->tls) {
         ctx = get_ssl_ctx(p, call->req.tls_ca_file, call->req.tls_insecure);
         if (!ctx) return NULL;
     }
     struct origin *o = xcalloc(1, sizeof *o);
-    o->key = xstrdup(key);
+    o->ca_file = *ca ? xstrdup(ca) : NULL;
+    o->insecure = insecure;
     o->tls = u->tls;
     snprintf(o->host, sizeof o->host, "%s", u->host);
     o->port = u->port;
