@@ -739,12 +739,6 @@ static void process_input(struct http_conn *c)
 
 #define READ_CHUNK 16384
 
-/* Each worker reads into one scratch buffer and copies what came into the
- * connection's input: a connection then holds the bytes it got (about 1 KB
- * for a typical request) instead of a 16 KB reservation per read, which
- * set the peak memory with hundreds of connections in flight. */
-static _Thread_local char read_scratch[READ_CHUNK];
-
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     struct http_conn *c = arg;
@@ -755,18 +749,21 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         conn_read_enable(c, false);
         return;
     }
-    ssize_t n = recv(fd, read_scratch, sizeof read_scratch, 0);
-    if (n > 0) {
-        /* The bufferevent keeps its input's end frozen outside its own read
-         * callback; thaw it for this add, as that callback does. */
-        evbuffer_unfreeze(in, 0);
-        int added = evbuffer_add(in, read_scratch, (size_t)n);
+    struct evbuffer_iovec v;
+    /* The bufferevent keeps its input's end frozen outside its own read
+     * callback; thaw it for this read, as that callback does. */
+    evbuffer_unfreeze(in, 0);
+    if (evbuffer_reserve_space(in, READ_CHUNK, &v, 1) < 1) {
         evbuffer_freeze(in, 0);
-        if (added != 0) {
-            conn_close(c);
-            return;
-        }
+        conn_close(c);
+        return;
     }
+    ssize_t n = recv(fd, v.iov_base, v.iov_len, 0);
+    if (n > 0) {
+        v.iov_len = (size_t)n;
+        evbuffer_commit_space(in, &v, 1);
+    }
+    evbuffer_freeze(in, 0);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
         /* EOF or a socket error: a request being read cannot complete, and
          * one being handled has lost its reader, so its upstream stops. */

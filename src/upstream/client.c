@@ -898,26 +898,25 @@ static void on_conn_event(struct bufferevent *bev, short what, void *arg);
 
 #define RAW_READ_CHUNK 16384
 
-/* One scratch buffer per thread: a connection's input then holds the bytes
- * that came, not a 16 KB reservation per read (see http/server.c). */
-static _Thread_local char raw_read_scratch[RAW_READ_CHUNK];
-
 /* Reads what a plain connection has, as the bufferevent would, then hands
  * it to the usual read and event paths (which may free the connection). */
 static void on_raw_readable(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    ssize_t n = recv(fd, raw_read_scratch, sizeof raw_read_scratch, 0);
-    if (n > 0) {
-        evbuffer_unfreeze(in, 0); /* the bufferevent keeps the end frozen */
-        int added = evbuffer_add(in, raw_read_scratch, (size_t)n);
+    struct evbuffer_iovec v;
+    evbuffer_unfreeze(in, 0); /* the bufferevent keeps the end frozen */
+    if (evbuffer_reserve_space(in, RAW_READ_CHUNK, &v, 1) < 1) {
         evbuffer_freeze(in, 0);
-        if (added != 0) {
-            on_conn_event(c->bev, BEV_EVENT_ERROR | BEV_EVENT_READING, c);
-            return;
-        }
+        on_conn_event(c->bev, BEV_EVENT_ERROR | BEV_EVENT_READING, c);
+        return;
     }
+    ssize_t n = recv(fd, v.iov_base, v.iov_len, 0);
+    if (n > 0) {
+        v.iov_len = (size_t)n;
+        evbuffer_commit_space(in, &v, 1);
+    }
+    evbuffer_freeze(in, 0);
     if (n == 0) {
         on_conn_event(c->bev, BEV_EVENT_EOF | BEV_EVENT_READING, c);
         return;
