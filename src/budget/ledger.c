@@ -155,6 +155,7 @@ struct shard {
     uint64_t committed; /* of those, committed (the writer's count, under the ledger lock) */
     uint64_t taken;     /* of those, in the writer's current batch (ledger lock) */
     uint64_t dropped;
+    bool used; /* counted in the ledger's shards_used */
 } __attribute__((aligned(64)));
 
 struct ledger {
@@ -171,6 +172,7 @@ struct ledger {
     size_t held;          /* records taken by the writer and not yet committed */
     atomic_bool closed;   /* appends are refused (ledger_close) */
     atomic_bool dropped_logged;
+    atomic_int shards_used; /* shards that ever got a record: they split LEDGER_QUEUE_MAX */
     struct shard shards[SHARDS];
 };
 
@@ -448,7 +450,12 @@ void ledger_append(struct ledger *l, const struct ledger_record *r)
 
     struct shard *sh = &l->shards[my_shard()];
     pthread_mutex_lock(&sh->lock);
-    if (sh->q.n >= LEDGER_QUEUE_MAX / SHARDS || atomic_load(&l->closed)) {
+    if (!sh->used) {
+        sh->used = true;
+        atomic_fetch_add(&l->shards_used, 1);
+    }
+    int used = atomic_load_explicit(&l->shards_used, memory_order_relaxed);
+    if (sh->q.n >= LEDGER_QUEUE_MAX / (size_t)(used > 0 ? used : 1) || atomic_load(&l->closed)) {
         sh->dropped++;
         pthread_mutex_unlock(&sh->lock);
         if (!atomic_exchange(&l->dropped_logged, true))

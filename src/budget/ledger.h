@@ -27,7 +27,9 @@
 
 #define LEDGER_BATCH 4096 /* a queue this long cuts the writer's gathering short */
 #define LEDGER_GATHER_MS 50 /* a record is committed within about this long under load */
-#define LEDGER_QUEUE_MAX 1000000 /* records waiting; past it new ones are dropped and logged */
+/* Records waiting, split evenly among the appending threads' queues; past
+ * it new ones are dropped and logged. */
+#define LEDGER_QUEUE_MAX 1000000
 #define LEDGER_SCHEMA_VERSION 2
 
 #define LEDGER_TEXT_MAX 256 /* bytes kept of each string field; longer ones are cut */
