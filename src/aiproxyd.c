@@ -22,6 +22,7 @@
 #include "api/discover.h"
 #include "api/dispatch.h"
 #include "api/health.h"
+#include "api/mesh_api.h"
 #include "api/models.h"
 #include "api/upstream_slot.h"
 #include "config/config.h"
@@ -30,6 +31,9 @@
 #include "core/ids.h"
 #include "core/log.h"
 #include "http/server.h"
+#include "mesh/heartbeat.h"
+#include "mesh/peers.h"
+#include "mesh/wire.h"
 #include "api/admin_info.h"
 #include "obs/metrics.h"
 #include "obs/reload.h"
@@ -129,8 +133,48 @@ static int apply_overrides(struct config *cfg, const struct options *o)
         cfg->node.id = xstrdup(o->node_id);
     }
     if (o->peers) {
-        fprintf(stderr, "aiproxyd: --peers: mesh federation is not part of this build yet; "
-                        "ignoring %s\n", o->peers);
+        /* Each a mesh address; ids are learned from the peers' answers. */
+        const char *s = o->peers;
+        while (*s) {
+            size_t n = strcspn(s, ",");
+            char *addr = xstrndup(s, n);
+            s += n + (s[n] == ',');
+            if (!*addr) {
+                free(addr);
+                continue;
+            }
+            char *host = NULL;
+            int port = 0;
+            if (!config_parse_listen(addr, &host, &port) || port == 0) {
+                fprintf(stderr, "aiproxyd: --peers %s: expected HOST:PORT[,HOST:PORT...]\n", addr);
+                free(host);
+                free(addr);
+                return -1;
+            }
+            free(host);
+            bool dup = false;
+            for (size_t i = 0; i < cfg->node.n_peers && !dup; i++)
+                dup = strcmp(cfg->node.peers[i].addr, addr) == 0;
+            if (dup) {
+                free(addr);
+                continue;
+            }
+            cfg->node.peers = xrealloc(cfg->node.peers, (cfg->node.n_peers + 1) * sizeof *cfg->node.peers);
+            cfg->node.peers[cfg->node.n_peers++] =
+                (struct config_peer){.id = xstrdup(addr), .addr = addr, .priority = 1};
+        }
+        cfg->node.mesh_enabled = true;
+    }
+    if (cfg->node.mesh_enabled && cfg->security.auth_enabled && !cfg->node.mesh_secret) {
+        fprintf(stderr, "aiproxyd: %s: node.mesh.secret: missing (expected a shared secret every "
+                        "node holds: with security.auth enabled, peers must authenticate to "
+                        "each other)\n", cfg->source ? cfg->source : "config");
+        return -1;
+    }
+    if (cfg->node.mesh_enabled && !mesh_id_valid(cfg->node.id)) {
+        fprintf(stderr, "aiproxyd: node.id '%s': a mesh node id is 1 to 63 of A-Z a-z 0-9 . _ -\n",
+                cfg->node.id);
+        return -1;
     }
     return 0;
 }
@@ -234,7 +278,7 @@ static int workers_for(const struct config *cfg)
 /* ---- listeners ---- */
 
 struct listeners {
-    struct http_server *main, *metrics;
+    struct http_server *main, *metrics, *mesh;
     pthread_t drainers[MAX_DRAINERS];
     size_t n_drainers;
 };
@@ -250,6 +294,50 @@ static struct http_server *start_main_server(struct config *cfg)
         .slot_free = api_upstream_pool_free,
     };
     return http_server_start(&o, cfg);
+}
+
+/* node.mesh.listen_addr: the mesh listener, with the same plumbing, limits
+ * and number of workers as the client listener; its requests are marked as
+ * coming from peers (api/mesh_api.c authenticates them with the secret). */
+static struct http_server *start_mesh_server(struct config *cfg)
+{
+    if (!cfg->node.mesh_enabled || !cfg->node.mesh_listen_host) return NULL;
+    struct http_server_opts o = {
+        .host = cfg->node.mesh_listen_host,
+        .port = cfg->node.mesh_listen_port,
+        .workers = workers_for(cfg),
+        .handler = api_dispatch,
+        .on_complete = api_request_complete,
+        .slot_free = api_upstream_pool_free,
+        .mesh = true,
+        .tls_cert_file = cfg->node.mesh_tls_cert,
+        .tls_key_file = cfg->node.mesh_tls_key,
+        .tls_client_ca_file = cfg->node.mesh_tls_ca,
+    };
+    struct http_server *m = http_server_start(&o, cfg);
+    if (m)
+        log_event(LOG_INFO, "mesh_listening", "mesh listener on %s:%d (%s, %s)",
+                  cfg->node.mesh_listen_host, cfg->node.mesh_listen_port,
+                  cfg->node.mesh_tls_cert ? "mutual TLS" : "plain HTTP",
+                  cfg->node.mesh_secret ? "secret required" : "no secret: keep it private");
+    return m;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool same_mesh_listen(const struct config *a, const struct config *b)
+{
+    bool a_on = a->node.mesh_enabled && a->node.mesh_listen_host;
+    bool b_on = b->node.mesh_enabled && b->node.mesh_listen_host;
+    if (a_on != b_on) return false;
+    return !a_on || (a->node.mesh_listen_port == b->node.mesh_listen_port &&
+                     same_str(a->node.mesh_listen_host, b->node.mesh_listen_host) &&
+                     same_str(a->node.mesh_tls_cert, b->node.mesh_tls_cert) &&
+                     same_str(a->node.mesh_tls_key, b->node.mesh_tls_key) &&
+                     same_str(a->node.mesh_tls_ca, b->node.mesh_tls_ca));
 }
 
 /* observability.metrics.prometheus_port: its own one-worker server with a
@@ -312,6 +400,10 @@ static void publish_config(struct listeners *l, struct config *cfg)
 {
     http_server_set_config(l->main, cfg);
     if (l->metrics) http_server_set_config(l->metrics, cfg);
+    if (l->mesh) http_server_set_config(l->mesh, cfg);
+    mesh_peers_configure(cfg);
+    if (cfg->node.mesh_enabled) mesh_heartbeat_start(cfg, mesh_api_self_state);
+    mesh_heartbeat_set_config(cfg);
     watch_set_config(cfg);
     trace_configure(cfg);
     health_set_config(cfg);
@@ -345,9 +437,10 @@ static struct config *do_reload(const struct options *opts, struct config_source
     discover_apply(next, cfg, DISCOVERY_TIMEOUT_MS);
     /* Listeners that moved: bind the new address first, so that a busy
      * port rejects the reload instead of leaving the node deaf. */
-    struct http_server *new_main = NULL, *new_metrics = NULL;
+    struct http_server *new_main = NULL, *new_metrics = NULL, *new_mesh = NULL;
     bool main_moved = !same_listen(cfg, next);
     bool metrics_moved = !same_metrics_listen(cfg, next);
+    bool mesh_moved = !same_mesh_listen(cfg, next);
     if (main_moved && !(new_main = start_main_server(next))) {
         snprintf(errors, RELOAD_MESSAGE_MAX, "server.listen_addr: cannot listen on %s:%d (see "
                  "the log); the old configuration keeps serving", next->server.listen_host,
@@ -359,6 +452,14 @@ static struct config *do_reload(const struct options *opts, struct config_source
                  next->server.listen_host, next->observability.prometheus_port);
         if (new_main) http_server_drain_and_free(new_main);
         new_main = NULL;
+    } else if (mesh_moved && next->node.mesh_enabled && next->node.mesh_listen_host &&
+               !(new_mesh = start_mesh_server(next))) {
+        snprintf(errors, RELOAD_MESSAGE_MAX, "node.mesh.listen_addr: cannot listen on %s:%d (see "
+                 "the log); the old configuration keeps serving", next->node.mesh_listen_host,
+                 next->node.mesh_listen_port);
+        if (new_main) http_server_drain_and_free(new_main);
+        if (new_metrics) http_server_drain_and_free(new_metrics);
+        new_main = new_metrics = NULL;
     }
     if (errors[0]) {
         log_event(LOG_ERROR, "config_rejected", "reload failed: %s", errors);
@@ -382,6 +483,10 @@ static struct config *do_reload(const struct options *opts, struct config_source
     if (metrics_moved) {
         drain_later(l, l->metrics);
         l->metrics = new_metrics;
+    }
+    if (mesh_moved) {
+        drain_later(l, l->mesh);
+        l->mesh = new_mesh;
     }
     publish_config(l, next);
     config_unref(cfg);
@@ -450,6 +555,17 @@ int main(int argc, char **argv)
         config_unref(cfg);
         return 1;
     }
+    mesh_api_init();
+    mesh_peers_configure(cfg);
+    l.mesh = start_mesh_server(cfg);
+    if (cfg->node.mesh_enabled && cfg->node.mesh_listen_host && !l.mesh) {
+        if (l.metrics) http_server_drain_and_free(l.metrics);
+        http_server_drain_and_free(l.main);
+        admission_stop();
+        config_unref(cfg);
+        return 1;
+    }
+    if (cfg->node.mesh_enabled) mesh_heartbeat_start(cfg, mesh_api_self_state);
     watch_start(cfg);
     health_start(cfg);
     trace_start();
@@ -470,7 +586,8 @@ int main(int argc, char **argv)
             if (!fresh) continue;
             discover_apply(fresh, cfg, DISCOVERY_TIMEOUT_MS);
             uint64_t fp = discover_fingerprint(fresh);
-            if (fp == fingerprint || !same_listen(cfg, fresh) || !same_metrics_listen(cfg, fresh)) {
+            if (fp == fingerprint || !same_listen(cfg, fresh) || !same_metrics_listen(cfg, fresh) ||
+                !same_mesh_listen(cfg, fresh)) {
                 /* (a file edited but not yet reloaded moves nothing) */
                 config_unref(fresh);
                 continue;
@@ -496,8 +613,11 @@ int main(int argc, char **argv)
     log_event(LOG_INFO, "draining", "signal received: finishing in-flight requests (up to %lld ms)",
               (long long)cfg->server.drain_timeout_ms);
     if (l.metrics) drain_later(&l, l.metrics);
+    if (l.mesh) drain_later(&l, l.mesh);
     http_server_drain_and_free(l.main);
     for (size_t i = 0; i < l.n_drainers; i++) pthread_join(l.drainers[i], NULL);
+    mesh_heartbeat_stop();
+    mesh_peers_reset();
     watch_stop();
     health_stop();
     admission_stop(); /* commits every queued ledger record */

@@ -3,6 +3,7 @@
  * (every provider, its endpoint, health and models; credentials are never
  * part of the answer). */
 #include "api/admin_info.h"
+#include "api/mesh_api.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@ void admin_info_metrics(struct http_request *req)
     admin_metrics_extra(req->config, &x);
     size_t len;
     char *text = metrics_render(req->config, &x, &len);
+    text = mesh_api_metrics_append(req->config, text, &len);
     http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, text, len);
     free(text);
 }

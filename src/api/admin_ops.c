@@ -1,7 +1,6 @@
 /* admin_ops: the operator's endpoints beyond /metrics: GET /aiproxy/status
  * (node, uptime, providers with health, circuit, latency, in-flight),
- * GET /aiproxy/mesh/status (the standard's section 5.4; no federation in
- * this build, said so in the answer), GET /aiproxy/admin/stats (the
+ * GET /aiproxy/admin/stats (the
  * dashboard's figures) and POST /aiproxy/admin/reload (asks the main
  * thread to reload and answers with the outcome). Nothing here shows a
  * credential: provider endpoints are shown without userinfo or query. */
@@ -51,8 +50,8 @@ static void respond_json(struct http_request *req, int status, json_t *doc)
 /* The health word people read: unavailable (config or discovery says so),
  * down (circuit open), degraded (half-open, or failures in the recent
  * window), healthy, unknown (no attempt yet). */
-static const char *health_word(const struct config *cfg, const struct config_provider *p,
-                               int64_t now_ms, enum circuit_state *st_out)
+const char *admin_ops_provider_health(const struct config *cfg, const struct config_provider *p,
+                                      int64_t now_ms, enum circuit_state *st_out)
 {
     enum circuit_state st = circuit_state(p->stats, cfg->routing.unhealthy_threshold, now_ms);
     *st_out = st;
@@ -75,7 +74,7 @@ static json_t *provider_json(const struct config *cfg, const struct config_provi
                              int64_t now_ms)
 {
     enum circuit_state st;
-    const char *health = health_word(cfg, p, now_ms, &st);
+    const char *health = admin_ops_provider_health(cfg, p, now_ms, &st);
     json_t *o = json_object();
     json_object_set_new(o, "name", json_string(p->name));
     json_object_set_new(o, "type", json_string(provider_type_name(p->type)));
@@ -186,38 +185,6 @@ void admin_ops_status(struct http_request *req)
     json_object_set_new(doc, "providers", ps);
     json_object_set_new(doc, "budget", budget_json(cfg));
     json_object_set_new(doc, "strategy", json_string(routing_strategy_name(cfg->routing.strategy)));
-    respond_json(req, 200, doc);
-}
-
-/* ---- GET /aiproxy/mesh/status ---- */
-
-void admin_ops_mesh(struct http_request *req)
-{
-    const struct config *cfg = req->config;
-    int64_t now_ms = clock_mono_ms();
-    json_t *doc = json_object();
-    json_object_set_new(doc, "node", node_json(cfg));
-    json_t *peers = json_array();
-    for (size_t i = 0; i < cfg->node.n_peers; i++) {
-        const struct config_peer *p = &cfg->node.peers[i];
-        json_array_append_new(peers, json_pack("{s:s?, s:s?, s:s, s:n, s:n, s:n}", "id", p->id,
-                                               "addr", p->addr, "status", "not_connected",
-                                               "latency_ms", "load", "models_available"));
-    }
-    json_object_set_new(doc, "peers", peers);
-    json_t *provs = json_object();
-    for (size_t i = 0; i < cfg->n_providers; i++) {
-        const struct config_provider *p = &cfg->providers[i];
-        enum circuit_state st;
-        const char *health = health_word(cfg, p, now_ms, &st);
-        json_object_set_new(provs, p->name, json_pack("{s:s, s:I}", "status", health, "models",
-                                                      (json_int_t)p->n_models));
-    }
-    json_object_set_new(doc, "providers", provs);
-    json_object_set_new(doc, "mesh", json_pack("{s:b, s:b, s:s}", "enabled", cfg->node.mesh_enabled,
-                                               "federation_available", 0, "note",
-                                               "mesh federation is not part of this build: "
-                                               "configured peers are listed but never contacted"));
     respond_json(req, 200, doc);
 }
 

@@ -1,18 +1,26 @@
-/* admin_ops: GET /aiproxy/status, GET /aiproxy/mesh/status,
- * GET /aiproxy/admin/stats, POST /aiproxy/admin/reload. */
+/* admin_ops: GET /aiproxy/status, GET /aiproxy/admin/stats,
+ * POST /aiproxy/admin/reload. */
 #ifndef AIPROXY_API_ADMIN_OPS_H
 #define AIPROXY_API_ADMIN_OPS_H
 
+#include <stdint.h>
+
+#include "routing/circuit.h"
+
 struct http_request;
 struct config;
+struct config_provider;
 struct metrics_extra;
+
+/* A provider's health in one word: unavailable, down (circuit open),
+ * degraded (half-open, or failures in the recent window), healthy,
+ * unknown (no attempt yet); the circuit's state goes to *st_out. */
+const char *admin_ops_provider_health(const struct config *cfg, const struct config_provider *p,
+                                      int64_t now_ms, enum circuit_state *st_out);
 
 /* Node, uptime, request totals, every provider with health, circuit state,
  * latency and in-flight, the budget windows (any valid key). */
 void admin_ops_status(struct http_request *req);
-/* The standard's section 5.4 shape; peers are listed as "not_connected"
- * (this build has no mesh federation) (any valid key). */
-void admin_ops_mesh(struct http_request *req);
 /* The dashboard's figures: per-second and per-minute history, latency and
  * TTFT percentiles, spend, cost by provider and model, providers, recent
  * errors (admin). */

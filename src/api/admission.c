@@ -54,13 +54,13 @@ struct admission_ticket {
 };
 
 static void on_restore(void *ctx, const char *key_id, const char *tenant, const char *provider,
-                       const char *model, bool today, nanos_t cost)
+                       const char *model, bool today, nanos_t cost, bool via_peer)
 {
     struct admission_state *s = ctx;
     int64_t now = clock_wall_s();
     int64_t day = period_day(now), month = period_month(now);
     struct spend_counter *cs[5] = {
-        &s->global,
+        via_peer ? NULL : &s->global, /* a peer paid that provider, not this node */
         *key_id ? spend_table_get(s->by_key, key_id) : NULL,
         *tenant ? spend_table_get(s->by_tenant, tenant) : NULL,
         *provider ? spend_table_get(s->by_provider, provider) : NULL,
@@ -457,6 +457,7 @@ bool admission_reserve(struct http_request *req, struct route_plan *plan,
     bool rl_on = cfg->security.rate_limiting_enabled;
     int64_t tpm = p && p->tokens_per_minute ? p->tokens_per_minute
                                             : rl_on ? cfg->security.tokens_per_minute : 0;
+    if (req->from_peer) tpm = 0; /* the origin node applied the caller's limits */
     if (tpm > 0) {
         const char *who = p ? p->limit_key : "k:-";
         struct rl_decision d;
@@ -519,7 +520,10 @@ void admission_finish(struct http_request *req)
     int64_t day = period_day(now_s), month = period_month(now_s);
 
     nanos_t before_day = 0, before_month = 0;
-    spend_settle(&t->res, cost, day, month, &before_day, &before_month);
+    /* Served by a peer: the caller's key and tenant pay here, the peer
+     * counts the provider's bill as its own spend (money counted once). */
+    bool peer = req->acct.via_peer;
+    spend_settle_split(&t->res, peer ? 0 : cost, cost, day, month, &before_day, &before_month);
     if (cost > 0) {
         if (req->acct.provider) {
             struct spend_counter *c = spend_table_get(state->by_provider, req->acct.provider);
@@ -531,7 +535,7 @@ void admission_finish(struct http_request *req)
             spend_window_add(&c->day, day, cost);
             spend_window_add(&c->month, month, cost);
         }
-        if (cfg->budget.enabled)
+        if (cfg->budget.enabled && !peer)
             alerts_on_spend(state->alerts, cfg, before_day, before_month, cost, day, month);
     }
     if (t->tpm_who) {
@@ -551,6 +555,18 @@ void admission_finish(struct http_request *req)
         .cost_nanos = cost,
         .estimated = req->acct.estimated,
         .status = req->status,
+        .via_peer = peer,
+        .route = req->acct.route,
     };
+    /* Where the request entered: the first node of its route. */
+    char origin[64];
+    const char *route = req->acct.route;
+    if (route && *route) {
+        size_t n = strcspn(route, ",");
+        snprintf(origin, sizeof origin, "%.*s", (int)(n < sizeof origin ? n : sizeof origin - 1), route);
+        r.origin_node = origin;
+    } else {
+        r.origin_node = cfg->node.id;
+    }
     ledger_append(state->ledger, &r);
 }

@@ -11,6 +11,7 @@
 #include "api/admin_ops.h"
 #include "api/admin_keys.h"
 #include "api/budget_api.h"
+#include "api/mesh_api.h"
 #include "api/models.h"
 #include "api/proxy.h"
 #include "providers/inbound.h"
@@ -26,12 +27,17 @@
 
 enum route_auth { AUTH_NONE, AUTH_KEY, AUTH_ADMIN };
 
+/* Where a route is served: the client listener, the mesh listener (for
+ * peers, which authenticate with node.mesh.secret instead of a key), or both. */
+enum route_where { ON_CLIENT = 1, ON_MESH = 2, ON_BOTH = 3 };
+
 struct route {
     const char *path;
     bool prefix; /* path ends with '/' and matches what follows */
     enum http_method_kind method;
     enum route_auth auth;
     void (*handle)(struct http_request *req, const char *rest);
+    enum route_where where;
 };
 
 static void handle_health(struct http_request *req, const char *rest)
@@ -126,6 +132,12 @@ static void handle_endpoints(struct http_request *req, const char *rest)
 
 static void handle_budget(struct http_request *req, const char *rest)
 {
+    const char *q = req->query;
+    if (q && (strcmp(q, "scope=cluster") == 0 || strstr(q, "&scope=cluster") ||
+              strncmp(q, "scope=cluster&", 14) == 0)) {
+        mesh_api_cluster_budget(req);
+        return;
+    }
     budget_api_get(req);
 }
 
@@ -136,7 +148,17 @@ static void handle_status(struct http_request *req, const char *rest)
 
 static void handle_mesh(struct http_request *req, const char *rest)
 {
-    admin_ops_mesh(req);
+    mesh_api_status(req);
+}
+
+static void handle_mesh_metrics(struct http_request *req, const char *rest)
+{
+    mesh_api_cluster_metrics(req);
+}
+
+static void handle_heartbeat(struct http_request *req, const char *rest)
+{
+    mesh_api_heartbeat(req);
 }
 
 static void handle_stats(struct http_request *req, const char *rest)
@@ -196,28 +218,30 @@ static bool handle_cors(struct http_request *req)
 }
 
 static const struct route routes[] = {
-    {"/health", false, HTTP_M_GET, AUTH_NONE, handle_health},
-    {"/ready", false, HTTP_M_GET, AUTH_NONE, handle_ready},
-    {"/v1/chat/completions", false, HTTP_M_POST, AUTH_KEY, handle_chat},
-    {"/v1/completions", false, HTTP_M_POST, AUTH_KEY, handle_completions},
-    {"/v1/embeddings", false, HTTP_M_POST, AUTH_KEY, handle_embeddings},
-    {"/v1/images/generations", false, HTTP_M_POST, AUTH_KEY, handle_images},
-    {"/v1/messages", false, HTTP_M_POST, AUTH_KEY, handle_messages},
-    {"/aiproxy/predict", false, HTTP_M_POST, AUTH_KEY, handle_predict},
-    {"/v1/models", false, HTTP_M_GET, AUTH_KEY, handle_models},
-    {"/v1/models/", true, HTTP_M_GET, AUTH_KEY, handle_model},
-    {"/v1/endpoints", false, HTTP_M_GET, AUTH_KEY, handle_endpoints},
-    {"/metrics", false, HTTP_M_GET, AUTH_KEY, handle_metrics},
-    {"/v1/budget", false, HTTP_M_GET, AUTH_KEY, handle_budget},
-    {"/aiproxy/admin/keys", false, HTTP_M_POST, AUTH_ADMIN, handle_keys_create},
-    {"/aiproxy/admin/keys", false, HTTP_M_GET, AUTH_ADMIN, handle_keys_list},
-    {"/aiproxy/admin/keys/", true, HTTP_M_DELETE, AUTH_ADMIN, handle_keys_revoke},
-    {"/aiproxy/status", false, HTTP_M_GET, AUTH_KEY, handle_status},
-    {"/aiproxy/mesh/status", false, HTTP_M_GET, AUTH_KEY, handle_mesh},
-    {"/aiproxy/admin/stats", false, HTTP_M_GET, AUTH_ADMIN, handle_stats},
-    {"/aiproxy/admin/reload", false, HTTP_M_POST, AUTH_ADMIN, handle_reload},
-    {"/dashboard", false, HTTP_M_GET, AUTH_NONE, handle_dashboard}, /* authenticates itself */
-    {"/dashboard/", true, HTTP_M_GET, AUTH_NONE, handle_dashboard_asset},
+    {"/health", false, HTTP_M_GET, AUTH_NONE, handle_health, ON_BOTH},
+    {"/ready", false, HTTP_M_GET, AUTH_NONE, handle_ready, ON_BOTH},
+    {"/v1/chat/completions", false, HTTP_M_POST, AUTH_KEY, handle_chat, ON_BOTH},
+    {"/v1/completions", false, HTTP_M_POST, AUTH_KEY, handle_completions, ON_BOTH},
+    {"/v1/embeddings", false, HTTP_M_POST, AUTH_KEY, handle_embeddings, ON_BOTH},
+    {"/v1/images/generations", false, HTTP_M_POST, AUTH_KEY, handle_images, ON_BOTH},
+    {"/v1/messages", false, HTTP_M_POST, AUTH_KEY, handle_messages, ON_BOTH},
+    {"/aiproxy/predict", false, HTTP_M_POST, AUTH_KEY, handle_predict, ON_BOTH},
+    {"/aiproxy/mesh/heartbeat", false, HTTP_M_POST, AUTH_KEY, handle_heartbeat, ON_MESH},
+    {"/v1/models", false, HTTP_M_GET, AUTH_KEY, handle_models, ON_BOTH},
+    {"/v1/models/", true, HTTP_M_GET, AUTH_KEY, handle_model, ON_CLIENT},
+    {"/v1/endpoints", false, HTTP_M_GET, AUTH_KEY, handle_endpoints, ON_CLIENT},
+    {"/metrics", false, HTTP_M_GET, AUTH_KEY, handle_metrics, ON_BOTH},
+    {"/v1/budget", false, HTTP_M_GET, AUTH_KEY, handle_budget, ON_CLIENT},
+    {"/aiproxy/admin/keys", false, HTTP_M_POST, AUTH_ADMIN, handle_keys_create, ON_CLIENT},
+    {"/aiproxy/admin/keys", false, HTTP_M_GET, AUTH_ADMIN, handle_keys_list, ON_CLIENT},
+    {"/aiproxy/admin/keys/", true, HTTP_M_DELETE, AUTH_ADMIN, handle_keys_revoke, ON_CLIENT},
+    {"/aiproxy/status", false, HTTP_M_GET, AUTH_KEY, handle_status, ON_CLIENT},
+    {"/aiproxy/mesh/status", false, HTTP_M_GET, AUTH_KEY, handle_mesh, ON_BOTH},
+    {"/aiproxy/mesh/metrics", false, HTTP_M_GET, AUTH_KEY, handle_mesh_metrics, ON_CLIENT},
+    {"/aiproxy/admin/stats", false, HTTP_M_GET, AUTH_ADMIN, handle_stats, ON_CLIENT},
+    {"/aiproxy/admin/reload", false, HTTP_M_POST, AUTH_ADMIN, handle_reload, ON_CLIENT},
+    {"/dashboard", false, HTTP_M_GET, AUTH_NONE, handle_dashboard, ON_CLIENT}, /* authenticates itself */
+    {"/dashboard/", true, HTTP_M_GET, AUTH_NONE, handle_dashboard_asset, ON_CLIENT},
 };
 
 static bool path_disabled(const struct config *cfg, const char *path)
@@ -233,9 +257,13 @@ void api_dispatch(struct http_request *req)
     bool path_known = false;
     trace_request_begin(req);
     metrics_request_begin();
-    if (handle_cors(req)) return;
+    /* The mesh listener: peers prove the mesh secret; no CORS, no keys. */
+    if (req->from_peer && !mesh_api_admit(req)) return;
+    if (!req->from_peer && handle_cors(req)) return;
+    enum route_where here = req->from_peer ? ON_MESH : ON_CLIENT;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         const struct route *r = &routes[i];
+        if (!(r->where & here)) continue;
         size_t len = strlen(r->path);
         bool match = r->prefix ? strncmp(path, r->path, len) == 0 && path[len] != '\0'
                                : strcmp(path, r->path) == 0;
@@ -246,7 +274,9 @@ void api_dispatch(struct http_request *req)
         if (path_disabled(req->config, r->prefix ? r->path : path)) break;
         if (r->handle == handle_messages) proxy_set_error_format(req, &inbound_anthropic_ops);
         if (r->handle == handle_stats) dashboard_cookie_auth(req); /* the dashboard's data */
-        if (r->auth != AUTH_NONE && !admission_authenticate(req, r->auth == AUTH_ADMIN)) return;
+        if (r->auth != AUTH_NONE && !req->from_peer &&
+            !admission_authenticate(req, r->auth == AUTH_ADMIN))
+            return;
         r->handle(req, path + len);
         return;
     }

@@ -144,6 +144,7 @@ static void probe_request(const struct config_provider *p, const char *ep, char 
         *headers = NULL;
         return;
     }
+    case PROVIDER_MESH: /* peers are watched by heartbeats, never here */
     case PROVIDER_OPENAI:
     case PROVIDER_LOCAL:
         *url = xasprintf("%s/models", ep);

@@ -27,6 +27,7 @@
 #include "core/money.h"
 #include "http/server.h"
 #include "http/sse.h"
+#include "mesh/peers.h"
 #include "obs/metrics.h"
 #include "obs/trace.h"
 #include "providers/inbound.h"
@@ -98,6 +99,13 @@ struct proxy {
     struct hedge_leg *hedge; /* the second leg while both run */
     bool hedged;
     nanos_t hedge_loser_cost; /* the slower leg's estimated prompt cost */
+
+    /* mesh: the peers this request may go to, and what the serving peer
+     * said about its answer */
+    struct mesh_view *mesh_view;
+    int mesh_hops_out;         /* x-aiproxy-hops for a forwarded attempt */
+    const char *mesh_via_out;  /* x-aiproxy-via: the nodes passed, this one last */
+    struct provider_relay relay;
 
     /* a client-facing format other than OpenAI's (NULL: OpenAI) */
     const struct inbound_ops *inbound;
@@ -219,6 +227,7 @@ static void reset_attempt(struct proxy *px)
     px->held_usage = NULL;
     px->held_usage_len = 0;
     memset(&px->usage, 0, sizeof px->usage);
+    memset(&px->relay, 0, sizeof px->relay);
 }
 
 /* Closes the attempt's live figures once: a success feeds the latency
@@ -264,14 +273,46 @@ static void settle_usage(struct proxy *px)
 }
 
 /* The x-aiproxy object (SPEC section 3). */
+/* The node ids the answer went through, origin first, comma-separated
+ * (arena): this node alone, the peer's route for an answer it served, or
+ * the nodes a forwarded request passed and this one. */
+static const char *answer_route(struct proxy *px)
+{
+    struct http_request *req = px->req;
+    const char *self = req->config->node.id;
+    if (px->relay.present) {
+        const char *r = px->relay.route;
+        if (!r) return arena_concat(&req->arena, px->mesh_via_out, ",", px->relay.node, NULL);
+        /* ["a","b"] -> a,b (ids are [A-Za-z0-9._-]; anything else is dropped) */
+        size_t n = strlen(r), k = 0;
+        char *o = arena_alloc(&req->arena, n + 1);
+        for (size_t i = 0; i < n; i++) {
+            char c = r[i];
+            if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '.' || c == '_' || c == '-' || c == ',')
+                o[k++] = c;
+        }
+        o[k] = '\0';
+        return o;
+    }
+    if (req->from_peer && req->mesh_via && *req->mesh_via)
+        return arena_concat(&req->arena, req->mesh_via, ",", self, NULL);
+    return self;
+}
+
 static size_t write_meta(struct proxy *px, char *out, size_t cap)
 {
     const struct config *cfg = px->req->config;
-    nanos_t cost = compute_cost(px->cand->model, &px->usage,
-                                px->kind == API_IMAGES ? px->facts.n : 1) +
+    bool peer = px->cand->provider->type == PROVIDER_MESH;
+    nanos_t cost = (px->relay.present ? px->relay.cost
+                                      : compute_cost(px->cand->model, &px->usage,
+                                                     px->kind == API_IMAGES ? px->facts.n : 1)) +
                    px->hedge_loser_cost;
     char usd[32];
     money_format_usd(cost, usd, sizeof usd);
+    const char *route = answer_route(px);
+    px->req->acct.via_peer = peer;
+    px->req->acct.route = route;
     px->req->acct.provider = px->cand->provider->name;
     px->req->acct.tokens_in = px->usage.prompt_tokens;
     px->req->acct.tokens_out = px->usage.completion_tokens;
@@ -284,9 +325,26 @@ static size_t write_meta(struct proxy *px, char *out, size_t cap)
     jsonw_raw(&w, "{\"request_id\":");
     jsonw_str(&w, px->req->id);
     jsonw_raw(&w, ",\"provider\":");
-    jsonw_str(&w, px->cand->provider->name);
+    jsonw_str(&w, px->relay.present ? px->relay.provider : px->cand->provider->name);
     jsonw_raw(&w, ",\"node\":");
-    jsonw_str(&w, cfg->node.id);
+    jsonw_str(&w, px->relay.present ? px->relay.node : cfg->node.id);
+    if (cfg->node.mesh_enabled || px->req->from_peer) {
+        /* "a,b" -> ["a","b"] */
+        jsonw_raw(&w, ",\"route\":[");
+        for (const char *r = route; *r;) {
+            const char *comma = strchr(r, ',');
+            size_t n = comma ? (size_t)(comma - r) : strlen(r);
+            if (r != route) jsonw_raw(&w, ",");
+            jsonw_strn(&w, r, n);
+            r += n + (comma ? 1 : 0);
+        }
+        jsonw_raw(&w, "]");
+    }
+    if (px->req->from_peer) {
+        /* For the origin's ledger: what this node paid, exactly. */
+        jsonw_raw(&w, ",\"cost_nanos\":");
+        jsonw_int(&w, cost);
+    }
     jsonw_raw(&w, ",\"model\":");
     jsonw_str(&w, px->cand->model->upstream_id);
     jsonw_raw(&w, ",\"requested_model\":");
@@ -522,6 +580,7 @@ static void finish_whole(struct proxy *px)
         return;
     }
     px->usage = rf.usage;
+    if (pu.relay.present) px->relay = pu.relay;
     if (pu.present) {
         px->usage.present = true;
         px->usage.prompt_tokens = pu.prompt_tokens;
@@ -612,6 +671,7 @@ static void forward_event(struct proxy *px, const char *data, size_t len)
 /* The closing chunk: usage and x-aiproxy, then [DONE]. */
 static void send_final_chunk(struct proxy *px)
 {
+    if (px->pstream.relay.present) px->relay = px->pstream.relay;
     settle_usage(px);
     attempt_close(px, true, false);
     record_attempt(px, "ok%s", "");
@@ -978,6 +1038,8 @@ static bool launch(struct proxy *px, const struct candidate *cand,
         .endpoint = cand->endpoint ? cand->endpoint : p->endpoint,
         .arena = &req->arena,
         .request_id = req->id,
+        .mesh_hops = px->mesh_hops_out,
+        .mesh_via = px->mesh_via_out,
     };
     struct provider_request pr;
     if (ops->prepare(&out->pcall, &pr, why, sizeof why) != 0) {
@@ -1025,6 +1087,8 @@ static bool launch(struct proxy *px, const struct candidate *cand,
         .idle_timeout_ms = p->timeout_ms,
         .tls_ca_file = p->tls_ca_file,
         .tls_insecure = p->tls_insecure_skip_verify,
+        .tls_cert_file = p->tls_cert_file,
+        .tls_key_file = p->tls_key_file,
     };
     out->call = upstream_call_start(api_upstream_pool(req->worker), &ur, cbs, ctx);
     return true;
@@ -1244,6 +1308,53 @@ static int64_t hedge_setting(const char *v, bool configured_on, int64_t configur
 
 static void serve(struct proxy *px);
 
+static void release_mesh_view(void *data)
+{
+    struct proxy *px = data;
+    mesh_view_release(px->mesh_view);
+    px->mesh_view = NULL;
+}
+
+static bool via_lists(const char *via, const char *id)
+{
+    size_t n = strlen(id);
+    for (const char *v = via; v && *v;) {
+        const char *comma = strchr(v, ',');
+        size_t len = comma ? (size_t)(comma - v) : strlen(v);
+        if (len == n && memcmp(v, id, n) == 0) return true;
+        v += len + (comma ? 1 : 0);
+    }
+    return false;
+}
+
+/* The mesh peers this request may be forwarded to (SPEC section 5: never
+ * to a node it already passed, never past node.mesh.max_hops), and the
+ * hop count and route it would carry. NULL when none. */
+static const struct config_provider **mesh_candidates(struct proxy *px, size_t *n)
+{
+    struct http_request *req = px->req;
+    const struct config *cfg = req->config;
+    *n = 0;
+    if (!cfg->node.mesh_enabled) return NULL;
+    int hops = req->from_peer ? req->mesh_hops : 0;
+    const char *via = req->from_peer ? req->mesh_via : NULL;
+    px->mesh_hops_out = hops + 1;
+    px->mesh_via_out = via && *via ? arena_concat(&req->arena, via, ",", cfg->node.id, NULL)
+                                   : cfg->node.id;
+    if (hops >= cfg->node.mesh_max_hops) return NULL;
+    px->mesh_view = mesh_view_acquire();
+    arena_on_free(&req->arena, release_mesh_view, px);
+    const struct mesh_view *v = px->mesh_view;
+    if (!v->n) return NULL;
+    const struct config_provider **out = arena_alloc(&req->arena, v->n * sizeof *out);
+    for (size_t i = 0; i < v->n; i++) {
+        const struct config_provider *p = &v->providers[i];
+        if (strcmp(p->mesh_node, cfg->node.id) == 0 || via_lists(via, p->mesh_node)) continue;
+        out[(*n)++] = p;
+    }
+    return *n ? out : NULL;
+}
+
 void proxy_handle(struct http_request *req, enum api_kind kind)
 {
     struct proxy *px = arena_alloc(&req->arena, sizeof *px);
@@ -1327,6 +1438,8 @@ static void serve(struct proxy *px)
                                        req->config->routing.hedge_delay_ms);
     const char *strategy = http_header_get(req, "x-aiproxy-strategy");
     if (px->routing.strategy[0]) strategy = px->routing.strategy;
+    size_t n_peers = 0;
+    const struct config_provider **peers = mesh_candidates(px, &n_peers);
     struct route_input in = {
         .model = px->facts.model,
         .caps_needed = kind == API_EMBEDDINGS ? CAP_EMBEDDINGS
@@ -1340,6 +1453,8 @@ static void serve(struct proxy *px)
         .max_cost_nanos = px->routing.max_cost_nanos,
         .seed = px->seed,
         .now_ms = clock_mono_ms(),
+        .peers = peers,
+        .n_peers = n_peers,
     };
     routing_plan_request(req->config, &in, &px->plan, &req->arena);
     if (px->plan.error != ROUTE_OK) {

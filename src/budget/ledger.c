@@ -52,6 +52,12 @@ static const char *const migrations[] = {
     " expires_at INTEGER,"
     " created_at INTEGER NOT NULL,"
     " revoked_at INTEGER);",
+    /* 2 -> 3: mesh federation: where the request entered, the nodes it went
+     * through, and whether a peer paid the provider (then the cost is the
+     * caller's, not this node's own spend) */
+    "ALTER TABLE requests ADD COLUMN origin_node TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE requests ADD COLUMN route TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE requests ADD COLUMN via_peer INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
@@ -118,17 +124,20 @@ int ledger_migrate(void *handle, char *err, size_t errcap)
  * NULs) in field order, padded to 8 bytes: about 100 bytes a record where
  * struct ledger_record takes 600, for the copy into the queue and for the
  * memory a burst holds. */
+#define N_TEXT 7 /* text fields per record */
+
 struct packed {
     int64_t ts_ms, tokens_in, tokens_out, cost_nanos;
     int32_t status;
-    uint16_t len[5]; /* request_id, key_id, tenant, model, provider */
+    uint16_t len[N_TEXT]; /* request_id, key_id, tenant, model, provider, origin_node, route */
     uint8_t estimated;
+    uint8_t via_peer;
 };
 
 static size_t packed_size(const struct packed *p)
 {
     size_t n = sizeof *p;
-    for (int i = 0; i < 5; i++) n += p->len[i];
+    for (int i = 0; i < N_TEXT; i++) n += p->len[i];
     return (n + 7) & ~(size_t)7;
 }
 
@@ -229,13 +238,14 @@ static void make_parent_dirs(const char *path)
 /* Rows per multi-row INSERT: one statement run per 32 records instead of
  * per record (each run has a fixed cost in SQLite's VM). */
 #define ROWS_PER_INSERT 32
-#define COLS 11 /* values per row */
+#define COLS 14 /* values per row */
 
 static sqlite3_stmt *prepare_insert(sqlite3 *db, int rows)
 {
     static const char head[] = "INSERT INTO requests (ts_ms, request_id, key_id, tenant, model, "
-                               "provider, tokens_in, tokens_out, cost_nanos, estimated, status) VALUES ";
-    static const char row[] = "(?,?,?,?,?,?,?,?,?,?,?)";
+                               "provider, origin_node, route, tokens_in, tokens_out, cost_nanos, "
+                               "estimated, status, via_peer) VALUES ";
+    static const char row[] = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
     char sql[sizeof head + ROWS_PER_INSERT * sizeof row];
     size_t n = sizeof head - 1;
     memcpy(sql, head, n);
@@ -258,15 +268,16 @@ static void bind_record(sqlite3_stmt *st, int row, const struct packed *r)
     int c = row * COLS;
     sqlite3_bind_int64(st, c + 1, r->ts_ms);
     const char *text = (const char *)(r + 1);
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < N_TEXT; i++) {
         sqlite3_bind_text(st, c + 2 + i, text, r->len[i], SQLITE_STATIC);
         text += r->len[i];
     }
-    sqlite3_bind_int64(st, c + 7, r->tokens_in);
-    sqlite3_bind_int64(st, c + 8, r->tokens_out);
-    sqlite3_bind_int64(st, c + 9, r->cost_nanos);
-    sqlite3_bind_int(st, c + 10, r->estimated);
-    sqlite3_bind_int(st, c + 11, r->status);
+    sqlite3_bind_int64(st, c + 9, r->tokens_in);
+    sqlite3_bind_int64(st, c + 10, r->tokens_out);
+    sqlite3_bind_int64(st, c + 11, r->cost_nanos);
+    sqlite3_bind_int(st, c + 12, r->estimated);
+    sqlite3_bind_int(st, c + 13, r->status);
+    sqlite3_bind_int(st, c + 14, r->via_peer);
 }
 
 struct inserts {
@@ -440,9 +451,11 @@ static void wake_writer(struct ledger *l, bool full)
 void ledger_append(struct ledger *l, const struct ledger_record *r)
 {
     struct packed h = {.ts_ms = r->ts_ms, .tokens_in = r->tokens_in, .tokens_out = r->tokens_out,
-                       .cost_nanos = r->cost_nanos, .status = r->status, .estimated = r->estimated};
-    const char *text[5] = {r->request_id, r->key_id, r->tenant, r->model, r->provider};
-    for (int i = 0; i < 5; i++) {
+                       .cost_nanos = r->cost_nanos, .status = r->status, .estimated = r->estimated,
+                       .via_peer = r->via_peer};
+    const char *text[N_TEXT] = {r->request_id, r->key_id,      r->tenant, r->model,
+                                r->provider,   r->origin_node, r->route};
+    for (int i = 0; i < N_TEXT; i++) {
         if (!text[i]) text[i] = "";
         h.len[i] = (uint16_t)strnlen(text[i], LEDGER_TEXT_MAX);
     }
@@ -467,7 +480,7 @@ void ledger_append(struct ledger *l, const struct ledger_record *r)
     unsigned char *dst = sh->q.data + sh->q.bytes;
     memcpy(dst, &h, sizeof h);
     unsigned char *t = dst + sizeof h;
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < N_TEXT; i++) {
         memcpy(t, text[i], h.len[i]);
         t += h.len[i];
     }
@@ -565,8 +578,8 @@ int ledger_restore(struct ledger *l, int64_t day_start_s, int64_t month_start_s,
     sqlite3_stmt *st = NULL;
     int rc = -1;
     if (sqlite3_prepare_v2(db,
-                           "SELECT key_id, tenant, provider, model, ts_ms >= ?1, SUM(cost_nanos)"
-                           " FROM requests WHERE ts_ms >= ?2 GROUP BY 1, 2, 3, 4, 5",
+                           "SELECT key_id, tenant, provider, model, ts_ms >= ?1, SUM(cost_nanos),"
+                           " via_peer FROM requests WHERE ts_ms >= ?2 GROUP BY 1, 2, 3, 4, 5, 7",
                            -1, &st, NULL) != SQLITE_OK)
         goto out;
     sqlite3_bind_int64(st, 1, day_start_s * 1000);
@@ -578,7 +591,7 @@ int ledger_restore(struct ledger *l, int64_t day_start_s, int64_t month_start_s,
         const char *p = (const char *)sqlite3_column_text(st, 2);
         const char *m = (const char *)sqlite3_column_text(st, 3);
         cb(ctx, k ? k : "", t ? t : "", p ? p : "", m ? m : "", sqlite3_column_int(st, 4) != 0,
-           sqlite3_column_int64(st, 5));
+           sqlite3_column_int64(st, 5), sqlite3_column_int(st, 6) != 0);
     }
     rc = s == SQLITE_DONE ? 0 : -1;
 out:

@@ -30,7 +30,7 @@
 /* Records waiting, split evenly among the appending threads' queues; past
  * it new ones are dropped and logged. */
 #define LEDGER_QUEUE_MAX 1000000
-#define LEDGER_SCHEMA_VERSION 2
+#define LEDGER_SCHEMA_VERSION 3
 
 #define LEDGER_TEXT_MAX 256 /* bytes kept of each string field; longer ones are cut */
 
@@ -47,6 +47,13 @@ struct ledger_record {
     nanos_t cost_nanos;
     bool estimated;
     int status; /* the HTTP status sent (499: the client left) */
+    /* Mesh (SPEC section 5): the node the request entered at, the nodes it
+     * went through ("a,b"), and whether a peer paid the provider: then the
+     * cost is charged to the caller's key and tenant here, and counted in
+     * the serving node's own spend, not this node's. */
+    const char *origin_node;
+    const char *route;
+    bool via_peer;
 };
 
 struct ledger;
@@ -72,12 +79,13 @@ uint64_t ledger_dropped(struct ledger *l);
 size_t ledger_queue_depth(struct ledger *l);
 
 /* Sums committed spend since `month_start_s` (unix seconds), grouped by
- * key, tenant, provider and model, and whether the rows are from on or
- * after `day_start_s`. `cb` runs once per group; strings may be "" (never
- * NULL). Reads on its own connection. Returns 0, or -1 on a database error. */
+ * key, tenant, provider and model, whether the rows are from on or after
+ * `day_start_s`, and whether a peer paid (`via_peer`). `cb` runs once per
+ * group; strings may be "" (never NULL). Reads on its own connection.
+ * Returns 0, or -1 on a database error. */
 typedef void (*ledger_restore_cb)(void *ctx, const char *key_id, const char *tenant,
                                   const char *provider, const char *model, bool today,
-                                  nanos_t cost);
+                                  nanos_t cost, bool via_peer);
 int ledger_restore(struct ledger *l, int64_t day_start_s, int64_t month_start_s,
                    ledger_restore_cb cb, void *ctx);
 

@@ -126,14 +126,21 @@ int spend_reserve(const struct spend_scope *scopes, int n, nanos_t amount, int64
 void spend_settle(struct spend_reservation *r, nanos_t cost, int64_t day, int64_t month,
                   nanos_t *before_day, nanos_t *before_month)
 {
+    spend_settle_split(r, cost, cost, day, month, before_day, before_month);
+}
+
+void spend_settle_split(struct spend_reservation *r, nanos_t first_cost, nanos_t cost,
+                        int64_t day, int64_t month, nanos_t *before_day, nanos_t *before_month)
+{
     if (!r->active) return;
     r->active = false;
     for (int i = 0; i < r->n; i++) {
         struct spend_counter *c = r->counters[i];
+        nanos_t amount = i == 0 ? first_cost : cost;
         /* Spend first, then release: a concurrent admission never sees
          * the money in neither place. */
-        nanos_t bd = spend_window_add(&c->day, day, cost);
-        nanos_t bm = spend_window_add(&c->month, month, cost);
+        nanos_t bd = spend_window_add(&c->day, day, amount);
+        nanos_t bm = spend_window_add(&c->month, month, amount);
         if (r->held[i]) {
             window_release(&c->day, r->day, r->amount);
             window_release(&c->month, r->month, r->amount);

@@ -87,6 +87,11 @@ int spend_reserve(const struct spend_scope *scopes, int n, nanos_t amount, int64
  * spend before the cost (for alert crossings). Idempotent per reservation. */
 void spend_settle(struct spend_reservation *r, nanos_t cost, int64_t day, int64_t month,
                   nanos_t *before_day, nanos_t *before_month);
+/* The same with `first_cost` for the first counter (the node's own spend)
+ * and `cost` for the others: a request a mesh peer served costs the caller
+ * here, while the peer counts it as its own spend. */
+void spend_settle_split(struct spend_reservation *r, nanos_t first_cost, nanos_t cost,
+                        int64_t day, int64_t month, nanos_t *before_day, nanos_t *before_month);
 
 /* ---- named counters (keys, tenants, providers, models) ---- */
 

@@ -23,6 +23,7 @@ const char *provider_type_name(enum provider_type t)
     case PROVIDER_CLOUDFLARE: return "cloudflare";
     case PROVIDER_LOCAL: return "local";
     case PROVIDER_OCF: return "ocf";
+    case PROVIDER_MESH: return "mesh";
     }
     return "unknown";
 }
@@ -57,7 +58,8 @@ const char *config_default_endpoint(enum provider_type t)
     case PROVIDER_ANTHROPIC: return "https://api.anthropic.com/v1";
     case PROVIDER_CLOUDFLARE: return "https://api.cloudflare.com/client/v4";
     case PROVIDER_LOCAL: return "http://127.0.0.1:11434/v1";
-    case PROVIDER_OCF: return NULL;
+    case PROVIDER_OCF:
+    case PROVIDER_MESH: return NULL;
     }
     return NULL;
 }
@@ -110,6 +112,11 @@ void config_free(struct config *c)
     free(c->node.region);
     free(c->node.type);
     free(c->node.mesh_listen_addr);
+    free(c->node.mesh_listen_host);
+    free(c->node.mesh_secret);
+    free(c->node.mesh_tls_cert);
+    free(c->node.mesh_tls_key);
+    free(c->node.mesh_tls_ca);
     for (size_t i = 0; i < c->node.n_peers; i++) {
         free(c->node.peers[i].id);
         free(c->node.peers[i].addr);
@@ -425,8 +432,9 @@ void config_print_summary(const struct config *c, FILE *out)
     fprintf(out, "node: %s (name %s, region %s, type %s)\n", or_dash(c->node.id),
             or_dash(c->node.name), or_dash(c->node.region), or_dash(c->node.type));
     if (c->node.mesh_enabled)
-        fprintf(out, "mesh: listen %s, %zu peer(s)\n", or_dash(c->node.mesh_listen_addr),
-                c->node.n_peers);
+        fprintf(out, "mesh: listen %s, %zu peer(s), max_hops %d, secret %s, tls %s\n",
+                or_dash(c->node.mesh_listen_addr), c->node.n_peers, c->node.mesh_max_hops,
+                c->node.mesh_secret ? "set" : "none", c->node.mesh_tls_cert ? "mutual" : "off");
     bool v6 = strchr(c->server.listen_host, ':') != NULL;
     fprintf(out, "listen: %s%s%s:%d (max request %lld bytes, workers %d)\n", v6 ? "[" : "",
             c->server.listen_host, v6 ? "]" : "", c->server.listen_port,

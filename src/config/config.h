@@ -46,6 +46,8 @@ enum provider_type {
     PROVIDER_CLOUDFLARE,
     PROVIDER_LOCAL,
     PROVIDER_OCF,
+    /* A mesh peer seen as a provider (mesh/view.h); never in a config file. */
+    PROVIDER_MESH,
 };
 const char *provider_type_name(enum provider_type t);
 
@@ -97,6 +99,9 @@ struct config_provider {
     int max_tokens_default; /* default 4096 */
     char *tls_ca_file;
     bool tls_insecure_skip_verify;
+    /* A client certificate and key for mutual TLS (mesh peers); NULL: none. */
+    char *tls_cert_file;
+    char *tls_key_file;
     bool discover_models;
     char *preset; /* e.g. "groq"; NULL when absent */
     struct config_model *models;
@@ -105,6 +110,10 @@ struct config_provider {
     /* Live figures that outlive reloads (routing/stats.h), attached by the
      * daemon before the snapshot is shared; NULL in tools and tests. */
     struct provider_stats *stats;
+    /* PROVIDER_MESH only: the peer's node id, and its advertised load
+     * (in flight over capacity, 0..1000) for least_loaded. */
+    const char *mesh_node;
+    int mesh_load_permille;
 };
 
 enum routing_strategy {
@@ -190,9 +199,10 @@ struct config_tenant {
 };
 
 struct config_peer {
-    char *id;
-    char *addr;
+    char *id;   /* as configured; the address when absent (learned from heartbeats) */
+    char *addr; /* host:port of the peer's mesh listener */
     int priority;
+    bool id_given; /* `id` was written in the config */
 };
 
 enum log_format { LOG_FORMAT_JSON, LOG_FORMAT_TEXT };
@@ -214,6 +224,16 @@ struct config {
         bool share_load;
         int64_t peer_timeout_ms;
         int64_t heartbeat_interval_ms;
+        /* node.mesh.secret: every heartbeat and forwarded request carries it;
+         * never printed. NULL when absent. */
+        char *mesh_secret;
+        int mesh_max_hops; /* default 1 */
+        /* node.mesh.tls: mutual TLS between nodes (all three or none). */
+        char *mesh_tls_cert;
+        char *mesh_tls_key;
+        char *mesh_tls_ca;
+        char *mesh_listen_host; /* from mesh_listen_addr; NULL when none */
+        int mesh_listen_port;
     } node;
 
     struct {
@@ -368,6 +388,10 @@ void config_unref(struct config *c);
 /* Writes a human summary (node, listener, each provider with availability
  * and reason, models, strategy, budget) to `out`. Secrets are never printed. */
 void config_print_summary(const struct config *c, FILE *out);
+
+/* Splits "host:port", "[v6]:port" or ":port" (host "0.0.0.0") into heap
+ * `*host` and `*port`. Returns false when `s` is not of that shape. */
+bool config_parse_listen(const char *s, char **host, int *port);
 
 /* Finds a provider by name; NULL when absent. */
 const struct config_provider *config_find_provider(const struct config *c, const char *name);

@@ -17,9 +17,6 @@ void config_provider_cleanup(struct config_provider *p);
  * when an error was reported. */
 bool config_apply_tree(struct config *c, const struct cnode *root, const char *file,
                        struct diag_list *diags);
-/* Sets c->server.listen_host/port from "host:port", "[v6]:port", ":port".
- * Returns false when `s` is not of that shape. */
-bool config_parse_listen(const char *s, char **host, int *port);
 /* The type's default base URL, or NULL (ocf has none). */
 const char *config_default_endpoint(enum provider_type t);
 

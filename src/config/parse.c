@@ -480,6 +480,7 @@ static void on_peer(struct parse_ctx *cx, const struct cnode *m, const char *pat
         free(p.id);
         return;
     }
+    p.id_given = p.id != NULL;
     if (!p.id) p.id = xstrdup(p.addr);
     c->node.peers = xrealloc(c->node.peers, (c->node.n_peers + 1) * sizeof p);
     c->node.peers[c->node.n_peers++] = p;
@@ -491,6 +492,13 @@ static void parse_peers(struct parse_ctx *cx, const struct cnode *v, const char 
     each_map_item(cx, v, path, on_peer, base);
 }
 
+static const struct key_spec mesh_tls_keys[] = {
+    {.name = "cert_file", .type = KT_STR, .offset = CFG(node.mesh_tls_cert)},
+    {.name = "key_file", .type = KT_STR, .offset = CFG(node.mesh_tls_key)},
+    {.name = "ca_file", .type = KT_STR, .offset = CFG(node.mesh_tls_ca)},
+    {.name = NULL},
+};
+
 static const struct key_spec mesh_keys[] = {
     {.name = "enabled", .type = KT_BOOL, .def = "false", .offset = CFG(node.mesh_enabled)},
     {.name = "listen_addr", .type = KT_STR, .offset = CFG(node.mesh_listen_addr)},
@@ -498,6 +506,9 @@ static const struct key_spec mesh_keys[] = {
     {.name = "share_load", .type = KT_BOOL, .def = "false", .offset = CFG(node.share_load)},
     {.name = "peer_timeout", .type = KT_DURATION, .min = 1, .max = 3600000, .def = "5s", .offset = CFG(node.peer_timeout_ms)},
     {.name = "heartbeat_interval", .type = KT_DURATION, .min = 1, .max = 3600000, .def = "10s", .offset = CFG(node.heartbeat_interval_ms)},
+    {.name = "secret", .type = KT_STR, .offset = CFG(node.mesh_secret)},
+    {.name = "max_hops", .type = KT_INT, .min = 0, .max = 8, .def = "1", .offset = CFG(node.mesh_max_hops)},
+    {.name = "tls", .type = KT_SECTION, .sub = mesh_tls_keys},
     {.name = NULL},
 };
 
@@ -884,6 +895,7 @@ static void finish_credentials(struct parse_ctx *cx, struct config_provider *p,
         break;
     case PROVIDER_LOCAL:
     case PROVIDER_OCF:
+    case PROVIDER_MESH:
         break;
     }
 }
@@ -1470,6 +1482,43 @@ struct config *config_new_defaults(void)
     return c;
 }
 
+/* node.mesh: a secret whenever clients must authenticate (a peer trusts the
+ * mesh, so an open mesh listener would bypass every key); TLS all or
+ * nothing; a listen address of the right shape. */
+static void validate_mesh(struct parse_ctx *cx, const struct cnode *root)
+{
+    struct config *c = cx->cfg;
+    const struct cnode *mesh = cnode_get(cnode_get(root, "node"), "mesh");
+    int line = mesh ? mesh->line : root->line;
+    if (c->node.mesh_secret && !c->node.mesh_secret[0]) {
+        free(c->node.mesh_secret);
+        c->node.mesh_secret = NULL;
+    }
+    if (!c->node.mesh_enabled) return;
+    if (c->security.auth_enabled && !c->node.mesh_secret)
+        ERR(cx, line, "node.mesh.secret",
+            "missing (expected a shared secret every node holds: with security.auth enabled, "
+            "peers must authenticate to each other)");
+    const struct cnode *tls = mesh ? cnode_get(mesh, "tls") : NULL;
+    int have = !!c->node.mesh_tls_cert + !!c->node.mesh_tls_key + !!c->node.mesh_tls_ca;
+    if (have && have != 3)
+        ERR(cx, tls ? tls->line : line, "node.mesh.tls",
+            "incomplete (expected cert_file, key_file and ca_file together: mutual TLS)");
+    if (c->node.mesh_listen_addr &&
+        !config_parse_listen(c->node.mesh_listen_addr, &c->node.mesh_listen_host,
+                             &c->node.mesh_listen_port)) {
+        const struct cnode *la = mesh ? cnode_get(mesh, "listen_addr") : NULL;
+        ERR(cx, la ? la->line : line, "node.mesh.listen_addr", "'%s' is not host:port",
+            c->node.mesh_listen_addr);
+    }
+    for (size_t i = 0; i < c->node.n_peers; i++)
+        if (!strchr(c->node.peers[i].addr, ':')) {
+            char *p = path_index("node.mesh.peers", i);
+            ERR(cx, line, p, "addr '%s' is not host:port", c->node.peers[i].addr);
+            free(p);
+        }
+}
+
 /* Checks that need the whole document (cross-references). */
 static void validate(struct parse_ctx *cx, const struct cnode *root)
 {
@@ -1486,6 +1535,7 @@ static void validate(struct parse_ctx *cx, const struct cnode *root)
     }
     if (c->security.auth_enabled && c->security.n_api_keys == 0)
         WARN(cx, root->line, "security.auth", "enabled with no api_keys: every request is refused");
+    validate_mesh(cx, root);
 }
 
 bool config_apply_tree(struct config *c, const struct cnode *root, const char *file,

@@ -31,6 +31,9 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -79,6 +82,8 @@ struct http_worker {
 struct http_server {
     struct http_worker *workers;
     int n_workers;
+    bool mesh; /* the mesh listener: requests come from peers */
+    SSL_CTX *tls; /* TLS listener (NULL: plain TCP) */
     atomic_bool draining; /* per server: a reload drains an old listener alone */
 };
 
@@ -100,8 +105,9 @@ struct http_conn {
      * bufferevent's: libevent asks the kernel how much is waiting before
      * every read (ioctl FIONREAD), one system call per read for nothing.
      * The bufferevent still does the writing, with its write timeout. */
-    struct event *read_ev;
+    struct event *read_ev; /* NULL on TLS connections: the bufferevent reads */
     bool reading;
+    bool tls;
     /* header being assembled (fields can arrive split) */
     char *hname, *hvalue;
     size_t hname_len, hvalue_len, hname_cap, hvalue_cap;
@@ -229,6 +235,11 @@ static void conn_read_enable(struct http_conn *c, bool on)
 {
     if (on == c->reading) return;
     c->reading = on;
+    if (c->tls) {
+        if (on) bufferevent_enable(c->bev, EV_READ);
+        else bufferevent_disable(c->bev, EV_READ);
+        return;
+    }
     if (on) event_add(c->read_ev, NULL);
     else event_del(c->read_ev);
 }
@@ -271,7 +282,7 @@ static void conn_free_now(evutil_socket_t fd, short what, void *arg)
     if (c->next) c->next->prev = c->prev;
     w->n_conns--;
     event_free(c->timer);
-    event_free(c->read_ev);
+    if (c->read_ev) event_free(c->read_ev);
     bufferevent_free(c->bev);
     free(c->hname);
     free(c->hvalue);
@@ -287,6 +298,12 @@ static void conn_free_now(evutil_socket_t fd, short what, void *arg)
 static void conn_flush(struct http_conn *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->tls) {
+        /* TLS: the bufferevent encrypts and writes on its own. */
+        if (evbuffer_get_length(out) > 0) bufferevent_enable(c->bev, EV_WRITE);
+        else if (c->closing) conn_close(c);
+        return;
+    }
     /* A bufferevent keeps its output's front frozen outside its own write
      * callback; thaw it for our write, as that callback does. */
     evbuffer_unfreeze(out, 1);
@@ -516,6 +533,7 @@ static struct http_request *request_new(struct http_conn *c)
     req->start_us = clock_mono_us();
     ids_request(req->id);
     str_copy(req->client_ip, sizeof req->client_ip, c->peer_ip);
+    req->from_peer = c->w->server->mesh;
     return req;
 }
 
@@ -776,6 +794,17 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     process_input(c);
 }
 
+/* TLS connections: decrypted bytes are in the bufferevent's input. */
+static void on_tls_read(struct bufferevent *bev, void *arg)
+{
+    struct http_conn *c = arg;
+    if (evbuffer_get_length(bufferevent_get_input(bev)) >= IN_HIGH_WATERMARK)
+        conn_read_enable(c, false);
+    if (c->state == CONN_IDLE) event_del(c->timer);
+    if (c->state == CONN_HANDLING || c->freed_scheduled) return;
+    process_input(c);
+}
+
 static void on_write(struct bufferevent *bev, void *arg)
 {
     struct http_conn *c = arg;
@@ -831,7 +860,14 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     struct http_conn *c = xcalloc(1, sizeof *c);
     c->w = w;
     c->fd = fd;
-    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    SSL *ssl = w->server->tls ? SSL_new(w->server->tls) : NULL;
+    if (ssl) {
+        c->tls = true;
+        c->bev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                BEV_OPT_CLOSE_ON_FREE);
+    } else {
+        c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     c->timer = evtimer_new(w->base, on_timer, c);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
@@ -849,9 +885,9 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
                          .tv_usec = (w->config->server.write_timeout_ms % 1000) * 1000};
     bufferevent_set_timeouts(c->bev, NULL, &wt);
     bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW_WATERMARK, 0);
-    bufferevent_setcb(c->bev, NULL, on_write, on_event, c);
+    bufferevent_setcb(c->bev, c->tls ? on_tls_read : NULL, on_write, on_event, c);
     bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-    c->read_ev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_readable, c);
+    if (!c->tls) c->read_ev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_readable, c);
     conn_read_enable(c, true);
     conn_start_timer(c, w->config->server.idle_timeout_ms);
 }
@@ -1060,10 +1096,46 @@ static int bind_listener(const char *host, int port)
     return fd;
 }
 
+/* The listener's TLS context: its certificate and key, TLS 1.2 or later,
+ * and with a client CA, a client certificate required and verified. */
+static SSL_CTX *tls_server_ctx(const struct http_server_opts *o)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) return NULL;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    const char *what = o->tls_cert_file;
+    bool ok = SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert_file) == 1;
+    if (ok) {
+        what = o->tls_key_file;
+        ok = SSL_CTX_use_PrivateKey_file(ctx, o->tls_key_file, SSL_FILETYPE_PEM) == 1 &&
+             SSL_CTX_check_private_key(ctx) == 1;
+    }
+    if (ok && o->tls_client_ca_file) {
+        what = o->tls_client_ca_file;
+        ok = SSL_CTX_load_verify_locations(ctx, o->tls_client_ca_file, NULL) == 1;
+        STACK_OF(X509_NAME) *names = ok ? SSL_load_client_CA_file(o->tls_client_ca_file) : NULL;
+        if (names) SSL_CTX_set_client_CA_list(ctx, names);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    }
+    if (!ok) {
+        char e[256];
+        ERR_error_string_n(ERR_get_error(), e, sizeof e);
+        fprintf(stderr, "aiproxyd: TLS listener: cannot load %s: %s\n", what, e);
+        ERR_clear_error();
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
 struct http_server *http_server_start(const struct http_server_opts *opts, struct config *cfg)
 {
+    SSL_CTX *tls = NULL;
+    if (opts->tls_cert_file && !(tls = tls_server_ctx(opts))) return NULL;
     struct http_server *s = xcalloc(1, sizeof *s);
+    s->tls = tls;
     s->n_workers = opts->workers;
+    s->mesh = opts->mesh;
     s->workers = xcalloc((size_t)opts->workers, sizeof *s->workers);
     for (int i = 0; i < s->n_workers; i++) {
         struct http_worker *w = &s->workers[i];
@@ -1092,6 +1164,7 @@ struct http_server *http_server_start(const struct http_server_opts *opts, struc
                 pthread_mutex_destroy(&x->config_lock);
             }
             free(s->workers);
+            if (s->tls) SSL_CTX_free(s->tls);
             free(s);
             return NULL;
         }
@@ -1150,6 +1223,7 @@ void http_server_drain_and_free(struct http_server *s)
         pthread_mutex_destroy(&w->config_lock);
     }
     free(s->workers);
+    if (s->tls) SSL_CTX_free(s->tls);
     free(s);
 }
 

@@ -60,6 +60,14 @@ struct http_request {
     bool keep_alive;
     char client_ip[64];
 
+    /* Mesh (SPEC section 5): set for requests that arrived on the mesh
+     * listener from a peer (which proved node.mesh.secret): the hop count
+     * and the node ids they passed (comma-separated, arena). Client-facing
+     * requests have from_peer false and never read those headers. */
+    bool from_peer;
+    int mesh_hops;
+    const char *mesh_via;
+
     /* Set by admission (api/admission.h): the authenticated caller and the
      * budget reservation; NULL when there is none. */
     struct principal *principal;
@@ -93,6 +101,11 @@ struct http_request {
         bool estimated;
         int failovers;
         bool stream;
+        /* Served by a mesh peer: the cost is what the peer paid its provider,
+         * charged to the caller's key and tenant here but not to this node's
+         * own spend (the serving node counts it). */
+        bool via_peer;
+        const char *route; /* node ids the request went through, comma-separated */
     } acct;
 
     /* private response state */
@@ -154,6 +167,14 @@ struct http_server_opts {
     int port;
     int workers;
     http_handler_cb handler;
+    /* The mesh listener (node.mesh.listen_addr): its requests have
+     * from_peer set (the handler authenticates them). */
+    bool mesh;
+    /* TLS on this listener (PEM files); NULL: plain TCP. With a client CA,
+     * every client must present a certificate it signed (mutual TLS). */
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    const char *tls_client_ca_file;
     /* Runs once per request when its response is complete or it was
      * aborted (status 499), before it is freed: the access log. */
     void (*on_complete)(struct http_request *req);

@@ -13,6 +13,7 @@
 
 #include "api/scan.h"
 #include "core/arena.h"
+#include "core/money.h"
 #include "http/sse.h"
 
 struct config_provider;
@@ -34,6 +35,10 @@ struct provider_call {
     const char *endpoint;
     struct arena *arena; /* for everything an adapter allocates */
     const char *request_id; /* for ids the adapter must invent */
+    /* Mesh peers only: the hop count and the node ids to send along
+     * (x-aiproxy-hops, x-aiproxy-via), this node included. */
+    int mesh_hops;
+    const char *mesh_via;
 };
 
 /* The provider request prepare builds (arena-owned). */
@@ -45,11 +50,22 @@ struct provider_request {
     bool stream;   /* the answer will be an event stream */
 };
 
+/* What a mesh peer said about an answer it served: its x-aiproxy object,
+ * taken out of the answer so that this node's own replaces it. */
+struct provider_relay {
+    bool present;
+    nanos_t cost;         /* what the serving node paid its provider */
+    const char *node;     /* the serving node (arena) */
+    const char *provider; /* the provider there (arena) */
+    const char *route;    /* JSON array of node ids as the peer wrote it (arena) */
+};
+
 struct provider_usage {
     bool present;
     int64_t prompt_tokens;
     int64_t completion_tokens;
     int64_t cached_tokens;
+    struct provider_relay relay; /* mesh peers (finish) */
 };
 
 /* A provider's complete answer, as received. */
@@ -66,6 +82,7 @@ struct provider_stream {
     void *state;
     struct provider_usage usage; /* filled as the provider reports it */
     bool done;                   /* the provider signalled the end */
+    struct provider_relay relay; /* mesh peers: from the last chunk */
     char error[256];             /* set with a -1 return: why the event is an error */
 };
 

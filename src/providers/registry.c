@@ -10,6 +10,7 @@ extern const struct provider_ops provider_openai_ops;
 extern const struct provider_ops provider_anthropic_ops;
 extern const struct provider_ops provider_cloudflare_ops;
 extern const struct provider_ops provider_ocf_ops;
+extern const struct provider_ops provider_mesh_ops;
 
 const struct provider_ops *provider_ops_for(const struct config_provider *p)
 {
@@ -23,6 +24,8 @@ const struct provider_ops *provider_ops_for(const struct config_provider *p)
         return &provider_anthropic_ops;
     case PROVIDER_CLOUDFLARE:
         return &provider_cloudflare_ops;
+    case PROVIDER_MESH:
+        return &provider_mesh_ops;
     }
     return NULL;
 }

@@ -270,6 +270,16 @@ static void strategy_keys(enum routing_strategy s, struct work *w, size_t n, boo
             break;
         case STRATEGY_LEAST_LOADED: {
             const struct provider_stats *ps = x->c.provider->stats;
+            if (x->c.provider->type == PROVIDER_MESH) {
+                /* A peer: the load it advertised (in flight over its
+                 * capacity), the "local GPU busy, route to a peer" case. */
+                int lp = x->c.provider->mesh_load_permille;
+                x->k1 = lp >= 1000;
+                x->k2 = lp;
+                snprintf(r, cap, "least_loaded: peer load %d.%d%%%s", lp / 10, lp % 10,
+                         lp >= 1000 ? " (at capacity)" : "");
+                break;
+            }
             int64_t fl = ps ? atomic_load(&ps->in_flight) : 0;
             int mc = x->c.provider->max_concurrency * x->n_eps;
             bool full = mc > 0 && fl >= mc;
@@ -411,8 +421,9 @@ void routing_plan_request(const struct config *cfg, const struct route_input *in
 
     struct work w[ROUTE_MAX_CANDIDATES];
     size_t n = 0;
-    for (size_t i = 0; i < cfg->n_providers; i++) {
-        const struct config_provider *p = &cfg->providers[i];
+    for (size_t i = 0; i < cfg->n_providers + in->n_peers; i++) {
+        const struct config_provider *p =
+            i < cfg->n_providers ? &cfg->providers[i] : in->peers[i - cfg->n_providers];
         const struct config_model *cm = NULL;
         for (size_t j = 0; j < p->n_models && !cm; j++)
             if (strcmp(p->models[j].name, out->model) == 0) cm = &p->models[j];
@@ -469,7 +480,8 @@ void routing_plan_request(const struct config *cfg, const struct route_input *in
                                (cm->price_in_per_1k % 2 + cm->price_out_per_1k % 2) / 2,
                 .est_cost = est,
                 .latency_ms = model_st ? atomic_load(&model_st->ewma_latency_us) / 1000 : 0,
-                .load_permille = !st      ? 0
+                .load_permille = p->type == PROVIDER_MESH ? p->mesh_load_permille
+                                 : !st                     ? 0
                                  : cap > 0 ? atomic_load(&st->in_flight) * 1000 / cap
                                            : atomic_load(&st->in_flight) * 1000,
             };
@@ -539,15 +551,23 @@ void routing_plan_request(const struct config *cfg, const struct route_input *in
     if (n) {
         order[placed++] = 0;
         used[0] = true;
-        for (size_t k = 0; k < cfg->routing.n_fallback_chain; k++)
+        for (size_t k = 0; k < cfg->routing.n_fallback_chain; k++) {
+            bool peers = strcmp(cfg->routing.fallback_chain[k], "mesh_peer") == 0;
             for (size_t i = 1; i < n; i++)
-                if (!used[i] && strcmp(w[i].c.provider->name, cfg->routing.fallback_chain[k]) == 0) {
+                if (!used[i] && (peers ? w[i].c.provider->type == PROVIDER_MESH
+                                       : strcmp(w[i].c.provider->name, cfg->routing.fallback_chain[k]) == 0)) {
                     order[placed++] = i;
                     used[i] = true;
                     chain_pos[i] = (int)k;
                 }
-        for (size_t i = 1; i < n; i++)
-            if (!used[i]) order[placed++] = i;
+        }
+        /* Without `mesh_peer` in the chain, peers follow every provider. */
+        for (int pass = 0; pass < 2; pass++)
+            for (size_t i = 1; i < n; i++)
+                if (!used[i] && (w[i].c.provider->type == PROVIDER_MESH) == (pass == 1)) {
+                    order[placed++] = i;
+                    used[i] = true;
+                }
     }
     size_t total = n + (n_open < ROUTE_MAX_CANDIDATES - n ? n_open : ROUTE_MAX_CANDIDATES - n);
     if (total) {

@@ -86,6 +86,12 @@ struct route_input {
     int64_t max_cost_nanos;        /* -1 none */
     uint64_t seed;                 /* per-request randomness (weighted, jitter) */
     int64_t now_ms;                /* monotonic, for the circuit breaker */
+    /* Mesh peers this request may go to (PROVIDER_MESH views, mesh/peers.h),
+     * already cut down by the loop rules (hops, via); ranked like providers,
+     * after the configured ones on ties, placed by `mesh_peer` in
+     * routing.failover.fallback_chain. */
+    const struct config_provider *const *peers;
+    size_t n_peers;
 };
 
 /* The plan for one request. Images add CAP_VISION; tools add CAP_TOOLS for

@@ -237,6 +237,7 @@ struct origin {
     char host[256];
     int port;
     char *ca_file; /* NULL: the system store */
+    char *cert_file; /* NULL: no client certificate */
     bool insecure;
     bool via_proxy;
     SSL_CTX *ssl_ctx; /* borrowed from the pool's cache */
@@ -247,6 +248,7 @@ struct origin {
 
 struct ssl_ctx_entry {
     char *ca_file; /* NULL: system store */
+    char *cert_file; /* NULL: no client certificate */
     bool insecure;
     SSL_CTX *ctx;
     struct ssl_ctx_entry *next;
@@ -299,6 +301,7 @@ void upstream_pool_free(struct upstream_pool *p)
         p->origins = o->next;
         while (o->idle) conn_destroy(o->idle);
         free(o->ca_file);
+        free(o->cert_file);
         free(o);
     }
     while (p->ssl_ctxs) {
@@ -306,6 +309,7 @@ void upstream_pool_free(struct upstream_pool *p)
         p->ssl_ctxs = e->next;
         SSL_CTX_free(e->ctx);
         free(e->ca_file);
+        free(e->cert_file);
         free(e);
     }
     free(p->https_proxy.no_proxy);
@@ -313,12 +317,18 @@ void upstream_pool_free(struct upstream_pool *p)
     free(p);
 }
 
-static SSL_CTX *get_ssl_ctx(struct upstream_pool *p, const char *ca_file, bool insecure)
+static bool same_file(const char *a, const char *b)
 {
-    for (struct ssl_ctx_entry *e = p->ssl_ctxs; e; e = e->next) {
-        bool same_ca = (!e->ca_file && !ca_file) || (e->ca_file && ca_file && !strcmp(e->ca_file, ca_file));
-        if (same_ca && e->insecure == insecure) return e->ctx;
-    }
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static SSL_CTX *get_ssl_ctx(struct upstream_pool *p, const char *ca_file, bool insecure,
+                            const char *cert_file, const char *key_file)
+{
+    for (struct ssl_ctx_entry *e = p->ssl_ctxs; e; e = e->next)
+        if (same_file(e->ca_file, ca_file) && same_file(e->cert_file, cert_file) &&
+            e->insecure == insecure)
+            return e->ctx;
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) return NULL;
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -336,7 +346,18 @@ static SSL_CTX *get_ssl_ctx(struct upstream_pool *p, const char *ca_file, bool i
             return NULL;
         }
     }
+    if (cert_file && (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1 ||
+                      SSL_CTX_use_PrivateKey_file(ctx, key_file ? key_file : cert_file,
+                                                  SSL_FILETYPE_PEM) != 1 ||
+                      SSL_CTX_check_private_key(ctx) != 1)) {
+        log_event(LOG_ERROR, "tls_cert_error", "cannot load the client certificate %s and its key",
+                  cert_file);
+        ERR_clear_error();
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
     struct ssl_ctx_entry *e = xcalloc(1, sizeof *e);
+    e->cert_file = cert_file ? xstrdup(cert_file) : NULL;
     e->ca_file = ca_file ? xstrdup(ca_file) : NULL;
     e->insecure = insecure;
     e->ctx = ctx;
@@ -353,17 +374,20 @@ static struct origin *get_origin(struct upstream_pool *p, const struct upstream_
     if (pc->set && !no_proxy_matches(pc->no_proxy, u->host)) via_proxy = true;
     const char *ca = call->req.tls_ca_file ? call->req.tls_ca_file : "";
     bool insecure = call->req.tls_insecure;
+    const char *cert = u->tls ? call->req.tls_cert_file : NULL;
     for (struct origin *o = p->origins; o; o = o->next)
         if (o->tls == u->tls && o->port == u->port && o->insecure == insecure &&
             o->via_proxy == via_proxy && strcmp(o->host, u->host) == 0 &&
-            strcmp(o->ca_file ? o->ca_file : "", ca) == 0)
+            strcmp(o->ca_file ? o->ca_file : "", ca) == 0 && same_file(o->cert_file, cert))
             return o;
     SSL_CTX *ctx = NULL;
     if (u->tls) {
-        ctx = get_ssl_ctx(p, call->req.tls_ca_file, call->req.tls_insecure);
+        ctx = get_ssl_ctx(p, call->req.tls_ca_file, call->req.tls_insecure, cert,
+                          call->req.tls_key_file);
         if (!ctx) return NULL;
     }
     struct origin *o = xcalloc(1, sizeof *o);
+    o->cert_file = cert ? xstrdup(cert) : NULL;
     o->ca_file = *ca ? xstrdup(ca) : NULL;
     o->insecure = insecure;
     o->tls = u->tls;

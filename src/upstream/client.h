@@ -51,6 +51,10 @@ struct upstream_request {
     int64_t idle_timeout_ms;
     const char *tls_ca_file; /* NULL: the system store */
     bool tls_insecure;       /* skip certificate verification */
+    /* A client certificate and its key (PEM files) for mutual TLS (the
+     * mesh); NULL: none. */
+    const char *tls_cert_file;
+    const char *tls_key_file;
 };
 
 struct upstream_head {

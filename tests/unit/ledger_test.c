@@ -74,9 +74,10 @@ struct sums {
 };
 
 static void on_group(void *ctx, const char *key, const char *tenant, const char *provider,
-                     const char *model, bool today, nanos_t cost)
+                     const char *model, bool today, nanos_t cost, bool via_peer)
 {
     struct sums *s = ctx;
+    (void)via_peer;
     s->groups++;
     s->month += cost;
     if (today) s->today += cost;
