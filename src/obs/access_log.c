@@ -1,6 +1,7 @@
 /* access_log: formats and writes the per-request access line. */
 #include "obs/access_log.h"
 
+#include <string.h>
 #include <time.h>
 
 #include "core/clock.h"
@@ -12,6 +13,11 @@
 void access_log_request(struct http_request *req)
 {
     if (!log_enabled(LOG_INFO)) return;
+    /* Answered heartbeats arrive every few seconds from every peer: they
+     * are logged at debug level only (refused ones stay visible). */
+    if (req->from_peer && req->status == 200 && req->path &&
+        strcmp(req->path, "/aiproxy/mesh/heartbeat") == 0 && !log_enabled(LOG_DEBUG))
+        return;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
