@@ -38,7 +38,7 @@ static void usage(FILE *out)
             "                     circuit state, latency, in-flight\n"
             "  models             the models the node serves, with their providers\n"
             "  budget             spend today and this month against the limits (with bars)\n"
-            "  mesh               this node, its configured mesh peers and providers\n"
+            "  mesh               the mesh: this node, its peers (status, load, models, spend)\n"
             "  keys list          every API key (admin key needed); secrets are never shown\n"
             "  keys create NAME   create a managed key (see: aiproxyctl keys --help)\n"
             "  keys revoke ID     revoke a managed key at once\n"
@@ -75,9 +75,9 @@ static const struct {
                "provider, model, key and tenant. A non-admin key sees its own spend.\n"
                "Reads GET /v1/budget.\n"},
     {"mesh", "Usage: aiproxyctl mesh [--json]\n\n"
-             "Shows this node, its configured mesh peers and its providers (GET\n"
-             "/aiproxy/mesh/status). Mesh federation is not part of this build: peers are\n"
-             "listed as configured, never contacted.\n"},
+             "Shows the cluster as this node sees it (GET /aiproxy/mesh/status): the node,\n"
+             "every mesh peer with its status, heartbeat latency, load, models and spend\n"
+             "today, and this node's providers.\n"},
     {"keys", "Usage: aiproxyctl keys list\n"
              "       aiproxyctl keys create NAME [--tenant T] [--role admin|user] [--models a,b]\n"
              "                  [--daily-limit USD] [--monthly-limit USD] [--rate-limit N]\n"
@@ -479,19 +479,61 @@ static int cmd_mesh(const struct ctl *c)
         return 0;
     }
     json_t *node = json_object_get(doc, "node");
-    printf("node %s (type %s, region %s), up %lld s\n", str_or(json_object_get(node, "id"), "?"),
-           str_or(json_object_get(node, "type"), "-"), str_or(json_object_get(node, "region"), "-"),
-           (long long)json_integer_value(json_object_get(node, "uptime_seconds")));
-    printf("mesh: %s\n\n", str_or(json_object_get(json_object_get(doc, "mesh"), "note"), ""));
+    json_t *mesh = json_object_get(doc, "mesh");
+    printf("node %s (type %s, region %s), up %lld s, load %.0f%%, %lld models, spent today $%.6f\n",
+           str_or(json_object_get(node, "id"), "?"), str_or(json_object_get(node, "type"), "-"),
+           str_or(json_object_get(node, "region"), "-"),
+           (long long)json_integer_value(json_object_get(node, "uptime_seconds")),
+           json_number_value(json_object_get(node, "load")) * 100,
+           (long long)json_integer_value(json_object_get(node, "models_available")),
+           json_number_value(json_object_get(node, "spend_today")));
+    if (!json_is_true(json_object_get(mesh, "enabled"))) {
+        printf("mesh: off (node.mesh.enabled)\n");
+    } else {
+        printf("mesh: on, listening on %s, max_hops %lld, heartbeat every %lld ms, peer timeout "
+               "%lld ms%s%s\n",
+               str_or(json_object_get(node, "mesh_addr"), "(no listener)"),
+               (long long)json_integer_value(json_object_get(mesh, "max_hops")),
+               (long long)json_integer_value(json_object_get(mesh, "heartbeat_interval_ms")),
+               (long long)json_integer_value(json_object_get(mesh, "peer_timeout_ms")),
+               json_is_true(json_object_get(mesh, "authenticated")) ? ", secret" : "",
+               json_is_true(json_object_get(mesh, "tls")) ? ", mutual TLS" : "");
+    }
     json_t *peers = json_object_get(doc, "peers");
     if (!json_array_size(peers)) {
-        printf("no peers configured\n");
+        printf("\nno peers\n");
     } else {
-        printf("%-24s %-32s %s\n", "PEER", "ADDRESS", "STATUS");
+        printf("\n%-20s %-22s %-10s %8s %6s %6s %12s  %s\n", "PEER", "ADDRESS", "STATUS", "LATENCY",
+               "LOAD", "MODELS", "SPEND TODAY", "MODELS SERVED");
         for (size_t i = 0; i < json_array_size(peers); i++) {
             json_t *p = json_array_get(peers, i);
-            printf("%-24s %-32s %s\n", str_or(json_object_get(p, "id"), "-"),
-                   str_or(json_object_get(p, "addr"), "-"), str_or(json_object_get(p, "status"), "?"));
+            char lat[32], load[16], spend[32], models[256];
+            json_t *l = json_object_get(p, "latency_ms");
+            if (json_is_integer(l)) snprintf(lat, sizeof lat, "%lld ms", (long long)json_integer_value(l));
+            else snprintf(lat, sizeof lat, "-");
+            json_t *ld = json_object_get(p, "load");
+            if (json_is_number(ld)) snprintf(load, sizeof load, "%.0f%%", json_number_value(ld) * 100);
+            else snprintf(load, sizeof load, "-");
+            json_t *sp = json_object_get(p, "spend_today");
+            if (json_is_number(sp)) snprintf(spend, sizeof spend, "$%.6f", json_number_value(sp));
+            else snprintf(spend, sizeof spend, "-");
+            size_t off = 0;
+            models[0] = '\0';
+            json_t *ms = json_object_get(p, "models");
+            for (size_t j = 0; j < json_array_size(ms) && off + 1 < sizeof models; j++) {
+                int n = snprintf(models + off, sizeof models - off, "%s%s", j ? "," : "",
+                                 str_or(json_array_get(ms, j), ""));
+                if (n < 0) break;
+                off += (size_t)n;
+            }
+            if (off >= sizeof models) snprintf(models + sizeof models - 4, 4, "...");
+            printf("%-20s %-22s %-10s %8s %6s %6lld %12s  %s\n", str_or(json_object_get(p, "id"), "-"),
+                   str_or(json_object_get(p, "addr"), "-"), str_or(json_object_get(p, "status"), "?"),
+                   lat, load, (long long)json_integer_value(json_object_get(p, "models_available")),
+                   spend, models);
+            if (json_is_string(json_object_get(p, "last_error")) &&
+                strcmp(str_or(json_object_get(p, "status"), ""), "healthy") != 0)
+                printf("%-20s last error: %s\n", "", str_or(json_object_get(p, "last_error"), ""));
         }
     }
     printf("\n%-24s %-12s %s\n", "PROVIDER", "STATUS", "MODELS");

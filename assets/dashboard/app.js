@@ -210,15 +210,33 @@ function render(s) {
   const peers = $('peers');
   peers.textContent = '';
   if (!s.mesh_peers.length) {
-    peers.textContent = 'No mesh peers: mesh federation is not part of this build.';
+    peers.textContent = s.mesh_enabled ? 'Mesh on: no peer known yet.'
+      : 'Mesh federation is off on this node (node.mesh.enabled).';
     peers.className = 'muted';
   } else {
+    peers.className = '';
+    const t = document.createElement('table');
+    t.id = 'mesh-peers';
+    t.innerHTML = '<thead><tr><th>Peer</th><th>Address</th><th>Status</th><th>Latency</th>'
+      + '<th>Load</th><th>Models</th><th>Spend today</th><th>Last seen</th></tr></thead>';
+    const tb = document.createElement('tbody');
     for (const p of s.mesh_peers) {
-      const d = document.createElement('div');
-      d.textContent = `${p.id || p.addr} (${p.addr}) `;
-      d.appendChild(pill(p.status === 'not_connected' ? 'unknown' : p.status));
-      peers.appendChild(d);
+      const tr = document.createElement('tr');
+      const cells = [p.id, p.addr, null, fmtMs(p.latency_ms),
+        p.load == null ? '–' : `${Math.round(p.load * 100)}%`, p.models_available,
+        p.spend_today == null ? '–' : `$${p.spend_today.toFixed(4)}`,
+        p.last_seen ? new Date(p.last_seen).toLocaleTimeString() : 'never'];
+      for (const c of cells) {
+        const td = document.createElement('td');
+        if (c === null) td.appendChild(pill(p.status));
+        else td.textContent = String(c);
+        tr.appendChild(td);
+      }
+      if (p.last_error) tr.title = p.last_error;
+      tb.appendChild(tr);
     }
+    t.appendChild(tb);
+    peers.appendChild(t);
   }
   document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
 }

@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "api/admission.h"
+#include "api/mesh_api.h"
 #include "budget/ledger.h"
 #include "budget/period.h"
 #include "budget/spend.h"
@@ -280,12 +281,8 @@ void admin_ops_stats(struct http_request *req)
                                             errs[i].model, "provider", errs[i].provider, "status",
                                             errs[i].status, "message", errs[i].message));
     json_object_set_new(doc, "recent_errors", el);
-    json_t *peers = json_array();
-    for (size_t i = 0; i < cfg->node.n_peers; i++)
-        json_array_append_new(peers, json_pack("{s:s?, s:s?, s:s}", "id", cfg->node.peers[i].id,
-                                               "addr", cfg->node.peers[i].addr, "status",
-                                               "not_connected"));
-    json_object_set_new(doc, "mesh_peers", peers);
+    json_object_set_new(doc, "mesh_enabled", json_boolean(cfg->node.mesh_enabled));
+    json_object_set_new(doc, "mesh_peers", mesh_api_peers_json());
     respond_json(req, 200, doc);
 }
 

@@ -262,30 +262,8 @@ static double usd(nanos_t n)
     return (double)n / 1e9; /* display only; the *_nanos fields are exact */
 }
 
-void mesh_api_status(struct http_request *req)
+json_t *mesh_api_peers_json(void)
 {
-    const struct config *cfg = req->config;
-    int64_t now_ms = clock_mono_ms();
-    json_t *doc = json_object();
-    json_t *node = json_object();
-    json_object_set_new(node, "id", json_string(cfg->node.id ? cfg->node.id : ""));
-    if (cfg->node.name) json_object_set_new(node, "name", json_string(cfg->node.name));
-    json_object_set_new(node, "type", cfg->node.type ? json_string(cfg->node.type) : json_null());
-    json_object_set_new(node, "region", cfg->node.region ? json_string(cfg->node.region) : json_null());
-    json_object_set_new(node, "uptime_seconds", json_integer(clock_wall_s() - metrics_start_time()));
-    json_object_set_new(node, "boot_id", json_string(boot_id));
-    json_object_set_new(node, "mesh_addr", cfg->node.mesh_listen_addr
-                                               ? json_string(cfg->node.mesh_listen_addr) : json_null());
-    struct mesh_node_state self;
-    fill_self(cfg, &self);
-    json_object_set_new(node, "in_flight", json_integer(self.in_flight));
-    json_object_set_new(node, "load", json_real(ratio(self.load_permille)));
-    json_object_set_new(node, "models_available", json_integer((json_int_t)self.n_models));
-    json_object_set_new(node, "spend_today", json_real(usd(self.spend_day)));
-    json_object_set_new(node, "spend_today_nanos", json_integer(self.spend_day));
-    mesh_state_cleanup(&self);
-    json_object_set_new(doc, "node", node);
-
     json_t *peers = json_array();
     struct mesh_peer_info *pv = NULL;
     size_t n = mesh_peers_snapshot(&pv);
@@ -327,6 +305,34 @@ void mesh_api_status(struct http_request *req)
         json_array_append_new(peers, o);
     }
     mesh_peers_info_free(pv, n);
+    return peers;
+}
+
+void mesh_api_status(struct http_request *req)
+{
+    const struct config *cfg = req->config;
+    int64_t now_ms = clock_mono_ms();
+    json_t *doc = json_object();
+    json_t *node = json_object();
+    json_object_set_new(node, "id", json_string(cfg->node.id ? cfg->node.id : ""));
+    if (cfg->node.name) json_object_set_new(node, "name", json_string(cfg->node.name));
+    json_object_set_new(node, "type", cfg->node.type ? json_string(cfg->node.type) : json_null());
+    json_object_set_new(node, "region", cfg->node.region ? json_string(cfg->node.region) : json_null());
+    json_object_set_new(node, "uptime_seconds", json_integer(clock_wall_s() - metrics_start_time()));
+    json_object_set_new(node, "boot_id", json_string(boot_id));
+    json_object_set_new(node, "mesh_addr", cfg->node.mesh_listen_addr
+                                               ? json_string(cfg->node.mesh_listen_addr) : json_null());
+    struct mesh_node_state self;
+    fill_self(cfg, &self);
+    json_object_set_new(node, "in_flight", json_integer(self.in_flight));
+    json_object_set_new(node, "load", json_real(ratio(self.load_permille)));
+    json_object_set_new(node, "models_available", json_integer((json_int_t)self.n_models));
+    json_object_set_new(node, "spend_today", json_real(usd(self.spend_day)));
+    json_object_set_new(node, "spend_today_nanos", json_integer(self.spend_day));
+    mesh_state_cleanup(&self);
+    json_object_set_new(doc, "node", node);
+
+    json_t *peers = mesh_api_peers_json();
     json_object_set_new(doc, "peers", peers);
 
     json_t *provs = json_object();

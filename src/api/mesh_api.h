@@ -26,6 +26,9 @@ bool mesh_api_admit(struct http_request *req);
  * with this node's state. */
 void mesh_api_heartbeat(struct http_request *req);
 
+/* Every known peer as the status page shows it (a new JSON array). */
+struct json_t *mesh_api_peers_json(void);
+
 /* GET /aiproxy/mesh/status. */
 void mesh_api_status(struct http_request *req);
 

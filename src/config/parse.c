@@ -1495,6 +1495,15 @@ static void validate_mesh(struct parse_ctx *cx, const struct cnode *root)
         c->node.mesh_secret = NULL;
     }
     if (!c->node.mesh_enabled) return;
+    const struct cnode *sec = mesh ? cnode_get(mesh, "secret") : NULL;
+    if (c->security.auth_enabled && !c->node.mesh_secret && sec) {
+        /* Written as ${VAR} with VAR unset, like a provider's credential:
+         * the config loads, the mesh stays off until the secret is set. */
+        WARN(cx, sec->line, "node.mesh.secret",
+             "is empty (its variable is unset?): mesh federation is off until it is set");
+        c->node.mesh_enabled = false;
+        return;
+    }
     if (c->security.auth_enabled && !c->node.mesh_secret)
         ERR(cx, line, "node.mesh.secret",
             "missing (expected a shared secret every node holds: with security.auth enabled, "

@@ -533,7 +533,7 @@ static struct http_request *request_new(struct http_conn *c)
     req->start_us = clock_mono_us();
     ids_request(req->id);
     str_copy(req->client_ip, sizeof req->client_ip, c->peer_ip);
-    req->from_peer = c->w->server->mesh;
+    req->from_peer = c->w->server && c->w->server->mesh;
     return req;
 }
 

@@ -132,7 +132,7 @@ test('the dashboard page: login, figures matching /metrics, charts, screenshot',
     assert.ok(shown.providers.every((r) => ['closed', 'open', 'half-open'].includes(r[3])));
     assert.equal(shown.errors[0][1], '502');
     assert.match(shown.errors[0][5], /every provider failed/);
-    assert.match(shown.peers, /No mesh peers/);
+    assert.match(shown.peers, /Mesh federation is off/);
     for (const cv of shown.canvases) assert.ok(cv.ink > 100, `chart ${cv.id} is drawn`);
     assert.deepEqual(external, [], 'nothing is loaded from elsewhere');
     assert.deepEqual(consoleErrors, []);

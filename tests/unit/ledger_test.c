@@ -300,7 +300,11 @@ static void test_migrates_from_v1(void **state)
     db = NULL;
     sqlite3_open(path, &db);
     assert_int_equal(ledger_migrate(db, err, sizeof err), LEDGER_SCHEMA_VERSION);
+    /* Back to what version 1 had: no key tables, no mesh columns. */
     sqlite3_exec(db, "UPDATE schema_version SET version = 1; DROP TABLE meta; DROP TABLE api_keys;"
+                     "ALTER TABLE requests DROP COLUMN origin_node;"
+                     "ALTER TABLE requests DROP COLUMN route;"
+                     "ALTER TABLE requests DROP COLUMN via_peer;"
                      "INSERT INTO requests (ts_ms, request_id, tokens_in, tokens_out, cost_nanos,"
                      " estimated, status) VALUES (1, 'kept', 1, 1, 42, 0, 200);",
                  NULL, NULL, NULL);
@@ -308,8 +312,9 @@ static void test_migrates_from_v1(void **state)
     struct ledger *l = ledger_open(path, err, sizeof err);
     assert_non_null(l);
     ledger_close(l);
-    assert_int_equal(scalar("SELECT version FROM schema_version"), 2);
+    assert_int_equal(scalar("SELECT version FROM schema_version"), LEDGER_SCHEMA_VERSION);
     assert_int_equal(scalar("SELECT cost_nanos FROM requests WHERE request_id = 'kept'"), 42);
+    assert_int_equal(scalar("SELECT via_peer FROM requests WHERE request_id = 'kept'"), 0);
     assert_int_equal(scalar("SELECT COUNT(*) FROM api_keys"), 0);
 }
 
