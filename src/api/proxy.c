@@ -26,7 +26,7 @@
 #include "core/str.h"
 #include "core/money.h"
 #include "http/server.h"
-#include "http/sse.h"
+#include "core/sse.h"
 #include "mesh/peers.h"
 #include "obs/metrics.h"
 #include "obs/trace.h"

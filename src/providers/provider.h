@@ -14,7 +14,7 @@
 #include "api/scan.h"
 #include "core/arena.h"
 #include "core/money.h"
-#include "http/sse.h"
+#include "core/sse.h"
 
 struct config_provider;
 struct config_model;

@@ -15,7 +15,7 @@
 #include "config/config.h"
 #include "core/alloc.h"
 #include "core/arena.h"
-#include "http/sse.h"
+#include "core/sse.h"
 #include "providers/provider.h"
 
 extern const struct provider_ops provider_cloudflare_ops;

@@ -1,9 +1,9 @@
-/* fuzz_sse: libFuzzer driver for http/sse. The first two bytes pick the
+/* fuzz_sse: libFuzzer driver for core/sse. The first two bytes pick the
  * event cap and seed the chunk sizes; the rest is fed whole and then in
  * those chunks, in both modes. Both feedings must give the same result and
  * the same events, and no event may exceed the cap.
  * Build: clang -g -fsanitize=fuzzer,address,undefined -Isrc tests/fuzz/fuzz_sse.c
- *        src/http/sse.c src/core/alloc.c */
+ *        src/core/sse.c src/core/alloc.c */
 #include <assert.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "http/sse.h"
+#include "core/sse.h"
 
 struct log {
     char *buf;

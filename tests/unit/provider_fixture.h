@@ -29,7 +29,7 @@
 #include "config/config.h"
 #include "core/alloc.h"
 #include "core/arena.h"
-#include "http/sse.h"
+#include "core/sse.h"
 #include "providers/provider.h"
 
 /* ---- files ---- */

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "http/sse.h"
+#include "core/sse.h"
 
 /* ---- harness ---- */
 

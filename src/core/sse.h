@@ -1,8 +1,8 @@
 /* sse: an incremental server-sent-events reader (and NDJSON reader) for
  * upstream streams. Bytes are fed as they arrive, split at any boundary; each
  * complete event is handed to a callback. Every buffer has a cap. */
-#ifndef AIPROXY_HTTP_SSE_H
-#define AIPROXY_HTTP_SSE_H
+#ifndef AIPROXY_CORE_SSE_H
+#define AIPROXY_CORE_SSE_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -5,7 +5,7 @@
  * r->line. The line, data and event buffers are reused from event to event,
  * so a steady stream allocates nothing once they have grown. Every buffer is
  * bounded by max_event_bytes (STYLE rule 6). */
-#include "http/sse.h"
+#include "core/sse.h"
 
 #include <stdlib.h>
 #include <string.h>
