@@ -31,7 +31,7 @@
 #include "security/digest.h"
 #include "upstream/client.h"
 
-#define MESH_VIA_MAX 1024         /* x-aiproxy-via longer than this is refused */
+#define MESH_VIA_MAX 1024 /* x-aiproxy-via longer than this is refused */
 #define MESH_HOPS_MAX 64
 #define CLUSTER_METRICS_DEADLINE_MS 2000
 #define CLUSTER_METRICS_MAX (8 * 1024 * 1024)
@@ -47,7 +47,8 @@ static void respond_json(struct http_request *req, int status, json_t *doc)
 {
     char *text = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
-    http_respond(req, status, "application/json", NULL, text ? text : "{}", text ? strlen(text) : 2);
+    http_respond(req, status, "application/json", NULL, text ? text : "{}",
+                 text ? strlen(text) : 2);
     free(text);
 }
 
@@ -86,7 +87,8 @@ bool mesh_api_admit(struct http_request *req)
     if (!secret_ok(cfg, http_header_get(req, "authorization"))) {
         http_respond_error(req, GW_ERR_INVALID_API_KEY,
                            "This is a mesh listener: requests must carry the mesh's shared "
-                           "secret (node.mesh.secret).", NULL);
+                           "secret (node.mesh.secret).",
+                           NULL);
         return false;
     }
     const char *hops = http_header_get(req, "x-aiproxy-hops");
@@ -96,15 +98,19 @@ bool mesh_api_admit(struct http_request *req)
         char *end = NULL;
         long v = strtol(hops, &end, 10);
         if (!*hops || *end || v < 1 || v > MESH_HOPS_MAX) {
-            http_respond_error(req, GW_ERR_BAD_REQUEST, "x-aiproxy-hops must be an integer "
-                               "from 1 to 64.", "x-aiproxy-hops");
+            http_respond_error(req, GW_ERR_BAD_REQUEST,
+                               "x-aiproxy-hops must be an integer "
+                               "from 1 to 64.",
+                               "x-aiproxy-hops");
             return false;
         }
         h = (int)v;
     }
     if (via && !via_ok(via)) {
-        http_respond_error(req, GW_ERR_BAD_REQUEST, "x-aiproxy-via must be node ids separated "
-                           "by commas.", "x-aiproxy-via");
+        http_respond_error(req, GW_ERR_BAD_REQUEST,
+                           "x-aiproxy-via must be node ids separated "
+                           "by commas.",
+                           "x-aiproxy-via");
         return false;
     }
     req->mesh_hops = h;
@@ -126,14 +132,16 @@ static void fill_self(const struct config *cfg, struct mesh_node_state *s)
     snprintf(s->region, sizeof s->region, "%s", cfg->node.region ? cfg->node.region : "");
     snprintf(s->type, sizeof s->type, "%s", cfg->node.type ? cfg->node.type : "");
     snprintf(s->boot_id, sizeof s->boot_id, "%s", boot_id);
-    snprintf(s->addr, sizeof s->addr, "%s", cfg->node.mesh_listen_addr ? cfg->node.mesh_listen_addr : "");
+    snprintf(s->addr, sizeof s->addr, "%s",
+             cfg->node.mesh_listen_addr ? cfg->node.mesh_listen_addr : "");
     s->uptime_s = clock_wall_s() - metrics_start_time();
 
     /* Load: what the node's providers have in flight over what they take. */
     int64_t in_flight = 0, capacity = 0;
     bool unbounded = false;
     size_t n_models = 0;
-    for (size_t i = 0; i < cfg->n_providers; i++) n_models += cfg->providers[i].n_models;
+    for (size_t i = 0; i < cfg->n_providers; i++)
+        n_models += cfg->providers[i].n_models;
     s->models = n_models ? xcalloc(n_models, sizeof *s->models) : NULL;
     s->providers = cfg->n_providers ? xcalloc(cfg->n_providers, sizeof *s->providers) : NULL;
     int64_t now_ms = clock_mono_ms();
@@ -150,8 +158,10 @@ static void fill_self(const struct config *cfg, struct mesh_node_state *s)
         if (!p->enabled || !p->available) continue;
         int n_eps = p->n_endpoints > 1 ? (int)p->n_endpoints : 1;
         if (p->stats) in_flight += atomic_load(&p->stats->in_flight);
-        if (p->max_concurrency > 0) capacity += (int64_t)p->max_concurrency * n_eps;
-        else unbounded = true;
+        if (p->max_concurrency > 0)
+            capacity += (int64_t)p->max_concurrency * n_eps;
+        else
+            unbounded = true;
         bool down = routing_provider_down(p, NULL);
         for (size_t j = 0; j < p->n_models; j++) {
             const struct config_model *m = &p->models[j];
@@ -228,8 +238,10 @@ void mesh_api_heartbeat(struct http_request *req)
     }
     if (req->config->node.id && strcmp(st.id, req->config->node.id) == 0 &&
         strcmp(st.boot_id, boot_id) != 0) {
-        log_event(LOG_WARN, "mesh_duplicate_id", "mesh: another node (at %s) uses this node's id "
-                  "%s; node ids must be unique", req->client_ip, st.id);
+        log_event(LOG_WARN, "mesh_duplicate_id",
+                  "mesh: another node (at %s) uses this node's id "
+                  "%s; node ids must be unique",
+                  req->client_ip, st.id);
     }
     mesh_peers_heard_from(&st, req->client_ip);
     mesh_state_cleanup(&st);
@@ -273,10 +285,10 @@ json_t *mesh_api_peers_json(void)
         json_object_set_new(o, "id", json_string(p->id));
         json_object_set_new(o, "addr", json_string(p->addr));
         json_object_set_new(o, "status", json_string(mesh_peer_status_name(p->status)));
-        json_object_set_new(o, "latency_ms", p->rtt_us ? json_integer((p->rtt_us + 500) / 1000)
-                                                       : json_null());
-        json_object_set_new(o, "load", p->has_state ? json_real(ratio(p->state.load_permille))
-                                                    : json_null());
+        json_object_set_new(o, "latency_ms",
+                            p->rtt_us ? json_integer((p->rtt_us + 500) / 1000) : json_null());
+        json_object_set_new(o, "load",
+                            p->has_state ? json_real(ratio(p->state.load_permille)) : json_null());
         size_t avail = 0;
         json_t *models = json_array();
         for (size_t j = 0; p->has_state && j < p->state.n_models; j++)
@@ -317,11 +329,14 @@ void mesh_api_status(struct http_request *req)
     json_object_set_new(node, "id", json_string(cfg->node.id ? cfg->node.id : ""));
     if (cfg->node.name) json_object_set_new(node, "name", json_string(cfg->node.name));
     json_object_set_new(node, "type", cfg->node.type ? json_string(cfg->node.type) : json_null());
-    json_object_set_new(node, "region", cfg->node.region ? json_string(cfg->node.region) : json_null());
-    json_object_set_new(node, "uptime_seconds", json_integer(clock_wall_s() - metrics_start_time()));
+    json_object_set_new(node, "region",
+                        cfg->node.region ? json_string(cfg->node.region) : json_null());
+    json_object_set_new(node, "uptime_seconds",
+                        json_integer(clock_wall_s() - metrics_start_time()));
     json_object_set_new(node, "boot_id", json_string(boot_id));
-    json_object_set_new(node, "mesh_addr", cfg->node.mesh_listen_addr
-                                               ? json_string(cfg->node.mesh_listen_addr) : json_null());
+    json_object_set_new(node, "mesh_addr",
+                        cfg->node.mesh_listen_addr ? json_string(cfg->node.mesh_listen_addr)
+                                                   : json_null());
     struct mesh_node_state self;
     fill_self(cfg, &self);
     json_object_set_new(node, "in_flight", json_integer(self.in_flight));
@@ -340,18 +355,18 @@ void mesh_api_status(struct http_request *req)
         const struct config_provider *p = &cfg->providers[i];
         enum circuit_state st;
         const char *health = admin_ops_provider_health(cfg, p, now_ms, &st);
-        json_object_set_new(provs, p->name, json_pack("{s:s, s:I}", "status", health, "models",
-                                                      (json_int_t)p->n_models));
+        json_object_set_new(
+            provs, p->name,
+            json_pack("{s:s, s:I}", "status", health, "models", (json_int_t)p->n_models));
     }
     json_object_set_new(doc, "providers", provs);
-    json_object_set_new(doc, "mesh",
-                        json_pack("{s:b, s:I, s:I, s:I, s:b, s:b}", "enabled",
-                                  cfg->node.mesh_enabled, "max_hops",
-                                  (json_int_t)cfg->node.mesh_max_hops, "heartbeat_interval_ms",
-                                  (json_int_t)mesh_heartbeat_period_ms(cfg), "peer_timeout_ms",
-                                  (json_int_t)cfg->node.peer_timeout_ms, "authenticated",
-                                  cfg->node.mesh_secret != NULL, "tls",
-                                  cfg->node.mesh_tls_cert != NULL));
+    json_object_set_new(
+        doc, "mesh",
+        json_pack("{s:b, s:I, s:I, s:I, s:b, s:b}", "enabled", cfg->node.mesh_enabled, "max_hops",
+                  (json_int_t)cfg->node.mesh_max_hops, "heartbeat_interval_ms",
+                  (json_int_t)mesh_heartbeat_period_ms(cfg), "peer_timeout_ms",
+                  (json_int_t)cfg->node.peer_timeout_ms, "authenticated",
+                  cfg->node.mesh_secret != NULL, "tls", cfg->node.mesh_tls_cert != NULL));
     respond_json(req, 200, doc);
 }
 
@@ -365,8 +380,8 @@ void mesh_api_cluster_budget(struct http_request *req)
     nanos_t day = self.spend_day, month = self.spend_month;
     json_t *nodes = json_array();
     json_array_append_new(nodes, json_pack("{s:s, s:s, s:f, s:f, s:I, s:I}", "node", self.id,
-                                           "source", "self", "today", usd(self.spend_day),
-                                           "month", usd(self.spend_month), "today_nanos",
+                                           "source", "self", "today", usd(self.spend_day), "month",
+                                           usd(self.spend_month), "today_nanos",
                                            (json_int_t)self.spend_day, "month_nanos",
                                            (json_int_t)self.spend_month));
     mesh_state_cleanup(&self);
@@ -378,12 +393,12 @@ void mesh_api_cluster_budget(struct http_request *req)
         day += p->state.spend_day;
         month += p->state.spend_month;
         json_array_append_new(
-            nodes, json_pack("{s:s, s:s, s:s, s:f, s:f, s:I, s:I, s:o}", "node", p->id, "source",
-                             "heartbeat", "status", mesh_peer_status_name(p->status), "today",
-                             usd(p->state.spend_day), "month", usd(p->state.spend_month),
-                             "today_nanos", (json_int_t)p->state.spend_day, "month_nanos",
-                             (json_int_t)p->state.spend_month, "as_of",
-                             iso_time(p->last_seen_wall_ms)));
+            nodes,
+            json_pack("{s:s, s:s, s:s, s:f, s:f, s:I, s:I, s:o}", "node", p->id, "source",
+                      "heartbeat", "status", mesh_peer_status_name(p->status), "today",
+                      usd(p->state.spend_day), "month", usd(p->state.spend_month), "today_nanos",
+                      (json_int_t)p->state.spend_day, "month_nanos",
+                      (json_int_t)p->state.spend_month, "as_of", iso_time(p->last_seen_wall_ms)));
     }
     mesh_peers_info_free(pv, n);
     json_t *doc = json_pack("{s:s, s:o, s:{s:f, s:f, s:I, s:I}, s:s}", "scope", "cluster", "nodes",
@@ -512,8 +527,10 @@ void mesh_api_cluster_metrics(struct http_request *req)
 {
     const struct config *cfg = req->config;
     if (!cfg->observability.metrics_enabled) {
-        http_respond_error(req, GW_ERR_NOT_FOUND, "Metrics are disabled "
-                           "(observability.metrics.enabled: false).", NULL);
+        http_respond_error(req, GW_ERR_NOT_FOUND,
+                           "Metrics are disabled "
+                           "(observability.metrics.enabled: false).",
+                           NULL);
         return;
     }
     struct scrape *s = arena_alloc(&req->arena, sizeof *s);
@@ -525,7 +542,8 @@ void mesh_api_cluster_metrics(struct http_request *req)
     arena_on_free(&req->arena, scrape_free, s);
     bool tls = cfg->node.mesh_tls_cert != NULL;
     int64_t deadline = cfg->node.peer_timeout_ms < CLUSTER_METRICS_DEADLINE_MS
-                           ? cfg->node.peer_timeout_ms : CLUSTER_METRICS_DEADLINE_MS;
+                           ? cfg->node.peer_timeout_ms
+                           : CLUSTER_METRICS_DEADLINE_MS;
     for (size_t i = 0; i < n; i++) {
         struct scrape_leg *l = &s->legs[s->n++];
         l->s = s;
@@ -577,7 +595,8 @@ static void mput(struct mbuf *b, const char *fmt, ...)
     if (n <= 0) return;
     if (b->len + (size_t)n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 4096;
-        while (cap < b->len + (size_t)n + 1) cap *= 2;
+        while (cap < b->len + (size_t)n + 1)
+            cap *= 2;
         b->p = xrealloc(b->p, cap);
         b->cap = cap;
     }
@@ -597,7 +616,8 @@ char *mesh_api_metrics_append(const struct config *cfg, char *text, size_t *len)
              "# TYPE aiproxy_mesh_peers gauge\n");
     for (int st = MESH_PEER_CONNECTING; st <= MESH_PEER_UNHEALTHY; st++) {
         size_t c = 0;
-        for (size_t i = 0; i < n; i++) c += pv[i].status == (enum mesh_peer_status)st;
+        for (size_t i = 0; i < n; i++)
+            c += pv[i].status == (enum mesh_peer_status)st;
         mput(&b, "aiproxy_mesh_peers{status=\"%s\"} %zu\n",
              mesh_peer_status_name((enum mesh_peer_status)st), c);
     }

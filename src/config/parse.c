@@ -1,9 +1,8 @@
-/* parse: configuration as a table (STYLE rule 10). Each section is an
- * array of rows { key, type, bounds, default, offset }; one generic walk
- * applies a map from the document tree to a struct through its table,
- * reporting "FILE:LINE: key.path: what was wrong (expected ...)". Lists of
- * objects (providers, models, peers, alerts, ...) have small custom
- * handlers; defaults come from the same rows, applied before the walk. */
+/* parse: the configuration schema (SPEC section 2, the standard's 4.1):
+ * one table of rows per section (node, server, providers, routing, budget,
+ * observability, security) applied by the generic walk of config/walk.h,
+ * small custom handlers for lists of objects (providers, models, peers,
+ * alerts, ...), and the checks that need the whole document. */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -12,453 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config/internal.h"
+#include "config/walk.h"
 #include "core/alloc.h"
 #include "core/log.h"
-
-/* ---- the walk's context ---- */
-
-struct parse_ctx {
-    const char *file;
-    struct diag_list *diags;
-    struct config *cfg;
-    /* The first credential of the object being parsed whose ${VAR} was
-     * unset or empty, e.g. "credentials.api_key: environment variable X is
-     * not set"; `reason_skip` is how much of the path to drop for it. */
-    char *secret_reason;
-    size_t reason_skip;
-};
-
-static void report(struct parse_ctx *cx, enum diag_severity s, int line, const char *path,
-                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static void report(struct parse_ctx *cx, enum diag_severity s, int line, const char *path,
-                   const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    diag_list_addf(cx->diags, s, "%s:%d: %s: %s", cx->file, line, path, msg);
-}
-
-#define ERR(cx, line, path, ...) report(cx, DIAG_ERROR, line, path, __VA_ARGS__)
-#define WARN(cx, line, path, ...) report(cx, DIAG_WARNING, line, path, __VA_ARGS__)
-
-static char *path_key(const char *path, const char *key)
-{
-    return path[0] ? xasprintf("%s.%s", path, key) : xstrdup(key);
-}
-
-static char *path_index(const char *path, size_t i)
-{
-    return xasprintf("%s[%zu]", path, i);
-}
-
-/* ---- the table ---- */
-
-enum key_type {
-    KT_STR,
-    KT_SECRET, /* a string whose unset ${VAR} makes its object unavailable */
-    KT_BOOL,
-    KT_INT,
-    KT_DURATION, /* int64_t milliseconds */
-    KT_SIZE,     /* int64_t bytes */
-    KT_MONEY,    /* nanos_t */
-    KT_RATIO,    /* double 0..1 */
-    KT_STRATEGY,
-    KT_LOG_LEVEL,
-    KT_LOG_FORMAT,
-    KT_ALERT_ACTION,
-    KT_STRLIST, /* char ** at offset, size_t at count_offset */
-    KT_SECTION, /* a nested map parsed with `sub`, same base */
-    KT_CUSTOM,  /* `parse` handles the node */
-    KT_IGNORE,  /* a known key, handled elsewhere or deliberately ignored */
-};
-
-struct key_spec;
-typedef void key_parse_cb(struct parse_ctx *cx, const struct cnode *v, const char *path,
-                          void *base);
-
-struct key_spec {
-    const char *name;
-    enum key_type type;
-    int64_t min, max;
-    const char *def; /* default, written as in a config file; NULL: zero */
-    size_t offset;
-    size_t count_offset;
-    const struct key_spec *sub;
-    key_parse_cb *parse;
-};
-
-#define AT(T, m) offsetof(T, m)
-#define CFG(m) offsetof(struct config, m)
-
-/* ---- scalar parsers (shared by defaults and the walk) ---- */
-
-static bool parse_int64(const char *s, int64_t *out)
-{
-    if (!*s) return false;
-    errno = 0;
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || !(isdigit((unsigned char)s[0]) || s[0] == '-' || s[0] == '+'))
-        return false;
-    *out = v;
-    return true;
-}
-
-/* Digits then a unit; returns the number and points `unit` at the rest. */
-static bool split_number(const char *s, uint64_t *num, const char **unit)
-{
-    uint64_t v = 0;
-    const char *p = s;
-    if (!isdigit((unsigned char)*p)) return false;
-    for (; isdigit((unsigned char)*p); p++) {
-        if (v > (UINT64_MAX - 9) / 10 || p - s > 18) return false;
-        v = v * 10 + (uint64_t)(*p - '0');
-    }
-    while (*p == ' ') p++;
-    *num = v;
-    *unit = p;
-    return true;
-}
-
-/* "250ms", "5s", "2m", "1h"; a bare number is seconds. */
-static bool parse_duration(const char *s, int64_t *ms)
-{
-    uint64_t v;
-    const char *u;
-    if (!split_number(s, &v, &u)) return false;
-    uint64_t mult;
-    if (!*u || strcmp(u, "s") == 0) mult = 1000;
-    else if (strcmp(u, "ms") == 0) mult = 1;
-    else if (strcmp(u, "m") == 0) mult = 60000;
-    else if (strcmp(u, "h") == 0) mult = 3600000;
-    else return false;
-    if (v > (uint64_t)INT64_MAX / mult) return false;
-    *ms = (int64_t)(v * mult);
-    return true;
-}
-
-/* "512KB", "10MB", "1GB" (powers of 1024; K/M/G, KiB.. and B accepted, any
- * case); a bare number is bytes. */
-static bool parse_size(const char *s, int64_t *bytes)
-{
-    uint64_t v;
-    const char *u;
-    if (!split_number(s, &v, &u)) return false;
-    uint64_t mult;
-    if (!*u || strcasecmp(u, "b") == 0) mult = 1;
-    else if (strcasecmp(u, "k") == 0 || strcasecmp(u, "kb") == 0 || strcasecmp(u, "kib") == 0)
-        mult = 1024;
-    else if (strcasecmp(u, "m") == 0 || strcasecmp(u, "mb") == 0 || strcasecmp(u, "mib") == 0)
-        mult = 1024 * 1024;
-    else if (strcasecmp(u, "g") == 0 || strcasecmp(u, "gb") == 0 || strcasecmp(u, "gib") == 0)
-        mult = 1024 * 1024 * 1024;
-    else return false;
-    if (v > (uint64_t)INT64_MAX / mult) return false;
-    *bytes = (int64_t)(v * mult);
-    return true;
-}
-
-static bool parse_bool(const char *s, bool *out)
-{
-    static const char *yes[] = {"true", "yes", "on"}, *no[] = {"false", "no", "off"};
-    for (int i = 0; i < 3; i++) {
-        if (strcasecmp(s, yes[i]) == 0) return *out = true, true;
-        if (strcasecmp(s, no[i]) == 0) return *out = false, true;
-    }
-    return false;
-}
-
-static const char *const strategy_list =
-    "cost_optimized, latency_optimized, availability, round_robin, least_loaded, weighted";
-
-/* Parses `text` for row `k` into `dst`. Returns NULL, or what was expected
- * (written into `buf` when it needs numbers). */
-static const char *parse_scalar(const struct key_spec *k, const char *text, void *dst,
-                                char *buf, size_t cap)
-{
-    int64_t v;
-    switch (k->type) {
-    case KT_STR:
-    case KT_SECRET: {
-        char **p = dst;
-        free(*p);
-        *p = xstrdup(text);
-        return NULL;
-    }
-    case KT_BOOL:
-        return parse_bool(text, dst) ? NULL : "expected true or false";
-    case KT_INT:
-        if (!parse_int64(text, &v) || v < k->min || v > k->max) {
-            snprintf(buf, cap, "expected an integer from %lld to %lld", (long long)k->min,
-                     (long long)k->max);
-            return buf;
-        }
-        *(int *)dst = (int)v;
-        return NULL;
-    case KT_DURATION:
-        if (!parse_duration(text, &v)) return "expected a duration like 250ms, 5s, 2m, 1h";
-        if (v < k->min || v > k->max) {
-            snprintf(buf, cap, "duration out of range (%lldms to %lldms)", (long long)k->min,
-                     (long long)k->max);
-            return buf;
-        }
-        *(int64_t *)dst = v;
-        return NULL;
-    case KT_SIZE:
-        if (!parse_size(text, &v)) return "expected a size like 512KB, 10MB, 1GB";
-        if (v < k->min || v > k->max) {
-            snprintf(buf, cap, "size out of range (%lld to %lld bytes)", (long long)k->min,
-                     (long long)k->max);
-            return buf;
-        }
-        *(int64_t *)dst = v;
-        return NULL;
-    case KT_MONEY: {
-        const char *t = text;
-        while (*t == ' ') t++;
-        if (*t == '-') return "must not be negative (expected a USD amount like 0.0025)";
-        if (!money_parse_usd(t, strlen(t), dst))
-            return "expected a USD amount like 0.0025 (plain decimal, no exponent)";
-        return NULL;
-    }
-    case KT_RATIO: {
-        char *end;
-        errno = 0;
-        double d = strtod(text, &end);
-        if (!*text || *end || errno || !isfinite(d) || d < 0 || d > 1)
-            return "expected a ratio from 0 to 1, like 0.5";
-        *(double *)dst = d;
-        return NULL;
-    }
-    case KT_STRATEGY:
-        if (!routing_strategy_parse(text, dst)) {
-            snprintf(buf, cap, "unknown value '%s' (expected %s)", text, strategy_list);
-            return buf;
-        }
-        return NULL;
-    case KT_LOG_LEVEL: {
-        enum log_level l;
-        if (!log_level_parse(text, &l)) {
-            snprintf(buf, cap, "unknown value '%s' (expected debug, info, warn, error)", text);
-            return buf;
-        }
-        *(int *)dst = (int)l;
-        return NULL;
-    }
-    case KT_LOG_FORMAT:
-        if (strcmp(text, "json") == 0) *(enum log_format *)dst = LOG_FORMAT_JSON;
-        else if (strcmp(text, "text") == 0) *(enum log_format *)dst = LOG_FORMAT_TEXT;
-        else {
-            snprintf(buf, cap, "unknown value '%s' (expected json, text)", text);
-            return buf;
-        }
-        return NULL;
-    case KT_ALERT_ACTION:
-        if (strcmp(text, "log") == 0) *(enum alert_action *)dst = ALERT_LOG;
-        else if (strcmp(text, "disable_paid_providers") == 0)
-            *(enum alert_action *)dst = ALERT_DISABLE_PAID;
-        else if (strcmp(text, "block") == 0) *(enum alert_action *)dst = ALERT_BLOCK;
-        else {
-            snprintf(buf, cap, "unknown value '%s' (expected log, disable_paid_providers, block)",
-                     text);
-            return buf;
-        }
-        return NULL;
-    default:
-        return "not a scalar setting";
-    }
-}
-
-static void free_strlist(char ***list, size_t *n)
-{
-    for (size_t i = 0; i < *n; i++) free((*list)[i]);
-    free(*list);
-    *list = NULL;
-    *n = 0;
-}
-
-/* Applies every row's default to `base` (recursing into sections). */
-static void apply_defaults(const struct key_spec *tbl, void *base)
-{
-    char buf[160];
-    for (const struct key_spec *k = tbl; k->name; k++) {
-        char *dst = (char *)base + k->offset;
-        if (k->type == KT_SECTION) apply_defaults(k->sub, base);
-        else if (k->type == KT_CUSTOM && k->def) {
-            struct cnode n = {.kind = CNODE_SCALAR, .text = (char *)k->def,
-                              .len = strlen(k->def), .line = 0};
-            struct diag_list scratch = {0};
-            struct parse_ctx cx = {.file = "<defaults>", .diags = &scratch};
-            k->parse(&cx, &n, k->name, base);
-            diag_list_cleanup(&scratch);
-        } else if (k->def && k->type != KT_CUSTOM && k->type != KT_IGNORE &&
-                   k->type != KT_STRLIST)
-            parse_scalar(k, k->def, dst, buf, sizeof buf);
-    }
-}
-
-static bool is_null(const struct cnode *v)
-{
-    return v->kind == CNODE_SCALAR && v->is_null;
-}
-
-static const char *kind_name(const struct cnode *v)
-{
-    return v->kind == CNODE_MAP ? "a map" : v->kind == CNODE_SEQ ? "a list" : "a value";
-}
-
-/* A scalar's text for a non-secret key, or NULL when it should be treated as
- * absent (null, or only an unset ${VAR}: warned). Reports non-scalars. */
-static const char *scalar_text(struct parse_ctx *cx, const struct cnode *v, const char *path,
-                               const char *what)
-{
-    if (v->kind != CNODE_SCALAR) {
-        ERR(cx, v->line, path, "expected %s, found %s", what, kind_name(v));
-        return NULL;
-    }
-    if (v->is_null) return NULL;
-    if (v->env_var && v->len == 0) {
-        WARN(cx, v->line, path, "environment variable %s is %s; using the default", v->env_var,
-             v->env_empty ? "empty" : "not set");
-        return NULL;
-    }
-    return v->text;
-}
-
-static void parse_strlist(struct parse_ctx *cx, const struct cnode *v, const char *path,
-                          char ***list, size_t *n)
-{
-    free_strlist(list, n);
-    if (is_null(v)) return;
-    if (v->kind == CNODE_SCALAR) { /* a single string is a one-item list */
-        *list = xcalloc(1, sizeof **list);
-        (*list)[(*n)++] = xstrdup(v->text);
-        return;
-    }
-    if (v->kind != CNODE_SEQ) {
-        ERR(cx, v->line, path, "expected a list of strings, found %s", kind_name(v));
-        return;
-    }
-    *list = xcalloc(v->n ? v->n : 1, sizeof **list);
-    for (size_t i = 0; i < v->n; i++) {
-        const struct cnode *it = v->items[i];
-        if (it->kind != CNODE_SCALAR || it->is_null) {
-            char *p = path_index(path, i);
-            ERR(cx, it->line, p, "expected a string, found %s", kind_name(it));
-            free(p);
-            continue;
-        }
-        (*list)[(*n)++] = xstrdup(it->text);
-    }
-}
-
-/* Applies map `map` to `base` through `tbl`. Returns a bit per row seen
- * (rows beyond 63 are not tracked). */
-static uint64_t parse_map(struct parse_ctx *cx, const struct cnode *map, const char *path,
-                          const struct key_spec *tbl, void *base)
-{
-    uint64_t seen = 0;
-    char buf[256];
-    if (is_null(map)) return 0;
-    if (map->kind != CNODE_MAP) {
-        ERR(cx, map->line, path[0] ? path : "(top level)", "expected a map, found %s",
-            kind_name(map));
-        return 0;
-    }
-    for (size_t i = 0; i < map->n; i++) {
-        const struct cnode_pair *pr = &map->pairs[i];
-        const struct cnode *v = pr->value;
-        char *kp = path_key(path, pr->key);
-        const struct key_spec *k = tbl;
-        while (k->name && strcmp(k->name, pr->key) != 0) k++;
-        if (!k->name) {
-            WARN(cx, pr->line, kp, "unknown key (ignored)");
-            free(kp);
-            continue;
-        }
-        size_t row = (size_t)(k - tbl);
-        char *dst = (char *)base + k->offset;
-        switch (k->type) {
-        case KT_IGNORE:
-            break;
-        case KT_SECTION:
-            parse_map(cx, v, kp, k->sub, base);
-            if (!is_null(v)) seen |= row < 64 ? 1ull << row : 0;
-            break;
-        case KT_CUSTOM:
-            k->parse(cx, v, kp, base);
-            if (!is_null(v)) seen |= row < 64 ? 1ull << row : 0;
-            break;
-        case KT_STRLIST:
-            parse_strlist(cx, v, kp, (char ***)dst, (size_t *)((char *)base + k->count_offset));
-            seen |= row < 64 ? 1ull << row : 0;
-            break;
-        case KT_SECRET:
-            if (v->kind != CNODE_SCALAR) {
-                ERR(cx, v->line, kp, "expected a string, found %s", kind_name(v));
-            } else if (v->env_var || v->is_null || v->len == 0) {
-                char **p = (char **)dst;
-                free(*p);
-                *p = NULL;
-                if (!cx->secret_reason) {
-                    const char *rel = strlen(kp) > cx->reason_skip ? kp + cx->reason_skip : kp;
-                    if (v->env_var)
-                        cx->secret_reason =
-                            xasprintf("%s: environment variable %s is %s", rel, v->env_var,
-                                      v->env_empty ? "empty" : "not set");
-                    else cx->secret_reason = xasprintf("%s: is empty", rel);
-                }
-                seen |= row < 64 ? 1ull << row : 0;
-            } else {
-                parse_scalar(k, v->text, dst, buf, sizeof buf);
-                seen |= row < 64 ? 1ull << row : 0;
-            }
-            break;
-        default: {
-            const char *t = scalar_text(cx, v, kp, "a value");
-            if (!t) break;
-            const char *bad = parse_scalar(k, t, dst, buf, sizeof buf);
-            if (bad) ERR(cx, v->line, kp, "%s", bad);
-            else seen |= row < 64 ? 1ull << row : 0;
-            break;
-        }
-        }
-        free(kp);
-    }
-    return seen;
-}
-
-static bool seen_key(const struct key_spec *tbl, uint64_t seen, const char *name)
-{
-    for (size_t i = 0; tbl[i].name && i < 64; i++)
-        if (strcmp(tbl[i].name, name) == 0) return (seen >> i) & 1;
-    return false;
-}
-
-/* Calls `item` for every element of list `v` that is a map. */
-static void each_map_item(struct parse_ctx *cx, const struct cnode *v, const char *path,
-                          void (*item)(struct parse_ctx *, const struct cnode *, const char *,
-                                       void *),
-                          void *base)
-{
-    if (is_null(v)) return;
-    if (v->kind != CNODE_SEQ) {
-        ERR(cx, v->line, path, "expected a list, found %s", kind_name(v));
-        return;
-    }
-    for (size_t i = 0; i < v->n; i++) {
-        char *ip = path_index(path, i);
-        if (v->items[i]->kind != CNODE_MAP)
-            ERR(cx, v->items[i]->line, ip, "expected a map, found %s", kind_name(v->items[i]));
-        else item(cx, v->items[i], ip, base);
-        free(ip);
-    }
-}
 
 /* ---- node ---- */
 
@@ -473,8 +28,8 @@ static void on_peer(struct parse_ctx *cx, const struct cnode *m, const char *pat
 {
     struct config *c = base;
     struct config_peer p = {0};
-    apply_defaults(peer_keys, &p);
-    parse_map(cx, m, path, peer_keys, &p);
+    walk_defaults(peer_keys, &p);
+    walk_map(cx, m, path, peer_keys, &p);
     if (!p.addr) {
         ERR(cx, m->line, path, "addr: missing (expected host:port of the peer's mesh listener)");
         free(p.id);
@@ -489,7 +44,7 @@ static void on_peer(struct parse_ctx *cx, const struct cnode *m, const char *pat
 static void parse_peers(struct parse_ctx *cx, const struct cnode *v, const char *path,
                         void *base)
 {
-    each_map_item(cx, v, path, on_peer, base);
+    walk_each_item(cx, v, path, on_peer, base);
 }
 
 static const struct key_spec mesh_tls_keys[] = {
@@ -527,7 +82,7 @@ static void parse_listen(struct parse_ctx *cx, const struct cnode *v, const char
                          void *base)
 {
     struct config *c = base;
-    const char *t = scalar_text(cx, v, path, "host:port");
+    const char *t = walk_scalar_text(cx, v, path, "host:port");
     if (!t) return;
     char *host = NULL;
     int port;
@@ -555,8 +110,8 @@ static void on_endpoint(struct parse_ctx *cx, const struct cnode *m, const char 
         {.name = "enabled", .type = KT_BOOL, .def = "true", .offset = AT(struct endpoint_row, enabled)},
         {.name = NULL},
     };
-    apply_defaults(keys, &e);
-    parse_map(cx, m, path, keys, &e);
+    walk_defaults(keys, &e);
+    walk_map(cx, m, path, keys, &e);
     if (!e.path) ERR(cx, m->line, path, "path: missing (expected e.g. /v1/chat/completions)");
     else if (e.path[0] != '/') ERR(cx, m->line, path, "path: must start with '/'");
     else if (!e.enabled) {
@@ -572,7 +127,7 @@ static void on_endpoint(struct parse_ctx *cx, const struct cnode *m, const char 
 static void parse_endpoints(struct parse_ctx *cx, const struct cnode *v, const char *path,
                             void *base)
 {
-    each_map_item(cx, v, path, on_endpoint, base);
+    walk_each_item(cx, v, path, on_endpoint, base);
 }
 
 #define KB 1024LL
@@ -648,7 +203,7 @@ static void parse_capabilities(struct parse_ctx *cx, const struct cnode *v, cons
     struct model_row *r = base;
     char **list = NULL;
     size_t n = 0;
-    parse_strlist(cx, v, path, &list, &n);
+    walk_strlist(cx, v, path, &list, &n);
     r->m.capabilities = 0;
     r->m.capabilities_explicit = true;
     for (size_t i = 0; i < n; i++) {
@@ -656,13 +211,13 @@ static void parse_capabilities(struct parse_ctx *cx, const struct cnode *v, cons
         while (j < nn && strcmp(capability_names[j].name, list[i]) != 0) j++;
         if (j < nn) r->m.capabilities |= capability_names[j].bit;
         else {
-            char *ip = path_index(path, i);
+            char *ip = walk_path_index(path, i);
             WARN(cx, v->kind == CNODE_SEQ ? v->items[i]->line : v->line, ip,
                  "unknown capability '%s' (ignored)", list[i]);
             free(ip);
         }
     }
-    free_strlist(&list, &n);
+    walk_free_strlist(&list, &n);
 }
 
 #define MODEL(m_) offsetof(struct model_row, m.m_)
@@ -691,7 +246,7 @@ static void on_model(struct parse_ctx *cx, const struct cnode *m, const char *pa
     struct model_row r = {0};
     r.m.capabilities = CAP_TEXT;
     r.m.line = m->line;
-    uint64_t seen = parse_map(cx, m, path, model_keys, &r);
+    uint64_t seen = walk_map(cx, m, path, model_keys, &r);
     if (!r.m.name || !r.m.name[0]) {
         ERR(cx, m->line, path, "name: missing (every model needs the name clients ask for)");
         free(r.m.name);
@@ -700,7 +255,7 @@ static void on_model(struct parse_ctx *cx, const struct cnode *m, const char *pa
     }
     for (size_t i = 0; i < p->n_models; i++) {
         if (strcmp(p->models[i].name, r.m.name) == 0) {
-            char *np = path_key(path, "name");
+            char *np = walk_path_key(path, "name");
             ERR(cx, m->line, np, "duplicate model '%s' (first defined on line %d)", r.m.name,
                 p->models[i].line);
             free(np);
@@ -709,9 +264,9 @@ static void on_model(struct parse_ctx *cx, const struct cnode *m, const char *pa
             return;
         }
     }
-    if (seen_key(model_keys, seen, "cost_per_1k_tokens")) {
-        if (!seen_key(model_keys, seen, "cost_per_1k_input_tokens")) r.m.price_in_per_1k = r.flat;
-        if (!seen_key(model_keys, seen, "cost_per_1k_output_tokens"))
+    if (walk_seen_key(model_keys, seen, "cost_per_1k_tokens")) {
+        if (!walk_seen_key(model_keys, seen, "cost_per_1k_input_tokens")) r.m.price_in_per_1k = r.flat;
+        if (!walk_seen_key(model_keys, seen, "cost_per_1k_output_tokens"))
             r.m.price_out_per_1k = r.flat;
     }
     if (!r.m.upstream_id) r.m.upstream_id = xstrdup(r.m.name);
@@ -722,7 +277,7 @@ static void on_model(struct parse_ctx *cx, const struct cnode *m, const char *pa
 static void parse_models(struct parse_ctx *cx, const struct cnode *v, const char *path,
                          void *base)
 {
-    each_map_item(cx, v, path, on_model, base);
+    walk_each_item(cx, v, path, on_model, base);
 }
 
 #define PROV(m) offsetof(struct config_provider, m)
@@ -757,7 +312,7 @@ static const struct key_spec provider_keys[] = {
 void config_provider_init(struct config_provider *p, const char *name, enum provider_type t)
 {
     memset(p, 0, sizeof *p);
-    apply_defaults(provider_keys, p);
+    walk_defaults(provider_keys, p);
     p->name = xstrdup(name);
     p->type = t;
     p->available = true;
@@ -767,7 +322,7 @@ void config_provider_cleanup(struct config_provider *p)
 {
     free(p->name);
     free(p->endpoint);
-    free_strlist(&p->endpoints, &p->n_endpoints);
+    walk_free_strlist(&p->endpoints, &p->n_endpoints);
     free(p->api_key);
     free(p->account_id);
     free(p->api_token);
@@ -809,7 +364,7 @@ static void check_base_url(struct parse_ctx *cx, int line, const char *key, char
  * dropped; endpoints[0] becomes `endpoint`. */
 static void finish_endpoint_list(struct parse_ctx *cx, struct config_provider *p, const char *path)
 {
-    char *ek = path_key(path, "endpoints");
+    char *ek = walk_path_key(path, "endpoints");
     char **list = NULL;
     size_t n = 0;
     if (p->endpoint) {
@@ -818,7 +373,7 @@ static void finish_endpoint_list(struct parse_ctx *cx, struct config_provider *p
         list[n++] = xstrdup(p->endpoint);
     }
     for (size_t i = 0; i < p->n_endpoints; i++) {
-        char *ip = path_index(ek, i);
+        char *ip = walk_path_index(ek, i);
         check_base_url(cx, p->line, ip, p->endpoints[i]);
         free(ip);
         bool dup = false;
@@ -827,7 +382,7 @@ static void finish_endpoint_list(struct parse_ctx *cx, struct config_provider *p
         list = xrealloc(list, (n + 1) * sizeof *list);
         list[n++] = xstrdup(p->endpoints[i]);
     }
-    free_strlist(&p->endpoints, &p->n_endpoints);
+    walk_free_strlist(&p->endpoints, &p->n_endpoints);
     p->endpoints = list;
     p->n_endpoints = n;
     if (n == 0) ERR(cx, p->line, ek, "empty (list at least one base URL, or use endpoint)");
@@ -843,7 +398,7 @@ static void finish_endpoint(struct parse_ctx *cx, struct config_provider *p, con
         finish_endpoint_list(cx, p, path);
         return;
     }
-    char *ep = path_key(path, "endpoint");
+    char *ep = walk_path_key(path, "endpoint");
     if (!p->endpoint) {
         const char *def = pre ? pre->endpoint : config_default_endpoint(p->type);
         if (!def) {
@@ -905,17 +460,17 @@ static void parse_one_provider(struct parse_ctx *cx, const struct cnode_pair *pr
 {
     struct config *c = cx->cfg;
     const struct cnode *v = pr->value;
-    if (!is_null(v) && v->kind != CNODE_MAP) {
-        ERR(cx, v->line, path, "expected a map, found %s", kind_name(v));
+    if (!walk_is_null(v) && v->kind != CNODE_MAP) {
+        ERR(cx, v->line, path, "expected a map, found %s", walk_kind_name(v));
         return;
     }
     enum provider_type t = PROVIDER_OPENAI;
     bool ok = true;
     const struct cnode *tv = cnode_get(v, "type");
     const char *ts = tv && tv->kind == CNODE_SCALAR && !tv->is_null ? tv->text : NULL;
-    char *tp = path_key(path, "type");
-    if (tv && !is_null(tv) && tv->kind != CNODE_SCALAR) {
-        ERR(cx, tv->line, tp, "expected one of %s, found %s", type_list, kind_name(tv));
+    char *tp = walk_path_key(path, "type");
+    if (tv && !walk_is_null(tv) && tv->kind != CNODE_SCALAR) {
+        ERR(cx, tv->line, tp, "expected one of %s, found %s", type_list, walk_kind_name(tv));
         ok = false;
     } else if (ts) {
         if (!provider_type_parse(ts, &t)) {
@@ -936,10 +491,10 @@ static void parse_one_provider(struct parse_ctx *cx, const struct cnode_pair *pr
 
     const struct preset *pre = NULL;
     const struct cnode *pv = cnode_get(v, "preset");
-    if (pv && !is_null(pv)) {
-        char *pp = path_key(path, "preset");
+    if (pv && !walk_is_null(pv)) {
+        char *pp = walk_path_key(path, "preset");
         if (pv->kind != CNODE_SCALAR) {
-            ERR(cx, pv->line, pp, "expected a preset name, found %s", kind_name(pv));
+            ERR(cx, pv->line, pp, "expected a preset name, found %s", walk_kind_name(pv));
         } else if (t != PROVIDER_OPENAI) {
             ERR(cx, pv->line, pp, "presets apply to type openai only");
         } else {
@@ -960,15 +515,15 @@ static void parse_one_provider(struct parse_ctx *cx, const struct cnode_pair *pr
     cx->reason_skip = strlen(path) + 1;
     free(cx->secret_reason);
     cx->secret_reason = NULL;
-    uint64_t seen = parse_map(cx, v, path, provider_keys, p);
+    uint64_t seen = walk_map(cx, v, path, provider_keys, p);
     if (!ok) {
         free(cx->secret_reason);
         cx->secret_reason = NULL;
         return;
     }
-    bool list_given = seen_key(provider_keys, seen, "endpoints");
+    bool list_given = walk_seen_key(provider_keys, seen, "endpoints");
     finish_endpoint(cx, p, path, pre, list_given);
-    finish_credentials(cx, p, pre, list_given || seen_key(provider_keys, seen, "endpoint"));
+    finish_credentials(cx, p, pre, list_given || walk_seen_key(provider_keys, seen, "endpoint"));
     if (!p->enabled) {
         free(p->unavailable_reason);
         p->available = false;
@@ -979,13 +534,13 @@ static void parse_one_provider(struct parse_ctx *cx, const struct cnode_pair *pr
 static void parse_providers(struct parse_ctx *cx, const struct cnode *v, const char *path,
                             void *base)
 {
-    if (is_null(v)) return;
+    if (walk_is_null(v)) return;
     if (v->kind != CNODE_MAP) {
-        ERR(cx, v->line, path, "expected a map of providers by name, found %s", kind_name(v));
+        ERR(cx, v->line, path, "expected a map of providers by name, found %s", walk_kind_name(v));
         return;
     }
     for (size_t i = 0; i < v->n; i++) {
-        char *pp = path_key(path, v->pairs[i].key);
+        char *pp = walk_path_key(path, v->pairs[i].key);
         parse_one_provider(cx, &v->pairs[i], pp);
         free(pp);
     }
@@ -997,15 +552,15 @@ static void parse_aliases(struct parse_ctx *cx, const struct cnode *v, const cha
                           void *base)
 {
     struct config *c = base;
-    if (is_null(v)) return;
+    if (walk_is_null(v)) return;
     if (v->kind != CNODE_MAP) {
-        ERR(cx, v->line, path, "expected a map of alias: model, found %s", kind_name(v));
+        ERR(cx, v->line, path, "expected a map of alias: model, found %s", walk_kind_name(v));
         return;
     }
     for (size_t i = 0; i < v->n; i++) {
         const struct cnode_pair *pr = &v->pairs[i];
-        char *ap = path_key(path, pr->key);
-        const char *t = scalar_text(cx, pr->value, ap, "a model name");
+        char *ap = walk_path_key(path, pr->key);
+        const char *t = walk_scalar_text(cx, pr->value, ap, "a model name");
         if (t && *t) {
             c->routing.aliases =
                 xrealloc(c->routing.aliases, (c->routing.n_aliases + 1) * sizeof(struct config_alias));
@@ -1032,7 +587,7 @@ static void on_rule(struct parse_ctx *cx, const struct cnode *m, const char *pat
         {.name = "else", .type = KT_STR, .offset = AT(struct rule_row, else_expr)},
         {.name = NULL},
     };
-    parse_map(cx, m, path, keys, &row);
+    walk_map(cx, m, path, keys, &row);
     const struct cnode *tv = cnode_get(m, row.else_expr ? "else" : "then");
     r.then_line = tv ? tv->line : m->line;
     if (row.else_expr && !row.if_expr && !row.then_expr) {
@@ -1054,7 +609,7 @@ static void on_rule(struct parse_ctx *cx, const struct cnode *m, const char *pat
 static void parse_rules(struct parse_ctx *cx, const struct cnode *v, const char *path,
                         void *base)
 {
-    each_map_item(cx, v, path, on_rule, base);
+    walk_each_item(cx, v, path, on_rule, base);
 }
 
 static const struct key_spec policy_keys[] = {
@@ -1100,7 +655,7 @@ static void on_policy(struct parse_ctx *cx, const struct cnode *m, const char *p
     struct config_policy pol = {0};
     const char *open = strrchr(path, '[');
     if (open) pol.item = (size_t)strtoull(open + 1, NULL, 10);
-    parse_map(cx, m, path, policy_keys, &pol);
+    walk_map(cx, m, path, policy_keys, &pol);
     if (!pol.name) {
         ERR(cx, m->line, path, "name: missing (every policy needs a name)");
         pol.name = xstrdup("");
@@ -1113,7 +668,7 @@ static void on_policy(struct parse_ctx *cx, const struct cnode *m, const char *p
 static void parse_policies(struct parse_ctx *cx, const struct cnode *v, const char *path,
                            void *base)
 {
-    each_map_item(cx, v, path, on_policy, base);
+    walk_each_item(cx, v, path, on_policy, base);
 }
 
 static const struct key_spec failover_keys[] = {
@@ -1139,9 +694,9 @@ static const struct key_spec lb_keys[] = {
 static void parse_tiers(struct parse_ctx *cx, const struct cnode *v, const char *path, void *base)
 {
     struct config *c = base;
-    if (is_null(v)) return;
+    if (walk_is_null(v)) return;
     if (v->kind != CNODE_MAP) {
-        ERR(cx, v->line, path, "expected a map of tier: model, found %s", kind_name(v));
+        ERR(cx, v->line, path, "expected a map of tier: model, found %s", walk_kind_name(v));
         return;
     }
     static const char *const names[] = {"cheap",   "balanced",    "premium",  "free",
@@ -1149,10 +704,10 @@ static void parse_tiers(struct parse_ctx *cx, const struct cnode *v, const char 
                                         "standard", "complex",    "deep"};
     for (size_t i = 0; i < v->n; i++) {
         const struct cnode_pair *pr = &v->pairs[i];
-        char *tp = path_key(path, pr->key);
+        char *tp = walk_path_key(path, pr->key);
         size_t k = 0, nn = sizeof names / sizeof names[0];
         while (k < nn && strcmp(names[k], pr->key) != 0) k++;
-        const char *t = scalar_text(cx, pr->value, tp, "a model name");
+        const char *t = walk_scalar_text(cx, pr->value, tp, "a model name");
         if (k == nn) {
             ERR(cx, pr->line, tp, "unknown tier (expected cheap, balanced, premium, free, local, "
                                   "trivial, operational, standard, complex or deep)");
@@ -1199,7 +754,7 @@ static void parse_cost_db(struct parse_ctx *cx, const struct cnode *v, const cha
                           void *base)
 {
     struct config *c = base;
-    const char *t = scalar_text(cx, v, path, "sqlite:///path");
+    const char *t = walk_scalar_text(cx, v, path, "sqlite:///path");
     if (!t) return;
     const char *p = t;
     if (strncmp(t, "sqlite:///", 10) == 0) p = t + 10;
@@ -1226,9 +781,9 @@ static void on_alert(struct parse_ctx *cx, const struct cnode *m, const char *pa
 {
     struct config *c = base;
     struct config_alert a = {0};
-    apply_defaults(alert_keys, &a);
-    uint64_t seen = parse_map(cx, m, path, alert_keys, &a);
-    if (!seen_key(alert_keys, seen, "threshold")) {
+    walk_defaults(alert_keys, &a);
+    uint64_t seen = walk_map(cx, m, path, alert_keys, &a);
+    if (!walk_seen_key(alert_keys, seen, "threshold")) {
         ERR(cx, m->line, path, "threshold: missing (expected a percent from 1 to 100)");
         free(a.webhook);
         return;
@@ -1240,7 +795,7 @@ static void on_alert(struct parse_ctx *cx, const struct cnode *m, const char *pa
 static void parse_alerts(struct parse_ctx *cx, const struct cnode *v, const char *path,
                          void *base)
 {
-    each_map_item(cx, v, path, on_alert, base);
+    walk_each_item(cx, v, path, on_alert, base);
 }
 
 static const struct key_spec tenant_keys[] = {
@@ -1254,7 +809,7 @@ static void on_tenant(struct parse_ctx *cx, const struct cnode *m, const char *p
 {
     struct config *c = base;
     struct config_tenant t = {0};
-    parse_map(cx, m, path, tenant_keys, &t);
+    walk_map(cx, m, path, tenant_keys, &t);
     if (!t.name || !*t.name) {
         ERR(cx, m->line, path, "name: missing (expected the tenant's name)");
         free(t.name);
@@ -1267,7 +822,7 @@ static void on_tenant(struct parse_ctx *cx, const struct cnode *m, const char *p
 static void parse_tenants(struct parse_ctx *cx, const struct cnode *v, const char *path,
                           void *base)
 {
-    each_map_item(cx, v, path, on_tenant, base);
+    walk_each_item(cx, v, path, on_tenant, base);
 }
 
 static const struct key_spec budget_keys[] = {
@@ -1300,7 +855,7 @@ static void parse_metrics_collect(struct parse_ctx *cx, const struct cnode *v, c
                                   void *base)
 {
     struct config *c = base;
-    parse_strlist(cx, v, path, &c->observability.metrics_collect,
+    walk_strlist(cx, v, path, &c->observability.metrics_collect,
                   &c->observability.n_metrics_collect);
     for (size_t i = 0; i < c->observability.n_metrics_collect; i++) {
         const char *g = c->observability.metrics_collect[i];
@@ -1317,7 +872,7 @@ static void parse_tracing_endpoint(struct parse_ctx *cx, const struct cnode *v, 
                                    void *base)
 {
     struct config *c = base;
-    const char *t = scalar_text(cx, v, path, "an http:// URL");
+    const char *t = walk_scalar_text(cx, v, path, "an http:// URL");
     if (!t) return;
     if (*t && strncmp(t, "http://", 7) != 0)
         WARN(cx, v->line, path, "'%s': the OTLP exporter speaks plain http:// only (use a local "
@@ -1376,17 +931,17 @@ static void on_api_key(struct parse_ctx *cx, const struct cnode *m, const char *
 {
     struct config *c = base;
     struct config_api_key k = {0};
-    apply_defaults(api_key_keys, &k);
+    walk_defaults(api_key_keys, &k);
     free(cx->secret_reason);
     cx->secret_reason = NULL;
     cx->reason_skip = strlen(path) + 1;
-    uint64_t seen = parse_map(cx, m, path, api_key_keys, &k);
-    if (!seen_key(api_key_keys, seen, "key")) {
+    uint64_t seen = walk_map(cx, m, path, api_key_keys, &k);
+    if (!walk_seen_key(api_key_keys, seen, "key")) {
         ERR(cx, m->line, path, "key: missing (expected the secret or ${VAR})");
         free(k.name);
         free(k.role);
         free(k.tenant);
-        free_strlist(&k.models, &k.n_models);
+        walk_free_strlist(&k.models, &k.n_models);
         return;
     }
     k.available = k.key != NULL;
@@ -1407,14 +962,14 @@ static void on_api_key(struct parse_ctx *cx, const struct cnode *m, const char *
 static void parse_api_keys(struct parse_ctx *cx, const struct cnode *v, const char *path,
                            void *base)
 {
-    each_map_item(cx, v, path, on_api_key, base);
+    walk_each_item(cx, v, path, on_api_key, base);
 }
 
 static void parse_auth_type(struct parse_ctx *cx, const struct cnode *v, const char *path,
                             void *base)
 {
     struct config *c = base;
-    const char *t = scalar_text(cx, v, path, "api_key");
+    const char *t = walk_scalar_text(cx, v, path, "api_key");
     if (!t) return;
     /* jwt and oauth2 are in the standard but not implemented: accepting them
      * silently would leave a gateway open that its owner thinks is closed. */
@@ -1478,7 +1033,7 @@ struct config *config_new_defaults(void)
     struct config *c = xcalloc(1, sizeof *c);
     atomic_init(&c->refcount, 1);
     c->generation = atomic_fetch_add(&generations, 1) + 1;
-    apply_defaults(top_keys, c);
+    walk_defaults(top_keys, c);
     return c;
 }
 
@@ -1522,7 +1077,7 @@ static void validate_mesh(struct parse_ctx *cx, const struct cnode *root)
     }
     for (size_t i = 0; i < c->node.n_peers; i++)
         if (!strchr(c->node.peers[i].addr, ':')) {
-            char *p = path_index("node.mesh.peers", i);
+            char *p = walk_path_index("node.mesh.peers", i);
             ERR(cx, line, p, "addr '%s' is not host:port", c->node.peers[i].addr);
             free(p);
         }
@@ -1538,7 +1093,7 @@ static void validate(struct parse_ctx *cx, const struct cnode *root)
         const char *n = c->routing.fallback_chain[i];
         if (strcmp(n, "mesh_peer") == 0 || config_find_provider(c, n)) continue;
         int line = fc && fc->kind == CNODE_SEQ && i < fc->n ? fc->items[i]->line : fc ? fc->line : 0;
-        char *p = path_index("routing.failover.fallback_chain", i);
+        char *p = walk_path_index("routing.failover.fallback_chain", i);
         WARN(cx, line, p, "'%s' is not a provider (nor mesh_peer)", n);
         free(p);
     }
@@ -1559,7 +1114,7 @@ bool config_apply_tree(struct config *c, const struct cnode *root, const char *f
                        file, root->line);
         return false;
     }
-    parse_map(&cx, root, "", top_keys, c);
+    walk_map(&cx, root, "", top_keys, c);
     free(cx.secret_reason);
     validate(&cx, root);
     return diags->errors == errors;

@@ -70,8 +70,10 @@ static struct config *take_config(void)
 
 static void beat_free(struct beat *b)
 {
-    if (b->prev) b->prev->next = b->next;
-    else pending = b->next;
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        pending = b->next;
     if (b->next) b->next->prev = b->prev;
     free(b->url);
     free(b->headers);
@@ -182,7 +184,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         if (n) {
             size_t len = 0;
             char *body = self_cb(cfg, &len);
-            for (size_t i = 0; i < n; i++) send_beat(cfg, addrs[i], body, len);
+            for (size_t i = 0; i < n; i++)
+                send_beat(cfg, addrs[i], body, len);
             free(body);
         }
     }
@@ -209,7 +212,8 @@ int mesh_heartbeat_start(struct config *cfg, mesh_self_cb self)
     mesh_heartbeat_set_config(cfg);
     base = event_base_new();
     if (!base) return -1;
-    dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    dns =
+        evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
     if (!dns) dns = evdns_base_new(base, 0); /* no resolv.conf: IPs only */
     pool = upstream_pool_new(base, dns);
     tick = event_new(base, -1, EV_PERSIST, on_tick, NULL);

@@ -23,12 +23,12 @@
 struct peer {
     struct mesh_peer_info info;
     bool in_use;
-    bool in_flight;            /* a heartbeat is out */
-    int64_t first_ms;          /* monotonic: added to the table */
-    int64_t last_attempt_ms;   /* monotonic: last heartbeat sent */
-    int64_t last_ok_ms;        /* monotonic: last heartbeat answered */
+    bool in_flight;          /* a heartbeat is out */
+    int64_t first_ms;        /* monotonic: added to the table */
+    int64_t last_attempt_ms; /* monotonic: last heartbeat sent */
+    int64_t last_ok_ms;      /* monotonic: last heartbeat answered */
     bool ever_ok;
-    bool id_known;             /* learned from the peer itself, or configured */
+    bool id_known; /* learned from the peer itself, or configured */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -46,9 +46,12 @@ static int64_t peer_timeout_ms = 5000;
 const char *mesh_peer_status_name(enum mesh_peer_status s)
 {
     switch (s) {
-    case MESH_PEER_CONNECTING: return "connecting";
-    case MESH_PEER_HEALTHY: return "healthy";
-    case MESH_PEER_UNHEALTHY: return "unhealthy";
+    case MESH_PEER_CONNECTING:
+        return "connecting";
+    case MESH_PEER_HEALTHY:
+        return "healthy";
+    case MESH_PEER_UNHEALTHY:
+        return "unhealthy";
     }
     return "unknown";
 }
@@ -221,7 +224,8 @@ static struct peer *peer_add(const char *addr, const char *id, bool configured, 
 
 static bool is_self(const char *id, const char *addr)
 {
-    return (id && *id && strcmp(id, self_id) == 0) || (addr && self_addr[0] && strcmp(addr, self_addr) == 0);
+    return (id && *id && strcmp(id, self_id) == 0) ||
+           (addr && self_addr[0] && strcmp(addr, self_addr) == 0);
 }
 
 /* A node named in someone's heartbeat: added when new to us. */
@@ -262,8 +266,10 @@ void mesh_peers_configure(const struct config *cfg)
         for (size_t j = 0; enabled && j < cfg->node.n_peers; j++)
             listed = listed || strcmp(cfg->node.peers[j].addr, p->info.addr) == 0;
         if (!listed && p->info.configured) {
-            if (p->ever_ok && enabled) p->info.configured = false;
-            else peer_drop(p);
+            if (p->ever_ok && enabled)
+                p->info.configured = false;
+            else
+                peer_drop(p);
         }
         if (!enabled && p->in_use) peer_drop(p);
     }
@@ -336,9 +342,8 @@ void mesh_peers_on_heartbeat(const char *addr, const struct mesh_node_state *st,
     if (other && other != p) {
         /* The same node under two addresses: keep the configured one. */
         struct peer *drop = other->info.configured && !p->info.configured ? p : other;
-        log_event(LOG_INFO, "peer_duplicate", "mesh: %s answers at %s and %s; keeping %s",
-                  st->id, p->info.addr, other->info.addr,
-                  drop == p ? other->info.addr : p->info.addr);
+        log_event(LOG_INFO, "peer_duplicate", "mesh: %s answers at %s and %s; keeping %s", st->id,
+                  p->info.addr, other->info.addr, drop == p ? other->info.addr : p->info.addr);
         bool self_dropped = drop == p;
         peer_drop(drop);
         if (self_dropped) {
@@ -346,7 +351,8 @@ void mesh_peers_on_heartbeat(const char *addr, const struct mesh_node_state *st,
             goto out;
         }
     }
-    if (p->info.has_state && p->info.state.boot_id[0] && strcmp(p->info.state.boot_id, st->boot_id) != 0)
+    if (p->info.has_state && p->info.state.boot_id[0] &&
+        strcmp(p->info.state.boot_id, st->boot_id) != 0)
         log_event(LOG_INFO, "peer_restarted", "mesh: peer %s restarted (new boot id)", st->id);
     if (p->info.has_state) mesh_state_cleanup(&p->info.state);
     mesh_state_copy(&p->info.state, st);
@@ -355,12 +361,14 @@ void mesh_peers_on_heartbeat(const char *addr, const struct mesh_node_state *st,
     p->id_known = true;
     p->info.heartbeats_ok++;
     p->info.last_error[0] = '\0';
-    p->info.rtt_us = p->info.rtt_us ? p->info.rtt_us + (rtt_us - p->info.rtt_us) / RTT_WEIGHT : rtt_us;
+    p->info.rtt_us =
+        p->info.rtt_us ? p->info.rtt_us + (rtt_us - p->info.rtt_us) / RTT_WEIGHT : rtt_us;
     p->last_ok_ms = now_ms;
     p->ever_ok = true;
     p->info.last_seen_wall_ms = wall_ms();
     set_status_locked(p, MESH_PEER_HEALTHY, NULL);
-    for (size_t i = 0; i < st->n_peers; i++) learn_locked(st->peers[i].id, st->peers[i].addr, now_ms);
+    for (size_t i = 0; i < st->n_peers; i++)
+        learn_locked(st->peers[i].id, st->peers[i].addr, now_ms);
     rebuild_view_locked();
 out:
     pthread_mutex_unlock(&lock);
@@ -400,8 +408,10 @@ static void reachable_addr(const char *addr, const char *from_ip, char *out, siz
     bool wildcard = hl == 0 || (hl == 7 && memcmp(addr, "0.0.0.0", 7) == 0) ||
                     (hl == 4 && memcmp(addr, "[::]", 4) == 0);
     if (wildcard && colon && from_ip && *from_ip) {
-        if (strchr(from_ip, ':')) snprintf(out, cap, "[%s]%s", from_ip, colon);
-        else snprintf(out, cap, "%s%s", from_ip, colon);
+        if (strchr(from_ip, ':'))
+            snprintf(out, cap, "[%s]%s", from_ip, colon);
+        else
+            snprintf(out, cap, "%s%s", from_ip, colon);
     } else {
         copy_str(out, cap, addr);
     }
@@ -416,7 +426,8 @@ void mesh_peers_heard_from(const struct mesh_node_state *st, const char *from_ip
         reachable_addr(st->addr, from_ip, addr, sizeof addr);
         learn_locked(st->id, addr, now_ms);
     }
-    for (size_t i = 0; i < st->n_peers; i++) learn_locked(st->peers[i].id, st->peers[i].addr, now_ms);
+    for (size_t i = 0; i < st->n_peers; i++)
+        learn_locked(st->peers[i].id, st->peers[i].addr, now_ms);
     pthread_mutex_unlock(&lock);
 }
 
@@ -448,7 +459,8 @@ size_t mesh_peers_snapshot(struct mesh_peer_info **out)
 {
     pthread_mutex_lock(&lock);
     size_t n = 0;
-    for (size_t i = 0; i < MESH_MAX_PEERS; i++) n += table[i].in_use;
+    for (size_t i = 0; i < MESH_MAX_PEERS; i++)
+        n += table[i].in_use;
     struct mesh_peer_info *v = n ? xcalloc(n, sizeof *v) : NULL;
     size_t k = 0;
     for (size_t i = 0; i < MESH_MAX_PEERS; i++) {

@@ -34,7 +34,7 @@ struct mesh_peer_info {
     int priority;
     bool configured; /* from the config or --peers (else learned) */
     enum mesh_peer_status status;
-    int64_t rtt_us;          /* heartbeat round trip, EWMA; 0 unmeasured */
+    int64_t rtt_us;            /* heartbeat round trip, EWMA; 0 unmeasured */
     int64_t last_seen_wall_ms; /* last successful heartbeat, 0 never */
     uint64_t heartbeats_ok, heartbeats_failed;
     uint64_t received; /* requests this node served for it */

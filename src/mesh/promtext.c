@@ -16,7 +16,8 @@ static void buf_add(struct buf *b, const char *s, size_t n)
 {
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 1024;
-        while (cap < b->len + n + 1) cap *= 2;
+        while (cap < b->len + n + 1)
+            cap *= 2;
         b->p = xrealloc(b->p, cap);
         b->cap = cap;
     }
@@ -27,8 +28,8 @@ static void buf_add(struct buf *b, const char *s, size_t n)
 
 struct family {
     char *name;
-    char *help; /* the whole "# HELP ..." line, or NULL */
-    char *type; /* the whole "# TYPE ..." line, or NULL */
+    char *help;    /* the whole "# HELP ..." line, or NULL */
+    char *type;    /* the whole "# TYPE ..." line, or NULL */
     bool compound; /* histogram or summary: _bucket/_sum/_count belong here */
     struct buf samples;
 };
@@ -59,7 +60,8 @@ void prom_merge_free(struct prom_merge *m)
 static struct family *find(struct prom_merge *m, const char *name, size_t n)
 {
     for (size_t i = 0; i < m->n; i++)
-        if (strlen(m->fams[i].name) == n && memcmp(m->fams[i].name, name, n) == 0) return &m->fams[i];
+        if (strlen(m->fams[i].name) == n && memcmp(m->fams[i].name, name, n) == 0)
+            return &m->fams[i];
     return NULL;
 }
 
@@ -93,8 +95,8 @@ static struct family *family_of(struct prom_merge *m, const char *name, size_t n
 
 static bool name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == ':';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == ':';
 }
 
 /* node="..." with the id escaped as the text format wants. */
@@ -103,8 +105,10 @@ static void node_label(const char *node, struct buf *out)
     buf_add(out, "node=\"", 6);
     for (const char *p = node; *p; p++) {
         if (*p == '\\' || *p == '"') buf_add(out, "\\", 1);
-        if (*p == '\n') buf_add(out, "\\n", 2);
-        else buf_add(out, p, 1);
+        if (*p == '\n')
+            buf_add(out, "\\n", 2);
+        else
+            buf_add(out, p, 1);
     }
     buf_add(out, "\"", 1);
 }
@@ -115,7 +119,8 @@ static void add_meta(struct prom_merge *m, const char *line, size_t n, bool is_t
     const char *p = line + 7;
     const char *e = line + n;
     const char *name = p;
-    while (p < e && name_char(*p)) p++;
+    while (p < e && name_char(*p))
+        p++;
     if (p == name) return;
     struct family *f = get(m, name, (size_t)(p - name));
     if (!f) return;
@@ -123,7 +128,8 @@ static void add_meta(struct prom_merge *m, const char *line, size_t n, bool is_t
     if (*slot) return;
     *slot = xstrndup(line, n);
     if (is_type) {
-        while (p < e && *p == ' ') p++;
+        while (p < e && *p == ' ')
+            p++;
         f->compound = (e - p >= 9 && memcmp(p, "histogram", 9) == 0) ||
                       (e - p >= 7 && memcmp(p, "summary", 7) == 0);
     }
@@ -133,7 +139,8 @@ static void add_sample(struct prom_merge *m, const char *node, const char *line,
 {
     const char *e = line + n;
     const char *p = line;
-    while (p < e && name_char(*p)) p++;
+    while (p < e && name_char(*p))
+        p++;
     if (p == line || p == e || (*p != '{' && *p != ' ')) return;
     struct family *f = family_of(m, line, (size_t)(p - line));
     if (!f) return;
@@ -160,15 +167,18 @@ void prom_merge_add(struct prom_merge *m, const char *node, const char *text, si
         const char *le = nl ? nl : end;
         size_t n = (size_t)(le - p);
         if (n && p[n - 1] == '\r') n--;
-        if (n > 7 && memcmp(p, "# HELP ", 7) == 0) add_meta(m, p, n, false);
-        else if (n > 7 && memcmp(p, "# TYPE ", 7) == 0) add_meta(m, p, n, true);
-        else if (n && p[0] != '#') add_sample(m, node, p, n);
+        if (n > 7 && memcmp(p, "# HELP ", 7) == 0)
+            add_meta(m, p, n, false);
+        else if (n > 7 && memcmp(p, "# TYPE ", 7) == 0)
+            add_meta(m, p, n, true);
+        else if (n && p[0] != '#')
+            add_sample(m, node, p, n);
         p = nl ? nl + 1 : end;
     }
 }
 
-void prom_merge_sample(struct prom_merge *m, const char *family, const char *help,
-                       const char *type, const char *line)
+void prom_merge_sample(struct prom_merge *m, const char *family, const char *help, const char *type,
+                       const char *line)
 {
     struct family *f = get(m, family, strlen(family));
     if (!f) return;

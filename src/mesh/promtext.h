@@ -24,8 +24,8 @@ void prom_merge_add(struct prom_merge *m, const char *node, const char *text, si
 
 /* Adds one sample line as it is (already labelled), to family `family`
  * declared with `help` and `type` when new. */
-void prom_merge_sample(struct prom_merge *m, const char *family, const char *help,
-                       const char *type, const char *line);
+void prom_merge_sample(struct prom_merge *m, const char *family, const char *help, const char *type,
+                       const char *line);
 
 /* The merged text (malloc'ed; the caller frees it). */
 char *prom_merge_render(struct prom_merge *m, size_t *len);

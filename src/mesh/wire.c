@@ -72,20 +72,20 @@ char *mesh_state_encode(const struct mesh_node_state *s, size_t *len)
     for (size_t i = 0; i < s->n_models; i++) {
         const struct mesh_model_info *m = &s->models[i];
         json_array_append_new(
-            models, json_pack("{s:s, s:I, s:I, s:I, s:I, s:b, s:I, s:I}", "name", m->name,
-                              "price_in_per_1k_nanos", (json_int_t)m->price_in_per_1k,
-                              "price_out_per_1k_nanos", (json_int_t)m->price_out_per_1k,
-                              "price_per_generation_nanos", (json_int_t)m->price_per_generation,
-                              "capabilities", (json_int_t)m->capabilities, "available",
-                              m->available, "latency_ms", (json_int_t)m->latency_ms, "ttft_ms",
-                              (json_int_t)m->ttft_ms));
+            models,
+            json_pack("{s:s, s:I, s:I, s:I, s:I, s:b, s:I, s:I}", "name", m->name,
+                      "price_in_per_1k_nanos", (json_int_t)m->price_in_per_1k,
+                      "price_out_per_1k_nanos", (json_int_t)m->price_out_per_1k,
+                      "price_per_generation_nanos", (json_int_t)m->price_per_generation,
+                      "capabilities", (json_int_t)m->capabilities, "available", m->available,
+                      "latency_ms", (json_int_t)m->latency_ms, "ttft_ms", (json_int_t)m->ttft_ms));
     }
     json_object_set_new(root, "models", models);
     json_t *provs = json_array();
     for (size_t i = 0; i < s->n_providers; i++)
-        json_array_append_new(provs, json_pack("{s:s, s:s, s:i}", "name", s->providers[i].name,
-                                               "status", s->providers[i].status, "models",
-                                               s->providers[i].models));
+        json_array_append_new(provs,
+                              json_pack("{s:s, s:s, s:i}", "name", s->providers[i].name, "status",
+                                        s->providers[i].status, "models", s->providers[i].models));
     json_object_set_new(root, "providers", provs);
     json_t *peers = json_array();
     for (size_t i = 0; i < s->n_peers; i++)

@@ -21,9 +21,9 @@
 #define MESH_MAX_MODELS 1024
 #define MESH_MAX_PROVIDERS 256
 #define MESH_MAX_KNOWN_PEERS 256
-#define MESH_ID_MAX 64     /* node ids, provider names: longer ones are refused */
+#define MESH_ID_MAX 64 /* node ids, provider names: longer ones are refused */
 #define MESH_ADDR_MAX 256
-#define MESH_NAME_MAX 128  /* model names, node names */
+#define MESH_NAME_MAX 128 /* model names, node names */
 
 struct mesh_model_info {
     char name[MESH_NAME_MAX];
@@ -55,8 +55,8 @@ struct mesh_node_state {
     char addr[MESH_ADDR_MAX]; /* its mesh listener, "" when it has none */
     int64_t uptime_s;
     int64_t in_flight;
-    int64_t capacity; /* 0: unbounded */
-    int load_permille; /* 0..1000 */
+    int64_t capacity;               /* 0: unbounded */
+    int load_permille;              /* 0..1000 */
     nanos_t spend_day, spend_month; /* what it paid its own providers (UTC) */
     struct mesh_model_info *models;
     size_t n_models;

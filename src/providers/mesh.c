@@ -18,10 +18,14 @@
 static const char *path_for(enum api_kind kind)
 {
     switch (kind) {
-    case API_CHAT: return "/chat/completions";
-    case API_COMPLETIONS: return "/completions";
-    case API_EMBEDDINGS: return "/embeddings";
-    case API_IMAGES: return "/images/generations";
+    case API_CHAT:
+        return "/chat/completions";
+    case API_COMPLETIONS:
+        return "/completions";
+    case API_EMBEDDINGS:
+        return "/embeddings";
+    case API_IMAGES:
+        return "/images/generations";
     }
     return "/chat/completions";
 }
@@ -78,10 +82,12 @@ static const char *cut_relay(struct arena *a, const char *text, size_t len, size
     if (!meta) return text;
     const char *end = obj + je.position;
     const char *q = end;
-    while (q < text + len && (*q == ' ' || *q == '\n' || *q == '\r' || *q == '\t')) q++;
+    while (q < text + len && (*q == ' ' || *q == '\n' || *q == '\r' || *q == '\t'))
+        q++;
     /* What precedes: a comma (or the root's brace), spaces aside. */
     const char *start = at;
-    while (start > text && (start[-1] == ' ' || start[-1] == '\n' || start[-1] == '\t')) start--;
+    while (start > text && (start[-1] == ' ' || start[-1] == '\n' || start[-1] == '\t'))
+        start--;
     bool comma = start > text && start[-1] == ',';
     if (q >= text + len || *q != '}' || (!comma && !(start > text && start[-1] == '{'))) {
         json_decref(meta);
