@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "api/admission.h"
+#include "api/mesh_route.h"
 #include "api/scan.h"
 #include "api/upstream_slot.h"
 #include "config/config.h"
@@ -27,7 +28,6 @@
 #include "core/money.h"
 #include "http/server.h"
 #include "core/sse.h"
-#include "mesh/peers.h"
 #include "obs/metrics.h"
 #include "obs/trace.h"
 #include "providers/inbound.h"
@@ -102,7 +102,6 @@ struct proxy {
 
     /* mesh: the peers this request may go to, and what the serving peer
      * said about its answer */
-    struct mesh_view *mesh_view;
     int mesh_hops_out;         /* x-aiproxy-hops for a forwarded attempt */
     const char *mesh_via_out;  /* x-aiproxy-via: the nodes passed, this one last */
     struct provider_relay relay;
@@ -273,33 +272,6 @@ static void settle_usage(struct proxy *px)
 }
 
 /* The x-aiproxy object (SPEC section 3). */
-/* The node ids the answer went through, origin first, comma-separated
- * (arena): this node alone, the peer's route for an answer it served, or
- * the nodes a forwarded request passed and this one. */
-static const char *answer_route(struct proxy *px)
-{
-    struct http_request *req = px->req;
-    const char *self = req->config->node.id;
-    if (px->relay.present) {
-        const char *r = px->relay.route;
-        if (!r) return arena_concat(&req->arena, px->mesh_via_out, ",", px->relay.node, NULL);
-        /* ["a","b"] -> a,b (ids are [A-Za-z0-9._-]; anything else is dropped) */
-        size_t n = strlen(r), k = 0;
-        char *o = arena_alloc(&req->arena, n + 1);
-        for (size_t i = 0; i < n; i++) {
-            char c = r[i];
-            if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                c == '.' || c == '_' || c == '-' || c == ',')
-                o[k++] = c;
-        }
-        o[k] = '\0';
-        return o;
-    }
-    if (req->from_peer && req->mesh_via && *req->mesh_via)
-        return arena_concat(&req->arena, req->mesh_via, ",", self, NULL);
-    return self;
-}
-
 static size_t write_meta(struct proxy *px, char *out, size_t cap)
 {
     const struct config *cfg = px->req->config;
@@ -310,7 +282,7 @@ static size_t write_meta(struct proxy *px, char *out, size_t cap)
                    px->hedge_loser_cost;
     char usd[32];
     money_format_usd(cost, usd, sizeof usd);
-    const char *route = answer_route(px);
+    const char *route = mesh_route_answer(px->req, &px->relay, px->mesh_via_out);
     px->req->acct.via_peer = peer;
     px->req->acct.route = route;
     px->req->acct.provider = px->cand->provider->name;
@@ -1308,53 +1280,6 @@ static int64_t hedge_setting(const char *v, bool configured_on, int64_t configur
 
 static void serve(struct proxy *px);
 
-static void release_mesh_view(void *data)
-{
-    struct proxy *px = data;
-    mesh_view_release(px->mesh_view);
-    px->mesh_view = NULL;
-}
-
-static bool via_lists(const char *via, const char *id)
-{
-    size_t n = strlen(id);
-    for (const char *v = via; v && *v;) {
-        const char *comma = strchr(v, ',');
-        size_t len = comma ? (size_t)(comma - v) : strlen(v);
-        if (len == n && memcmp(v, id, n) == 0) return true;
-        v += len + (comma ? 1 : 0);
-    }
-    return false;
-}
-
-/* The mesh peers this request may be forwarded to (SPEC section 5: never
- * to a node it already passed, never past node.mesh.max_hops), and the
- * hop count and route it would carry. NULL when none. */
-static const struct config_provider **mesh_candidates(struct proxy *px, size_t *n)
-{
-    struct http_request *req = px->req;
-    const struct config *cfg = req->config;
-    *n = 0;
-    if (!cfg->node.mesh_enabled) return NULL;
-    int hops = req->from_peer ? req->mesh_hops : 0;
-    const char *via = req->from_peer ? req->mesh_via : NULL;
-    px->mesh_hops_out = hops + 1;
-    px->mesh_via_out = via && *via ? arena_concat(&req->arena, via, ",", cfg->node.id, NULL)
-                                   : cfg->node.id;
-    if (hops >= cfg->node.mesh_max_hops) return NULL;
-    px->mesh_view = mesh_view_acquire();
-    arena_on_free(&req->arena, release_mesh_view, px);
-    const struct mesh_view *v = px->mesh_view;
-    if (!v->n) return NULL;
-    const struct config_provider **out = arena_alloc(&req->arena, v->n * sizeof *out);
-    for (size_t i = 0; i < v->n; i++) {
-        const struct config_provider *p = &v->providers[i];
-        if (strcmp(p->mesh_node, cfg->node.id) == 0 || via_lists(via, p->mesh_node)) continue;
-        out[(*n)++] = p;
-    }
-    return *n ? out : NULL;
-}
-
 void proxy_handle(struct http_request *req, enum api_kind kind)
 {
     struct proxy *px = arena_alloc(&req->arena, sizeof *px);
@@ -1439,7 +1364,8 @@ static void serve(struct proxy *px)
     const char *strategy = http_header_get(req, "x-aiproxy-strategy");
     if (px->routing.strategy[0]) strategy = px->routing.strategy;
     size_t n_peers = 0;
-    const struct config_provider **peers = mesh_candidates(px, &n_peers);
+    const struct config_provider **peers =
+        mesh_route_peers(req, &px->mesh_hops_out, &px->mesh_via_out, &n_peers);
     struct route_input in = {
         .model = px->facts.model,
         .caps_needed = kind == API_EMBEDDINGS ? CAP_EMBEDDINGS
