@@ -828,6 +828,7 @@ static void on_write(struct bufferevent *bev, void *arg)
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct http_conn *c = arg;
+    if (what == BEV_EVENT_CONNECTED) return; /* a TLS handshake completed */
     /* EOF, error or write timeout: a request being read cannot complete,
      * and one being handled has lost its reader, so its upstream stops. */
     conn_close(c);
