@@ -1,5 +1,8 @@
 /* models: GET /v1/models and GET /v1/models/{id} with the providers array
  * of SPEC section 3 (name, available, cost_per_1k_tokens, avg_latency_ms).
+ * Models that healthy mesh peers serve are listed too, with the peer as
+ * provider "mesh:<id>" (not to peers themselves: a node offers its peers
+ * only its own providers).
  * `available` is false when the provider is unavailable or its active
  * health checks hold it down; avg_latency_ms is this model's EWMA on that
  * provider (routing/stats.h). */
@@ -14,6 +17,7 @@
 #include "config/config.h"
 #include "core/money.h"
 #include "http/server.h"
+#include "mesh/peers.h"
 #include "routing/candidates.h"
 #include "routing/stats.h"
 
@@ -34,12 +38,29 @@ static json_t *usd_json(nanos_t n)
     return v ? v : json_integer(0);
 }
 
-static json_t *model_object(const struct config *cfg, const char *name)
+/* The providers a listing shows: the configured ones, then the peers. */
+struct sources {
+    const struct config *cfg;
+    const struct mesh_view *peers; /* NULL: none */
+};
+
+static size_t n_sources(const struct sources *src)
+{
+    return src->cfg->n_providers + (src->peers ? src->peers->n : 0);
+}
+
+static const struct config_provider *source(const struct sources *src, size_t i)
+{
+    return i < src->cfg->n_providers ? &src->cfg->providers[i]
+                                     : &src->peers->providers[i - src->cfg->n_providers];
+}
+
+static json_t *model_object(const struct sources *src, const char *name)
 {
     json_t *providers = json_array();
     const char *owner = NULL;
-    for (size_t i = 0; i < cfg->n_providers; i++) {
-        const struct config_provider *p = &cfg->providers[i];
+    for (size_t i = 0; i < n_sources(src); i++) {
+        const struct config_provider *p = source(src, i);
         for (size_t j = 0; j < p->n_models; j++) {
             const struct config_model *m = &p->models[j];
             if (strcmp(m->name, name) != 0) continue;
@@ -91,25 +112,38 @@ static void respond_json(struct http_request *req, json_t *doc)
     free(text);
 }
 
+static void sources_init(struct sources *src, const struct http_request *req)
+{
+    src->cfg = req->config;
+    src->peers = req->config->node.mesh_enabled && !req->from_peer ? mesh_view_acquire() : NULL;
+}
+
+static void sources_cleanup(struct sources *src)
+{
+    mesh_view_release((struct mesh_view *)src->peers);
+}
+
 void models_list(struct http_request *req)
 {
     const struct config *cfg = req->config;
+    struct sources src;
+    sources_init(&src, req);
     json_t *data = json_array();
     json_t *seen = json_object();
-    for (size_t i = 0; i < cfg->n_providers; i++) {
-        const struct config_provider *p = &cfg->providers[i];
+    for (size_t i = 0; i < n_sources(&src); i++) {
+        const struct config_provider *p = source(&src, i);
         for (size_t j = 0; j < p->n_models; j++) {
             const char *name = p->models[j].name;
             if (json_object_get(seen, name)) continue;
             json_object_set_new(seen, name, json_true());
-            json_t *m = model_object(cfg, name);
+            json_t *m = model_object(&src, name);
             if (m) json_array_append_new(data, m);
         }
     }
     for (size_t i = 0; i < cfg->routing.n_aliases; i++) {
         const char *name = cfg->routing.aliases[i].name;
         if (json_object_get(seen, name)) continue;
-        json_t *m = model_object(cfg, cfg->routing.aliases[i].target);
+        json_t *m = model_object(&src, cfg->routing.aliases[i].target);
         if (!m) continue;
         json_object_set_new(seen, name, json_true());
         json_object_set_new(m, "id", json_string(name));
@@ -117,6 +151,7 @@ void models_list(struct http_request *req)
         json_array_append_new(data, m);
     }
     json_decref(seen);
+    sources_cleanup(&src);
     json_t *doc = json_object();
     json_object_set_new(doc, "object", json_string("list"));
     json_object_set_new(doc, "data", data);
@@ -126,17 +161,20 @@ void models_list(struct http_request *req)
 void models_get(struct http_request *req, const char *id)
 {
     const struct config *cfg = req->config;
-    json_t *m = model_object(cfg, id);
+    struct sources src;
+    sources_init(&src, req);
+    json_t *m = model_object(&src, id);
     if (!m) {
         for (size_t i = 0; i < cfg->routing.n_aliases && !m; i++) {
             if (strcmp(cfg->routing.aliases[i].name, id) != 0) continue;
-            m = model_object(cfg, cfg->routing.aliases[i].target);
+            m = model_object(&src, cfg->routing.aliases[i].target);
             if (m) {
                 json_object_set_new(m, "id", json_string(id));
                 json_object_set_new(m, "alias_for", json_string(cfg->routing.aliases[i].target));
             }
         }
     }
+    sources_cleanup(&src);
     if (!m) {
         char msg[400];
         snprintf(msg, sizeof msg, "The model '%.256s' does not exist or no provider serves it.", id);

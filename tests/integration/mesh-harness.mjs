@@ -11,6 +11,8 @@
 //                            whole mesh (used to resolve peers given by id)
 //   restartNode(node, o)     stops (SIGKILL by default) and starts the node again
 //                            with the same config, ports, fake and ledger
+//   stopMesh(nodes)          SIGTERM every node, then assertNoSanitizerReports()
+//                            (startMesh(t, ...) does this when t ends)
 //   meshStatus(node)         GET /aiproxy/mesh/status (json)
 //   waitHealthy(node, ids)   polls status until every id is a healthy peer
 //   waitFor(fn, ms, what)    polls fn until truthy (returns its value)
@@ -198,7 +200,7 @@ export async function startMesh(t, specs, o = {}) {
   nodes.byId = {};
   nodes.ports = ports;
   if (t && typeof t.after === 'function') {
-    t.after(async () => { await Promise.all(nodes.map((n) => n.kill().catch(() => {}))); }, { timeout: 10000 });
+    t.after(() => stopMesh(nodes), { timeout: 15000 });
   }
   for (const spec of specs) {
     const n = await startNode(spec, ports, o);
