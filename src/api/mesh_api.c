@@ -199,6 +199,9 @@ static void fill_self(const struct config *cfg, struct mesh_node_state *s)
             mi->capabilities |= m->capabilities;
         }
     }
+    /* share_load: false keeps this node's capacity to itself: it offers
+     * its peers no model (it still forwards its own requests to them). */
+    if (!cfg->node.share_load) s->n_models = 0;
     if (unbounded) capacity = cfg->server.max_upstream_transfers;
     s->in_flight = in_flight < 0 ? 0 : in_flight;
     s->capacity = capacity;

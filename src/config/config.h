@@ -221,7 +221,7 @@ struct config {
         char *mesh_listen_addr;
         struct config_peer *peers;
         size_t n_peers;
-        bool share_load;
+        bool share_load; /* default true: offer this node's models to peers */
         int64_t peer_timeout_ms;
         int64_t heartbeat_interval_ms;
         /* node.mesh.secret: every heartbeat and forwarded request carries it;

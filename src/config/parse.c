@@ -58,7 +58,7 @@ static const struct key_spec mesh_keys[] = {
     {.name = "enabled", .type = KT_BOOL, .def = "false", .offset = CFG(node.mesh_enabled)},
     {.name = "listen_addr", .type = KT_STR, .offset = CFG(node.mesh_listen_addr)},
     {.name = "peers", .type = KT_CUSTOM, .parse = parse_peers},
-    {.name = "share_load", .type = KT_BOOL, .def = "false", .offset = CFG(node.share_load)},
+    {.name = "share_load", .type = KT_BOOL, .def = "true", .offset = CFG(node.share_load)},
     {.name = "peer_timeout", .type = KT_DURATION, .min = 1, .max = 3600000, .def = "5s", .offset = CFG(node.peer_timeout_ms)},
     {.name = "heartbeat_interval", .type = KT_DURATION, .min = 1, .max = 3600000, .def = "10s", .offset = CFG(node.heartbeat_interval_ms)},
     {.name = "secret", .type = KT_STR, .offset = CFG(node.mesh_secret)},

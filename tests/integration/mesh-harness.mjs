@@ -210,6 +210,33 @@ export async function startMesh(t, specs, o = {}) {
   return nodes;
 }
 
+const SANITIZER_RE = /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: (Address|Undefined|Leak)Sanitizer/;
+
+/** Throws if any node's output holds a sanitizer report (ASan/LSan/UBSan builds). */
+export function assertNoSanitizerReports(nodes) {
+  const bad = nodes.filter((n) => SANITIZER_RE.test(n.logs()));
+  if (bad.length) {
+    throw new Error(`sanitizer report in ${bad.map((n) => n.id).join(', ')}:\n${bad.map((n) => {
+      const l = n.logs();
+      const i = l.search(SANITIZER_RE);
+      return `--- ${n.id} ---\n${l.slice(Math.max(0, i - 200), i + 4000)}`;
+    }).join('\n')}`);
+  }
+}
+
+/**
+ * Stops every node gracefully (SIGTERM, SIGKILL after o.timeoutMs, 5 s), so
+ * that sanitizer builds report leaks at exit, then throws if any node's
+ * output holds a sanitizer report.
+ */
+export async function stopMesh(nodes, o = {}) {
+  await Promise.all(nodes.map((n) => {
+    try { if (n.alive()) process.kill(n.gw.proc.pid, 'SIGCONT'); } catch { /* gone */ }
+    return n.stop('SIGTERM', o.timeoutMs || 5000).catch(() => {});
+  }));
+  assertNoSanitizerReports(nodes);
+}
+
 /** Stops `node` (SIGKILL unless o.signal) and starts it again on the same ports, fake and ledger. */
 export async function restartNode(node, o = {}) {
   await node.gw.stop(o.signal || 'SIGKILL', 5000);
