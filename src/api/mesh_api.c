@@ -378,6 +378,13 @@ void mesh_api_status(struct http_request *req)
 void mesh_api_cluster_budget(struct http_request *req)
 {
     const struct config *cfg = req->config;
+    const struct principal *who = req->principal;
+    if (who && !who->admin) {
+        /* Like GET /v1/budget, where a user key sees only its own spend. */
+        http_respond_error(req, GW_ERR_FORBIDDEN, "The cluster's spend is shown to admin keys "
+                           "only; GET /v1/budget shows this key's own spend.", NULL);
+        return;
+    }
     struct mesh_node_state self;
     fill_self(cfg, &self);
     nanos_t day = self.spend_day, month = self.spend_month;
