@@ -685,6 +685,110 @@ static void test_health_check_flags(void **state)
     assert_int_equal(cfg->routing.health_check_failures, 2);
 }
 
+/* ---- mesh peers (mesh/peers.h builds these views from heartbeats) ---- */
+
+static struct config_model peer_models[2];
+static struct config_provider peer;
+
+/* A healthy peer "mesh:x" serving "m" at `usd_per_1k` (nanos) and "pm",
+ * with advertised load `load` (0..1000). */
+static const struct config_provider *make_peer(nanos_t price, int load)
+{
+    memset(&peer, 0, sizeof peer);
+    memset(peer_models, 0, sizeof peer_models);
+    peer_models[0] = (struct config_model){.name = "m", .upstream_id = "m", .capabilities = CAP_TEXT,
+                                           .capabilities_explicit = true,
+                                           .price_in_per_1k = price, .price_out_per_1k = price};
+    peer_models[1] = peer_models[0];
+    peer_models[1].name = peer_models[1].upstream_id = "pm";
+    peer.name = "mesh:x";
+    peer.type = PROVIDER_MESH;
+    peer.enabled = peer.available = true;
+    peer.priority = 1000001;
+    peer.endpoint = "http://127.0.0.1:1/v1";
+    peer.timeout_ms = 60000;
+    peer.weight = 1;
+    peer.max_tokens_default = 4096;
+    peer.models = peer_models;
+    peer.n_models = 2;
+    peer.mesh_node = "x";
+    peer.mesh_load_permille = load;
+    char name[64];
+    snprintf(name, sizeof name, "t%d-mesh:x", config_no);
+    peer.stats = provider_stats_get(name);
+    provider_stats_reset(peer.stats);
+    return &peer;
+}
+
+static void test_peers_ranked_like_providers(void **state)
+{
+    load("");
+    const struct config_provider *peers[1] = {make_peer(500000, 0)}; /* $0.0005 per 1k */
+    struct req_facts f = facts(400, 10);
+    struct route_input in = input(&f);
+    in.peers = peers;
+    in.n_peers = 1;
+    struct route_plan p;
+    plan(&in, &p);
+    /* cheapest first, even a peer; the other fallbacks: providers, then peers */
+    assert_string_equal(order(&p), "mesh:x,a,b,c");
+    /* as cheap as a: a tie goes to the local provider */
+    make_peer(1000000, 0);
+    plan(&in, &p);
+    assert_string_equal(order(&p), "a,b,c,mesh:x");
+    /* availability: by priority, peers after every provider */
+    in.strategy_override = "availability";
+    plan(&in, &p);
+    assert_string_equal(order(&p), "b,c,a,mesh:x");
+    /* a model only the peer serves */
+    in.strategy_override = NULL;
+    in.model = "pm";
+    plan(&in, &p);
+    assert_true(p.model_known);
+    assert_string_equal(order(&p), "mesh:x");
+    /* no peers given (loop rules cut them): unknown model */
+    in.n_peers = 0;
+    plan(&in, &p);
+    assert_false(p.model_known);
+}
+
+static void test_peers_least_loaded(void **state)
+{
+    load("routing:\n  strategy: least_loaded\n");
+    const struct config_provider *peers[1] = {make_peer(1000000, 300)};
+    struct req_facts f = facts(40, 10);
+    struct route_input in = input(&f);
+    in.peers = peers;
+    in.n_peers = 1;
+    struct route_plan p;
+    atomic_store(&pst("a")->in_flight, 1);  /* unlimited: 1000 */
+    atomic_store(&pst("b")->in_flight, 10); /* at capacity */
+    atomic_store(&pst("c")->in_flight, 2);  /* unlimited: 2000 */
+    plan(&in, &p);
+    /* the local providers are busy: the peer's advertised 30% wins */
+    assert_string_equal(p.items[0].provider->name, "mesh:x");
+    assert_string_equal(p.items[0].reason, "least_loaded: peer load 30.0%");
+    /* a full peer is last */
+    make_peer(1000000, 1000);
+    plan(&in, &p);
+    assert_string_equal(order(&p), "a,c,b,mesh:x");
+    assert_string_equal(p.items[3].reason, "least_loaded: peer load 100.0% (at capacity)");
+}
+
+static void test_peers_in_fallback_chain(void **state)
+{
+    load("routing:\n  failover:\n    fallback_chain: [c, mesh_peer, a]\n");
+    const struct config_provider *peers[1] = {make_peer(5000000, 0)};
+    struct req_facts f = facts(40, 10);
+    struct route_input in = input(&f);
+    in.peers = peers;
+    in.n_peers = 1;
+    struct route_plan p;
+    plan(&in, &p); /* cost: a first; then the chain: c, the peers, (a); then b */
+    assert_string_equal(order(&p), "a,c,mesh:x,b");
+    assert_string_equal(p.items[2].reason, "cost_optimized: est $0.0001; fallback_chain[1]");
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_teardown(f, teardown)
@@ -696,7 +800,8 @@ int main(void)
         T(test_fallback_chain),   T(test_policies_over_strategy), T(test_policy_require_and_type),
         T(test_alias_and_tier),   T(test_auto_tier),              T(test_per_model_window),
         T(test_endpoints_expand), T(test_endpoints_least_loaded), T(test_endpoints_config_errors),
-        T(test_health_check_flags),
+        T(test_health_check_flags), T(test_peers_ranked_like_providers),
+        T(test_peers_least_loaded), T(test_peers_in_fallback_chain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
