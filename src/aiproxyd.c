@@ -509,6 +509,7 @@ int main(int argc, char **argv)
     struct config *cfg = build_config(&opts, &src, true, NULL, 0);
     if (!cfg) {
         fprintf(stderr, "aiproxyd: the configuration is invalid; not starting\n");
+        free(src.text);
         return 2;
     }
     if (opts.check) {

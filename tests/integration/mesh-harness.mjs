@@ -13,6 +13,7 @@
 //                            with the same config, ports, fake and ledger
 //   stopMesh(nodes)          SIGTERM every node, then assertNoSanitizerReports()
 //                            (startMesh(t, ...) does this when t ends)
+//   pauseNode(node), resumeNode(node)  SIGSTOP (waits until stopped) / SIGCONT
 //   meshStatus(node)         GET /aiproxy/mesh/status (json)
 //   waitHealthy(node, ids)   polls status until every id is a healthy peer
 //   waitFor(fn, ms, what)    polls fn until truthy (returns its value)
@@ -60,6 +61,7 @@
 //   alive()}. `gw` is replaced on restartNode(); use node.url / node.logs().
 
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import * as h from './harness.mjs';
 
@@ -235,6 +237,26 @@ export async function stopMesh(nodes, o = {}) {
     return n.stop('SIGTERM', o.timeoutMs || 5000).catch(() => {});
   }));
   assertNoSanitizerReports(nodes);
+}
+
+function procState(pid) {
+  try { return fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0]; } catch { return null; }
+}
+
+/**
+ * SIGSTOPs the node (it keeps its sockets: connections are accepted by the
+ * kernel, never answered) and waits until it is really stopped (the signal
+ * is delivered asynchronously: without this wait it may still answer).
+ */
+export async function pauseNode(node) {
+  process.kill(node.gw.proc.pid, 'SIGSTOP');
+  if (procState(node.gw.proc.pid) === null) { await h.sleep(100); return; }
+  await waitFor(() => { const st = procState(node.gw.proc.pid); return st === 'T' || st === 't'; }, 2000, `${node.id} stopped`, 5);
+}
+
+/** SIGCONTs a node paused by pauseNode(). */
+export function resumeNode(node) {
+  try { process.kill(node.gw.proc.pid, 'SIGCONT'); } catch { /* gone */ }
 }
 
 /** Stops `node` (SIGKILL unless o.signal) and starts it again on the same ports, fake and ledger. */
