@@ -11,12 +11,15 @@
 #   bench/run.sh routing    issue 4: 1 provider vs 3 providers with cost_optimized + policies, c=32
 #   bench/run.sh issues     the three above in one report
 #   bench/run.sh auth_parts issue 5 decomposed: each of auth, rate limits, budget limits, ledger alone
+#   bench/run.sh mesh [M]   issue 11: a request through a peer vs two chained nginx, heartbeat CPU
+#                           (bench/mesh.sh M: full, quick, chain or heartbeat; its own ports from 19400)
 # Env: BENCH_DURATION (s per wrk run, default 10), BENCH_ROUNDS (default 3),
 #      BENCH_SLICES (A/B modes: 2 s slices alternating between variants, default 5),
 #      BENCH_PORT_BASE (default 19100), AIPROXYD (binary), BENCH_KEEP_TMP=1.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
+if [ "${1:-}" = mesh ]; then shift; exec "$here/mesh.sh" "$@"; fi
 if [ -z "${AIPROXYD:-}" ] && [ "${BENCH_NO_BUILD:-}" != 1 ]; then
   if ! make -C "$root" -j2 BUILD=build >/dev/null 2>"${TMPDIR:-/tmp}/aiproxy-bench-make.log"; then
     [ -x "$root/build/aiproxyd" ] || { cat "${TMPDIR:-/tmp}/aiproxy-bench-make.log" >&2; exit 2; }

@@ -540,6 +540,7 @@ int main(int argc, char **argv)
     if (admission_start(cfg, lerr, sizeof lerr) != 0) {
         fprintf(stderr, "aiproxyd: cannot open the ledger: %s\n", lerr);
         config_unref(cfg);
+        free(src.text);
         return 1;
     }
     struct listeners l = {0};
@@ -547,6 +548,7 @@ int main(int argc, char **argv)
     if (!l.main) {
         admission_stop();
         config_unref(cfg);
+        free(src.text);
         return 1;
     }
     l.metrics = start_metrics_server(cfg);
@@ -554,6 +556,7 @@ int main(int argc, char **argv)
         http_server_drain_and_free(l.main);
         admission_stop();
         config_unref(cfg);
+        free(src.text);
         return 1;
     }
     mesh_api_init();
@@ -562,8 +565,10 @@ int main(int argc, char **argv)
     if (cfg->node.mesh_enabled && cfg->node.mesh_listen_host && !l.mesh) {
         if (l.metrics) http_server_drain_and_free(l.metrics);
         http_server_drain_and_free(l.main);
+        mesh_peers_reset();
         admission_stop();
         config_unref(cfg);
+        free(src.text);
         return 1;
     }
     if (cfg->node.mesh_enabled) mesh_heartbeat_start(cfg, mesh_api_self_state);
