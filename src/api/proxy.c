@@ -91,6 +91,7 @@ struct proxy {
     int64_t deadline_ms;    /* monotonic: the whole request, every attempt included */
     int64_t next_timeout_ms; /* the next attempt's timeout, as the retry decision set it */
     struct event *retry_timer;
+    struct event *peer_watch; /* while an attempt is out to a mesh peer */
 
     /* hedging (routing.hedge / x-aiproxy-hedge): a second leg on the next
      * candidate when the first has not answered after a delay */
@@ -153,6 +154,8 @@ static void start_next(struct proxy *px);
 static void disarm_hedge_timer(struct proxy *px);
 static void hedge_drop(struct proxy *px, const char *outcome, bool counted_ok);
 static void hedge_adopt(struct proxy *px, struct hedge_leg *h);
+static void arm_peer_watch(struct proxy *px);
+static void send_error_event(struct proxy *px, const char *why);
 
 /* ---- small helpers ---- */
 
@@ -925,6 +928,7 @@ static void on_client_abort(void *data)
 {
     struct proxy *px = data;
     if (px->retry_timer) evtimer_del(px->retry_timer);
+    if (px->peer_watch) event_del(px->peer_watch);
     disarm_hedge_timer(px);
     hedge_drop(px, "cancelled: the client left", true);
     if (px->call) {
@@ -958,6 +962,8 @@ static void on_request_freed(void *data)
     px->retry_timer = NULL;
     if (px->hedge_timer) event_free(px->hedge_timer);
     px->hedge_timer = NULL;
+    if (px->peer_watch) event_free(px->peer_watch);
+    px->peer_watch = NULL;
     free(px->heap_buf);
     px->heap_buf = NULL;
     if (px->stream_counted) metrics_stream_close();
@@ -1068,6 +1074,45 @@ static bool launch(struct proxy *px, const struct candidate *cand,
 
 static void arm_hedge_timer(struct proxy *px);
 
+/* ---- a peer lost while it has our request ----
+ * A frozen or partitioned peer answers nothing until the attempt's own
+ * deadline (minutes, for an LLM call). The heartbeats notice it within
+ * node.mesh.peer_timeout (mesh/peers.c marks its entry down): then an
+ * attempt that has sent nothing to the client fails over, and a stream
+ * that has ends with an error event. */
+
+static void on_peer_watch(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy *px = arg;
+    if (!px->call || !px->cand || px->cand->provider->type != PROVIDER_MESH) {
+        event_del(px->peer_watch);
+        return;
+    }
+    if (!provider_stats_down(px->cand->provider->stats)) return;
+    event_del(px->peer_watch);
+    if (px->stream_started) {
+        upstream_call_cancel(px->call);
+        px->call = NULL;
+        if (!px->saw_done) send_error_event(px, "the mesh peer was lost (no heartbeat answered "
+                                                "within node.mesh.peer_timeout)");
+        http_stream_end(px->req);
+        return;
+    }
+    attempt_failed(px, AF_CONNECT, "%s", "peer lost: no heartbeat answered within peer_timeout");
+}
+
+static void arm_peer_watch(struct proxy *px)
+{
+    if (!px->call || px->cand->provider->type != PROVIDER_MESH) return;
+    int64_t ms = px->req->config->node.peer_timeout_ms / 4;
+    if (ms < 50) ms = 50;
+    if (ms > 500) ms = 500;
+    if (!px->peer_watch)
+        px->peer_watch = event_new(http_worker_base(px->req->worker), -1, EV_PERSIST, on_peer_watch, px);
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    event_add(px->peer_watch, &tv);
+}
+
 static void start_next(struct proxy *px)
 {
     struct http_request *req = px->req;
@@ -1084,6 +1129,7 @@ static void start_next(struct proxy *px)
         px->stats_open = true;
         px->first_byte_us = 0;
         arm_hedge_timer(px);
+        arm_peer_watch(px);
         return;
     }
     if (px->upstream_attempts == 0 && px->capacity_skips > 0) {
@@ -1153,6 +1199,7 @@ static void hedge_adopt(struct proxy *px, struct hedge_leg *h)
     px->attempt_timeout_used = h->l.timeout_ms;
     px->stats_open = true;
     px->first_byte_us = 0;
+    arm_peer_watch(px);
 }
 
 static void on_up_head(void *ctx, const struct upstream_head *h);

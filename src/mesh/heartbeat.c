@@ -124,7 +124,7 @@ static void on_done(void *ctx, int err)
         else
             snprintf(why, sizeof why, "invalid heartbeat answer: %s", perr);
     }
-    mesh_peers_on_heartbeat(b->addr, ok ? &st : NULL, rtt, why, clock_mono_ms());
+    mesh_peers_on_heartbeat(b->addr, ok ? &st : NULL, rtt, why, err == 0, clock_mono_ms());
     if (ok) mesh_state_cleanup(&st);
     beat_free(b);
 }

@@ -29,6 +29,7 @@ struct peer {
     int64_t last_ok_ms;      /* monotonic: last heartbeat answered */
     bool ever_ok;
     bool id_known; /* learned from the peer itself, or configured */
+    bool unreachable; /* the last heartbeat got no answer at all */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -306,11 +307,38 @@ size_t mesh_peers_due(int64_t now_ms, int64_t period_ms, char (*addrs)[MESH_ADDR
     return n;
 }
 
+/* A peer back (or new): the failures that opened its circuit while it was
+ * away are forgotten, for the peer and each model it serves, so traffic
+ * returns at once instead of after the circuit's cool-down. */
+static void forgive(const struct mesh_node_state *st)
+{
+    char name[MESH_ID_MAX + 8] = "mesh:";
+    copy_str(name + 5, sizeof name - 5, st->id);
+    struct provider_stats *ps = provider_stats_get(name);
+    if (!ps) return;
+    provider_stats_forgive(ps);
+    for (size_t i = 0; i < st->n_models; i++)
+        provider_stats_forgive(provider_stats_model(ps, st->models[i].name));
+}
+
+/* The peer's provider entry carries its status for requests in flight
+ * (api/proxy.c watches it): down while it is unhealthy. */
+static void mark_down(const struct peer *p, bool down)
+{
+    char name[MESH_ID_MAX + 8] = "mesh:";
+    copy_str(name + 5, sizeof name - 5, p->info.id);
+    struct provider_stats *ps = provider_stats_get(name);
+    if (ps) atomic_store(&ps->down, down);
+}
+
 static void set_status_locked(struct peer *p, enum mesh_peer_status s, const char *why)
 {
     enum mesh_peer_status old = p->info.status;
     if (old == s) return;
     p->info.status = s;
+    /* Requests out to it are given up only when it stopped answering at
+     * all: one refusing our secret is alive and finishes what it has. */
+    if (p->id_known) mark_down(p, s == MESH_PEER_UNHEALTHY && p->unreachable);
     if (s == MESH_PEER_HEALTHY)
         log_event(LOG_INFO, "peer_joined", "mesh: peer %s (%s) is healthy, serving %zu models",
                   p->info.id, p->info.addr, p->info.has_state ? p->info.state.n_models : 0);
@@ -320,7 +348,7 @@ static void set_status_locked(struct peer *p, enum mesh_peer_status s, const cha
 }
 
 void mesh_peers_on_heartbeat(const char *addr, const struct mesh_node_state *st, int64_t rtt_us,
-                             const char *why, int64_t now_ms)
+                             const char *why, bool answered, int64_t now_ms)
 {
     pthread_mutex_lock(&lock);
     struct peer *p = find_addr(addr);
@@ -328,6 +356,8 @@ void mesh_peers_on_heartbeat(const char *addr, const struct mesh_node_state *st,
     p->in_flight = false;
     if (!st) {
         p->info.heartbeats_failed++;
+        p->unreachable = !answered;
+        if (p->info.status == MESH_PEER_UNHEALTHY && p->id_known) mark_down(p, p->unreachable);
         copy_str(p->info.last_error, sizeof p->info.last_error, why);
         goto out;
     }
@@ -351,15 +381,18 @@ void mesh_peers_on_heartbeat(const char *addr, const struct mesh_node_state *st,
             goto out;
         }
     }
-    if (p->info.has_state && p->info.state.boot_id[0] &&
-        strcmp(p->info.state.boot_id, st->boot_id) != 0)
+    bool restarted = p->info.has_state && p->info.state.boot_id[0] &&
+                     strcmp(p->info.state.boot_id, st->boot_id) != 0;
+    if (restarted)
         log_event(LOG_INFO, "peer_restarted", "mesh: peer %s restarted (new boot id)", st->id);
+    if (restarted || p->info.status != MESH_PEER_HEALTHY) forgive(st);
     if (p->info.has_state) mesh_state_cleanup(&p->info.state);
     mesh_state_copy(&p->info.state, st);
     p->info.has_state = true;
     copy_str(p->info.id, sizeof p->info.id, st->id);
     p->id_known = true;
     p->info.heartbeats_ok++;
+    p->unreachable = false;
     p->info.last_error[0] = '\0';
     p->info.rtt_us =
         p->info.rtt_us ? p->info.rtt_us + (rtt_us - p->info.rtt_us) / RTT_WEIGHT : rtt_us;
@@ -384,6 +417,7 @@ void mesh_peers_tick(int64_t now_ms)
         int64_t since = now_ms - (p->ever_ok ? p->last_ok_ms : p->first_ms);
         if (since > peer_timeout_ms && p->info.status != MESH_PEER_UNHEALTHY &&
             (p->ever_ok || p->info.heartbeats_failed > 0)) {
+            if (p->in_flight) p->unreachable = true; /* no answer for peer_timeout */
             set_status_locked(p, MESH_PEER_UNHEALTHY, p->info.last_error);
             changed = true;
         }
@@ -424,7 +458,20 @@ void mesh_peers_heard_from(const struct mesh_node_state *st, const char *from_ip
     if (st->addr[0]) {
         char addr[MESH_ADDR_MAX];
         reachable_addr(st->addr, from_ip, addr, sizeof addr);
-        learn_locked(st->id, addr, now_ms);
+        struct peer *known = find_id(st->id);
+        if (known && !known->info.configured && strcmp(known->info.addr, addr) != 0 &&
+            !find_addr(addr)) {
+            /* A learned peer moved its mesh listener (a reload): follow it.
+             * A heartbeat still out to the old address is forgotten. */
+            log_event(LOG_INFO, "peer_moved", "mesh: peer %s moved from %s to %s", st->id,
+                      known->info.addr, addr);
+            copy_str(known->info.addr, sizeof known->info.addr, addr);
+            known->in_flight = false;
+            known->last_attempt_ms = 0;
+            rebuild_view_locked();
+        } else {
+            learn_locked(st->id, addr, now_ms);
+        }
     }
     for (size_t i = 0; i < st->n_peers; i++)
         learn_locked(st->peers[i].id, st->peers[i].addr, now_ms);

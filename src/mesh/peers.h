@@ -66,9 +66,11 @@ int64_t mesh_heartbeat_period_ms(const struct config *cfg);
  * marks them in flight; returns how many (at most `cap`). */
 size_t mesh_peers_due(int64_t now_ms, int64_t period_ms, char (*addrs)[MESH_ADDR_MAX], size_t cap);
 /* A heartbeat to `addr` ended: with the peer's state (`st`, copied) on
- * success, or with `why` on failure. */
+ * success, or with `why` on failure; `answered` tells a peer that answered
+ * (refusing our secret, say: alive, but not usable) from one that did not
+ * (down, frozen, unreachable: requests out to it are given up). */
 void mesh_peers_on_heartbeat(const char *addr, const struct mesh_node_state *st, int64_t rtt_us,
-                             const char *why, int64_t now_ms);
+                             const char *why, bool answered, int64_t now_ms);
 /* Status changes due at `now_ms` (a peer silent for peer_timeout turns
  * unhealthy); logs peer_joined / peer_lost and republishes the view. */
 void mesh_peers_tick(int64_t now_ms);

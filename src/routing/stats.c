@@ -274,6 +274,15 @@ bool provider_stats_down(const struct provider_stats *s)
     return atomic_load_explicit(&e->down, memory_order_relaxed);
 }
 
+void provider_stats_forgive(struct provider_stats *s)
+{
+    if (!s) return;
+    atomic_store(&s->window, 0);
+    atomic_store(&s->window_last_ms, 0);
+    atomic_store(&s->last_failure_ms, 0);
+    atomic_store(&s->probe_ms, 0);
+}
+
 void provider_stats_reset(struct provider_stats *s)
 {
     atomic_store(&s->in_flight, 0);

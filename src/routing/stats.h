@@ -114,6 +114,12 @@ int provider_stats_check(struct provider_stats *s, bool ok, int threshold, int64
  * is read) down. */
 bool provider_stats_down(const struct provider_stats *s);
 
+/* Closes `s`'s circuit: forgets its recent outcomes, its last failure and
+ * any probe, keeping the counters and in-flight figures. For a peer that
+ * has just proved it is back (a heartbeat answered): what failed before it
+ * went away says nothing about it now. */
+void provider_stats_forgive(struct provider_stats *s);
+
 /* Forgets every figure of `s` except its name and links (tests). */
 void provider_stats_reset(struct provider_stats *s);
 
