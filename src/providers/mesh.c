@@ -38,8 +38,8 @@ static int mesh_prepare(const struct provider_call *call, struct provider_reques
     if (openai_build_request(call, url, out, err, err_cap) != 0) return -1;
     char hops[16];
     snprintf(hops, sizeof hops, "%d", call->mesh_hops);
-    const char *via = call->mesh_via ? call->mesh_via : "";
-    if (!header_value_ok(via)) {
+    const char *via = call->mesh_via;
+    if (!via || !header_value_ok(via)) {
         perr(err, err_cap, "invalid mesh route");
         return -1;
     }
@@ -63,14 +63,18 @@ static void read_relay(struct arena *a, const json_t *meta, struct provider_rela
     r->route = json_is_array(route) ? pj_dump(a, route, NULL) : NULL;
 }
 
-/* Finds `,"x-aiproxy":{...}` right before the root object's closing brace
- * (where every aiproxy node puts it) and cuts it out of `text`. Returns
+/* Finds the last `,"x-aiproxy":{...}` when a closing brace follows it
+ * (every aiproxy node puts it last in the root object) and cuts it out of
+ * `text`. Returns
  * the text without it (arena) and fills `r`; the text itself when absent. */
 static const char *cut_relay(struct arena *a, const char *text, size_t len, size_t *out_len,
                              struct provider_relay *r)
 {
     static const char key[] = "\"x-aiproxy\":";
     *out_len = len;
+    /* jansson skips a NUL after a number without counting it in the
+     * position: text holding one is left whole (no aiproxy node sends it). */
+    if (memchr(text, '\0', len)) return text;
     const char *at = NULL;
     for (const char *p = text; (p = memmem(p, len - (size_t)(p - text), key, sizeof key - 1));
          p += sizeof key - 1)

@@ -1,4 +1,4 @@
-// fuzz-libs: libevent_extra libevent_pthreads
+// fuzz-libs: libevent_extra libevent_pthreads libevent_openssl openssl
 /* fuzz_http_request: libFuzzer driver for the HTTP front end. It runs the
  * real server code (src/http/server.c is included, so its static
  * connection machinery is exercised as it is in aiproxyd: on_accept,
@@ -26,6 +26,7 @@
 static struct event_base *base;
 static struct config *cfg;
 static struct http_worker worker;
+static struct http_server server; /* the client listener: plain TCP, not the mesh */
 
 /* ---- the handler ---- */
 
@@ -87,6 +88,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     }
     diag_list_cleanup(&diags);
     base = event_base_new();
+    worker.server = &server;
     worker.base = base;
     worker.config = cfg;
     worker.handler = handler;

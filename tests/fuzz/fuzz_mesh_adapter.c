@@ -1,0 +1,415 @@
+// fuzz-sources: src/providers/mesh.c src/providers/registry.c src/providers/openai.c src/providers/pjson.c
+// fuzz-sources: src/providers/anthropic.c src/providers/cloudflare.c src/providers/ocf.c src/providers/discovery.c
+/* fuzz_mesh_adapter: libFuzzer driver for the mesh peer adapter
+ * (src/providers/mesh.c), reached as the daemon reaches it: through
+ * provider_ops_for() on a PROVIDER_MESH provider. The first byte picks
+ * what the rest is (after a second byte, a seed):
+ *
+ *   0  a peer's 200 answer, for finish
+ *   1  a peer's event stream, fed through the SSE reader in chunks of
+ *      1-64 bytes (seeded) into stream_event; `event: error` events too
+ *   2  a client's chat request, for prepare (after scan_request accepts
+ *      it), with a hop count and x-aiproxy-via picked by the seed
+ *
+ * The peer's x-aiproxy object is cut out as cut_relay promises: the
+ * answer comes back whole (the same pointer) unless its last x-aiproxy
+ * key sits after a comma or the object's brace and holds an object or
+ * array that a closing brace follows; then exactly one span is taken
+ * out, `,"x-aiproxy":<object or array>` (blanks around the comma allowed)
+ * or `"x-aiproxy":<...>` as the only member; no x-aiproxy key is left
+ * after the cut, none appears that was not there, and a valid JSON
+ * answer stays valid JSON of the same type. The relay is read from that
+ * object when, and only when, it has an integer cost_nanos >= 0 and
+ * string node and provider (route: the array when there is one), and is
+ * otherwise left as it was. (Answers holding a NUL byte get the weaker
+ * checks only, for a known bug: see check_cut.) finish always returns 0.
+ * A stream's error event returns -1 with a reason, [DONE] ends it, and
+ * every other event is emitted once.
+ * prepare succeeds exactly when x-aiproxy-via is a valid header value;
+ * its URL is the endpoint + /chat/completions, its headers are whole
+ * CRLF lines carrying the hop count, the route and the peer secret, and
+ * its body (when the client's was strict JSON) is a JSON object naming
+ * the model the peer advertised and asking for usage on a stream. The
+ * first call also checks prepare on a fixed request. */
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/scan.h"
+#include "config/config.h"
+#include "core/arena.h"
+#include "core/sse.h"
+#include "providers/provider.h"
+
+/* An invariant: says which one failed, then aborts (libFuzzer keeps the input). */
+#define check(ok) ((ok) ? (void)0 : failed(__LINE__, #ok))
+static void failed(int line, const char *what)
+{
+    fprintf(stderr, "fuzz_mesh_adapter.c:%d: invariant failed: %s\n", line, what);
+    abort();
+}
+
+static const char key[] = "\"x-aiproxy\":";
+#define KEY_LEN (sizeof key - 1)
+
+static size_t count_key(const char *s, size_t n, const char **last)
+{
+    size_t c = 0;
+    *last = NULL;
+    for (const char *p = s; (p = memmem(p, n - (size_t)(p - s), key, KEY_LEN)); p += KEY_LEN) {
+        c++;
+        *last = p;
+    }
+    return c;
+}
+
+static bool blank(char c, bool cr)
+{
+    return c == ' ' || c == '\n' || c == '\t' || (cr && c == '\r');
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b) == 0;
+}
+
+/* Whether `v` is the object cut_relay takes a relay from. */
+static bool relay_object(const json_t *v)
+{
+    const json_t *cost = json_object_get(v, "cost_nanos");
+    return json_is_object(v) && json_is_integer(cost) && json_integer_value(cost) >= 0 &&
+           json_is_string(json_object_get(v, "node")) &&
+           json_is_string(json_object_get(v, "provider"));
+}
+
+static bool same_relay(const struct provider_relay *a, const struct provider_relay *b)
+{
+    if (a->present != b->present) return false;
+    if (!a->present) return true;
+    return a->cost == b->cost && str_eq(a->node, b->node) && str_eq(a->provider, b->provider) &&
+           ((!a->route && !b->route) || str_eq(a->route, b->route));
+}
+
+/* Whether taking in[h, h + d) out is a cut cut_relay may make, with the
+ * relay going from `before` to `after`. */
+static bool valid_cut(const char *in, size_t len, size_t h, size_t d,
+                      const struct provider_relay *before, const struct provider_relay *after)
+{
+    const char *s = in + h, *e = in + h + d, *k = s;
+    bool comma = *k == ',';
+    if (comma) k++;
+    while (k < e && blank(*k, false)) k++;
+    if ((size_t)(e - k) <= KEY_LEN || memcmp(k, key, KEY_LEN) != 0) return false;
+    if (!comma) {
+        /* the only member: the object's brace before it */
+        if (k != s && !blank(*s, false)) return false;
+        if (h == 0 || in[h - 1] != '{') return false;
+    }
+    /* what follows: blanks, then a closing brace */
+    const char *q = e;
+    while (q < in + len && blank(*q, true)) q++;
+    if (q == in + len || *q != '}') return false;
+    /* the value: one object or array ending the span */
+    const char *v = k + KEY_LEN;
+    json_error_t je;
+    json_t *val = json_loadb(v, (size_t)(e - v), 0, &je);
+    if (!val) return false;
+    bool ok = e[-1] == '}' || e[-1] == ']';
+    if (relay_object(val)) {
+        const json_t *route = json_object_get(val, "route");
+        ok = ok && after->present &&
+             after->cost == (nanos_t)json_integer_value(json_object_get(val, "cost_nanos")) &&
+             str_eq(after->node, json_string_value(json_object_get(val, "node"))) &&
+             str_eq(after->provider, json_string_value(json_object_get(val, "provider")));
+        if (ok && json_is_array(route)) {
+            /* the same array (reals are rewritten with 15 digits) */
+            json_t *r = after->route ? json_loads(after->route, 0, NULL) : NULL;
+            ok = json_is_array(r) && json_array_size(r) == json_array_size(route);
+            json_decref(r);
+        } else if (ok) {
+            ok = after->route == NULL;
+        }
+    } else {
+        ok = ok && same_relay(before, after);
+    }
+    json_decref(val);
+    return ok;
+}
+
+/* Whether `in` ends with what cut_relay must take out: its last
+ * x-aiproxy key, after a comma or the object's brace (blanks aside),
+ * holding one object or array that a closing brace follows. */
+static bool cut_expected(const char *in, size_t len)
+{
+    const char *at;
+    if (!count_key(in, len, &at)) return false;
+    const char *s = at;
+    while (s > in && blank(s[-1], false)) s--;
+    if (s == in || (s[-1] != ',' && s[-1] != '{')) return false;
+    const char *v = at + KEY_LEN;
+    json_error_t je;
+    json_t *val = json_loadb(v, len - (size_t)(v - in), JSON_DISABLE_EOF_CHECK, &je);
+    if (!val) return false;
+    json_decref(val);
+    const char *q = v + je.position;
+    while (q < in + len && blank(*q, true)) q++;
+    return q < in + len && *q == '}';
+}
+
+/* `out` is what the adapter made of `in` (len bytes); `before` and
+ * `after` the relay around the call. */
+static void check_cut(const char *in, size_t len, const char *out, size_t out_len,
+                      const struct provider_relay *before, const struct provider_relay *after)
+{
+    check(out != NULL);
+    check(out_len <= len);
+    if (after->present) {
+        check(after->node && after->provider && after->cost >= 0);
+        if (after->route) {
+            json_t *r = json_loads(after->route, 0, NULL);
+            check(json_is_array(r));
+            json_decref(r);
+        }
+    }
+    if (out == in) {
+        check(out_len == len);
+        check(same_relay(before, after));
+        /* text holding a NUL is never cut (jansson skips a NUL after a
+         * number without counting it in the position: the cut would end
+         * one byte short) */
+        check(memchr(in, '\0', len) || !cut_expected(in, len));
+        return;
+    }
+    check(!memchr(in, '\0', len));
+    check(out_len < len && out[out_len] == '\0');
+    const char *last_in, *last_out;
+    size_t n_in = count_key(in, len, &last_in), n_out = count_key(out, out_len, &last_out);
+    check(n_in >= 1 && n_out < n_in);
+    /* out = in[0, h) + in[h + d, len) for some h */
+    size_t d = len - out_len, pre = 0, suf = 0;
+    while (pre < out_len && out[pre] == in[pre]) pre++;
+    while (suf < out_len && out[out_len - 1 - suf] == in[len - 1 - suf]) suf++;
+    check(pre + suf >= out_len);
+    /* the last key of the answer was in the span taken out */
+    check(!last_out || (size_t)(last_out - out) + KEY_LEN <= pre);
+    bool found = false;
+    for (size_t h = out_len - suf; h <= pre && !found; h++)
+        found = valid_cut(in, len, h, d, before, after);
+    check(found);
+    /* valid JSON stays valid JSON of the same type */
+    json_t *a = json_loadb(in, len, 0, NULL);
+    if (a) {
+        json_t *b = json_loadb(out, out_len, 0, NULL);
+        check(b && json_typeof(a) == json_typeof(b));
+        json_decref(b);
+        json_decref(a);
+    }
+}
+
+/* ---- the call ---- */
+
+static struct config_model model = {.name = "gpt-test", .upstream_id = "gpt-test"};
+static struct config_provider peer = {
+    .name = "mesh:node-b",
+    .type = PROVIDER_MESH,
+    .enabled = true,
+    .available = true,
+    .endpoint = "http://127.0.0.1:18782/v1",
+    .api_key = "mesh-secret-for-tests",
+    .max_tokens_default = 4096,
+    .models = &model,
+    .n_models = 1,
+    .mesh_node = "node-b",
+};
+
+/* ---- prepare ---- */
+
+static void check_headers(const char *h, int hops, const char *via)
+{
+    bool seen_hops = false, seen_via = false, seen_auth = false;
+    char want[128];
+    while (*h) {
+        const char *crlf = strstr(h, "\r\n");
+        check(crlf && crlf > h);
+        size_t n = (size_t)(crlf - h);
+        check(!memchr(h, '\r', n) && !memchr(h, '\n', n) && memchr(h, ':', n));
+        snprintf(want, sizeof want, "x-aiproxy-hops: %d", hops);
+        if (n == strlen(want) && memcmp(h, want, n) == 0) seen_hops = true;
+        if (n == 15 + strlen(via) && memcmp(h, "x-aiproxy-via: ", 15) == 0 &&
+            memcmp(h + 15, via, n - 15) == 0)
+            seen_via = true;
+        snprintf(want, sizeof want, "Authorization: Bearer %s", peer.api_key);
+        if (n == strlen(want) && memcmp(h, want, n) == 0) seen_auth = true;
+        h = crlf + 2;
+    }
+    check(seen_hops && seen_via && seen_auth);
+}
+
+static const char *const vias[] = {"node-a", "node-c,node-a", "node-a\r\nx-injected: 1", "",
+                                   NULL,     "node-a\n"};
+
+/* Prepares `body` (scanned already); returns prepare's result. */
+static int try_prepare(const char *body, size_t len, const struct req_facts *f, const char *endpoint,
+                       int hops, const char *via)
+{
+    struct arena a;
+    arena_init(&a);
+    struct provider_call call = {.kind = API_CHAT, .body = body, .body_len = len, .facts = f,
+                                 .provider = &peer, .model = &model, .endpoint = endpoint,
+                                 .arena = &a, .request_id = "req_1", .mesh_hops = hops,
+                                 .mesh_via = via};
+    const struct provider_ops *ops = provider_ops_for(&peer);
+    struct provider_request pr;
+    memset(&pr, 0, sizeof pr);
+    char err[256] = "";
+    int rc = ops->prepare(&call, &pr, err, sizeof err);
+    bool via_ok = via && *via && !strpbrk(via, "\r\n");
+    check((rc == 0) == via_ok);
+    if (rc != 0) {
+        check(err[0] != '\0');
+    } else {
+        char url[128];
+        snprintf(url, sizeof url, "%s/chat/completions", endpoint ? endpoint : peer.endpoint);
+        check(str_eq(pr.url, url));
+        check_headers(pr.headers, hops, via);
+        check(pr.stream == f->stream);
+        /* The body is the client's, spliced: strict JSON when the client's
+         * was (scan_request, with yajl, also takes \v and \f for blanks). */
+        json_t *c = json_loadb(body, len, 0, NULL);
+        if (c) {
+            json_t *b = json_loadb(pr.body, pr.body_len, 0, NULL);
+            check(json_is_object(b));
+            check(str_eq(json_string_value(json_object_get(b, "model")), model.upstream_id));
+            if (f->stream && !f->has_stream_options)
+                check(json_is_true(
+                    json_object_get(json_object_get(b, "stream_options"), "include_usage")));
+            json_decref(b);
+            json_decref(c);
+        }
+    }
+    arena_free(&a);
+    return rc;
+}
+
+static void prepare_once(void)
+{
+    static bool done;
+    if (done) return;
+    done = true;
+    static const char body[] =
+        "{\"model\":\"gpt-test\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream\":true}";
+    struct req_facts f;
+    struct scan_error se;
+    check(scan_request(SCAN_CHAT, body, sizeof body - 1, &f, &se) == 0);
+    check(try_prepare(body, sizeof body - 1, &f, NULL, 1, "node-a") == 0);
+}
+
+/* ---- the stream ---- */
+
+struct ctx {
+    struct provider_call *call;
+    const struct provider_ops *ops;
+    struct provider_stream st;
+    int rc;
+    size_t emitted;
+    const char *out;
+    size_t out_len;
+};
+
+static void on_chunk(void *p, const char *json, size_t len)
+{
+    struct ctx *c = p;
+    c->emitted++;
+    c->out = json;
+    c->out_len = len;
+}
+
+static int on_event(void *p, const struct sse_event *ev)
+{
+    struct ctx *c = p;
+    if (c->rc != 0 || c->st.done) return 0;
+    struct provider_relay before = c->st.relay;
+    c->emitted = 0;
+    c->rc = c->ops->stream_event(c->call, &c->st, ev, on_chunk, c);
+    if (ev->event_len == 5 && memcmp(ev->event, "error", 5) == 0) {
+        check(c->rc == -1 && c->st.error[0] != '\0' && c->emitted == 0);
+        return 0;
+    }
+    check(c->rc == 0);
+    if (ev->data_len == 6 && memcmp(ev->data, "[DONE]", 6) == 0) {
+        check(c->st.done && c->emitted == 0);
+        return 0;
+    }
+    check(!c->st.done && c->emitted == 1);
+    check_cut(ev->data, ev->data_len, c->out, c->out_len, &before, &c->st.relay);
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    prepare_once();
+    if (size < 2) return 0;
+    int mode = data[0] % 3;
+    uint32_t seed = data[1] | 1u;
+    size_t len = size - 2;
+    /* A buffer of its own size, without a NUL (ASan sees overreads). */
+    char *body = malloc(len ? len : 1);
+    check(body != NULL);
+    memcpy(body, data + 2, len);
+
+    struct req_facts f;
+    memset(&f, 0, sizeof f);
+    struct arena a;
+    arena_init(&a);
+    struct provider_call call = {.kind = API_CHAT, .body = "{}", .body_len = 2, .facts = &f,
+                                 .provider = &peer, .model = &model, .arena = &a,
+                                 .request_id = "req_1", .mesh_hops = 1, .mesh_via = "node-a"};
+    const struct provider_ops *ops = provider_ops_for(&peer);
+    check(ops != NULL && strcmp(ops->type, "mesh") == 0 && ops->stream_mode == SSE_MODE_SSE);
+    if (mode == 0) {
+        struct provider_response resp = {.status = 200, .content_type = "application/json",
+                                         .body = body, .len = len};
+        struct provider_usage u;
+        memset(&u, 0, sizeof u);
+        struct provider_relay none = u.relay;
+        char *out = NULL;
+        size_t out_len = 0;
+        char err[256] = "";
+        check(ops->finish(&call, &resp, &out, &out_len, &u, err, sizeof err) == 0);
+        check_cut(body, len, out, out_len, &none, &u.relay);
+    } else if (mode == 1) {
+        struct ctx c = {.call = &call, .ops = ops};
+        struct sse_reader r;
+        sse_reader_init(&r, ops->stream_mode, 1 << 16, on_event, &c);
+        for (size_t off = 0; off < len;) {
+            seed = seed * 1103515245u + 12345u;
+            size_t n = 1 + (seed >> 16) % 64;
+            if (n > len - off) n = len - off;
+            if (sse_reader_feed(&r, body + off, n) != SSE_OK) break;
+            off += n;
+        }
+        (void)sse_reader_finish(&r);
+        sse_reader_cleanup(&r);
+    } else {
+        /* prepare reads the body NUL-terminated, as the server keeps it */
+        char *req = malloc(len + 1);
+        check(req != NULL);
+        memcpy(req, body, len);
+        req[len] = '\0';
+        struct scan_error se;
+        unsigned flags = (seed & 2) ? SCAN_MODEL_OPTIONAL : 0;
+        if (scan_request_flags(SCAN_CHAT, req, len, &f, &se, flags) == 0) {
+            const char *via = vias[(seed >> 2) % (sizeof vias / sizeof vias[0])];
+            const char *endpoint = (seed & 32) ? "https://10.0.0.7:7443/v1" : NULL;
+            (void)try_prepare(req, len, &f, endpoint, (int)(seed >> 6), via);
+        }
+        free(req);
+    }
+    arena_free(&a);
+    free(body);
+    return 0;
+}
