@@ -31,6 +31,7 @@
 #include "obs/metrics.h"
 #include "obs/trace.h"
 #include "providers/inbound.h"
+#include "providers/mesh.h"
 #include "providers/provider.h"
 #include "routing/candidates.h"
 #include "routing/retry.h"
@@ -316,9 +317,17 @@ static size_t write_meta(struct proxy *px, char *out, size_t cap)
         jsonw_raw(&w, "]");
     }
     if (px->req->from_peer) {
-        /* For the origin's ledger: what this node paid, exactly. */
+        /* For the origin, which replaces this object with its own: only
+         * what it uses (its ledger takes the exact cost), so that it has
+         * little to read. */
         jsonw_raw(&w, ",\"cost_nanos\":");
         jsonw_int(&w, cost);
+        jsonw_raw(&w, ",\"cost\":");
+        jsonw_raw(&w, usd);
+        jsonw_raw(&w, ",\"failovers\":");
+        jsonw_int(&w, (int64_t)px->n_attempts - 1);
+        jsonw_raw(&w, "}");
+        return jsonw_len(&w);
     }
     jsonw_raw(&w, ",\"model\":");
     jsonw_str(&w, px->cand->model->upstream_id);
@@ -533,7 +542,8 @@ static void finish_whole(struct proxy *px)
         return;
     }
     struct provider_usage pu = {0};
-    if (px->ops->finish) {
+    bool peer = px->cand->provider->type == PROVIDER_MESH;
+    if (px->ops->finish && !peer) {
         struct provider_response resp = {.status = px->status, .content_type = px->content_type,
                                          .body = px->buf ? px->buf : "", .len = px->buf_len};
         char *out = NULL;
@@ -554,8 +564,16 @@ static void finish_whole(struct proxy *px)
         attempt_failed(px, AF_RETRYABLE, "HTTP 200 with an error body%s", "");
         return;
     }
+    char *cut;
+    size_t cut_len;
+    if (peer && mesh_relay_take(&px->req->arena, px->buf, px->buf_len, &rf, &cut, &cut_len,
+                                &px->relay)) {
+        /* The peer's own x-aiproxy is replaced by this node's, below. */
+        rf.close_off -= rf.relay.end_off - rf.relay.start_off;
+        px->buf = cut;
+        px->buf_len = cut_len;
+    }
     px->usage = rf.usage;
-    if (pu.relay.present) px->relay = pu.relay;
     if (pu.present) {
         px->usage.present = true;
         px->usage.prompt_tokens = pu.prompt_tokens;

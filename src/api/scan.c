@@ -51,6 +51,12 @@ enum key {
     K_TOTAL_TOKENS,
     K_PROMPT_TOKENS_DETAILS,
     K_CACHED_TOKENS,
+    /* an aiproxy node's own x-aiproxy object (mesh peers) */
+    K_XAIPROXY,
+    K_NODE,
+    K_PROVIDER,
+    K_COST_NANOS,
+    K_ROUTE,
     K_COUNT
 };
 
@@ -88,6 +94,11 @@ static const struct {
     KEY("total_tokens", K_TOTAL_TOKENS),
     KEY("prompt_tokens_details", K_PROMPT_TOKENS_DETAILS),
     KEY("cached_tokens", K_CACHED_TOKENS),
+    KEY("x-aiproxy", K_XAIPROXY),
+    KEY("node", K_NODE),
+    KEY("provider", K_PROVIDER),
+    KEY("cost_nanos", K_COST_NANOS),
+    KEY("route", K_ROUTE),
 };
 #undef KEY
 
@@ -128,6 +139,8 @@ enum ctx {
     X_USAGE_DETAILS,  /* usage.prompt_tokens_details */
     X_ERROR,          /* response error object */
     X_CHOICES,
+    X_RELAY,          /* the root's x-aiproxy object */
+    X_RELAY_ROUTE,    /* its route[] */
 };
 
 /* What a value means, from its parent frame and key. */
@@ -167,6 +180,11 @@ enum slot {
     S_ERROR,
     S_ERROR_MESSAGE,
     S_CHOICES,
+    S_RELAY,
+    S_RELAY_NODE,
+    S_RELAY_PROVIDER,
+    S_RELAY_COST,
+    S_RELAY_ROUTE,
 };
 
 enum vtype { T_NULL, T_BOOL, T_NUMBER, T_STRING, T_MAP, T_ARRAY };
@@ -689,6 +707,15 @@ static enum slot classify_response(const struct frame *pf)
         case K_USAGE: return S_USAGE;
         case K_ERROR: return S_ERROR;
         case K_CHOICES: return S_CHOICES;
+        case K_XAIPROXY: return S_RELAY;
+        default: return S_IGNORE;
+        }
+    case X_RELAY:
+        switch (pf->key) {
+        case K_NODE: return S_RELAY_NODE;
+        case K_PROVIDER: return S_RELAY_PROVIDER;
+        case K_COST_NANOS: return S_RELAY_COST;
+        case K_ROUTE: return S_RELAY_ROUTE;
         default: return S_IGNORE;
         }
     case X_USAGE:
@@ -720,6 +747,38 @@ static bool set_count(enum vtype t, const char *p, size_t n, int64_t *out)
     if (t != T_NUMBER || parse_int(p, n, &v) != NUM_OK || v < 0) return false;
     *out = v;
     return true;
+}
+
+/* Copies a relay string field; one that does not fit is left empty (the
+ * relay is then incomplete, and not used). */
+static void set_relay_str(char *dst, size_t cap, enum vtype t, const char *p, size_t n)
+{
+    dst[0] = '\0';
+    if (t != T_STRING || n >= cap || memchr(p, '\0', n)) return;
+    memcpy(dst, p, n);
+    dst[n] = '\0';
+}
+
+/* The x-aiproxy object opens: where its member starts, to cut it out. Its
+ * key must be written plainly ("x-aiproxy", no escapes) and follow a comma;
+ * otherwise the object is read but not marked cuttable. */
+static void relay_open(struct scan *s)
+{
+    struct resp_relay *rl = &s->resp->relay;
+    memset(rl, 0, sizeof *rl);
+    size_t brace = yajl_get_bytes_consumed(s->h) - 1; /* its '{' */
+    static const char key[] = "\"x-aiproxy\"";
+    size_t i = brace;
+    while (i > 0 && strchr(" \t\r\n", s->body[i - 1])) i--;
+    if (i == 0 || s->body[i - 1] != ':') return;
+    i--;
+    while (i > 0 && strchr(" \t\r\n", s->body[i - 1])) i--;
+    if (i < sizeof key - 1 || memcmp(s->body + i - (sizeof key - 1), key, sizeof key - 1) != 0) return;
+    i -= sizeof key - 1;
+    while (i > 0 && strchr(" \t\r\n", s->body[i - 1])) i--;
+    if (i == 0 || s->body[i - 1] != ',') return;
+    rl->start_off = i - 1;
+    rl->cuttable = true;
 }
 
 static int response_value(struct scan *s, struct frame *pf, enum vtype t, const char *p, size_t n,
@@ -764,6 +823,28 @@ static int response_value(struct scan *s, struct frame *pf, enum vtype t, const 
         r->choices_empty = false;
         if (t == T_ARRAY) *child = X_CHOICES;
         break;
+    case S_RELAY:
+        if (t == T_MAP) {
+            relay_open(s);
+            *child = X_RELAY;
+        } else {
+            memset(&r->relay, 0, sizeof r->relay); /* a later x-aiproxy replaces */
+        }
+        break;
+    case S_RELAY_NODE: set_relay_str(r->relay.node, sizeof r->relay.node, t, p, n); break;
+    case S_RELAY_PROVIDER:
+        set_relay_str(r->relay.provider, sizeof r->relay.provider, t, p, n);
+        break;
+    case S_RELAY_COST:
+        r->relay.cost_present = set_count(t, p, n, &r->relay.cost_nanos);
+        break;
+    case S_RELAY_ROUTE:
+        r->relay.route_off = r->relay.route_len = 0;
+        if (t == T_ARRAY) {
+            r->relay.route_off = yajl_get_bytes_consumed(s->h) - 1;
+            *child = X_RELAY_ROUTE;
+        }
+        break;
     default: break;
     }
     return 1;
@@ -771,7 +852,13 @@ static int response_value(struct scan *s, struct frame *pf, enum vtype t, const 
 
 static int response_close(struct scan *s, struct frame *f)
 {
+    struct resp_relay *rl = &s->resp->relay;
     if (f->ctx == X_CHOICES && f->count == 0) s->resp->choices_empty = true;
+    if (f->ctx == X_RELAY_ROUTE) rl->route_len = yajl_get_bytes_consumed(s->h) - rl->route_off;
+    if (f->ctx == X_RELAY) {
+        rl->end_off = yajl_get_bytes_consumed(s->h);
+        rl->present = rl->node[0] && rl->provider[0] && rl->cost_present;
+    }
     return 1;
 }
 

@@ -74,6 +74,20 @@ struct usage {
     int64_t cached_tokens; /* usage.prompt_tokens_details.cached_tokens, 0 when absent */
 };
 
+/* An aiproxy node's own x-aiproxy object in the root of its answer (a mesh
+ * peer's: what it served, where, at what cost). */
+struct resp_relay {
+    bool present;      /* node, provider and cost_nanos were all read */
+    bool cuttable;     /* `,"x-aiproxy":{...}` spans [start_off, end_off) */
+    size_t start_off;  /* the comma before the key */
+    size_t end_off;    /* just past the object's '}' */
+    char node[64];
+    char provider[128];
+    int64_t cost_nanos;
+    bool cost_present;
+    size_t route_off, route_len; /* the route array's text; len 0: none */
+};
+
 struct resp_facts {
     struct usage usage;      /* top-level "usage" object when it is one (null ignored) */
     bool has_error;          /* a top-level "error" key whose value is not null */
@@ -82,6 +96,7 @@ struct resp_facts {
     bool has_choices;        /* a top-level "choices" key is present */
     size_t close_off;        /* offset of the top-level object's closing '}' */
     bool root_empty;         /* the top-level object has no keys ("{}") */
+    struct resp_relay relay; /* the last top-level "x-aiproxy" object */
 };
 
 /* Scans a response body or one stream event's data. Returns 0 when `body`

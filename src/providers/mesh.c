@@ -7,12 +7,16 @@
  * the peer's own x-aiproxy object (whole answers, and a stream's last
  * chunk) and keeping what it says (serving node, its provider, the route,
  * the cost it paid, in integer nano-dollars) for this node's x-aiproxy and
- * ledger. Pure: no I/O. */
+ * ledger. A whole answer is scanned once, by the request flow, which then
+ * calls mesh_relay_take (mesh.h); `finish` does the same for callers that
+ * have not scanned. Pure: no I/O. */
 #include <stdio.h>
 #include <string.h>
 
+#include "api/scan.h"
 #include "config/config.h"
 #include "providers/internal.h"
+#include "providers/mesh.h"
 #include "providers/provider.h"
 
 static const char *path_for(enum api_kind kind)
@@ -48,65 +52,40 @@ static int mesh_prepare(const struct provider_call *call, struct provider_reques
     return 0;
 }
 
-/* Reads the peer's x-aiproxy object into `r`. */
-static void read_relay(struct arena *a, const json_t *meta, struct provider_relay *r)
+bool mesh_relay_take(struct arena *a, const char *text, size_t len, const struct resp_facts *rf,
+                     char **out, size_t *out_len, struct provider_relay *r)
 {
-    if (!json_is_object(meta)) return;
-    const json_t *cost = json_object_get(meta, "cost_nanos");
-    const char *node = pj_str(meta, "node"), *prov = pj_str(meta, "provider");
-    if (!json_is_integer(cost) || json_integer_value(cost) < 0 || !node || !prov) return;
+    const struct resp_relay *rl = &rf->relay;
+    if (!rl->present || !rl->cuttable || rl->end_off > rf->close_off || rf->close_off >= len)
+        return false;
+    /* Only blanks between the object and the root's closing brace. */
+    for (size_t i = rl->end_off; i < rf->close_off; i++)
+        if (!strchr(" \t\r\n", text[i])) return false;
     r->present = true;
-    r->cost = (nanos_t)json_integer_value(cost);
-    r->node = arena_strdup(a, node);
-    r->provider = arena_strdup(a, prov);
-    const json_t *route = json_object_get(meta, "route");
-    r->route = json_is_array(route) ? pj_dump(a, route, NULL) : NULL;
+    r->cost = rl->cost_nanos;
+    r->node = arena_strdup(a, rl->node);
+    r->provider = arena_strdup(a, rl->provider);
+    r->route = rl->route_len ? arena_strndup(a, text + rl->route_off, rl->route_len) : NULL;
+    size_t head = rl->start_off, tail = len - rl->end_off;
+    char *o = arena_alloc(a, head + tail + 1);
+    memcpy(o, text, head);
+    memcpy(o + head, text + rl->end_off, tail);
+    o[head + tail] = '\0';
+    *out = o;
+    *out_len = head + tail;
+    return true;
 }
 
-/* Finds the last `,"x-aiproxy":{...}` when a closing brace follows it
- * (every aiproxy node puts it last in the root object) and cuts it out of
- * `text`. Returns
- * the text without it (arena) and fills `r`; the text itself when absent. */
+/* The same for text not scanned yet (a stream's last chunk). */
 static const char *cut_relay(struct arena *a, const char *text, size_t len, size_t *out_len,
                              struct provider_relay *r)
 {
-    static const char key[] = "\"x-aiproxy\":";
+    struct resp_facts rf;
+    char *out;
     *out_len = len;
-    /* jansson skips a NUL after a number without counting it in the
-     * position: text holding one is left whole (no aiproxy node sends it). */
-    if (memchr(text, '\0', len)) return text;
-    const char *at = NULL;
-    for (const char *p = text; (p = memmem(p, len - (size_t)(p - text), key, sizeof key - 1));
-         p += sizeof key - 1)
-        at = p;
-    if (!at) return text;
-    const char *obj = at + sizeof key - 1;
-    json_error_t je;
-    json_t *meta = json_loadb(obj, len - (size_t)(obj - text), JSON_DISABLE_EOF_CHECK, &je);
-    if (!meta) return text;
-    const char *end = obj + je.position;
-    const char *q = end;
-    while (q < text + len && (*q == ' ' || *q == '\n' || *q == '\r' || *q == '\t'))
-        q++;
-    /* What precedes: a comma (or the root's brace), spaces aside. */
-    const char *start = at;
-    while (start > text && (start[-1] == ' ' || start[-1] == '\n' || start[-1] == '\t'))
-        start--;
-    bool comma = start > text && start[-1] == ',';
-    if (q >= text + len || *q != '}' || (!comma && !(start > text && start[-1] == '{'))) {
-        json_decref(meta);
+    if (scan_response(text, len, &rf) != 0 || !mesh_relay_take(a, text, len, &rf, &out, out_len, r))
         return text;
-    }
-    if (comma) start--;
-    read_relay(a, meta, r);
-    json_decref(meta);
-    size_t head = (size_t)(start - text), tail = len - (size_t)(end - text);
-    char *o = arena_alloc(a, head + tail + 1);
-    memcpy(o, text, head);
-    memcpy(o + head, end, tail);
-    o[head + tail] = '\0';
-    *out_len = head + tail;
-    return o;
+    return out;
 }
 
 static int mesh_finish(const struct provider_call *call, const struct provider_response *resp,
