@@ -59,10 +59,9 @@ static bool secret_ok(const struct config *cfg, const char *auth)
     if (!cfg->node.mesh_secret) return true; /* an open mesh (auth off, no secret) */
     if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) return false;
     const char *given = auth + 7;
-    unsigned char a[DIGEST_SHA256_LEN], b[DIGEST_SHA256_LEN];
+    unsigned char a[DIGEST_SHA256_LEN];
     digest_sha256(given, strlen(given), a);
-    digest_sha256(cfg->node.mesh_secret, strlen(cfg->node.mesh_secret), b);
-    return CRYPTO_memcmp(a, b, sizeof a) == 0;
+    return CRYPTO_memcmp(a, cfg->node.mesh_secret_sha256, sizeof a) == 0;
 }
 
 static bool via_ok(const char *v)

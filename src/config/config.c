@@ -234,6 +234,8 @@ struct config *config_load_text(const char *text, size_t len, const char *name,
         struct config_api_key *ak = &c->security.api_keys[k];
         if (ak->key) digest_sha256(ak->key, strlen(ak->key), ak->key_sha256);
     }
+    if (c->node.mesh_secret)
+        digest_sha256(c->node.mesh_secret, strlen(c->node.mesh_secret), c->node.mesh_secret_sha256);
     set_hostname_id(c);
     if (diags->errors != errors) {
         config_free(c);

@@ -227,6 +227,7 @@ struct config {
         /* node.mesh.secret: every heartbeat and forwarded request carries it;
          * never printed. NULL when absent. */
         char *mesh_secret;
+        unsigned char mesh_secret_sha256[32]; /* computed once at load */
         int mesh_max_hops; /* default 1 */
         /* node.mesh.tls: mutual TLS between nodes (all three or none). */
         char *mesh_tls_cert;
