@@ -1,0 +1,88 @@
+// The mesh inside the rest of the request flow: /aiproxy/predict and
+// /v1/messages served through a peer (providers_tried and failovers name the
+// peer), a hedge whose second leg is a peer, and the dashboard's data with
+// live peers. Real aiproxyd nodes (tests/integration/mesh-harness.mjs).
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as h from './harness.mjs';
+import * as m from './mesh-harness.mjs';
+
+after(() => h.killAll());
+
+test('predict and messages through a peer; predict failover from a failing local provider to the peer', { timeout: 30000 }, async (t) => {
+  // a serves "shared" (and fails it on demand); b serves "shared" and "only-b"
+  const [a, b] = await m.startMesh(t, [
+    { id: 'a', models: ['shared'], peers: ['b'] },
+    { id: 'b', models: ['shared', 'only-b'] },
+  ]);
+  await m.waitHealthy(a, ['b']);
+
+  let r = await h.request(a.url + '/aiproxy/predict', { body: { model: 'only-b', input: 'predict via b' } });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.output, 'echo: predict via b');
+  assert.deepEqual(r.json.metadata.routing.providers_tried, ['mesh:b'], r.text);
+  assert.equal(r.json.metadata.routing.failovers, 0);
+
+  // Anthropic's Messages API in, served by b, Anthropic's shape out
+  r = await h.request(a.url + '/v1/messages', {
+    body: { model: 'only-b', max_tokens: 50, messages: [{ role: 'user', content: 'messages via b' }] },
+    headers: { 'anthropic-version': '2023-06-01' },
+  });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.type, 'message');
+  assert.match(JSON.stringify(r.json.content), /echo: messages via b/);
+  assert.equal(r.headers['x-aiproxy-provider'], 'mesh:b');
+
+  // a's own provider fails: predict fails over to the peer, and says so
+  await a.fake.control({ queue: [{ status: 500 }] });
+  r = await h.request(a.url + '/aiproxy/predict', { body: { model: 'shared', input: 'fail over' } });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.output, 'echo: fail over');
+  assert.deepEqual(r.json.metadata.routing.providers_tried, ['pa', 'mesh:b'], r.text);
+  assert.equal(r.json.metadata.routing.failovers, 1);
+});
+
+test('a hedge whose second leg is a peer: the peer answers first, the slow local leg is cancelled', { timeout: 30000 }, async (t) => {
+  const [a, b] = await m.startMesh(t, [
+    { id: 'a', models: ['shared'], peers: ['b'] },
+    { id: 'b', models: ['shared'] },
+  ]);
+  await m.waitHealthy(a, ['b']);
+  await a.fake.control({ default: { delayMs: 1500 } });
+  const r = await m.chat(a, 'shared', 'hedge me', { headers: { 'x-aiproxy-hedge': '150' } });
+  assert.equal(r.status, 200, r.text);
+  const xa = r.json['x-aiproxy'];
+  assert.equal(xa.hedged, true, JSON.stringify(xa));
+  assert.equal(xa.node, 'b');
+  assert.deepEqual(xa.route, ['a', 'b']);
+  assert.match(xa.attempts[0].outcome, /lost the hedge: mesh:b answered first/);
+  await a.fake.control({ default: {} });
+});
+
+test('the dashboard data lists live peers with status, load, models and spend', { timeout: 30000 }, async (t) => {
+  const ADMIN = 'mesh-flow-admin';
+  const auth = { authorization: `Bearer ${ADMIN}` };
+  const [a] = await m.startMesh(t, [
+    { id: 'a', models: ['shared'], peers: ['b'], clientKey: ADMIN,
+      extra: { security: { auth: { enabled: true, api_keys: [{ key: ADMIN, name: 'ops', role: 'admin' }] } } } },
+    { id: 'b', models: ['only-b'] },
+  ]);
+  await m.waitHealthy(a, ['b']);
+  const r = await m.chat(a, 'only-b');
+  assert.equal(r.status, 200, r.text);
+  const s = await h.request(a.url + '/aiproxy/admin/stats', { headers: auth });
+  assert.equal(s.status, 200, s.text);
+  assert.equal(s.json.mesh_enabled, true);
+  const p = s.json.mesh_peers.find((x) => x.id === 'b');
+  assert.ok(p, s.text);
+  assert.equal(p.status, 'healthy');
+  assert.deepEqual(p.models, ['only-b']);
+  assert.equal(typeof p.load, 'number');
+  assert.equal(typeof p.latency_ms, 'number');
+  // b's spend reaches a by heartbeat
+  await m.waitFor(async () => {
+    const st = await h.request(a.url + '/aiproxy/admin/stats', { headers: auth });
+    const q = st.json.mesh_peers.find((x) => x.id === 'b');
+    return q && q.spend_today_nanos > 0;
+  }, 5000, "b's spend in a's view");
+});
