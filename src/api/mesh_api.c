@@ -76,6 +76,41 @@ static bool via_ok(const char *v)
     return true;
 }
 
+/* A peer's keep-alive connection remembers the header it proved the
+ * secret with, for this config: the next request with the same bytes is
+ * not hashed again. */
+struct secret_memo {
+    uint64_t generation;
+    size_t len;
+    char auth[];
+};
+
+static void secret_memo_free(void *m)
+{
+    struct secret_memo *sm = m;
+    OPENSSL_cleanse(sm->auth, sm->len);
+    free(sm);
+}
+
+static bool secret_ok_memo(struct http_request *req, const char *auth)
+{
+    const struct config *cfg = req->config;
+    const struct secret_memo *m = http_conn_memo(req);
+    size_t n = auth ? strlen(auth) : 0;
+    if (m && auth && m->generation == cfg->generation && m->len == n &&
+        CRYPTO_memcmp(m->auth, auth, n) == 0)
+        return true;
+    if (!secret_ok(cfg, auth)) return false;
+    if (auth && n <= 512) {
+        struct secret_memo *nm = xmalloc(sizeof *nm + n);
+        nm->generation = cfg->generation;
+        nm->len = n;
+        memcpy(nm->auth, auth, n);
+        http_conn_set_memo(req, nm, secret_memo_free);
+    }
+    return true;
+}
+
 bool mesh_api_admit(struct http_request *req)
 {
     const struct config *cfg = req->config;
@@ -83,7 +118,7 @@ bool mesh_api_admit(struct http_request *req)
         http_respond_error(req, GW_ERR_UNAVAILABLE, "Mesh federation is off on this node.", NULL);
         return false;
     }
-    if (!secret_ok(cfg, http_header_get(req, "authorization"))) {
+    if (!secret_ok_memo(req, http_header_get(req, "authorization"))) {
         http_respond_error(req, GW_ERR_INVALID_API_KEY,
                            "This is a mesh listener: requests must carry the mesh's shared "
                            "secret (node.mesh.secret).",

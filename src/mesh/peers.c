@@ -307,6 +307,22 @@ size_t mesh_peers_due(int64_t now_ms, int64_t period_ms, char (*addrs)[MESH_ADDR
     return n;
 }
 
+/* Whether what a peer offers the router (its models, their prices,
+ * capabilities and availability, its load) differs between two states. */
+static bool offer_differs(const struct mesh_node_state *a, const struct mesh_node_state *b)
+{
+    if (a->load_permille != b->load_permille || a->n_models != b->n_models) return true;
+    for (size_t i = 0; i < a->n_models; i++) {
+        const struct mesh_model_info *x = &a->models[i], *y = &b->models[i];
+        if (strcmp(x->name, y->name) != 0 || x->price_in_per_1k != y->price_in_per_1k ||
+            x->price_out_per_1k != y->price_out_per_1k ||
+            x->price_per_generation != y->price_per_generation ||
+            x->capabilities != y->capabilities || x->available != y->available)
+            return true;
+    }
+    return false;
+}
+
 /* A peer back (or new): the failures that opened its circuit while it was
  * away are forgotten, for the peer and each model it serves, so traffic
  * returns at once instead of after the circuit's cool-down. */
@@ -386,6 +402,8 @@ void mesh_peers_on_heartbeat(const char *addr, const struct mesh_node_state *st,
     if (restarted)
         log_event(LOG_INFO, "peer_restarted", "mesh: peer %s restarted (new boot id)", st->id);
     if (restarted || p->info.status != MESH_PEER_HEALTHY) forgive(st);
+    bool view_changed = p->info.status != MESH_PEER_HEALTHY || !p->info.has_state ||
+                        strcmp(p->info.id, st->id) != 0 || offer_differs(&p->info.state, st);
     if (p->info.has_state) mesh_state_cleanup(&p->info.state);
     mesh_state_copy(&p->info.state, st);
     p->info.has_state = true;
@@ -402,7 +420,8 @@ void mesh_peers_on_heartbeat(const char *addr, const struct mesh_node_state *st,
     set_status_locked(p, MESH_PEER_HEALTHY, NULL);
     for (size_t i = 0; i < st->n_peers; i++)
         learn_locked(st->peers[i].id, st->peers[i].addr, now_ms);
-    rebuild_view_locked();
+    /* Most heartbeats change nothing routing sees: no new view then. */
+    if (view_changed) rebuild_view_locked();
 out:
     pthread_mutex_unlock(&lock);
 }
