@@ -542,6 +542,10 @@ static void finish_whole(struct proxy *px)
         return;
     }
     struct provider_usage pu = {0};
+    /* A mesh peer's answer needs no translation, only its x-aiproxy taken
+     * out: done below from the scan this function makes anyway
+     * (mesh_relay_take), rather than by the adapter's finish, which would
+     * scan the answer a second time. */
     bool peer = px->cand->provider->type == PROVIDER_MESH;
     if (px->ops->finish && !peer) {
         struct provider_response resp = {.status = px->status, .content_type = px->content_type,
