@@ -6,6 +6,10 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as h from './harness.mjs';
 import * as m from './mesh-harness.mjs';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+
+const CTL = path.join(path.dirname(h.AIPROXYD), 'aiproxyctl');
 
 after(() => h.killAll());
 
@@ -85,4 +89,11 @@ test('the dashboard data lists live peers with status, load, models and spend', 
     const q = st.json.mesh_peers.find((x) => x.id === 'b');
     return q && q.spend_today_nanos > 0;
   }, 5000, "b's spend in a's view");
+  // aiproxyctl mesh prints the same: b healthy, its model, its spend
+  const c = spawnSync(CTL, ['--url', a.url, '--key', ADMIN, 'mesh'], { encoding: 'utf8', timeout: 20000 });
+  assert.equal(c.status, 0, c.stderr);
+  assert.match(c.stdout, /^node a /m);
+  assert.match(c.stdout, /mesh: on, listening on 127\.0\.0\.1:\d+, max_hops 1/);
+  assert.match(c.stdout, /^b\s+127\.0\.0\.1:\d+\s+healthy\s+\d+ ms\s+\d+%\s+1\s+\$0\.0\d+\s+only-b$/m);
+  assert.ok(!c.stdout.includes(m.MESH_SECRET), 'the mesh secret is never printed');
 });
