@@ -1,7 +1,8 @@
 /* wire: the heartbeat message as JSON (see wire.h). Encoded with jansson
- * (a heartbeat is a few KB every few seconds, not the request path) and
- * parsed with jansson under explicit bounds: the size, every string's
- * length, every array's count. Money travels as integer nano-dollars. */
+ * (once per heartbeat round, for every peer) and parsed with yajl's event
+ * parser in one pass (every answer from every peer) under explicit bounds:
+ * the size, every string's length and UTF-8, every array's count. Money
+ * travels as integer nano-dollars. */
 #include "mesh/wire.h"
 
 #include <jansson.h>
