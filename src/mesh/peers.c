@@ -28,7 +28,7 @@ struct peer {
     int64_t last_attempt_ms; /* monotonic: last heartbeat sent */
     int64_t last_ok_ms;      /* monotonic: last heartbeat answered */
     bool ever_ok;
-    bool id_known; /* learned from the peer itself, or configured */
+    bool id_known;    /* learned from the peer itself, or configured */
     bool unreachable; /* the last heartbeat got no answer at all */
 };
 
@@ -79,6 +79,15 @@ static void copy_str(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
+/* The provider-level live figures of peer `id` ("mesh:<id>", routing/stats.h);
+ * `name` (MESH_ID_MAX + 8 bytes) receives the provider name. */
+static struct provider_stats *peer_stats(const char *id, char *name)
+{
+    memcpy(name, "mesh:", 6);
+    copy_str(name + 5, MESH_ID_MAX + 3, id);
+    return provider_stats_get(name);
+}
+
 /* ---- the view ---- */
 
 static void view_free(struct mesh_view *v)
@@ -125,8 +134,8 @@ static void peer_as_provider(const struct peer *p, struct config_provider *out)
 {
     const struct mesh_node_state *st = &p->info.state;
     memset(out, 0, sizeof *out);
-    char name[MESH_ID_MAX + 8] = "mesh:";
-    copy_str(name + 5, sizeof name - 5, p->info.id);
+    char name[MESH_ID_MAX + 8];
+    out->stats = peer_stats(p->info.id, name);
     out->name = xstrdup(name);
     out->type = PROVIDER_MESH;
     out->enabled = true;
@@ -144,7 +153,6 @@ static void peer_as_provider(const struct peer *p, struct config_provider *out)
     out->max_tokens_default = 4096;
     out->mesh_node = xstrdup(p->info.id);
     out->mesh_load_permille = st->load_permille;
-    out->stats = provider_stats_get(name);
     out->models = st->n_models ? xcalloc(st->n_models, sizeof *out->models) : NULL;
     for (size_t i = 0; i < st->n_models; i++) {
         const struct mesh_model_info *m = &st->models[i];
@@ -328,9 +336,8 @@ static bool offer_differs(const struct mesh_node_state *a, const struct mesh_nod
  * returns at once instead of after the circuit's cool-down. */
 static void forgive(const struct mesh_node_state *st)
 {
-    char name[MESH_ID_MAX + 8] = "mesh:";
-    copy_str(name + 5, sizeof name - 5, st->id);
-    struct provider_stats *ps = provider_stats_get(name);
+    char name[MESH_ID_MAX + 8];
+    struct provider_stats *ps = peer_stats(st->id, name);
     if (!ps) return;
     provider_stats_forgive(ps);
     for (size_t i = 0; i < st->n_models; i++)
@@ -341,9 +348,8 @@ static void forgive(const struct mesh_node_state *st)
  * (api/proxy.c watches it): down while it is unhealthy. */
 static void mark_down(const struct peer *p, bool down)
 {
-    char name[MESH_ID_MAX + 8] = "mesh:";
-    copy_str(name + 5, sizeof name - 5, p->info.id);
-    struct provider_stats *ps = provider_stats_get(name);
+    char name[MESH_ID_MAX + 8];
+    struct provider_stats *ps = peer_stats(p->info.id, name);
     if (ps) atomic_store(&ps->down, down);
 }
 

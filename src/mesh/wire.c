@@ -279,13 +279,14 @@ static int set_int(struct hparse *p, int64_t *dst, int64_t max, enum vkind k, co
     return 1;
 }
 
-/* Opens an array of entries for `what` (at most `max`). */
-static int open_entries(struct hparse *p, enum vkind k, enum hctx c)
+/* Opens the array of entries `c` (models, providers or peers). */
+static int open_entries(struct hparse *p, enum vkind k, enum hctx c, enum hctx *child)
 {
     if (k == V_NULL) return 1;
     if (k != V_ARR) return hfail(p, "%s: expected an array", p->key_name);
     p->cap = 0;
-    return 2; /* push c */
+    *child = c;
+    return 2;
 }
 
 static void *grow(void *arr, size_t *cap, size_t n, size_t size, size_t max)
@@ -352,21 +353,12 @@ static int on_value(struct hparse *p, enum vkind k, const char *s, size_t n, boo
             if (p->key == 1) p->have_node = true;
             *child = p->key == 1 ? H_NODE : p->key == 2 ? H_LOAD : H_SPEND;
             return 2;
-        case 4: {
-            int r = open_entries(p, k, H_MODELS);
-            *child = H_MODELS;
-            return r;
-        }
-        case 5: {
-            int r = open_entries(p, k, H_PROVIDERS);
-            *child = H_PROVIDERS;
-            return r;
-        }
-        case 6: {
-            int r = open_entries(p, k, H_PEERS);
-            *child = H_PEERS;
-            return r;
-        }
+        case 4:
+            return open_entries(p, k, H_MODELS, child);
+        case 5:
+            return open_entries(p, k, H_PROVIDERS, child);
+        case 6:
+            return open_entries(p, k, H_PEERS, child);
         }
         break;
     case H_NODE:

@@ -70,6 +70,11 @@ json_t *pj_inbound_begin(const char *body, size_t len, struct inbound_routing *r
 /* Seconds since the epoch, for the `created` fields adapters must invent. */
 int64_t pj_now(void);
 
+/* The path under an OpenAI-format base URL for `kind`: "/chat/completions",
+ * "/completions", "/embeddings", "/images/generations" (openai.c; the mesh
+ * adapter forwards to peers at the same paths). */
+const char *openai_path_for(enum api_kind kind);
+
 /* The OpenAI-format request builder (openai.c): the client's body with the
  * model token swapped for the upstream id and stream usage requested
  * (spliced, or rewritten when the provider's preset has a quirk), sent to

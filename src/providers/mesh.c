@@ -19,26 +19,11 @@
 #include "providers/mesh.h"
 #include "providers/provider.h"
 
-static const char *path_for(enum api_kind kind)
-{
-    switch (kind) {
-    case API_CHAT:
-        return "/chat/completions";
-    case API_COMPLETIONS:
-        return "/completions";
-    case API_EMBEDDINGS:
-        return "/embeddings";
-    case API_IMAGES:
-        return "/images/generations";
-    }
-    return "/chat/completions";
-}
-
 static int mesh_prepare(const struct provider_call *call, struct provider_request *out, char *err,
                         size_t err_cap)
 {
     const char *url =
-        arena_concat(call->arena, provider_call_endpoint(call), path_for(call->kind), NULL);
+        arena_concat(call->arena, provider_call_endpoint(call), openai_path_for(call->kind), NULL);
     if (openai_build_request(call, url, out, err, err_cap) != 0) return -1;
     char hops[16];
     snprintf(hops, sizeof hops, "%d", call->mesh_hops);

@@ -12,7 +12,7 @@
 #include "providers/internal.h"
 #include "providers/provider.h"
 
-static const char *path_for(enum api_kind kind)
+const char *openai_path_for(enum api_kind kind)
 {
     switch (kind) {
     case API_CHAT: return "/chat/completions";
@@ -175,7 +175,7 @@ static int openai_prepare(const struct provider_call *call, struct provider_requ
                           char *err, size_t err_cap)
 {
     const char *url =
-        arena_concat(call->arena, provider_call_endpoint(call), path_for(call->kind), NULL);
+        arena_concat(call->arena, provider_call_endpoint(call), openai_path_for(call->kind), NULL);
     return openai_build_request(call, url, out, err, err_cap);
 }
 
