@@ -1075,12 +1075,22 @@ static void validate_mesh(struct parse_ctx *cx, const struct cnode *root)
         ERR(cx, la ? la->line : line, "node.mesh.listen_addr", "'%s' is not host:port",
             c->node.mesh_listen_addr);
     }
-    for (size_t i = 0; i < c->node.n_peers; i++)
-        if (!strchr(c->node.peers[i].addr, ':')) {
+    for (const char *q = c->node.mesh_secret; q && *q; q++)
+        if ((unsigned char)*q < 0x20 || *q == 0x7f) {
+            /* it goes into a header line of every heartbeat and request */
+            ERR(cx, sec ? sec->line : line, "node.mesh.secret", "holds a control character");
+            break;
+        }
+    for (size_t i = 0; i < c->node.n_peers; i++) {
+        char *host = NULL;
+        int port = 0;
+        if (!config_parse_listen(c->node.peers[i].addr, &host, &port) || port == 0) {
             char *p = walk_path_index("node.mesh.peers", i);
             ERR(cx, line, p, "addr '%s' is not host:port", c->node.peers[i].addr);
             free(p);
         }
+        free(host);
+    }
 }
 
 /* Checks that need the whole document (cross-references). */

@@ -793,6 +793,50 @@ static void test_fallback_chain_warning(void **state)
     config_unref(c);
 }
 
+static void test_mesh_config(void **state)
+{
+    /* keys, defaults, the secret's digest */
+    struct config *c = load_ok("node:\n  id: n1\n  mesh:\n    enabled: true\n"
+                               "    listen_addr: \"127.0.0.1:9090\"\n    secret: s\n"
+                               "    max_hops: 2\n    peers: [{addr: \"10.0.0.2:9090\"}]\n");
+    assert_true(c->node.mesh_enabled);
+    assert_int_equal(c->node.mesh_max_hops, 2);
+    assert_true(c->node.share_load);
+    assert_string_equal(c->node.mesh_listen_host, "127.0.0.1");
+    assert_int_equal(c->node.mesh_listen_port, 9090);
+    assert_false(c->node.peers[0].id_given);
+    unsigned char zero[32] = {0};
+    assert_memory_not_equal(c->node.mesh_secret_sha256, zero, 32);
+    config_unref(c);
+    /* garbage */
+    const char *head = "node:\n  mesh:\n    enabled: true\n";
+    char text[512];
+    snprintf(text, sizeof text, "%s    peers: [{addr: \"h:x\"}]\n", head);
+    load_fails_with(text, "aiproxy.yaml:3: node.mesh.peers[0]: addr 'h:x' is not host:port");
+    snprintf(text, sizeof text, "%s    peers: [{addr: \"h:0\"}]\n", head);
+    load_fails_with(text, "aiproxy.yaml:3: node.mesh.peers[0]: addr 'h:0' is not host:port");
+    snprintf(text, sizeof text, "%s    listen_addr: nowhere\n", head);
+    load_fails_with(text, "aiproxy.yaml:4: node.mesh.listen_addr: 'nowhere' is not host:port");
+    snprintf(text, sizeof text, "%s    secret: \"a\\r\\nx: y\"\n", head);
+    load_fails_with(text, "aiproxy.yaml:4: node.mesh.secret: holds a control character");
+    snprintf(text, sizeof text, "%s    max_hops: 9\n", head);
+    assert_null(load(text));
+    snprintf(text, sizeof text, "%s    tls: {cert_file: a.pem}\n", head);
+    assert_null(load(text));
+    /* auth on: a secret is required; a ${VAR} left unset turns the mesh off */
+    snprintf(text, sizeof text, "%ssecurity:\n  auth:\n    enabled: true\n    api_keys: [{key: k}]\n",
+             head);
+    load_fails_with(text, "aiproxy.yaml:3: node.mesh.secret: missing (expected a shared secret "
+                          "every node holds: with security.auth enabled, peers must authenticate "
+                          "to each other)");
+    unsetenv("AIPROXY_TEST_UNSET_SECRET");
+    snprintf(text, sizeof text, "%s    secret: \"${AIPROXY_TEST_UNSET_SECRET}\"\nsecurity:\n"
+             "  auth:\n    enabled: true\n    api_keys: [{key: k}]\n", head);
+    c = load_ok(text);
+    assert_false(c->node.mesh_enabled);
+    config_unref(c);
+}
+
 static void test_load_file_missing(void **state)
 {
     diag_list_cleanup(&diags);
@@ -830,7 +874,7 @@ int main(void)
         T(test_json_syntax_error),  T(test_cost_db),
         T(test_server_endpoints),   T(test_defaults_of_empty_sections),
         T(test_config_default),     T(test_summary_hides_secrets),
-        T(test_ref_and_add_model),  T(test_fallback_chain_warning),
+        T(test_ref_and_add_model),  T(test_fallback_chain_warning), T(test_mesh_config),
         T(test_load_file_missing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
