@@ -34,7 +34,8 @@
 #define MESH_VIA_MAX 1024 /* x-aiproxy-via longer than this is refused */
 #define MESH_HOPS_MAX 64
 #define CLUSTER_METRICS_DEADLINE_MS 2000
-#define CLUSTER_METRICS_MAX (8 * 1024 * 1024)
+#define CLUSTER_METRICS_MAX (8 * 1024 * 1024)        /* one node's exposition */
+#define CLUSTER_METRICS_TOTAL (32 * 1024 * 1024)     /* all peers' together */
 
 static char boot_id[ID_REQUEST_LEN + 1];
 
@@ -487,6 +488,7 @@ struct scrape {
     struct http_request *req;
     struct scrape_leg *legs;
     size_t n, pending;
+    size_t total; /* bytes buffered over every leg */
     bool aborted;
 };
 
@@ -549,10 +551,12 @@ static void on_leg_head(void *ctx, const struct upstream_head *h)
 static void on_leg_data(void *ctx, const char *data, size_t len)
 {
     struct scrape_leg *l = ctx;
-    if (l->too_large || l->len + len > CLUSTER_METRICS_MAX) {
-        l->too_large = true;
+    if (l->too_large || l->len + len > CLUSTER_METRICS_MAX ||
+        l->s->total + len > CLUSTER_METRICS_TOTAL) {
+        l->too_large = true; /* shown as node_up 0 */
         return;
     }
+    l->s->total += len;
     l->buf = xrealloc(l->buf, l->len + len + 1);
     memcpy(l->buf + l->len, data, len);
     l->len += len;
