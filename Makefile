@@ -7,7 +7,7 @@ BUILD   ?= build
 SAN     ?= 0
 
 PKGS    := libevent_core libevent_extra libevent_openssl libevent_pthreads openssl \
-           yaml-0.1 sqlite3 jansson yajl
+           yaml-0.1 sqlite3 jansson yajl hiredis libpq
 CFLAGS  := -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            -g -Isrc $(shell pkg-config --cflags $(PKGS)) -pthread -MMD -MP
 LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lm -pthread
