@@ -114,6 +114,8 @@ void config_free(struct config *c)
     free(c->node.mesh_listen_addr);
     free(c->node.mesh_listen_host);
     free(c->node.mesh_secret);
+    free(c->cluster.redis_url);
+    free(c->cluster.redis_prefix);
     free(c->node.mesh_tls_cert);
     free(c->node.mesh_tls_key);
     free(c->node.mesh_tls_ca);

@@ -297,6 +297,14 @@ struct config {
     void *compiled_policies;
     void (*free_compiled_policies)(void *compiled);
 
+    /* cluster: the shared store (SPEC section 6). */
+    struct {
+        char *redis_url;        /* redis://[user:pass@]host:port/db, rediss://, unix:///path; NULL = none */
+        char *redis_prefix;     /* default "aiproxy:" */
+        int64_t redis_timeout_ms; /* one operation's deadline, default 50 */
+        bool store_down_closed; /* on_store_down: closed (503) instead of local */
+    } cluster;
+
     struct {
         bool enabled;          /* default true: limits and alerts enforced when set */
         nanos_t daily_limit;   /* 0 = none */

@@ -1014,6 +1014,32 @@ static const struct key_spec security_keys[] = {
     {.name = NULL},
 };
 
+/* ---- cluster ---- */
+
+static void parse_store_down(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                             void *base)
+{
+    struct config *c = base;
+    const char *t = walk_scalar_text(cx, v, path, "local or closed");
+    if (!t) return;
+    if (strcmp(t, "local") == 0) c->cluster.store_down_closed = false;
+    else if (strcmp(t, "closed") == 0) c->cluster.store_down_closed = true;
+    else ERR(cx, v->line, path, "'%s' is not local or closed", t);
+}
+
+static const struct key_spec redis_keys[] = {
+    {.name = "url", .type = KT_STR, .offset = CFG(cluster.redis_url)},
+    {.name = "prefix", .type = KT_STR, .def = "aiproxy:", .offset = CFG(cluster.redis_prefix)},
+    {.name = "timeout", .type = KT_DURATION, .min = 1, .max = 60000, .def = "50ms", .offset = CFG(cluster.redis_timeout_ms)},
+    {.name = NULL},
+};
+
+static const struct key_spec cluster_keys[] = {
+    {.name = "redis", .type = KT_SECTION, .sub = redis_keys},
+    {.name = "on_store_down", .type = KT_CUSTOM, .def = "local", .parse = parse_store_down},
+    {.name = NULL},
+};
+
 /* ---- top level ---- */
 
 static const struct key_spec top_keys[] = {
@@ -1024,6 +1050,7 @@ static const struct key_spec top_keys[] = {
     {.name = "budget", .type = KT_SECTION, .sub = budget_keys},
     {.name = "observability", .type = KT_SECTION, .sub = observability_keys},
     {.name = "security", .type = KT_SECTION, .sub = security_keys},
+    {.name = "cluster", .type = KT_SECTION, .sub = cluster_keys},
     {.name = NULL},
 };
 
@@ -1110,6 +1137,18 @@ static void validate(struct parse_ctx *cx, const struct cnode *root)
     if (c->security.auth_enabled && c->security.n_api_keys == 0)
         WARN(cx, root->line, "security.auth", "enabled with no api_keys: every request is refused");
     validate_mesh(cx, root);
+    if (c->cluster.redis_url && !*c->cluster.redis_url) {
+        free(c->cluster.redis_url);
+        c->cluster.redis_url = NULL;
+    }
+    const char *u = c->cluster.redis_url;
+    if (u && strncmp(u, "redis://", 8) != 0 && strncmp(u, "rediss://", 9) != 0 &&
+        strncmp(u, "unix://", 7) != 0) {
+        const struct cnode *un = cnode_get(cnode_get(cnode_get(root, "cluster"), "redis"), "url");
+        /* (the URL is not repeated: it may hold a password) */
+        ERR(cx, un ? un->line : root->line, "cluster.redis.url",
+            "unsupported scheme (expected redis://, rediss:// or unix://)");
+    }
 }
 
 bool config_apply_tree(struct config *c, const struct cnode *root, const char *file,
