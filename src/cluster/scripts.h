@@ -1,0 +1,33 @@
+/* scripts: the Lua scripts that keep limits and budgets in Redis (SPEC
+ * section 6), run atomically by the server, and the SHA1 each is called by.
+ * Their arguments and replies are built and read by cluster/limits.c.
+ *
+ * Keys (all under cluster.redis.prefix P):
+ *   P rl:WHO:h, P rl:WHO:m   request-limit GCRA times (per hour, minute)
+ *   P tpm:WHO                tokens-per-minute GCRA time
+ *   P b:SCOPE:d:DAY, P b:SCOPE:m:MONTH
+ *                            budget windows: hash {s = spent, r = reserved}
+ *   P hold:REQUEST_ID        a request's reservation, until it is settled
+ *   P holds                  sorted set of holds by expiry (a node that dies
+ *                            mid-request has its holds released after it)
+ *   P rc:BATCH               a reconciliation batch already applied
+ * Every time is the Redis server's own clock (TIME), one clock for all
+ * nodes. Money is integer nano-dollars: Lua numbers are doubles, exact
+ * below 2^53 (about 9 million dollars per window), which the C side caps. */
+#ifndef AIPROXY_CLUSTER_SCRIPTS_H
+#define AIPROXY_CLUSTER_SCRIPTS_H
+
+enum {
+    SCRIPT_RESERVE,   /* request limits, tokens per minute, budget holds */
+    SCRIPT_SETTLE,    /* a held request's real cost; idempotent (the hold goes) */
+    SCRIPT_RECONCILE, /* spend counted locally while Redis was down; once per batch id */
+    SCRIPT_RELEASE,   /* drops holds whose reservation answer was lost */
+    SCRIPT_READ,      /* spend of some scopes (the local view's seed) */
+    SCRIPT_COUNT
+};
+
+int scripts_count(void);
+const char *scripts_text(int i);
+const char *scripts_sha(int i); /* 40 hex digits */
+
+#endif
