@@ -68,6 +68,12 @@ nanos_t spend_window_add(struct spend_window *w, int64_t period, nanos_t amount)
     return atomic_fetch_add(&w->spent, amount);
 }
 
+void spend_window_set(struct spend_window *w, int64_t period, nanos_t spent)
+{
+    roll(w, period);
+    if (atomic_load(&w->period) == period) atomic_store(&w->spent, spent);
+}
+
 /* Adds `amount` to the reservation, then checks; undoes it when it does
  * not fit. Checking after adding is what makes concurrent admission safe. */
 static bool window_try_reserve(struct spend_window *w, int64_t period, nanos_t limit,

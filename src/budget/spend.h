@@ -52,6 +52,9 @@ nanos_t spend_window_reserved(struct spend_window *w, int64_t period);
 /* Adds `amount` spent in `period` (restoring from the ledger, or settling).
  * Returns what was spent before. */
 nanos_t spend_window_add(struct spend_window *w, int64_t period, nanos_t amount);
+/* Sets what was spent in `period` (the shared store's figure: the local
+ * view follows it). */
+void spend_window_set(struct spend_window *w, int64_t period, nanos_t spent);
 
 /* ---- reservations across several counters ---- */
 

@@ -101,7 +101,7 @@ static bool valid_cut(const char *in, size_t len, size_t h, size_t d,
     bool comma = *k == ',';
     if (!comma) return false; /* only a member after another is ever cut */
     k++;
-    while (k < e && blank(*k, false)) k++;
+    while (k < e && blank(*k, true)) k++; /* JSON blanks, \r included */
     if ((size_t)(e - k) <= KEY_LEN || memcmp(k, key, KEY_LEN) != 0) return false;
     if (!comma) {
         /* the only member: the object's brace before it */

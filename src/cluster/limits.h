@@ -1,0 +1,109 @@
+/* limits: the arguments and replies of the shared store's scripts
+ * (cluster/scripts.h), built and read without I/O: what one request asks
+ * of Redis before it is sent (request limits, tokens per minute, budget
+ * holds: one script call) and after it (its real cost: one call), and the
+ * spend counted node-locally while Redis was down (reconciliation). */
+#ifndef AIPROXY_CLUSTER_LIMITS_H
+#define AIPROXY_CLUSTER_LIMITS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/money.h"
+#include "security/ratelimit.h"
+
+struct redisReply;
+
+#define CL_MAX_ASKS 2
+#define CL_MAX_SCOPES 3
+#define CL_MAX_ARGS 64
+#define CL_SCOPE_MAX 160 /* bytes of an encoded scope name */
+/* Lua numbers are doubles: money and counts stay below 2^53. */
+#define CL_NUM_MAX ((int64_t)1 << 53)
+
+/* A budget scope's name in Redis: "g" (the gateway), "k:" + key id,
+ * "t:" + tenant, with spaces, control bytes and '%' percent-encoded (the
+ * scripts split on spaces). Writes into out (cap >= CL_SCOPE_MAX); a name
+ * too long is cut (names are limited far below that by the config). */
+void cl_scope_name(char kind, const char *name, char *out, size_t cap);
+
+/* An argument vector with room for its numbers. */
+struct cl_argv {
+    int argc;
+    const char *argv[CL_MAX_ARGS];
+    size_t lens[CL_MAX_ARGS];
+    char nums[CL_MAX_ARGS][24];
+    int n_nums;
+};
+
+struct cl_reserve {
+    const char *prefix, *request_id;
+    int64_t hold_ms; /* the hold's life if the request is never settled */
+    struct {
+        const char *who;
+        int64_t per_hour, per_minute; /* 0 = none */
+    } asks[CL_MAX_ASKS];
+    int n_asks;
+    const char *tpm_who; /* NULL: no token limit */
+    int64_t tpm_limit, est_tokens;
+    nanos_t amount;
+    int64_t day, month;
+    struct {
+        const char *name; /* cl_scope_name */
+        nanos_t daily, monthly; /* 0 = none */
+    } scopes[CL_MAX_SCOPES];
+    int n_scopes;
+};
+
+enum cl_code { CL_ADMITTED = 0, CL_RATE = 1, CL_TOKENS = 2, CL_BUDGET = 3 };
+
+struct cl_reserve_result {
+    enum cl_code code;
+    int index;    /* the refusing ask or scope */
+    bool monthly; /* a budget refusal: the monthly limit */
+    struct rl_decision asks[CL_MAX_ASKS];
+    struct rl_decision tokens;
+    nanos_t day_spent[CL_MAX_SCOPES], month_spent[CL_MAX_SCOPES];
+};
+
+void cl_reserve_argv(const struct cl_reserve *in, struct cl_argv *out);
+/* Reads the reserve script's reply for `in`. Returns 0, or -1 when the
+ * reply is not one (an error reply, a wrong shape). */
+int cl_reserve_decode(const struct redisReply *r, const struct cl_reserve *in,
+                      struct cl_reserve_result *out);
+
+struct cl_settle {
+    const char *prefix, *request_id;
+    nanos_t cost, first_cost; /* first_cost: the first scope's (the gateway's own) */
+    int64_t day, month;
+    const char *tpm_who; /* NULL: none */
+    int64_t tpm_limit, tpm_delta;
+    const char *scopes[CL_MAX_SCOPES];
+    int n_scopes;
+};
+
+struct cl_settle_result {
+    bool applied; /* false: settled before (a retry) */
+    nanos_t day_spent[CL_MAX_SCOPES], month_spent[CL_MAX_SCOPES];
+};
+
+void cl_settle_argv(const struct cl_settle *in, struct cl_argv *out);
+int cl_settle_decode(const struct redisReply *r, int n_scopes, struct cl_settle_result *out);
+
+/* Spend one scope's window took while Redis was down. */
+struct cl_delta {
+    char scope[CL_SCOPE_MAX];
+    char kind; /* 'd' or 'm' */
+    int64_t period;
+    nanos_t amount;
+};
+
+#define CL_RECONCILE_BATCH 15 /* deltas per script call (4 arguments each) */
+
+void cl_reconcile_argv(const char *prefix, const char *batch_id, const struct cl_delta *d,
+                       int n, struct cl_argv *out);
+/* 1 applied, 0 applied before (same batch id), -1 not a reply of it. */
+int cl_reconcile_decode(const struct redisReply *r);
+
+#endif

@@ -1,0 +1,397 @@
+/* store: the watcher thread and the deferred work (see store.h). */
+#include "cluster/store.h"
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/redis.h"
+#include "cluster/redis_url.h"
+#include "cluster/scripts.h"
+#include "config/config.h"
+#include "core/alloc.h"
+#include "core/ids.h"
+#include "core/log.h"
+
+#define WATCH_PERIOD_MS 100
+#define PROBE_EVERY 5 /* watcher turns between PINGs when idle */
+#define DEFERRED_MAX 1000000
+
+/* ---- deferred work ---- */
+
+enum item_kind { ITEM_SETTLE, ITEM_RELEASE, ITEM_DELTA };
+
+struct item {
+    enum item_kind kind;
+    struct item *next;
+    /* ITEM_SETTLE */
+    struct cl_settle settle;
+    char *strings; /* the settle's strings, packed */
+    /* ITEM_RELEASE */
+    char request_id[64];
+    /* ITEM_DELTA */
+    struct cl_delta delta;
+};
+
+static struct {
+    bool enabled, closed;
+    char *prefix, *node_id;
+    char where[200];
+    pthread_t thread;
+    bool thread_started;
+    struct event_base *base;
+    struct redis_conn *conn;
+    struct event *tick;
+    int idle_turns;
+    bool busy; /* a probe or a flush awaits its answer */
+
+    pthread_mutex_t lock;
+    struct item *head, *tail;
+    size_t n_items;
+    /* The batch in flight or to retry: deltas taken off the list keep their
+     * batch id until Redis says it is applied. */
+    struct cl_delta batch[CL_RECONCILE_BATCH];
+    int batch_n;
+    char batch_id[96];
+    struct item *in_flight; /* a settle or release being sent */
+} s = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static atomic_bool up;
+static _Atomic uint64_t n_reconciled, n_down_events, n_dropped;
+
+static void push(struct item *it)
+{
+    pthread_mutex_lock(&s.lock);
+    if (s.n_items >= DEFERRED_MAX) {
+        pthread_mutex_unlock(&s.lock);
+        free(it->strings);
+        free(it);
+        if (atomic_fetch_add(&n_dropped, 1) == 0)
+            log_event(LOG_ERROR, "store_deferred_full", "too much work deferred while Redis is "
+                      "down (%d items): further items are dropped", DEFERRED_MAX);
+        return;
+    }
+    if (s.tail) s.tail->next = it;
+    else s.head = it;
+    s.tail = it;
+    s.n_items++;
+    pthread_mutex_unlock(&s.lock);
+}
+
+static char *pack(char **p, const char *str)
+{
+    if (!str) return NULL;
+    size_t n = strlen(str) + 1;
+    memcpy(*p, str, n);
+    char *out = *p;
+    *p += n;
+    return out;
+}
+
+void store_defer_settle(const struct cl_settle *in)
+{
+    struct item *it = xcalloc(1, sizeof *it);
+    it->kind = ITEM_SETTLE;
+    it->settle = *in;
+    size_t n = strlen(in->request_id) + 1 + (in->tpm_who ? strlen(in->tpm_who) + 1 : 0);
+    for (int i = 0; i < in->n_scopes; i++) n += strlen(in->scopes[i]) + 1;
+    it->strings = xmalloc(n);
+    char *p = it->strings;
+    it->settle.prefix = NULL; /* the store's own */
+    it->settle.request_id = pack(&p, in->request_id);
+    it->settle.tpm_who = pack(&p, in->tpm_who);
+    for (int i = 0; i < in->n_scopes; i++) it->settle.scopes[i] = pack(&p, in->scopes[i]);
+    push(it);
+}
+
+void store_defer_release(const char *request_id)
+{
+    struct item *it = xcalloc(1, sizeof *it);
+    it->kind = ITEM_RELEASE;
+    snprintf(it->request_id, sizeof it->request_id, "%s", request_id);
+    push(it);
+}
+
+void store_defer_delta(const char *scope, char kind, int64_t period, nanos_t amount)
+{
+    if (amount <= 0) return;
+    struct item *it = xcalloc(1, sizeof *it);
+    it->kind = ITEM_DELTA;
+    snprintf(it->delta.scope, sizeof it->delta.scope, "%s", scope);
+    it->delta.kind = kind;
+    it->delta.period = period;
+    it->delta.amount = amount;
+    push(it);
+}
+
+/* ---- the watcher ---- */
+
+static void set_up(bool now_up)
+{
+    bool was = atomic_exchange(&up, now_up);
+    if (was == now_up) return;
+    if (now_up) {
+        log_event(LOG_INFO, "store_up", "the shared store %s answers: limits and budgets are "
+                  "shared again", s.where);
+    } else {
+        atomic_fetch_add(&n_down_events, 1);
+        log_event(LOG_WARN, "store_down", "the shared store %s does not answer: %s", s.where,
+                  s.closed ? "requests are refused (on_store_down: closed)"
+                           : "serving on node-local counters (on_store_down: local)");
+    }
+}
+
+static void on_probe(void *arg, struct redisReply *r)
+{
+    (void)arg;
+    s.busy = false;
+    set_up(r && r->type == REDIS_REPLY_STATUS);
+}
+
+static void free_item(struct item *it)
+{
+    if (!it) return;
+    free(it->strings);
+    free(it);
+}
+
+static void on_item_done(void *arg, struct redisReply *r)
+{
+    (void)arg;
+    s.busy = false;
+    struct item *it = s.in_flight;
+    s.in_flight = NULL;
+    bool ok = r && r->type == REDIS_REPLY_ARRAY;
+    if (!ok) {
+        /* put it back first: retried once Redis answers */
+        pthread_mutex_lock(&s.lock);
+        it->next = s.head;
+        s.head = it;
+        if (!s.tail) s.tail = it;
+        s.n_items++;
+        pthread_mutex_unlock(&s.lock);
+        set_up(false);
+        return;
+    }
+    atomic_fetch_add(&n_reconciled, 1);
+    free_item(it);
+}
+
+static void on_batch_done(void *arg, struct redisReply *r)
+{
+    (void)arg;
+    s.busy = false;
+    int rc = cl_reconcile_decode(r);
+    if (rc < 0) {
+        set_up(false);
+        return; /* the batch keeps its id: retried as it is */
+    }
+    atomic_fetch_add(&n_reconciled, 1);
+    s.batch_n = 0;
+}
+
+/* Takes the next deltas off the list into a batch with a fresh id. */
+static void form_batch(void)
+{
+    pthread_mutex_lock(&s.lock);
+    struct item **pp = &s.head, *prev = NULL;
+    while (*pp && s.batch_n < CL_RECONCILE_BATCH) {
+        struct item *it = *pp;
+        if (it->kind != ITEM_DELTA) {
+            prev = it;
+            pp = &it->next;
+            continue;
+        }
+        *pp = it->next;
+        if (s.tail == it) s.tail = prev;
+        s.n_items--;
+        s.batch[s.batch_n++] = it->delta;
+        free(it);
+    }
+    pthread_mutex_unlock(&s.lock);
+    if (s.batch_n) {
+        char id[ID_REQUEST_LEN + 1]; /* unique across workers and restarts */
+        ids_request(id);
+        snprintf(s.batch_id, sizeof s.batch_id, "%s:%s", s.node_id, id);
+    }
+}
+
+static struct item *take_other(void)
+{
+    pthread_mutex_lock(&s.lock);
+    struct item **pp = &s.head, *prev = NULL, *found = NULL;
+    for (; *pp; prev = *pp, pp = &(*pp)->next)
+        if ((*pp)->kind != ITEM_DELTA) {
+            found = *pp;
+            *pp = found->next;
+            if (s.tail == found) s.tail = prev;
+            found->next = NULL;
+            s.n_items--;
+            break;
+        }
+    pthread_mutex_unlock(&s.lock);
+    return found;
+}
+
+/* One step of deferred work; true when something was sent. */
+static bool flush_one(void)
+{
+    struct cl_argv a;
+    if (s.batch_n == 0) form_batch();
+    if (s.batch_n) {
+        cl_reconcile_argv(s.prefix, s.batch_id, s.batch, s.batch_n, &a);
+        return redis_conn_script(s.conn, SCRIPT_RECONCILE, a.argc, a.argv, a.lens, on_batch_done,
+                                 NULL) == 0;
+    }
+    struct item *it = take_other();
+    if (!it) return false;
+    int rc;
+    if (it->kind == ITEM_SETTLE) {
+        it->settle.prefix = s.prefix;
+        cl_settle_argv(&it->settle, &a);
+        s.in_flight = it;
+        rc = redis_conn_script(s.conn, SCRIPT_SETTLE, a.argc, a.argv, a.lens, on_item_done, NULL);
+    } else {
+        const char *av[2] = {s.prefix, it->request_id};
+        s.in_flight = it;
+        rc = redis_conn_script(s.conn, SCRIPT_RELEASE, 2, av, NULL, on_item_done, NULL);
+    }
+    if (rc != 0) {
+        s.in_flight = NULL;
+        pthread_mutex_lock(&s.lock);
+        it->next = s.head;
+        s.head = it;
+        if (!s.tail) s.tail = it;
+        s.n_items++;
+        pthread_mutex_unlock(&s.lock);
+        return false;
+    }
+    return true;
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    if (!redis_conn_up(s.conn)) {
+        set_up(false);
+        return;
+    }
+    if (s.busy) return;
+    if (atomic_load(&up) && flush_one()) {
+        s.busy = true;
+        return;
+    }
+    if (!atomic_load(&up) || ++s.idle_turns >= PROBE_EVERY) {
+        s.idle_turns = 0;
+        const char *ping[1] = {"PING"};
+        if (redis_conn_call(s.conn, 1, ping, NULL, on_probe, NULL) == 0) s.busy = true;
+    }
+}
+
+static void *watch_main(void *arg)
+{
+    (void)arg;
+    event_base_dispatch(s.base);
+    return NULL;
+}
+
+int store_start(const struct config *cfg, char *err, size_t errcap)
+{
+    if (!cfg->cluster.redis_url) return 0;
+    if (redis_global_init(cfg->cluster.redis_url, cfg->cluster.redis_timeout_ms, NULL, err,
+                          errcap) != 0)
+        return -1;
+    s.enabled = true;
+    s.closed = cfg->cluster.store_down_closed;
+    s.prefix = xstrdup(cfg->cluster.redis_prefix ? cfg->cluster.redis_prefix : "aiproxy:");
+    s.node_id = xstrdup(cfg->node.id ? cfg->node.id : "node");
+    redis_url_masked(cfg->cluster.redis_url, s.where, sizeof s.where);
+    s.base = event_base_new();
+    s.conn = redis_conn_new(s.base);
+    s.tick = event_new(s.base, -1, EV_PERSIST, on_tick, NULL);
+    struct timeval tv = {0, WATCH_PERIOD_MS * 1000};
+    event_add(s.tick, &tv);
+    atomic_store(&up, true); /* until the first probe says otherwise */
+    if (pthread_create(&s.thread, NULL, watch_main, NULL) != 0) {
+        snprintf(err, errcap, "cannot start the store watcher thread");
+        return -1;
+    }
+    s.thread_started = true;
+    log_event(LOG_INFO, "store_configured", "shared store %s (prefix %s, timeout %lldms, "
+              "on_store_down %s)", s.where, s.prefix, (long long)cfg->cluster.redis_timeout_ms,
+              s.closed ? "closed" : "local");
+    return 0;
+}
+
+void store_stop(void)
+{
+    if (!s.enabled) return;
+    if (s.thread_started) {
+        event_base_loopbreak(s.base);
+        pthread_join(s.thread, NULL);
+    }
+    redis_conn_free(s.conn);
+    free_item(s.in_flight);
+    event_free(s.tick);
+    event_base_free(s.base);
+    struct item *it = s.head;
+    while (it) {
+        struct item *n = it->next;
+        free_item(it);
+        it = n;
+    }
+    if (s.n_items || s.batch_n)
+        log_event(LOG_WARN, "store_deferred_lost", "%zu deferred items were not written to the "
+                  "shared store before shutdown", s.n_items + (size_t)s.batch_n);
+    free(s.prefix);
+    free(s.node_id);
+    redis_global_cleanup();
+    memset(&s, 0, sizeof s);
+    pthread_mutex_init(&s.lock, NULL);
+}
+
+bool store_enabled(void)
+{
+    return s.enabled;
+}
+
+bool store_is_up(void)
+{
+    return s.enabled && atomic_load(&up);
+}
+
+bool store_closed_when_down(void)
+{
+    return s.closed;
+}
+
+const char *store_prefix(void)
+{
+    return s.prefix;
+}
+
+const char *store_node_id(void)
+{
+    return s.node_id;
+}
+
+void store_status_get(struct store_status *out)
+{
+    memset(out, 0, sizeof *out);
+    out->enabled = s.enabled;
+    if (!s.enabled) return;
+    out->up = atomic_load(&up);
+    out->reconciliations = atomic_load(&n_reconciled);
+    out->down_events = atomic_load(&n_down_events);
+    pthread_mutex_lock(&s.lock);
+    out->deferred = s.n_items + (size_t)s.batch_n;
+    pthread_mutex_unlock(&s.lock);
+    snprintf(out->where, sizeof out->where, "%s", s.where);
+}
