@@ -8,6 +8,7 @@
  * once by admission_start, before any worker exists. */
 #include "api/admission.h"
 
+#include <hiredis/hiredis.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,9 +19,15 @@
 #include "budget/period.h"
 #include "budget/pricing.h"
 #include "budget/spend.h"
+#include "api/upstream_slot.h"
+#include "cluster/limits.h"
+#include "cluster/redis.h"
+#include "cluster/scripts.h"
+#include "cluster/store.h"
 #include "config/config.h"
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "core/ids.h"
 #include "core/log.h"
 #include "core/str.h"
 #include "http/server.h"
@@ -30,6 +37,10 @@
 #include "security/ratelimit.h"
 
 #define AUTH_MEMO_MAX 512 /* longer keys are looked up every time */
+/* How long a hold in the shared store outlives a request that is never
+ * settled (its node died): past it, Redis releases the reservation. Longer
+ * than any request runs. */
+#define HOLD_MS (15 * 60 * 1000)
 
 /* ---- shared state ---- */
 
@@ -44,13 +55,27 @@ struct admission_state {
 
 static struct admission_state *state;
 
-/* What one admitted request holds until admission_finish (arena-owned). */
+/* What one request holds from authentication to admission_finish
+ * (arena-owned). */
 struct admission_ticket {
-    struct spend_reservation res;
+    bool reserved; /* budget reserved: settle at the end */
+    bool shared;   /* held in the shared store (else node-local counters) */
+    struct spend_reservation res; /* node-local */
     nanos_t estimate;
     int64_t est_tokens;
     const char *tpm_who; /* NULL when no token limit was charged */
     int64_t tpm;
+    /* Request limits left to the reservation (shared store). */
+    bool defer_asks;
+    int n_asks, key_ask;
+    struct rl_ask asks[2];
+    /* The budget scopes: counters here, names in Redis. */
+    int n_scopes;
+    struct spend_counter *counters[SPEND_MAX_SCOPES];
+    const char *scope_names[SPEND_MAX_SCOPES];
+    const char *labels[SPEND_MAX_SCOPES];
+    nanos_t daily[SPEND_MAX_SCOPES], monthly[SPEND_MAX_SCOPES];
+    int64_t day, month;
 };
 
 static void on_restore(void *ctx, const char *key_id, const char *tenant, const char *provider,
@@ -97,6 +122,18 @@ int admission_start(const struct config *cfg, char *err, size_t errcap)
         log_event(LOG_ERROR, "ledger_restore_failed", "spend could not be restored from %s; "
                   "counting from zero", cfg->budget.cost_db_path);
     s->alerts = alerts_start();
+    if (store_start(cfg, err, errcap) != 0) {
+        alerts_stop(s->alerts);
+        keystore_close(s->keys);
+        ledger_close(s->ledger);
+        rl_table_free(s->rl);
+        spend_table_free(s->by_key);
+        spend_table_free(s->by_tenant);
+        spend_table_free(s->by_provider);
+        spend_table_free(s->by_model);
+        free(s);
+        return -1;
+    }
     state = s;
     char d[32], m[32];
     money_format_usd(spend_window_spent(&s->global.day, period_day(now)), d, sizeof d);
@@ -110,6 +147,7 @@ void admission_stop(void)
 {
     struct admission_state *s = state;
     if (!s) return;
+    store_stop();
     ledger_close(s->ledger);
     alerts_stop(s->alerts);
     keystore_close(s->keys);
@@ -292,7 +330,75 @@ static const struct config_api_key *find_config_key(struct http_request *req, co
     return k;
 }
 
-bool admission_authenticate(struct http_request *req, bool admin_required)
+static struct admission_ticket *ticket_of(struct http_request *req)
+{
+    struct admission_ticket *t = req->admission;
+    if (!t) {
+        t = arena_alloc(&req->arena, sizeof *t);
+        memset(t, 0, sizeof *t);
+        t->key_ask = -1;
+        req->admission = t;
+    }
+    return t;
+}
+
+/* The key's request limits, then the client address's; the headers
+ * describe the key's when it has any. Fills t->asks. */
+static void request_asks(struct http_request *req, const struct principal *p,
+                         struct admission_ticket *t)
+{
+    const struct config *cfg = req->config;
+    bool rl_on = cfg->security.rate_limiting_enabled;
+    t->n_asks = 0;
+    t->key_ask = -1;
+    if (p && (rl_on ? cfg->security.rl_by_api_key : true)) {
+        t->asks[t->n_asks] = (struct rl_ask){
+            .who = p->limit_key,
+            .per_hour = p->rate_limit_per_hour ? p->rate_limit_per_hour
+                                               : rl_on ? cfg->security.default_limit_per_hour : 0,
+            .per_minute = p->requests_per_minute ? p->requests_per_minute
+                                                 : rl_on ? cfg->security.requests_per_minute : 0,
+        };
+        if (t->asks[t->n_asks].per_hour || t->asks[t->n_asks].per_minute) t->key_ask = t->n_asks++;
+    }
+    if (rl_on && cfg->security.rl_by_ip &&
+        (cfg->security.default_limit_per_hour || cfg->security.requests_per_minute))
+        t->asks[t->n_asks++] = (struct rl_ask){ip_limit_key(req), cfg->security.default_limit_per_hour,
+                                               cfg->security.requests_per_minute};
+}
+
+/* Answers a refusal of ask `refused` (or adds the shown limit's headers
+ * when none refused). Returns false when refused. */
+static bool apply_request_decisions(struct http_request *req, const struct admission_ticket *t,
+                                    int refused, const struct rl_decision *d)
+{
+    const struct principal *p = req->principal;
+    if (refused >= 0 && refused == t->key_ask) {
+        char what[200];
+        snprintf(what, sizeof what, "key '%s'", p->name);
+        refuse_rate(req, &d[refused], what, false);
+        return false;
+    }
+    if (refused >= 0) {
+        refuse_rate(req, &d[refused], "this client address", false);
+        return false;
+    }
+    if (t->n_asks == 0) return true;
+    int shown = t->key_ask >= 0 && d[t->key_ask].limit ? t->key_ask : t->n_asks - 1;
+    if (d[shown].limit) add_headers(req, rl_headers(req, &d[shown]));
+    return true;
+}
+
+/* The request limits on this node's own table. */
+static bool take_requests_locally(struct http_request *req, const struct admission_ticket *t)
+{
+    if (t->n_asks == 0) return true;
+    struct rl_decision d[2];
+    int refused = rl_take_requests(state->rl, t->asks, t->n_asks, clock_mono_us(), d);
+    return apply_request_decisions(req, t, refused, d);
+}
+
+bool admission_authenticate(struct http_request *req, bool admin_required, bool defer_limits)
 {
     const struct config *cfg = req->config;
     struct principal *p = NULL;
@@ -333,41 +439,18 @@ bool admission_authenticate(struct http_request *req, bool admin_required)
         return true; /* admins are not rate limited on the admin API: they can always revoke */
     }
     if (!state) return true;
-
-    /* The key's request limits, then the client address's, under one lock
-     * of the table; the headers describe the key's when it has any. */
-    bool rl_on = cfg->security.rate_limiting_enabled;
-    struct rl_ask asks[2];
-    int n = 0, key_ask = -1;
-    if (p && (rl_on ? cfg->security.rl_by_api_key : true)) {
-        asks[n] = (struct rl_ask){
-            .who = p->limit_key,
-            .per_hour = p->rate_limit_per_hour ? p->rate_limit_per_hour
-                                               : rl_on ? cfg->security.default_limit_per_hour : 0,
-            .per_minute = p->requests_per_minute ? p->requests_per_minute
-                                                 : rl_on ? cfg->security.requests_per_minute : 0,
-        };
-        key_ask = n++;
+    struct admission_ticket tmp, *t = &tmp;
+    bool defer = defer_limits && store_enabled();
+    if (defer) t = ticket_of(req);
+    else {
+        memset(&tmp, 0, sizeof tmp);
     }
-    if (rl_on && cfg->security.rl_by_ip)
-        asks[n++] = (struct rl_ask){ip_limit_key(req), cfg->security.default_limit_per_hour,
-                                    cfg->security.requests_per_minute};
-    if (n == 0) return true;
-    struct rl_decision d[2];
-    int refused = rl_take_requests(state->rl, asks, n, clock_mono_us(), d);
-    if (refused == key_ask && refused >= 0) {
-        char what[200];
-        snprintf(what, sizeof what, "key '%s'", p->name);
-        refuse_rate(req, &d[refused], what, false);
-        return false;
+    request_asks(req, p, t);
+    if (defer) {
+        t->defer_asks = t->n_asks > 0;
+        return true;
     }
-    if (refused >= 0) {
-        refuse_rate(req, &d[refused], "this client address", false);
-        return false;
-    }
-    int shown = key_ask >= 0 && d[key_ask].limit ? key_ask : n - 1;
-    if (d[shown].limit) add_headers(req, rl_headers(req, &d[shown]));
-    return true;
+    return take_requests_locally(req, t);
 }
 
 /* ---- before sending ---- */
@@ -387,6 +470,25 @@ static void refuse_budget(struct http_request *req, const char *msg)
     metrics_budget_rejected();
 }
 
+static void refuse_budget_scope(struct http_request *req, const struct admission_ticket *t,
+                                int failed, bool monthly)
+{
+    char est[32], msg[300];
+    money_format_usd(t->estimate, est, sizeof est);
+    snprintf(msg, sizeof msg, "The %s budget of %s is spent: this request (estimated at $%s) "
+             "would exceed it. It resets at the start of the next %s (UTC).",
+             monthly ? "monthly" : "daily", t->labels[failed], est, monthly ? "month" : "day");
+    refuse_budget(req, msg);
+}
+
+static void refuse_store_down(struct http_request *req)
+{
+    http_respond_error_h(req, GW_ERR_STORE_UNAVAILABLE,
+                         "The shared store (Redis) that holds this gateway's limits and budgets "
+                         "does not answer, and cluster.on_store_down is closed. Retry shortly.",
+                         NULL, "Retry-After: 1\r\n");
+}
+
 static const struct config_tenant *find_tenant(const struct config *cfg, const char *name)
 {
     for (size_t i = 0; name && i < cfg->budget.n_tenants; i++)
@@ -404,8 +506,205 @@ static size_t keep_free_candidates(struct route_plan *plan)
     return n;
 }
 
-bool admission_reserve(struct http_request *req, struct route_plan *plan,
-                       const struct req_facts *facts, enum api_kind kind)
+/* The scopes a request's cost counts in: the gateway, its key, its tenant. */
+static void fill_scopes(struct http_request *req, struct admission_ticket *t, bool named)
+{
+    const struct config *cfg = req->config;
+    const struct principal *p = req->principal;
+    int n = 0;
+    t->counters[n] = &state->global;
+    t->daily[n] = cfg->budget.enabled ? cfg->budget.daily_limit : 0;
+    t->monthly[n] = cfg->budget.enabled ? cfg->budget.monthly_limit : 0;
+    t->labels[n] = "the gateway";
+    t->scope_names[n++] = "g";
+    if (p) {
+        t->counters[n] = spend_table_get(state->by_key, p->key_id);
+        t->daily[n] = p->daily_limit;
+        t->monthly[n] = p->monthly_limit;
+        t->labels[n] = "this key";
+        if (named) {
+            char *name = arena_alloc(&req->arena, CL_SCOPE_MAX);
+            cl_scope_name('k', p->key_id, name, CL_SCOPE_MAX);
+            t->scope_names[n] = name;
+        }
+        n++;
+        if (p->tenant) {
+            const struct config_tenant *tc = find_tenant(cfg, p->tenant);
+            t->counters[n] = spend_table_get(state->by_tenant, p->tenant);
+            t->daily[n] = tc ? tc->daily_limit : 0;
+            t->monthly[n] = tc ? tc->monthly_limit : 0;
+            t->labels[n] = "this key's tenant";
+            if (named) {
+                char *name = arena_alloc(&req->arena, CL_SCOPE_MAX);
+                cl_scope_name('t', p->tenant, name, CL_SCOPE_MAX);
+                t->scope_names[n] = name;
+            }
+            n++;
+        }
+    }
+    t->n_scopes = n;
+}
+
+/* The node-local path: this node's tables (no shared store, or Redis down
+ * with on_store_down: local). */
+static bool reserve_locally(struct http_request *req, struct admission_ticket *t)
+{
+    if (t->defer_asks && !take_requests_locally(req, t)) return false;
+    if (t->tpm > 0) {
+        struct rl_decision d;
+        if (!rl_take_tokens(state->rl, t->tpm_who, t->tpm, t->est_tokens, clock_mono_us(), &d)) {
+            refuse_rate(req, &d, req->principal ? "this key" : "this gateway", true);
+            t->tpm_who = NULL;
+            return false;
+        }
+    } else {
+        t->tpm_who = NULL;
+    }
+    struct spend_scope scopes[SPEND_MAX_SCOPES];
+    for (int i = 0; i < t->n_scopes; i++)
+        scopes[i] = (struct spend_scope){t->counters[i], t->daily[i], t->monthly[i]};
+    int failed = 0;
+    bool monthly = false;
+    if (spend_reserve(scopes, t->n_scopes, t->estimate, t->day, t->month, &t->res, &failed,
+                      &monthly) != 0) {
+        if (t->tpm_who)
+            rl_adjust_tokens(state->rl, t->tpm_who, t->tpm, -t->est_tokens, clock_mono_us());
+        t->tpm_who = NULL;
+        refuse_budget_scope(req, t, failed, monthly);
+        return false;
+    }
+    t->reserved = true;
+    return true;
+}
+
+/* ---- the shared store ---- */
+
+/* A reservation asked of Redis, waiting for its answer. Heap: the request
+ * may be freed first (the client left), then the hold is dropped. */
+struct reserve_wait {
+    struct http_request *req; /* NULL once the request is freed */
+    bool answered;
+    admission_resume_cb resume;
+    int n_asks, n_scopes;
+    char request_id[ID_REQUEST_LEN + 32];
+};
+
+static void on_wait_request_freed(void *arg)
+{
+    struct reserve_wait *w = arg;
+    if (w->answered) free(w);
+    else w->req = NULL;
+}
+
+/* Redis could not answer for this request: the node-local path, or 503. */
+static bool store_down_for(struct http_request *req, struct admission_ticket *t)
+{
+    if (store_closed_when_down()) {
+        refuse_store_down(req);
+        return false;
+    }
+    return reserve_locally(req, t);
+}
+
+/* The local view follows the shared figures. */
+static void seed(struct admission_ticket *t, const nanos_t *day_spent, const nanos_t *month_spent)
+{
+    for (int i = 0; i < t->n_scopes; i++) {
+        spend_window_set(&t->counters[i]->day, t->day, day_spent[i]);
+        spend_window_set(&t->counters[i]->month, t->month, month_spent[i]);
+    }
+}
+
+static bool apply_reserve_reply(struct http_request *req, struct admission_ticket *t,
+                                const struct cl_reserve_result *res)
+{
+    if (res->code != CL_RATE) {
+        int none = -1;
+        if (!apply_request_decisions(req, t, none, res->asks)) return false;
+    }
+    switch (res->code) {
+    case CL_RATE:
+        return apply_request_decisions(req, t, res->index, res->asks);
+    case CL_TOKENS:
+        refuse_rate(req, &res->tokens, req->principal ? "this key" : "this gateway", true);
+        return false;
+    case CL_BUDGET:
+        refuse_budget_scope(req, t, res->index, res->monthly);
+        return false;
+    case CL_ADMITTED:
+        break;
+    }
+    seed(t, res->day_spent, res->month_spent);
+    t->reserved = true;
+    t->shared = true;
+    if (t->tpm <= 0) t->tpm_who = NULL;
+    return true;
+}
+
+static void build_reserve(struct http_request *req, const struct admission_ticket *t,
+                          struct cl_reserve *in)
+{
+    memset(in, 0, sizeof *in);
+    in->prefix = store_prefix();
+    in->request_id = req->id;
+    in->hold_ms = HOLD_MS;
+    if (t->defer_asks) {
+        in->n_asks = t->n_asks;
+        for (int i = 0; i < t->n_asks; i++) {
+            in->asks[i].who = t->asks[i].who;
+            in->asks[i].per_hour = t->asks[i].per_hour;
+            in->asks[i].per_minute = t->asks[i].per_minute;
+        }
+    }
+    if (t->tpm > 0) {
+        in->tpm_who = t->tpm_who;
+        in->tpm_limit = t->tpm;
+        in->est_tokens = t->est_tokens;
+    }
+    in->amount = t->estimate;
+    in->day = t->day;
+    in->month = t->month;
+    in->n_scopes = t->n_scopes;
+    for (int i = 0; i < t->n_scopes; i++) {
+        in->scopes[i].name = t->scope_names[i];
+        in->scopes[i].daily = t->daily[i];
+        in->scopes[i].monthly = t->monthly[i];
+    }
+}
+
+static void on_reserve_reply(void *arg, struct redisReply *r)
+{
+    struct reserve_wait *w = arg;
+    w->answered = true;
+    struct http_request *req = w->req;
+    struct cl_reserve shape = {.n_asks = w->n_asks, .n_scopes = w->n_scopes};
+    struct cl_reserve_result res;
+    bool ok = cl_reserve_decode(r, &shape, &res) == 0;
+    if (!req) {
+        /* the client left while Redis answered: drop the hold, if any */
+        if (!ok || res.code == CL_ADMITTED) store_defer_release(w->request_id);
+        free(w);
+        return;
+    }
+    struct admission_ticket *t = req->admission;
+    bool admitted;
+    if (!ok) {
+        if (r && r->type == REDIS_REPLY_ERROR)
+            log_event(LOG_WARN, "store_error", "the shared store refused a reservation: %.200s",
+                      r->str);
+        /* (the answer may have been lost after Redis held it) */
+        store_defer_release(w->request_id);
+        admitted = store_down_for(req, t);
+    } else {
+        admitted = apply_reserve_reply(req, t, &res);
+    }
+    /* w is freed with the request now (on_wait_request_freed) */
+    w->resume(req, admitted);
+}
+
+enum admit admission_reserve(struct http_request *req, struct route_plan *plan,
+                             const struct req_facts *facts, enum api_kind kind,
+                             admission_resume_cb resume)
 {
     const struct config *cfg = req->config;
     const struct principal *p = req->principal;
@@ -413,9 +712,9 @@ bool admission_reserve(struct http_request *req, struct route_plan *plan,
         char msg[400];
         snprintf(msg, sizeof msg, "The key '%s' may not use the model '%s'.", p->name, facts->model);
         http_respond_error(req, GW_ERR_FORBIDDEN, msg, "model");
-        return false;
+        return ADMIT_REFUSED;
     }
-    if (!state) return true;
+    if (!state) return ADMIT_OK;
 
     int64_t now_s = clock_wall_s();
     int64_t day = period_day(now_s), month = period_month(now_s);
@@ -424,13 +723,13 @@ bool admission_reserve(struct http_request *req, struct route_plan *plan,
     if (cfg->budget.enabled && alerts_active(cfg, ALERT_BLOCK, day_spent, month_spent)) {
         refuse_budget(req, "The gateway's budget alert threshold with action 'block' has been "
                            "reached: requests are refused until the budget period ends.");
-        return false;
+        return ADMIT_REFUSED;
     }
     if (cfg->budget.enabled && alerts_active(cfg, ALERT_DISABLE_PAID, day_spent, month_spent) &&
         keep_free_candidates(plan) == 0) {
         refuse_budget(req, "Paid providers are disabled by a budget alert, and no free provider "
                            "serves this model.");
-        return false;
+        return ADMIT_REFUSED;
     }
 
     /* The estimate: the dearest candidate, since failover may reach it. */
@@ -443,73 +742,145 @@ bool admission_reserve(struct http_request *req, struct route_plan *plan,
         nanos_t e = pricing_estimate(c->model, c->provider, prompt, facts->max_tokens, facts->n,
                                      embeddings);
         if (e > estimate) estimate = e;
-        int64_t t = prompt + pricing_completion_bound(c->provider, facts->max_tokens, facts->n,
-                                                      embeddings);
-        if (t > est_tokens) est_tokens = t;
+        int64_t tk = prompt + pricing_completion_bound(c->provider, facts->max_tokens, facts->n,
+                                                       embeddings);
+        if (tk > est_tokens) est_tokens = tk;
     }
 
-    struct admission_ticket *t = arena_alloc(&req->arena, sizeof *t);
-    memset(t, 0, sizeof *t);
+    struct admission_ticket *t = ticket_of(req);
     t->estimate = estimate;
     t->est_tokens = est_tokens;
+    t->day = day;
+    t->month = month;
 
     /* Tokens per minute, charged with the estimate and corrected at the end. */
     bool rl_on = cfg->security.rate_limiting_enabled;
     int64_t tpm = p && p->tokens_per_minute ? p->tokens_per_minute
                                             : rl_on ? cfg->security.tokens_per_minute : 0;
     if (req->from_peer) tpm = 0; /* the origin node applied the caller's limits */
-    if (tpm > 0) {
-        const char *who = p ? p->limit_key : "k:-";
-        struct rl_decision d;
-        if (!rl_take_tokens(state->rl, who, tpm, est_tokens, clock_mono_us(), &d)) {
-            refuse_rate(req, &d, p ? "this key" : "this gateway", true);
-            return false;
-        }
-        t->tpm_who = who;
-        t->tpm = tpm;
-    }
+    t->tpm = tpm;
+    t->tpm_who = p ? p->limit_key : "k:-";
 
-    struct spend_scope scopes[3];
-    const char *names[3];
-    int n = 0;
-    scopes[n] = (struct spend_scope){&state->global, cfg->budget.enabled ? cfg->budget.daily_limit : 0,
-                                     cfg->budget.enabled ? cfg->budget.monthly_limit : 0};
-    names[n++] = "the gateway";
-    if (p) {
-        scopes[n] = (struct spend_scope){spend_table_get(state->by_key, p->key_id), p->daily_limit,
-                                         p->monthly_limit};
-        names[n++] = "this key";
-        if (p->tenant) {
-            const struct config_tenant *tc = find_tenant(cfg, p->tenant);
-            scopes[n] = (struct spend_scope){spend_table_get(state->by_tenant, p->tenant),
-                                             tc ? tc->daily_limit : 0, tc ? tc->monthly_limit : 0};
-            names[n++] = "this key's tenant";
-        }
+    bool shared = store_enabled();
+    fill_scopes(req, t, shared);
+    if (!shared) return reserve_locally(req, t) ? ADMIT_OK : ADMIT_REFUSED;
+
+    struct cl_reserve in;
+    build_reserve(req, t, &in);
+    struct cl_argv a;
+    cl_reserve_argv(&in, &a);
+    struct reserve_wait *w = xcalloc(1, sizeof *w);
+    w->req = req;
+    w->resume = resume;
+    w->n_asks = in.n_asks;
+    w->n_scopes = in.n_scopes;
+    snprintf(w->request_id, sizeof w->request_id, "%s", req->id);
+    if (redis_conn_script(api_store_conn(req->worker), SCRIPT_RESERVE, a.argc, a.argv, a.lens,
+                          on_reserve_reply, w) != 0) {
+        free(w);
+        return store_down_for(req, t) ? ADMIT_OK : ADMIT_REFUSED;
     }
-    int failed = 0;
-    bool monthly = false;
-    if (spend_reserve(scopes, n, estimate, day, month, &t->res, &failed, &monthly) != 0) {
-        if (t->tpm_who)
-            rl_adjust_tokens(state->rl, t->tpm_who, t->tpm, -est_tokens, clock_mono_us());
-        char est[32], msg[300];
-        money_format_usd(estimate, est, sizeof est);
-        snprintf(msg, sizeof msg, "The %s budget of %s is spent: this request (estimated at $%s) "
-                 "would exceed it. It resets at the start of the next %s (UTC).",
-                 monthly ? "monthly" : "daily", names[failed], est, monthly ? "month" : "day");
-        refuse_budget(req, msg);
-        return false;
-    }
-    req->admission = t;
-    return true;
+    arena_on_free(&req->arena, on_wait_request_freed, w);
+    return ADMIT_WAIT;
 }
 
 /* ---- once the request is over ---- */
+
+/* What a settlement sent to Redis needs when its answer comes. */
+struct settle_wait {
+    struct cl_settle in; /* strings in `strings` */
+    struct spend_counter *counters[SPEND_MAX_SCOPES];
+    int64_t day, month;
+    char strings[];
+};
+
+static void on_settle_reply(void *arg, struct redisReply *r)
+{
+    struct settle_wait *w = arg;
+    struct cl_settle_result res;
+    if (cl_settle_decode(r, w->in.n_scopes, &res) == 0) {
+        for (int i = 0; i < w->in.n_scopes; i++) {
+            spend_window_set(&w->counters[i]->day, w->day, res.day_spent[i]);
+            spend_window_set(&w->counters[i]->month, w->month, res.month_spent[i]);
+        }
+    } else {
+        /* lost or refused: the watcher retries it (a settled hold is gone,
+         * so it can never count twice) */
+        store_defer_settle(&w->in);
+    }
+    free(w);
+}
+
+static void settle_shared(struct http_request *req, struct admission_ticket *t, nanos_t cost,
+                          nanos_t first_cost, int64_t day, int64_t month)
+{
+    struct cl_settle in = {
+        .prefix = store_prefix(),
+        .request_id = req->id,
+        .cost = cost,
+        .first_cost = first_cost,
+        .day = day,
+        .month = month,
+        .tpm_who = t->tpm_who,
+        .tpm_limit = t->tpm,
+        .tpm_delta = t->tpm_who ? req->acct.tokens_in + req->acct.tokens_out - t->est_tokens : 0,
+        .n_scopes = t->n_scopes,
+    };
+    for (int i = 0; i < t->n_scopes; i++) in.scopes[i] = t->scope_names[i];
+    /* the local view meanwhile (the answer's figures replace it) */
+    for (int i = 0; i < t->n_scopes; i++) {
+        nanos_t c = i == 0 ? first_cost : cost;
+        spend_window_add(&t->counters[i]->day, day, c);
+        spend_window_add(&t->counters[i]->month, month, c);
+    }
+    size_t n = strlen(req->id) + 1 + (t->tpm_who ? strlen(t->tpm_who) + 1 : 0);
+    for (int i = 0; i < t->n_scopes; i++) n += strlen(t->scope_names[i]) + 1;
+    struct settle_wait *w = xmalloc(sizeof *w + n);
+    char *p = w->strings;
+#define KEEP(dst, src)                                                                             \
+    do {                                                                                           \
+        size_t len_ = strlen(src) + 1;                                                             \
+        memcpy(p, src, len_);                                                                      \
+        dst = p;                                                                                   \
+        p += len_;                                                                                 \
+    } while (0)
+    w->in = in;
+    KEEP(w->in.request_id, req->id);
+    if (t->tpm_who) KEEP(w->in.tpm_who, t->tpm_who);
+    for (int i = 0; i < t->n_scopes; i++) {
+        KEEP(w->in.scopes[i], t->scope_names[i]);
+        w->counters[i] = t->counters[i];
+    }
+#undef KEEP
+    w->day = day;
+    w->month = month;
+    struct cl_argv a;
+    cl_settle_argv(&w->in, &a);
+    if (redis_conn_script(api_store_conn(req->worker), SCRIPT_SETTLE, a.argc, a.argv, a.lens,
+                          on_settle_reply, w) != 0) {
+        store_defer_settle(&w->in);
+        free(w);
+    }
+}
+
+/* A request reserved on node-local counters while Redis was down: what it
+ * spent goes to the shared counters once Redis is back. */
+static void defer_local_spend(const struct admission_ticket *t, nanos_t cost, nanos_t first_cost,
+                              int64_t day, int64_t month)
+{
+    for (int i = 0; i < t->n_scopes; i++) {
+        nanos_t c = i == 0 ? first_cost : cost;
+        store_defer_delta(t->scope_names[i], 'd', day, c);
+        store_defer_delta(t->scope_names[i], 'm', month, c);
+    }
+}
 
 void admission_finish(struct http_request *req)
 {
     struct admission_ticket *t = req->admission;
     if (!t || !state) return;
     req->admission = NULL;
+    if (!t->reserved) return;
     const struct config *cfg = req->config;
     const struct principal *p = req->principal;
     nanos_t cost = req->acct.cost_nanos > 0 ? req->acct.cost_nanos : 0;
@@ -523,7 +894,15 @@ void admission_finish(struct http_request *req)
     /* Served by a peer: the caller's key and tenant pay here, the peer
      * counts the provider's bill as its own spend (money counted once). */
     bool peer = req->acct.via_peer;
-    spend_settle_split(&t->res, peer ? 0 : cost, cost, day, month, &before_day, &before_month);
+    nanos_t first_cost = peer ? 0 : cost;
+    if (t->shared) {
+        before_day = spend_window_spent(&state->global.day, day);
+        before_month = spend_window_spent(&state->global.month, month);
+        settle_shared(req, t, cost, first_cost, day, month);
+    } else {
+        spend_settle_split(&t->res, first_cost, cost, day, month, &before_day, &before_month);
+        if (store_enabled()) defer_local_spend(t, cost, first_cost, day, month);
+    }
     if (cost > 0) {
         if (req->acct.provider) {
             struct spend_counter *c = spend_table_get(state->by_provider, req->acct.provider);
@@ -538,7 +917,7 @@ void admission_finish(struct http_request *req)
         if (cfg->budget.enabled && !peer)
             alerts_on_spend(state->alerts, cfg, before_day, before_month, cost, day, month);
     }
-    if (t->tpm_who) {
+    if (t->tpm_who && !t->shared) {
         int64_t real = req->acct.tokens_in + req->acct.tokens_out;
         rl_adjust_tokens(state->rl, t->tpm_who, t->tpm, real - t->est_tokens, clock_mono_us());
     }

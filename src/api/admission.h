@@ -55,16 +55,33 @@ struct spend_table *admission_spend_table(const char *which);
 
 /* Authenticates the request when security.auth is on and applies the rate
  * limits that do not depend on the model (per key, per client IP). On
- * refusal it answers (401, 403, 429) and returns false. */
-bool admission_authenticate(struct http_request *req, bool admin_required);
+ * refusal it answers (401, 403, 429) and returns false. With a shared store
+ * and `defer_limits` (a request that will reach admission_reserve), the
+ * request limits are left to the reservation: one round trip to Redis for
+ * everything. */
+bool admission_authenticate(struct http_request *req, bool admin_required, bool defer_limits);
+
+enum admit {
+    ADMIT_REFUSED, /* answered (403, 429, 503) */
+    ADMIT_OK,      /* go on */
+    ADMIT_WAIT,    /* asked the shared store: `resume` runs once it answers */
+};
+
+/* Called once after ADMIT_WAIT, on the request's worker: `admitted` false
+ * when the request was refused (already answered). Not called when the
+ * request was freed meanwhile (the client left). */
+typedef void (*admission_resume_cb)(struct http_request *req, bool admitted);
 
 /* Before sending: refuses models the key may not use (403), removes
  * candidates the budget state forbids (paid providers disabled) and
- * reserves the estimated cost against every applicable limit. On refusal
- * it answers (429 budget_exceeded with x-should-retry: false, or 403) and
- * returns false. */
-bool admission_reserve(struct http_request *req, struct route_plan *plan,
-                       const struct req_facts *facts, enum api_kind kind);
+ * reserves the estimated cost against every applicable limit (with a
+ * shared store: in Redis, with the request and token limits, in one script
+ * call). On refusal it answers (429 budget_exceeded with x-should-retry:
+ * false, 429 rate_limit_exceeded, 403, or 503 store_unavailable when Redis
+ * is down and on_store_down is closed). */
+enum admit admission_reserve(struct http_request *req, struct route_plan *plan,
+                             const struct req_facts *facts, enum api_kind kind,
+                             admission_resume_cb resume);
 
 /* Once per request, when it is complete or aborted (the server's completion
  * hook): settles the reservation with the real cost in req->acct and

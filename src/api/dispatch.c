@@ -25,7 +25,9 @@
 #include "api/admission.h"
 #include "security/cors.h"
 
-enum route_auth { AUTH_NONE, AUTH_KEY, AUTH_ADMIN };
+/* AUTH_PROXIED: a key, for a request that goes to a provider (its request
+ * limits are taken with its budget reservation: one shared-store call). */
+enum route_auth { AUTH_NONE, AUTH_KEY, AUTH_PROXIED, AUTH_ADMIN };
 
 /* Where a route is served: the client listener, the mesh listener (for
  * peers, which authenticate with node.mesh.secret instead of a key), or both. */
@@ -220,12 +222,12 @@ static bool handle_cors(struct http_request *req)
 static const struct route routes[] = {
     {"/health", false, HTTP_M_GET, AUTH_NONE, handle_health, ON_BOTH},
     {"/ready", false, HTTP_M_GET, AUTH_NONE, handle_ready, ON_BOTH},
-    {"/v1/chat/completions", false, HTTP_M_POST, AUTH_KEY, handle_chat, ON_BOTH},
-    {"/v1/completions", false, HTTP_M_POST, AUTH_KEY, handle_completions, ON_BOTH},
-    {"/v1/embeddings", false, HTTP_M_POST, AUTH_KEY, handle_embeddings, ON_BOTH},
-    {"/v1/images/generations", false, HTTP_M_POST, AUTH_KEY, handle_images, ON_BOTH},
-    {"/v1/messages", false, HTTP_M_POST, AUTH_KEY, handle_messages, ON_BOTH},
-    {"/aiproxy/predict", false, HTTP_M_POST, AUTH_KEY, handle_predict, ON_BOTH},
+    {"/v1/chat/completions", false, HTTP_M_POST, AUTH_PROXIED, handle_chat, ON_BOTH},
+    {"/v1/completions", false, HTTP_M_POST, AUTH_PROXIED, handle_completions, ON_BOTH},
+    {"/v1/embeddings", false, HTTP_M_POST, AUTH_PROXIED, handle_embeddings, ON_BOTH},
+    {"/v1/images/generations", false, HTTP_M_POST, AUTH_PROXIED, handle_images, ON_BOTH},
+    {"/v1/messages", false, HTTP_M_POST, AUTH_PROXIED, handle_messages, ON_BOTH},
+    {"/aiproxy/predict", false, HTTP_M_POST, AUTH_PROXIED, handle_predict, ON_BOTH},
     {"/aiproxy/mesh/heartbeat", false, HTTP_M_POST, AUTH_KEY, handle_heartbeat, ON_MESH},
     {"/v1/models", false, HTTP_M_GET, AUTH_KEY, handle_models, ON_BOTH},
     {"/v1/models/", true, HTTP_M_GET, AUTH_KEY, handle_model, ON_CLIENT},
@@ -275,7 +277,7 @@ void api_dispatch(struct http_request *req)
         if (r->handle == handle_messages) proxy_set_error_format(req, &inbound_anthropic_ops);
         if (r->handle == handle_stats) dashboard_cookie_auth(req); /* the dashboard's data */
         if (r->auth != AUTH_NONE && !req->from_peer &&
-            !admission_authenticate(req, r->auth == AUTH_ADMIN))
+            !admission_authenticate(req, r->auth == AUTH_ADMIN, r->auth == AUTH_PROXIED))
             return;
         r->handle(req, path + len);
         return;

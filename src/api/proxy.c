@@ -1348,6 +1348,7 @@ static int64_t hedge_setting(const char *v, bool configured_on, int64_t configur
 }
 
 static void serve(struct proxy *px);
+static void on_admitted(struct http_request *req, bool admitted);
 
 void proxy_handle(struct http_request *req, enum api_kind kind)
 {
@@ -1475,10 +1476,17 @@ static void serve(struct proxy *px)
                            px->plan.excluded_by_cost ? "max_cost" : "model");
         return;
     }
-    if (!admission_reserve(req, &px->plan, &px->facts, kind)) return;
+    enum admit admit = admission_reserve(req, &px->plan, &px->facts, kind, on_admitted);
+    if (admit == ADMIT_REFUSED) return;
     req->handler_data = px;
     req->on_abort = on_client_abort;
     req->on_drain = on_client_drain;
     arena_on_free(&req->arena, on_request_freed, px);
-    start_next(px);
+    if (admit == ADMIT_OK) start_next(px);
+}
+
+/* The shared store answered the reservation (admission_reserve waited). */
+static void on_admitted(struct http_request *req, bool admitted)
+{
+    if (admitted) start_next(req->handler_data);
 }

@@ -1,12 +1,16 @@
-/* upstream_slot: each worker's upstream connection pool, created on first
- * use and freed when the worker exits. */
+/* upstream_slot: each worker's outbound connections, created on first use
+ * and freed when the worker exits: its upstream connection pool and its
+ * connection to the shared store (cluster.redis). */
 #ifndef AIPROXY_API_UPSTREAM_SLOT_H
 #define AIPROXY_API_UPSTREAM_SLOT_H
 
 struct http_worker;
 struct upstream_pool;
+struct redis_conn;
 
 struct upstream_pool *api_upstream_pool(struct http_worker *w);
+/* NULL when no shared store is configured. */
+struct redis_conn *api_store_conn(struct http_worker *w);
 /* For http_server_opts.slot_free. */
 void api_upstream_pool_free(void *slot);
 

@@ -430,7 +430,9 @@ bool redis_conn_up(const struct redis_conn *c)
 int redis_conn_call(struct redis_conn *c, int argc, const char **argv, const size_t *lens,
                     redis_reply_cb cb, void *arg)
 {
-    if (!c || c->state != ST_UP) return -1;
+    /* while connecting, calls queue behind the handshake (the first request
+     * of a worker need not find the connection up) */
+    if (!c || c->state == ST_DOWN) return -1;
     atomic_fetch_add(&n_calls, 1);
     send_argv(c, argc, argv, lens);
     push_pending(c, cb, arg);
@@ -440,7 +442,7 @@ int redis_conn_call(struct redis_conn *c, int argc, const char **argv, const siz
 int redis_conn_script(struct redis_conn *c, int script, int argc, const char **argv,
                       const size_t *lens, redis_reply_cb cb, void *arg)
 {
-    if (!c || c->state != ST_UP) return -1;
+    if (!c || c->state == ST_DOWN) return -1;
     enum { MAX_ARGS = 512 };
     if (argc + 3 > MAX_ARGS) return -1;
     const char *av[MAX_ARGS];

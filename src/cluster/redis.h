@@ -42,8 +42,9 @@ void redis_conn_free(struct redis_conn *c);
 
 bool redis_conn_up(const struct redis_conn *c);
 
-/* Sends one command. Returns 0 when queued, -1 when the connection is not
- * up (the callback is not called). */
+/* Sends one command. Returns 0 when queued (while connecting: behind the
+ * handshake), -1 when the connection is down, waiting to reconnect (the
+ * callback is not called). */
 int redis_conn_call(struct redis_conn *c, int argc, const char **argv, const size_t *lens,
                     redis_reply_cb cb, void *arg);
 

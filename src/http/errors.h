@@ -25,6 +25,7 @@
     X(NOT_IMPLEMENTED,       501, "invalid_request_error", "not_implemented")              \
     X(UPSTREAM,              502, "server_error",          "upstream_error")               \
     X(UNAVAILABLE,           503, "server_error",          "service_unavailable")          \
+    X(STORE_UNAVAILABLE,     503, "server_error",          "store_unavailable")            \
     X(TIMEOUT,               504, "server_error",          "timeout")
 
 enum gw_error {
