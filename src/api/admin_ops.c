@@ -19,6 +19,8 @@
 #include "budget/ledger.h"
 #include "budget/period.h"
 #include "budget/spend.h"
+#include "cluster/redis.h"
+#include "cluster/store.h"
 #include "config/config.h"
 #include "core/clock.h"
 #include "core/money.h"
@@ -132,6 +134,18 @@ void admin_metrics_extra(const struct config *cfg, struct metrics_extra *x)
     }
     x->day_limit = cfg->budget.enabled ? cfg->budget.daily_limit : 0;
     x->month_limit = cfg->budget.enabled ? cfg->budget.monthly_limit : 0;
+    struct store_status st;
+    store_status_get(&st);
+    if (st.enabled) {
+        struct redis_stats rs;
+        redis_stats_get(&rs);
+        x->have_store = true;
+        x->store_up = st.up;
+        x->store_errors = (long long)rs.errors;
+        x->store_timeouts = (long long)rs.timeouts;
+        x->store_reconciliations = (long long)st.reconciliations;
+        x->store_deferred = (long long)st.deferred;
+    }
     struct ledger *l = admission_ledger();
     if (l) {
         x->have_ledger = true;
@@ -139,6 +153,20 @@ void admin_metrics_extra(const struct config *cfg, struct metrics_extra *x)
         x->ledger_committed = (long long)ledger_committed(l);
         x->ledger_dropped = (long long)ledger_dropped(l);
     }
+}
+
+/* The shared store (SPEC section 6): null when none is configured. */
+static json_t *store_json(void)
+{
+    struct store_status st;
+    store_status_get(&st);
+    if (!st.enabled) return json_null();
+    struct redis_stats rs;
+    redis_stats_get(&rs);
+    return json_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I}", "type", "redis", "url", st.where,
+                     "up", st.up, "deferred", (json_int_t)st.deferred, "reconciliations",
+                     (json_int_t)st.reconciliations, "down_events", (json_int_t)st.down_events,
+                     "errors", (json_int_t)rs.errors, "timeouts", (json_int_t)rs.timeouts);
 }
 
 static json_t *node_json(const struct config *cfg)
@@ -185,6 +213,7 @@ void admin_ops_status(struct http_request *req)
         json_array_append_new(ps, provider_json(cfg, &cfg->providers[i], now_ms));
     json_object_set_new(doc, "providers", ps);
     json_object_set_new(doc, "budget", budget_json(cfg));
+    json_object_set_new(doc, "store", store_json());
     json_object_set_new(doc, "strategy", json_string(routing_strategy_name(cfg->routing.strategy)));
     respond_json(req, 200, doc);
 }

@@ -23,6 +23,7 @@
 #include "obs/trace.h"
 #include "core/clock.h"
 #include "api/admission.h"
+#include "cluster/store.h"
 #include "security/cors.h"
 
 /* AUTH_PROXIED: a key, for a request that goes to a provider (its request
@@ -52,6 +53,17 @@ static void handle_ready(struct http_request *req, const char *rest)
 {
     if (http_server_is_draining(req)) {
         http_respond_error(req, GW_ERR_UNAVAILABLE, "The gateway is shutting down.", NULL);
+        return;
+    }
+    if (store_enabled() && !store_is_up() && store_closed_when_down()) {
+        /* (with on_store_down: local the node still serves: ready) */
+        http_respond_error(req, GW_ERR_STORE_UNAVAILABLE, "The shared store (Redis) does not "
+                           "answer and cluster.on_store_down is closed.", NULL);
+        return;
+    }
+    if (store_enabled() && !store_is_up()) {
+        static const char local[] = "{\"status\":\"ready\",\"store\":\"down\"}";
+        http_respond(req, 200, "application/json", NULL, local, sizeof local - 1);
         return;
     }
     static const char body[] = "{\"status\":\"ready\"}";

@@ -679,6 +679,21 @@ char *metrics_render(const struct config *cfg, const struct metrics_extra *x, si
         help(&o, "aiproxy_ledger_dropped_total", "counter", "Ledger records dropped (queue full).");
         outf(&o, "aiproxy_ledger_dropped_total %lld\n", x->ledger_dropped);
     }
+    if (x && x->have_store && metrics_collects(cfg, "store")) {
+        help(&o, "aiproxy_store_up", "gauge", "1 when the shared store (Redis) answers.");
+        outf(&o, "aiproxy_store_up %d\n", x->store_up ? 1 : 0);
+        help(&o, "aiproxy_store_errors_total", "counter",
+             "Shared-store calls that failed (error answers, lost connections, timeouts).");
+        outf(&o, "aiproxy_store_errors_total %lld\n", x->store_errors);
+        help(&o, "aiproxy_store_timeouts_total", "counter",
+             "Times an answer took longer than cluster.redis.timeout.");
+        outf(&o, "aiproxy_store_timeouts_total %lld\n", x->store_timeouts);
+        help(&o, "aiproxy_store_reconciliations_total", "counter",
+             "Deferred settlements and outage-spend batches written once Redis answered again.");
+        outf(&o, "aiproxy_store_reconciliations_total %lld\n", x->store_reconciliations);
+        help(&o, "aiproxy_store_deferred", "gauge", "Work waiting for the shared store to answer.");
+        outf(&o, "aiproxy_store_deferred %lld\n", x->store_deferred);
+    }
     if (metrics_collects(cfg, "tracing")) {
         struct trace_counters tc;
         trace_counters(&tc);

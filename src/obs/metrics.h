@@ -55,6 +55,9 @@ struct metrics_extra {
     nanos_t day_limit, month_limit; /* 0 = none */
     long long ledger_queue, ledger_committed, ledger_dropped;
     bool have_ledger;
+    /* the shared store (cluster.redis) */
+    bool have_store, store_up;
+    long long store_errors, store_timeouts, store_reconciliations, store_deferred;
 };
 
 /* True when the family group `name` ("request_count", "request_duration",
