@@ -3,6 +3,7 @@
  * fields as exact integer nano-dollars plus a USD string. */
 #include "api/admin_keys.h"
 
+#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -10,7 +11,12 @@
 #include <string.h>
 
 #include "api/admission.h"
+#include "api/store_call.h"
+#include "cluster/keys.h"
+#include "cluster/scripts.h"
+#include "cluster/store.h"
 #include "config/config.h"
+#include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "http/server.h"
@@ -104,6 +110,92 @@ static bool plain_text(const char *s, size_t max)
     return true;
 }
 
+/* ---- keys in the shared store (cluster.redis) ---- */
+
+static void refuse_store_down(struct http_request *req)
+{
+    http_respond_error_h(req, GW_ERR_STORE_UNAVAILABLE, "The shared store (Redis) that holds "
+                         "this cluster's managed keys does not answer. Retry shortly.", NULL,
+                         "Retry-After: 1\r\n");
+}
+
+/* A shared key being written: what the answer needs. */
+struct shared_put {
+    struct key_view view; /* strings in `doc` or the arena of the request */
+    unsigned char hash[KEYSTORE_HASH_LEN];
+    char key[KEYSTORE_KEY_LEN + 1]; /* creation only: shown once */
+    json_t *doc;
+    bool revoke;
+};
+
+static void shared_put_free(void *data)
+{
+    struct shared_put *p = data;
+    OPENSSL_cleanse(p->key, sizeof p->key);
+    json_decref(p->doc);
+    free(p);
+}
+
+static void on_shared_put(struct http_request *req, struct redisReply *r, void *data)
+{
+    struct shared_put *p = data;
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        if (r && r->type == REDIS_REPLY_ERROR)
+            log_event(LOG_ERROR, "key_store_failed", "the shared store refused a key: %.200s", r->str);
+        refuse_store_down(req);
+        return;
+    }
+    struct keystore *ks = admission_keystore();
+    if (ks) keystore_put_shared(ks, &p->view, p->hash); /* in force here at once */
+    if (p->revoke) {
+        log_event(LOG_INFO, "key_revoked", "managed key %s revoked by %s (cluster-wide)",
+                  p->view.id, req->principal ? req->principal->name : "-");
+        json_t *doc = json_object();
+        json_object_set_new(doc, "id", json_string(p->view.id));
+        json_object_set_new(doc, "object", json_string("api_key"));
+        json_object_set_new(doc, "revoked", json_true());
+        respond_json(req, 200, doc);
+        return;
+    }
+    json_t *out = key_json(&p->view, "managed");
+    json_object_set_new(out, "key", json_string(p->key));
+    json_object_set_new(out, "object", json_string("api_key"));
+    log_event(LOG_INFO, "key_created", "managed key %s (%s) created by %s (cluster-wide)",
+              p->view.id, p->view.name, req->principal ? req->principal->name : "-");
+    respond_json(req, 201, out);
+}
+
+/* Writes p's record into the shared store; the answer follows. */
+static void shared_put(struct http_request *req, struct shared_put *p)
+{
+    char hex[2 * KEYSTORE_HASH_LEN + 1];
+    shared_hex(p->hash, KEYSTORE_HASH_LEN, hex);
+    char *record = shared_key_encode(&p->view);
+    const char *av[3] = {store_prefix(), hex, record};
+    int rc = store_call_script(req, SCRIPT_KEYPUT, 3, av, NULL, on_shared_put, p, shared_put_free);
+    free(record);
+    if (rc != 0) {
+        shared_put_free(p);
+        refuse_store_down(req);
+    }
+}
+
+static void create_shared(struct http_request *req, struct keystore *ks,
+                          const struct key_view *spec, json_t *doc, int64_t now)
+{
+    struct shared_put *p = xcalloc(1, sizeof *p);
+    p->view = *spec;
+    p->doc = doc;
+    keys_generate(p->key, p->view.id);
+    p->view.created_at = now;
+    if (!keystore_shared_hash(ks, p->key, p->hash)) {
+        shared_put_free(p);
+        refuse_store_down(req); /* (the cluster's key salt is not read yet) */
+        return;
+    }
+    shared_put(req, p);
+}
+
 void admin_keys_create(struct http_request *req)
 {
     struct keystore *ks = admission_keystore();
@@ -180,6 +272,10 @@ void admin_keys_create(struct http_request *req)
     spec.tokens_per_minute = (int)tpm;
     spec.expires_at = exp_in ? now + exp_in : exp_at;
 
+    if (store_enabled()) {
+        create_shared(req, ks, &spec, doc, now); /* doc goes with it */
+        return;
+    }
     char key[KEYSTORE_KEY_LEN + 1], id[KEYSTORE_ID_LEN + 1], err[256];
     if (keystore_create(ks, &spec, now, key, id, err, sizeof err) != 0) {
         json_decref(doc);
@@ -252,6 +348,17 @@ void admin_keys_revoke(struct http_request *req, const char *id)
                                "file: remove it there and reload.", "id");
             return;
         }
+    }
+    unsigned char hash[KEYSTORE_HASH_LEN];
+    struct key_view *shared = keystore_get_shared(ks, id, hash, &req->arena);
+    if (shared && !shared->revoked_at) {
+        struct shared_put *p = xcalloc(1, sizeof *p);
+        p->view = *shared;
+        p->view.revoked_at = clock_wall_s();
+        memcpy(p->hash, hash, sizeof hash);
+        p->revoke = true;
+        shared_put(req, p);
+        return;
     }
     int rc = keystore_revoke(ks, id, clock_wall_s());
     if (rc == 1) {

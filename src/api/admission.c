@@ -101,7 +101,7 @@ static void on_restore(void *ctx, const char *key_id, const char *tenant, const 
 int admission_start(const struct config *cfg, char *err, size_t errcap)
 {
     struct admission_state *s = xcalloc(1, sizeof *s);
-    s->ledger = ledger_open(cfg->budget.cost_db_path, err, errcap);
+    s->ledger = ledger_open_with(cfg->budget.cost_db_path, cfg->budget.cost_db_url, err, errcap);
     if (!s->ledger) {
         free(s);
         return -1;
@@ -122,6 +122,7 @@ int admission_start(const struct config *cfg, char *err, size_t errcap)
         log_event(LOG_ERROR, "ledger_restore_failed", "spend could not be restored from %s; "
                   "counting from zero", cfg->budget.cost_db_path);
     s->alerts = alerts_start();
+    store_set_keystore(s->keys);
     if (store_start(cfg, err, errcap) != 0) {
         alerts_stop(s->alerts);
         keystore_close(s->keys);
@@ -947,5 +948,6 @@ void admission_finish(struct http_request *req)
     } else {
         r.origin_node = cfg->node.id;
     }
+    r.node_id = cfg->node.id;
     ledger_append(state->ledger, &r);
 }

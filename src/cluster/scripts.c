@@ -242,8 +242,18 @@ static const char read_lua[] = LUA_COMMON
     "end\n"
     "return out\n";
 
-static const char *const texts[SCRIPT_COUNT] = {reserve_lua, settle_lua, reconcile_lua,
-                                                release_lua, read_lua};
+/* ARGV: P, hash_hex, record_json. Reply: {version}. */
+static const char keyput_lua[] = "local P = ARGV[1]\n"
+    "redis.call('HSET', P .. 'keys', ARGV[2], ARGV[3])\n"
+    "return {redis.call('INCR', P .. 'keys:ver')}\n";
+
+/* ARGV: P, a fresh salt (hex). Reply: the salt in force (a bulk string). */
+static const char keysalt_lua[] = "local P = ARGV[1]\n"
+    "redis.call('SET', P .. 'keys:salt', ARGV[2], 'NX')\n"
+    "return redis.call('GET', P .. 'keys:salt')\n";
+
+static const char *const texts[SCRIPT_COUNT] = {reserve_lua,  settle_lua, reconcile_lua, release_lua,
+                                                read_lua,     keyput_lua, keysalt_lua};
 static char shas[SCRIPT_COUNT][41];
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 

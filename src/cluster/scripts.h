@@ -11,6 +11,9 @@
  *   P holds                  sorted set of holds by expiry (a node that dies
  *                            mid-request has its holds released after it)
  *   P rc:BATCH               a reconciliation batch already applied
+ *   P keys                   managed keys: HMAC (hex) -> record (JSON)
+ *   P keys:ver               bumped on every change of P keys
+ *   P keys:salt              the HMAC salt every node uses (hex)
  * Every time is the Redis server's own clock (TIME), one clock for all
  * nodes. Money is integer nano-dollars: Lua numbers are doubles, exact
  * below 2^53 (about 9 million dollars per window), which the C side caps. */
@@ -23,6 +26,8 @@ enum {
     SCRIPT_RECONCILE, /* spend counted locally while Redis was down; once per batch id */
     SCRIPT_RELEASE,   /* drops holds whose reservation answer was lost */
     SCRIPT_READ,      /* spend of some scopes (the local view's seed) */
+    SCRIPT_KEYPUT,    /* stores a managed key's record, bumps the keys' version */
+    SCRIPT_KEYSALT,   /* the cluster's key salt, created by the first node that asks */
     SCRIPT_COUNT
 };
 

@@ -4,17 +4,21 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <hiredis/hiredis.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/keys.h"
 #include "cluster/redis.h"
 #include "cluster/redis_url.h"
 #include "cluster/scripts.h"
 #include "config/config.h"
 #include "core/alloc.h"
+#include "core/arena.h"
 #include "core/ids.h"
 #include "core/log.h"
 
@@ -59,6 +63,11 @@ static struct {
     int batch_n;
     char batch_id[96];
     struct item *in_flight; /* a settle or release being sent */
+
+    /* managed keys (cluster/keys.h) */
+    struct keystore *keys;
+    bool salt_known;
+    long long keys_ver; /* -1: never read */
 } s = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static atomic_bool up;
@@ -274,6 +283,78 @@ static bool flush_one(void)
     return true;
 }
 
+/* ---- managed keys ---- */
+
+static void on_salt(void *arg, struct redisReply *r)
+{
+    (void)arg;
+    s.busy = false;
+    unsigned char salt[SHARED_SALT_HEX / 2];
+    if (!r) {
+        set_up(false);
+        return;
+    }
+    if (r->type != REDIS_REPLY_STRING || shared_unhex(r->str, r->len, salt, sizeof salt) != 0) {
+        log_event(LOG_ERROR, "store_key_salt_invalid", "the shared store's key salt is not 64 "
+                  "hex digits: managed keys of the cluster are not available");
+        s.salt_known = true; /* (not asked again: an operator must fix it) */
+        return;
+    }
+    keystore_set_shared_salt(s.keys, salt, sizeof salt);
+    OPENSSL_cleanse(salt, sizeof salt);
+    s.salt_known = true;
+}
+
+static void on_all_keys(void *arg, struct redisReply *r)
+{
+    long long ver = (long long)(intptr_t)arg;
+    s.busy = false;
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        if (!r) set_up(false);
+        return;
+    }
+    struct arena a;
+    arena_init(&a);
+    size_t n = r->elements / 2, kept = 0;
+    struct key_view *views = xcalloc(n ? n : 1, sizeof *views);
+    unsigned char(*hashes)[KEYSTORE_HASH_LEN] = xcalloc(n ? n : 1, sizeof *hashes);
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *f = r->element[2 * i], *v = r->element[2 * i + 1];
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
+        if (shared_unhex(f->str, f->len, hashes[kept], KEYSTORE_HASH_LEN) != 0) continue;
+        if (shared_key_decode(v->str, v->len, &views[kept], &a) != 0) continue;
+        kept++;
+    }
+    keystore_replace_shared(s.keys, views, (const unsigned char(*)[KEYSTORE_HASH_LEN])hashes, kept);
+    if (kept < n)
+        log_event(LOG_WARN, "store_keys_skipped", "%zu managed-key records in the shared store "
+                  "are not valid and were skipped", n - kept);
+    free(views);
+    free(hashes);
+    arena_free(&a);
+    s.keys_ver = ver;
+}
+
+static void on_keys_version(void *arg, struct redisReply *r)
+{
+    (void)arg;
+    s.busy = false;
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        set_up(false);
+        return;
+    }
+    set_up(true);
+    long long ver = r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+    if (ver == s.keys_ver) return;
+    char key[300];
+    snprintf(key, sizeof key, "%skeys", s.prefix);
+    const char *av[2] = {"HGETALL", key};
+    if (redis_conn_call(s.conn, 2, av, NULL, on_all_keys, (void *)(intptr_t)ver) == 0)
+        s.busy = true;
+}
+
+/* ---- the steps ---- */
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -284,8 +365,29 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (s.busy) return;
+    if (s.keys && !s.salt_known) {
+        char fresh[SHARED_SALT_HEX + 1];
+        unsigned char salt[SHARED_SALT_HEX / 2];
+        if (RAND_bytes(salt, sizeof salt) != 1) return;
+        shared_hex(salt, sizeof salt, fresh);
+        OPENSSL_cleanse(salt, sizeof salt);
+        const char *av[2] = {s.prefix, fresh};
+        if (redis_conn_script(s.conn, SCRIPT_KEYSALT, 2, av, NULL, on_salt, NULL) == 0)
+            s.busy = true;
+        OPENSSL_cleanse(fresh, sizeof fresh);
+        return;
+    }
     if (atomic_load(&up) && flush_one()) {
         s.busy = true;
+        return;
+    }
+    if (s.keys) {
+        /* the keys' version, every turn: a revocation reaches every node
+         * within a turn or two; it is also the probe */
+        char key[300];
+        snprintf(key, sizeof key, "%skeys:ver", s.prefix);
+        const char *av[2] = {"GET", key};
+        if (redis_conn_call(s.conn, 2, av, NULL, on_keys_version, NULL) == 0) s.busy = true;
         return;
     }
     if (!atomic_load(&up) || ++s.idle_turns >= PROBE_EVERY) {
@@ -293,6 +395,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         const char *ping[1] = {"PING"};
         if (redis_conn_call(s.conn, 1, ping, NULL, on_probe, NULL) == 0) s.busy = true;
     }
+}
+
+void store_set_keystore(struct keystore *ks)
+{
+    s.keys = ks;
 }
 
 static void *watch_main(void *arg)
@@ -309,11 +416,16 @@ int store_start(const struct config *cfg, char *err, size_t errcap)
                           errcap) != 0)
         return -1;
     s.enabled = true;
+    s.keys_ver = -1;
     s.closed = cfg->cluster.store_down_closed;
     s.prefix = xstrdup(cfg->cluster.redis_prefix ? cfg->cluster.redis_prefix : "aiproxy:");
     s.node_id = xstrdup(cfg->node.id ? cfg->node.id : "node");
     redis_url_masked(cfg->cluster.redis_url, s.where, sizeof s.where);
     s.base = event_base_new();
+    if (evthread_make_base_notifiable(s.base) != 0) {
+        snprintf(err, errcap, "cannot set up the store watcher's event loop");
+        return -1;
+    }
     s.conn = redis_conn_new(s.base);
     s.tick = event_new(s.base, -1, EV_PERSIST, on_tick, NULL);
     struct timeval tv = {0, WATCH_PERIOD_MS * 1000};

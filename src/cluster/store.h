@@ -16,12 +16,17 @@
 #include "cluster/limits.h"
 
 struct config;
+struct keystore;
 
 /* Starts the watcher when cluster.redis.url is set (else does nothing and
  * returns 0). Returns -1 with `err` on a bad URL or TLS setting; Redis being
  * down is not an error (the node serves per on_store_down). */
 int store_start(const struct config *cfg, char *err, size_t errcap);
 void store_stop(void);
+
+/* The keystore the watcher keeps the cluster's managed keys in (call
+ * before store_start). */
+void store_set_keystore(struct keystore *ks);
 
 bool store_enabled(void);
 /* Redis answered the watcher's last probe. */

@@ -18,6 +18,7 @@ struct stored_key {
     char *name, *tenant;
     char **models;
     unsigned char hash[KEYSTORE_HASH_LEN];
+    bool shared; /* from the shared store: hashed with the shared salt, not in SQLite */
 };
 
 struct keystore {
@@ -25,6 +26,8 @@ struct keystore {
     sqlite3 *db;
     unsigned char salt[KEYSTORE_SALT_LEN];
     struct hmac_key salt_key; /* HMAC state for `salt`; set once at open, read without the lock */
+    struct hmac_key shared_key; /* the shared store's salt; under the lock */
+    bool have_shared_salt;
     struct stored_key *keys;
     size_t n, cap;
 };
@@ -228,6 +231,7 @@ void keystore_close(struct keystore *ks)
     free(ks->keys);
     sqlite3_close(ks->db);
     if (ks->salt_key.inner) hmac_key_free(&ks->salt_key);
+    if (ks->have_shared_salt) hmac_key_free(&ks->shared_key);
     OPENSSL_cleanse(ks->salt, sizeof ks->salt);
     pthread_mutex_destroy(&ks->lock);
     free(ks);
@@ -238,14 +242,19 @@ void keystore_close(struct keystore *ks)
 struct key_view *keystore_find(struct keystore *ks, const char *presented, struct arena *a)
 {
     if (!presented || !*presented) return NULL;
-    unsigned char want[KEYSTORE_HASH_LEN];
+    unsigned char want[KEYSTORE_HASH_LEN], want_shared[KEYSTORE_HASH_LEN];
     hmac_sha256(&ks->salt_key, presented, strlen(presented), want);
     pthread_mutex_lock(&ks->lock);
+    if (ks->have_shared_salt)
+        hmac_sha256(&ks->shared_key, presented, strlen(presented), want_shared);
     const struct stored_key *found = NULL;
     /* Every key is compared, so the time taken does not say which matched. */
-    for (size_t i = 0; i < ks->n; i++)
-        if (CRYPTO_memcmp(want, ks->keys[i].hash, KEYSTORE_HASH_LEN) == 0 && !found)
+    for (size_t i = 0; i < ks->n; i++) {
+        const unsigned char *w = ks->keys[i].shared ? want_shared : want;
+        if ((!ks->keys[i].shared || ks->have_shared_salt) &&
+            CRYPTO_memcmp(w, ks->keys[i].hash, KEYSTORE_HASH_LEN) == 0 && !found)
             found = &ks->keys[i];
+    }
     struct key_view *v = found ? copy_view(found, a) : NULL;
     pthread_mutex_unlock(&ks->lock);
     return v;
@@ -343,7 +352,9 @@ int keystore_revoke(struct keystore *ks, const char *id, int64_t now_s)
     pthread_mutex_lock(&ks->lock);
     struct stored_key *k = NULL;
     for (size_t i = 0; i < ks->n && !k; i++)
-        if (strcmp(ks->keys[i].v.id, id) == 0 && ks->keys[i].v.revoked_at == 0) k = &ks->keys[i];
+        if (!ks->keys[i].shared && strcmp(ks->keys[i].v.id, id) == 0 &&
+            ks->keys[i].v.revoked_at == 0)
+            k = &ks->keys[i];
     int rc = 1;
     if (k) {
         sqlite3_stmt *st = NULL;
@@ -361,4 +372,95 @@ int keystore_revoke(struct keystore *ks, const char *id, int64_t now_s)
     }
     pthread_mutex_unlock(&ks->lock);
     return rc;
+}
+
+/* ---- shared keys ---- */
+
+void keystore_set_shared_salt(struct keystore *ks, const unsigned char *salt, size_t len)
+{
+    pthread_mutex_lock(&ks->lock);
+    if (!ks->have_shared_salt) {
+        hmac_key_init(&ks->shared_key, salt, len);
+        ks->have_shared_salt = true;
+    }
+    pthread_mutex_unlock(&ks->lock);
+}
+
+bool keystore_shared_hash(struct keystore *ks, const char *presented,
+                          unsigned char out[KEYSTORE_HASH_LEN])
+{
+    pthread_mutex_lock(&ks->lock);
+    bool ok = ks->have_shared_salt;
+    if (ok) hmac_sha256(&ks->shared_key, presented, strlen(presented), out);
+    pthread_mutex_unlock(&ks->lock);
+    return ok;
+}
+
+static void fill_shared(struct stored_key *k, const struct key_view *v,
+                        const unsigned char hash[KEYSTORE_HASH_LEN])
+{
+    memset(k, 0, sizeof *k);
+    k->v = *v;
+    k->name = xstrdup(v->name ? v->name : "");
+    k->tenant = v->tenant ? xstrdup(v->tenant) : NULL;
+    char *models = join_models(v->models, v->n_models);
+    split_models(models, k);
+    free(models);
+    memcpy(k->hash, hash, KEYSTORE_HASH_LEN);
+    k->shared = true;
+    fix_pointers(k);
+}
+
+/* Adds or replaces (same id) one shared key; the lock is held. */
+static void put_shared_locked(struct keystore *ks, const struct key_view *v,
+                              const unsigned char hash[KEYSTORE_HASH_LEN])
+{
+    for (size_t i = 0; i < ks->n; i++)
+        if (ks->keys[i].shared && strcmp(ks->keys[i].v.id, v->id) == 0) {
+            stored_free(&ks->keys[i]);
+            fill_shared(&ks->keys[i], v, hash);
+            return;
+        }
+    if (ks->n >= KEYSTORE_MAX_KEYS) return;
+    if (ks->n == ks->cap) {
+        ks->cap = ks->cap ? ks->cap * 2 : 16;
+        ks->keys = xrealloc(ks->keys, ks->cap * sizeof *ks->keys);
+    }
+    fill_shared(&ks->keys[ks->n++], v, hash);
+}
+
+void keystore_put_shared(struct keystore *ks, const struct key_view *v,
+                         const unsigned char hash[KEYSTORE_HASH_LEN])
+{
+    pthread_mutex_lock(&ks->lock);
+    put_shared_locked(ks, v, hash);
+    pthread_mutex_unlock(&ks->lock);
+}
+
+void keystore_replace_shared(struct keystore *ks, const struct key_view *views,
+                             const unsigned char (*hashes)[KEYSTORE_HASH_LEN], size_t n)
+{
+    pthread_mutex_lock(&ks->lock);
+    size_t w = 0;
+    for (size_t i = 0; i < ks->n; i++) {
+        if (ks->keys[i].shared) stored_free(&ks->keys[i]);
+        else ks->keys[w++] = ks->keys[i];
+    }
+    ks->n = w;
+    for (size_t i = 0; i < n; i++) put_shared_locked(ks, &views[i], hashes[i]);
+    pthread_mutex_unlock(&ks->lock);
+}
+
+struct key_view *keystore_get_shared(struct keystore *ks, const char *id,
+                                     unsigned char hash[KEYSTORE_HASH_LEN], struct arena *a)
+{
+    pthread_mutex_lock(&ks->lock);
+    struct key_view *v = NULL;
+    for (size_t i = 0; i < ks->n && !v; i++)
+        if (ks->keys[i].shared && strcmp(ks->keys[i].v.id, id) == 0) {
+            v = copy_view(&ks->keys[i], a);
+            memcpy(hash, ks->keys[i].hash, KEYSTORE_HASH_LEN);
+        }
+    pthread_mutex_unlock(&ks->lock);
+    return v;
 }

@@ -80,4 +80,24 @@ void keystore_each(struct keystore *ks, void (*cb)(void *ctx, const struct key_v
 /* Copies the key `id` into `a`; NULL when unknown. */
 struct key_view *keystore_get(struct keystore *ks, const char *id, struct arena *a);
 
+/* ---- shared keys (cluster.redis, SPEC section 6) ----
+ * Keys created through any node of a cluster live in the shared store as
+ * HMACs under a salt every node reads from it; each node keeps a copy of
+ * them here, next to its own SQLite keys, so that lookups stay in memory.
+ * keystore_revoke only revokes SQLite keys: a shared key is revoked in
+ * the shared store, then put here again. */
+void keystore_set_shared_salt(struct keystore *ks, const unsigned char *salt, size_t len);
+/* HMAC of `presented` under the shared salt; false while it is unknown. */
+bool keystore_shared_hash(struct keystore *ks, const char *presented,
+                          unsigned char out[KEYSTORE_HASH_LEN]);
+/* Adds, or replaces (same id), one shared key. */
+void keystore_put_shared(struct keystore *ks, const struct key_view *v,
+                         const unsigned char hash[KEYSTORE_HASH_LEN]);
+/* Replaces every shared key with these. */
+void keystore_replace_shared(struct keystore *ks, const struct key_view *views,
+                             const unsigned char (*hashes)[KEYSTORE_HASH_LEN], size_t n);
+/* A shared key by id, with its hash (for revocation); NULL when none. */
+struct key_view *keystore_get_shared(struct keystore *ks, const char *id,
+                                     unsigned char hash[KEYSTORE_HASH_LEN], struct arena *a);
+
 #endif
