@@ -117,7 +117,7 @@ void dashboard_page(struct http_request *req)
          * HttpOnly cookie and send the browser to the bare address. */
         req->n_headers = 0; /* only the key from the form counts */
         present_key(req, key);
-        if (!admission_authenticate(req, true, false)) return;
+        if (admission_authenticate(req, true, false, NULL) != ADMIT_OK) return;
         const char *h = arena_printf(&req->arena,
                                      "Location: /dashboard\r\n"
                                      "Set-Cookie: " DASHBOARD_COOKIE "=%s; Path=/; HttpOnly; "
@@ -131,7 +131,7 @@ void dashboard_page(struct http_request *req)
         respond_login(req, 401);
         return;
     }
-    if (!admission_authenticate(req, true, false)) return;
+    if (admission_authenticate(req, true, false, NULL) != ADMIT_OK) return;
     http_respond(req, 200, "text/html; charset=utf-8", PAGE_HEADERS,
                  (const char *)dashboard_index_html, dashboard_index_html_len);
 }

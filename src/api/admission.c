@@ -19,7 +19,9 @@
 #include "budget/period.h"
 #include "budget/pricing.h"
 #include "budget/spend.h"
+#include "api/store_call.h"
 #include "api/upstream_slot.h"
+#include "cluster/keys.h"
 #include "cluster/limits.h"
 #include "cluster/redis.h"
 #include "cluster/scripts.h"
@@ -399,10 +401,80 @@ static bool take_requests_locally(struct http_request *req, const struct admissi
     return apply_request_decisions(req, t, refused, d);
 }
 
-bool admission_authenticate(struct http_request *req, bool admin_required, bool defer_limits)
+/* A managed key's principal, or NULL with why in *why. */
+static struct principal *principal_from_managed(struct http_request *req, struct key_view *v,
+                                                const char **why)
+{
+    if (v && v->revoked_at) {
+        *why = "This API key has been revoked.";
+        return NULL;
+    }
+    if (v && v->expires_at && v->expires_at <= clock_wall_s()) {
+        *why = "This API key has expired.";
+        return NULL;
+    }
+    return v ? principal_from_view(req, v) : NULL;
+}
+
+static const char no_key[] = "Missing or invalid API key. Send it as 'Authorization: Bearer KEY' "
+                             "or 'x-api-key: KEY'.";
+
+static bool after_principal(struct http_request *req, bool admin_required, bool defer_limits,
+                            struct principal *p, const char *why);
+
+/* A key this node does not know yet may have been created on another node
+ * a moment ago: asked of the shared store by its hash (one round trip, on
+ * misses only), then kept. */
+struct key_lookup {
+    bool admin_required, defer_limits;
+    admission_resume_cb resume;
+};
+
+static void on_key_lookup(struct http_request *req, struct redisReply *r, void *data)
+{
+    struct key_lookup *l = data;
+    const char *why = no_key;
+    struct principal *p = NULL;
+    const char *presented = auth_presented_key(http_header_get(req, "authorization"),
+                                               http_header_get(req, "x-api-key"));
+    struct key_view v;
+    unsigned char hash[KEYSTORE_HASH_LEN];
+    if (r && r->type == REDIS_REPLY_STRING && state && presented &&
+        shared_key_decode(r->str, r->len, &v, &req->arena) == 0 &&
+        keystore_shared_hash(state->keys, presented, hash)) {
+        keystore_put_shared(state->keys, &v, hash);
+        p = principal_from_managed(req, &v, &why);
+    }
+    l->resume(req, after_principal(req, l->admin_required, l->defer_limits, p, why));
+}
+
+static bool lookup_shared_key(struct http_request *req, const char *presented, bool admin_required,
+                              bool defer_limits, admission_resume_cb resume)
+{
+    unsigned char hash[KEYSTORE_HASH_LEN];
+    if (!resume || !state || !store_enabled() ||
+        strncmp(presented, KEYSTORE_KEY_PREFIX, sizeof KEYSTORE_KEY_PREFIX - 1) != 0 ||
+        strlen(presented) != KEYSTORE_KEY_LEN || !keystore_shared_hash(state->keys, presented, hash))
+        return false;
+    char hex[2 * KEYSTORE_HASH_LEN + 1], key[300];
+    shared_hex(hash, sizeof hash, hex);
+    snprintf(key, sizeof key, "%skeys", store_prefix());
+    const char *av[3] = {"HGET", key, hex};
+    struct key_lookup *l = xmalloc(sizeof *l);
+    *l = (struct key_lookup){admin_required, defer_limits, resume};
+    if (store_call_command(req, 3, av, NULL, on_key_lookup, l, free) != 0) {
+        free(l);
+        return false;
+    }
+    return true;
+}
+
+enum admit admission_authenticate(struct http_request *req, bool admin_required,
+                                  bool defer_limits, admission_resume_cb resume)
 {
     const struct config *cfg = req->config;
     struct principal *p = NULL;
+    const char *why = no_key;
     if (cfg->security.auth_enabled) {
         const char *presented = auth_presented_key(http_header_get(req, "authorization"),
                                                    http_header_get(req, "x-api-key"));
@@ -410,16 +482,19 @@ bool admission_authenticate(struct http_request *req, bool admin_required, bool 
         struct key_view *v = NULL;
         if (k) p = principal_from_config(req, k);
         else if (presented && state) v = keystore_find(state->keys, presented, &req->arena);
-        const char *why = "Missing or invalid API key. Send it as 'Authorization: Bearer KEY' "
-                          "or 'x-api-key: KEY'.";
-        if (v && v->revoked_at) {
-            why = "This API key has been revoked.";
-            v = NULL;
-        } else if (v && v->expires_at && v->expires_at <= clock_wall_s()) {
-            why = "This API key has expired.";
-            v = NULL;
-        }
-        if (v) p = principal_from_view(req, v);
+        if (!k && !v && presented &&
+            lookup_shared_key(req, presented, admin_required, defer_limits, resume))
+            return ADMIT_WAIT;
+        if (v) p = principal_from_managed(req, v, &why);
+    }
+    return after_principal(req, admin_required, defer_limits, p, why) ? ADMIT_OK : ADMIT_REFUSED;
+}
+
+static bool after_principal(struct http_request *req, bool admin_required, bool defer_limits,
+                            struct principal *p, const char *why)
+{
+    const struct config *cfg = req->config;
+    if (cfg->security.auth_enabled) {
         if (!p) {
             http_respond_error_h(req, GW_ERR_INVALID_API_KEY, why, NULL,
                                  "WWW-Authenticate: Bearer\r\n");

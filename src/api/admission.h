@@ -53,16 +53,8 @@ struct spend_counter *admission_global_spend(void);
 /* which: "key", "tenant", "provider", "model". */
 struct spend_table *admission_spend_table(const char *which);
 
-/* Authenticates the request when security.auth is on and applies the rate
- * limits that do not depend on the model (per key, per client IP). On
- * refusal it answers (401, 403, 429) and returns false. With a shared store
- * and `defer_limits` (a request that will reach admission_reserve), the
- * request limits are left to the reservation: one round trip to Redis for
- * everything. */
-bool admission_authenticate(struct http_request *req, bool admin_required, bool defer_limits);
-
 enum admit {
-    ADMIT_REFUSED, /* answered (403, 429, 503) */
+    ADMIT_REFUSED, /* answered (401, 403, 429, 503) */
     ADMIT_OK,      /* go on */
     ADMIT_WAIT,    /* asked the shared store: `resume` runs once it answers */
 };
@@ -71,6 +63,16 @@ enum admit {
  * when the request was refused (already answered). Not called when the
  * request was freed meanwhile (the client left). */
 typedef void (*admission_resume_cb)(struct http_request *req, bool admitted);
+
+/* Authenticates the request when security.auth is on and applies the rate
+ * limits that do not depend on the model (per key, per client IP). On
+ * refusal it answers (401, 403, 429). With a shared store, a managed key
+ * this node does not know yet is looked up there (ADMIT_WAIT; only when
+ * `resume` is given), and with `defer_limits` (a request that will reach
+ * admission_reserve) the request limits are left to the reservation: one
+ * round trip to Redis for everything. */
+enum admit admission_authenticate(struct http_request *req, bool admin_required,
+                                  bool defer_limits, admission_resume_cb resume);
 
 /* Before sending: refuses models the key may not use (403), removes
  * candidates the budget state forbids (paid providers disabled) and

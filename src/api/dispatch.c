@@ -265,6 +265,19 @@ static bool path_disabled(const struct config *cfg, const char *path)
     return false;
 }
 
+/* A route waiting for its key to be found in the shared store. */
+struct route_resume {
+    const struct route *route;
+    const char *rest;
+};
+
+static void on_authenticated(struct http_request *req, bool ok)
+{
+    struct route_resume *rr = req->handler_data;
+    req->handler_data = NULL;
+    if (ok) rr->route->handle(req, rr->rest);
+}
+
 void api_dispatch(struct http_request *req)
 {
     const char *path = req->path;
@@ -288,9 +301,18 @@ void api_dispatch(struct http_request *req)
         if (path_disabled(req->config, r->prefix ? r->path : path)) break;
         if (r->handle == handle_messages) proxy_set_error_format(req, &inbound_anthropic_ops);
         if (r->handle == handle_stats) dashboard_cookie_auth(req); /* the dashboard's data */
-        if (r->auth != AUTH_NONE && !req->from_peer &&
-            !admission_authenticate(req, r->auth == AUTH_ADMIN, r->auth == AUTH_PROXIED))
-            return;
+        if (r->auth != AUTH_NONE && !req->from_peer) {
+            enum admit a = admission_authenticate(req, r->auth == AUTH_ADMIN,
+                                                  r->auth == AUTH_PROXIED, on_authenticated);
+            if (a == ADMIT_REFUSED) return;
+            if (a == ADMIT_WAIT) {
+                struct route_resume *rr = arena_alloc(&req->arena, sizeof *rr);
+                rr->route = r;
+                rr->rest = path + len;
+                req->handler_data = rr; /* until the handler runs */
+                return;
+            }
+        }
         r->handle(req, path + len);
         return;
     }
