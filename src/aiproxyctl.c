@@ -70,10 +70,13 @@ static const struct {
     {"models", "Usage: aiproxyctl models [--json]\n\n"
                "Lists every model with the providers that serve it, their availability and\n"
                "price. Reads GET /v1/models.\n"},
-    {"budget", "Usage: aiproxyctl budget [--json]\n\n"
+    {"budget", "Usage: aiproxyctl budget [--by node] [--json]\n\n"
                "Shows spend today and this month (UTC) with a bar per limit, then spend by\n"
                "provider, model, key and tenant. A non-admin key sees its own spend.\n"
-               "Reads GET /v1/budget.\n"},
+               "Reads GET /v1/budget.\n\n"
+               "--by node: each node's own provider spend today and this month, from the\n"
+               "ledger (with a PostgreSQL ledger every node of the cluster; with SQLite\n"
+               "this node). Admin key. Reads GET /v1/budget?by=node.\n"},
     {"mesh", "Usage: aiproxyctl mesh [--json]\n\n"
              "Shows the cluster as this node sees it (GET /aiproxy/mesh/status): the node,\n"
              "every mesh peer with its status, heartbeat latency, load, models and spend\n"
@@ -332,8 +335,46 @@ static void print_bar(double spent, double reserved, double limit)
     printf("       [%s] %5.1f%% used%s\n", bar, f * 100.0, f >= 1.0 ? "  LIMIT REACHED" : f >= 0.8 ? "  (over 80%)" : "");
 }
 
-static int cmd_budget(const struct ctl *c)
+/* aiproxyctl budget --by node: one row per node, then the total. */
+static int cmd_budget_by_node(const struct ctl *c)
 {
+    int status;
+    json_t *doc = call_json(c, "GET", "/v1/budget?by=node", NULL, &status);
+    if (!doc) return 1;
+    if (c->json) {
+        print_json(doc);
+        json_decref(doc);
+        return 0;
+    }
+    printf("spend by node (ledger: %s; today %s, month %s, UTC)\n",
+           str_or(json_object_get(doc, "source"), "?"),
+           str_or(json_object_get(json_object_get(doc, "today"), "period"), ""),
+           str_or(json_object_get(json_object_get(doc, "month"), "period"), ""));
+    printf("%-28s %14s %14s %10s\n", "NODE", "TODAY USD", "MONTH USD", "REQUESTS");
+    json_t *l = json_object_get(doc, "by_node");
+    for (size_t j = 0; j < json_array_size(l); j++) {
+        json_t *e = json_array_get(l, j);
+        const char *n = str_or(json_object_get(e, "node"), "");
+        printf("%-28s %14.6f %14.6f %10lld\n", *n ? n : "(unnamed)",
+               usd(json_object_get(e, "today")), usd(json_object_get(e, "month")),
+               (long long)json_integer_value(json_object_get(e, "requests_month")));
+    }
+    printf("%-28s %14.6f %14.6f\n", "total",
+           usd(json_object_get(json_object_get(doc, "today"), "spent")),
+           usd(json_object_get(json_object_get(doc, "month"), "spent")));
+    json_decref(doc);
+    return 0;
+}
+
+static int cmd_budget(const struct ctl *c, int argc, char **argv)
+{
+    if (argc == 2 && strcmp(argv[0], "--by") == 0 && strcmp(argv[1], "node") == 0)
+        return cmd_budget_by_node(c);
+    if (argc == 1 && strcmp(argv[0], "--by=node") == 0) return cmd_budget_by_node(c);
+    if (argc != 0) {
+        fprintf(stderr, "aiproxyctl: budget: expected no argument or --by node\n");
+        return 2;
+    }
     int status;
     json_t *doc = call_json(c, "GET", "/v1/budget", NULL, &status);
     if (!doc) return 1;
@@ -660,7 +701,7 @@ int main(int argc, char **argv)
     int rc;
     if (strcmp(cmd, "status") == 0 && n == 1) rc = cmd_status(&c);
     else if (strcmp(cmd, "models") == 0 && n == 1) rc = cmd_models(&c);
-    else if (strcmp(cmd, "budget") == 0 && n == 1) rc = cmd_budget(&c);
+    else if (strcmp(cmd, "budget") == 0) rc = cmd_budget(&c, n - 1, args + 1);
     else if (strcmp(cmd, "mesh") == 0 && n == 1) rc = cmd_mesh(&c);
     else if (strcmp(cmd, "reload") == 0 && n == 1) rc = cmd_reload(&c);
     else if (strcmp(cmd, "keys") == 0 && n == 2 && strcmp(args[1], "list") == 0)

@@ -152,6 +152,10 @@ void admin_metrics_extra(const struct config *cfg, struct metrics_extra *x)
         x->ledger_queue = (long long)ledger_queue_depth(l);
         x->ledger_committed = (long long)ledger_committed(l);
         x->ledger_dropped = (long long)ledger_dropped(l);
+        x->ledger_db_up = ledger_backend_up(l);
+        x->ledger_db_committed = (long long)ledger_db_committed(l);
+        x->ledger_spooled = (long long)ledger_spooled(l);
+        x->ledger_spool_depth = (long long)ledger_spool_depth(l);
     }
 }
 

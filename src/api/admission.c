@@ -100,6 +100,15 @@ static void on_restore(void *ctx, const char *key_id, const char *tenant, const 
     }
 }
 
+/* The gateway's shared spend, from the store watcher. */
+static void on_shared_spend(int64_t day, int64_t month, nanos_t day_spent, nanos_t month_spent)
+{
+    struct admission_state *s = state;
+    if (!s) return;
+    spend_window_set(&s->global.day, day, day_spent);
+    spend_window_set(&s->global.month, month, month_spent);
+}
+
 int admission_start(const struct config *cfg, char *err, size_t errcap)
 {
     struct admission_state *s = xcalloc(1, sizeof *s);
@@ -125,6 +134,7 @@ int admission_start(const struct config *cfg, char *err, size_t errcap)
                   "counting from zero", cfg->budget.cost_db_path);
     s->alerts = alerts_start();
     store_set_keystore(s->keys);
+    store_set_spend_hook(on_shared_spend);
     if (store_start(cfg, err, errcap) != 0) {
         alerts_stop(s->alerts);
         keystore_close(s->keys);
@@ -445,7 +455,8 @@ static void on_key_lookup(struct http_request *req, struct redisReply *r, void *
         keystore_put_shared(state->keys, &v, hash);
         p = principal_from_managed(req, &v, &why);
     }
-    l->resume(req, after_principal(req, l->admin_required, l->defer_limits, p, why));
+    /* (a refusal answers, which may free the request: resume only on success) */
+    if (after_principal(req, l->admin_required, l->defer_limits, p, why)) l->resume(req);
 }
 
 static bool lookup_shared_key(struct http_request *req, const char *presented, bool admin_required,
@@ -753,6 +764,7 @@ static void on_reserve_reply(void *arg, struct redisReply *r)
     struct reserve_wait *w = arg;
     w->answered = true;
     struct http_request *req = w->req;
+    bool admitted;
     struct cl_reserve shape = {.n_asks = w->n_asks, .n_scopes = w->n_scopes};
     struct cl_reserve_result res;
     bool ok = cl_reserve_decode(r, &shape, &res) == 0;
@@ -763,7 +775,9 @@ static void on_reserve_reply(void *arg, struct redisReply *r)
         return;
     }
     struct admission_ticket *t = req->admission;
-    bool admitted;
+    /* w goes with the request now (on_wait_request_freed); a refusal
+     * answers, which may free both at once */
+    admission_resume_cb resume = w->resume;
     if (!ok) {
         if (r && r->type == REDIS_REPLY_ERROR)
             log_event(LOG_WARN, "store_error", "the shared store refused a reservation: %.200s",
@@ -774,8 +788,7 @@ static void on_reserve_reply(void *arg, struct redisReply *r)
     } else {
         admitted = apply_reserve_reply(req, t, &res);
     }
-    /* w is freed with the request now (on_wait_request_freed) */
-    w->resume(req, admitted);
+    if (admitted) resume(req);
 }
 
 enum admit admission_reserve(struct http_request *req, struct route_plan *plan,

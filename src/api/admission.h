@@ -59,10 +59,10 @@ enum admit {
     ADMIT_WAIT,    /* asked the shared store: `resume` runs once it answers */
 };
 
-/* Called once after ADMIT_WAIT, on the request's worker: `admitted` false
- * when the request was refused (already answered). Not called when the
- * request was freed meanwhile (the client left). */
-typedef void (*admission_resume_cb)(struct http_request *req, bool admitted);
+/* Called once after ADMIT_WAIT, on the request's worker, when the request
+ * was admitted. Not called when it was refused (already answered: the
+ * request may be gone) nor when it was freed meanwhile (the client left). */
+typedef void (*admission_resume_cb)(struct http_request *req);
 
 /* Authenticates the request when security.auth is on and applies the rate
  * limits that do not depend on the model (per key, per client IP). On

@@ -1,12 +1,16 @@
 /* budget_api: the JSON is written with a small growable buffer in the
- * request's arena (the key and model lists have no fixed size). */
+ * request's arena (the key and model lists have no fixed size). Spend by
+ * node (?by=node) is read from the ledger by its writer thread; the worker
+ * polls for the answer with a timer, never waiting on a database. */
 #include "api/budget_api.h"
 
+#include <event2/event.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "api/admission.h"
+#include "budget/ledger.h"
 #include "budget/period.h"
 #include "budget/spend.h"
 #include "config/config.h"
@@ -183,12 +187,163 @@ static void put_list(struct out *o, const char *field, const char *kind, int64_t
     put_lit(o, "]");
 }
 
+/* ---- GET /v1/budget?by=node ---- */
+
+#define BY_NODE_POLL_MS 5
+#define BY_NODE_WAIT_MS 10000
+
+struct by_node_wait {
+    struct http_request *req;
+    struct event *timer;
+    struct ledger_query *q;
+    int64_t deadline_ms, day, month, now;
+};
+
+static void by_node_cleanup(void *data)
+{
+    struct by_node_wait *w = data;
+    event_free(w->timer);
+    ledger_query_release(w->q); /* the writer may still hold it: refcounted */
+}
+
+static void by_node_abort(void *data)
+{
+    struct by_node_wait *w = data;
+    event_del(w->timer); /* the arena's cleanup frees it with the request */
+}
+
+static void by_node_answer(struct by_node_wait *w)
+{
+    struct http_request *req = w->req;
+    const struct ledger_node_spend *rows;
+    size_t n;
+    const char *source;
+    int rc = ledger_query_result(w->q, &rows, &n, &source);
+    if (rc == -2) {
+        http_respond_error(req, GW_ERR_UNAVAILABLE, "The PostgreSQL ledger is unreachable: "
+                           "spend by node needs it (this node spools its records meanwhile).",
+                           NULL);
+        return;
+    }
+    if (rc != 0) {
+        http_respond_error(req, GW_ERR_INTERNAL, "The ledger could not be read; see the node's "
+                           "log.", NULL);
+        return;
+    }
+    char dl[16], ml[16];
+    period_day_label(w->now, dl, sizeof dl);
+    period_month_label(w->now, ml, sizeof ml);
+    nanos_t today = 0, month = 0;
+    for (size_t i = 0; i < n; i++) {
+        today += rows[i].today;
+        month += rows[i].month;
+    }
+    struct out o = {.arena = &req->arena};
+    putf(&o, "{\"object\":\"budget\",\"scope\":\"global\",\"by\":\"node\",\"source\":\"%s\"",
+         source);
+    putf(&o, ",\"today\":{\"period\":\"%s\",", dl);
+    put_money(&o, "spent", today);
+    putf(&o, "},\"month\":{\"period\":\"%s\",", ml);
+    put_money(&o, "spent", month);
+    put_lit(&o, "},\"by_node\":[");
+    for (size_t i = 0; i < n; i++) {
+        put_lit(&o, i ? ",{\"node\":" : "{\"node\":");
+        put_str(&o, rows[i].node_id);
+        put_lit(&o, ",");
+        put_money(&o, "today", rows[i].today);
+        put_lit(&o, ",");
+        put_money(&o, "month", rows[i].month);
+        putf(&o, ",\"requests_today\":%lld,\"requests_month\":%lld}",
+             (long long)rows[i].requests_today, (long long)rows[i].requests_month);
+    }
+    put_lit(&o, "]}");
+    if (o.full) {
+        http_respond_error(req, GW_ERR_INTERNAL, "The budget report is too large.", NULL);
+        return;
+    }
+    http_respond(req, 200, "application/json", NULL, o.buf, o.len);
+}
+
+static void by_node_poll(evutil_socket_t fd, short what, void *arg)
+{
+    struct by_node_wait *w = arg;
+    if (ledger_query_done(w->q)) {
+        w->req->on_abort = NULL;
+        by_node_answer(w);
+        return;
+    }
+    if (clock_mono_ms() > w->deadline_ms) {
+        w->req->on_abort = NULL;
+        http_respond_error(w->req, GW_ERR_TIMEOUT, "The ledger did not answer in time.", NULL);
+        return;
+    }
+    struct timeval tv = {0, BY_NODE_POLL_MS * 1000};
+    evtimer_add(w->timer, &tv);
+}
+
+/* This node's and every other node's own provider spend, today and this
+ * month, from the ledger (PostgreSQL: the whole cluster; SQLite: the rows
+ * this node wrote). Admin keys only, like ?scope=cluster. */
+static void budget_by_node(struct http_request *req)
+{
+    const struct principal *p = req->principal;
+    if (p && !p->admin) {
+        http_respond_error(req, GW_ERR_FORBIDDEN, "Spend by node is shown to admin keys only; "
+                           "GET /v1/budget shows this key's own spend.", NULL);
+        return;
+    }
+    struct ledger *l = admission_ledger();
+    if (!l) {
+        http_respond_error(req, GW_ERR_UNAVAILABLE, "The ledger is not open.", NULL);
+        return;
+    }
+    struct by_node_wait *w = arena_alloc(&req->arena, sizeof *w);
+    w->req = req;
+    w->now = clock_wall_s();
+    w->q = ledger_query_by_node(l, period_day_start(w->now), period_month_start(w->now));
+    w->timer = evtimer_new(http_worker_base(req->worker), by_node_poll, w);
+    arena_on_free(&req->arena, by_node_cleanup, w);
+    w->deadline_ms = clock_mono_ms() + BY_NODE_WAIT_MS;
+    req->handler_data = w;
+    req->on_abort = by_node_abort;
+    struct timeval tv = {0, BY_NODE_POLL_MS * 1000};
+    evtimer_add(w->timer, &tv);
+}
+
+/* The value of `by` in the query ("" when absent); false when it is not
+ * one we know (answered 400). */
+static bool by_param(struct http_request *req, bool *by_node)
+{
+    *by_node = false;
+    for (const char *s = req->query; s && *s;) {
+        size_t len = strcspn(s, "&");
+        if (len >= 3 && strncmp(s, "by=", 3) == 0) {
+            if (len == 7 && strncmp(s + 3, "node", 4) == 0) {
+                *by_node = true;
+            } else {
+                http_respond_error(req, GW_ERR_BAD_REQUEST, "Unknown value of 'by' (expected "
+                                   "node).", "by");
+                return false;
+            }
+        }
+        s += len;
+        if (*s == '&') s++;
+    }
+    return true;
+}
+
 void budget_api_get(struct http_request *req)
 {
     const struct config *cfg = req->config;
     struct spend_counter *g = admission_global_spend();
     if (!g) {
         http_respond_error(req, GW_ERR_UNAVAILABLE, "The ledger is not open.", NULL);
+        return;
+    }
+    bool by_node;
+    if (!by_param(req, &by_node)) return;
+    if (by_node) {
+        budget_by_node(req);
         return;
     }
     const struct principal *p = req->principal;

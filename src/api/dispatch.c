@@ -271,11 +271,11 @@ struct route_resume {
     const char *rest;
 };
 
-static void on_authenticated(struct http_request *req, bool ok)
+static void on_authenticated(struct http_request *req)
 {
     struct route_resume *rr = req->handler_data;
     req->handler_data = NULL;
-    if (ok) rr->route->handle(req, rr->rest);
+    rr->route->handle(req, rr->rest);
 }
 
 void api_dispatch(struct http_request *req)

@@ -1348,7 +1348,7 @@ static int64_t hedge_setting(const char *v, bool configured_on, int64_t configur
 }
 
 static void serve(struct proxy *px);
-static void on_admitted(struct http_request *req, bool admitted);
+static void on_admitted(struct http_request *req);
 
 void proxy_handle(struct http_request *req, enum api_kind kind)
 {
@@ -1486,7 +1486,7 @@ static void serve(struct proxy *px)
 }
 
 /* The shared store answered the reservation (admission_reserve waited). */
-static void on_admitted(struct http_request *req, bool admitted)
+static void on_admitted(struct http_request *req)
 {
-    if (admitted) start_next(req->handler_data);
+    start_next(req->handler_data);
 }

@@ -36,9 +36,12 @@ static void on_reply(void *arg, struct redisReply *r)
     struct waiter *w = arg;
     w->answered = true;
     if (w->req) {
-        w->cb(w->req, r, w->data);
-        if (w->free_data) w->free_data(w->data);
-        /* w itself goes with the request (on_request_freed) */
+        /* w goes with the request (on_request_freed), which the callback's
+         * answer may free at once: nothing of w is read after it */
+        void *data = w->data;
+        void (*free_data)(void *) = w->free_data;
+        w->cb(w->req, r, data);
+        if (free_data) free_data(data);
     } else {
         release(w);
     }

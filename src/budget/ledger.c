@@ -1,161 +1,86 @@
-/* ledger: queue + writer thread + migrations over SQLite. */
+/* ledger: the append queues, the writer thread and the SQLite side (the
+ * ledger itself, or PostgreSQL's spool); ledger_pg.c talks to PostgreSQL. */
 #include "budget/ledger.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
+#include "budget/ledger_batch.h"
+#include "budget/ledger_pg.h"
+#include "budget/ledger_sqlite.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
 
-/* ---- schema ---- */
-
-/* Migration i takes the schema from version i to i + 1. Never edit a
- * released step: add a new one. */
-static const char *const migrations[] = {
-    /* 0 -> 1: the request ledger */
-    "CREATE TABLE requests ("
-    " id INTEGER PRIMARY KEY,"
-    " ts_ms INTEGER NOT NULL,"
-    " request_id TEXT NOT NULL,"
-    " key_id TEXT NOT NULL DEFAULT '',"
-    " tenant TEXT NOT NULL DEFAULT '',"
-    " model TEXT NOT NULL DEFAULT '',"
-    " provider TEXT NOT NULL DEFAULT '',"
-    " tokens_in INTEGER NOT NULL,"
-    " tokens_out INTEGER NOT NULL,"
-    " cost_nanos INTEGER NOT NULL,"
-    " estimated INTEGER NOT NULL,"
-    " status INTEGER NOT NULL);"
-    "CREATE INDEX requests_ts ON requests(ts_ms);",
-    /* 1 -> 2: managed API keys (hashed) and the per-database salt */
-    "CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);"
-    "CREATE TABLE api_keys ("
-    " id TEXT PRIMARY KEY,"
-    " name TEXT NOT NULL,"
-    " hash BLOB NOT NULL UNIQUE,"
-    " tenant TEXT,"
-    " role TEXT NOT NULL DEFAULT 'user',"
-    " models TEXT,"
-    " daily_limit INTEGER NOT NULL DEFAULT 0,"
-    " monthly_limit INTEGER NOT NULL DEFAULT 0,"
-    " rate_limit_per_hour INTEGER NOT NULL DEFAULT 0,"
-    " requests_per_minute INTEGER NOT NULL DEFAULT 0,"
-    " tokens_per_minute INTEGER NOT NULL DEFAULT 0,"
-    " expires_at INTEGER,"
-    " created_at INTEGER NOT NULL,"
-    " revoked_at INTEGER);",
-    /* 2 -> 3: mesh federation: where the request entered, the nodes it went
-     * through, and whether a peer paid the provider (then the cost is the
-     * caller's, not this node's own spend) */
-    "ALTER TABLE requests ADD COLUMN origin_node TEXT NOT NULL DEFAULT '';"
-    "ALTER TABLE requests ADD COLUMN route TEXT NOT NULL DEFAULT '';"
-    "ALTER TABLE requests ADD COLUMN via_peer INTEGER NOT NULL DEFAULT 0;",
-};
-
-#define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
-_Static_assert(N_MIGRATIONS == LEDGER_SCHEMA_VERSION, "one migration per schema version");
-
-static int exec(sqlite3 *db, const char *sql, char *err, size_t errcap)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        snprintf(err, errcap, "%s", msg ? msg : sqlite3_errmsg(db));
-        sqlite3_free(msg);
-        return -1;
-    }
-    return 0;
-}
-
-int ledger_migrate(void *handle, char *err, size_t errcap)
-{
-    sqlite3 *db = handle;
-    if (exec(db, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)", err,
-             errcap) != 0)
-        return -1;
-    for (;;) {
-        if (exec(db, "BEGIN IMMEDIATE", err, errcap) != 0) return -1;
-        sqlite3_stmt *st = NULL;
-        int version = 0;
-        bool has_row = false;
-        if (sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &st, NULL) ==
-                SQLITE_OK &&
-            sqlite3_step(st) == SQLITE_ROW) {
-            version = sqlite3_column_int(st, 0);
-            has_row = true;
-        }
-        sqlite3_finalize(st);
-        if (version > (int)N_MIGRATIONS) {
-            exec(db, "ROLLBACK", err, errcap);
-            snprintf(err, errcap, "the database has schema version %d, newer than this build's %d",
-                     version, (int)N_MIGRATIONS);
-            return -1;
-        }
-        if (version == (int)N_MIGRATIONS) {
-            exec(db, "COMMIT", err, errcap);
-            return version;
-        }
-        char set[96];
-        snprintf(set, sizeof set, has_row ? "UPDATE schema_version SET version = %d"
-                                          : "INSERT INTO schema_version VALUES (%d)", version + 1);
-        if (exec(db, migrations[version], err, errcap) != 0 || exec(db, set, err, errcap) != 0 ||
-            exec(db, "COMMIT", err, errcap) != 0) {
-            char keep[256];
-            snprintf(keep, sizeof keep, "%s", err);
-            exec(db, "ROLLBACK", err, errcap);
-            snprintf(err, errcap, "migration to schema version %d failed: %s", version + 1, keep);
-            return -1;
-        }
-        log_event(LOG_INFO, "ledger_migrated", "ledger schema migrated to version %d",
-                  version + 1);
-    }
-}
-
 /* ---- the queue and the writer ---- */
 
-/* A queued record, packed: its numbers, then its five strings' bytes (no
- * NULs) in field order, padded to 8 bytes: about 100 bytes a record where
- * struct ledger_record takes 600, for the copy into the queue and for the
- * memory a burst holds. */
-#define N_TEXT 7 /* text fields per record */
-
-struct packed {
-    int64_t ts_ms, tokens_in, tokens_out, cost_nanos;
-    int32_t status;
-    uint16_t len[N_TEXT]; /* request_id, key_id, tenant, model, provider, origin_node, route */
-    uint8_t estimated;
-    uint8_t via_peer;
-};
-
-static size_t packed_size(const struct packed *p)
+void ledger_records_reserve(struct records *r, size_t more)
 {
-    size_t n = sizeof *p;
-    for (int i = 0; i < N_TEXT; i++) n += p->len[i];
-    return (n + 7) & ~(size_t)7;
+    if (r->bytes + more <= r->cap) return;
+    size_t cap = r->cap ? r->cap : 16384;
+    while (cap < r->bytes + more) cap *= 2;
+    r->data = xrealloc(r->data, cap);
+    r->cap = cap;
 }
 
-static const struct packed *packed_next(const struct packed *p)
+/* The record's strings in packed order (NULL as ""), their lengths cut at
+ * LEDGER_TEXT_MAX, and its packed head. */
+static void record_texts(const struct ledger_record *r, const char *text[LT_COUNT],
+                         struct packed *h)
 {
-    return (const struct packed *)((const unsigned char *)p + packed_size(p));
+    *h = (struct packed){.ts_ms = r->ts_ms, .tokens_in = r->tokens_in,
+                         .tokens_out = r->tokens_out, .cost_nanos = r->cost_nanos,
+                         .status = r->status, .estimated = r->estimated, .via_peer = r->via_peer};
+    const char *t[LT_COUNT] = {
+        [LT_REQUEST_ID] = r->request_id, [LT_KEY_ID] = r->key_id,
+        [LT_TENANT] = r->tenant,         [LT_MODEL] = r->model,
+        [LT_PROVIDER] = r->provider,     [LT_ORIGIN_NODE] = r->origin_node,
+        [LT_ROUTE] = r->route,           [LT_NODE_ID] = r->node_id,
+    };
+    for (int i = 0; i < LT_COUNT; i++) {
+        text[i] = t[i] ? t[i] : "";
+        h->len[i] = (uint16_t)strnlen(text[i], LEDGER_TEXT_MAX);
+    }
 }
 
-/* A run of packed records. */
-struct records {
-    unsigned char *data;
-    size_t bytes, cap, n;
-};
+static void push_packed(struct records *q, const struct packed *h, const char *const text[LT_COUNT])
+{
+    size_t size = packed_size(h);
+    ledger_records_reserve(q, size);
+    unsigned char *dst = q->data + q->bytes;
+    memcpy(dst, h, sizeof *h);
+    unsigned char *t = dst + sizeof *h;
+    for (int i = 0; i < LT_COUNT; i++) {
+        memcpy(t, text[i], h->len[i]);
+        t += h->len[i];
+    }
+    q->bytes += size;
+    q->n++;
+}
+
+void ledger_records_push(struct records *r, const struct ledger_record *rec)
+{
+    const char *text[LT_COUNT];
+    struct packed h;
+    record_texts(rec, text, &h);
+    push_packed(r, &h, text);
+}
 
 /* Workers append to shards (one per thread, by a per-thread index), so two
  * workers never contend for one lock or write one cache line of queue; the
  * writer drains every shard at once. */
 #define SHARDS 8
+
+/* PostgreSQL retries: 250 ms after it failed, doubling to 5 s. */
+#define BACKOFF_MIN_MS 250
+#define BACKOFF_MAX_MS 5000
+#define SPOOL_CHUNK 4096 /* spool rows sent to PostgreSQL per transaction */
+#define TEXT_OF_(x) #x
+#define TEXT_OF(x) TEXT_OF_(x)
 
 struct shard {
     pthread_mutex_t lock;
@@ -167,22 +92,52 @@ struct shard {
     bool used; /* counted in the ledger's shards_used */
 } __attribute__((aligned(64)));
 
+enum query_kind { QUERY_RESTORE, QUERY_BY_NODE };
+
+/* A read the writer thread runs for someone (ledger_restore, GET
+ * /v1/budget?by=node). Two references: the asker's and the writer's. */
+struct ledger_query {
+    enum query_kind kind;
+    int64_t day_start_ms, month_start_ms;
+    ledger_restore_cb cb; /* QUERY_RESTORE */
+    void *ctx;
+    int rc;
+    const char *source;
+    struct ledger_node_spend *rows; /* QUERY_BY_NODE */
+    size_t n, cap;
+    atomic_bool done;
+    atomic_int refs;
+    struct ledger_query *next;
+};
+
 struct ledger {
     char *path;
     sqlite3 *db; /* the writer's connection; only the writer thread uses it once started */
     pthread_t thread;
     pthread_mutex_t lock; /* the writer's state below */
-    pthread_cond_t wake;  /* records queued, a shard full, flush, or stop */
-    pthread_cond_t done;  /* a batch committed */
+    pthread_cond_t wake;  /* records queued, a shard full, flush, a query, or stop */
+    pthread_cond_t done;  /* a batch committed, a query answered */
     bool pending;         /* a shard got its first record since the writer looked */
     bool shard_full;      /* a shard holds LEDGER_BATCH records: no gathering */
     bool flush_wanted;    /* ledger_flush is waiting: commit without gathering */
     bool stop;
     size_t held;          /* records taken by the writer and not yet committed */
+    struct ledger_query *queries; /* waiting for the writer (lock) */
     atomic_bool closed;   /* appends are refused (ledger_close) */
     atomic_bool dropped_logged;
     atomic_int shards_used; /* shards that ever got a record: they split LEDGER_QUEUE_MAX */
     struct shard shards[SHARDS];
+
+    /* PostgreSQL (NULL: the SQLite file is the ledger, else its spool).
+     * The writer thread owns all of it; the atomics are read by metrics. */
+    struct ledger_pg *pg;
+    sqlite3_stmt *spool_read, *spool_delete;
+    atomic_bool db_up;
+    atomic_uint_fast64_t db_committed, spooled, spool_depth;
+    int64_t retry_at_ms, backoff_ms;
+    bool outage_logged; /* ledger_db_down was logged; ledger_db_up not yet */
+    bool report_drain;  /* log ledger_db_up once the spool is empty */
+    uint64_t drained;   /* spool rows sent since the last ledger_db_up */
 };
 
 /* This thread's shard index: threads are numbered on first use. */
@@ -194,157 +149,266 @@ static int my_shard(void)
     return mine;
 }
 
-/* SQLite counts every allocation under one global mutex unless told not
- * to; it must be told before its first use in the process. */
-static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
+/* ---- PostgreSQL: connection state, spool, drain (writer thread) ---- */
 
-static void configure_sqlite(void)
+/* Logs ledger_db_up once the spool is empty after an outage (or after a
+ * start with rows waiting). */
+static void note_drained(struct ledger *l)
 {
-    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); /* SQLITE_MISUSE if already in use: harmless */
+    if (!l->report_drain || atomic_load(&l->spool_depth) > 0 || !atomic_load(&l->db_up)) return;
+    log_event(LOG_INFO, "ledger_db_up", "PostgreSQL ledger %s reachable; %llu spooled records "
+              "drained from %s", ledger_pg_target(l->pg), (unsigned long long)l->drained, l->path);
+    l->report_drain = l->outage_logged = false;
+    l->drained = 0;
 }
 
-static int open_db(const char *path, sqlite3 **out, char *err, size_t errcap)
+/* PostgreSQL failed (`why` holds no password): spool from now on, retry
+ * after the backoff; logged once per outage. */
+static void backend_down(struct ledger *l, const char *why)
 {
-    pthread_once(&sqlite_once, configure_sqlite);
-    sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK) {
-        snprintf(err, errcap, "cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
-        sqlite3_close(db);
-        return -1;
+    ledger_pg_disconnect(l->pg);
+    bool was_up = atomic_exchange(&l->db_up, false);
+    if (!l->outage_logged) {
+        log_event(LOG_WARN, "ledger_db_down", "PostgreSQL ledger %s unavailable (%s); records "
+                  "are committed to the spool %s and sent when it answers",
+                  ledger_pg_target(l->pg), why, l->path);
+        l->outage_logged = l->report_drain = true;
+    } else {
+        log_event(LOG_DEBUG, "ledger_db_retry", "PostgreSQL ledger %s: %s",
+                  ledger_pg_target(l->pg), why);
     }
-    sqlite3_busy_timeout(db, 5000);
-    if (exec(db, "PRAGMA journal_mode=WAL", err, errcap) != 0 ||
-        exec(db, "PRAGMA synchronous=NORMAL", err, errcap) != 0) {
-        sqlite3_close(db);
-        return -1;
-    }
-    *out = db;
-    return 0;
+    l->backoff_ms = was_up || l->backoff_ms == 0 ? BACKOFF_MIN_MS
+                    : l->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : l->backoff_ms * 2;
+    l->retry_at_ms = clock_mono_ms() + l->backoff_ms;
 }
 
-static void make_parent_dirs(const char *path)
+static void backend_connect(struct ledger *l)
 {
-    char *p = xstrdup(path);
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = '\0';
-        if (mkdir(p, 0700) != 0 && errno != EEXIST) break;
-        *s = '/';
+    char err[512];
+    if (ledger_pg_connect(l->pg, err, sizeof err) != 0) {
+        backend_down(l, err);
+        return;
     }
-    free(p);
+    atomic_store(&l->db_up, true);
+    l->backoff_ms = 0;
+    note_drained(l);
 }
 
-/* Rows per multi-row INSERT: one statement run per 32 records instead of
- * per record (each run has a fixed cost in SQLite's VM). */
-#define ROWS_PER_INSERT 32
-#define COLS 14 /* values per row */
-
-static sqlite3_stmt *prepare_insert(sqlite3 *db, int rows)
+/* Sends the spool's oldest rows (up to SPOOL_CHUNK) to PostgreSQL in one
+ * transaction, then deletes them from the spool: a crash between the two
+ * sends them again, and ON CONFLICT (request_id) skips them. */
+static void drain_chunk(struct ledger *l, struct records *buf)
 {
-    static const char head[] = "INSERT INTO requests (ts_ms, request_id, key_id, tenant, model, "
-                               "provider, origin_node, route, tokens_in, tokens_out, cost_nanos, "
-                               "estimated, status, via_peer) VALUES ";
-    static const char row[] = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
-    char sql[sizeof head + ROWS_PER_INSERT * sizeof row];
-    size_t n = sizeof head - 1;
-    memcpy(sql, head, n);
-    for (int i = 0; i < rows; i++) {
-        if (i) sql[n++] = ',';
-        memcpy(sql + n, row, sizeof row - 1);
-        n += sizeof row - 1;
+    buf->bytes = buf->n = 0;
+    int64_t last_id = 0;
+    sqlite3_stmt *st = l->spool_read;
+    sqlite3_reset(st);
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *t[LT_COUNT];
+        for (int i = 0; i < LT_COUNT; i++) t[i] = (const char *)sqlite3_column_text(st, 2 + i);
+        struct ledger_record r = {
+            .ts_ms = sqlite3_column_int64(st, 1), .request_id = t[LT_REQUEST_ID],
+            .key_id = t[LT_KEY_ID], .tenant = t[LT_TENANT], .model = t[LT_MODEL],
+            .provider = t[LT_PROVIDER], .origin_node = t[LT_ORIGIN_NODE], .route = t[LT_ROUTE],
+            .node_id = t[LT_NODE_ID], .tokens_in = sqlite3_column_int64(st, 10),
+            .tokens_out = sqlite3_column_int64(st, 11), .cost_nanos = sqlite3_column_int64(st, 12),
+            .estimated = sqlite3_column_int(st, 13) != 0, .status = sqlite3_column_int(st, 14),
+            .via_peer = sqlite3_column_int(st, 15) != 0,
+        };
+        last_id = sqlite3_column_int64(st, 0);
+        ledger_records_push(buf, &r);
     }
-    sql[n] = '\0';
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v3(db, sql, (int)n, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
-        log_event(LOG_ERROR, "ledger_prepare_failed", "ledger insert: %s", sqlite3_errmsg(db));
-        return NULL;
+    sqlite3_reset(st);
+    if (s != SQLITE_DONE) {
+        log_event(LOG_ERROR, "ledger_spool_failed", "reading the spool %s: %s", l->path,
+                  sqlite3_errmsg(l->db));
+        l->retry_at_ms = clock_mono_ms() + BACKOFF_MAX_MS;
+        return;
     }
-    return st;
+    if (buf->n == 0) {
+        atomic_store(&l->spool_depth, 0);
+        note_drained(l);
+        return;
+    }
+    char err[512];
+    if (ledger_pg_insert(l->pg, buf, err, sizeof err) != 0) {
+        backend_down(l, err);
+        return;
+    }
+    atomic_fetch_add(&l->db_committed, buf->n);
+    l->drained += buf->n;
+    sqlite3_reset(l->spool_delete);
+    sqlite3_bind_int64(l->spool_delete, 1, last_id);
+    if (sqlite3_step(l->spool_delete) != SQLITE_DONE) {
+        /* sent, still spooled: sent again later and skipped by PostgreSQL */
+        log_event(LOG_ERROR, "ledger_spool_failed", "deleting sent rows from the spool %s: %s",
+                  l->path, sqlite3_errmsg(l->db));
+    } else {
+        uint64_t depth = atomic_load(&l->spool_depth);
+        atomic_store(&l->spool_depth, depth > buf->n ? depth - buf->n : 0);
+    }
+    sqlite3_reset(l->spool_delete);
+    note_drained(l);
 }
 
-static void bind_record(sqlite3_stmt *st, int row, const struct packed *r)
+/* Whether the backend wants the writer now: PostgreSQL down with its retry
+ * due, or up with rows to drain. */
+static bool backend_due(struct ledger *l, int64_t now_ms)
 {
-    int c = row * COLS;
-    sqlite3_bind_int64(st, c + 1, r->ts_ms);
-    const char *text = (const char *)(r + 1);
-    for (int i = 0; i < N_TEXT; i++) {
-        sqlite3_bind_text(st, c + 2 + i, text, r->len[i], SQLITE_STATIC);
-        text += r->len[i];
-    }
-    sqlite3_bind_int64(st, c + 9, r->tokens_in);
-    sqlite3_bind_int64(st, c + 10, r->tokens_out);
-    sqlite3_bind_int64(st, c + 11, r->cost_nanos);
-    sqlite3_bind_int(st, c + 12, r->estimated);
-    sqlite3_bind_int(st, c + 13, r->status);
-    sqlite3_bind_int(st, c + 14, r->via_peer);
+    if (!l->pg || l->stop) return false;
+    if (!atomic_load(&l->db_up)) return now_ms >= l->retry_at_ms;
+    return atomic_load(&l->spool_depth) > 0;
 }
 
-struct inserts {
-    sqlite3_stmt *one, *many; /* 1 and ROWS_PER_INSERT rows */
-};
-
-/* Commits the records in one transaction. Returns 0 or -1 (rolled back). */
-static int commit_batch(struct ledger *l, const struct inserts *ins, const struct records *b)
+/* One step: reconnect when due, else send one chunk of the spool. */
+static void backend_step(struct ledger *l, struct records *buf)
 {
-    char err[256];
-    if (exec(l->db, "BEGIN IMMEDIATE", err, sizeof err) != 0) goto fail;
-    const struct packed *r = (const struct packed *)b->data;
-    for (size_t i = 0; i < b->n;) {
-        bool many = b->n - i >= ROWS_PER_INSERT;
-        sqlite3_stmt *st = many ? ins->many : ins->one;
-        int rows = many ? ROWS_PER_INSERT : 1;
-        sqlite3_reset(st);
-        for (int k = 0; k < rows; k++, r = packed_next(r)) bind_record(st, k, r);
-        if (sqlite3_step(st) != SQLITE_DONE) {
-            snprintf(err, sizeof err, "%s", sqlite3_errmsg(l->db));
-            sqlite3_reset(st);
-            exec(l->db, "ROLLBACK", err + strlen(err), 0);
-            goto fail;
+    if (!atomic_load(&l->db_up)) {
+        if (clock_mono_ms() < l->retry_at_ms) return;
+        backend_connect(l);
+        return;
+    }
+    if (atomic_load(&l->spool_depth) > 0) drain_chunk(l, buf);
+}
+
+/* Commits a batch: to PostgreSQL when it is up, else (or when it fails) to
+ * the spool; without PostgreSQL, to the SQLite ledger. 0 or -1. */
+static int commit_records(struct ledger *l, const struct ledger_inserts *ins,
+                          const struct records *b)
+{
+    if (l->pg && atomic_load(&l->db_up)) {
+        char err[512];
+        if (ledger_pg_insert(l->pg, b, err, sizeof err) == 0) {
+            atomic_fetch_add(&l->db_committed, b->n);
+            return 0;
         }
-        i += (size_t)rows;
+        backend_down(l, err);
     }
-    if (exec(l->db, "COMMIT", err, sizeof err) != 0) {
-        exec(l->db, "ROLLBACK", err + strlen(err), 0);
-        goto fail;
+    if (ledger_sqlite_insert(l->db, l->path, ins, b) != 0) return -1;
+    if (l->pg) {
+        atomic_fetch_add(&l->spooled, b->n);
+        atomic_fetch_add(&l->spool_depth, b->n);
     }
     return 0;
-fail:
-    log_event(LOG_ERROR, "ledger_write_failed", "ledger %s: %s; retrying", l->path, err);
-    return -1;
 }
 
-static void reserve_bytes(struct records *r, size_t more)
+/* ---- queries run by the writer ---- */
+
+static void add_node_row(void *ctx, const char *node_id, nanos_t today, nanos_t month,
+                         int64_t requests_today, int64_t requests_month)
 {
-    if (r->bytes + more <= r->cap) return;
-    size_t cap = r->cap ? r->cap : 16384;
-    while (cap < r->bytes + more) cap *= 2;
-    r->data = xrealloc(r->data, cap);
-    r->cap = cap;
+    struct ledger_query *q = ctx;
+    struct ledger_node_spend *row = NULL;
+    for (size_t i = 0; i < q->n && !row; i++)
+        if (strcmp(q->rows[i].node_id, node_id) == 0) row = &q->rows[i];
+    if (!row) {
+        if (q->n == q->cap) {
+            q->cap = q->cap ? q->cap * 2 : 8;
+            q->rows = xrealloc(q->rows, q->cap * sizeof *q->rows);
+        }
+        row = &q->rows[q->n++];
+        *row = (struct ledger_node_spend){.node_id = xstrdup(node_id)};
+    }
+    row->today += today;
+    row->month += month;
+    row->requests_today += requests_today;
+    row->requests_month += requests_month;
 }
+
+static int by_node_id(const void *a, const void *b)
+{
+    return strcmp(((const struct ledger_node_spend *)a)->node_id,
+                  ((const struct ledger_node_spend *)b)->node_id);
+}
+
+static void clear_rows(struct ledger_query *q)
+{
+    for (size_t i = 0; i < q->n; i++) free(q->rows[i].node_id);
+    q->n = 0;
+}
+
+/* PostgreSQL's rows plus the spool's (rows not yet sent: the writer alone
+ * moves rows from the spool, and it is here). */
+static void run_by_node(struct ledger *l, struct ledger_query *q)
+{
+    q->source = l->pg ? "postgres" : "sqlite";
+    if (l->pg) {
+        char err[512];
+        if (!atomic_load(&l->db_up)) {
+            q->rc = -2;
+            return;
+        }
+        if (ledger_pg_by_node(l->pg, q->day_start_ms, q->month_start_ms, add_node_row, q, err,
+                              sizeof err) != 0) {
+            backend_down(l, err);
+            clear_rows(q);
+            q->rc = -2;
+            return;
+        }
+    }
+    q->rc = ledger_sqlite_by_node(l->db, q->day_start_ms, q->month_start_ms, add_node_row, q);
+    if (q->rc == 0 && q->n > 1) qsort(q->rows, q->n, sizeof *q->rows, by_node_id);
+}
+
+static void run_restore(struct ledger *l, struct ledger_query *q, struct records *buf)
+{
+    if (l->pg) {
+        /* A crash between sending a chunk and deleting it leaves it in the
+         * spool: it is the oldest one, and sending it again settles it
+         * before the spool's rows are counted. */
+        if (atomic_load(&l->db_up) && atomic_load(&l->spool_depth) > 0) drain_chunk(l, buf);
+        char err[512] = "";
+        if (atomic_load(&l->db_up) &&
+            ledger_pg_restore(l->pg, q->day_start_ms, q->month_start_ms, q->cb, q->ctx, err,
+                              sizeof err) != 0)
+            backend_down(l, err);
+        if (!atomic_load(&l->db_up))
+            log_event(LOG_WARN, "ledger_restore_partial", "PostgreSQL ledger %s unreachable: "
+                      "spend restored from this node's spool only (%llu rows); the other nodes' "
+                      "spend is not counted", ledger_pg_target(l->pg),
+                      (unsigned long long)atomic_load(&l->spool_depth));
+    }
+    q->rc = ledger_sqlite_restore(l->db, q->day_start_ms, q->month_start_ms, q->cb, q->ctx);
+}
+
+static void finish_query(struct ledger_query *q)
+{
+    atomic_store(&q->done, true);
+    ledger_query_release(q);
+}
+
+/* ---- the writer ---- */
 
 static void *writer_main(void *arg)
 {
     struct ledger *l = arg;
-    /* Appending touches only the right edge of the table and its index: a
-     * small page cache does (SQLite's default is 2 MB per connection). */
-    char err[128];
-    exec(l->db, "PRAGMA cache_size=-512", err, sizeof err);
-    struct inserts ins = {prepare_insert(l->db, 1), prepare_insert(l->db, ROWS_PER_INSERT)};
-    struct records batch = {0};
+    struct ledger_inserts ins;
+    ledger_sqlite_prepare_inserts(l->db, &ins);
+    struct records batch = {0}, spool_buf = {0};
     pthread_mutex_lock(&l->lock);
     for (;;) {
-        while (!l->pending && !l->stop && !l->flush_wanted && batch.n == 0)
-            pthread_cond_wait(&l->wake, &l->lock);
+        while (!l->pending && !l->stop && !l->flush_wanted && batch.n == 0 && !l->queries) {
+            int64_t now = clock_mono_ms();
+            if (backend_due(l, now)) break;
+            if (l->pg && !atomic_load(&l->db_up)) {
+                struct timespec ts = clock_realtime_after_ms(l->retry_at_ms - now);
+                pthread_cond_timedwait(&l->wake, &l->lock, &ts);
+            } else {
+                pthread_cond_wait(&l->wake, &l->lock);
+            }
+        }
         /* Gather for a moment: one transaction per interval under load, not
-         * one per request (each commit costs WAL writes and locks). */
-        if (!l->stop && !l->flush_wanted && !l->shard_full) {
+         * one per request (each commit costs WAL writes and locks). Not
+         * while a query waits or the spool drains. */
+        if (!l->stop && !l->flush_wanted && !l->shard_full && !l->queries &&
+            !backend_due(l, clock_mono_ms())) {
             struct timespec ts = clock_realtime_after_ms(LEDGER_GATHER_MS);
-            while (!l->stop && !l->flush_wanted && !l->shard_full)
+            while (!l->stop && !l->flush_wanted && !l->shard_full && !l->queries)
                 if (pthread_cond_timedwait(&l->wake, &l->lock, &ts) != 0) break;
         }
         l->pending = l->shard_full = false;
-        bool flushing = l->flush_wanted;
+        bool flushing = l->flush_wanted, stopping = l->stop;
         /* Take what every shard holds, counting it per shard for ledger_flush. */
         for (int i = 0; i < SHARDS; i++) {
             struct shard *sh = &l->shards[i];
@@ -355,7 +419,7 @@ static void *writer_main(void *arg)
                 sh->q = batch;
                 batch = t;
             } else if (n) {
-                reserve_bytes(&batch, sh->q.bytes);
+                ledger_records_reserve(&batch, sh->q.bytes);
                 memcpy(batch.data + batch.bytes, sh->q.data, sh->q.bytes);
                 batch.bytes += sh->q.bytes;
                 batch.n += n;
@@ -365,15 +429,27 @@ static void *writer_main(void *arg)
             sh->taken += n;
         }
         l->held = batch.n;
+        struct ledger_query *queries = l->queries;
+        l->queries = NULL;
+        pthread_mutex_unlock(&l->lock);
+
+        if (l->pg && !stopping) backend_step(l, &spool_buf);
+        while (queries) {
+            struct ledger_query *q = queries;
+            queries = q->next;
+            if (q->kind == QUERY_RESTORE) run_restore(l, q, &spool_buf);
+            else run_by_node(l, q);
+            finish_query(q);
+        }
+        int rc = batch.n ? commit_records(l, &ins, &batch) : 0;
+
+        pthread_mutex_lock(&l->lock);
+        pthread_cond_broadcast(&l->done); /* a query may have been answered */
         if (batch.n == 0) {
             if (l->stop) break;
             if (flushing) l->flush_wanted = false;
-            pthread_cond_broadcast(&l->done);
             continue;
         }
-        pthread_mutex_unlock(&l->lock);
-        int rc = ins.one && ins.many ? commit_batch(l, &ins, &batch) : -1;
-        pthread_mutex_lock(&l->lock);
         if (rc != 0) {
             /* Keep the records (in front of later ones); try again shortly
              * (a full disk, a lock). */
@@ -392,11 +468,18 @@ static void *writer_main(void *arg)
         pthread_cond_broadcast(&l->done);
     }
     l->stop = true;
+    /* Queries that came too late are answered with a failure. */
+    for (struct ledger_query *q = l->queries, *next; q; q = next) {
+        next = q->next;
+        q->rc = -1;
+        finish_query(q);
+    }
+    l->queries = NULL;
     pthread_cond_broadcast(&l->done);
     pthread_mutex_unlock(&l->lock);
     free(batch.data);
-    sqlite3_finalize(ins.one);
-    sqlite3_finalize(ins.many);
+    free(spool_buf.data);
+    ledger_sqlite_finalize_inserts(&ins);
     return NULL;
 }
 
@@ -409,33 +492,80 @@ static void free_ledger(struct ledger *l)
     pthread_mutex_destroy(&l->lock);
     pthread_cond_destroy(&l->wake);
     pthread_cond_destroy(&l->done);
+    sqlite3_finalize(l->spool_read);
+    sqlite3_finalize(l->spool_delete);
+    ledger_pg_free(l->pg);
     free(l->path);
     free(l);
 }
 
-struct ledger *ledger_open(const char *path, char *err, size_t errcap)
+/* PostgreSQL mode at open: the spool's statements and depth, then a first
+ * connection (a failure is logged and retried, never fatal). */
+static int open_backend(struct ledger *l, char *err, size_t errcap)
 {
-    make_parent_dirs(path);
+    if (sqlite3_prepare_v3(l->db,
+                           "SELECT id, ts_ms, request_id, key_id, tenant, model, provider,"
+                           " origin_node, route, node_id, tokens_in, tokens_out, cost_nanos,"
+                           " estimated, status, via_peer FROM requests ORDER BY id LIMIT "
+                           TEXT_OF(SPOOL_CHUNK),
+                           -1, SQLITE_PREPARE_PERSISTENT, &l->spool_read, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(l->db, "DELETE FROM requests WHERE id <= ?1", -1,
+                           SQLITE_PREPARE_PERSISTENT, &l->spool_delete, NULL) != SQLITE_OK) {
+        snprintf(err, errcap, "the spool %s: %s", l->path, sqlite3_errmsg(l->db));
+        return -1;
+    }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(l->db, "SELECT COUNT(*) FROM requests", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        atomic_store(&l->spool_depth, (uint64_t)sqlite3_column_int64(st, 0));
+    sqlite3_finalize(st);
+    uint64_t waiting = atomic_load(&l->spool_depth);
+    l->report_drain = waiting > 0;
+    backend_connect(l);
+    if (atomic_load(&l->db_up))
+        log_event(LOG_INFO, "ledger_db_connected", "PostgreSQL ledger %s connected; spool %s "
+                  "(%llu records waiting)", ledger_pg_target(l->pg), l->path,
+                  (unsigned long long)waiting);
+    return 0;
+}
+
+struct ledger *ledger_open_with(const char *path, const char *postgres_url, char *err,
+                                size_t errcap)
+{
+    struct ledger_pg *pg = NULL;
+    if (postgres_url && *postgres_url && !(pg = ledger_pg_new(postgres_url, err, errcap)))
+        return NULL;
     sqlite3 *db;
-    if (open_db(path, &db, err, errcap) != 0) return NULL;
-    if (ledger_migrate(db, err, errcap) < 0) {
-        sqlite3_close(db);
+    if (ledger_sqlite_open(path, &db, err, errcap) != 0) {
+        ledger_pg_free(pg);
         return NULL;
     }
     struct ledger *l = xcalloc(1, sizeof *l);
     l->path = xstrdup(path);
     l->db = db;
+    l->pg = pg;
+    atomic_init(&l->db_up, pg == NULL);
     pthread_mutex_init(&l->lock, NULL);
     pthread_cond_init(&l->wake, NULL);
     pthread_cond_init(&l->done, NULL);
     for (int i = 0; i < SHARDS; i++) pthread_mutex_init(&l->shards[i].lock, NULL);
+    if (pg && open_backend(l, err, errcap) != 0) {
+        free_ledger(l);
+        sqlite3_close(db);
+        return NULL;
+    }
     if (pthread_create(&l->thread, NULL, writer_main, l) != 0) {
         snprintf(err, errcap, "cannot start the ledger thread");
-        sqlite3_close(db);
         free_ledger(l);
+        sqlite3_close(db);
         return NULL;
     }
     return l;
+}
+
+struct ledger *ledger_open(const char *path, char *err, size_t errcap)
+{
+    return ledger_open_with(path, NULL, err, errcap);
 }
 
 /* Tells the writer (under its lock, so that it cannot miss it). */
@@ -450,16 +580,9 @@ static void wake_writer(struct ledger *l, bool full)
 
 void ledger_append(struct ledger *l, const struct ledger_record *r)
 {
-    struct packed h = {.ts_ms = r->ts_ms, .tokens_in = r->tokens_in, .tokens_out = r->tokens_out,
-                       .cost_nanos = r->cost_nanos, .status = r->status, .estimated = r->estimated,
-                       .via_peer = r->via_peer};
-    const char *text[N_TEXT] = {r->request_id, r->key_id,      r->tenant, r->model,
-                                r->provider,   r->origin_node, r->route};
-    for (int i = 0; i < N_TEXT; i++) {
-        if (!text[i]) text[i] = "";
-        h.len[i] = (uint16_t)strnlen(text[i], LEDGER_TEXT_MAX);
-    }
-    size_t size = packed_size(&h);
+    const char *text[LT_COUNT];
+    struct packed h;
+    record_texts(r, text, &h);
 
     struct shard *sh = &l->shards[my_shard()];
     pthread_mutex_lock(&sh->lock);
@@ -473,19 +596,11 @@ void ledger_append(struct ledger *l, const struct ledger_record *r)
         pthread_mutex_unlock(&sh->lock);
         if (!atomic_exchange(&l->dropped_logged, true))
             log_event(LOG_ERROR, "ledger_dropped", "ledger %s: the queue is full or closed; "
-                      "records are being dropped (request %s)", l->path, text[0]);
+                      "records are being dropped (request %s)", l->path, text[LT_REQUEST_ID]);
         return;
     }
-    reserve_bytes(&sh->q, size);
-    unsigned char *dst = sh->q.data + sh->q.bytes;
-    memcpy(dst, &h, sizeof h);
-    unsigned char *t = dst + sizeof h;
-    for (int i = 0; i < N_TEXT; i++) {
-        memcpy(t, text[i], h.len[i]);
-        t += h.len[i];
-    }
-    sh->q.bytes += size;
-    size_t n = ++sh->q.n;
+    push_packed(&sh->q, &h, text);
+    size_t n = sh->q.n;
     sh->appended++;
     pthread_mutex_unlock(&sh->lock);
     /* The writer sleeps until some shard has records, then gathers; a full
@@ -528,9 +643,10 @@ void ledger_close(struct ledger *l)
         log_event(LOG_ERROR, "ledger_unwritten", "ledger %s: %zu records could not be written",
                   l->path, unwritten);
     char err[128];
-    exec(l->db, "PRAGMA wal_checkpoint(TRUNCATE)", err, sizeof err);
-    sqlite3_close(l->db);
-    free_ledger(l);
+    sqlite3 *db = l->db;
+    free_ledger(l); /* finalizes the spool's statements before the close */
+    ledger_sqlite_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", err, sizeof err);
+    sqlite3_close(db);
 }
 
 uint64_t ledger_committed(struct ledger *l)
@@ -566,37 +682,94 @@ uint64_t ledger_dropped(struct ledger *l)
     return n;
 }
 
+bool ledger_is_shared(struct ledger *l)
+{
+    return l->pg != NULL;
+}
+
+bool ledger_backend_up(struct ledger *l)
+{
+    return atomic_load(&l->db_up);
+}
+
+uint64_t ledger_db_committed(struct ledger *l)
+{
+    return atomic_load(&l->db_committed);
+}
+
+uint64_t ledger_spooled(struct ledger *l)
+{
+    return atomic_load(&l->spooled);
+}
+
+uint64_t ledger_spool_depth(struct ledger *l)
+{
+    return atomic_load(&l->spool_depth);
+}
+
+/* ---- queries ---- */
+
+static struct ledger_query *submit(struct ledger *l, struct ledger_query *q)
+{
+    atomic_init(&q->refs, 2);
+    atomic_init(&q->done, false);
+    pthread_mutex_lock(&l->lock);
+    if (l->stop) {
+        pthread_mutex_unlock(&l->lock);
+        q->rc = -1;
+        finish_query(q);
+        return q;
+    }
+    struct ledger_query **tail = &l->queries;
+    while (*tail) tail = &(*tail)->next;
+    *tail = q;
+    pthread_cond_signal(&l->wake);
+    pthread_mutex_unlock(&l->lock);
+    return q;
+}
+
 int ledger_restore(struct ledger *l, int64_t day_start_s, int64_t month_start_s,
                    ledger_restore_cb cb, void *ctx)
 {
-    sqlite3 *db;
-    char err[256];
-    if (open_db(l->path, &db, err, sizeof err) != 0) {
-        log_event(LOG_ERROR, "ledger_restore_failed", "%s", err);
-        return -1;
-    }
-    sqlite3_stmt *st = NULL;
-    int rc = -1;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT key_id, tenant, provider, model, ts_ms >= ?1, SUM(cost_nanos),"
-                           " via_peer FROM requests WHERE ts_ms >= ?2 GROUP BY 1, 2, 3, 4, 5, 7",
-                           -1, &st, NULL) != SQLITE_OK)
-        goto out;
-    sqlite3_bind_int64(st, 1, day_start_s * 1000);
-    sqlite3_bind_int64(st, 2, month_start_s * 1000);
-    int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *k = (const char *)sqlite3_column_text(st, 0);
-        const char *t = (const char *)sqlite3_column_text(st, 1);
-        const char *p = (const char *)sqlite3_column_text(st, 2);
-        const char *m = (const char *)sqlite3_column_text(st, 3);
-        cb(ctx, k ? k : "", t ? t : "", p ? p : "", m ? m : "", sqlite3_column_int(st, 4) != 0,
-           sqlite3_column_int64(st, 5), sqlite3_column_int(st, 6) != 0);
-    }
-    rc = s == SQLITE_DONE ? 0 : -1;
-out:
-    if (rc != 0) log_event(LOG_ERROR, "ledger_restore_failed", "%s", sqlite3_errmsg(db));
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    struct ledger_query *q = xcalloc(1, sizeof *q);
+    *q = (struct ledger_query){.kind = QUERY_RESTORE, .day_start_ms = day_start_s * 1000,
+                               .month_start_ms = month_start_s * 1000, .cb = cb, .ctx = ctx};
+    submit(l, q);
+    pthread_mutex_lock(&l->lock);
+    while (!atomic_load(&q->done)) pthread_cond_wait(&l->done, &l->lock);
+    pthread_mutex_unlock(&l->lock);
+    int rc = q->rc;
+    ledger_query_release(q);
     return rc;
+}
+
+struct ledger_query *ledger_query_by_node(struct ledger *l, int64_t day_start_s,
+                                          int64_t month_start_s)
+{
+    struct ledger_query *q = xcalloc(1, sizeof *q);
+    *q = (struct ledger_query){.kind = QUERY_BY_NODE, .day_start_ms = day_start_s * 1000,
+                               .month_start_ms = month_start_s * 1000};
+    return submit(l, q);
+}
+
+bool ledger_query_done(struct ledger_query *q)
+{
+    return atomic_load(&q->done);
+}
+
+int ledger_query_result(struct ledger_query *q, const struct ledger_node_spend **rows, size_t *n,
+                        const char **source)
+{
+    *rows = q->rows;
+    *n = q->rc == 0 ? q->n : 0;
+    *source = q->source ? q->source : "";
+    return q->rc;
+}
+
+void ledger_query_release(struct ledger_query *q)
+{
+    if (!q || atomic_fetch_sub(&q->refs, 1) != 1) return;
+    clear_rows(q);
+    free(q->rows);
+    free(q);
 }

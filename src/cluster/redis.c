@@ -427,6 +427,11 @@ bool redis_conn_up(const struct redis_conn *c)
     return c && c->state == ST_UP;
 }
 
+bool redis_conn_down(const struct redis_conn *c)
+{
+    return !c || c->state == ST_DOWN;
+}
+
 int redis_conn_call(struct redis_conn *c, int argc, const char **argv, const size_t *lens,
                     redis_reply_cb cb, void *arg)
 {

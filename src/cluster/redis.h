@@ -41,6 +41,8 @@ struct redis_conn *redis_conn_new(struct event_base *base);
 void redis_conn_free(struct redis_conn *c);
 
 bool redis_conn_up(const struct redis_conn *c);
+/* Down: waiting to reconnect (calls are refused); not while connecting. */
+bool redis_conn_down(const struct redis_conn *c);
 
 /* Sends one command. Returns 0 when queued (while connecting: behind the
  * handshake), -1 when the connection is down, waiting to reconnect (the

@@ -247,13 +247,20 @@ static const char keyput_lua[] = "local P = ARGV[1]\n"
     "redis.call('HSET', P .. 'keys', ARGV[2], ARGV[3])\n"
     "return {redis.call('INCR', P .. 'keys:ver')}\n";
 
+/* ARGV: P, day, month. Reply: {keys version, the gateway's day spent, its
+ * month spent}: the watcher's poll (and probe), every turn. */
+static const char poll_lua[] = LUA_COMMON
+    "local v = tonumber(redis.call('GET', P .. 'keys:ver') or '0') or 0\n"
+    "return {v, hnum(wkey('g', 'd', ARGV[2]), 's'), hnum(wkey('g', 'm', ARGV[3]), 's')}\n";
+
 /* ARGV: P, a fresh salt (hex). Reply: the salt in force (a bulk string). */
 static const char keysalt_lua[] = "local P = ARGV[1]\n"
     "redis.call('SET', P .. 'keys:salt', ARGV[2], 'NX')\n"
     "return redis.call('GET', P .. 'keys:salt')\n";
 
-static const char *const texts[SCRIPT_COUNT] = {reserve_lua,  settle_lua, reconcile_lua, release_lua,
-                                                read_lua,     keyput_lua, keysalt_lua};
+static const char *const texts[SCRIPT_COUNT] = {reserve_lua, settle_lua, reconcile_lua,
+                                                release_lua, read_lua,   keyput_lua,
+                                                keysalt_lua, poll_lua};
 static char shas[SCRIPT_COUNT][41];
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 

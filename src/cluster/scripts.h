@@ -28,6 +28,7 @@ enum {
     SCRIPT_READ,      /* spend of some scopes (the local view's seed) */
     SCRIPT_KEYPUT,    /* stores a managed key's record, bumps the keys' version */
     SCRIPT_KEYSALT,   /* the cluster's key salt, created by the first node that asks */
+    SCRIPT_POLL,      /* the keys' version and the gateway's spend: the watcher's probe */
     SCRIPT_COUNT
 };
 

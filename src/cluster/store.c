@@ -18,13 +18,15 @@
 #include "cluster/scripts.h"
 #include "config/config.h"
 #include "core/alloc.h"
+#include "budget/period.h"
 #include "core/arena.h"
+#include "core/clock.h"
 #include "core/ids.h"
 #include "core/log.h"
 
 #define WATCH_PERIOD_MS 100
-#define PROBE_EVERY 5 /* watcher turns between PINGs when idle */
 #define DEFERRED_MAX 1000000
+#define STARTUP_WAIT_MS 2000
 
 /* ---- deferred work ---- */
 
@@ -51,10 +53,10 @@ static struct {
     struct event_base *base;
     struct redis_conn *conn;
     struct event *tick;
-    int idle_turns;
     bool busy; /* a probe or a flush awaits its answer */
 
     pthread_mutex_t lock;
+    pthread_cond_t first_contact; /* the key salt is known (store_start waits a little) */
     struct item *head, *tail;
     size_t n_items;
     /* The batch in flight or to retry: deltas taken off the list keep their
@@ -68,7 +70,9 @@ static struct {
     struct keystore *keys;
     bool salt_known;
     long long keys_ver; /* -1: never read */
-} s = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    int64_t poll_day, poll_month;
+    void (*on_spend)(int64_t day, int64_t month, nanos_t day_spent, nanos_t month_spent);
+} s = {.lock = PTHREAD_MUTEX_INITIALIZER, .first_contact = PTHREAD_COND_INITIALIZER};
 
 static atomic_bool up;
 static _Atomic uint64_t n_reconciled, n_down_events, n_dropped;
@@ -153,13 +157,6 @@ static void set_up(bool now_up)
                   s.closed ? "requests are refused (on_store_down: closed)"
                            : "serving on node-local counters (on_store_down: local)");
     }
-}
-
-static void on_probe(void *arg, struct redisReply *r)
-{
-    (void)arg;
-    s.busy = false;
-    set_up(r && r->type == REDIS_REPLY_STATUS);
 }
 
 static void free_item(struct item *it)
@@ -303,6 +300,9 @@ static void on_salt(void *arg, struct redisReply *r)
     keystore_set_shared_salt(s.keys, salt, sizeof salt);
     OPENSSL_cleanse(salt, sizeof salt);
     s.salt_known = true;
+    pthread_mutex_lock(&s.lock);
+    pthread_cond_broadcast(&s.first_contact);
+    pthread_mutex_unlock(&s.lock);
 }
 
 static void on_all_keys(void *arg, struct redisReply *r)
@@ -335,17 +335,21 @@ static void on_all_keys(void *arg, struct redisReply *r)
     s.keys_ver = ver;
 }
 
-static void on_keys_version(void *arg, struct redisReply *r)
+static void on_poll(void *arg, struct redisReply *r)
 {
     (void)arg;
     s.busy = false;
-    if (!r || r->type == REDIS_REPLY_ERROR) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER ||
+        r->element[2]->type != REDIS_REPLY_INTEGER) {
         set_up(false);
         return;
     }
     set_up(true);
-    long long ver = r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
-    if (ver == s.keys_ver) return;
+    if (s.on_spend)
+        s.on_spend(s.poll_day, s.poll_month, r->element[1]->integer, r->element[2]->integer);
+    long long ver = r->element[0]->integer;
+    if (ver == s.keys_ver || !s.keys) return;
     char key[300];
     snprintf(key, sizeof key, "%skeys", s.prefix);
     const char *av[2] = {"HGETALL", key};
@@ -360,11 +364,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     (void)arg;
-    if (!redis_conn_up(s.conn)) {
+    if (redis_conn_down(s.conn)) {
         set_up(false);
         return;
     }
-    if (s.busy) return;
+    if (s.busy) return; /* (calls made while connecting queue behind the handshake) */
     if (s.keys && !s.salt_known) {
         char fresh[SHARED_SALT_HEX + 1];
         unsigned char salt[SHARED_SALT_HEX / 2];
@@ -381,20 +385,22 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         s.busy = true;
         return;
     }
-    if (s.keys) {
-        /* the keys' version, every turn: a revocation reaches every node
-         * within a turn or two; it is also the probe */
-        char key[300];
-        snprintf(key, sizeof key, "%skeys:ver", s.prefix);
-        const char *av[2] = {"GET", key};
-        if (redis_conn_call(s.conn, 2, av, NULL, on_keys_version, NULL) == 0) s.busy = true;
-        return;
-    }
-    if (!atomic_load(&up) || ++s.idle_turns >= PROBE_EVERY) {
-        s.idle_turns = 0;
-        const char *ping[1] = {"PING"};
-        if (redis_conn_call(s.conn, 1, ping, NULL, on_probe, NULL) == 0) s.busy = true;
-    }
+    /* every turn: the keys' version (a revocation reaches every node within
+     * a turn or two) and the gateway's spend (the local view); the probe */
+    int64_t now = clock_wall_s();
+    s.poll_day = period_day(now);
+    s.poll_month = period_month(now);
+    char day[24], month[24];
+    snprintf(day, sizeof day, "%lld", (long long)s.poll_day);
+    snprintf(month, sizeof month, "%lld", (long long)s.poll_month);
+    const char *av[3] = {s.prefix, day, month};
+    if (redis_conn_script(s.conn, SCRIPT_POLL, 3, av, NULL, on_poll, NULL) == 0) s.busy = true;
+}
+
+void store_set_spend_hook(void (*on_spend)(int64_t day, int64_t month, nanos_t day_spent,
+                                           nanos_t month_spent))
+{
+    s.on_spend = on_spend;
 }
 
 void store_set_keystore(struct keystore *ks)
@@ -436,6 +442,22 @@ int store_start(const struct config *cfg, char *err, size_t errcap)
         return -1;
     }
     s.thread_started = true;
+    /* The first turn at once; the node waits briefly for the cluster's key
+     * salt so that keys made on other nodes work from its first request
+     * (Redis down: it serves without, per on_store_down). */
+    event_active(s.tick, EV_TIMEOUT, 0);
+    if (s.keys) {
+        struct timespec until = clock_realtime_after_ms(STARTUP_WAIT_MS);
+        pthread_mutex_lock(&s.lock);
+        while (!s.salt_known)
+            if (pthread_cond_timedwait(&s.first_contact, &s.lock, &until) != 0) break;
+        bool known = s.salt_known;
+        pthread_mutex_unlock(&s.lock);
+        if (!known)
+            log_event(LOG_WARN, "store_not_reached", "the shared store %s did not answer within "
+                      "%d ms at start: serving on (on_store_down %s)", s.where, STARTUP_WAIT_MS,
+                      s.closed ? "closed" : "local");
+    }
     log_event(LOG_INFO, "store_configured", "shared store %s (prefix %s, timeout %lldms, "
               "on_store_down %s)", s.where, s.prefix, (long long)cfg->cluster.redis_timeout_ms,
               s.closed ? "closed" : "local");
@@ -467,6 +489,7 @@ void store_stop(void)
     redis_global_cleanup();
     memset(&s, 0, sizeof s);
     pthread_mutex_init(&s.lock, NULL);
+    pthread_cond_init(&s.first_contact, NULL);
 }
 
 bool store_enabled(void)

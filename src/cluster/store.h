@@ -28,6 +28,11 @@ void store_stop(void);
  * before store_start). */
 void store_set_keystore(struct keystore *ks);
 
+/* Called on the watcher's thread with the gateway's shared spend, every
+ * turn (the local view follows it). */
+void store_set_spend_hook(void (*on_spend)(int64_t day, int64_t month, nanos_t day_spent,
+                                           nanos_t month_spent));
+
 bool store_enabled(void);
 /* Redis answered the watcher's last probe. */
 bool store_is_up(void);

@@ -9,6 +9,7 @@
 
 #include "config/internal.h"
 #include "core/alloc.h"
+#include "core/dburl.h"
 #include "core/log.h"
 #include "routing/policy.h"
 #include "security/digest.h"
@@ -154,6 +155,8 @@ void config_free(struct config *c)
     free_strings(c->routing.fallback_chain, c->routing.n_fallback_chain);
     free_strings(c->routing.hedge_models, c->routing.n_hedge_models);
     free(c->budget.cost_db_path);
+    free(c->budget.cost_db_url);
+    free(c->budget.spool_db_path);
     for (size_t i = 0; i < c->budget.n_alerts; i++) free(c->budget.alerts[i].webhook);
     free(c->budget.alerts);
     for (size_t i = 0; i < c->budget.n_tenants; i++) free(c->budget.tenants[i].name);
@@ -474,10 +477,20 @@ void config_print_summary(const struct config *c, FILE *out)
             c->routing.n_policies);
     money_format_usd(c->budget.daily_limit, a, sizeof a);
     money_format_usd(c->budget.monthly_limit, b, sizeof b);
+    /* A PostgreSQL ledger's URL holds a password: shown masked. */
+    char ledger[512];
+    if (c->budget.cost_db_url) {
+        char masked[400];
+        snprintf(ledger, sizeof ledger, "%s (spool %s)",
+                 dburl_masked(c->budget.cost_db_url, masked, sizeof masked),
+                 or_dash(c->budget.cost_db_path));
+    } else {
+        snprintf(ledger, sizeof ledger, "%s", or_dash(c->budget.cost_db_path));
+    }
     fprintf(out, "budget: %s, daily %s%s, monthly %s%s, ledger %s\n",
             c->budget.enabled ? "on" : "off", c->budget.daily_limit ? "$" : "",
             c->budget.daily_limit ? a : "unlimited", c->budget.monthly_limit ? "$" : "",
-            c->budget.monthly_limit ? b : "unlimited", or_dash(c->budget.cost_db_path));
+            c->budget.monthly_limit ? b : "unlimited", ledger);
     size_t usable = 0;
     for (size_t i = 0; i < c->security.n_api_keys; i++) usable += c->security.api_keys[i].available;
     fprintf(out, "auth: %s (%zu key(s), %zu usable)\n", c->security.auth_enabled ? "on" : "off",

@@ -310,7 +310,14 @@ struct config {
         nanos_t daily_limit;   /* 0 = none */
         nanos_t monthly_limit; /* 0 = none */
         bool track_costs;      /* default true */
-        char *cost_db_path;    /* from sqlite:///path; default "data/costs.db" */
+        /* The local SQLite file: from cost_db sqlite:///path (default
+         * "data/costs.db"), or, when cost_db is PostgreSQL, spool_db's path
+         * (the spool and the managed-key store). */
+        char *cost_db_path;
+        /* cost_db postgres:// or postgresql:// (holds a password: never
+         * printed; see core/dburl.h); NULL for the SQLite ledger. */
+        char *cost_db_url;
+        char *spool_db_path;   /* from spool_db, default "data/ledger-spool.db" */
         struct config_alert *alerts;
         size_t n_alerts;
         struct config_tenant *tenants;
@@ -361,7 +368,9 @@ struct config {
  *   never negative);
  * - budget.cost_db "sqlite:///data/costs.db" is the relative path
  *   "data/costs.db", "sqlite:////var/x.db" the absolute "/var/x.db", and a
- *   value without a scheme is a path as written;
+ *   value without a scheme is a path as written; budget.spool_db the same;
+ *   cost_db "postgres://USER:PASS@HOST:PORT/DB" (or postgresql://) keeps
+ *   the ledger in PostgreSQL, with spool_db as its local SQLite file;
  * - `${VAR}`, `${VAR:-default}` in values (the default also applies when VAR
  *   is empty); `$${` is a literal `${`. A credential whose variable is unset
  *   or empty leaves its provider loaded but unavailable (its API key, for

@@ -13,6 +13,7 @@
 
 #include "config/walk.h"
 #include "core/alloc.h"
+#include "core/dburl.h"
 #include "core/log.h"
 
 /* ---- node ---- */
@@ -747,27 +748,84 @@ static const struct key_spec routing_keys[] = {
 
 /* ---- budget ---- */
 
-/* "sqlite:///data/costs.db" is the relative path data/costs.db;
- * "sqlite:////var/lib/costs.db" is the absolute /var/lib/costs.db; a value
- * without a scheme is taken as a path as written. */
+#define DEFAULT_SPOOL_DB "data/ledger-spool.db"
+#define COST_DB_FORMS "sqlite:///path or postgres://USER:PASS@HOST:PORT/DB"
+
+/* A SQLite location: "sqlite:///data/costs.db" is the relative path
+ * data/costs.db; "sqlite:////var/lib/costs.db" is the absolute
+ * /var/lib/costs.db; a value without a scheme is taken as a path as
+ * written. Returns the path (inside `t`), or NULL when reported. */
+static const char *sqlite_location(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                                   const char *t, const char *expected)
+{
+    const char *p = t, *sep = strstr(t, "://");
+    if (strncmp(t, "sqlite:///", 10) == 0) {
+        p = t + 10;
+    } else if (sep) {
+        /* The scheme alone is repeated (what follows may hold a password),
+         * and only when it looks like one. */
+        size_t n = (size_t)(sep - t);
+        bool plain = n > 0 && n <= 16;
+        for (size_t i = 0; plain && i < n; i++)
+            plain = isalnum((unsigned char)t[i]) || t[i] == '+' || t[i] == '-' || t[i] == '.';
+        if (plain) ERR(cx, v->line, path, "unsupported database '%.*s://' (expected %s)", (int)n, t,
+                       expected);
+        else ERR(cx, v->line, path, "unsupported database URL (expected %s)", expected);
+        return NULL;
+    }
+    if (!*p) {
+        ERR(cx, v->line, path, "empty path (expected %s)", expected);
+        return NULL;
+    }
+    return p;
+}
+
+/* cost_db: a SQLite location, or "postgres://USER:PASS@HOST:PORT/DB"
+ * (postgresql:// too): the ledger in PostgreSQL, shared by every node,
+ * whose local SQLite file (the spool, the managed keys) is spool_db's. The
+ * URL is never repeated in a message: it holds the password. */
 static void parse_cost_db(struct parse_ctx *cx, const struct cnode *v, const char *path,
                           void *base)
 {
     struct config *c = base;
-    const char *t = walk_scalar_text(cx, v, path, "sqlite:///path");
+    const char *t = walk_scalar_text(cx, v, path, COST_DB_FORMS);
     if (!t) return;
-    const char *p = t;
-    if (strncmp(t, "sqlite:///", 10) == 0) p = t + 10;
-    else if (strstr(t, "://")) {
-        ERR(cx, v->line, path, "unsupported database '%s' (expected sqlite:///path)", t);
+    if (strncmp(t, "postgres://", 11) == 0 || strncmp(t, "postgresql://", 13) == 0) {
+        if (!dburl_unambiguous(t)) {
+            ERR(cx, v->line, path, "%s", DBURL_AMBIGUOUS_MESSAGE);
+            return;
+        }
+        free(c->budget.cost_db_url);
+        c->budget.cost_db_url = xstrdup(t);
+        free(c->budget.cost_db_path);
+        c->budget.cost_db_path =
+            xstrdup(c->budget.spool_db_path ? c->budget.spool_db_path : DEFAULT_SPOOL_DB);
         return;
     }
-    if (!*p) {
-        ERR(cx, v->line, path, "empty path (expected sqlite:///path)");
-        return;
-    }
+    const char *p = sqlite_location(cx, v, path, t, COST_DB_FORMS);
+    if (!p) return;
+    free(c->budget.cost_db_url);
+    c->budget.cost_db_url = NULL;
     free(c->budget.cost_db_path);
     c->budget.cost_db_path = xstrdup(p);
+}
+
+/* spool_db: the local SQLite file of a PostgreSQL ledger (unused with a
+ * SQLite cost_db). Either key may come first. */
+static void parse_spool_db(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                           void *base)
+{
+    struct config *c = base;
+    const char *t = walk_scalar_text(cx, v, path, "sqlite:///path");
+    if (!t) return;
+    const char *p = sqlite_location(cx, v, path, t, "sqlite:///path");
+    if (!p) return;
+    free(c->budget.spool_db_path);
+    c->budget.spool_db_path = xstrdup(p);
+    if (c->budget.cost_db_url) {
+        free(c->budget.cost_db_path);
+        c->budget.cost_db_path = xstrdup(p);
+    }
 }
 
 static const struct key_spec alert_keys[] = {
@@ -831,6 +889,7 @@ static const struct key_spec budget_keys[] = {
     {.name = "monthly_limit", .type = KT_MONEY, .offset = CFG(budget.monthly_limit)},
     {.name = "track_costs", .type = KT_BOOL, .def = "true", .offset = CFG(budget.track_costs)},
     {.name = "cost_db", .type = KT_CUSTOM, .def = "sqlite:///data/costs.db", .parse = parse_cost_db},
+    {.name = "spool_db", .type = KT_CUSTOM, .def = "sqlite:///" DEFAULT_SPOOL_DB, .parse = parse_spool_db},
     {.name = "alerts", .type = KT_CUSTOM, .parse = parse_alerts},
     {.name = "tenants", .type = KT_CUSTOM, .parse = parse_tenants},
     {.name = NULL},

@@ -678,6 +678,18 @@ char *metrics_render(const struct config *cfg, const struct metrics_extra *x, si
         outf(&o, "aiproxy_ledger_committed_total %lld\n", x->ledger_committed);
         help(&o, "aiproxy_ledger_dropped_total", "counter", "Ledger records dropped (queue full).");
         outf(&o, "aiproxy_ledger_dropped_total %lld\n", x->ledger_dropped);
+        help(&o, "aiproxy_ledger_db_up", "gauge",
+             "1 when the ledger's database answers (PostgreSQL; always 1 with SQLite).");
+        outf(&o, "aiproxy_ledger_db_up %d\n", x->ledger_db_up ? 1 : 0);
+        help(&o, "aiproxy_ledger_db_committed_total", "counter",
+             "Ledger records written to PostgreSQL, spool drains included (0 with SQLite).");
+        outf(&o, "aiproxy_ledger_db_committed_total %lld\n", x->ledger_db_committed);
+        help(&o, "aiproxy_ledger_spooled_total", "counter",
+             "Ledger records committed to the local spool while PostgreSQL was unavailable.");
+        outf(&o, "aiproxy_ledger_spooled_total %lld\n", x->ledger_spooled);
+        help(&o, "aiproxy_ledger_spool_depth", "gauge",
+             "Spooled ledger records not yet sent to PostgreSQL.");
+        outf(&o, "aiproxy_ledger_spool_depth %lld\n", x->ledger_spool_depth);
     }
     if (x && x->have_store && metrics_collects(cfg, "store")) {
         help(&o, "aiproxy_store_up", "gauge", "1 when the shared store (Redis) answers.");

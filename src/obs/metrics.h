@@ -55,6 +55,9 @@ struct metrics_extra {
     nanos_t day_limit, month_limit; /* 0 = none */
     long long ledger_queue, ledger_committed, ledger_dropped;
     bool have_ledger;
+    /* the PostgreSQL ledger (budget.cost_db postgres://; SQLite: up, zeros) */
+    bool ledger_db_up;
+    long long ledger_db_committed, ledger_spooled, ledger_spool_depth;
     /* the shared store (cluster.redis) */
     bool have_store, store_up;
     long long store_errors, store_timeouts, store_reconciliations, store_deferred;

@@ -75,11 +75,20 @@ static bool str_eq(const char *a, const char *b)
     return a && b && strcmp(a, b) == 0;
 }
 
+/* A JSON integer's value (-1 when it is not one, or negative). Parsed with
+ * JSON_DECODE_INT_AS_REAL (see valid_cut), an integral real below 2^53. */
+static long long integer_of(const json_t *v)
+{
+    if (json_is_integer(v)) return json_integer_value(v) >= 0 ? json_integer_value(v) : -1;
+    if (!json_is_real(v)) return -1;
+    double d = json_real_value(v);
+    return d >= 0 && d < 9007199254740992.0 && d == (double)(long long)d ? (long long)d : -1;
+}
+
 /* Whether `v` is the object cut_relay takes a relay from. */
 static bool relay_object(const json_t *v)
 {
-    const json_t *cost = json_object_get(v, "cost_nanos");
-    return json_is_object(v) && json_is_integer(cost) && json_integer_value(cost) >= 0 &&
+    return json_is_object(v) && integer_of(json_object_get(v, "cost_nanos")) >= 0 &&
            json_is_string(json_object_get(v, "node")) &&
            json_is_string(json_object_get(v, "provider"));
 }
@@ -123,13 +132,16 @@ static bool valid_cut(const char *in, size_t len, size_t h, size_t d,
     for (size_t i = 0; i < vn; i++) vc[i] = v[i] == '\v' || v[i] == '\f' ? ' ' : v[i];
     json_error_t je;
     json_t *val = json_loadb(vc, vn, 0, &je);
+    /* JSON has integers of any size (the gateway's parser takes them);
+     * jansson refuses those past 64 bits unless read as reals */
+    if (!val) val = json_loadb(vc, vn, JSON_DECODE_INT_AS_REAL, &je);
     free(vc);
     if (!val) return false;
     bool ok = e[-1] == '}' || e[-1] == ']';
     if (relay_object(val)) {
         const json_t *route = json_object_get(val, "route");
         ok = ok && after->present &&
-             after->cost == (nanos_t)json_integer_value(json_object_get(val, "cost_nanos")) &&
+             after->cost == (nanos_t)integer_of(json_object_get(val, "cost_nanos")) &&
              str_eq(after->node, json_string_value(json_object_get(val, "node"))) &&
              str_eq(after->provider, json_string_value(json_object_get(val, "provider")));
         if (ok && json_is_array(route)) {

@@ -662,10 +662,65 @@ static void test_cost_db(void **state)
     config_unref(c);
     c = load_ok("budget:\n  cost_db: ledger.db\n");
     assert_string_equal(c->budget.cost_db_path, "ledger.db");
+    assert_null(c->budget.cost_db_url);
+    assert_string_equal(c->budget.spool_db_path, "data/ledger-spool.db"); /* unused with SQLite */
     config_unref(c);
-    load_fails_with("budget:\n  cost_db: \"postgres://db/x\"\n",
-                    "aiproxy.yaml:2: budget.cost_db: unsupported database 'postgres://db/x' "
-                    "(expected sqlite:///path)");
+    load_fails_with("budget:\n  cost_db: \"mysql://u:hunter2@db/x\"\n",
+                    "aiproxy.yaml:2: budget.cost_db: unsupported database 'mysql://' (expected "
+                    "sqlite:///path or postgres://USER:PASS@HOST:PORT/DB)");
+    for (size_t i = 0; i < diags.count; i++) assert_null(strstr(diags.items[i].text, "hunter2"));
+    load_fails_with("budget:\n  cost_db: \"\"\n",
+                    "aiproxy.yaml:2: budget.cost_db: empty path (expected sqlite:///path or "
+                    "postgres://USER:PASS@HOST:PORT/DB)");
+    load_fails_with("budget:\n  spool_db: \"redis://h\"\n",
+                    "aiproxy.yaml:2: budget.spool_db: unsupported database 'redis://' (expected "
+                    "sqlite:///path)");
+}
+
+static void assert_no_diag_holds(const char *secret)
+{
+    for (size_t i = 0; i < diags.count; i++) assert_null(strstr(diags.items[i].text, secret));
+}
+
+/* The PostgreSQL ledger: the URL kept as written, the local SQLite file
+ * (spool, managed keys) is spool_db's path whichever key comes first, and
+ * no message or summary shows the password. */
+static void test_cost_db_postgres(void **state)
+{
+    struct config *c = load_ok("budget:\n  cost_db: \"postgres://u:hunter2@db:5432/x\"\n");
+    assert_string_equal(c->budget.cost_db_url, "postgres://u:hunter2@db:5432/x");
+    assert_string_equal(c->budget.cost_db_path, "data/ledger-spool.db");
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    config_print_summary(c, f);
+    fclose(f);
+    assert_non_null(strstr(buf, "ledger postgres://u:***@db:5432/x (spool data/ledger-spool.db)"));
+    assert_null(strstr(buf, "hunter2"));
+    free(buf);
+    config_unref(c);
+    c = load_ok("budget:\n  spool_db: \"sqlite:////var/spool/a.db\"\n"
+                "  cost_db: \"postgresql://u:p@db/x?sslmode=require\"\n");
+    assert_string_equal(c->budget.cost_db_url, "postgresql://u:p@db/x?sslmode=require");
+    assert_string_equal(c->budget.cost_db_path, "/var/spool/a.db");
+    config_unref(c);
+    c = load_ok("budget:\n  cost_db: \"postgres://u:p@db/x\"\n  spool_db: spool.db\n");
+    assert_string_equal(c->budget.cost_db_path, "spool.db");
+    assert_string_equal(c->budget.spool_db_path, "spool.db");
+    config_unref(c);
+    /* an '@' or '/' in the password not percent-encoded: refused, not shown */
+    const char *ambiguous = "aiproxy.yaml:2: budget.cost_db: the URL's user, password and host "
+                            "cannot be told apart (an '@' or '/' in the user or password must be "
+                            "percent-encoded as %40 or %2F), or it holds a control character";
+    load_fails_with("budget:\n  cost_db: \"postgres://u:hun@ter2@db/x\"\n", ambiguous);
+    assert_no_diag_holds("ter2");
+    load_fails_with("budget:\n  cost_db: \"postgres://u:hun/ter2@db/x\"\n", ambiguous);
+    assert_no_diag_holds("ter2");
+    /* a "scheme" that is not one is not repeated either */
+    load_fails_with("budget:\n  cost_db: \"u:hunter2@db://x\"\n",
+                    "aiproxy.yaml:2: budget.cost_db: unsupported database URL (expected "
+                    "sqlite:///path or postgres://USER:PASS@HOST:PORT/DB)");
+    assert_no_diag_holds("hunter2");
 }
 
 static void test_server_endpoints(void **state)
@@ -871,7 +926,7 @@ int main(void)
         T(test_duplicate_key),      T(test_alias_refused),
         T(test_depth_cap),          T(test_size_cap),
         T(test_json_lines),         T(test_json_values),
-        T(test_json_syntax_error),  T(test_cost_db),
+        T(test_json_syntax_error),  T(test_cost_db), T(test_cost_db_postgres),
         T(test_server_endpoints),   T(test_defaults_of_empty_sections),
         T(test_config_default),     T(test_summary_hides_secrets),
         T(test_ref_and_add_model),  T(test_fallback_chain_warning), T(test_mesh_config),

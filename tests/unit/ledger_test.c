@@ -305,6 +305,7 @@ static void test_migrates_from_v1(void **state)
                      "ALTER TABLE requests DROP COLUMN origin_node;"
                      "ALTER TABLE requests DROP COLUMN route;"
                      "ALTER TABLE requests DROP COLUMN via_peer;"
+                     "ALTER TABLE requests DROP COLUMN node_id;"
                      "INSERT INTO requests (ts_ms, request_id, tokens_in, tokens_out, cost_nanos,"
                      " estimated, status) VALUES (1, 'kept', 1, 1, 42, 0, 200);",
                  NULL, NULL, NULL);
@@ -315,6 +316,7 @@ static void test_migrates_from_v1(void **state)
     assert_int_equal(scalar("SELECT version FROM schema_version"), LEDGER_SCHEMA_VERSION);
     assert_int_equal(scalar("SELECT cost_nanos FROM requests WHERE request_id = 'kept'"), 42);
     assert_int_equal(scalar("SELECT via_peer FROM requests WHERE request_id = 'kept'"), 0);
+    assert_int_equal(scalar("SELECT length(node_id) FROM requests WHERE request_id = 'kept'"), 0);
     assert_int_equal(scalar("SELECT COUNT(*) FROM api_keys"), 0);
 }
 

@@ -1,0 +1,309 @@
+/* ledger_pg_test: the PostgreSQL ledger's pure parts (the multi-row INSERT
+ * builder, UTF-8 cleaning, scrubbing the password out of messages, masking
+ * database URLs) and the ledger with PostgreSQL unreachable from the start
+ * (a closed port): open succeeds, records are committed to the spool and
+ * counted there, spend is restored from the spool, spend by node answers
+ * "unreachable", a URL libpq cannot read is refused without the password
+ * in the message or the log. The live server is covered by
+ * tests/integration/ledger-pg.test.mjs. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "budget/ledger.h"
+#include "budget/ledger_pg.h"
+#include "core/dburl.h"
+#include "core/log.h"
+
+static char dir[64];
+static char path[128];
+static char logpath[128];
+
+static int setup(void **state)
+{
+    snprintf(dir, sizeof dir, "/tmp/ledger_pg_test_XXXXXX");
+    if (!mkdtemp(dir)) return -1;
+    snprintf(path, sizeof path, "%s/spool.db", dir);
+    snprintf(logpath, sizeof logpath, "%s/log.txt", dir);
+    log_configure(LOG_DEBUG, false, logpath);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    log_configure(LOG_ERROR, false, "stderr");
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---- the INSERT builder ---- */
+
+static void test_insert_sql(void **state)
+{
+    char sql[64 * 1024];
+    size_t n = ledger_pg_insert_sql(1, sql, sizeof sql);
+    assert_int_equal(n, strlen(sql));
+    assert_string_equal(sql, "INSERT INTO requests (ts_ms, request_id, key_id, tenant, model, "
+                             "provider, origin_node, route, node_id, tokens_in, tokens_out, "
+                             "cost_nanos, estimated, status, via_peer) VALUES "
+                             "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)"
+                             " ON CONFLICT (request_id) DO NOTHING");
+    n = ledger_pg_insert_sql(3, sql, sizeof sql);
+    assert_non_null(strstr(sql, "$15),($16,$17,"));
+    assert_non_null(strstr(sql, ",$45) ON CONFLICT (request_id) DO NOTHING"));
+    assert_null(strstr(sql, "$46"));
+    n = ledger_pg_insert_sql(LEDGER_PG_ROWS_PER_INSERT, sql, sizeof sql);
+    assert_true(n > 0);
+    char last[32];
+    snprintf(last, sizeof last, ",$%d)", LEDGER_PG_ROWS_PER_INSERT * LEDGER_PG_COLS);
+    assert_non_null(strstr(sql, last));
+    /* too small a buffer, or no row: nothing */
+    assert_int_equal(ledger_pg_insert_sql(3, sql, 200), 0);
+    assert_int_equal(ledger_pg_insert_sql(0, sql, sizeof sql), 0);
+}
+
+/* ---- UTF-8 ---- */
+
+static void clean_is(const char *in, size_t n, const char *want, bool replaced)
+{
+    char out[64];
+    assert_int_equal(ledger_pg_utf8_clean(in, n, out), replaced);
+    assert_memory_equal(out, want, n);
+    assert_int_equal(ledger_pg_utf8_valid_prefix(in, n) == n, !replaced);
+}
+
+static void test_utf8_clean(void **state)
+{
+    clean_is("gpt-4o", 6, "gpt-4o", false);
+    clean_is("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+             false);
+    /* a field cut inside a character */
+    clean_is("ab\xe2\x82", 4, "ab??", true);
+    clean_is("\xf0\x9f\x98", 3, "???", true);
+    /* overlong, surrogate, past U+10FFFF, a lone continuation byte, 0xff */
+    clean_is("\xc0\x80", 2, "??", true);
+    clean_is("\xe0\x80\x80", 3, "???", true);
+    clean_is("\xed\xa0\x80", 3, "???", true);
+    clean_is("\xf4\x90\x80\x80", 4, "????", true);
+    clean_is("a\x80" "b\xff", 4, "a?b?", true);
+    assert_int_equal(ledger_pg_utf8_valid_prefix("ok\xc3\xa9\xc3", 5), 4);
+}
+
+/* ---- secrets ---- */
+
+static void test_scrub(void **state)
+{
+    char m[128];
+    snprintf(m, sizeof m, "FATAL:  password hunter2 refused\n\tfor hunter2\n");
+    ledger_pg_scrub(m, sizeof m, "hunter2");
+    assert_string_equal(m, "FATAL:  password *** refused  for ***");
+    /* a message cut inside the secret */
+    snprintf(m, sizeof m, "connect to x with hunt");
+    ledger_pg_scrub(m, sizeof m, "hunter2");
+    assert_string_equal(m, "connect to x with ***");
+    /* a short secret grows into "***", within the buffer */
+    snprintf(m, sizeof m, "a=pw b=pw");
+    ledger_pg_scrub(m, sizeof m, "pw");
+    assert_string_equal(m, "a=*** b=***");
+    char small[9];
+    memcpy(small, "pw pw pw", 9);
+    ledger_pg_scrub(small, sizeof small, "pw");
+    assert_null(strstr(small, "pw"));
+    /* no secret: only the line is folded */
+    snprintf(m, sizeof m, "one\ntwo\n");
+    ledger_pg_scrub(m, sizeof m, NULL);
+    assert_string_equal(m, "one two");
+}
+
+static void masked_is(const char *url, const char *want)
+{
+    char out[256];
+    assert_string_equal(dburl_masked(url, out, sizeof out), want);
+}
+
+static void test_dburl(void **state)
+{
+    masked_is("postgres://aiproxy:s3cr%40t@db.example:5432/ledger",
+              "postgres://aiproxy:***@db.example:5432/ledger");
+    masked_is("postgresql://u@h/db", "postgresql://u@h/db");
+    masked_is("postgres://h/db", "postgres://h/db");
+    masked_is("postgres://u:@h/db", "postgres://u:@h/db");
+    masked_is("postgres://h/db?sslmode=require&password=x1&connect_timeout=5",
+              "postgres://h/db?sslmode=require&password=***&connect_timeout=5");
+    masked_is("postgres://h/db?%70assword=x1", "postgres://h/db?%70assword=***");
+    masked_is("postgres://u:p:q@h/db?password=z", "postgres://u:***@h/db?password=***");
+    /* a strange URL: everything from the first ':' to the last '@' */
+    masked_is("postgres://u:a@b@h/db", "postgres://u:***@h/db");
+    /* cut short: never a piece of the password */
+    char out[16];
+    dburl_masked("postgres://u:hunter2@h/db", out, sizeof out);
+    assert_string_equal(out, "postgres://u:**");
+    dburl_masked("postgres://u:hunter2@h/db", out, 14);
+    assert_string_equal(out, "postgres://u:");
+
+    assert_true(dburl_unambiguous("postgres://u:p%40ss@h:5432/db?sslmode=disable"));
+    assert_true(dburl_unambiguous("postgres://h/db"));
+    assert_true(dburl_unambiguous("postgres://u:pa?ss@h/db"));
+    assert_false(dburl_unambiguous("postgres://u:p@ss@h/db"));
+    assert_false(dburl_unambiguous("postgres://u:p/ss@h/db"));
+    assert_false(dburl_unambiguous("postgres://u:p\nss@h/db"));
+    assert_false(dburl_unambiguous("not a url"));
+
+    char raw[32];
+    assert_true(dburl_raw_password("postgres://u:s3cr%40t@h/db", raw, sizeof raw));
+    assert_string_equal(raw, "s3cr%40t");
+    assert_false(dburl_raw_password("postgres://u@h/db", raw, sizeof raw));
+    assert_false(dburl_raw_password("postgres://u:@h/db", raw, sizeof raw));
+}
+
+/* ---- the ledger with PostgreSQL unreachable ---- */
+
+static bool file_holds(const char *file, const char *needle)
+{
+    FILE *f = fopen(file, "r");
+    if (!f) return false;
+    char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strstr(buf, needle) != NULL;
+}
+
+static int64_t scalar(const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_open(path, &db);
+    sqlite3_stmt *st;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void on_group(void *ctx, const char *key, const char *tenant, const char *provider,
+                     const char *model, bool today, nanos_t cost, bool via_peer)
+{
+    nanos_t *sum = ctx;
+    if (!via_peer) *sum += cost;
+}
+
+/* Port 1 on loopback: refused at once. */
+#define DOWN_URL "postgres://aiproxy:hunter2-secret@127.0.0.1:1/ledger"
+
+static void test_down_at_start_spools(void **state)
+{
+    char err[256] = "";
+    struct ledger *l = ledger_open_with(path, DOWN_URL, err, sizeof err);
+    assert_non_null(l);
+    assert_true(ledger_is_shared(l));
+    assert_false(ledger_backend_up(l));
+    for (int i = 0; i < 100; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "r%d", i);
+        struct ledger_record r = {.ts_ms = 1700000000000 + i, .request_id = id, .model = "m",
+                                  .provider = "p", .cost_nanos = 7, .status = 200,
+                                  .node_id = "n1", .via_peer = i == 0};
+        ledger_append(l, &r);
+    }
+    ledger_flush(l);
+    assert_int_equal(ledger_committed(l), 100);
+    assert_int_equal(ledger_spooled(l), 100);
+    assert_int_equal(ledger_spool_depth(l), 100);
+    assert_int_equal(ledger_db_committed(l), 0);
+    nanos_t sum = 0;
+    assert_int_equal(ledger_restore(l, 1700000000, 1690000000, on_group, &sum), 0);
+    assert_int_equal(sum, 99 * 7); /* the spool's rows, one paid by a peer */
+    struct ledger_query *q = ledger_query_by_node(l, 1700000000, 1690000000);
+    for (int i = 0; i < 500 && !ledger_query_done(q); i++) usleep(10 * 1000);
+    assert_true(ledger_query_done(q));
+    const struct ledger_node_spend *rows;
+    size_t n;
+    const char *source;
+    assert_int_equal(ledger_query_result(q, &rows, &n, &source), -2);
+    ledger_query_release(q);
+    ledger_close(l);
+    assert_int_equal(scalar("SELECT COUNT(*) FROM requests WHERE node_id = 'n1'"), 100);
+    assert_int_equal(scalar("SELECT version FROM schema_version"), LEDGER_SCHEMA_VERSION);
+    /* reopened: the spool's rows are still waiting */
+    l = ledger_open_with(path, DOWN_URL, err, sizeof err);
+    assert_non_null(l);
+    assert_int_equal(ledger_spool_depth(l), 100);
+    ledger_close(l);
+    assert_true(file_holds(logpath, "ledger_db_down"));
+    assert_true(file_holds(logpath, "aiproxy@127.0.0.1:1/ledger"));
+    assert_false(file_holds(logpath, "hunter2"));
+}
+
+/* Spend by node from a SQLite ledger: this node's rows, grouped. */
+static void test_by_node_sqlite(void **state)
+{
+    char err[256];
+    struct ledger *l = ledger_open(path, err, sizeof err);
+    assert_non_null(l);
+    const char *nodes[3] = {"b", "a", ""};
+    for (int i = 0; i < 30; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "r%d", i);
+        struct ledger_record r = {.ts_ms = (i % 2 ? 1700000000000 : 1695000000000) + i,
+                                  .request_id = id, .cost_nanos = 10, .status = 200,
+                                  .node_id = nodes[i % 3], .via_peer = i == 29};
+        ledger_append(l, &r);
+    }
+    ledger_flush(l);
+    struct ledger_query *q = ledger_query_by_node(l, 1700000000, 1690000000);
+    for (int i = 0; i < 500 && !ledger_query_done(q); i++) usleep(10 * 1000);
+    const struct ledger_node_spend *rows;
+    size_t n;
+    const char *source;
+    assert_int_equal(ledger_query_result(q, &rows, &n, &source), 0);
+    assert_string_equal(source, "sqlite");
+    assert_int_equal(n, 3);
+    assert_string_equal(rows[0].node_id, "");
+    assert_string_equal(rows[1].node_id, "a");
+    assert_string_equal(rows[2].node_id, "b");
+    assert_int_equal(rows[1].requests_month, 10);
+    assert_int_equal(rows[1].month, 100);
+    assert_int_equal(rows[1].today, 50); /* odd i: today */
+    assert_int_equal(rows[0].month, 90); /* r29 (node "") was paid by a peer */
+    assert_int_equal(rows[0].requests_month, 10);
+    ledger_query_release(q);
+    ledger_close(l);
+}
+
+static void test_bad_url_refused(void **state)
+{
+    char err[256] = "";
+    struct ledger *l =
+        ledger_open_with(path, "postgres://u:hunter2@h/db?no_such_option=1", err, sizeof err);
+    assert_null(l);
+    assert_non_null(strstr(err, "budget.cost_db"));
+    assert_null(strstr(err, "hunter2"));
+    l = ledger_open_with(path, "postgres://u:hun@ter2@h/db", err, sizeof err);
+    assert_null(l);
+    assert_null(strstr(err, "ter2"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_insert_sql),
+        cmocka_unit_test(test_utf8_clean),
+        cmocka_unit_test(test_scrub),
+        cmocka_unit_test(test_dburl),
+        cmocka_unit_test_setup_teardown(test_down_at_start_spools, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_by_node_sqlite, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_url_refused, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
