@@ -32,7 +32,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 BASE = int(os.environ.get("BENCH_PORT_BASE", "19100"))
 P = dict(up=BASE, ups=BASE + 1, ngx=BASE + 2, ngxs=BASE + 3, ngxt=BASE + 4,
-         aip=BASE + 5, aipi=BASE + 6, trk=BASE + 7, aipt=BASE + 8)
+         aip=BASE + 5, aipi=BASE + 6, trk=BASE + 7, aipt=BASE + 8, redis=BASE + 9)
 
 # ---------------------------------------------------------------- fixtures
 COMPLETION = json.dumps({
@@ -461,7 +461,7 @@ class Bench:
         self.mode = mode
         self.quick = mode == "quick"
         self.duration = int(os.environ.get("BENCH_DURATION", "3" if self.quick else "10"))
-        ab = mode in ("metrics", "auth", "routing", "issues", "auth_parts")
+        ab = mode in ("metrics", "auth", "routing", "issues", "auth_parts", "cluster")
         self.rounds = int(os.environ.get("BENCH_ROUNDS", "1" if self.quick else "5" if ab else "3"))
         self.default_slices = "5" if ab else "1"  # A/B runs alternate in 2 s slices (see ab)
         self.tmp = tempfile.mkdtemp(prefix="aiproxy-bench-")
@@ -587,6 +587,30 @@ class Bench:
                 summ[f"{name}@{c}"] = x
         self.res.setdefault("ab", {})[key] = {"base": base, "concs": list(concs), "variants": [v[0] for v in variants],
                                               "summary": summ}
+
+    def cluster_mode(self):
+        """issue 12: limits and budgets in Redis vs in node-local memory (both with auth, rate
+        limits, tokens per minute, a budget and the ledger), c=32 and 256; Redis calls per request."""
+        self.start_upstream()
+        self.pr.start("redis", ["redis-server", "--port", P["redis"], "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no", "--dir", self.tmp], ports=(P["redis"],))
+        shared = dict(SECURE, cluster={"redis": {"url": f"redis://127.0.0.1:{P['redis']}/0"}})
+        self.pr.aiproxyd("aiproxyd_local", aiproxyd_conf(P["aip"], extra=SECURE), P["aip"])
+        self.pr.aiproxyd("aiproxyd_redis", aiproxyd_conf(P["aipi"], extra=shared), P["aipi"])
+
+        def evalsha_calls():
+            out = subprocess.run(["redis-cli", "-p", str(P["redis"]), "INFO", "commandstats"],
+                                 capture_output=True, text=True).stdout
+            m = re.search(r"cmdstat_evalsha:calls=(\d+)", out)
+            return int(m.group(1)) if m else 0
+        before = evalsha_calls()
+        self.ab("cluster", [("local memory", P["aip"], "aiproxyd_local", BENCH_KEY, False),
+                            ("redis", P["aipi"], "aiproxyd_redis", BENCH_KEY, False)], concs=(32, 256))
+        calls = evalsha_calls() - before
+        served = sum(r["requests"] for r in self.res.get("runs_ab", []) if r["target"] == "redis")
+        # (the watcher's own poll is one call per 100 ms: counted, and small next to the load)
+        self.res["ab"]["cluster"]["redis_calls"] = {"evalsha": calls, "requests": served,
+                                                    "per_request": calls / max(1, served)}
 
     def start_upstream(self):
         self.pr.nginx("upstream", upstream_conf(os.path.join(self.tmp, "upstream")), [P["up"], P["ups"]])
@@ -1013,7 +1037,8 @@ class Bench:
             title = {"auth_parts": "Issue 5 decomposed: each feature alone vs all off (c=32)",
                      "metrics": "Scraping /metrics every 100 ms (issue 6: < 3% change)",
                      "auth": "Auth, rate limits, budget and ledger on vs off (issue 5: within 10%)",
-                     "routing": "Routing: 1 provider vs 3 with cost_optimized + policies (issue 4: no measurable cost)"}.get(key, key)
+                     "routing": "Routing: 1 provider vs 3 with cost_optimized + policies (issue 4: no measurable cost)",
+                     "cluster": "Limits and budgets in Redis vs in local memory (issue 12: >= 0.9x, <= 1 Redis call before the request)"}.get(key, key)
             L.append(f"## {title}\n")
             L.append("| variant | conns | req/s (median) | req/s per round | ratio per round | ratio (median of rounds) | p50 µs | p99 µs | CPU µs/req | CPU ratio (median of rounds) | errors |")
             L.append("|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|")
@@ -1028,6 +1053,11 @@ class Bench:
                     if "scrapes" in x:
                         L.append(f"| (scrapes: {x['scrapes']}, p50 {x['scrape_p50_ms']:.2f} ms, {x['scrape_bytes']} bytes each) | | | | | | | | | | |")
             L.append("")
+            if "redis_calls" in a:
+                rc = a["redis_calls"]
+                L.append(f"Redis script calls (EVALSHA) during the Redis runs: {rc['evalsha']} for {rc['requests']} "
+                         f"requests = **{rc['per_request']:.3f} per request** (one reserve before, one settle "
+                         f"after; the store watcher's 10 polls a second included).\n")
             if "scrape_cost" in a:
                 sc = a["scrape_cost"]
                 L.append(f"One scrape without load ({sc['n']} back to back): {sc['cpu_us_per_scrape']:.0f} µs of aiproxyd CPU, "
@@ -1069,7 +1099,7 @@ GIT_AT_START = None
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else "full"
     if mode not in ("full", "quick", "soak", "many", "profile", "ledger", "metrics", "auth", "routing", "issues",
-                    "auth_parts"):
+                    "auth_parts", "cluster"):
         print(__doc__)
         sys.exit(2)
     for port in P.values():
@@ -1096,7 +1126,7 @@ def main():
             b.profile(10)
         elif mode == "ledger":
             b.ledger()
-        elif mode in ("metrics", "auth", "routing", "issues", "auth_parts"):
+        elif mode in ("metrics", "auth", "routing", "issues", "auth_parts", "cluster"):
             for m in (("metrics", "auth", "routing") if mode == "issues" else (mode,)):
                 getattr(b, m + "_mode")()
                 b.pr.stop_all()

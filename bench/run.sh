@@ -11,6 +11,7 @@
 #   bench/run.sh routing    issue 4: 1 provider vs 3 providers with cost_optimized + policies, c=32
 #   bench/run.sh issues     the three above in one report
 #   bench/run.sh auth_parts issue 5 decomposed: each of auth, rate limits, budget limits, ledger alone
+#   bench/run.sh cluster    issue 12: limits and budgets in Redis vs local memory, c=32 and c=256
 #   bench/run.sh mesh [M]   issue 11: a request through a peer vs two chained nginx, heartbeat CPU
 #                           (bench/mesh.sh M: full, quick, chain or heartbeat; its own ports from 19400)
 # Env: BENCH_DURATION (s per wrk run, default 10), BENCH_ROUNDS (default 3),

@@ -103,7 +103,9 @@ int cl_reserve_decode(const struct redisReply *r, const struct cl_reserve *in,
                       struct cl_reserve_result *out)
 {
     memset(out, 0, sizeof *out);
-    if (!r || r->type != REDIS_REPLY_ARRAY) return -1;
+    if (!r || r->type != REDIS_REPLY_ARRAY || in->n_asks < 0 || in->n_asks > CL_MAX_ASKS ||
+        in->n_scopes < 0 || in->n_scopes > CL_MAX_SCOPES)
+        return -1;
     size_t want = 3 + 5 * (size_t)in->n_asks + 5 + 2 * (size_t)in->n_scopes;
     if (r->elements != want) return -1;
     int64_t code, index, monthly;
@@ -145,7 +147,9 @@ void cl_settle_argv(const struct cl_settle *in, struct cl_argv *out)
 int cl_settle_decode(const struct redisReply *r, int n_scopes, struct cl_settle_result *out)
 {
     memset(out, 0, sizeof *out);
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 1 + 2 * (size_t)n_scopes) return -1;
+    if (!r || r->type != REDIS_REPLY_ARRAY || n_scopes < 0 || n_scopes > CL_MAX_SCOPES ||
+        r->elements != 1 + 2 * (size_t)n_scopes)
+        return -1;
     int64_t applied;
     if (!int_at(r, 0, &applied)) return -1;
     out->applied = applied != 0;

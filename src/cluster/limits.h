@@ -20,7 +20,7 @@ struct redisReply;
 #define CL_MAX_ARGS 64
 #define CL_SCOPE_MAX 160 /* bytes of an encoded scope name */
 /* Lua numbers are doubles: money and counts stay below 2^53. */
-#define CL_NUM_MAX ((int64_t)1 << 53)
+#define CL_NUM_MAX (((int64_t)1 << 53) - 1) /* past it, sums round: a limit could pass */
 
 /* A budget scope's name in Redis: "g" (the gateway), "k:" + key id,
  * "t:" + tenant, with spaces, control bytes and '%' percent-encoded (the

@@ -422,11 +422,6 @@ void redis_conn_free(struct redis_conn *c)
     free(c);
 }
 
-bool redis_conn_up(const struct redis_conn *c)
-{
-    return c && c->state == ST_UP;
-}
-
 bool redis_conn_down(const struct redis_conn *c)
 {
     return !c || c->state == ST_DOWN;

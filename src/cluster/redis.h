@@ -40,7 +40,6 @@ struct redis_conn *redis_conn_new(struct event_base *base);
 /* Fails every pending call (their callbacks run) and closes. */
 void redis_conn_free(struct redis_conn *c);
 
-bool redis_conn_up(const struct redis_conn *c);
 /* Down: waiting to reconnect (calls are refused); not while connecting. */
 bool redis_conn_down(const struct redis_conn *c);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/dburl.h"
 
 static int hexval(char c)
 {
@@ -27,6 +28,7 @@ static char *decode(const char *s, size_t n)
         }
         int a = i + 1 < n ? hexval(s[i + 1]) : -1, b = i + 2 < n ? hexval(s[i + 2]) : -1;
         if (a < 0 || b < 0 || (a == 0 && b == 0)) {
+            memset(out, 0, n + 1); /* (maybe half a password) */
             free(out);
             return NULL;
         }
@@ -177,19 +179,5 @@ void redis_url_free(struct redis_url *u)
 
 char *redis_url_masked(const char *url, char *out, size_t cap)
 {
-    if (cap == 0) return out;
-    const char *scheme_end = strstr(url, "://");
-    const char *start = scheme_end ? scheme_end + 3 : url;
-    const char *q = strchr(start, '?');
-    size_t span = q ? (size_t)(q - start) : strlen(start);
-    const char *at = NULL;
-    for (size_t i = 0; i < span; i++)
-        if (start[i] == '@') at = start + i;
-    const char *colon = at ? memchr(start, ':', (size_t)(at - start)) : NULL;
-    if (!colon) {
-        snprintf(out, cap, "%s", url);
-        return out;
-    }
-    snprintf(out, cap, "%.*s:***%s", (int)(colon - url), url, at);
-    return out;
+    return dburl_masked(url, out, cap); /* the same user:password@ form */
 }

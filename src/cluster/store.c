@@ -418,8 +418,8 @@ static void *watch_main(void *arg)
 int store_start(const struct config *cfg, char *err, size_t errcap)
 {
     if (!cfg->cluster.redis_url) return 0;
-    if (redis_global_init(cfg->cluster.redis_url, cfg->cluster.redis_timeout_ms, NULL, err,
-                          errcap) != 0)
+    if (redis_global_init(cfg->cluster.redis_url, cfg->cluster.redis_timeout_ms,
+                          cfg->cluster.redis_ca_file, err, errcap) != 0)
         return -1;
     s.enabled = true;
     s.keys_ver = -1;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cluster/redis_url.h"
 #include "config/internal.h"
 #include "core/alloc.h"
 #include "core/dburl.h"
@@ -117,6 +118,7 @@ void config_free(struct config *c)
     free(c->node.mesh_secret);
     free(c->cluster.redis_url);
     free(c->cluster.redis_prefix);
+    free(c->cluster.redis_ca_file);
     free(c->node.mesh_tls_cert);
     free(c->node.mesh_tls_key);
     free(c->node.mesh_tls_ca);
@@ -495,4 +497,11 @@ void config_print_summary(const struct config *c, FILE *out)
     for (size_t i = 0; i < c->security.n_api_keys; i++) usable += c->security.api_keys[i].available;
     fprintf(out, "auth: %s (%zu key(s), %zu usable)\n", c->security.auth_enabled ? "on" : "off",
             c->security.n_api_keys, usable);
+    if (c->cluster.redis_url) {
+        char masked[400];
+        fprintf(out, "cluster: redis %s (prefix %s, timeout %lldms), on_store_down %s\n",
+                redis_url_masked(c->cluster.redis_url, masked, sizeof masked),
+                c->cluster.redis_prefix ? c->cluster.redis_prefix : "", (long long)c->cluster.redis_timeout_ms,
+                c->cluster.store_down_closed ? "closed" : "local");
+    }
 }

@@ -302,6 +302,7 @@ struct config {
         char *redis_url;        /* redis://[user:pass@]host:port/db, rediss://, unix:///path; NULL = none */
         char *redis_prefix;     /* default "aiproxy:" */
         int64_t redis_timeout_ms; /* one operation's deadline, default 50 */
+        char *redis_ca_file;    /* rediss://: CA certificates (PEM); NULL = the system's */
         bool store_down_closed; /* on_store_down: closed (503) instead of local */
     } cluster;
 

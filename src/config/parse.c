@@ -1090,6 +1090,7 @@ static const struct key_spec redis_keys[] = {
     {.name = "url", .type = KT_STR, .offset = CFG(cluster.redis_url)},
     {.name = "prefix", .type = KT_STR, .def = "aiproxy:", .offset = CFG(cluster.redis_prefix)},
     {.name = "timeout", .type = KT_DURATION, .min = 1, .max = 60000, .def = "50ms", .offset = CFG(cluster.redis_timeout_ms)},
+    {.name = "ca_file", .type = KT_STR, .offset = CFG(cluster.redis_ca_file)},
     {.name = NULL},
 };
 

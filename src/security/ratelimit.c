@@ -261,11 +261,12 @@ static bool take_locked(struct rl_table *t, const char *who, int64_t per_hour, i
         e->tat_hour = th;
         e->tat_minute = tm;
     }
-    /* Report the limit that refuses, else the one with less left. */
+    /* Report the limit that refuses (the hour's first: its wait is the one
+     * that lets the request through), else the one with less left. */
     if (per_hour <= 0) *out = dm;
     else if (per_minute <= 0) *out = dh;
-    else if (!dm.allowed) *out = dm;
     else if (!dh.allowed) *out = dh;
+    else if (!dm.allowed) *out = dm;
     else *out = dm.remaining < dh.remaining ? dm : dh;
     if (!ok) out->allowed = false;
     if (!ok && out->retry_after_us <= 0) {

@@ -225,6 +225,30 @@ describe('shared state when Redis goes away', () => {
     assert.ok((await status(gw)).store.timeouts >= 1);
   });
 
+  test('rediss:// (TLS, the server certificate verified) and an ACL user', { timeout: 30000 }, async (t) => {
+    await fake.control({ default: { usage: { prompt_tokens: 1, completion_tokens: 10 } } });
+    const tls = await startRedis({ tls: true, user: 'gateway', aclPassword: 'acl-pw-789' });
+    t.after(() => tls.stop());
+    assert.match(tls.url, /^rediss:\/\/gateway:acl-pw-789@/);
+    const dir = h.tempDir();
+    const gw = await h.gatewayFor(t, h.baseConfig({
+      fakePort: fake.port,
+      extra: {
+        budget: { cost_db: `sqlite:///${path.join(dir, 'n.db')}`, daily_limit: 100 },
+        cluster: { redis: { url: tls.url, prefix: 'tls:', timeout: '500ms', ca_file: tls.caFile } },
+        security: { auth: { enabled: true, api_keys: [{ key: ADMIN, name: 'admin', role: 'admin' }] } },
+      },
+    }));
+    assert.equal((await chat(gw)).status, 200);
+    assert.equal((await status(gw)).store.up, true);
+    await h.waitFor(async () => await shared(tls, 'tls:') === 21000n, 3000, 50, 'spend written over TLS');
+    assert.ok(!gw.logs().includes('acl-pw-789'));
+    // without its CA (the system's does not know it): never up, still serving (local)
+    const wrongCa = await node(t, tls, { prefix: 'tls:', url: tls.url });
+    await h.waitFor(async () => (await status(wrongCa)).store.up === false, 5000, 50, 'unverified server refused');
+    assert.equal((await chat(wrongCa)).status, 200, 'local: serving');
+  });
+
   test('the Redis password never shows in status, metrics, logs or errors', { timeout: 30000 }, async (t) => {
     const redis = await startRedis({ password: 'redis-secret-pw-123' });
     t.after(() => redis.stop());
