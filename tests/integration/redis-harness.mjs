@@ -29,10 +29,14 @@
 //     pause()       SIGSTOP; resolves once the process is stopped (it keeps
 //                   its connections but answers nothing)
 //     resume()      SIGCONT
-//     restart(o)    stop(), then start again on the same port with the same
-//                   options. Empty by default (there is no persistence);
-//                   restart({keepData: true}) SAVEs first and the new server
-//                   loads that dump from the temp dir.
+//     restart(o)    stop() (when not stopped already), then start again on
+//                   the same port, in the same dir, with the same options.
+//                   Empty by default (there is no persistence: a dump.rdb
+//                   left in the dir is removed), except for what the server
+//                   was asked to persist itself (args: ['--appendonly',
+//                   'yes'] keeps its AOF, which is loaded again);
+//                   restart({keepData: true}) SAVEs first (the server must be
+//                   running) and the new server loads that dump.
 //     cli(...args)  runs redis-cli against it (authenticated, TLS when it is
 //                   TLS; --no-auth-warning) and resolves to its stdout (an
 //                   error reply is printed there too, e.g. "ERR ...", and does
