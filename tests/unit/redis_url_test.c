@@ -240,7 +240,7 @@ static void test_masked(void **state)
     masked("redis://u:" SECRET "@[fe80::1]", "redis://u:***@[fe80::1]");
     masked("redis://u:a:b/c@h", "redis://u:***@h");
     masked("redis://u:p@ss@h:7/1", "redis://u:***@h:7/1");
-    masked("redis://u:@h", "redis://u:***@h");
+    masked("redis://u:@h", "redis://u:@h"); /* an empty password: nothing to hide */
     masked("redis://:" SECRET "@h/0?db=3", "redis://:***@h/0?db=3");
     /* no password: as it is */
     masked("redis://h:6379/0", "redis://h:6379/0");
