@@ -76,6 +76,7 @@ struct admission_ticket {
     struct spend_counter *counters[SPEND_MAX_SCOPES];
     const char *scope_names[SPEND_MAX_SCOPES];
     const char *labels[SPEND_MAX_SCOPES];
+    const char *member; /* the hold in the shared store (cl_hold_member) */
     nanos_t daily[SPEND_MAX_SCOPES], monthly[SPEND_MAX_SCOPES];
     int64_t day, month;
 };
@@ -673,7 +674,7 @@ struct reserve_wait {
     bool answered;
     admission_resume_cb resume;
     int n_asks, n_scopes;
-    char request_id[ID_REQUEST_LEN + 32];
+    char member[CL_MEMBER_MAX]; /* the hold, to drop when the answer is lost */
 };
 
 static void on_wait_request_freed(void *arg)
@@ -697,8 +698,8 @@ static bool store_down_for(struct http_request *req, struct admission_ticket *t)
 static void seed(struct admission_ticket *t, const nanos_t *day_spent, const nanos_t *month_spent)
 {
     for (int i = 0; i < t->n_scopes; i++) {
-        spend_window_set(&t->counters[i]->day, t->day, day_spent[i]);
-        spend_window_set(&t->counters[i]->month, t->month, month_spent[i]);
+        if (day_spent[i] >= 0) spend_window_set(&t->counters[i]->day, t->day, day_spent[i]);
+        if (month_spent[i] >= 0) spend_window_set(&t->counters[i]->month, t->month, month_spent[i]);
     }
 }
 
@@ -733,7 +734,7 @@ static void build_reserve(struct http_request *req, const struct admission_ticke
 {
     memset(in, 0, sizeof *in);
     in->prefix = store_prefix();
-    in->request_id = req->id;
+    in->member = NULL; /* (set once the scopes are in) */
     in->hold_ms = HOLD_MS;
     if (t->defer_asks) {
         in->n_asks = t->n_asks;
@@ -770,7 +771,7 @@ static void on_reserve_reply(void *arg, struct redisReply *r)
     bool ok = cl_reserve_decode(r, &shape, &res) == 0;
     if (!req) {
         /* the client left while Redis answered: drop the hold, if any */
-        if (!ok || res.code == CL_ADMITTED) store_defer_release(w->request_id);
+        if (!ok || res.code == CL_ADMITTED) store_defer_release(w->member);
         free(w);
         return;
     }
@@ -783,7 +784,7 @@ static void on_reserve_reply(void *arg, struct redisReply *r)
             log_event(LOG_WARN, "store_error", "the shared store refused a reservation: %.200s",
                       r->str);
         /* (the answer may have been lost after Redis held it) */
-        store_defer_release(w->request_id);
+        store_defer_release(w->member);
         admitted = store_down_for(req, t);
     } else {
         admitted = apply_reserve_reply(req, t, &res);
@@ -856,6 +857,13 @@ enum admit admission_reserve(struct http_request *req, struct route_plan *plan,
 
     struct cl_reserve in;
     build_reserve(req, t, &in);
+    char *member = arena_alloc(&req->arena, CL_MEMBER_MAX);
+    if (!cl_hold_member(&in, req->id, member, CL_MEMBER_MAX)) {
+        /* (scope names are bounded far below this) */
+        http_respond_error(req, GW_ERR_INTERNAL, "The reservation could not be built.", NULL);
+        return ADMIT_REFUSED;
+    }
+    in.member = t->member = member;
     struct cl_argv a;
     cl_reserve_argv(&in, &a);
     struct reserve_wait *w = xcalloc(1, sizeof *w);
@@ -863,9 +871,9 @@ enum admit admission_reserve(struct http_request *req, struct route_plan *plan,
     w->resume = resume;
     w->n_asks = in.n_asks;
     w->n_scopes = in.n_scopes;
-    snprintf(w->request_id, sizeof w->request_id, "%s", req->id);
-    if (redis_conn_script(api_store_conn(req->worker), SCRIPT_RESERVE, a.argc, a.argv, a.lens,
-                          on_reserve_reply, w) != 0) {
+    snprintf(w->member, sizeof w->member, "%s", member);
+    if (redis_conn_batch(api_store_conn(req->worker), SCRIPT_RESERVE, a.argc, a.argv, a.lens,
+                         on_reserve_reply, w) != 0) {
         free(w);
         return store_down_for(req, t) ? ADMIT_OK : ADMIT_REFUSED;
     }
@@ -889,8 +897,9 @@ static void on_settle_reply(void *arg, struct redisReply *r)
     struct cl_settle_result res;
     if (cl_settle_decode(r, w->in.n_scopes, &res) == 0) {
         for (int i = 0; i < w->in.n_scopes; i++) {
-            spend_window_set(&w->counters[i]->day, w->day, res.day_spent[i]);
-            spend_window_set(&w->counters[i]->month, w->month, res.month_spent[i]);
+            if (res.day_spent[i] >= 0) spend_window_set(&w->counters[i]->day, w->day, res.day_spent[i]);
+            if (res.month_spent[i] >= 0)
+                spend_window_set(&w->counters[i]->month, w->month, res.month_spent[i]);
         }
     } else {
         /* lost or refused: the watcher retries it (a settled hold is gone,
@@ -905,7 +914,7 @@ static void settle_shared(struct http_request *req, struct admission_ticket *t, 
 {
     struct cl_settle in = {
         .prefix = store_prefix(),
-        .request_id = req->id,
+        .member = t->member,
         .cost = cost,
         .first_cost = first_cost,
         .day = day,
@@ -922,7 +931,7 @@ static void settle_shared(struct http_request *req, struct admission_ticket *t, 
         spend_window_add(&t->counters[i]->day, day, c);
         spend_window_add(&t->counters[i]->month, month, c);
     }
-    size_t n = strlen(req->id) + 1 + (t->tpm_who ? strlen(t->tpm_who) + 1 : 0);
+    size_t n = strlen(t->member) + 1 + (t->tpm_who ? strlen(t->tpm_who) + 1 : 0);
     for (int i = 0; i < t->n_scopes; i++) n += strlen(t->scope_names[i]) + 1;
     struct settle_wait *w = xmalloc(sizeof *w + n);
     char *p = w->strings;
@@ -934,7 +943,7 @@ static void settle_shared(struct http_request *req, struct admission_ticket *t, 
         p += len_;                                                                                 \
     } while (0)
     w->in = in;
-    KEEP(w->in.request_id, req->id);
+    KEEP(w->in.member, t->member);
     if (t->tpm_who) KEEP(w->in.tpm_who, t->tpm_who);
     for (int i = 0; i < t->n_scopes; i++) {
         KEEP(w->in.scopes[i], t->scope_names[i]);
@@ -945,7 +954,7 @@ static void settle_shared(struct http_request *req, struct admission_ticket *t, 
     w->month = month;
     struct cl_argv a;
     cl_settle_argv(&w->in, &a);
-    if (redis_conn_script(api_store_conn(req->worker), SCRIPT_SETTLE, a.argc, a.argv, a.lens,
+    if (redis_conn_batch(api_store_conn(req->worker), SCRIPT_SETTLE, a.argc, a.argv, a.lens,
                           on_settle_reply, w) != 0) {
         store_defer_settle(&w->in);
         free(w);

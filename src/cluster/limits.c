@@ -52,11 +52,27 @@ static void add_num(struct cl_argv *a, int64_t v)
     a->argc++;
 }
 
+char *cl_hold_member(const struct cl_reserve *in, const char *request_id, char *out, size_t cap)
+{
+    int held = 0;
+    for (int i = 0; i < in->n_scopes; i++) held += in->scopes[i].daily > 0 || in->scopes[i].monthly > 0;
+    int n = snprintf(out, cap, "%s %lld %lld %lld %d", request_id, (long long)clamp(in->amount),
+                     (long long)in->day, (long long)in->month, held);
+    if (n < 0 || (size_t)n >= cap) return NULL;
+    for (int i = 0; i < in->n_scopes; i++) {
+        if (!(in->scopes[i].daily > 0 || in->scopes[i].monthly > 0)) continue;
+        int m = snprintf(out + n, cap - (size_t)n, " %s", in->scopes[i].name);
+        if (m < 0 || (size_t)(n + m) >= cap) return NULL;
+        n += m;
+    }
+    return out;
+}
+
 void cl_reserve_argv(const struct cl_reserve *in, struct cl_argv *out)
 {
     memset(out, 0, sizeof *out);
     add_str(out, in->prefix);
-    add_str(out, in->request_id);
+    add_str(out, in->member);
     add_num(out, clamp(in->hold_ms));
     add_num(out, in->n_asks);
     for (int i = 0; i < in->n_asks; i++) {
@@ -131,7 +147,7 @@ void cl_settle_argv(const struct cl_settle *in, struct cl_argv *out)
 {
     memset(out, 0, sizeof *out);
     add_str(out, in->prefix);
-    add_str(out, in->request_id);
+    add_str(out, in->member);
     add_num(out, clamp(in->cost));
     add_num(out, clamp(in->first_cost));
     add_num(out, in->day);

@@ -38,7 +38,8 @@ struct cl_argv {
 };
 
 struct cl_reserve {
-    const char *prefix, *request_id;
+    const char *prefix;
+    const char *member; /* cl_hold_member */
     int64_t hold_ms; /* the hold's life if the request is never settled */
     struct {
         const char *who;
@@ -64,9 +65,19 @@ struct cl_reserve_result {
     bool monthly; /* a budget refusal: the monthly limit */
     struct rl_decision asks[CL_MAX_ASKS];
     struct rl_decision tokens;
+    /* What each scope's windows hold (-1: not read: the scope has no limit). */
     nanos_t day_spent[CL_MAX_SCOPES], month_spent[CL_MAX_SCOPES];
 };
 
+#define CL_MEMBER_MAX (96 + CL_MAX_SCOPES * CL_SCOPE_MAX)
+
+/* A request's hold as listed in Redis: "request_id amount day month n
+ * scope..." with the scopes that have a limit (the reservation is theirs).
+ * Built once at reservation, sent again to settle or release it. Returns
+ * out, or NULL when it does not fit. */
+char *cl_hold_member(const struct cl_reserve *in, const char *request_id, char *out, size_t cap);
+
+/* One request's arguments for the reserve script (a batch entry). */
 void cl_reserve_argv(const struct cl_reserve *in, struct cl_argv *out);
 /* Reads the reserve script's reply for `in`. Returns 0, or -1 when the
  * reply is not one (an error reply, a wrong shape). */
@@ -74,7 +85,8 @@ int cl_reserve_decode(const struct redisReply *r, const struct cl_reserve *in,
                       struct cl_reserve_result *out);
 
 struct cl_settle {
-    const char *prefix, *request_id;
+    const char *prefix;
+    const char *member; /* the hold, as reserved */
     nanos_t cost, first_cost; /* first_cost: the first scope's (the gateway's own) */
     int64_t day, month;
     const char *tpm_who; /* NULL: none */
@@ -85,6 +97,7 @@ struct cl_settle {
 
 struct cl_settle_result {
     bool applied; /* false: settled before (a retry) */
+    /* Each scope's spend after the cost (-1: nothing written, a zero cost). */
     nanos_t day_spent[CL_MAX_SCOPES], month_spent[CL_MAX_SCOPES];
 };
 

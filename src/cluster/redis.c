@@ -131,8 +131,33 @@ struct pending {
     int64_t deadline_us;
 };
 
+/* The requests one loop turn gathered for a batched script. */
+struct batch_entry {
+    redis_reply_cb cb;
+    void *arg;
+};
+
+struct batch {
+    struct batch_entry *entries;
+    size_t n, cap;
+    char *bytes; /* every argument, back to back (each entry: its count, then its arguments) */
+    size_t len, bytes_cap;
+    size_t *arg_end; /* where each argument ends in `bytes` */
+    size_t n_args, args_cap;
+};
+
+/* A batch sent, waiting for its answer. */
+struct sent_batch {
+    struct batch_entry *entries;
+    size_t n;
+};
+
+#define N_BATCHED 2 /* SCRIPT_RESERVE, SCRIPT_SETTLE */
+
 struct redis_conn {
     struct event_base *base;
+    struct batch batches[N_BATCHED];
+    struct event *flush_ev;
     struct bufferevent *bev;
     redisReader *reader;
     enum conn_state state;
@@ -397,10 +422,115 @@ static void start_connect(struct redis_conn *c)
     send_handshake(c);
 }
 
+/* ---- batches ---- */
+
+static void batch_put_arg(struct batch *b, const char *s, size_t n)
+{
+    if (b->len + n > b->bytes_cap) {
+        b->bytes_cap = (b->len + n) * 2 + 256;
+        b->bytes = xrealloc(b->bytes, b->bytes_cap);
+    }
+    memcpy(b->bytes + b->len, s, n);
+    b->len += n;
+    if (b->n_args == b->args_cap) {
+        b->args_cap = b->args_cap ? b->args_cap * 2 : 64;
+        b->arg_end = xrealloc(b->arg_end, b->args_cap * sizeof *b->arg_end);
+    }
+    b->arg_end[b->n_args++] = b->len;
+}
+
+/* Hands every entry of `b` (taken off it) a failure. */
+static void batch_fail(struct batch *b)
+{
+    size_t n = b->n;
+    struct batch_entry *e = b->entries;
+    b->entries = NULL;
+    b->n = b->cap = b->len = b->n_args = 0;
+    for (size_t i = 0; i < n; i++) e[i].cb(e[i].arg, NULL);
+    free(e);
+}
+
+static void on_batch_reply(void *arg, struct redisReply *r)
+{
+    struct sent_batch *sb = arg;
+    bool whole = r && r->type == REDIS_REPLY_ARRAY && r->elements == sb->n;
+    for (size_t i = 0; i < sb->n; i++) {
+        struct redisReply *mine = whole ? r->element[i] : (r && r->type == REDIS_REPLY_ERROR ? r : NULL);
+        sb->entries[i].cb(sb->entries[i].arg, mine);
+    }
+    free(sb->entries);
+    free(sb);
+}
+
+static int batched_script(int i)
+{
+    return i == 0 ? SCRIPT_RESERVE : SCRIPT_SETTLE;
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct redis_conn *c = arg;
+    for (int i = 0; i < N_BATCHED; i++) {
+        struct batch *b = &c->batches[i];
+        if (b->n == 0) continue;
+        if (c->state == ST_DOWN) {
+            batch_fail(b);
+            continue;
+        }
+        size_t argc = 4 + b->n_args;
+        const char **argv = xmalloc(argc * sizeof *argv);
+        size_t *lens = xmalloc(argc * sizeof *lens);
+        char count[24];
+        snprintf(count, sizeof count, "%zu", b->n);
+        argv[0] = "EVALSHA";
+        argv[1] = scripts_sha(batched_script(i));
+        argv[2] = "0";
+        argv[3] = count;
+        for (int k = 0; k < 4; k++) lens[k] = strlen(argv[k]);
+        for (size_t k = 0, start = 0; k < b->n_args; start = b->arg_end[k++]) {
+            argv[4 + k] = b->bytes + start;
+            lens[4 + k] = b->arg_end[k] - start;
+        }
+        struct sent_batch *sb = xmalloc(sizeof *sb);
+        sb->entries = b->entries;
+        sb->n = b->n;
+        atomic_fetch_add(&n_calls, 1);
+        send_argv(c, (int)argc, argv, lens);
+        push_pending(c, on_batch_reply, sb);
+        free(argv);
+        free(lens);
+        b->entries = NULL;
+        b->n = b->cap = b->len = b->n_args = 0;
+    }
+}
+
+int redis_conn_batch(struct redis_conn *c, int script, int argc, const char **argv,
+                     const size_t *lens, redis_reply_cb cb, void *arg)
+{
+    if (!c || c->state == ST_DOWN) return -1;
+    int i = script == SCRIPT_RESERVE ? 0 : script == SCRIPT_SETTLE ? 1 : -1;
+    if (i < 0) return -1;
+    struct batch *b = &c->batches[i];
+    char count[24];
+    int n = snprintf(count, sizeof count, "%d", argc);
+    batch_put_arg(b, count, (size_t)n);
+    for (int k = 0; k < argc; k++) batch_put_arg(b, argv[k], lens ? lens[k] : strlen(argv[k]));
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 16;
+        b->entries = xrealloc(b->entries, b->cap * sizeof *b->entries);
+    }
+    b->entries[b->n++] = (struct batch_entry){cb, arg};
+    if (b->n == 1) event_active(c->flush_ev, EV_TIMEOUT, 1);
+    return 0;
+}
+
 struct redis_conn *redis_conn_new(struct event_base *base)
 {
     struct redis_conn *c = xcalloc(1, sizeof *c);
     c->base = base;
+    c->flush_ev = event_new(base, -1, 0, on_flush, c);
     c->deadline_timer = evtimer_new(base, on_deadline, c);
     c->retry_timer = evtimer_new(base, on_retry, c);
     start_connect(c);
@@ -416,6 +546,12 @@ void redis_conn_free(struct redis_conn *c)
         struct pending p = pop_pending(c);
         if (p.cb) p.cb(p.arg, NULL);
     }
+    for (int i = 0; i < N_BATCHED; i++) {
+        batch_fail(&c->batches[i]);
+        free(c->batches[i].bytes);
+        free(c->batches[i].arg_end);
+    }
+    event_free(c->flush_ev);
     event_free(c->deadline_timer);
     event_free(c->retry_timer);
     free(c->ring);

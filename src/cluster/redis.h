@@ -57,6 +57,15 @@ int redis_conn_call(struct redis_conn *c, int argc, const char **argv, const siz
 int redis_conn_script(struct redis_conn *c, int script, int argc, const char **argv,
                       const size_t *lens, redis_reply_cb cb, void *arg);
 
+/* Adds one request's arguments (its A: see cluster/scripts.c) to the batch
+ * of a batched script (SCRIPT_RESERVE, SCRIPT_SETTLE) this loop turn
+ * gathers. The batch goes as one EVALSHA once the turn's other ready events
+ * have run; each callback then gets its own request's reply (an array), or
+ * the error reply or NULL when the whole call failed. Never calls back
+ * before returning. Same return as redis_conn_call. */
+int redis_conn_batch(struct redis_conn *c, int script, int argc, const char **argv,
+                     const size_t *lens, redis_reply_cb cb, void *arg);
+
 /* Process-wide figures for metrics and status. */
 struct redis_stats {
     uint64_t calls, errors, timeouts, connects, disconnects;

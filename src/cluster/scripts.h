@@ -7,9 +7,12 @@
  *   P tpm:WHO                tokens-per-minute GCRA time
  *   P b:SCOPE:d:DAY, P b:SCOPE:m:MONTH
  *                            budget windows: hash {s = spent, r = reserved}
- *   P hold:REQUEST_ID        a request's reservation, until it is settled
- *   P holds                  sorted set of holds by expiry (a node that dies
- *                            mid-request has its holds released after it)
+ *   P holds                  the reservations of requests not yet settled: members
+ *                            "request_id amount day month n scope...", scored by
+ *                            expiry (a node that dies mid-request has its holds
+ *                            released after it)
+ *   P swept                  holds released at their expiry, whose late
+ *                            settlement still adds its cost (kept a day)
  *   P rc:BATCH               a reconciliation batch already applied
  *   P keys                   managed keys: HMAC (hex) -> record (JSON)
  *   P keys:ver               bumped on every change of P keys
@@ -21,11 +24,10 @@
 #define AIPROXY_CLUSTER_SCRIPTS_H
 
 enum {
-    SCRIPT_RESERVE,   /* request limits, tokens per minute, budget holds */
-    SCRIPT_SETTLE,    /* a held request's real cost; idempotent (the hold goes) */
+    SCRIPT_RESERVE,   /* request limits, tokens per minute, budget holds (batched) */
+    SCRIPT_SETTLE,    /* a held request's real cost; idempotent, the hold goes (batched) */
     SCRIPT_RECONCILE, /* spend counted locally while Redis was down; once per batch id */
     SCRIPT_RELEASE,   /* drops holds whose reservation answer was lost */
-    SCRIPT_READ,      /* spend of some scopes (the local view's seed) */
     SCRIPT_KEYPUT,    /* stores a managed key's record, bumps the keys' version */
     SCRIPT_KEYSALT,   /* the cluster's key salt, created by the first node that asks */
     SCRIPT_POLL,      /* the keys' version and the gateway's spend: the watcher's probe */

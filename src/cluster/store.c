@@ -39,7 +39,7 @@ struct item {
     struct cl_settle settle;
     char *strings; /* the settle's strings, packed */
     /* ITEM_RELEASE */
-    char request_id[64];
+    char member[CL_MEMBER_MAX];
     /* ITEM_DELTA */
     struct cl_delta delta;
 };
@@ -111,22 +111,22 @@ void store_defer_settle(const struct cl_settle *in)
     struct item *it = xcalloc(1, sizeof *it);
     it->kind = ITEM_SETTLE;
     it->settle = *in;
-    size_t n = strlen(in->request_id) + 1 + (in->tpm_who ? strlen(in->tpm_who) + 1 : 0);
+    size_t n = strlen(in->member) + 1 + (in->tpm_who ? strlen(in->tpm_who) + 1 : 0);
     for (int i = 0; i < in->n_scopes; i++) n += strlen(in->scopes[i]) + 1;
     it->strings = xmalloc(n);
     char *p = it->strings;
     it->settle.prefix = NULL; /* the store's own */
-    it->settle.request_id = pack(&p, in->request_id);
+    it->settle.member = pack(&p, in->member);
     it->settle.tpm_who = pack(&p, in->tpm_who);
     for (int i = 0; i < in->n_scopes; i++) it->settle.scopes[i] = pack(&p, in->scopes[i]);
     push(it);
 }
 
-void store_defer_release(const char *request_id)
+void store_defer_release(const char *member)
 {
     struct item *it = xcalloc(1, sizeof *it);
     it->kind = ITEM_RELEASE;
-    snprintf(it->request_id, sizeof it->request_id, "%s", request_id);
+    snprintf(it->member, sizeof it->member, "%s", member);
     push(it);
 }
 
@@ -261,9 +261,9 @@ static bool flush_one(void)
         it->settle.prefix = s.prefix;
         cl_settle_argv(&it->settle, &a);
         s.in_flight = it;
-        rc = redis_conn_script(s.conn, SCRIPT_SETTLE, a.argc, a.argv, a.lens, on_item_done, NULL);
+        rc = redis_conn_batch(s.conn, SCRIPT_SETTLE, a.argc, a.argv, a.lens, on_item_done, NULL);
     } else {
-        const char *av[2] = {s.prefix, it->request_id};
+        const char *av[2] = {s.prefix, it->member};
         s.in_flight = it;
         rc = redis_conn_script(s.conn, SCRIPT_RELEASE, 2, av, NULL, on_item_done, NULL);
     }

@@ -44,7 +44,7 @@ const char *store_node_id(void);
 
 /* Work for the watcher, carried out once Redis answers (copied). */
 void store_defer_settle(const struct cl_settle *s);
-void store_defer_release(const char *request_id);
+void store_defer_release(const char *hold_member);
 void store_defer_delta(const char *scope, char kind, int64_t period, nanos_t amount);
 
 /* A caller's view of the store for metrics and status. */

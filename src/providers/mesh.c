@@ -50,7 +50,13 @@ bool mesh_relay_take(struct arena *a, const char *text, size_t len, const struct
     r->cost = rl->cost_nanos;
     r->node = arena_strdup(a, rl->node);
     r->provider = arena_strdup(a, rl->provider);
-    r->route = rl->route_len ? arena_strndup(a, text + rl->route_off, rl->route_len) : NULL;
+    char *route = rl->route_len ? arena_strndup(a, text + rl->route_off, rl->route_len) : NULL;
+    /* yajl takes \v and \f as blanks between tokens; JSON does not, and the
+     * route goes into this node's own answer: made plain blanks (inside a
+     * string the parser refused raw control bytes already) */
+    for (char *q = route; q && *q; q++)
+        if (*q == '\v' || *q == '\f') *q = ' ';
+    r->route = route;
     size_t head = rl->start_off, tail = len - rl->end_off;
     char *o = arena_alloc(a, head + tail + 1);
     memcpy(o, text, head);
