@@ -2,6 +2,8 @@
 #include "cluster/limits.h"
 
 #include <hiredis/hiredis.h>
+
+#include "core/str.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -46,9 +48,9 @@ static void add_num(struct cl_argv *a, int64_t v)
 {
     if (a->argc >= CL_MAX_ARGS || a->n_nums >= CL_MAX_ARGS) return;
     char *buf = a->nums[a->n_nums++];
-    int n = snprintf(buf, 24, "%lld", (long long)v);
-    a->argv[a->argc] = buf;
-    a->lens[a->argc] = (size_t)n;
+    const char *s = str_i64(v, buf); /* (no printf: a request formats some 30 numbers) */
+    a->argv[a->argc] = s;
+    a->lens[a->argc] = (size_t)(buf + STR_I64_LEN - 1 - s);
     a->argc++;
 }
 

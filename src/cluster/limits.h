@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "core/money.h"
+#include "core/str.h"
 #include "security/ratelimit.h"
 
 struct redisReply;
@@ -33,7 +34,7 @@ struct cl_argv {
     int argc;
     const char *argv[CL_MAX_ARGS];
     size_t lens[CL_MAX_ARGS];
-    char nums[CL_MAX_ARGS][24];
+    char nums[CL_MAX_ARGS][STR_I64_LEN];
     int n_nums;
 };
 

@@ -25,6 +25,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/str.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -214,12 +215,43 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     conn_fail(c, "an answer took longer than cluster.redis.timeout", true);
 }
 
+/* "*N\r\n" or "$N\r\n" at p. */
+static char *put_count(char *p, char kind, size_t n)
+{
+    char buf[STR_I64_LEN];
+    const char *d = str_i64((int64_t)n, buf);
+    size_t len = (size_t)(buf + STR_I64_LEN - 1 - d);
+    *p++ = kind;
+    memcpy(p, d, len);
+    p += len;
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+/* The command in RESP (an array of bulk strings), written straight into
+ * the connection's output buffer: no intermediate copy, no printf. */
 static void send_argv(struct redis_conn *c, int argc, const char **argv, const size_t *lens)
 {
-    char *cmd = NULL;
-    int n = redisFormatCommandArgv(&cmd, argc, argv, lens);
-    if (n > 0) evbuffer_add(bufferevent_get_output(c->bev), cmd, (size_t)n);
-    redisFreeCommand(cmd);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t total = 3 + STR_I64_LEN;
+    for (int i = 0; i < argc; i++) total += (lens ? lens[i] : strlen(argv[i])) + 5 + STR_I64_LEN;
+    struct evbuffer_iovec v;
+    /* (one vector: libevent makes it one chunk of at least `total`; out of
+     * memory is fatal, as for every allocation here) */
+    if (evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) < 1 || v.iov_len < total) abort();
+    char *p = v.iov_base;
+    p = put_count(p, '*', (size_t)argc);
+    for (int i = 0; i < argc; i++) {
+        size_t n = lens ? lens[i] : strlen(argv[i]);
+        p = put_count(p, '$', n);
+        memcpy(p, argv[i], n);
+        p += n;
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    v.iov_len = (size_t)(p - (char *)v.iov_base);
+    evbuffer_commit_space(out, &v, 1);
 }
 
 static void send_handshake(struct redis_conn *c)

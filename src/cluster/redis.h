@@ -1,6 +1,7 @@
 /* redis: an asynchronous Redis connection on one event loop, for the
- * shared store (SPEC section 6). hiredis formats the commands and parses
- * the replies (RESP); the transport is a libevent bufferevent, plain TCP,
+ * shared store (SPEC section 6). hiredis parses the replies (RESP);
+ * commands are written straight into the output buffer here; the
+ * transport is a libevent bufferevent, plain TCP,
  * a unix socket or TLS (rediss://: Debian 12's hiredis 0.14 has no TLS of
  * its own). Never blocks: a call either queues (its callback runs exactly
  * once, with the reply or with NULL on failure) or is refused at once when
