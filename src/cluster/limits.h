@@ -74,6 +74,8 @@ struct cl_reserve_result {
 
 /* A request's hold as listed in Redis: "request_id amount day month n
  * scope..." with the scopes that have a limit (the reservation is theirs).
+ * The scripts split it on blanks: request ids have none (core/ids.h), scope
+ * names are encoded (cl_scope_name).
  * Built once at reservation, sent again to settle or release it. Returns
  * out, or NULL when it does not fit. */
 char *cl_hold_member(const struct cl_reserve *in, const char *request_id, char *out, size_t cap);

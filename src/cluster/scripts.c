@@ -35,8 +35,8 @@
     "local function release(member)\n" \
     "  local f = split(member)\n" \
     "  local amount = tonumber(f[2]) or 0\n" \
-    "  if amount > 0 then\n" \
-    "    for i = 6, 5 + (tonumber(f[5]) or 0) do\n" \
+    "  if amount > 0 and f[4] then\n" \
+    "    for i = 6, math.min(5 + (tonumber(f[5]) or 0), #f) do\n" \
     "      redis.call('HINCRBY', wkey(f[i], 'd', f[3]), 'r', -amount)\n" \
     "      redis.call('HINCRBY', wkey(f[i], 'm', f[4]), 'r', -amount)\n" \
     "    end\n" \

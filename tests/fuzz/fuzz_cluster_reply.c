@@ -4,7 +4,9 @@
  * decoders (src/cluster/limits.c), fed as the daemon feeds them: bytes
  * from the Redis connection go through hiredis' reader, and every reply
  * it yields is read by cl_reserve_decode, cl_settle_decode and
- * cl_reconcile_decode.
+ * cl_reconcile_decode; reserve and settle are batched (cluster/redis.c:
+ * one reply per call, an array with one element per request), so each
+ * element of an array reply is read by them too, as one request's reply.
  *
  *   byte 0        bits 0-1: the reserve's asks (0, 1, 2; 3 reads as 2),
  *                 bits 2-3: its scopes (0-3, also the settle's),
@@ -16,13 +18,22 @@
  * shape, which is computed here independently:
  *   reserve    an array of 3 + 5 asks + 5 + 2 scopes integers, code 0-3,
  *              index < asks for code 1, < scopes for code 3; then every
- *              decoded field is the integer it came from
+ *              decoded field is the integer it came from (a seed of -1,
+ *              a scope without a limit, too)
  *   settle     an array of 1 + 2 scopes integers
  *   reconcile  an array of one integer (1 when it is not 0, else 0)
  * Inputs declaring an array of 10000 elements or more are skipped:
  * hiredis 0.14 allocates the element array as soon as it reads the
  * header (a 2^31-element header is 16 GB: libFuzzer's malloc limit, not
- * a fault of the decoders). */
+ * a fault of the decoders).
+ *
+ * The same bytes, cut at newlines and NULs, are also up to three scope
+ * names (cl_scope_name) of a hold member (cl_hold_member), which the
+ * scripts split on Lua's blanks (%s: \t \n \v \f \r and space): the
+ * member must split back into exactly its request id, amount, day, month,
+ * the count of scopes with a limit and those scopes' names; CL_MEMBER_MAX
+ * must hold any member of a request id of ID_REQUEST_LEN (24) bytes; with
+ * less room it is NULL, never cut. */
 #include <hiredis/hiredis.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -118,6 +129,113 @@ static void decode_all(const redisReply *r, int n_asks, int n_scopes)
     else check(rc == -1);
 }
 
+/* A reply as a call's (an error reply goes to every request of a batch)
+ * and, when it is an array, each element as one request's. */
+static void decode_reply(const redisReply *r, int n_asks, int n_scopes)
+{
+    decode_all(r, n_asks, n_scopes);
+    if (r->type != REDIS_REPLY_ARRAY) return;
+    for (size_t i = 0; i < r->elements; i++) decode_all(r->element[i], n_asks, n_scopes);
+}
+
+/* ---- hold members ---- */
+
+static bool lua_blank(unsigned char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+/* Splits s as the scripts' split() does (Lua's %S+): up to `max` fields,
+ * their starts and lengths. Returns the count (max + 1 when there are more). */
+static int lua_split(const char *s, const char **start, size_t *len, int max)
+{
+    int n = 0;
+    for (const char *p = s; *p;) {
+        while (*p && lua_blank((unsigned char)*p)) p++;
+        if (!*p) break;
+        const char *b = p;
+        while (*p && !lua_blank((unsigned char)*p)) p++;
+        if (n == max) return max + 1;
+        start[n] = b;
+        len[n++] = (size_t)(p - b);
+    }
+    return n;
+}
+
+static bool field_is(const char *f, size_t n, const char *want)
+{
+    return strlen(want) == n && memcmp(f, want, n) == 0;
+}
+
+static void check_member(const uint8_t *p, size_t n, uint8_t flags)
+{
+    /* up to three names: the input cut at newlines and NULs, each cut at 400 bytes */
+    char raw[CL_MAX_SCOPES][401], names[CL_MAX_SCOPES][CL_SCOPE_MAX];
+    struct cl_reserve in;
+    memset(&in, 0, sizeof in);
+    size_t off = 0;
+    for (int i = 0; i < CL_MAX_SCOPES; i++) {
+        size_t k = 0;
+        while (off < n && p[off] != '\n' && p[off] != '\0') {
+            if (k < sizeof raw[i] - 1) raw[i][k++] = (char)p[off];
+            off++;
+        }
+        raw[i][k] = '\0';
+        if (off < n) off++;
+        cl_scope_name("gkt"[i], raw[i], names[i], sizeof names[i]);
+        check(strlen(names[i]) >= 1 && strlen(names[i]) < CL_SCOPE_MAX);
+        in.scopes[i].name = names[i];
+        /* which have a limit: bits 4-6 of byte 0, one per scope (bit 7: a monthly limit) */
+        if (flags & (0x10 << i)) {
+            if (flags & 0x80) in.scopes[i].monthly = (nanos_t)n + 1;
+            else in.scopes[i].daily = (nanos_t)n + 1;
+        } else if (flags & 0x80) {
+            in.scopes[i].daily = -(nanos_t)n; /* no limit */
+        }
+    }
+    in.n_scopes = (flags >> 2) & 3;
+    /* numbers from the size: negative, past CL_NUM_MAX, the widest */
+    in.amount = (flags & 1) ? INT64_MAX - (int64_t)n : (int64_t)n - 2;
+    in.day = (flags & 2) ? INT64_MIN + (int64_t)n : 20261204;
+    in.month = (flags & 2) ? INT64_MIN : 202612 + (int64_t)n;
+    const char *id = "req_0123456789abcdef0123"; /* ids_request's length */
+
+    char m[CL_MEMBER_MAX];
+    check(cl_hold_member(&in, id, m, sizeof m) == m);
+    size_t mlen = strlen(m);
+    check(mlen < sizeof m);
+    const char *f[8 + CL_MAX_SCOPES];
+    size_t fl[8 + CL_MAX_SCOPES];
+    int nf = lua_split(m, f, fl, 7 + CL_MAX_SCOPES);
+    int held = 0;
+    for (int i = 0; i < in.n_scopes; i++) held += in.scopes[i].daily > 0 || in.scopes[i].monthly > 0;
+    check(nf == 5 + held);
+    char num[32];
+    int64_t amount = in.amount < 0 ? 0 : in.amount > CL_NUM_MAX ? CL_NUM_MAX : in.amount;
+    check(field_is(f[0], fl[0], id));
+    snprintf(num, sizeof num, "%lld", (long long)amount);
+    check(field_is(f[1], fl[1], num));
+    snprintf(num, sizeof num, "%lld", (long long)in.day);
+    check(field_is(f[2], fl[2], num));
+    snprintf(num, sizeof num, "%lld", (long long)in.month);
+    check(field_is(f[3], fl[3], num));
+    snprintf(num, sizeof num, "%d", held);
+    check(field_is(f[4], fl[4], num));
+    for (int i = 0, j = 5; i < in.n_scopes; i++)
+        if (in.scopes[i].daily > 0 || in.scopes[i].monthly > 0) {
+            check(field_is(f[j], fl[j], names[i]));
+            j++;
+        }
+
+    /* less room: NULL, never a cut member; the exact room: the same */
+    size_t cap = n > 1 ? ((size_t)p[0] << 8 | p[1]) % (mlen + 2) : mlen + 1;
+    if (cap == 0) cap = 1;
+    char small[CL_MEMBER_MAX];
+    char *got = cl_hold_member(&in, id, small, cap);
+    if (cap > mlen) check(got == small && strcmp(small, m) == 0);
+    else check(got == NULL);
+}
+
 /* An array header of 5 digits or more ('*', an optional sign, digits). */
 static bool huge_array(const uint8_t *p, size_t n)
 {
@@ -153,6 +271,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(cl_settle_decode(NULL, n_scopes, &sr) == -1);
     check(cl_reconcile_decode(NULL) == -1);
 
+    check_member(p, n, data[0]);
+
     redisReader *reader = redisReaderCreate();
     check(reader != NULL);
     bool broken = false;
@@ -166,7 +286,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 break;
             }
             if (!reply) break; /* wants more bytes */
-            decode_all(reply, n_asks, n_scopes);
+            decode_reply(reply, n_asks, n_scopes);
             freeReplyObject(reply);
         }
     }
