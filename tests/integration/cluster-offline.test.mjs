@@ -32,7 +32,7 @@ test('Redis and PostgreSQL down, the cloud failing: the local model serves, the 
     },
     extra: {
       node: { id: 'edge-1' },
-      routing: { strategy: 'priority', failover: { enabled: true, max_retries: 2, retry_delay: '10ms' } },
+      routing: { strategy: 'availability', failover: { enabled: true, max_retries: 2, retry_delay: '10ms' } },
       budget: { daily_limit: 10, cost_db: pg.url, spool_db: `sqlite:///${path.join(dir, 'spool.db')}` },
       cluster: { redis: { url: redis.url, prefix: 'off:', timeout: '100ms' }, on_store_down: 'local' },
       security: { auth: { enabled: true, api_keys: [{ key: ADMIN, name: 'admin', role: 'admin' }] } },
@@ -46,7 +46,9 @@ test('Redis and PostgreSQL down, the cloud failing: the local model serves, the 
   const sharedSpend = async () => BigInt((await redis.cli('HGET', `off:b:g:d:${day}`, 's')).trim() || '0');
   const ids = [];
 
-  // all up: the cloud serves (paid)
+  // all up: the cloud serves (paid; the local model is made to fail meanwhile, so
+  // that the cloud is the one that answers whatever the strategy's order)
+  await local.control({ default: { status: 500 } });
   for (let i = 0; i < 3; i++) {
     const r = await chat();
     assert.equal(r.status, 200, r.text);
@@ -59,6 +61,7 @@ test('Redis and PostgreSQL down, the cloud failing: the local model serves, the 
   await redis.stop();
   await pg.stop();
   await cloud.control({ default: { status: 500 } });
+  await local.control({ default: { usage: { prompt_tokens: 1, completion_tokens: 10 } } });
   await h.waitFor(async () => (await status()).store.up === false, 5000, 50, 'store down');
   for (let i = 0; i < 10; i++) {
     const r = await chat();
@@ -92,6 +95,7 @@ test('Redis and PostgreSQL down, the cloud failing: the local model serves, the 
   assert.equal(BigInt(cost.trim()), 3n * 21000n, 'the local requests cost nothing');
   assert.equal(await sharedSpend(), 3n * 21000n, 'Redis kept the cloud spend; the outage added nothing twice');
   // and serving goes on through the cloud again
+  await local.control({ default: { status: 500 } });
   const r = await chat();
   assert.equal(r.status, 200);
   assert.equal(r.headers['x-aiproxy-provider'], 'cloud');
