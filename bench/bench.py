@@ -598,23 +598,26 @@ class Bench:
         self.pr.aiproxyd("aiproxyd_local", aiproxyd_conf(P["aip"], extra=SECURE), P["aip"])
         self.pr.aiproxyd("aiproxyd_redis", aiproxyd_conf(P["aipi"], extra=shared), P["aipi"])
 
-        def evalsha_calls():
+        def evalsha_stats():
             out = subprocess.run(["redis-cli", "-p", str(P["redis"]), "INFO", "commandstats"],
                                  capture_output=True, text=True).stdout
-            m = re.search(r"cmdstat_evalsha:calls=(\d+)", out)
-            return int(m.group(1)) if m else 0
-        before = evalsha_calls()
+            m = re.search(r"cmdstat_evalsha:calls=(\d+),usec=(\d+)", out)
+            return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+        before, usec_before = evalsha_stats()
         redis_pids = [self.pr.procs["redis"].pid]
         redis_t0 = cpu_ticks(redis_pids)
         self.ab("cluster", [("local memory", P["aip"], "aiproxyd_local", BENCH_KEY, False),
                             ("redis", P["aipi"], "aiproxyd_redis", BENCH_KEY, False)], concs=(32, 256))
-        calls = evalsha_calls() - before
+        calls, usec = evalsha_stats()
+        calls -= before
+        usec -= usec_before
         redis_ticks = cpu_ticks(redis_pids) - redis_t0
         served = sum(r["requests"] for r in self.res.get("runs_ab", []) if r["target"] == "redis")
         # (the watcher's own poll is one call per 100 ms: counted, and small next to the load)
         self.res["ab"]["cluster"]["redis_calls"] = {"evalsha": calls, "requests": served,
                                                     "per_request": calls / max(1, served),
-                                                    "redis_cpu_us_per_request": redis_ticks / CLK_TCK * 1e6 / max(1, served)}
+                                                    "redis_cpu_us_per_request": redis_ticks / CLK_TCK * 1e6 / max(1, served),
+                                                    "script_us_per_request": usec / max(1, served)}
 
     def start_upstream(self):
         self.pr.nginx("upstream", upstream_conf(os.path.join(self.tmp, "upstream")), [P["up"], P["ups"]])
@@ -1062,7 +1065,8 @@ class Bench:
                 L.append(f"Redis script calls (EVALSHA) during the Redis runs: {rc['evalsha']} for {rc['requests']} "
                          f"requests = **{rc['per_request']:.3f} per request** (one reserve before, one settle "
                          f"after, several requests to a call; the store watcher's 10 polls a second "
-                         f"included). redis-server CPU: {rc['redis_cpu_us_per_request']:.1f} µs per request.\n")
+                         f"included). redis-server CPU: {rc['redis_cpu_us_per_request']:.1f} µs per request, "
+                         f"of which running the scripts: {rc.get('script_us_per_request', 0):.1f} µs.\n")
             if "scrape_cost" in a:
                 sc = a["scrape_cost"]
                 L.append(f"One scrape without load ({sc['n']} back to back): {sc['cpu_us_per_scrape']:.0f} µs of aiproxyd CPU, "
