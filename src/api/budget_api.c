@@ -247,7 +247,8 @@ static void by_node_answer(struct by_node_wait *w)
     put_money(&o, "spent", month);
     put_lit(&o, "},\"by_node\":[");
     for (size_t i = 0; i < n; i++) {
-        put_lit(&o, i ? ",{\"node\":" : "{\"node\":");
+        if (i) put_lit(&o, ",");
+        put_lit(&o, "{\"node\":");
         put_str(&o, rows[i].node_id);
         put_lit(&o, ",");
         put_money(&o, "today", rows[i].today);

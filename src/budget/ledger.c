@@ -134,7 +134,8 @@ struct ledger {
     sqlite3_stmt *spool_read, *spool_delete;
     atomic_bool db_up;
     atomic_uint_fast64_t db_committed, spooled, spool_depth;
-    int64_t retry_at_ms, backoff_ms;
+    int64_t retry_at_ms, backoff_ms; /* the next connection attempt */
+    int64_t drain_at_ms; /* the next spool chunk (later after the spool failed) */
     bool outage_logged; /* ledger_db_down was logged; ledger_db_up not yet */
     bool report_drain;  /* log ledger_db_up once the spool is empty */
     uint64_t drained;   /* spool rows sent since the last ledger_db_up */
@@ -223,7 +224,7 @@ static void drain_chunk(struct ledger *l, struct records *buf)
     if (s != SQLITE_DONE) {
         log_event(LOG_ERROR, "ledger_spool_failed", "reading the spool %s: %s", l->path,
                   sqlite3_errmsg(l->db));
-        l->retry_at_ms = clock_mono_ms() + BACKOFF_MAX_MS;
+        l->drain_at_ms = clock_mono_ms() + BACKOFF_MAX_MS;
         return;
     }
     if (buf->n == 0) {
@@ -232,7 +233,7 @@ static void drain_chunk(struct ledger *l, struct records *buf)
         return;
     }
     char err[512];
-    if (ledger_pg_insert(l->pg, buf, err, sizeof err) != 0) {
+    if (ledger_pg_insert(l->pg, buf, true, err, sizeof err) != 0) {
         backend_down(l, err);
         return;
     }
@@ -244,6 +245,7 @@ static void drain_chunk(struct ledger *l, struct records *buf)
         /* sent, still spooled: sent again later and skipped by PostgreSQL */
         log_event(LOG_ERROR, "ledger_spool_failed", "deleting sent rows from the spool %s: %s",
                   l->path, sqlite3_errmsg(l->db));
+        l->drain_at_ms = clock_mono_ms() + BACKOFF_MAX_MS;
     } else {
         uint64_t depth = atomic_load(&l->spool_depth);
         atomic_store(&l->spool_depth, depth > buf->n ? depth - buf->n : 0);
@@ -252,24 +254,28 @@ static void drain_chunk(struct ledger *l, struct records *buf)
     note_drained(l);
 }
 
-/* Whether the backend wants the writer now: PostgreSQL down with its retry
- * due, or up with rows to drain. */
-static bool backend_due(struct ledger *l, int64_t now_ms)
+/* When the backend next wants the writer (monotonic ms; INT64_MAX: not
+ * until records come): PostgreSQL down, its next connection attempt; up
+ * with rows in the spool, the next chunk. */
+static int64_t backend_next_ms(struct ledger *l)
 {
-    if (!l->pg || l->stop) return false;
-    if (!atomic_load(&l->db_up)) return now_ms >= l->retry_at_ms;
-    return atomic_load(&l->spool_depth) > 0;
+    if (!l->pg) return INT64_MAX;
+    if (!atomic_load(&l->db_up)) return l->retry_at_ms;
+    return atomic_load(&l->spool_depth) > 0 ? l->drain_at_ms : INT64_MAX;
+}
+
+static bool backend_due(struct ledger *l)
+{
+    int64_t next = backend_next_ms(l);
+    return next != INT64_MAX && clock_mono_ms() >= next;
 }
 
 /* One step: reconnect when due, else send one chunk of the spool. */
 static void backend_step(struct ledger *l, struct records *buf)
 {
-    if (!atomic_load(&l->db_up)) {
-        if (clock_mono_ms() < l->retry_at_ms) return;
-        backend_connect(l);
-        return;
-    }
-    if (atomic_load(&l->spool_depth) > 0) drain_chunk(l, buf);
+    if (!backend_due(l)) return;
+    if (!atomic_load(&l->db_up)) backend_connect(l);
+    else drain_chunk(l, buf);
 }
 
 /* Commits a batch: to PostgreSQL when it is up, else (or when it fails) to
@@ -279,7 +285,7 @@ static int commit_records(struct ledger *l, const struct ledger_inserts *ins,
 {
     if (l->pg && atomic_load(&l->db_up)) {
         char err[512];
-        if (ledger_pg_insert(l->pg, b, err, sizeof err) == 0) {
+        if (ledger_pg_insert(l->pg, b, false, err, sizeof err) == 0) {
             atomic_fetch_add(&l->db_committed, b->n);
             return 0;
         }
@@ -389,20 +395,19 @@ static void *writer_main(void *arg)
     pthread_mutex_lock(&l->lock);
     for (;;) {
         while (!l->pending && !l->stop && !l->flush_wanted && batch.n == 0 && !l->queries) {
-            int64_t now = clock_mono_ms();
-            if (backend_due(l, now)) break;
-            if (l->pg && !atomic_load(&l->db_up)) {
-                struct timespec ts = clock_realtime_after_ms(l->retry_at_ms - now);
-                pthread_cond_timedwait(&l->wake, &l->lock, &ts);
-            } else {
+            int64_t now = clock_mono_ms(), next = backend_next_ms(l);
+            if (next <= now) break;
+            if (next == INT64_MAX) {
                 pthread_cond_wait(&l->wake, &l->lock);
+            } else {
+                struct timespec ts = clock_realtime_after_ms(next - now);
+                pthread_cond_timedwait(&l->wake, &l->lock, &ts);
             }
         }
         /* Gather for a moment: one transaction per interval under load, not
          * one per request (each commit costs WAL writes and locks). Not
          * while a query waits or the spool drains. */
-        if (!l->stop && !l->flush_wanted && !l->shard_full && !l->queries &&
-            !backend_due(l, clock_mono_ms())) {
+        if (!l->stop && !l->flush_wanted && !l->shard_full && !l->queries && !backend_due(l)) {
             struct timespec ts = clock_realtime_after_ms(LEDGER_GATHER_MS);
             while (!l->stop && !l->flush_wanted && !l->shard_full && !l->queries)
                 if (pthread_cond_timedwait(&l->wake, &l->lock, &ts) != 0) break;

@@ -23,17 +23,22 @@
 /* pg_advisory_xact_lock key of the migrations: "aiprxlg\0". */
 #define MIGRATION_LOCK_KEY "7019241438478370560"
 
-#define INSERT_STATEMENT "aiproxy_ledger_insert" /* the prepared full-size INSERT */
+#define INSERT_SKIP "aiproxy_ledger_insert" /* the prepared full-size INSERT ... ON CONFLICT */
+#define SQLSTATE_UNIQUE_VIOLATION "23505"
 
 /* Migration i takes the schema from version i to i + 1. Never edit a
  * released step: add a new one. The columns are SQLite's `requests` at
- * its version 4; money and counts are BIGINT (never floating point). */
+ * its version 4 but its rowid `id`: the request id is the key (one index
+ * fewer to maintain per row; compared byte by byte whatever the database's
+ * locale), and ts_ms has a BRIN index (rows arrive
+ * about in time order; it costs next to nothing per insert and serves the
+ * month's range at start). Money and counts are BIGINT, never floating
+ * point. */
 static const char *const pg_migrations[] = {
     /* 0 -> 1: the request ledger, shared by every node */
     "CREATE TABLE requests ("
-    " id BIGSERIAL PRIMARY KEY,"
+    " request_id TEXT COLLATE \"C\" PRIMARY KEY,"
     " ts_ms BIGINT NOT NULL,"
-    " request_id TEXT NOT NULL UNIQUE,"
     " key_id TEXT NOT NULL DEFAULT '',"
     " tenant TEXT NOT NULL DEFAULT '',"
     " model TEXT NOT NULL DEFAULT '',"
@@ -47,7 +52,7 @@ static const char *const pg_migrations[] = {
     " route TEXT NOT NULL DEFAULT '',"
     " via_peer BOOLEAN NOT NULL DEFAULT false,"
     " node_id TEXT NOT NULL DEFAULT '');"
-    "CREATE INDEX requests_ts ON requests (ts_ms);",
+    "CREATE INDEX requests_ts ON requests USING brin (ts_ms);",
 };
 
 #define N_PG_MIGRATIONS (sizeof pg_migrations / sizeof pg_migrations[0])
@@ -82,6 +87,73 @@ struct ledger_pg {
 };
 
 /* ---- pure helpers ---- */
+
+static char *put_be16(char *p, uint16_t v)
+{
+    uint16_t be = htobe16(v);
+    memcpy(p, &be, 2);
+    return p + 2;
+}
+
+static char *put_be32(char *p, uint32_t v)
+{
+    uint32_t be = htobe32(v);
+    memcpy(p, &be, 4);
+    return p + 4;
+}
+
+static char *put_be64(char *p, int64_t v)
+{
+    uint64_t be = htobe64((uint64_t)v);
+    memcpy(p, &be, 8);
+    return p + 8;
+}
+
+/* One field of COPY's binary format: its length, then its bytes. */
+static char *put_field(char *p, const void *data, uint32_t len)
+{
+    p = put_be32(p, len);
+    memcpy(p, data, len);
+    return p + len;
+}
+
+size_t ledger_pg_copy_size(const struct records *b)
+{
+    /* signature, flags, extension length, trailer; per row: field count,
+     * 15 lengths, 38 bytes of numbers, the text */
+    return 19 + 2 + b->n * (2 + LEDGER_PG_COLS * 4 + 38) + b->bytes;
+}
+
+size_t ledger_pg_copy_encode(const struct records *b, char *out)
+{
+    static const char signature[11] = "PGCOPY\n\377\r\n";
+    char *p = out;
+    memcpy(p, signature, 11);
+    p = put_be32(p + 11, 0); /* flags */
+    p = put_be32(p, 0);      /* header extension length */
+    const struct packed *r = (const struct packed *)b->data;
+    for (size_t k = 0; k < b->n; k++, r = packed_next(r)) {
+        p = put_be16(p, LEDGER_PG_COLS);
+        p = put_be64(put_be32(p, 8), r->ts_ms);
+        const char *text = packed_text(r);
+        for (int i = 0; i < LT_COUNT; i++) {
+            size_t n = r->len[i];
+            char *at = p + 4;
+            p = put_field(p, text, (uint32_t)n);
+            if (ledger_pg_utf8_valid_prefix(at, n) != n) ledger_pg_utf8_clean(text, n, at);
+            text += n;
+        }
+        p = put_be64(put_be32(p, 8), r->tokens_in);
+        p = put_be64(put_be32(p, 8), r->tokens_out);
+        p = put_be64(put_be32(p, 8), r->cost_nanos);
+        char estimated = r->estimated ? 1 : 0, via_peer = r->via_peer ? 1 : 0;
+        p = put_field(p, &estimated, 1);
+        p = put_be32(put_be32(p, 4), (uint32_t)r->status);
+        p = put_field(p, &via_peer, 1);
+    }
+    p = put_be16(p, 0xFFFF); /* the trailer: a field count of -1 */
+    return (size_t)(p - out);
+}
 
 size_t ledger_pg_insert_sql(int rows, char *out, size_t cap)
 {
@@ -400,9 +472,8 @@ int ledger_pg_connect(struct ledger_pg *pg, char *err, size_t errcap)
         ledger_pg_disconnect(pg);
         return -1;
     }
-    char *sql = pg->sql;
-    PGresult *res = ledger_pg_insert_sql(LEDGER_PG_ROWS_PER_INSERT, sql, SQL_CAP)
-                        ? PQprepare(c, INSERT_STATEMENT, sql, MAX_PARAMS, pg->types)
+    PGresult *res = ledger_pg_insert_sql(LEDGER_PG_ROWS_PER_INSERT, pg->sql, SQL_CAP)
+                        ? PQprepare(c, INSERT_SKIP, pg->sql, MAX_PARAMS, pg->types)
                         : NULL;
     if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
         fail(pg, err, errcap, "preparing the INSERT", PQerrorMessage(c));
@@ -415,13 +486,6 @@ int ledger_pg_connect(struct ledger_pg *pg, char *err, size_t errcap)
 }
 
 /* ---- inserts ---- */
-
-static char *put_be64(char *p, int64_t v)
-{
-    uint64_t be = htobe64((uint64_t)v);
-    memcpy(p, &be, 8);
-    return p + 8;
-}
 
 /* Fills the parameters of `rows` records from `r`; returns the next record.
  * Text goes as it is (binary format is its bytes) unless it holds bytes
@@ -452,31 +516,27 @@ static const struct packed *bind_rows(struct ledger_pg *pg, const struct packed 
         v[10] = s, len[10] = 8, s = put_be64(s, r->tokens_out);
         v[11] = s, len[11] = 8, s = put_be64(s, r->cost_nanos);
         v[12] = s, len[12] = 1, *s++ = r->estimated ? 1 : 0;
-        uint32_t st = htobe32((uint32_t)r->status);
-        v[13] = s, len[13] = 4, memcpy(s, &st, 4), s += 4;
+        v[13] = s, len[13] = 4, s = put_be32(s, (uint32_t)r->status);
         v[14] = s, len[14] = 1, *s++ = r->via_peer ? 1 : 0;
     }
     *scratch = s;
     return r;
 }
 
-int ledger_pg_insert(struct ledger_pg *pg, const struct records *b, char *err, size_t errcap)
+static bool is_unique_violation(const PGresult *res)
 {
-    if (!ledger_pg_connected(pg)) {
-        snprintf(err, errcap, "not connected");
-        return -1;
-    }
-    if (b->n == 0) return 0;
-    /* numbers (38 bytes a row) and at most every text byte, cleaned */
-    size_t need = b->n * 40 + b->bytes;
-    if (pg->scratch_cap < need) {
-        free(pg->scratch);
-        pg->scratch = xmalloc(need);
-        pg->scratch_cap = need;
-    }
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    return state && strcmp(state, SQLSTATE_UNIQUE_VIOLATION) == 0;
+}
+
+/* The batch with INSERT ... ON CONFLICT (request_id) DO NOTHING, in one
+ * transaction (one statement commits on its own). 0 or -1. */
+static int insert_skipping(struct ledger_pg *pg, const struct records *b, char *err,
+                           size_t errcap)
+{
     size_t statements = (b->n + LEDGER_PG_ROWS_PER_INSERT - 1) / LEDGER_PG_ROWS_PER_INSERT;
-    bool tx = statements > 1; /* one statement commits on its own */
-    if (tx && run(pg, "BEGIN", err, errcap) != 0) goto fail;
+    bool tx = statements > 1;
+    if (tx && run(pg, "BEGIN", err, errcap) != 0) return -1;
     const struct packed *r = (const struct packed *)b->data;
     char *scratch = pg->scratch;
     for (size_t i = 0; i < b->n;) {
@@ -486,8 +546,8 @@ int ledger_pg_insert(struct ledger_pg *pg, const struct records *b, char *err, s
         int np = rows * LEDGER_PG_COLS;
         PGresult *res;
         if (rows == LEDGER_PG_ROWS_PER_INSERT) {
-            res = PQexecPrepared(pg->conn, INSERT_STATEMENT, np, pg->values, pg->lengths,
-                                 pg->formats, 0);
+            res = PQexecPrepared(pg->conn, INSERT_SKIP, np, pg->values, pg->lengths, pg->formats,
+                                 0);
         } else {
             ledger_pg_insert_sql(rows, pg->sql, SQL_CAP);
             res = PQexecParams(pg->conn, pg->sql, np, pg->types, pg->values, pg->lengths,
@@ -496,18 +556,82 @@ int ledger_pg_insert(struct ledger_pg *pg, const struct records *b, char *err, s
         if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
             fail(pg, err, errcap, "INSERT", PQerrorMessage(pg->conn));
             PQclear(res);
-            goto fail;
+            return -1;
         }
         PQclear(res);
         i += (size_t)rows;
     }
-    if (tx && run(pg, "COMMIT", err, errcap) != 0) goto fail;
+    if (tx && run(pg, "COMMIT", err, errcap) != 0) return -1;
     return 0;
-fail:
-    /* Dropping the connection rolls back whatever it had begun; the writer
-     * connects again before its next try. */
-    ledger_pg_disconnect(pg);
-    return -1;
+}
+
+/* New rows with COPY ... FROM STDIN (FORMAT binary): one statement (one
+ * transaction), no SQL to parse, rows inserted in bulk. 0; 1 when a request
+ * id was there already (nothing inserted, still connected); -1. */
+static int copy_once(struct ledger_pg *pg, const struct records *b, char *err, size_t errcap)
+{
+    static const char copy_sql[] = "COPY requests (ts_ms, request_id, key_id, tenant, model, "
+                                   "provider, origin_node, route, node_id, tokens_in, tokens_out, "
+                                   "cost_nanos, estimated, status, via_peer) FROM STDIN "
+                                   "(FORMAT binary)";
+    PGresult *res = PQexec(pg->conn, copy_sql);
+    if (!res || PQresultStatus(res) != PGRES_COPY_IN) {
+        fail(pg, err, errcap, "COPY", PQerrorMessage(pg->conn));
+        PQclear(res);
+        return -1;
+    }
+    PQclear(res);
+    size_t len = ledger_pg_copy_encode(b, pg->scratch);
+    if (PQputCopyData(pg->conn, pg->scratch, (int)len) != 1 ||
+        PQputCopyEnd(pg->conn, NULL) != 1) {
+        fail(pg, err, errcap, "COPY", PQerrorMessage(pg->conn));
+        return -1;
+    }
+    int rc = 0;
+    while ((res = PQgetResult(pg->conn)) != NULL) {
+        if (rc == 0 && PQresultStatus(res) != PGRES_COMMAND_OK) {
+            rc = is_unique_violation(res) ? 1 : -1;
+            fail(pg, err, errcap, "COPY", PQerrorMessage(pg->conn));
+        }
+        PQclear(res);
+    }
+    return rc;
+}
+
+int ledger_pg_insert(struct ledger_pg *pg, const struct records *b, bool may_exist, char *err,
+                     size_t errcap)
+{
+    if (!ledger_pg_connected(pg)) {
+        snprintf(err, errcap, "not connected");
+        return -1;
+    }
+    if (b->n == 0) return 0;
+    /* the COPY stream, or the parameters' numbers (38 bytes a row) and
+     * cleaned text: the stream is the larger */
+    size_t need = ledger_pg_copy_size(b);
+    if (pg->scratch_cap < need) {
+        free(pg->scratch);
+        pg->scratch = xmalloc(need);
+        pg->scratch_cap = need;
+    }
+    /* New rows go in with COPY: a fraction of the server's work of a
+     * multi-row INSERT, whose ON CONFLICT costs twice a plain insert's
+     * (speculative insertion). Should PostgreSQL hold one of them already
+     * (a COMMIT whose answer was lost), the batch is sent again with
+     * INSERT ... ON CONFLICT DO NOTHING, skipping the rows it holds. */
+    int rc = may_exist ? insert_skipping(pg, b, err, errcap) : copy_once(pg, b, err, errcap);
+    if (rc == 1) {
+        log_event(LOG_INFO, "ledger_db_duplicates", "PostgreSQL ledger %s already holds some of "
+                  "%zu records: sent again, skipping those", pg->target, b->n);
+        rc = insert_skipping(pg, b, err, errcap);
+    }
+    if (rc != 0) {
+        /* Dropping the connection rolls back whatever it had begun; the
+         * writer connects again before its next try. */
+        ledger_pg_disconnect(pg);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- reads ---- */

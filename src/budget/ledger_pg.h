@@ -1,9 +1,10 @@
 /* ledger_pg: the PostgreSQL side of the ledger (SPEC section 6), internal
  * to budget/ and used by the writer thread of ledger.c only: one kept
  * connection (made again when it breaks), the schema and its migrations
- * under an advisory lock, batches inserted in one transaction with ON
- * CONFLICT (request_id) DO NOTHING, and the sums read back at start and
- * for GET /v1/budget?by=node. No message from here holds the password. */
+ * under an advisory lock, each batch in one transaction (COPY for new
+ * records, INSERT ... ON CONFLICT (request_id) DO NOTHING where a row may
+ * be there already), and the sums read back at start and for GET
+ * /v1/budget?by=node. No message from here holds the password. */
 #ifndef AIPROXY_BUDGET_LEDGER_PG_H
 #define AIPROXY_BUDGET_LEDGER_PG_H
 
@@ -37,9 +38,14 @@ bool ledger_pg_connected(const struct ledger_pg *pg);
 /* Closes the connection (the next ledger_pg_connect makes a new one). */
 void ledger_pg_disconnect(struct ledger_pg *pg);
 
-/* Inserts the records in one transaction. 0, or -1 with why: rolled back
- * and disconnected (whatever failed, the next attempt starts afresh). */
-int ledger_pg_insert(struct ledger_pg *pg, const struct records *b, char *err, size_t errcap);
+/* Inserts the records in one transaction; rows whose request id is there
+ * already are skipped: with `may_exist` (spool drains), a multi-row INSERT
+ * ... ON CONFLICT (request_id) DO NOTHING; else COPY (binary), and when
+ * PostgreSQL refuses it for a request id it holds, that INSERT. 0, or -1
+ * with why: rolled back and disconnected (whatever failed, the next attempt
+ * starts afresh). */
+int ledger_pg_insert(struct ledger_pg *pg, const struct records *b, bool may_exist, char *err,
+                     size_t errcap);
 
 /* ledger_restore's sums over the whole table (every node). 0 or -1. */
 int ledger_pg_restore(struct ledger_pg *pg, int64_t day_start_ms, int64_t month_start_ms,
@@ -56,6 +62,13 @@ int ledger_pg_by_node(struct ledger_pg *pg, int64_t day_start_ms, int64_t month_
 /* The INSERT of `rows` rows ($1.. numbered, ON CONFLICT (request_id) DO
  * NOTHING) into `out`; returns its length, or 0 when it does not fit. */
 size_t ledger_pg_insert_sql(int rows, char *out, size_t cap);
+
+/* The records as COPY's binary format (PGCOPY signature, one tuple of
+ * LEDGER_PG_COLS fields per record in the INSERT's column order, invalid
+ * UTF-8 cleaned, the trailer) into `out`, which holds
+ * ledger_pg_copy_size(b) bytes; returns the length written. */
+size_t ledger_pg_copy_size(const struct records *b);
+size_t ledger_pg_copy_encode(const struct records *b, char *out);
 
 /* Copies `n` bytes of `s` to `out` (n bytes), each byte that is not part
  * of a well-formed UTF-8 sequence replaced by '?' (PostgreSQL refuses a

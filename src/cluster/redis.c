@@ -65,7 +65,7 @@ int redis_global_init(const char *url, int64_t timeout_ms, const char *tls_ca_fi
             goto fail;
         }
         un->sun_family = AF_UNIX;
-        strcpy(un->sun_path, g.url.path);
+        snprintf(un->sun_path, sizeof un->sun_path, "%s", g.url.path);
         g.addr_len = sizeof *un;
         snprintf(g.where, sizeof g.where, "unix:%s", g.url.path);
     } else {

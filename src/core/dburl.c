@@ -87,8 +87,8 @@ char *dburl_masked(const char *url, char *out, size_t cap)
     password_span(url, &from, &to);
     const char *query = strchr(to ? to : url, '?');
     for (size_t i = 0; url[i];) {
-        if (from && url + i == from) {
-            if (to > from) put(out, cap, &o, "***", 3);
+        if (from && to > from && url + i == from) {
+            put(out, cap, &o, "***", 3);
             i = (size_t)(to - url);
             continue;
         }

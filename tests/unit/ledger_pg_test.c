@@ -1,11 +1,14 @@
 /* ledger_pg_test: the PostgreSQL ledger's pure parts (the multi-row INSERT
- * builder, UTF-8 cleaning, scrubbing the password out of messages, masking
- * database URLs) and the ledger with PostgreSQL unreachable from the start
+ * builder, the binary COPY stream, UTF-8 cleaning, scrubbing the password
+ * out of messages, masking database URLs) and the ledger with PostgreSQL
+ * unreachable from the start
  * (a closed port): open succeeds, records are committed to the spool and
  * counted there, spend is restored from the spool, spend by node answers
  * "unreachable", a URL libpq cannot read is refused without the password
- * in the message or the log. The live server is covered by
- * tests/integration/ledger-pg.test.mjs. */
+ * in the message or the log. With AIPROXY_TEST_PG_URL (set by
+ * tests/integration/ledger-pg.test.mjs, which runs this binary against its
+ * throwaway server): duplicates skipped, bad UTF-8 cleaned, on a live
+ * PostgreSQL. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,9 +19,11 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include "budget/ledger.h"
+#include "budget/ledger_batch.h"
 #include "budget/ledger_pg.h"
 #include "core/dburl.h"
 #include "core/log.h"
@@ -71,6 +76,58 @@ static void test_insert_sql(void **state)
     assert_int_equal(ledger_pg_insert_sql(0, sql, sizeof sql), 0);
 }
 
+/* ---- the COPY stream ---- */
+
+static uint32_t be32_at(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void test_copy_encode(void **state)
+{
+    struct records b = {0};
+    struct ledger_record r = {.ts_ms = 0x0102030405060708, .request_id = "req_1", .key_id = "k",
+                              .model = "ab\xe2\x82", .provider = "p", .node_id = "n1",
+                              .tokens_in = 3, .tokens_out = 4, .cost_nanos = 5,
+                              .estimated = true, .status = 200, .via_peer = false};
+    ledger_records_push(&b, &r);
+    r.request_id = "req_2";
+    r.model = "m";
+    ledger_records_push(&b, &r);
+    size_t cap = ledger_pg_copy_size(&b);
+    unsigned char *out = malloc(cap);
+    size_t n = ledger_pg_copy_encode(&b, (char *)out);
+    assert_true(n <= cap);
+    assert_memory_equal(out, "PGCOPY\n\377\r\n\0", 11);
+    assert_int_equal(be32_at(out + 11), 0); /* flags */
+    assert_int_equal(be32_at(out + 15), 0); /* no header extension */
+    const unsigned char *p = out + 19;
+    assert_int_equal(p[0] << 8 | p[1], LEDGER_PG_COLS);
+    p += 2;
+    assert_int_equal(be32_at(p), 8); /* ts_ms */
+    assert_memory_equal(p + 4, "\x01\x02\x03\x04\x05\x06\x07\x08", 8);
+    p += 12;
+    assert_int_equal(be32_at(p), 5); /* request_id */
+    assert_memory_equal(p + 4, "req_1", 5);
+    p += 9;
+    assert_int_equal(be32_at(p), 1); /* key_id */
+    p += 5;
+    assert_int_equal(be32_at(p), 0); /* tenant: empty, not NULL */
+    p += 4;
+    assert_int_equal(be32_at(p), 4); /* model, cut inside a character: cleaned */
+    assert_memory_equal(p + 4, "ab??", 4);
+    /* the trailer ends the stream */
+    assert_int_equal(out[n - 2], 0xFF);
+    assert_int_equal(out[n - 1], 0xFF);
+    /* the last tuple's last fields: status 200, via_peer false */
+    assert_int_equal(be32_at(out + n - 2 - 5 - 8), 4);
+    assert_int_equal(be32_at(out + n - 2 - 5 - 4), 200);
+    assert_int_equal(be32_at(out + n - 2 - 5), 1);
+    assert_int_equal(out[n - 3], 0);
+    free(out);
+    free(b.data);
+}
+
 /* ---- UTF-8 ---- */
 
 static void clean_is(const char *in, size_t n, const char *want, bool replaced)
@@ -84,8 +141,8 @@ static void clean_is(const char *in, size_t n, const char *want, bool replaced)
 static void test_utf8_clean(void **state)
 {
     clean_is("gpt-4o", 6, "gpt-4o", false);
-    clean_is("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
-             false);
+    const char *mixed = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"; /* 2, 3 and 4 bytes */
+    clean_is(mixed, 14, mixed, false);
     /* a field cut inside a character */
     clean_is("ab\xe2\x82", 4, "ab??", true);
     clean_is("\xf0\x9f\x98", 3, "???", true);
@@ -294,16 +351,88 @@ static void test_bad_url_refused(void **state)
     assert_null(strstr(err, "ter2"));
 }
 
+/* ---- against a live server (AIPROXY_TEST_PG_URL; ledger-pg.test.mjs sets it) ---- */
+
+static PGconn *live;
+
+static int64_t pg_scalar(const char *sql)
+{
+    PGresult *res = PQexec(live, sql);
+    int64_t v = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1
+                    ? strtoll(PQgetvalue(res, 0, 0), NULL, 10)
+                    : -1;
+    PQclear(res);
+    return v;
+}
+
+static void append_range(struct ledger *l, const char *prefix, int from, int to, const char *model)
+{
+    for (int i = from; i < to; i++) {
+        char id[48];
+        snprintf(id, sizeof id, "%s-%d", prefix, i);
+        struct ledger_record r = {.ts_ms = 1796083200000 + i, .request_id = id, .model = model,
+                                  .provider = "p", .cost_nanos = 1000 + i, .status = 200,
+                                  .tokens_in = i, .node_id = "unit"};
+        ledger_append(l, &r);
+    }
+    ledger_flush(l);
+}
+
+/* New records go in with COPY; a batch holding request ids the server has
+ * already (here: sent by an earlier ledger) is sent again with INSERT ...
+ * ON CONFLICT DO NOTHING, more rows than one statement: each request once.
+ * A model cut inside a character goes in cleaned. */
+static void test_live_duplicates_utf8_sums(void **state)
+{
+    const char *url = getenv("AIPROXY_TEST_PG_URL");
+    if (!url || !*url) {
+        skip();
+        return;
+    }
+    live = PQconnectdb(url);
+    assert_int_equal(PQstatus(live), CONNECTION_OK);
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "unit-%d", (int)getpid());
+    char err[256];
+    struct ledger *l = ledger_open_with(path, url, err, sizeof err);
+    assert_non_null(l);
+    assert_true(ledger_backend_up(l));
+    append_range(l, prefix, 0, 300, "gpt");
+    assert_int_equal(ledger_db_committed(l), 300);
+    ledger_close(l);
+    l = ledger_open_with(path, url, err, sizeof err);
+    assert_non_null(l);
+    append_range(l, prefix, 200, 600, "caf\xc3"); /* 100 already there */
+    assert_int_equal(ledger_spooled(l), 0);
+    char q[256];
+    snprintf(q, sizeof q, "SELECT COUNT(*) FROM requests WHERE request_id LIKE '%s-%%'", prefix);
+    assert_int_equal(pg_scalar(q), 600);
+    snprintf(q, sizeof q, "SELECT SUM(cost_nanos) FROM requests WHERE request_id LIKE '%s-%%'",
+             prefix);
+    assert_int_equal(pg_scalar(q), 600 * 1000 + 599 * 600 / 2);
+    snprintf(q, sizeof q, "SELECT COUNT(*) FROM requests WHERE request_id LIKE '%s-%%' AND "
+             "model = 'caf?'", prefix);
+    assert_int_equal(pg_scalar(q), 300); /* 300..599: the first 200..299 kept "gpt" */
+    ledger_close(l);
+    PQfinish(live);
+    live = NULL;
+    char log_has[64];
+    snprintf(log_has, sizeof log_has, "ledger_db_duplicates");
+    assert_true(file_holds(logpath, log_has));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_insert_sql),
+        cmocka_unit_test(test_copy_encode),
         cmocka_unit_test(test_utf8_clean),
         cmocka_unit_test(test_scrub),
         cmocka_unit_test(test_dburl),
         cmocka_unit_test_setup_teardown(test_down_at_start_spools, setup, teardown),
         cmocka_unit_test_setup_teardown(test_by_node_sqlite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_url_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_live_duplicates_utf8_sums, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
