@@ -23,6 +23,7 @@
 #include "cluster/store.h"
 #include "config/config.h"
 #include "core/clock.h"
+#include "core/dburl.h"
 #include "core/money.h"
 #include "http/server.h"
 #include "obs/metrics.h"
@@ -173,6 +174,21 @@ static json_t *store_json(void)
                      "errors", (json_int_t)rs.errors, "timeouts", (json_int_t)rs.timeouts);
 }
 
+/* The ledger: its database (URL masked), whether it answers, the spool. */
+static json_t *ledger_json(const struct config *cfg)
+{
+    struct ledger *l = admission_ledger();
+    if (!l) return json_null();
+    char where[400];
+    if (cfg->budget.cost_db_url) dburl_masked(cfg->budget.cost_db_url, where, sizeof where);
+    else snprintf(where, sizeof where, "sqlite:///%s", cfg->budget.cost_db_path ? cfg->budget.cost_db_path : "");
+    return json_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I}", "type",
+                     cfg->budget.cost_db_url ? "postgres" : "sqlite", "url", where, "up",
+                     ledger_backend_up(l), "queued", (json_int_t)ledger_queue_depth(l),
+                     "committed", (json_int_t)ledger_committed(l), "spooled",
+                     (json_int_t)ledger_spooled(l), "spool_depth", (json_int_t)ledger_spool_depth(l));
+}
+
 static json_t *node_json(const struct config *cfg)
 {
     json_t *n = json_object();
@@ -218,6 +234,7 @@ void admin_ops_status(struct http_request *req)
     json_object_set_new(doc, "providers", ps);
     json_object_set_new(doc, "budget", budget_json(cfg));
     json_object_set_new(doc, "store", store_json());
+    json_object_set_new(doc, "ledger", ledger_json(cfg));
     json_object_set_new(doc, "strategy", json_string(routing_strategy_name(cfg->routing.strategy)));
     respond_json(req, 200, doc);
 }

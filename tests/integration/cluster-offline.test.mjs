@@ -75,6 +75,11 @@ test('Redis and PostgreSQL down, the cloud failing: the local model serves, the 
   assert.equal(BigInt(b.today.spent_nanos), 3n * 21000n, 'the last shared spend, plus nothing (free)');
   const metrics = (await h.request(gw.url + '/metrics', { headers: auth })).text;
   assert.match(metrics, /aiproxy_store_up 0/);
+  await h.waitFor(async () => (await status()).ledger.up === false, 10000, 100, 'the ledger says PostgreSQL is down');
+  const st = await status();
+  assert.equal(st.ledger.type, 'postgres');
+  assert.match(st.ledger.url, /:\*\*\*@/, 'the PostgreSQL password masked');
+  assert.ok(!JSON.stringify(st).includes(pg.password));
   await h.waitFor(async () => /aiproxy_ledger_spool_depth [1-9]/.test(
     (await h.request(gw.url + '/metrics', { headers: auth })).text), 5000, 100, 'records spooled');
 
