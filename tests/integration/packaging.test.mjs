@@ -24,6 +24,7 @@ import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import * as h from './harness.mjs';
+import { startRedis } from './redis-harness.mjs';
 
 const P = (...a) => path.join(h.REPO, ...a);
 const UNIT = P('packaging/systemd/aiproxyd.service');
@@ -542,6 +543,9 @@ test('Prometheus alerts: every metric and label used exists in a live /metrics; 
   await fake.control({ default: { usage: { prompt_tokens: 1000, completion_tokens: 1000 } } });
   const promPort = await h.freePort();
   const KEY = 'prom-scrape-key';
+  // A shared store too, so that its metrics exist (they are exported only with one).
+  const redis = await startRedis();
+  t.after(() => redis.stop());
   const cfg = h.baseConfig({
     fakePort: fake.port,
     providers: {
@@ -552,6 +556,7 @@ test('Prometheus alerts: every metric and label used exists in a live /metrics; 
     extra: {
       // $0.003 spent of $0.00353 = 85% of the day; the month is at 0.3%.
       budget: { daily_limit: 0.003 / 0.85, monthly_limit: 1 },
+      cluster: { redis: { url: redis.url, prefix: `prom${process.pid}:` } },
       security: { auth: { enabled: true, api_keys: [{ key: KEY, name: 'prometheus' }] } },
       observability: { logging: { level: 'info', format: 'json' }, metrics: { enabled: true, prometheus_port: promPort } },
     },
