@@ -7,10 +7,12 @@ BUILD   ?= build
 SAN     ?= 0
 
 PKGS    := libevent_core libevent_extra libevent_openssl libevent_pthreads openssl \
-           yaml-0.1 sqlite3 jansson yajl hiredis libpq
+           yaml-0.1 sqlite3 jansson yajl hiredis
+# libpq's headers only: the library is loaded when a PostgreSQL ledger is
+# configured (src/budget/pq_dl.h), not by every process
 CFLAGS  := -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-           -g -Isrc $(shell pkg-config --cflags $(PKGS)) -pthread -MMD -MP
-LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lm -pthread
+           -g -Isrc $(shell pkg-config --cflags $(PKGS) libpq) -pthread -MMD -MP
+LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lm -pthread -ldl
 
 ifeq ($(SAN),1)
 CFLAGS  += -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -54,7 +56,7 @@ $(BUILD)/aiproxyctl: $(BUILD)/src/aiproxyctl.o $(BUILD)/libaiproxy.a
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libaiproxy.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs cmocka)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs cmocka libpq)
 
 unit: $(UNIT_BIN)
 

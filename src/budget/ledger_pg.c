@@ -4,7 +4,7 @@
 #include "budget/ledger_pg.h"
 
 #include <endian.h>
-#include <libpq-fe.h>
+#include "budget/pq_dl.h" /* <libpq-fe.h>, its calls through the loaded library */
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -299,6 +299,7 @@ struct ledger_pg *ledger_pg_new(const char *url, char *err, size_t errcap)
         snprintf(err, errcap, "budget.cost_db: %s", DBURL_AMBIGUOUS_MESSAGE);
         return NULL;
     }
+    if (pq_load(err, errcap) != 0) return NULL;
     char *msg = NULL;
     PQconninfoOption *opts = PQconninfoParse(url, &msg);
     if (!opts) {

@@ -381,11 +381,12 @@ test('Dockerfile: the runtime stage installs the Debian package of every shared 
     }
   }
   assert.deepEqual(missing, [], `runtime stage misses packages:\n${missing.join('\n')}`);
-  // And nothing installed that no binary loads, except ca-certificates and
-  // libevent-pthreads (linked with --as-needed, kept for a build that uses it).
+  // And nothing installed that no binary loads, except ca-certificates,
+  // libevent-pthreads (linked with --as-needed, kept for a build that uses it)
+  // and libpq5 (loaded when a PostgreSQL ledger is configured: budget/pq_dl.h).
   const used = new Set(bins.flatMap((b) => [...neededPackages(b).values()]));
   for (const p of rp) {
-    if (['ca-certificates', 'libevent-pthreads-2.1-7'].includes(p)) continue;
+    if (['ca-certificates', 'libevent-pthreads-2.1-7', 'libpq5'].includes(p)) continue;
     assert.ok(used.has(p), `runtime package ${p} is loaded by neither binary`);
   }
 });
