@@ -8,7 +8,10 @@ build=${1:-build}
 out="tests/out/$build"
 rm -rf "$out"
 mkdir -p "$out"
-export ASAN_OPTIONS="log_path=$PWD/$out/sanitizer:detect_leaks=1:abort_on_error=0:halt_on_error=1"
+# symbolize=0: a report is written in microseconds (the tests SIGKILL their
+# gateways when they end, which could cut a slow symbolization short); the
+# addresses are symbolized below, after the run.
+export ASAN_OPTIONS="log_path=$PWD/$out/sanitizer:detect_leaks=1:abort_on_error=0:halt_on_error=1:symbolize=0"
 # Under a sanitizer, RSS measures ASan's quarantine and shadow memory, not the
 # gateway: tests skip their memory-bound assertions (the plain run keeps them).
 case "$build" in *asan*|*san*) export AIPROXY_SANITIZED=1 ;; *) export AIPROXY_SANITIZED=0 ;; esac
@@ -37,7 +40,11 @@ grep -E '^ℹ (tests|pass|fail|duration_ms)' "$out/integration.log"
 
 if ls "$out"/sanitizer.* >/dev/null 2>&1; then
     echo "== sanitizer reports ($build)"
-    head -60 "$out"/sanitizer.*
+    sym=$(command -v asan_symbolize || command -v asan_symbolize-14 || true)
+    for f in "$out"/sanitizer.*; do
+        if [ -n "$sym" ]; then "$sym" < "$f" > "$f.sym" 2>/dev/null || cp "$f" "$f.sym"; else cp "$f" "$f.sym"; fi
+        head -60 "$f.sym"
+    done
     failed=1
 fi
 exit $failed

@@ -641,8 +641,9 @@ static bool reserve_locally(struct http_request *req, struct admission_ticket *t
     if (t->tpm > 0) {
         struct rl_decision d;
         if (!rl_take_tokens(state->rl, t->tpm_who, t->tpm, t->est_tokens, clock_mono_us(), &d)) {
-            refuse_rate(req, &d, req->principal ? "this key" : "this gateway", true);
             t->tpm_who = NULL;
+            /* (answering may free the request, and t with it: nothing after) */
+            refuse_rate(req, &d, req->principal ? "this key" : "this gateway", true);
             return false;
         }
     } else {
