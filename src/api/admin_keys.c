@@ -19,6 +19,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/str.h"
 #include "http/server.h"
 #include "security/keystore.h"
 
@@ -169,7 +170,7 @@ static void on_shared_put(struct http_request *req, struct redisReply *r, void *
 static void shared_put(struct http_request *req, struct shared_put *p)
 {
     char hex[2 * KEYSTORE_HASH_LEN + 1];
-    shared_hex(p->hash, KEYSTORE_HASH_LEN, hex);
+    str_hex(p->hash, KEYSTORE_HASH_LEN, hex);
     char *record = shared_key_encode(&p->view);
     const char *av[3] = {store_prefix(), hex, record};
     int rc = store_call_script(req, SCRIPT_KEYPUT, 3, av, NULL, on_shared_put, p, shared_put_free);

@@ -469,7 +469,7 @@ static bool lookup_shared_key(struct http_request *req, const char *presented, b
         strlen(presented) != KEYSTORE_KEY_LEN || !keystore_shared_hash(state->keys, presented, hash))
         return false;
     char hex[2 * KEYSTORE_HASH_LEN + 1], key[300];
-    shared_hex(hash, sizeof hash, hex);
+    str_hex(hash, sizeof hash, hex);
     snprintf(key, sizeof key, "%skeys", store_prefix());
     const char *av[3] = {"HGET", key, hex};
     struct key_lookup *l = xmalloc(sizeof *l);

@@ -107,32 +107,3 @@ out:
     json_decref(o);
     return rc;
 }
-
-void shared_hex(const unsigned char *b, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[b[i] >> 4];
-        out[2 * i + 1] = digits[b[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-static int nibble(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-int shared_unhex(const char *hex, size_t len, unsigned char *b, size_t n)
-{
-    if (len != 2 * n) return -1;
-    for (size_t i = 0; i < n; i++) {
-        int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0) return -1;
-        b[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return 0;
-}

@@ -2,7 +2,7 @@
  * keys created on one node are valid on all"). A key's record is kept in
  * the hash P keys under the hex HMAC-SHA256 of the key with the cluster's
  * salt (P keys:salt): never the key itself. Pure: the record's JSON form
- * and the hex of hashes; the watcher (cluster/store.c) and the admin API
+ * (hashes are written in hex with core/str.h's str_hex); the watcher (cluster/store.c) and the admin API
  * do the I/O. */
 #ifndef AIPROXY_CLUSTER_KEYS_H
 #define AIPROXY_CLUSTER_KEYS_H
@@ -20,9 +20,5 @@ char *shared_key_encode(const struct key_view *v); /* heap; free() */
 /* Reads a record into `out` (strings in `a`). Returns 0, or -1 when it is
  * not a valid record (then the entry is skipped). */
 int shared_key_decode(const char *json, size_t len, struct key_view *out, struct arena *a);
-
-void shared_hex(const unsigned char *b, size_t n, char *out); /* out: 2n + 1 */
-/* Reads exactly 2n hex digits into b. Returns 0 or -1. */
-int shared_unhex(const char *hex, size_t len, unsigned char *b, size_t n);
 
 #endif

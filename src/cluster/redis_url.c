@@ -7,14 +7,7 @@
 
 #include "core/alloc.h"
 #include "core/dburl.h"
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
+#include "core/str.h"
 
 /* A percent-decoded copy of s[0, n), or NULL when an escape is broken or
  * decodes to NUL. */
@@ -26,7 +19,7 @@ static char *decode(const char *s, size_t n)
             *o++ = s[i];
             continue;
         }
-        int a = i + 1 < n ? hexval(s[i + 1]) : -1, b = i + 2 < n ? hexval(s[i + 2]) : -1;
+        int a = i + 1 < n ? str_hex_value(s[i + 1]) : -1, b = i + 2 < n ? str_hex_value(s[i + 2]) : -1;
         if (a < 0 || b < 0 || (a == 0 && b == 0)) {
             memset(out, 0, n + 1); /* (maybe half a password) */
             free(out);

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/str.h"
+
 /* Shared by every script: the server's clock, the budget windows, holds
  * and their release, the sweep of holds past their expiry, GCRA. P (the
  * key prefix) is set by each script from its arguments. */
@@ -289,7 +291,7 @@ static void compute_shas(void)
     for (int i = 0; i < SCRIPT_COUNT; i++) {
         unsigned char d[SHA_DIGEST_LENGTH];
         SHA1((const unsigned char *)texts[i], strlen(texts[i]), d);
-        for (int j = 0; j < SHA_DIGEST_LENGTH; j++) snprintf(shas[i] + 2 * j, 3, "%02x", d[j]);
+        str_hex(d, SHA_DIGEST_LENGTH, shas[i]);
     }
 }
 

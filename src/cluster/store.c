@@ -23,6 +23,7 @@
 #include "core/clock.h"
 #include "core/ids.h"
 #include "core/log.h"
+#include "core/str.h"
 
 #define WATCH_PERIOD_MS 100
 #define DEFERRED_MAX 1000000
@@ -291,7 +292,7 @@ static void on_salt(void *arg, struct redisReply *r)
         set_up(false);
         return;
     }
-    if (r->type != REDIS_REPLY_STRING || shared_unhex(r->str, r->len, salt, sizeof salt) != 0) {
+    if (r->type != REDIS_REPLY_STRING || str_unhex(r->str, r->len, salt, sizeof salt) != 0) {
         log_event(LOG_ERROR, "store_key_salt_invalid", "the shared store's key salt is not 64 "
                   "hex digits: managed keys of the cluster are not available");
         s.salt_known = true; /* (not asked again: an operator must fix it) */
@@ -321,7 +322,7 @@ static void on_all_keys(void *arg, struct redisReply *r)
     for (size_t i = 0; i < n; i++) {
         const redisReply *f = r->element[2 * i], *v = r->element[2 * i + 1];
         if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
-        if (shared_unhex(f->str, f->len, hashes[kept], KEYSTORE_HASH_LEN) != 0) continue;
+        if (str_unhex(f->str, f->len, hashes[kept], KEYSTORE_HASH_LEN) != 0) continue;
         if (shared_key_decode(v->str, v->len, &views[kept], &a) != 0) continue;
         kept++;
     }
@@ -373,7 +374,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         char fresh[SHARED_SALT_HEX + 1];
         unsigned char salt[SHARED_SALT_HEX / 2];
         if (RAND_bytes(salt, sizeof salt) != 1) return;
-        shared_hex(salt, sizeof salt, fresh);
+        str_hex(salt, sizeof salt, fresh);
         OPENSSL_cleanse(salt, sizeof salt);
         const char *av[2] = {s.prefix, fresh};
         if (redis_conn_script(s.conn, SCRIPT_KEYSALT, 2, av, NULL, on_salt, NULL) == 0)

@@ -11,6 +11,7 @@
 
 #include "core/alloc.h"
 #include "core/arena.h"
+#include "core/str.h"
 #include "security/digest.h"
 
 struct stored_key {
@@ -43,24 +44,14 @@ void keys_hash(const unsigned char *salt, size_t salt_len, const char *key,
     hmac_key_free(&k);
 }
 
-static void hex(const unsigned char *b, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[b[i] >> 4];
-        out[2 * i + 1] = digits[b[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 void keys_generate(char key[KEYSTORE_KEY_LEN + 1], char id[KEYSTORE_ID_LEN + 1])
 {
     unsigned char r[24], i8[8];
     if (RAND_bytes(r, sizeof r) != 1 || RAND_bytes(i8, sizeof i8) != 1) abort(); /* no RNG: no keys */
     memcpy(key, KEYSTORE_KEY_PREFIX, 7);
-    hex(r, sizeof r, key + 7);
+    str_hex(r, sizeof r, key + 7);
     memcpy(id, "key_", 4);
-    hex(i8, sizeof i8, id + 4);
+    str_hex(i8, sizeof i8, id + 4);
     OPENSSL_cleanse(r, sizeof r);
 }
 
