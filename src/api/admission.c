@@ -57,6 +57,13 @@ struct admission_state {
 
 static struct admission_state *state;
 
+/* A request's rate limits: its key's, then its client address's. */
+struct request_asks {
+    int n;
+    int key_ask; /* the key's index, -1: none */
+    struct rl_ask a[2];
+};
+
 /* What one request holds from authentication to admission_finish
  * (arena-owned). */
 struct admission_ticket {
@@ -67,10 +74,8 @@ struct admission_ticket {
     int64_t est_tokens;
     const char *tpm_who; /* NULL when no token limit was charged */
     int64_t tpm;
-    /* Request limits left to the reservation (shared store). */
-    bool defer_asks;
-    int n_asks, key_ask;
-    struct rl_ask asks[2];
+    /* Request limits left to the reservation (shared store; none otherwise). */
+    struct request_asks asks;
     /* The budget scopes: counters here, names in Redis. */
     int n_scopes;
     struct spend_counter *counters[SPEND_MAX_SCOPES];
@@ -350,44 +355,44 @@ static struct admission_ticket *ticket_of(struct http_request *req)
     if (!t) {
         t = arena_alloc(&req->arena, sizeof *t);
         memset(t, 0, sizeof *t);
-        t->key_ask = -1;
+        t->asks.key_ask = -1;
         req->admission = t;
     }
     return t;
 }
 
-/* The key's request limits, then the client address's; the headers
- * describe the key's when it has any. Fills t->asks. */
+/* The key's request limits, then the client address's (the headers
+ * describe the key's when it has any). */
 static void request_asks(struct http_request *req, const struct principal *p,
-                         struct admission_ticket *t)
+                         struct request_asks *q)
 {
     const struct config *cfg = req->config;
     bool rl_on = cfg->security.rate_limiting_enabled;
-    t->n_asks = 0;
-    t->key_ask = -1;
+    q->n = 0;
+    q->key_ask = -1;
     if (p && (rl_on ? cfg->security.rl_by_api_key : true)) {
-        t->asks[t->n_asks] = (struct rl_ask){
+        q->a[q->n] = (struct rl_ask){
             .who = p->limit_key,
             .per_hour = p->rate_limit_per_hour ? p->rate_limit_per_hour
                                                : rl_on ? cfg->security.default_limit_per_hour : 0,
             .per_minute = p->requests_per_minute ? p->requests_per_minute
                                                  : rl_on ? cfg->security.requests_per_minute : 0,
         };
-        if (t->asks[t->n_asks].per_hour || t->asks[t->n_asks].per_minute) t->key_ask = t->n_asks++;
+        if (q->a[q->n].per_hour || q->a[q->n].per_minute) q->key_ask = q->n++;
     }
     if (rl_on && cfg->security.rl_by_ip &&
         (cfg->security.default_limit_per_hour || cfg->security.requests_per_minute))
-        t->asks[t->n_asks++] = (struct rl_ask){ip_limit_key(req), cfg->security.default_limit_per_hour,
-                                               cfg->security.requests_per_minute};
+        q->a[q->n++] = (struct rl_ask){ip_limit_key(req), cfg->security.default_limit_per_hour,
+                                       cfg->security.requests_per_minute};
 }
 
 /* Answers a refusal of ask `refused` (or adds the shown limit's headers
  * when none refused). Returns false when refused. */
-static bool apply_request_decisions(struct http_request *req, const struct admission_ticket *t,
+static bool apply_request_decisions(struct http_request *req, const struct request_asks *q,
                                     int refused, const struct rl_decision *d)
 {
     const struct principal *p = req->principal;
-    if (refused >= 0 && refused == t->key_ask) {
+    if (refused >= 0 && refused == q->key_ask) {
         char what[200];
         snprintf(what, sizeof what, "key '%s'", p->name);
         refuse_rate(req, &d[refused], what, false);
@@ -397,19 +402,19 @@ static bool apply_request_decisions(struct http_request *req, const struct admis
         refuse_rate(req, &d[refused], "this client address", false);
         return false;
     }
-    if (t->n_asks == 0) return true;
-    int shown = t->key_ask >= 0 && d[t->key_ask].limit ? t->key_ask : t->n_asks - 1;
+    if (q->n == 0) return true;
+    int shown = q->key_ask >= 0 && d[q->key_ask].limit ? q->key_ask : q->n - 1;
     if (d[shown].limit) add_headers(req, rl_headers(req, &d[shown]));
     return true;
 }
 
 /* The request limits on this node's own table. */
-static bool take_requests_locally(struct http_request *req, const struct admission_ticket *t)
+static bool take_requests_locally(struct http_request *req, const struct request_asks *q)
 {
-    if (t->n_asks == 0) return true;
+    if (q->n == 0) return true;
     struct rl_decision d[2];
-    int refused = rl_take_requests(state->rl, t->asks, t->n_asks, clock_mono_us(), d);
-    return apply_request_decisions(req, t, refused, d);
+    int refused = rl_take_requests(state->rl, q->a, q->n, clock_mono_us(), d);
+    return apply_request_decisions(req, q, refused, d);
 }
 
 /* A managed key's principal, or NULL with why in *why. */
@@ -527,18 +532,13 @@ static bool after_principal(struct http_request *req, bool admin_required, bool 
         return true; /* admins are not rate limited on the admin API: they can always revoke */
     }
     if (!state) return true;
-    struct admission_ticket tmp, *t = &tmp;
-    bool defer = defer_limits && store_enabled();
-    if (defer) t = ticket_of(req);
-    else {
-        memset(&tmp, 0, sizeof tmp);
-    }
-    request_asks(req, p, t);
-    if (defer) {
-        t->defer_asks = t->n_asks > 0;
+    if (defer_limits && store_enabled()) {
+        request_asks(req, p, &ticket_of(req)->asks); /* taken with the reservation */
         return true;
     }
-    return take_requests_locally(req, t);
+    struct request_asks q;
+    request_asks(req, p, &q);
+    return take_requests_locally(req, &q);
 }
 
 /* ---- before sending ---- */
@@ -637,7 +637,7 @@ static void fill_scopes(struct http_request *req, struct admission_ticket *t, bo
  * with on_store_down: local). */
 static bool reserve_locally(struct http_request *req, struct admission_ticket *t)
 {
-    if (t->defer_asks && !take_requests_locally(req, t)) return false;
+    if (!take_requests_locally(req, &t->asks)) return false;
     if (t->tpm > 0) {
         struct rl_decision d;
         if (!rl_take_tokens(state->rl, t->tpm_who, t->tpm, t->est_tokens, clock_mono_us(), &d)) {
@@ -709,11 +709,11 @@ static bool apply_reserve_reply(struct http_request *req, struct admission_ticke
 {
     if (res->code != CL_RATE) {
         int none = -1;
-        if (!apply_request_decisions(req, t, none, res->asks)) return false;
+        if (!apply_request_decisions(req, &t->asks, none, res->asks)) return false;
     }
     switch (res->code) {
     case CL_RATE:
-        return apply_request_decisions(req, t, res->index, res->asks);
+        return apply_request_decisions(req, &t->asks, res->index, res->asks);
     case CL_TOKENS:
         refuse_rate(req, &res->tokens, req->principal ? "this key" : "this gateway", true);
         return false;
@@ -737,14 +737,8 @@ static void build_reserve(struct http_request *req, const struct admission_ticke
     in->prefix = store_prefix();
     in->member = NULL; /* (set once the scopes are in) */
     in->hold_ms = HOLD_MS;
-    if (t->defer_asks) {
-        in->n_asks = t->n_asks;
-        for (int i = 0; i < t->n_asks; i++) {
-            in->asks[i].who = t->asks[i].who;
-            in->asks[i].per_hour = t->asks[i].per_hour;
-            in->asks[i].per_minute = t->asks[i].per_minute;
-        }
-    }
+    in->n_asks = t->asks.n;
+    memcpy(in->asks, t->asks.a, (size_t)t->asks.n * sizeof in->asks[0]);
     if (t->tpm > 0) {
         in->tpm_who = t->tpm_who;
         in->tpm_limit = t->tpm;

@@ -42,10 +42,7 @@ struct cl_reserve {
     const char *prefix;
     const char *member; /* cl_hold_member */
     int64_t hold_ms; /* the hold's life if the request is never settled */
-    struct {
-        const char *who;
-        int64_t per_hour, per_minute; /* 0 = none */
-    } asks[CL_MAX_ASKS];
+    struct rl_ask asks[CL_MAX_ASKS]; /* per_hour, per_minute: 0 = none */
     int n_asks;
     const char *tpm_who; /* NULL: no token limit */
     int64_t tpm_limit, est_tokens;
