@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/redis_url.h"
 #include "config/walk.h"
 #include "core/alloc.h"
 #include "core/dburl.h"
@@ -1201,13 +1202,16 @@ static void validate(struct parse_ctx *cx, const struct cnode *root)
         free(c->cluster.redis_url);
         c->cluster.redis_url = NULL;
     }
-    const char *u = c->cluster.redis_url;
-    if (u && strncmp(u, "redis://", 8) != 0 && strncmp(u, "rediss://", 9) != 0 &&
-        strncmp(u, "unix://", 7) != 0) {
-        const struct cnode *un = cnode_get(cnode_get(cnode_get(root, "cluster"), "redis"), "url");
-        /* (the URL is not repeated: it may hold a password) */
-        ERR(cx, un ? un->line : root->line, "cluster.redis.url",
-            "unsupported scheme (expected redis://, rediss:// or unix://)");
+    struct redis_url ru;
+    char why[200];
+    if (c->cluster.redis_url) {
+        if (redis_url_parse(c->cluster.redis_url, &ru, why, sizeof why) == 0) {
+            redis_url_free(&ru);
+        } else {
+            const struct cnode *un = cnode_get(cnode_get(cnode_get(root, "cluster"), "redis"), "url");
+            /* (the reason never repeats the URL: it may hold a password) */
+            ERR(cx, un ? un->line : root->line, "cluster.redis.url", "%s", why);
+        }
     }
 }
 

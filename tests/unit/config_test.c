@@ -892,6 +892,52 @@ static void test_mesh_config(void **state)
     config_unref(c);
 }
 
+/* cluster: defaults, every key, refusals naming file, line and key, and a
+ * summary that never shows the Redis password. */
+static void test_cluster_config(void **state)
+{
+    struct config *c = load_ok("node:\n  id: n\n");
+    assert_null(c->cluster.redis_url);
+    assert_string_equal(c->cluster.redis_prefix, "aiproxy:");
+    assert_int_equal(c->cluster.redis_timeout_ms, 50);
+    assert_false(c->cluster.store_down_closed);
+    config_unref(c);
+
+    c = load_ok("cluster:\n  redis:\n    url: \"rediss://gw:redis-pw-1@10.0.0.5:6380/2\"\n"
+                "    prefix: \"x:\"\n    timeout: 200ms\n    ca_file: /etc/ca.pem\n"
+                "  on_store_down: closed\n");
+    assert_string_equal(c->cluster.redis_url, "rediss://gw:redis-pw-1@10.0.0.5:6380/2");
+    assert_string_equal(c->cluster.redis_prefix, "x:");
+    assert_int_equal(c->cluster.redis_timeout_ms, 200);
+    assert_string_equal(c->cluster.redis_ca_file, "/etc/ca.pem");
+    assert_true(c->cluster.store_down_closed);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    config_print_summary(c, f);
+    fclose(f);
+    assert_non_null(strstr(buf, "cluster: redis rediss://gw:***@10.0.0.5:6380/2"));
+    assert_null(strstr(buf, "redis-pw-1"));
+    free(buf);
+    config_unref(c);
+
+    load_fails_with("cluster:\n  on_store_down: maybe\n",
+                    "aiproxy.yaml:2: cluster.on_store_down: 'maybe' is not local or closed");
+    load_fails_with("cluster:\n  redis:\n    timeout: 0ms\n",
+                    "aiproxy.yaml:3: cluster.redis.timeout: duration out of range (1ms to 60000ms)");
+    load_fails_with("cluster:\n  redis:\n    url: \"http://u:pw-2@h\"\n",
+                    "aiproxy.yaml:3: cluster.redis.url: unsupported scheme (expected redis://, "
+                    "rediss:// or unix://)");
+    load_fails_with("cluster:\n  redis:\n    url: \"redis://u:pw-3@h:99999\"\n",
+                    "aiproxy.yaml:3: cluster.redis.url: the port is not a number from 1 to 65535");
+    load_fails_with("cluster:\n  redis:\n    url: \"redis://:pw-4@\"\n",
+                    "aiproxy.yaml:3: cluster.redis.url: no host");
+    assert_no_diag_holds("pw-4");
+    c = load_ok("cluster:\n  redis:\n    bogus: 1\n");
+    assert_true(has_diag(DIAG_WARNING, "aiproxy.yaml:3: cluster.redis.bogus: unknown key (ignored)"));
+    config_unref(c);
+}
+
 static void test_load_file_missing(void **state)
 {
     diag_list_cleanup(&diags);
@@ -929,7 +975,7 @@ int main(void)
         T(test_json_syntax_error),  T(test_cost_db), T(test_cost_db_postgres),
         T(test_server_endpoints),   T(test_defaults_of_empty_sections),
         T(test_config_default),     T(test_summary_hides_secrets),
-        T(test_ref_and_add_model),  T(test_fallback_chain_warning), T(test_mesh_config),
+        T(test_ref_and_add_model),  T(test_fallback_chain_warning), T(test_mesh_config), T(test_cluster_config),
         T(test_load_file_missing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
