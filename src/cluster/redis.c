@@ -308,18 +308,25 @@ static void on_read(struct bufferevent *bev, void *arg)
 {
     struct redis_conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
-    struct evbuffer_iovec v[8];
-    int n = evbuffer_peek(in, -1, NULL, v, 8);
-    if (n > 8) n = 8;
-    size_t fed = 0;
-    for (int i = 0; i < n; i++) {
-        if (redisReaderFeed(c->reader, v[i].iov_base, v[i].iov_len) != REDIS_OK) {
-            conn_fail(c, "a malformed reply", false);
+    /* every chunk that arrived (no read event comes for what is left) */
+    while (evbuffer_get_length(in)) {
+        struct evbuffer_iovec v[8];
+        int n = evbuffer_peek(in, -1, NULL, v, 8);
+        if (n > 8) n = 8;
+        size_t fed = 0;
+        for (int i = 0; i < n; i++) {
+            if (redisReaderFeed(c->reader, v[i].iov_base, v[i].iov_len) != REDIS_OK) {
+                conn_fail(c, "a malformed reply", false);
+                return;
+            }
+            fed += v[i].iov_len;
+        }
+        evbuffer_drain(in, fed);
+        if (c->reader->len - c->reader->pos > 2 * (size_t)REPLY_MAX_BYTES) {
+            conn_fail(c, "a reply too large", false);
             return;
         }
-        fed += v[i].iov_len;
     }
-    evbuffer_drain(in, fed);
     for (;;) {
         void *reply = NULL;
         if (redisReaderGetReply(c->reader, &reply) != REDIS_OK) {
@@ -354,7 +361,8 @@ static void on_read(struct bufferevent *bev, void *arg)
         freeReplyObject(reply);
         if (c->state == ST_DOWN) return;
     }
-    if (evbuffer_get_length(in) > REPLY_MAX_BYTES) conn_fail(c, "a reply too large", false);
+    /* what the reader holds of a reply not complete yet */
+    if (c->reader->len - c->reader->pos > REPLY_MAX_BYTES) conn_fail(c, "a reply too large", false);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
