@@ -880,27 +880,27 @@ enum admit admission_reserve(struct http_request *req, struct route_plan *plan,
 
 /* What a settlement sent to Redis needs when its answer comes. */
 struct settle_wait {
-    struct cl_settle in; /* strings in `strings` */
+    struct cl_settle *in; /* cl_settle_copy */
     struct spend_counter *counters[SPEND_MAX_SCOPES];
-    int64_t day, month;
-    char strings[];
 };
 
 static void on_settle_reply(void *arg, struct redisReply *r)
 {
     struct settle_wait *w = arg;
     struct cl_settle_result res;
-    if (cl_settle_decode(r, w->in.n_scopes, &res) == 0) {
-        for (int i = 0; i < w->in.n_scopes; i++) {
-            if (res.day_spent[i] >= 0) spend_window_set(&w->counters[i]->day, w->day, res.day_spent[i]);
+    const struct cl_settle *in = w->in;
+    if (cl_settle_decode(r, in->n_scopes, &res) == 0) {
+        for (int i = 0; i < in->n_scopes; i++) {
+            if (res.day_spent[i] >= 0) spend_window_set(&w->counters[i]->day, in->day, res.day_spent[i]);
             if (res.month_spent[i] >= 0)
-                spend_window_set(&w->counters[i]->month, w->month, res.month_spent[i]);
+                spend_window_set(&w->counters[i]->month, in->month, res.month_spent[i]);
         }
     } else {
         /* lost or refused: the watcher retries it (a settled hold is gone,
          * so it can never count twice) */
-        store_defer_settle(&w->in);
+        store_defer_settle(in);
     }
+    free(w->in);
     free(w);
 }
 
@@ -926,32 +926,15 @@ static void settle_shared(struct http_request *req, struct admission_ticket *t, 
         spend_window_add(&t->counters[i]->day, day, c);
         spend_window_add(&t->counters[i]->month, month, c);
     }
-    size_t n = strlen(t->member) + 1 + (t->tpm_who ? strlen(t->tpm_who) + 1 : 0);
-    for (int i = 0; i < t->n_scopes; i++) n += strlen(t->scope_names[i]) + 1;
-    struct settle_wait *w = xmalloc(sizeof *w + n);
-    char *p = w->strings;
-#define KEEP(dst, src)                                                                             \
-    do {                                                                                           \
-        size_t len_ = strlen(src) + 1;                                                             \
-        memcpy(p, src, len_);                                                                      \
-        dst = p;                                                                                   \
-        p += len_;                                                                                 \
-    } while (0)
-    w->in = in;
-    KEEP(w->in.member, t->member);
-    if (t->tpm_who) KEEP(w->in.tpm_who, t->tpm_who);
-    for (int i = 0; i < t->n_scopes; i++) {
-        KEEP(w->in.scopes[i], t->scope_names[i]);
-        w->counters[i] = t->counters[i];
-    }
-#undef KEEP
-    w->day = day;
-    w->month = month;
+    struct settle_wait *w = xmalloc(sizeof *w);
+    w->in = cl_settle_copy(&in);
+    for (int i = 0; i < t->n_scopes; i++) w->counters[i] = t->counters[i];
     struct cl_argv a;
-    cl_settle_argv(&w->in, &a);
+    cl_settle_argv(w->in, &a);
     if (redis_conn_batch(api_store_conn(req->worker), SCRIPT_SETTLE, a.argc, a.argv, a.lens,
                           on_settle_reply, w) != 0) {
-        store_defer_settle(&w->in);
+        store_defer_settle(w->in);
+        free(w->in);
         free(w);
     }
 }

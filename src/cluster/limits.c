@@ -3,6 +3,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "core/alloc.h"
 #include "core/str.h"
 #include <stdio.h>
 #include <string.h>
@@ -143,6 +144,29 @@ int cl_reserve_decode(const struct redisReply *r, const struct cl_reserve *in,
         if (!int_at(r, i, &out->day_spent[k]) || !int_at(r, i + 1, &out->month_spent[k]))
             return -1;
     return 0;
+}
+
+static const char *keep(char **p, const char *s)
+{
+    if (!s) return NULL;
+    size_t n = strlen(s) + 1;
+    memcpy(*p, s, n);
+    const char *out = *p;
+    *p += n;
+    return out;
+}
+
+struct cl_settle *cl_settle_copy(const struct cl_settle *in)
+{
+    size_t n = sizeof *in + strlen(in->member) + 1 + (in->tpm_who ? strlen(in->tpm_who) + 1 : 0);
+    for (int i = 0; i < in->n_scopes; i++) n += strlen(in->scopes[i]) + 1;
+    struct cl_settle *c = xmalloc(n);
+    *c = *in;
+    char *p = (char *)(c + 1);
+    c->member = keep(&p, in->member);
+    c->tpm_who = keep(&p, in->tpm_who);
+    for (int i = 0; i < in->n_scopes; i++) c->scopes[i] = keep(&p, in->scopes[i]);
+    return c;
 }
 
 void cl_settle_argv(const struct cl_settle *in, struct cl_argv *out)

@@ -102,6 +102,10 @@ struct cl_settle_result {
 };
 
 void cl_settle_argv(const struct cl_settle *in, struct cl_argv *out);
+
+/* A heap copy of `in` with its strings (but `prefix`, which is the
+ * store's for the process's life) in the same block: one free(). */
+struct cl_settle *cl_settle_copy(const struct cl_settle *in);
 int cl_settle_decode(const struct redisReply *r, int n_scopes, struct cl_settle_result *out);
 
 /* Spend one scope's window took while Redis was down. */

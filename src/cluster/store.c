@@ -36,9 +36,7 @@ enum item_kind { ITEM_SETTLE, ITEM_RELEASE, ITEM_DELTA };
 struct item {
     enum item_kind kind;
     struct item *next;
-    /* ITEM_SETTLE */
-    struct cl_settle settle;
-    char *strings; /* the settle's strings, packed */
+    struct cl_settle *settle; /* ITEM_SETTLE (cl_settle_copy) */
     /* ITEM_RELEASE */
     char member[CL_MEMBER_MAX];
     /* ITEM_DELTA */
@@ -83,7 +81,7 @@ static void push(struct item *it)
     pthread_mutex_lock(&s.lock);
     if (s.n_items >= DEFERRED_MAX) {
         pthread_mutex_unlock(&s.lock);
-        free(it->strings);
+        free(it->settle);
         free(it);
         if (atomic_fetch_add(&n_dropped, 1) == 0)
             log_event(LOG_ERROR, "store_deferred_full", "too much work deferred while Redis is "
@@ -97,29 +95,11 @@ static void push(struct item *it)
     pthread_mutex_unlock(&s.lock);
 }
 
-static char *pack(char **p, const char *str)
-{
-    if (!str) return NULL;
-    size_t n = strlen(str) + 1;
-    memcpy(*p, str, n);
-    char *out = *p;
-    *p += n;
-    return out;
-}
-
 void store_defer_settle(const struct cl_settle *in)
 {
     struct item *it = xcalloc(1, sizeof *it);
     it->kind = ITEM_SETTLE;
-    it->settle = *in;
-    size_t n = strlen(in->member) + 1 + (in->tpm_who ? strlen(in->tpm_who) + 1 : 0);
-    for (int i = 0; i < in->n_scopes; i++) n += strlen(in->scopes[i]) + 1;
-    it->strings = xmalloc(n);
-    char *p = it->strings;
-    it->settle.prefix = NULL; /* the store's own */
-    it->settle.member = pack(&p, in->member);
-    it->settle.tpm_who = pack(&p, in->tpm_who);
-    for (int i = 0; i < in->n_scopes; i++) it->settle.scopes[i] = pack(&p, in->scopes[i]);
+    it->settle = cl_settle_copy(in);
     push(it);
 }
 
@@ -160,10 +140,21 @@ static void set_up(bool now_up)
     }
 }
 
+/* Puts an item taken off the list back first (retried as it was). */
+static void push_front(struct item *it)
+{
+    pthread_mutex_lock(&s.lock);
+    it->next = s.head;
+    s.head = it;
+    if (!s.tail) s.tail = it;
+    s.n_items++;
+    pthread_mutex_unlock(&s.lock);
+}
+
 static void free_item(struct item *it)
 {
     if (!it) return;
-    free(it->strings);
+    free(it->settle);
     free(it);
 }
 
@@ -176,12 +167,7 @@ static void on_item_done(void *arg, struct redisReply *r)
     bool ok = r && r->type == REDIS_REPLY_ARRAY;
     if (!ok) {
         /* put it back first: retried once Redis answers */
-        pthread_mutex_lock(&s.lock);
-        it->next = s.head;
-        s.head = it;
-        if (!s.tail) s.tail = it;
-        s.n_items++;
-        pthread_mutex_unlock(&s.lock);
+        push_front(it);
         set_up(false);
         return;
     }
@@ -259,8 +245,8 @@ static bool flush_one(void)
     if (!it) return false;
     int rc;
     if (it->kind == ITEM_SETTLE) {
-        it->settle.prefix = s.prefix;
-        cl_settle_argv(&it->settle, &a);
+        it->settle->prefix = s.prefix;
+        cl_settle_argv(it->settle, &a);
         s.in_flight = it;
         rc = redis_conn_batch(s.conn, SCRIPT_SETTLE, a.argc, a.argv, a.lens, on_item_done, NULL);
     } else {
@@ -270,12 +256,7 @@ static bool flush_one(void)
     }
     if (rc != 0) {
         s.in_flight = NULL;
-        pthread_mutex_lock(&s.lock);
-        it->next = s.head;
-        s.head = it;
-        if (!s.tail) s.tail = it;
-        s.n_items++;
-        pthread_mutex_unlock(&s.lock);
+        push_front(it);
         return false;
     }
     return true;
