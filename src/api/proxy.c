@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "api/admission.h"
+#include "api/proxy_internal.h"
 #include "api/mesh_route.h"
 #include "api/scan.h"
 #include "api/upstream_slot.h"
@@ -43,7 +44,7 @@
 #define MAX_RESPONSE_BODY (32 * 1024 * 1024) /* a bigger upstream answer is a 502 */
 #define MAX_ERROR_BODY (64 * 1024)
 #define MAX_SSE_EVENT (4 * 1024 * 1024)
-#define MAX_ATTEMPTS 8
+
 /* Without a per-request timeout (predict's routing.timeout), a request may
  * take this long over all its attempts. */
 #define DEFAULT_REQUEST_DEADLINE_MS (10 * 60 * 1000)
@@ -62,100 +63,14 @@ static bool transfer_take(int cap)
 }
 
 /* Ends an attempt's live figures and gives back its transfer slot: every
- * successful launch() is matched by exactly one call. */
-static void attempt_stats_end(const struct candidate *c, bool ok, bool timeout, int64_t latency_us)
+ * successful proxy_launch() is matched by exactly one call. */
+void proxy_attempt_stats_end(const struct candidate *c, bool ok, bool timeout, int64_t latency_us)
 {
     atomic_fetch_sub_explicit(&transfers_in_flight, 1, memory_order_relaxed);
     provider_stats_end(c->provider->stats, ok, timeout, latency_us);
 }
 
-struct attempt {
-    const char *provider;
-    char outcome[160];
-    int64_t latency_ms;
-};
 
-struct proxy {
-    struct http_request *req;
-    enum api_kind kind;
-    struct req_facts facts;
-    struct route_plan plan;
-    size_t next;
-    struct attempt attempts[MAX_ATTEMPTS];
-    size_t n_attempts;
-    bool all_timeouts;
-    int upstream_attempts;  /* attempts that went to the network */
-    int prepare_refusals;   /* candidates whose adapter could not express the request */
-    int capacity_skips;     /* candidates skipped at their max_concurrency */
-    char first_refusal[256];
-    uint64_t seed;          /* per-request randomness for routing and jitter */
-    int64_t deadline_ms;    /* monotonic: the whole request, every attempt included */
-    int64_t next_timeout_ms; /* the next attempt's timeout, as the retry decision set it */
-    struct event *retry_timer;
-    struct event *peer_watch; /* while an attempt is out to a mesh peer */
-
-    /* hedging (routing.hedge / x-aiproxy-hedge): a second leg on the next
-     * candidate when the first has not answered after a delay */
-    int64_t hedge_delay_ms; /* 0: off for this request; <0: from live TTFT */
-    struct event *hedge_timer;
-    struct hedge_leg *hedge; /* the second leg while both run */
-    bool hedged;
-    nanos_t hedge_loser_cost; /* the slower leg's estimated prompt cost */
-
-    /* mesh: the peers this request may go to, and what the serving peer
-     * said about its answer */
-    int mesh_hops_out;         /* x-aiproxy-hops for a forwarded attempt */
-    const char *mesh_via_out;  /* x-aiproxy-via: the nodes passed, this one last */
-    struct provider_relay relay;
-
-    /* a client-facing format other than OpenAI's (NULL: OpenAI) */
-    const struct inbound_ops *inbound;
-    void *inbound_state;
-    struct inbound_routing routing;
-
-    /* the current attempt */
-    const struct candidate *cand;
-    const struct provider_ops *ops;
-    struct provider_call pcall;
-    struct provider_stream pstream;
-    struct upstream_call *call;
-    int64_t attempt_start_us;
-    bool stats_open; /* provider_stats_begin was called for this attempt */
-    int64_t attempt_timeout_used; /* this attempt's deadline, ms */
-    int status;
-    bool upstream_sse;
-    char *retry_after;
-    char *content_type;
-    char *buf; /* the body to judge: heap_buf, or an adapter's translation */
-    size_t buf_len;
-    char *heap_buf; /* buffered upstream body (non-stream answer, or an error) */
-    size_t heap_len, heap_cap;
-    bool too_large;
-
-    /* streaming */
-    struct sse_reader sse;
-    bool sse_ready;
-    bool stream_started; /* headers and bytes reached the client */
-    bool stream_counted; /* counted in aiproxy_open_streams */
-    bool saw_done;
-    bool failed_mid_stream;
-    int64_t chunks;
-    char *held_usage; /* the upstream's usage chunk, spliced at the end */
-    size_t held_usage_len;
-    struct usage usage;
-    bool usage_estimated;
-    int64_t first_byte_us;
-    /* Set inside the SSE reader's callback, acted on once it returned:
-     * failing over or ending the stream frees what the reader is using. */
-    const char *pending_failover;
-    const char *pending_stream_error;
-};
-
-static void start_next(struct proxy *px);
-static void disarm_hedge_timer(struct proxy *px);
-static void hedge_drop(struct proxy *px, const char *outcome, bool counted_ok);
-static void hedge_adopt(struct proxy *px, struct hedge_leg *h);
-static void arm_peer_watch(struct proxy *px);
 static void send_error_event(struct proxy *px, const char *why);
 
 /* ---- small helpers ---- */
@@ -182,7 +97,7 @@ static void buf_append(struct proxy *px, const char *data, size_t len, size_t ca
     px->buf_len = px->heap_len;
 }
 
-static struct attempt *record_attempt_for(struct proxy *px, const char *provider, int64_t start_us,
+struct attempt *proxy_record_attempt_for(struct proxy *px, const char *provider, int64_t start_us,
                                           const char *fmt, const char *detail)
 {
     if (px->n_attempts == MAX_ATTEMPTS) return NULL;
@@ -205,12 +120,12 @@ static struct attempt *record_attempt_for(struct proxy *px, const char *provider
     return a;
 }
 
-static struct attempt *record_attempt(struct proxy *px, const char *fmt, const char *detail)
+struct attempt *proxy_record_attempt(struct proxy *px, const char *fmt, const char *detail)
 {
-    return record_attempt_for(px, px->cand->provider->name, px->attempt_start_us, fmt, detail);
+    return proxy_record_attempt_for(px, px->cand->provider->name, px->attempt_start_us, fmt, detail);
 }
 
-static void reset_attempt(struct proxy *px)
+void proxy_reset_attempt(struct proxy *px)
 {
     px->call = NULL;
     px->status = 0;
@@ -240,7 +155,7 @@ static void attempt_close(struct proxy *px, bool ok, bool timeout)
     if (!px->stats_open) return;
     px->stats_open = false;
     int64_t end = px->first_byte_us ? px->first_byte_us : clock_mono_us();
-    attempt_stats_end(px->cand, ok, timeout, end - px->attempt_start_us);
+    proxy_attempt_stats_end(px->cand, ok, timeout, end - px->attempt_start_us);
     trace_attempt_end(px->req, px->cand, px->status, ok, timeout); /* obs: the attempt's span */
 }
 
@@ -418,7 +333,7 @@ static void finish_with_failure(struct proxy *px)
 
 static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
 {
-    start_next(arg);
+    proxy_start_next(arg);
 }
 
 /* After a failed attempt: ask the router whether to retry the same
@@ -456,7 +371,7 @@ static void decide_next(struct proxy *px, enum attempt_failure af, int64_t retry
     if (d.action == RETRY_SAME) px->next--;
     px->next_timeout_ms = d.attempt_timeout_ms;
     if (d.wait_ms <= 0) {
-        start_next(px);
+        proxy_start_next(px);
         return;
     }
     if (!px->retry_timer) px->retry_timer = evtimer_new(http_worker_base(px->req->worker), on_retry_timer, px);
@@ -469,7 +384,7 @@ static void decide_next(struct proxy *px, enum attempt_failure af, int64_t retry
 static void attempt_failed(struct proxy *px, enum attempt_failure af, const char *fmt,
                            const char *detail)
 {
-    record_attempt(px, fmt, detail);
+    proxy_record_attempt(px, fmt, detail);
     int64_t retry_after = routing_retry_after_ms(px->retry_after, clock_wall_s());
     attempt_close(px, false, af == AF_TIMEOUT);
     metrics_failover_reason((int)af);
@@ -480,8 +395,8 @@ static void attempt_failed(struct proxy *px, enum attempt_failure af, const char
     }
     log_event(LOG_INFO, "upstream_failed", "request %s: provider %s: %s", px->req->id,
               px->cand->provider->name, px->attempts[px->n_attempts - 1].outcome);
-    reset_attempt(px);
-    disarm_hedge_timer(px);
+    proxy_reset_attempt(px);
+    hedge_disarm_timer(px);
     if (px->hedge) {
         /* A hedge leg is still running: it carries the request now. */
         hedge_adopt(px, px->hedge);
@@ -587,7 +502,7 @@ static void finish_whole(struct proxy *px)
     }
     settle_usage(px);
     attempt_close(px, true, false);
-    record_attempt(px, "ok%s", "");
+    proxy_record_attempt(px, "ok%s", "");
     char meta[4096];
     size_t mlen = write_meta(px, meta, sizeof meta);
     /* Splice ,"x-aiproxy":{...} before the closing brace, and an estimated
@@ -671,7 +586,7 @@ static void send_final_chunk(struct proxy *px)
     if (px->pstream.relay.present) px->relay = px->pstream.relay;
     settle_usage(px);
     attempt_close(px, true, false);
-    record_attempt(px, "ok%s", "");
+    proxy_record_attempt(px, "ok%s", "");
     char meta[4096];
     size_t mlen = write_meta(px, meta, sizeof meta);
     struct resp_facts rf;
@@ -715,7 +630,7 @@ static void send_error_event(struct proxy *px, const char *why)
     else http_stream_write3(px->req, "data: ", 6, body, n, "\n\n", 2);
     px->failed_mid_stream = true;
     attempt_close(px, false, false);
-    record_attempt(px, "failed mid-stream: %s", why);
+    proxy_record_attempt(px, "failed mid-stream: %s", why);
     settle_usage(px);
     char meta[4096];
     write_meta(px, meta, sizeof meta); /* fills the access-log figures */
@@ -809,10 +724,10 @@ static int on_sse_event(void *ctx, const struct sse_event *ev)
 
 /* ---- upstream callbacks ---- */
 
-static void on_up_head(void *ctx, const struct upstream_head *h)
+void proxy_on_up_head(void *ctx, const struct upstream_head *h)
 {
     struct proxy *px = ctx;
-    disarm_hedge_timer(px);
+    hedge_disarm_timer(px);
     if (px->hedge && h->status >= 200 && h->status < 300) {
         char why[160];
         snprintf(why, sizeof why, "lost the hedge: %s answered first", px->cand->provider->name);
@@ -859,7 +774,7 @@ static bool act_on_pending(struct proxy *px, int rc)
     return false;
 }
 
-static void on_up_data(void *ctx, const char *data, size_t len)
+void proxy_on_up_data(void *ctx, const char *data, size_t len)
 {
     struct proxy *px = ctx;
     if (px->sse_ready) {
@@ -882,7 +797,7 @@ static bool status_is_client_fault(int status)
     return status == 400 || status == 413 || status == 422;
 }
 
-static void on_up_done(void *ctx, int err)
+void proxy_on_up_done(void *ctx, int err)
 {
     struct proxy *px = ctx;
     px->call = NULL; /* freed by the client after this returns */
@@ -939,9 +854,9 @@ static void on_up_done(void *ctx, int err)
 }
 
 static const struct upstream_callbacks up_callbacks = {
-    .on_head = on_up_head,
-    .on_data = on_up_data,
-    .on_done = on_up_done,
+    .on_head = proxy_on_up_head,
+    .on_data = proxy_on_up_data,
+    .on_done = proxy_on_up_done,
 };
 
 /* ---- client-side events ---- */
@@ -951,7 +866,7 @@ static void on_client_abort(void *data)
     struct proxy *px = data;
     if (px->retry_timer) evtimer_del(px->retry_timer);
     if (px->peer_watch) event_del(px->peer_watch);
-    disarm_hedge_timer(px);
+    hedge_disarm_timer(px);
     hedge_drop(px, "cancelled: the client left", true);
     if (px->call) {
         upstream_call_cancel(px->call);
@@ -960,7 +875,7 @@ static void on_client_abort(void *data)
     if (px->stats_open) {
         /* Not the provider's fault: count it done, without a latency sample. */
         px->stats_open = false;
-        attempt_stats_end(px->cand, true, false, 0);
+        proxy_attempt_stats_end(px->cand, true, false, 0);
     }
     if (px->cand) {
         settle_usage(px);
@@ -996,21 +911,12 @@ static void on_request_freed(void *data)
 
 /* ---- attempts ---- */
 
-/* A started upstream call and what it needs (one per leg). */
-struct launch {
-    const struct candidate *cand;
-    const struct provider_ops *ops;
-    struct provider_call pcall;
-    struct upstream_call *call;
-    int64_t start_us;
-    int64_t timeout_ms;
-};
 
 /* Prepares and starts an attempt on `cand` with callbacks `cbs`/`ctx`.
  * Returns false, with the reason recorded in the attempts, when this
  * candidate cannot take the request now (no adapter, the adapter refuses
  * it, or the provider is at its max_concurrency). */
-static bool launch(struct proxy *px, const struct candidate *cand,
+bool proxy_launch(struct proxy *px, const struct candidate *cand,
                    const struct upstream_callbacks *cbs, void *ctx, struct launch *out)
 {
     struct http_request *req = px->req;
@@ -1021,7 +927,7 @@ static bool launch(struct proxy *px, const struct candidate *cand,
     if (!ops) {
         snprintf(why, sizeof why, "provider type %s is not supported by this build",
                  provider_type_name(p->type));
-        record_attempt_for(px, p->name, start, "%s", why);
+        proxy_record_attempt_for(px, p->name, start, "%s", why);
         px->all_timeouts = false;
         return false;
     }
@@ -1043,7 +949,7 @@ static bool launch(struct proxy *px, const struct candidate *cand,
     };
     struct provider_request pr;
     if (ops->prepare(&out->pcall, &pr, why, sizeof why) != 0) {
-        record_attempt_for(px, p->name, start, "%s", why);
+        proxy_record_attempt_for(px, p->name, start, "%s", why);
         if (px->prepare_refusals++ == 0)
             snprintf(px->first_refusal, sizeof px->first_refusal, "%s", why);
         px->all_timeouts = false;
@@ -1052,7 +958,7 @@ static bool launch(struct proxy *px, const struct candidate *cand,
     if (!transfer_take(req->config->server.max_upstream_transfers)) {
         snprintf(why, sizeof why, "the gateway is at server.max_upstream_transfers (%d)",
                  req->config->server.max_upstream_transfers);
-        record_attempt_for(px, p->name, start, "%s", why);
+        proxy_record_attempt_for(px, p->name, start, "%s", why);
         px->capacity_skips++;
         px->all_timeouts = false;
         return false;
@@ -1060,7 +966,7 @@ static bool launch(struct proxy *px, const struct candidate *cand,
     if (!provider_stats_try_begin(p->stats, p->max_concurrency)) {
         atomic_fetch_sub_explicit(&transfers_in_flight, 1, memory_order_relaxed);
         snprintf(why, sizeof why, "at max_concurrency (%d in flight)", p->max_concurrency);
-        record_attempt_for(px, p->name, start, "%s", why);
+        proxy_record_attempt_for(px, p->name, start, "%s", why);
         px->capacity_skips++;
         px->all_timeouts = false;
         return false;
@@ -1094,8 +1000,6 @@ static bool launch(struct proxy *px, const struct candidate *cand,
     return true;
 }
 
-static void arm_hedge_timer(struct proxy *px);
-
 /* ---- a peer lost while it has our request ----
  * A frozen or partitioned peer answers nothing until the attempt's own
  * deadline (minutes, for an LLM call). The heartbeats notice it within
@@ -1123,7 +1027,7 @@ static void on_peer_watch(evutil_socket_t fd, short what, void *arg)
     attempt_failed(px, AF_CONNECT, "%s", "peer lost: no heartbeat answered within peer_timeout");
 }
 
-static void arm_peer_watch(struct proxy *px)
+void proxy_arm_peer_watch(struct proxy *px)
 {
     if (!px->call || px->cand->provider->type != PROVIDER_MESH) return;
     int64_t ms = px->req->config->node.peer_timeout_ms / 4;
@@ -1135,14 +1039,14 @@ static void arm_peer_watch(struct proxy *px)
     event_add(px->peer_watch, &tv);
 }
 
-static void start_next(struct proxy *px)
+void proxy_start_next(struct proxy *px)
 {
     struct http_request *req = px->req;
     while (px->next < px->plan.n) {
         struct launch l;
         px->cand = &px->plan.items[px->next++];
         px->attempt_start_us = clock_mono_us();
-        if (!launch(px, px->cand, &up_callbacks, px, &l)) continue;
+        if (!proxy_launch(px, px->cand, &up_callbacks, px, &l)) continue;
         px->ops = l.ops;
         px->pcall = l.pcall;
         px->call = l.call;
@@ -1150,8 +1054,8 @@ static void start_next(struct proxy *px)
         px->attempt_timeout_used = l.timeout_ms;
         px->stats_open = true;
         px->first_byte_us = 0;
-        arm_hedge_timer(px);
-        arm_peer_watch(px);
+        hedge_arm_timer(px);
+        proxy_arm_peer_watch(px);
         return;
     }
     if (px->upstream_attempts == 0 && px->capacity_skips > 0) {
@@ -1168,183 +1072,6 @@ static void start_next(struct proxy *px)
         return;
     }
     finish_with_failure(px);
-}
-
-/* ---- hedged requests ----
- *
- * When the current attempt has not answered (no response head) after the
- * hedge delay, the same request goes to the next candidate as a second
- * leg. The first leg to answer with a 2xx head wins; the other is cancelled
- * at once and its estimated prompt cost is metered. A leg that fails while
- * the other runs simply leaves the field to it. The winning second leg is
- * adopted: its fields move into the proxy and its callbacks feed the
- * ordinary flow from then on. */
-
-struct hedge_leg {
-    struct proxy *px;
-    struct launch l;
-    bool adopted;
-};
-
-static nanos_t loser_cost(const struct proxy *px, const struct candidate *c)
-{
-    return money_cost_tokens(scan_estimate_tokens(px->facts.text_bytes), c->model->price_in_per_1k);
-}
-
-static void disarm_hedge_timer(struct proxy *px)
-{
-    if (px->hedge_timer) evtimer_del(px->hedge_timer);
-}
-
-/* The second leg lost (the first answered) or the request ended. */
-static void hedge_drop(struct proxy *px, const char *outcome, bool counted_ok)
-{
-    struct hedge_leg *h = px->hedge;
-    if (!h || h->adopted) return;
-    px->hedge = NULL;
-    record_attempt_for(px, h->l.cand->provider->name, h->l.start_us, "%s", outcome);
-    attempt_stats_end(h->l.cand, counted_ok, false, 0);
-    if (counted_ok) px->hedge_loser_cost += loser_cost(px, h->l.cand);
-    upstream_call_cancel(h->l.call);
-}
-
-/* Makes the second leg the current attempt (the first is gone). */
-static void hedge_adopt(struct proxy *px, struct hedge_leg *h)
-{
-    px->hedge = NULL;
-    h->adopted = true;
-    px->cand = h->l.cand;
-    px->ops = h->l.ops;
-    px->pcall = h->l.pcall;
-    px->call = h->l.call;
-    px->attempt_start_us = h->l.start_us;
-    px->attempt_timeout_used = h->l.timeout_ms;
-    px->stats_open = true;
-    px->first_byte_us = 0;
-    arm_peer_watch(px);
-}
-
-static void on_up_head(void *ctx, const struct upstream_head *h);
-static void on_up_data(void *ctx, const char *data, size_t len);
-static void on_up_done(void *ctx, int err);
-
-static void hedge_on_head(void *ctx, const struct upstream_head *head)
-{
-    struct hedge_leg *h = ctx;
-    struct proxy *px = h->px;
-    if (h->adopted) {
-        on_up_head(px, head);
-        return;
-    }
-    if (head->status < 200 || head->status >= 300) {
-        char st[64];
-        snprintf(st, sizeof st, "HTTP %d (hedge leg)", head->status);
-        px->hedge = NULL;
-        record_attempt_for(px, h->l.cand->provider->name, h->l.start_us, "%s", st);
-        attempt_stats_end(h->l.cand, false, false, 0);
-        upstream_call_cancel(h->l.call);
-        return;
-    }
-    /* The second leg answered first: the first one loses. */
-    if (px->call) {
-        upstream_call_cancel(px->call);
-        px->call = NULL;
-    }
-    record_attempt(px, "lost the hedge: %s answered first", h->l.cand->provider->name);
-    px->stats_open = false;
-    attempt_stats_end(px->cand, true, false, 0);
-    px->hedge_loser_cost += loser_cost(px, px->cand);
-    reset_attempt(px);
-    hedge_adopt(px, h);
-    on_up_head(px, head);
-}
-
-static void hedge_on_data(void *ctx, const char *data, size_t len)
-{
-    struct hedge_leg *h = ctx;
-    if (h->adopted) on_up_data(h->px, data, len);
-}
-
-static void hedge_on_done(void *ctx, int err)
-{
-    struct hedge_leg *h = ctx;
-    struct proxy *px = h->px;
-    if (h->adopted) {
-        on_up_done(px, err);
-        return;
-    }
-    if (px->hedge != h) return; /* already dropped */
-    /* Failed before answering; the first leg carries on alone. */
-    px->hedge = NULL;
-    record_attempt_for(px, h->l.cand->provider->name, h->l.start_us, "%s (hedge leg)",
-                       upstream_error_text(err));
-    attempt_stats_end(h->l.cand, false, err == UPSTREAM_ERR_TIMEOUT, 0);
-}
-
-static const struct upstream_callbacks hedge_callbacks = {
-    .on_head = hedge_on_head,
-    .on_data = hedge_on_data,
-    .on_done = hedge_on_done,
-};
-
-static void on_hedge_timer(evutil_socket_t fd, short what, void *arg)
-{
-    struct proxy *px = arg;
-    if (px->status != 0 || px->hedge || !px->call || px->stream_started) return;
-    while (px->next < px->plan.n) {
-        struct hedge_leg *h = arena_alloc(&px->req->arena, sizeof *h);
-        memset(h, 0, sizeof *h);
-        h->px = px;
-        if (!launch(px, &px->plan.items[px->next++], &hedge_callbacks, h, &h->l)) continue;
-        px->hedge = h;
-        px->hedged = true;
-        log_event(LOG_DEBUG, "hedge", "request %s: %s has not answered; hedging on %s",
-                  px->req->id, px->cand->provider->name, h->l.cand->provider->name);
-        return;
-    }
-}
-
-static void arm_hedge_timer(struct proxy *px)
-{
-    if (px->hedge_delay_ms == 0 || px->hedge || px->next >= px->plan.n) return;
-    int64_t delay = px->hedge_delay_ms;
-    if (delay < 0) {
-        /* Auto: twice the provider's recent time to first byte (streams) or
-         * latency, so only a slow outlier triggers it; 1 s when unmeasured. */
-        const struct provider_stats *st = px->cand->provider->stats;
-        int64_t us = st ? (px->req->acct.stream ? atomic_load(&st->ewma_ttft_us)
-                                                : atomic_load(&st->ewma_latency_us))
-                        : 0;
-        delay = us > 0 ? 2 * us / 1000 : 1000;
-        if (delay < 20) delay = 20;
-    }
-    if (!px->hedge_timer)
-        px->hedge_timer = evtimer_new(http_worker_base(px->req->worker), on_hedge_timer, px);
-    struct timeval tv = {.tv_sec = delay / 1000, .tv_usec = (delay % 1000) * 1000};
-    evtimer_add(px->hedge_timer, &tv);
-}
-
-/* routing.hedge on for this model? */
-static bool hedge_configured(const struct config *cfg, const char *model)
-{
-    if (!cfg->routing.hedge_enabled) return false;
-    if (cfg->routing.n_hedge_models == 0) return true;
-    for (size_t i = 0; i < cfg->routing.n_hedge_models; i++)
-        if (strcmp(cfg->routing.hedge_models[i], model) == 0) return true;
-    return false;
-}
-
-/* x-aiproxy-hedge: "on"/"true" (delay from live figures), "off"/"false",
- * or a delay in milliseconds. Returns 0 off, -1 auto, or the delay. */
-static int64_t hedge_setting(const char *v, bool configured_on, int64_t configured_delay)
-{
-    if (!v) return configured_on ? (configured_delay > 0 ? configured_delay : -1) : 0;
-    if (strcasecmp(v, "on") == 0 || strcasecmp(v, "true") == 0) return -1;
-    if (strcasecmp(v, "off") == 0 || strcasecmp(v, "false") == 0) return 0;
-    char *end = NULL;
-    long long ms = strtoll(v, &end, 10);
-    if (end && *end == '\0' && ms > 0 && ms <= 600000) return ms;
-    return configured_on ? -1 : 0;
 }
 
 static void serve(struct proxy *px);
@@ -1482,11 +1209,11 @@ static void serve(struct proxy *px)
     req->on_abort = on_client_abort;
     req->on_drain = on_client_drain;
     arena_on_free(&req->arena, on_request_freed, px);
-    if (admit == ADMIT_OK) start_next(px);
+    if (admit == ADMIT_OK) proxy_start_next(px);
 }
 
 /* The shared store answered the reservation (admission_reserve waited). */
 static void on_admitted(struct http_request *req)
 {
-    start_next(req->handler_data);
+    proxy_start_next(req->handler_data);
 }
