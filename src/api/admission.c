@@ -1012,6 +1012,8 @@ void admission_finish(struct http_request *req)
         .status = req->status,
         .via_peer = peer,
         .route = req->acct.route,
+        .cache = req->acct.cache,
+        .saved_nanos = req->acct.saved_nanos,
     };
     /* Where the request entered: the first node of its route. */
     char origin[64];

@@ -34,12 +34,14 @@ static void record_texts(const struct ledger_record *r, const char *text[LT_COUN
 {
     *h = (struct packed){.ts_ms = r->ts_ms, .tokens_in = r->tokens_in,
                          .tokens_out = r->tokens_out, .cost_nanos = r->cost_nanos,
-                         .status = r->status, .estimated = r->estimated, .via_peer = r->via_peer};
+                         .saved_nanos = r->saved_nanos, .status = r->status,
+                         .estimated = r->estimated, .via_peer = r->via_peer};
     const char *t[LT_COUNT] = {
         [LT_REQUEST_ID] = r->request_id, [LT_KEY_ID] = r->key_id,
         [LT_TENANT] = r->tenant,         [LT_MODEL] = r->model,
         [LT_PROVIDER] = r->provider,     [LT_ORIGIN_NODE] = r->origin_node,
         [LT_ROUTE] = r->route,           [LT_NODE_ID] = r->node_id,
+        [LT_CACHE] = r->cache,
     };
     for (int i = 0; i < LT_COUNT; i++) {
         text[i] = t[i] ? t[i] : "";
@@ -81,6 +83,14 @@ void ledger_records_push(struct records *r, const struct ledger_record *rec)
 #define SPOOL_CHUNK 4096 /* spool rows sent to PostgreSQL per transaction */
 #define TEXT_OF_(x) #x
 #define TEXT_OF(x) TEXT_OF_(x)
+
+/* The spool's oldest rows: id, ts_ms, the text fields in packed order, then
+ * the numbers (drain_chunk reads them by position). */
+#define SPOOL_READ_SQL                                                                          \
+    "SELECT id, ts_ms, request_id, key_id, tenant, model, provider, origin_node, route,"       \
+    " node_id, cache, tokens_in, tokens_out, cost_nanos, estimated, status, via_peer,"         \
+    " saved_nanos FROM requests ORDER BY id LIMIT " TEXT_OF(SPOOL_CHUNK)
+_Static_assert(LT_COUNT == 9, "SPOOL_READ_SQL names nine text columns");
 
 struct shard {
     pthread_mutex_t lock;
@@ -206,16 +216,20 @@ static void drain_chunk(struct ledger *l, struct records *buf)
     sqlite3_reset(st);
     int s;
     while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        /* the columns of SPOOL_READ_SQL: id, ts_ms, the text fields, the numbers */
         const char *t[LT_COUNT];
         for (int i = 0; i < LT_COUNT; i++) t[i] = (const char *)sqlite3_column_text(st, 2 + i);
+        const int c = 2 + LT_COUNT;
         struct ledger_record r = {
             .ts_ms = sqlite3_column_int64(st, 1), .request_id = t[LT_REQUEST_ID],
             .key_id = t[LT_KEY_ID], .tenant = t[LT_TENANT], .model = t[LT_MODEL],
             .provider = t[LT_PROVIDER], .origin_node = t[LT_ORIGIN_NODE], .route = t[LT_ROUTE],
-            .node_id = t[LT_NODE_ID], .tokens_in = sqlite3_column_int64(st, 10),
-            .tokens_out = sqlite3_column_int64(st, 11), .cost_nanos = sqlite3_column_int64(st, 12),
-            .estimated = sqlite3_column_int(st, 13) != 0, .status = sqlite3_column_int(st, 14),
-            .via_peer = sqlite3_column_int(st, 15) != 0,
+            .node_id = t[LT_NODE_ID], .cache = t[LT_CACHE],
+            .tokens_in = sqlite3_column_int64(st, c), .tokens_out = sqlite3_column_int64(st, c + 1),
+            .cost_nanos = sqlite3_column_int64(st, c + 2),
+            .estimated = sqlite3_column_int(st, c + 3) != 0,
+            .status = sqlite3_column_int(st, c + 4), .via_peer = sqlite3_column_int(st, c + 5) != 0,
+            .saved_nanos = sqlite3_column_int64(st, c + 6),
         };
         last_id = sqlite3_column_int64(st, 0);
         ledger_records_push(buf, &r);
@@ -508,12 +522,8 @@ static void free_ledger(struct ledger *l)
  * connection (a failure is logged and retried, never fatal). */
 static int open_backend(struct ledger *l, char *err, size_t errcap)
 {
-    if (sqlite3_prepare_v3(l->db,
-                           "SELECT id, ts_ms, request_id, key_id, tenant, model, provider,"
-                           " origin_node, route, node_id, tokens_in, tokens_out, cost_nanos,"
-                           " estimated, status, via_peer FROM requests ORDER BY id LIMIT "
-                           TEXT_OF(SPOOL_CHUNK),
-                           -1, SQLITE_PREPARE_PERSISTENT, &l->spool_read, NULL) != SQLITE_OK ||
+    if (sqlite3_prepare_v3(l->db, SPOOL_READ_SQL, -1, SQLITE_PREPARE_PERSISTENT, &l->spool_read,
+                           NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(l->db, "DELETE FROM requests WHERE id <= ?1", -1,
                            SQLITE_PREPARE_PERSISTENT, &l->spool_delete, NULL) != SQLITE_OK) {
         snprintf(err, errcap, "the spool %s: %s", l->path, sqlite3_errmsg(l->db));

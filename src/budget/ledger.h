@@ -41,7 +41,7 @@
 /* Records waiting, split evenly among the appending threads' queues; past
  * it new ones are dropped and logged. */
 #define LEDGER_QUEUE_MAX 1000000
-#define LEDGER_SCHEMA_VERSION 4
+#define LEDGER_SCHEMA_VERSION 5
 
 #define LEDGER_TEXT_MAX 256 /* bytes kept of each string field; longer ones are cut */
 
@@ -66,6 +66,12 @@ struct ledger_record {
     const char *route;
     bool via_peer;
     const char *node_id; /* the node that wrote the record (node.id) */
+    /* Response cache (SPEC section 7): "hit", "semantic_hit" or "miss" when
+     * the cache was consulted, NULL or "" when not. A hit costs nothing
+     * (cost_nanos 0); saved_nanos is what the stored answer cost when it was
+     * made, 0 for anything but a hit. */
+    const char *cache;
+    nanos_t saved_nanos;
 };
 
 struct ledger;

@@ -10,7 +10,8 @@
 
 #include "budget/ledger.h"
 
-/* The text fields, in their packed order. */
+/* The text fields, in their packed order (also their order among the
+ * columns of the SQLite and PostgreSQL INSERTs and of the spool's read). */
 enum ledger_text {
     LT_REQUEST_ID,
     LT_KEY_ID,
@@ -20,13 +21,14 @@ enum ledger_text {
     LT_ORIGIN_NODE,
     LT_ROUTE,
     LT_NODE_ID,
+    LT_CACHE,
     LT_COUNT
 };
 
 /* One record's head; its text bytes follow it, padded to 8 bytes: about
  * 100 bytes a record where struct ledger_record takes 600. */
 struct packed {
-    int64_t ts_ms, tokens_in, tokens_out, cost_nanos;
+    int64_t ts_ms, tokens_in, tokens_out, cost_nanos, saved_nanos;
     int32_t status;
     uint16_t len[LT_COUNT];
     uint8_t estimated;

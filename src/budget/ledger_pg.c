@@ -27,13 +27,13 @@
 #define SQLSTATE_UNIQUE_VIOLATION "23505"
 
 /* Migration i takes the schema from version i to i + 1. Never edit a
- * released step: add a new one. The columns are SQLite's `requests` at
- * its version 4 but its rowid `id`: the request id is the key (one index
- * fewer to maintain per row; compared byte by byte whatever the database's
- * locale), and ts_ms has a BRIN index (rows arrive
- * about in time order; it costs next to nothing per insert and serves the
- * month's range at start). Money and counts are BIGINT, never floating
- * point. */
+ * released step: add a new one. The columns are SQLite's `requests` (at
+ * its version 4 for our version 1, at its 5 for our 2) but its rowid `id`:
+ * the request id is the key (one index fewer to maintain per row; compared
+ * byte by byte whatever the database's locale), and ts_ms has a BRIN index
+ * (rows arrive about in time order; it costs next to nothing per insert and
+ * serves the month's range at start). Money and counts are BIGINT, never
+ * floating point. */
 static const char *const pg_migrations[] = {
     /* 0 -> 1: the request ledger, shared by every node */
     "CREATE TABLE requests ("
@@ -53,20 +53,27 @@ static const char *const pg_migrations[] = {
     " via_peer BOOLEAN NOT NULL DEFAULT false,"
     " node_id TEXT NOT NULL DEFAULT '');"
     "CREATE INDEX requests_ts ON requests USING brin (ts_ms);",
+    /* 1 -> 2: the response cache (SPEC section 7): "hit", "semantic_hit",
+     * "miss" or '' (not consulted), and what a hit saved (a hit's own
+     * cost_nanos is 0). Constant defaults: no table rewrite (PostgreSQL 11+). */
+    "ALTER TABLE requests ADD COLUMN cache TEXT NOT NULL DEFAULT '',"
+    " ADD COLUMN saved_nanos BIGINT NOT NULL DEFAULT 0;",
 };
 
 #define N_PG_MIGRATIONS (sizeof pg_migrations / sizeof pg_migrations[0])
 _Static_assert(N_PG_MIGRATIONS == LEDGER_PG_SCHEMA_VERSION, "one migration per schema version");
 
-/* Column order of the INSERT, and each column's parameter type. */
-static const char insert_columns[] =
-    "ts_ms, request_id, key_id, tenant, model, provider, origin_node, route, node_id, "
-    "tokens_in, tokens_out, cost_nanos, estimated, status, via_peer";
+/* Column order of the INSERT and the COPY (the text columns in packed
+ * order), and each column's parameter type. */
+#define INSERT_COLUMNS                                                                  \
+    "ts_ms, request_id, key_id, tenant, model, provider, origin_node, route, node_id, " \
+    "cache, tokens_in, tokens_out, cost_nanos, estimated, status, via_peer, saved_nanos"
 static const Oid column_types[LEDGER_PG_COLS] = {
     OID_INT8, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT,
-    OID_INT8, OID_INT8, OID_INT8, OID_BOOL, OID_INT4, OID_BOOL,
+    OID_TEXT, OID_INT8, OID_INT8, OID_INT8, OID_BOOL, OID_INT4, OID_BOOL, OID_INT8,
 };
-_Static_assert(LT_COUNT == 8, "the INSERT names eight text columns");
+_Static_assert(LT_COUNT == 9, "the INSERT names nine text columns");
+_Static_assert(LEDGER_PG_COLS == 1 + LT_COUNT + 7, "ts_ms, the text, seven numbers");
 
 #define MAX_PARAMS (LEDGER_PG_ROWS_PER_INSERT * LEDGER_PG_COLS)
 #define SQL_CAP (256 + LEDGER_PG_ROWS_PER_INSERT * LEDGER_PG_COLS * 8)
@@ -120,8 +127,8 @@ static char *put_field(char *p, const void *data, uint32_t len)
 size_t ledger_pg_copy_size(const struct records *b)
 {
     /* signature, flags, extension length, trailer; per row: field count,
-     * 15 lengths, 38 bytes of numbers, the text */
-    return 19 + 2 + b->n * (2 + LEDGER_PG_COLS * 4 + 38) + b->bytes;
+     * LEDGER_PG_COLS lengths, 46 bytes of numbers, the text */
+    return 19 + 2 + b->n * (2 + LEDGER_PG_COLS * 4 + 46) + b->bytes;
 }
 
 size_t ledger_pg_copy_encode(const struct records *b, char *out)
@@ -150,6 +157,7 @@ size_t ledger_pg_copy_encode(const struct records *b, char *out)
         p = put_field(p, &estimated, 1);
         p = put_be32(put_be32(p, 4), (uint32_t)r->status);
         p = put_field(p, &via_peer, 1);
+        p = put_be64(put_be32(p, 8), r->saved_nanos);
     }
     p = put_be16(p, 0xFFFF); /* the trailer: a field count of -1 */
     return (size_t)(p - out);
@@ -159,7 +167,7 @@ size_t ledger_pg_insert_sql(int rows, char *out, size_t cap)
 {
     if (rows < 1 || !out) return 0;
     size_t n = 0;
-    int w = snprintf(out, cap, "INSERT INTO requests (%s) VALUES ", insert_columns);
+    int w = snprintf(out, cap, "INSERT INTO requests (" INSERT_COLUMNS ") VALUES ");
     if (w < 0 || (size_t)w >= cap) return 0;
     n = (size_t)w;
     int p = 1;
@@ -513,12 +521,14 @@ static const struct packed *bind_rows(struct ledger_pg *pg, const struct packed 
             len[1 + i] = (int)n;
             text += n;
         }
-        v[9] = s, len[9] = 8, s = put_be64(s, r->tokens_in);
-        v[10] = s, len[10] = 8, s = put_be64(s, r->tokens_out);
-        v[11] = s, len[11] = 8, s = put_be64(s, r->cost_nanos);
-        v[12] = s, len[12] = 1, *s++ = r->estimated ? 1 : 0;
-        v[13] = s, len[13] = 4, s = put_be32(s, (uint32_t)r->status);
-        v[14] = s, len[14] = 1, *s++ = r->via_peer ? 1 : 0;
+        int col = 1 + LT_COUNT; /* the numbers after the text, in INSERT_COLUMNS order */
+        v[col] = s, len[col++] = 8, s = put_be64(s, r->tokens_in);
+        v[col] = s, len[col++] = 8, s = put_be64(s, r->tokens_out);
+        v[col] = s, len[col++] = 8, s = put_be64(s, r->cost_nanos);
+        v[col] = s, len[col++] = 1, *s++ = r->estimated ? 1 : 0;
+        v[col] = s, len[col++] = 4, s = put_be32(s, (uint32_t)r->status);
+        v[col] = s, len[col++] = 1, *s++ = r->via_peer ? 1 : 0;
+        v[col] = s, len[col] = 8, s = put_be64(s, r->saved_nanos);
     }
     *scratch = s;
     return r;
@@ -571,9 +581,7 @@ static int insert_skipping(struct ledger_pg *pg, const struct records *b, char *
  * id was there already (nothing inserted, still connected); -1. */
 static int copy_once(struct ledger_pg *pg, const struct records *b, char *err, size_t errcap)
 {
-    static const char copy_sql[] = "COPY requests (ts_ms, request_id, key_id, tenant, model, "
-                                   "provider, origin_node, route, node_id, tokens_in, tokens_out, "
-                                   "cost_nanos, estimated, status, via_peer) FROM STDIN "
+    static const char copy_sql[] = "COPY requests (" INSERT_COLUMNS ") FROM STDIN "
                                    "(FORMAT binary)";
     PGresult *res = PQexec(pg->conn, copy_sql);
     if (!res || PQresultStatus(res) != PGRES_COPY_IN) {
@@ -607,7 +615,7 @@ int ledger_pg_insert(struct ledger_pg *pg, const struct records *b, bool may_exi
         return -1;
     }
     if (b->n == 0) return 0;
-    /* the COPY stream, or the parameters' numbers (38 bytes a row) and
+    /* the COPY stream, or the parameters' numbers (46 bytes a row) and
      * cleaned text: the stream is the larger */
     size_t need = ledger_pg_copy_size(b);
     if (pg->scratch_cap < need) {

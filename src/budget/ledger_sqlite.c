@@ -59,6 +59,11 @@ static const char *const migrations[] = {
     /* 3 -> 4: the node that wrote the record (a PostgreSQL ledger is shared
      * by every node; its spool has this schema too) */
     "ALTER TABLE requests ADD COLUMN node_id TEXT NOT NULL DEFAULT '';",
+    /* 4 -> 5: the response cache (SPEC section 7): "hit", "semantic_hit",
+     * "miss" or '' (not consulted), and what a hit saved (the stored
+     * answer's cost when it was made; a hit's own cost_nanos is 0) */
+    "ALTER TABLE requests ADD COLUMN cache TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE requests ADD COLUMN saved_nanos INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
@@ -165,14 +170,17 @@ static void make_parent_dirs(const char *path)
 /* Rows per multi-row INSERT: one statement run per 32 records instead of
  * per record (each run has a fixed cost in SQLite's VM). */
 #define ROWS_PER_INSERT 32
-#define COLS 15 /* values per row */
+#define COLS 17 /* values per row: ts_ms, the LT_COUNT text fields, seven numbers */
+_Static_assert(COLS == 1 + LT_COUNT + 7, "the INSERT's columns are the packed record's");
 
 static sqlite3_stmt *prepare_insert(sqlite3 *db, int rows)
 {
+    /* the text columns in packed order (bind_record binds them so) */
     static const char head[] = "INSERT INTO requests (ts_ms, request_id, key_id, tenant, model, "
-                               "provider, origin_node, route, node_id, tokens_in, tokens_out, "
-                               "cost_nanos, estimated, status, via_peer) VALUES ";
-    static const char row[] = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+                               "provider, origin_node, route, node_id, cache, tokens_in, "
+                               "tokens_out, cost_nanos, estimated, status, via_peer, saved_nanos) "
+                               "VALUES ";
+    static const char row[] = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
     char sql[sizeof head + ROWS_PER_INSERT * sizeof row];
     size_t n = sizeof head - 1;
     memcpy(sql, head, n);
@@ -192,19 +200,20 @@ static sqlite3_stmt *prepare_insert(sqlite3 *db, int rows)
 
 static void bind_record(sqlite3_stmt *st, int row, const struct packed *r)
 {
-    int c = row * COLS;
-    sqlite3_bind_int64(st, c + 1, r->ts_ms);
+    int c = row * COLS + 1; /* parameters are numbered from 1 */
+    sqlite3_bind_int64(st, c++, r->ts_ms);
     const char *text = packed_text(r);
     for (int i = 0; i < LT_COUNT; i++) {
-        sqlite3_bind_text(st, c + 2 + i, text, r->len[i], SQLITE_STATIC);
+        sqlite3_bind_text(st, c++, text, r->len[i], SQLITE_STATIC);
         text += r->len[i];
     }
-    sqlite3_bind_int64(st, c + 10, r->tokens_in);
-    sqlite3_bind_int64(st, c + 11, r->tokens_out);
-    sqlite3_bind_int64(st, c + 12, r->cost_nanos);
-    sqlite3_bind_int(st, c + 13, r->estimated);
-    sqlite3_bind_int(st, c + 14, r->status);
-    sqlite3_bind_int(st, c + 15, r->via_peer);
+    sqlite3_bind_int64(st, c++, r->tokens_in);
+    sqlite3_bind_int64(st, c++, r->tokens_out);
+    sqlite3_bind_int64(st, c++, r->cost_nanos);
+    sqlite3_bind_int(st, c++, r->estimated);
+    sqlite3_bind_int(st, c++, r->status);
+    sqlite3_bind_int(st, c++, r->via_peer);
+    sqlite3_bind_int64(st, c, r->saved_nanos);
 }
 
 void ledger_sqlite_prepare_inserts(sqlite3 *db, struct ledger_inserts *ins)

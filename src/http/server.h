@@ -106,6 +106,11 @@ struct http_request {
          * own spend (the serving node counts it). */
         bool via_peer;
         const char *route; /* node ids the request went through, comma-separated */
+        /* Response cache (SPEC section 7): "hit", "semantic_hit" or "miss"
+         * when the cache was consulted (NULL when not), and for a hit what
+         * the stored answer cost when it was made (what the hit saved). */
+        const char *cache;
+        int64_t saved_nanos;
     } acct;
 
     /* private response state */

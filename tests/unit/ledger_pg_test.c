@@ -8,7 +8,8 @@
  * in the message or the log. With AIPROXY_TEST_PG_URL (set by
  * tests/integration/ledger-pg.test.mjs, which runs this binary against its
  * throwaway server): duplicates skipped, bad UTF-8 cleaned, on a live
- * PostgreSQL. */
+ * PostgreSQL; the migration from schema 1 keeping rows, and the response
+ * cache's columns through COPY and through the spool's drain. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -58,14 +59,14 @@ static void test_insert_sql(void **state)
     size_t n = ledger_pg_insert_sql(1, sql, sizeof sql);
     assert_int_equal(n, strlen(sql));
     assert_string_equal(sql, "INSERT INTO requests (ts_ms, request_id, key_id, tenant, model, "
-                             "provider, origin_node, route, node_id, tokens_in, tokens_out, "
-                             "cost_nanos, estimated, status, via_peer) VALUES "
-                             "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)"
+                             "provider, origin_node, route, node_id, cache, tokens_in, "
+                             "tokens_out, cost_nanos, estimated, status, via_peer, saved_nanos) "
+                             "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)"
                              " ON CONFLICT (request_id) DO NOTHING");
     n = ledger_pg_insert_sql(3, sql, sizeof sql);
-    assert_non_null(strstr(sql, "$15),($16,$17,"));
-    assert_non_null(strstr(sql, ",$45) ON CONFLICT (request_id) DO NOTHING"));
-    assert_null(strstr(sql, "$46"));
+    assert_non_null(strstr(sql, "$17),($18,$19,"));
+    assert_non_null(strstr(sql, ",$51) ON CONFLICT (request_id) DO NOTHING"));
+    assert_null(strstr(sql, "$52"));
     n = ledger_pg_insert_sql(LEDGER_PG_ROWS_PER_INSERT, sql, sizeof sql);
     assert_true(n > 0);
     char last[32];
@@ -88,8 +89,9 @@ static void test_copy_encode(void **state)
     struct records b = {0};
     struct ledger_record r = {.ts_ms = 0x0102030405060708, .request_id = "req_1", .key_id = "k",
                               .model = "ab\xe2\x82", .provider = "p", .node_id = "n1",
-                              .tokens_in = 3, .tokens_out = 4, .cost_nanos = 5,
-                              .estimated = true, .status = 200, .via_peer = false};
+                              .cache = "hit", .tokens_in = 3, .tokens_out = 4, .cost_nanos = 0,
+                              .estimated = true, .status = 200, .via_peer = false,
+                              .saved_nanos = 0x1112131415161718};
     ledger_records_push(&b, &r);
     r.request_id = "req_2";
     r.model = "m";
@@ -116,14 +118,32 @@ static void test_copy_encode(void **state)
     p += 4;
     assert_int_equal(be32_at(p), 4); /* model, cut inside a character: cleaned */
     assert_memory_equal(p + 4, "ab??", 4);
+    p += 8;
+    assert_int_equal(be32_at(p), 1); /* provider */
+    p += 5;
+    assert_int_equal(be32_at(p), 0); /* origin_node */
+    assert_int_equal(be32_at(p + 4), 0); /* route */
+    p += 8;
+    assert_int_equal(be32_at(p), 2); /* node_id */
+    assert_memory_equal(p + 4, "n1", 2);
+    p += 6;
+    assert_int_equal(be32_at(p), 3); /* cache: the last text column */
+    assert_memory_equal(p + 4, "hit", 3);
+    p += 7;
+    assert_int_equal(be32_at(p), 8); /* tokens_in */
+    assert_memory_equal(p + 4, "\0\0\0\0\0\0\0\x03", 8);
     /* the trailer ends the stream */
     assert_int_equal(out[n - 2], 0xFF);
     assert_int_equal(out[n - 1], 0xFF);
-    /* the last tuple's last fields: status 200, via_peer false */
-    assert_int_equal(be32_at(out + n - 2 - 5 - 8), 4);
-    assert_int_equal(be32_at(out + n - 2 - 5 - 4), 200);
-    assert_int_equal(be32_at(out + n - 2 - 5), 1);
-    assert_int_equal(out[n - 3], 0);
+    /* the last tuple's last fields: status 200, via_peer false, saved_nanos */
+    const unsigned char *end = out + n - 2;
+    assert_int_equal(be32_at(end - 12), 8);
+    assert_memory_equal(end - 8, "\x11\x12\x13\x14\x15\x16\x17\x18", 8);
+    assert_int_equal(be32_at(end - 12 - 5), 1);
+    assert_int_equal(end[-12 - 1], 0);
+    assert_int_equal(be32_at(end - 17 - 8), 4);
+    assert_int_equal(be32_at(end - 17 - 4), 200);
+    assert_true(n <= ledger_pg_copy_size(&b));
     free(out);
     free(b.data);
 }
@@ -271,6 +291,11 @@ static void test_down_at_start_spools(void **state)
         struct ledger_record r = {.ts_ms = 1700000000000 + i, .request_id = id, .model = "m",
                                   .provider = "p", .cost_nanos = 7, .status = 200,
                                   .node_id = "n1", .via_peer = i == 0};
+        if (i >= 90) { /* served from the cache: free, and what it saved */
+            r.cost_nanos = 0;
+            r.cache = "hit";
+            r.saved_nanos = 1000 + i;
+        }
         ledger_append(l, &r);
     }
     ledger_flush(l);
@@ -280,7 +305,7 @@ static void test_down_at_start_spools(void **state)
     assert_int_equal(ledger_db_committed(l), 0);
     nanos_t sum = 0;
     assert_int_equal(ledger_restore(l, 1700000000, 1690000000, on_group, &sum), 0);
-    assert_int_equal(sum, 99 * 7); /* the spool's rows, one paid by a peer */
+    assert_int_equal(sum, 89 * 7); /* the spool's rows, one paid by a peer, ten hits */
     struct ledger_query *q = ledger_query_by_node(l, 1700000000, 1690000000);
     for (int i = 0; i < 500 && !ledger_query_done(q); i++) usleep(10 * 1000);
     assert_true(ledger_query_done(q));
@@ -292,6 +317,9 @@ static void test_down_at_start_spools(void **state)
     ledger_close(l);
     assert_int_equal(scalar("SELECT COUNT(*) FROM requests WHERE node_id = 'n1'"), 100);
     assert_int_equal(scalar("SELECT version FROM schema_version"), LEDGER_SCHEMA_VERSION);
+    assert_int_equal(scalar("SELECT COUNT(*) FROM requests WHERE cache = 'hit'"), 10);
+    assert_int_equal(scalar("SELECT COUNT(*) FROM requests WHERE cache = ''"), 90);
+    assert_int_equal(scalar("SELECT SUM(saved_nanos) FROM requests"), 10 * 1000 + 945);
     /* reopened: the spool's rows are still waiting */
     l = ledger_open_with(path, DOWN_URL, err, sizeof err);
     assert_non_null(l);
@@ -421,6 +449,110 @@ static void test_live_duplicates_utf8_sums(void **state)
     assert_true(file_holds(logpath, log_has));
 }
 
+static void pg_exec(const char *sql)
+{
+    PGresult *res = PQexec(live, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) fprintf(stderr, "%s: %s", sql,
+                                                         PQerrorMessage(live));
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+}
+
+/* One text value (the first row's first column), "" when none. */
+static void pg_text_is(const char *sql, const char *want)
+{
+    PGresult *res = PQexec(live, sql);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(res), 1);
+    assert_string_equal(PQgetvalue(res, 0, 0), want);
+    PQclear(res);
+}
+
+/* The response cache's columns on a live server: a ledger at schema 1
+ * (before them) with a row migrates keeping it ('' and 0); a hit's cache
+ * and saved_nanos go in through COPY, and through the spool (PostgreSQL
+ * down when it was recorded) and its drain (INSERT ... ON CONFLICT). */
+static void test_live_cache_columns(void **state)
+{
+    const char *url = getenv("AIPROXY_TEST_PG_URL");
+    if (!url || !*url) {
+        skip();
+        return;
+    }
+    live = PQconnectdb(url);
+    assert_int_equal(PQstatus(live), CONNECTION_OK);
+    char prefix[32], q[512];
+    snprintf(prefix, sizeof prefix, "cache-%d", (int)getpid());
+    char err[256];
+    struct ledger *l = ledger_open_with(path, url, err, sizeof err);
+    assert_non_null(l);
+    assert_true(ledger_backend_up(l));
+    ledger_close(l);
+    assert_int_equal(pg_scalar("SELECT version FROM schema_version"), LEDGER_PG_SCHEMA_VERSION);
+
+    /* Back to schema 1, with a row written then. */
+    snprintf(q, sizeof q, "BEGIN; ALTER TABLE requests DROP COLUMN cache, DROP COLUMN saved_nanos;"
+             " UPDATE schema_version SET version = 1; INSERT INTO requests (request_id, ts_ms,"
+             " tokens_in, tokens_out, cost_nanos, estimated, status, node_id) VALUES"
+             " ('%s-v1', 1, 1, 2, 33, false, 200, 'old'); COMMIT", prefix);
+    pg_exec(q);
+    l = ledger_open_with(path, url, err, sizeof err);
+    assert_non_null(l);
+    assert_true(ledger_backend_up(l));
+    assert_int_equal(pg_scalar("SELECT version FROM schema_version"), LEDGER_PG_SCHEMA_VERSION);
+    snprintf(q, sizeof q, "SELECT cost_nanos FROM requests WHERE request_id = '%s-v1'", prefix);
+    assert_int_equal(pg_scalar(q), 33);
+    snprintf(q, sizeof q, "SELECT saved_nanos FROM requests WHERE request_id = '%s-v1'", prefix);
+    assert_int_equal(pg_scalar(q), 0);
+    snprintf(q, sizeof q, "SELECT cache || '|' || node_id FROM requests WHERE request_id = "
+             "'%s-v1'", prefix);
+    pg_text_is(q, "|old");
+
+    /* COPY: a hit, a semantic hit, a miss, one that did not consult the cache */
+    static const char *const caches[4] = {"hit", "semantic_hit", "miss", NULL};
+    for (int i = 0; i < 4; i++) {
+        char id[64];
+        snprintf(id, sizeof id, "%s-copy-%d", prefix, i);
+        struct ledger_record r = {.ts_ms = 1796083200000 + i, .request_id = id, .model = "m",
+                                  .provider = "p", .cost_nanos = i < 2 ? 0 : 500,
+                                  .status = 200, .node_id = "unit", .cache = caches[i],
+                                  .saved_nanos = i < 2 ? 9000000000 + i : 0};
+        ledger_append(l, &r);
+    }
+    ledger_flush(l);
+    assert_int_equal(ledger_spooled(l), 0);
+    ledger_close(l);
+    snprintf(q, sizeof q, "SELECT string_agg(cache || ':' || saved_nanos || ':' || cost_nanos, ','"
+             " ORDER BY request_id) FROM requests WHERE request_id LIKE '%s-copy-%%'", prefix);
+    pg_text_is(q, "hit:9000000000:0,semantic_hit:9000000001:0,miss:0:500,:0:500");
+
+    /* The spool: recorded while PostgreSQL is down, sent when it is back. */
+    l = ledger_open_with(path, DOWN_URL, err, sizeof err);
+    assert_non_null(l);
+    for (int i = 0; i < 3; i++) {
+        char id[64];
+        snprintf(id, sizeof id, "%s-spool-%d", prefix, i);
+        struct ledger_record r = {.ts_ms = 1796083200100 + i, .request_id = id, .model = "m",
+                                  .provider = "p", .status = 200, .node_id = "unit",
+                                  .cache = caches[i], .cost_nanos = i == 2 ? 600 : 0,
+                                  .saved_nanos = i < 2 ? 700 + i : 0};
+        ledger_append(l, &r);
+    }
+    ledger_flush(l);
+    assert_int_equal(ledger_spooled(l), 3);
+    ledger_close(l);
+    l = ledger_open_with(path, url, err, sizeof err);
+    assert_non_null(l);
+    for (int i = 0; i < 500 && ledger_spool_depth(l) > 0; i++) usleep(10 * 1000);
+    assert_int_equal(ledger_spool_depth(l), 0);
+    ledger_close(l);
+    snprintf(q, sizeof q, "SELECT string_agg(cache || ':' || saved_nanos || ':' || cost_nanos, ','"
+             " ORDER BY request_id) FROM requests WHERE request_id LIKE '%s-spool-%%'", prefix);
+    pg_text_is(q, "hit:700:0,semantic_hit:701:0,miss:0:600");
+    PQfinish(live);
+    live = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -433,6 +565,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_by_node_sqlite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_url_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_live_duplicates_utf8_sums, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_live_cache_columns, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,9 +1,10 @@
 /* ledger_test: the SQLite ledger on real files in a temp dir: records
  * committed and read back, spend restored by day and month, the schema
- * version and a migration from version 1 keeping old rows, a database from
- * a newer build refused, close flushing everything, every field of many
- * records surviving the packed queue and multi-row inserts in order, and
- * records kept and retried in order when the database refuses a batch. */
+ * version and migrations from versions 1 and 4 keeping old rows, a database
+ * from a newer build refused, close flushing everything, every field of
+ * many records (the response cache's too) surviving the packed queue and
+ * multi-row inserts in order, and records kept and retried in order when
+ * the database refuses a batch. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -155,6 +156,8 @@ static void test_fields_in_order(void **state)
     struct ledger *l = ledger_open(path, err, sizeof err);
     assert_non_null(l);
     const int n = LEDGER_BATCH + 77;
+    /* NULL and "" both read back as "" */
+    static const char *const caches[5] = {NULL, "hit", "semantic_hit", "miss", ""};
     for (int i = 0; i < n; i++) {
         char id[24];
         snprintf(id, sizeof id, "r%d", i);
@@ -168,6 +171,8 @@ static void test_fields_in_order(void **state)
         r.tokens_out = i * 3;
         r.estimated = i % 2;
         r.status = i % 4 ? 200 : 499;
+        r.cache = caches[i % 5];
+        r.saved_nanos = i % 5 == 1 || i % 5 == 2 ? 1000000 + i : 0;
         ledger_append(l, &r);
         if (i % 1000 == 999) ledger_flush(l); /* batches of odd sizes too */
     }
@@ -177,8 +182,8 @@ static void test_fields_in_order(void **state)
     sqlite3_open(path, &db);
     sqlite3_stmt *st;
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT ts_ms, request_id, key_id, tenant, model, "
-                     "provider, tokens_in, tokens_out, cost_nanos, estimated, status FROM requests "
-                     "ORDER BY id", -1, &st, NULL), SQLITE_OK);
+                     "provider, tokens_in, tokens_out, cost_nanos, estimated, status, cache, "
+                     "saved_nanos FROM requests ORDER BY id", -1, &st, NULL), SQLITE_OK);
     int i = 0;
     for (; sqlite3_step(st) == SQLITE_ROW; i++) {
         char id[24];
@@ -195,10 +200,66 @@ static void test_fields_in_order(void **state)
         assert_int_equal(sqlite3_column_int64(st, 8), i);
         assert_int_equal(sqlite3_column_int(st, 9), i % 2);
         assert_int_equal(sqlite3_column_int(st, 10), i % 4 ? 200 : 499);
+        const char *cache = caches[i % 5];
+        assert_string_equal((const char *)sqlite3_column_text(st, 11), cache ? cache : "");
+        assert_int_equal(sqlite3_column_int64(st, 12),
+                         i % 5 == 1 || i % 5 == 2 ? 1000000 + i : 0);
     }
     assert_int_equal(i, n);
     sqlite3_finalize(st);
     sqlite3_close(db);
+}
+
+static void text_is(const char *sql, const char *want)
+{
+    sqlite3 *db;
+    sqlite3_open(path, &db);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), want);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* The response cache's columns (SPEC section 7): a hit is recorded with
+ * cost 0 and what it saved; a record that did not consult the cache gets
+ * '' and 0; a hit's saving is not spend. */
+static void test_cache_columns(void **state)
+{
+    char err[256];
+    struct ledger *l = ledger_open(path, err, sizeof err);
+    assert_non_null(l);
+    struct ledger_record r = rec(1700000000000, "hit1", "a", 0);
+    r.cache = "hit";
+    r.saved_nanos = 123456789012;
+    ledger_append(l, &r);
+    r = rec(1700000000001, "sem1", "a", 0);
+    r.cache = "semantic_hit";
+    r.saved_nanos = 42;
+    ledger_append(l, &r);
+    r = rec(1700000000002, "miss1", "a", 900);
+    r.cache = "miss";
+    ledger_append(l, &r);
+    r = rec(1700000000003, "none1", "a", 700); /* cache NULL, saved_nanos 0 */
+    ledger_append(l, &r);
+    ledger_flush(l);
+    struct sums s = {0};
+    assert_int_equal(ledger_restore(l, 1700000000, 1690000000, on_group, &s), 0);
+    assert_int_equal(s.month, 1600); /* the hits cost nothing */
+    ledger_close(l);
+    text_is("SELECT cache FROM requests WHERE request_id = 'hit1'", "hit");
+    assert_int_equal(scalar("SELECT saved_nanos FROM requests WHERE request_id = 'hit1'"),
+                     123456789012);
+    assert_int_equal(scalar("SELECT cost_nanos FROM requests WHERE request_id = 'hit1'"), 0);
+    text_is("SELECT cache FROM requests WHERE request_id = 'sem1'", "semantic_hit");
+    assert_int_equal(scalar("SELECT saved_nanos FROM requests WHERE request_id = 'sem1'"), 42);
+    text_is("SELECT cache FROM requests WHERE request_id = 'miss1'", "miss");
+    assert_int_equal(scalar("SELECT saved_nanos FROM requests WHERE request_id = 'miss1'"), 0);
+    text_is("SELECT cache FROM requests WHERE request_id = 'none1'", "");
+    assert_int_equal(scalar("SELECT saved_nanos FROM requests WHERE request_id = 'none1'"), 0);
+    assert_int_equal(scalar("SELECT typeof(cache) = 'text' AND typeof(saved_nanos) = 'integer'"
+                            " FROM requests WHERE request_id = 'none1'"), 1);
 }
 
 /* A batch the database refuses stays queued, ahead of later records, and
@@ -306,6 +367,8 @@ static void test_migrates_from_v1(void **state)
                      "ALTER TABLE requests DROP COLUMN route;"
                      "ALTER TABLE requests DROP COLUMN via_peer;"
                      "ALTER TABLE requests DROP COLUMN node_id;"
+                     "ALTER TABLE requests DROP COLUMN cache;"
+                     "ALTER TABLE requests DROP COLUMN saved_nanos;"
                      "INSERT INTO requests (ts_ms, request_id, tokens_in, tokens_out, cost_nanos,"
                      " estimated, status) VALUES (1, 'kept', 1, 1, 42, 0, 200);",
                  NULL, NULL, NULL);
@@ -317,7 +380,47 @@ static void test_migrates_from_v1(void **state)
     assert_int_equal(scalar("SELECT cost_nanos FROM requests WHERE request_id = 'kept'"), 42);
     assert_int_equal(scalar("SELECT via_peer FROM requests WHERE request_id = 'kept'"), 0);
     assert_int_equal(scalar("SELECT length(node_id) FROM requests WHERE request_id = 'kept'"), 0);
+    assert_int_equal(scalar("SELECT length(cache) FROM requests WHERE request_id = 'kept'"), 0);
+    assert_int_equal(scalar("SELECT saved_nanos FROM requests WHERE request_id = 'kept'"), 0);
     assert_int_equal(scalar("SELECT COUNT(*) FROM api_keys"), 0);
+}
+
+/* A ledger at schema 4 (before the cache columns) with rows: opened, it
+ * reaches the current version, its rows kept with cache '' and saved_nanos
+ * 0, and new rows carry their cache fields after them. */
+static void test_migrates_from_v4(void **state)
+{
+    char err[256];
+    struct ledger *l = ledger_open(path, err, sizeof err);
+    assert_non_null(l);
+    ledger_close(l);
+    exec_sql("UPDATE schema_version SET version = 4;"
+             "ALTER TABLE requests DROP COLUMN cache;"
+             "ALTER TABLE requests DROP COLUMN saved_nanos;"
+             "INSERT INTO requests (ts_ms, request_id, key_id, tokens_in, tokens_out, cost_nanos,"
+             " estimated, status, origin_node, route, via_peer, node_id)"
+             " VALUES (1, 'old4', 'k', 3, 4, 77, 1, 200, 'n0', 'n0', 0, 'n0');");
+    assert_int_equal(scalar("SELECT COUNT(*) FROM pragma_table_info('requests')"
+                            " WHERE name IN ('cache', 'saved_nanos')"), 0);
+    l = ledger_open(path, err, sizeof err);
+    assert_non_null(l);
+    struct ledger_record r = rec(2, "new5", "k", 0);
+    r.cache = "hit";
+    r.saved_nanos = 77;
+    ledger_append(l, &r);
+    ledger_close(l);
+    assert_int_equal(scalar("SELECT version FROM schema_version"), LEDGER_SCHEMA_VERSION);
+    assert_int_equal(scalar("SELECT COUNT(*) FROM requests"), 2);
+    assert_int_equal(scalar("SELECT cost_nanos FROM requests WHERE request_id = 'old4'"), 77);
+    assert_int_equal(scalar("SELECT estimated FROM requests WHERE request_id = 'old4'"), 1);
+    text_is("SELECT node_id FROM requests WHERE request_id = 'old4'", "n0");
+    text_is("SELECT cache FROM requests WHERE request_id = 'old4'", "");
+    assert_int_equal(scalar("SELECT saved_nanos FROM requests WHERE request_id = 'old4'"), 0);
+    text_is("SELECT cache FROM requests WHERE request_id = 'new5'", "hit");
+    assert_int_equal(scalar("SELECT saved_nanos FROM requests WHERE request_id = 'new5'"), 77);
+    assert_int_equal(scalar("SELECT MAX(id) FROM requests WHERE request_id = 'old4'") <
+                         scalar("SELECT MIN(id) FROM requests WHERE request_id = 'new5'"),
+                     1);
 }
 
 static void test_refuses_newer_schema(void **state)
@@ -341,9 +444,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_append_restore, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_flushes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fields_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_columns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_batch_retried_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_appenders, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrates_from_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrates_from_v4, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuses_newer_schema, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
