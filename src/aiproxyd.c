@@ -25,6 +25,8 @@
 #include "api/mesh_api.h"
 #include "api/models.h"
 #include "api/upstream_slot.h"
+#include "cache/cache.h"
+#include "cache/redis_store.h"
 #include "config/config.h"
 #include "core/alloc.h"
 #include "core/clock.h"
@@ -543,6 +545,13 @@ int main(int argc, char **argv)
         free(src.text);
         return 1;
     }
+    if (cache_redis_start(cfg, lerr, sizeof lerr) != 0) {
+        fprintf(stderr, "aiproxyd: cannot set up the response cache's Redis: %s\n", lerr);
+        admission_stop();
+        config_unref(cfg);
+        free(src.text);
+        return 1;
+    }
     struct listeners l = {0};
     l.main = start_main_server(cfg);
     if (!l.main) {
@@ -626,6 +635,8 @@ int main(int argc, char **argv)
     mesh_peers_reset();
     watch_stop();
     health_stop();
+    cache_redis_stop();
+    cache_cleanup();
     admission_stop(); /* commits every queued ledger record */
     trace_stop();     /* one last export of what is queued */
     log_event(LOG_INFO, "stopped", "aiproxyd stopped");

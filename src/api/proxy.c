@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "api/admission.h"
+#include "api/proxy_cache.h"
 #include "api/proxy_internal.h"
 #include "api/mesh_route.h"
 #include "api/scan.h"
@@ -198,7 +199,7 @@ static size_t write_meta(struct proxy *px, char *out, size_t cap)
     nanos_t cost = (px->relay.present ? px->relay.cost
                                       : compute_cost(px->cand->model, &px->usage,
                                                      px->kind == API_IMAGES ? px->facts.n : 1)) +
-                   px->hedge_loser_cost;
+                   px->hedge_loser_cost + proxy_cache_cost(px);
     char usd[32];
     money_format_usd(cost, usd, sizeof usd);
     const char *route = mesh_route_answer(px->req, &px->relay, px->mesh_via_out);
@@ -250,6 +251,7 @@ static size_t write_meta(struct proxy *px, char *out, size_t cap)
     jsonw_str(&w, px->facts.model[0] ? px->facts.model : px->plan.model);
     jsonw_raw(&w, ",\"strategy\":");
     jsonw_str(&w, routing_strategy_name(px->plan.strategy_used));
+    proxy_cache_meta(px, &w);
     jsonw_raw(&w, ",\"reason\":");
     if (px->n_attempts > 1) {
         /* The winner was not the first choice: say what happened before. */
@@ -300,8 +302,8 @@ static size_t write_meta(struct proxy *px, char *out, size_t cap)
 
 static char *gateway_headers(struct proxy *px)
 {
-    return arena_concat(&px->req->arena, "x-aiproxy-provider: ", px->cand->provider->name, "\r\n",
-                        NULL);
+    return arena_concat(&px->req->arena, proxy_cache_header(px), "x-aiproxy-provider: ",
+                        px->cand->provider->name, "\r\n", NULL);
 }
 
 /* ---- the end of the road ---- */
@@ -505,6 +507,7 @@ static void finish_whole(struct proxy *px)
     proxy_record_attempt(px, "ok%s", "");
     char meta[4096];
     size_t mlen = write_meta(px, meta, sizeof meta);
+    proxy_cache_store_whole(px, px->buf, px->buf_len, &rf);
     /* Splice ,"x-aiproxy":{...} before the closing brace, and an estimated
      * usage object when the provider sent none. */
     struct http_request *req = px->req;
@@ -557,8 +560,8 @@ static void start_client_stream(struct proxy *px)
     px->stream_counted = true;
     http_stream_start(px->req, 200, "text/event-stream",
                       arena_printf(&px->req->arena,
-                                   "Cache-Control: no-cache\r\nx-aiproxy-provider: %s\r\n",
-                                   px->cand->provider->name));
+                                   "Cache-Control: no-cache\r\n%sx-aiproxy-provider: %s\r\n",
+                                   proxy_cache_header(px), px->cand->provider->name));
     if (px->inbound && px->inbound->stream_begin)
         px->inbound_state = px->inbound->stream_begin(&px->req->arena, px->req->id);
 }
@@ -672,6 +675,7 @@ static int relay_openai_event(struct proxy *px, const char *data, size_t len, bo
     }
     if (!px->stream_started) start_client_stream(px);
     px->chunks++;
+    proxy_cache_stream_chunk(px, data, len);
     forward_event(px, data, len);
     return 0;
 }
@@ -681,6 +685,7 @@ static void end_of_stream(struct proxy *px)
     if (!px->stream_started) start_client_stream(px);
     px->saw_done = true;
     send_final_chunk(px);
+    proxy_cache_store_stream(px); /* ended properly: kept when the request may */
 }
 
 static void on_translated_chunk(void *ctx, const char *json, size_t len)
@@ -868,6 +873,7 @@ static void on_client_abort(void *data)
     if (px->peer_watch) event_del(px->peer_watch);
     hedge_disarm_timer(px);
     hedge_drop(px, "cancelled: the client left", true);
+    proxy_cache_abort(px);
     if (px->call) {
         upstream_call_cancel(px->call);
         px->call = NULL;
@@ -1203,17 +1209,18 @@ static void serve(struct proxy *px)
                            px->plan.excluded_by_cost ? "max_cost" : "model");
         return;
     }
+    if (!proxy_cache_prepare(px)) return;
     enum admit admit = admission_reserve(req, &px->plan, &px->facts, kind, on_admitted);
     if (admit == ADMIT_REFUSED) return;
     req->handler_data = px;
     req->on_abort = on_client_abort;
     req->on_drain = on_client_drain;
     arena_on_free(&req->arena, on_request_freed, px);
-    if (admit == ADMIT_OK) proxy_start_next(px);
+    if (admit == ADMIT_OK) proxy_cache_begin(px);
 }
 
 /* The shared store answered the reservation (admission_reserve waited). */
 static void on_admitted(struct http_request *req)
 {
-    proxy_start_next(req->handler_data);
+    proxy_cache_begin(req->handler_data);
 }

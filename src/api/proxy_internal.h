@@ -63,6 +63,9 @@ struct proxy {
     const char *mesh_via_out;  /* x-aiproxy-via: the nodes passed, this one last */
     struct provider_relay relay;
 
+    /* the response cache (api/proxy_cache.c); NULL when not consulted */
+    struct proxy_cache *cache;
+
     /* a client-facing format other than OpenAI's (NULL: OpenAI) */
     const struct inbound_ops *inbound;
     void *inbound_state;

@@ -74,8 +74,16 @@ int store_call_script(struct http_request *req, int script, int argc, const char
 int store_call_command(struct http_request *req, int argc, const char **argv, const size_t *lens,
                        store_reply_cb cb, void *data, void (*free_data)(void *))
 {
+    return store_call_command_on(api_store_conn(req->worker), req, argc, argv, lens, cb, data,
+                                 free_data);
+}
+
+int store_call_command_on(struct redis_conn *conn, struct http_request *req, int argc,
+                          const char **argv, const size_t *lens, store_reply_cb cb, void *data,
+                          void (*free_data)(void *))
+{
     struct waiter *w = waiter_new(req, cb, data, free_data);
-    if (redis_conn_call(api_store_conn(req->worker), argc, argv, lens, on_reply, w) != 0) {
+    if (redis_conn_call(conn, argc, argv, lens, on_reply, w) != 0) {
         free(w);
         return -1;
     }

@@ -8,6 +8,7 @@
 
 struct http_request;
 struct redisReply;
+struct redis_conn;
 
 /* reply: NULL when the call failed (Redis down, timeout). */
 typedef void (*store_reply_cb)(struct http_request *req, struct redisReply *reply, void *data);
@@ -21,5 +22,9 @@ int store_call_script(struct http_request *req, int script, int argc, const char
 /* The same with a plain command. */
 int store_call_command(struct http_request *req, int argc, const char **argv, const size_t *lens,
                        store_reply_cb cb, void *data, void (*free_data)(void *));
+/* A plain command on another of the worker's connections (the cache's). */
+int store_call_command_on(struct redis_conn *conn, struct http_request *req, int argc,
+                          const char **argv, const size_t *lens, store_reply_cb cb, void *data,
+                          void (*free_data)(void *));
 
 #endif

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 
+#include "cache/redis_store.h"
 #include "cluster/redis.h"
 #include "cluster/store.h"
 #include "core/alloc.h"
@@ -12,6 +13,7 @@
 struct worker_slot {
     struct upstream_pool *pool;
     struct redis_conn *store;
+    struct redis_conn *cache;
 };
 
 static struct worker_slot *slot_of(struct http_worker *w)
@@ -38,9 +40,18 @@ struct redis_conn *api_store_conn(struct http_worker *w)
     return s->store;
 }
 
+struct redis_conn *api_cache_conn(struct http_worker *w)
+{
+    if (!cache_redis_enabled()) return NULL;
+    struct worker_slot *s = slot_of(w);
+    if (!s->cache) s->cache = redis_conn_new(http_worker_base(w));
+    return s->cache;
+}
+
 void api_upstream_pool_free(void *slot)
 {
     struct worker_slot *s = slot;
+    redis_conn_free(s->cache);
     redis_conn_free(s->store);
     upstream_pool_free(s->pool);
     free(s);

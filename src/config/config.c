@@ -116,6 +116,8 @@ void config_free(struct config *c)
     free(c->node.mesh_listen_addr);
     free(c->node.mesh_listen_host);
     free(c->node.mesh_secret);
+    free(c->cache.redis_url);
+    free(c->cache.semantic.embedding_model);
     free(c->cluster.redis_url);
     free(c->cluster.redis_prefix);
     free(c->cluster.redis_ca_file);
@@ -503,5 +505,13 @@ void config_print_summary(const struct config *c, FILE *out)
                 redis_url_masked(c->cluster.redis_url, masked, sizeof masked),
                 c->cluster.redis_prefix ? c->cluster.redis_prefix : "", (long long)c->cluster.redis_timeout_ms,
                 c->cluster.store_down_closed ? "closed" : "local");
+    }
+    if (c->cache.enabled) {
+        fprintf(out, "cache: %s, backend %s, ttl %llds, max_memory %lld bytes%s%s\n",
+                c->cache.mode_always ? "always" : "opt_in",
+                c->cache.backend_redis ? "redis" : "memory", (long long)(c->cache.ttl_ms / 1000),
+                (long long)c->cache.max_memory,
+                c->cache.semantic.enabled ? ", semantic with " : "",
+                c->cache.semantic.enabled ? c->cache.semantic.embedding_model : "");
     }
 }

@@ -306,6 +306,26 @@ struct config {
         bool store_down_closed; /* on_store_down: closed (503) instead of local */
     } cluster;
 
+    /* cache: the response cache (SPEC section 7). */
+    struct {
+        bool enabled;            /* default false */
+        bool mode_always;        /* mode: always (else opt_in: only requests that ask) */
+        int64_t ttl_ms;          /* default 1h */
+        int64_t max_memory;      /* bytes per node, default 64MB */
+        bool backend_redis;      /* backend: redis (else memory) */
+        char *redis_url;         /* cache.redis.url: the Redis when cluster.redis is absent */
+        int64_t front_memory;    /* redis backend: the in-memory front's bytes, default 8MB */
+        int64_t max_entry_size;  /* a bigger answer is not stored, default 1MB */
+        struct {
+            bool enabled;
+            char *embedding_model;  /* a model this gateway serves */
+            double threshold;       /* cosine similarity, default 0.95 */
+            int64_t max_entries;    /* default 100000 */
+            double max_temperature; /* above it: no semantic step, default 1.0 */
+            int64_t timeout_ms;     /* the embedding call's deadline, default 2s */
+        } semantic;
+    } cache;
+
     struct {
         bool enabled;          /* default true: limits and alerts enforced when set */
         nanos_t daily_limit;   /* 0 = none */

@@ -1101,6 +1101,72 @@ static const struct key_spec cluster_keys[] = {
     {.name = NULL},
 };
 
+/* ---- cache ---- */
+
+static void parse_cache_mode(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                             void *base)
+{
+    struct config *c = base;
+    const char *t = walk_scalar_text(cx, v, path, "opt_in or always");
+    if (!t) return;
+    if (strcmp(t, "opt_in") == 0) c->cache.mode_always = false;
+    else if (strcmp(t, "always") == 0) c->cache.mode_always = true;
+    else ERR(cx, v->line, path, "'%s' is not opt_in or always", t);
+}
+
+static void parse_cache_backend(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                                void *base)
+{
+    struct config *c = base;
+    const char *t = walk_scalar_text(cx, v, path, "memory or redis");
+    if (!t) return;
+    if (strcmp(t, "memory") == 0) c->cache.backend_redis = false;
+    else if (strcmp(t, "redis") == 0) c->cache.backend_redis = true;
+    else ERR(cx, v->line, path, "'%s' is not memory or redis", t);
+}
+
+/* A sampling temperature, 0 to 2 (OpenAI's range). */
+static void parse_max_temperature(struct parse_ctx *cx, const struct cnode *v, const char *path,
+                                  void *base)
+{
+    struct config *c = base;
+    const char *t = walk_scalar_text(cx, v, path, "a number from 0 to 2");
+    if (!t) return;
+    char *end = NULL;
+    double d = strtod(t, &end);
+    if (!end || end == t || *end || !(d >= 0 && d <= 2))
+        ERR(cx, v->line, path, "'%s' is not a number from 0 to 2", t);
+    else c->cache.semantic.max_temperature = d;
+}
+
+static const struct key_spec cache_redis_keys[] = {
+    {.name = "url", .type = KT_STR, .offset = CFG(cache.redis_url)},
+    {.name = "front_memory", .type = KT_SIZE, .min = 0, .max = 16384LL * MB, .def = "8MB", .offset = CFG(cache.front_memory)},
+    {.name = NULL},
+};
+
+static const struct key_spec cache_semantic_keys[] = {
+    {.name = "enabled", .type = KT_BOOL, .def = "false", .offset = CFG(cache.semantic.enabled)},
+    {.name = "embedding_model", .type = KT_STR, .def = "text-embedding-3-small", .offset = CFG(cache.semantic.embedding_model)},
+    {.name = "threshold", .type = KT_RATIO, .def = "0.95", .offset = CFG(cache.semantic.threshold)},
+    {.name = "max_entries", .type = KT_INT, .min = 1, .max = 10000000, .def = "100000", .offset = CFG(cache.semantic.max_entries)},
+    {.name = "max_temperature", .type = KT_CUSTOM, .def = "1.0", .parse = parse_max_temperature},
+    {.name = "timeout", .type = KT_DURATION, .min = 1, .max = 600000, .def = "2s", .offset = CFG(cache.semantic.timeout_ms)},
+    {.name = NULL},
+};
+
+static const struct key_spec cache_keys[] = {
+    {.name = "enabled", .type = KT_BOOL, .def = "false", .offset = CFG(cache.enabled)},
+    {.name = "mode", .type = KT_CUSTOM, .def = "opt_in", .parse = parse_cache_mode},
+    {.name = "ttl", .type = KT_DURATION, .min = 1000, .max = 365LL * 86400 * 1000, .def = "1h", .offset = CFG(cache.ttl_ms)},
+    {.name = "max_memory", .type = KT_SIZE, .min = 64 * KB, .max = 1024LL * 1024 * MB, .def = "64MB", .offset = CFG(cache.max_memory)},
+    {.name = "max_entry_size", .type = KT_SIZE, .min = 1 * KB, .max = 256 * MB, .def = "1MB", .offset = CFG(cache.max_entry_size)},
+    {.name = "backend", .type = KT_CUSTOM, .def = "memory", .parse = parse_cache_backend},
+    {.name = "redis", .type = KT_SECTION, .sub = cache_redis_keys},
+    {.name = "semantic", .type = KT_SECTION, .sub = cache_semantic_keys},
+    {.name = NULL},
+};
+
 /* ---- top level ---- */
 
 static const struct key_spec top_keys[] = {
@@ -1112,6 +1178,7 @@ static const struct key_spec top_keys[] = {
     {.name = "observability", .type = KT_SECTION, .sub = observability_keys},
     {.name = "security", .type = KT_SECTION, .sub = security_keys},
     {.name = "cluster", .type = KT_SECTION, .sub = cluster_keys},
+    {.name = "cache", .type = KT_SECTION, .sub = cache_keys},
     {.name = NULL},
 };
 
@@ -1215,6 +1282,40 @@ static void validate(struct parse_ctx *cx, const struct cnode *root)
     }
 }
 
+/* cache: a redis backend needs a Redis (cluster.redis.url, else
+ * cache.redis.url, parsed here so that a bad one names its line). */
+static void validate_cache(struct parse_ctx *cx, const struct cnode *root)
+{
+    struct config *c = cx->cfg;
+    const struct cnode *cache = cnode_get(root, "cache");
+    if (c->cache.redis_url && !*c->cache.redis_url) {
+        free(c->cache.redis_url);
+        c->cache.redis_url = NULL;
+    }
+    if (c->cache.redis_url) {
+        struct redis_url ru;
+        char why[200];
+        if (redis_url_parse(c->cache.redis_url, &ru, why, sizeof why) == 0) {
+            redis_url_free(&ru);
+        } else {
+            const struct cnode *un = cnode_get(cnode_get(cache, "redis"), "url");
+            ERR(cx, un ? un->line : root->line, "cache.redis.url", "%s", why);
+        }
+    }
+    if (c->cache.enabled && c->cache.backend_redis && !c->cluster.redis_url && !c->cache.redis_url) {
+        const struct cnode *b = cnode_get(cache, "backend");
+        ERR(cx, b ? b->line : root->line, "cache.backend",
+            "redis needs a Redis: set cluster.redis.url (shared with the cluster) or "
+            "cache.redis.url");
+    }
+    if (c->cache.enabled && c->cache.semantic.enabled &&
+        (!c->cache.semantic.embedding_model || !*c->cache.semantic.embedding_model)) {
+        const struct cnode *sem = cnode_get(cache, "semantic");
+        ERR(cx, sem ? sem->line : root->line, "cache.semantic.embedding_model",
+            "missing (expected a model this gateway serves with embeddings)");
+    }
+}
+
 bool config_apply_tree(struct config *c, const struct cnode *root, const char *file,
                        struct diag_list *diags)
 {
@@ -1230,5 +1331,6 @@ bool config_apply_tree(struct config *c, const struct cnode *root, const char *f
     walk_map(&cx, root, "", top_keys, c);
     free(cx.secret_reason);
     validate(&cx, root);
+    validate_cache(&cx, root);
     return diags->errors == errors;
 }
