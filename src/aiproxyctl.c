@@ -1,7 +1,7 @@
 /* aiproxyctl: the management CLI (SPEC section 1). Talks to a running node
  * over its HTTP API (--url, --key) and prints tables for people or JSON for
  * scripts (--json): status, models, budget, mesh, keys list|create|revoke,
- * reload, config check. Every command has --help. Exit codes: 0 success, 1
+ * cache stats|clear, reload, config check. Every command has --help. Exit codes: 0 success, 1
  * runtime failure (node unreachable, key refused), 2 bad usage or an
  * invalid config. */
 #include <getopt.h>
@@ -42,6 +42,10 @@ static void usage(FILE *out)
             "  keys list          every API key (admin key needed); secrets are never shown\n"
             "  keys create NAME   create a managed key (see: aiproxyctl keys --help)\n"
             "  keys revoke ID     revoke a managed key at once\n"
+            "  cache stats        the response cache: hits, misses, hit rate, entries,\n"
+            "                     memory, saved USD\n"
+            "  cache clear        empty the response cache, or one model's or tenant's part\n"
+            "                     (admin key needed; see: aiproxyctl cache --help)\n"
             "  reload             reload the node's config file (admin key needed); shows\n"
             "                     the config errors when the new file is rejected\n"
             "  config check FILE  validate a config file locally (exit 0 valid, 2 invalid)\n"
@@ -88,6 +92,19 @@ static const struct {
              "                  [--expires-in SECONDS]\n"
              "       aiproxyctl keys revoke ID\n\n"
              "Manages API keys (an admin key is needed). A created key is printed once.\n"},
+    {"cache", "Usage: aiproxyctl cache stats [--json]\n"
+              "       aiproxyctl cache clear [--model M] [--tenant T | --key-id ID | --scope S]\n"
+              "                  [--json]\n\n"
+              "stats: the node's response cache (GET /aiproxy/status, any valid key): mode,\n"
+              "backend, TTL, hits (exact and semantic), misses, hit rate, answers stored,\n"
+              "entries and memory in use, evictions, expiries, USD the hits saved, errors.\n\n"
+              "clear: empties the cache (DELETE /aiproxy/admin/cache, admin key): this node's\n"
+              "memory and, with backend redis, the entries every node shares. --model keeps\n"
+              "it to one model (the resolved model name); --tenant to one tenant's answers,\n"
+              "--key-id to those of one key without a tenant (a config key's name or a\n"
+              "managed key's id), --scope to a raw scope (t:TENANT, k:KEY_ID, or * when\n"
+              "authentication is off). Without a filter everything goes. Exit 1 when Redis\n"
+              "does not answer (this node's memory is cleared even then).\n"},
     {"reload", "Usage: aiproxyctl reload [--json]\n\n"
                "Asks the node to reload its config file (POST /aiproxy/admin/reload, admin key)\n"
                "and waits for the outcome. A rejected file is listed with its errors and the\n"
@@ -479,6 +496,12 @@ static int cmd_status(const struct ctl *c)
            (long long)json_integer_value(json_object_get(rq, "errors")),
            (long long)json_integer_value(json_object_get(rq, "in_flight")),
            (long long)json_integer_value(json_object_get(rq, "open_streams")));
+    json_t *cache = json_object_get(doc, "cache");
+    if (json_is_true(json_object_get(cache, "enabled")))
+        printf("cache     %.1f%% hit rate, %lld in memory, saved $%.6f (aiproxyctl cache stats)\n",
+               json_number_value(json_object_get(cache, "hit_rate")) * 100.0,
+               (long long)json_integer_value(json_object_get(cache, "entries")),
+               usd(json_object_get(cache, "saved_usd")));
     printf("\n%-20s %-10s %-9s %-11s %-10s %9s %9s %9s %9s  %s\n", "PROVIDER", "TYPE", "AVAILABLE",
            "HEALTH", "CIRCUIT", "LATENCY", "TTFT", "IN-FLIGHT", "FAILURES", "REASON");
     json_t *ps = json_object_get(doc, "providers");
@@ -584,6 +607,149 @@ static int cmd_mesh(const struct ctl *c)
         printf("%-24s %-12s %lld\n", name, str_or(json_object_get(p, "status"), "?"),
                (long long)json_integer_value(json_object_get(p, "models")));
     }
+    json_decref(doc);
+    return 0;
+}
+
+/* ---- cache ---- */
+
+/* "12.3 KiB" */
+static void fmt_bytes(double b, char *buf, size_t cap)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (b >= 1024 && u < 4) {
+        b /= 1024;
+        u++;
+    }
+    if (u == 0) snprintf(buf, cap, "%.0f B", b);
+    else snprintf(buf, cap, "%.1f %s", b, units[u]);
+}
+
+static long long int_of(json_t *o, const char *name)
+{
+    return (long long)json_integer_value(json_object_get(o, name));
+}
+
+static int cmd_cache_stats(const struct ctl *c)
+{
+    int status;
+    json_t *doc = call_json(c, "GET", "/aiproxy/status", NULL, &status);
+    if (!doc) return 1;
+    json_t *cache = json_object_get(doc, "cache");
+    if (!json_is_object(cache)) {
+        fprintf(stderr, "aiproxyctl: %s reports no cache (an aiproxyd without one?)\n", c->url);
+        json_decref(doc);
+        return 1;
+    }
+    if (c->json) {
+        print_json(cache);
+        json_decref(doc);
+        return 0;
+    }
+    if (!json_is_true(json_object_get(cache, "enabled"))) {
+        printf("cache       disabled on this node (cache.enabled in its config)\n");
+        json_decref(doc);
+        return 0;
+    }
+    printf("cache       enabled (mode %s, backend %s, ttl %lld s)\n",
+           str_or(json_object_get(cache, "mode"), "?"), str_or(json_object_get(cache, "backend"), "?"),
+           int_of(cache, "ttl_s"));
+    json_t *sem = json_object_get(cache, "semantic");
+    if (json_is_true(json_object_get(sem, "enabled")))
+        printf("semantic    enabled (model %s, threshold %.3g, %lld vectors)\n",
+               str_or(json_object_get(sem, "embedding_model"), "?"),
+               json_number_value(json_object_get(sem, "threshold")), int_of(sem, "entries"));
+    else
+        printf("semantic    disabled\n");
+    printf("hits        %lld exact, %lld semantic\n", int_of(cache, "hits"),
+           int_of(cache, "semantic_hits"));
+    printf("misses      %lld\n", int_of(cache, "misses"));
+    printf("hit rate    %.1f%%\n", json_number_value(json_object_get(cache, "hit_rate")) * 100.0);
+    printf("stores      %lld (%lld not stored: too big or unreadable)\n", int_of(cache, "stores"),
+           int_of(cache, "not_stored"));
+    char used[32], cap[32];
+    fmt_bytes((double)int_of(cache, "bytes"), used, sizeof used);
+    fmt_bytes((double)int_of(cache, "max_bytes"), cap, sizeof cap);
+    bool redis = strcmp(str_or(json_object_get(cache, "backend"), ""), "redis") == 0;
+    printf("entries     %lld%s\n", int_of(cache, "entries"),
+           redis ? " (this node's in-memory front; the shared entries are on Redis)" : "");
+    printf("memory      %s of %s\n", used, cap);
+    printf("evictions   %lld (and %lld expired)\n", int_of(cache, "evictions"),
+           int_of(cache, "expired"));
+    printf("saved       $%.6f\n", usd(json_object_get(cache, "saved_usd")));
+    printf("errors      %lld embedding, %lld backend\n", int_of(cache, "embed_errors"),
+           int_of(cache, "backend_errors"));
+    json_decref(doc);
+    return 0;
+}
+
+/* Appends "&name=value" (value percent-encoded) to the query in q[cap]. */
+static void query_add(char *q, size_t cap, const char *name, const char *value)
+{
+    size_t n = strlen(q);
+    n += (size_t)snprintf(q + n, n < cap ? cap - n : 0, "%s%s=", n ? "&" : "", name);
+    for (const unsigned char *v = (const unsigned char *)value; *v && n + 4 < cap; v++) {
+        bool plain = (*v >= 'a' && *v <= 'z') || (*v >= 'A' && *v <= 'Z') ||
+                     (*v >= '0' && *v <= '9') || *v == '-' || *v == '_' || *v == '.' || *v == '~';
+        if (plain) q[n++] = (char)*v;
+        else n += (size_t)snprintf(q + n, cap - n, "%%%02X", *v);
+    }
+    q[n < cap ? n : cap - 1] = '\0';
+}
+
+static int cmd_cache_clear(const struct ctl *c, int argc, char **argv)
+{
+    char query[4096] = ""; /* room for two values of 512 bytes, all escaped */
+    const char *scope_opt = NULL;
+    bool model = false;
+    for (int i = 0; i < argc; i++) {
+        const char *opt = argv[i];
+        bool known = strcmp(opt, "--model") == 0 || strcmp(opt, "--tenant") == 0 ||
+                     strcmp(opt, "--key-id") == 0 || strcmp(opt, "--scope") == 0;
+        if (!known) {
+            fprintf(stderr, "aiproxyctl: cache clear: unknown argument %s (see: aiproxyctl cache "
+                            "--help)\n", opt);
+            return 2;
+        }
+        if (i + 1 >= argc || !*argv[i + 1] || strlen(argv[i + 1]) > 512) {
+            fprintf(stderr, "aiproxyctl: %s needs a value\n", opt);
+            return 2;
+        }
+        if (strcmp(opt, "--model") == 0) {
+            if (model) {
+                fprintf(stderr, "aiproxyctl: cache clear: --model is given twice\n");
+                return 2;
+            }
+            model = true;
+        } else {
+            if (scope_opt) {
+                fprintf(stderr, "aiproxyctl: cache clear: give one of %s and %s\n", scope_opt, opt);
+                return 2;
+            }
+            scope_opt = opt;
+        }
+        query_add(query, sizeof query, strcmp(opt, "--key-id") == 0 ? "key" : opt + 2, argv[++i]);
+    }
+    char *path = xasprintf("/aiproxy/admin/cache%s%s", query[0] ? "?" : "", query);
+    int status;
+    json_t *doc = call_json(c, "DELETE", path, NULL, &status);
+    free(path);
+    if (!doc) return 1;
+    if (c->json) {
+        print_json(doc);
+        json_decref(doc);
+        return 0;
+    }
+    json_t *cl = json_object_get(doc, "cleared");
+    json_t *redis = json_object_get(cl, "redis");
+    if (!json_is_true(json_object_get(doc, "enabled")))
+        printf("the cache is disabled on this node\n");
+    long long mem = int_of(cl, "memory");
+    printf("cleared %lld %s from this node's memory", mem, mem == 1 ? "entry" : "entries");
+    if (json_is_integer(redis)) printf(" and %lld from Redis", (long long)json_integer_value(redis));
+    printf(" (model %s, scope %s)\n", str_or(json_object_get(doc, "model"), "any"),
+           str_or(json_object_get(doc, "scope"), "any"));
     json_decref(doc);
     return 0;
 }
@@ -710,6 +876,10 @@ int main(int argc, char **argv)
         rc = cmd_keys_create(&c, n - 2, args + 2);
     else if (strcmp(cmd, "keys") == 0 && n == 3 && strcmp(args[1], "revoke") == 0)
         rc = cmd_keys_revoke(&c, args[2]);
+    else if (strcmp(cmd, "cache") == 0 && n == 2 && strcmp(args[1], "stats") == 0)
+        rc = cmd_cache_stats(&c);
+    else if (strcmp(cmd, "cache") == 0 && n >= 2 && strcmp(args[1], "clear") == 0)
+        rc = cmd_cache_clear(&c, n - 2, args + 2);
     else if (strcmp(cmd, "config") == 0 && n == 3 && strcmp(args[1], "check") == 0)
         rc = cmd_config_check(args[2]);
     else {

@@ -11,6 +11,14 @@ const fmtInt = (n) => Number(n || 0).toLocaleString('en-US');
 const fmtUsd = (n) => '$' + Number(n || 0).toFixed(n >= 100 ? 2 : 6);
 const fmtMs = (n) => (n === null || n === undefined ? '–' : n >= 10000 ? (n / 1000).toFixed(1) + ' s' : Math.round(n) + ' ms');
 
+const fmtBytes = (n) => {
+  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  for (n = Number(n || 0); n >= 1024 && i < u.length - 1; i++) n /= 1024;
+  return i ? n.toFixed(1) + ' ' + u[i] : Math.round(n) + ' B';
+};
+const fmtPct = (f) => (100 * (f || 0)).toFixed(1) + '%';
+
 const axisMs = (v, max) => (max < 10 ? v.toFixed(1) : String(Math.round(v)));
 
 // ---- canvas helpers ----
@@ -118,6 +126,35 @@ function barChart(canvas, items, fmt) {
 
 // ---- rendering ----
 
+// The response cache (GET /aiproxy/admin/stats .cache, the same object as
+// /aiproxy/status): on or off, and its figures since the node started.
+function renderCache(c) {
+  const on = !!(c && c.enabled);
+  $('cache-off').style.display = on ? 'none' : '';
+  $('cache-on').style.display = on ? '' : 'none';
+  $('cache-rate').textContent = on ? fmtPct(c.hit_rate) : 'off';
+  $('cache-rate').dataset.value = on ? String(c.hit_rate) : '';
+  if (!on) { $('cache-mode').textContent = ''; return; }
+  const sem = c.semantic && c.semantic.enabled ? `, semantic ≥ ${c.semantic.threshold}` : '';
+  $('cache-mode').textContent = `(mode ${c.mode}, backend ${c.backend}, ttl ${c.ttl_s} s${sem})`;
+  $('cache-hit-rate').textContent = fmtPct(c.hit_rate);
+  $('cache-hit-rate').dataset.value = String(c.hit_rate);
+  $('cache-hit-bar').style.width = Math.min(100, 100 * (c.hit_rate || 0)) + '%';
+  $('cache-hits').textContent = `${fmtInt(c.hits)} / ${fmtInt(c.semantic_hits)}`;
+  $('cache-hits').dataset.value = String(c.hits + c.semantic_hits);
+  $('cache-misses').textContent = fmtInt(c.misses);
+  $('cache-misses').dataset.value = String(c.misses);
+  $('cache-entries').textContent = fmtInt(c.entries) + (c.backend === 'redis' ? ' (front)' : '');
+  $('cache-entries').dataset.value = String(c.entries);
+  const used = c.max_bytes ? Math.min(100, (100 * c.bytes) / c.max_bytes) : 0;
+  $('cache-bytes').textContent = fmtBytes(c.bytes);
+  $('cache-bytes').dataset.value = String(c.bytes);
+  $('cache-bytes-bar').style.width = used + '%';
+  $('cache-max').textContent = `of ${fmtBytes(c.max_bytes)} (${used.toFixed(1)}%)`;
+  $('cache-saved').textContent = fmtUsd(c.saved_usd);
+  $('cache-saved').dataset.value = String(c.saved_usd);
+}
+
 function pill(text) {
   const s = document.createElement('span');
   s.className = 'pill ' + text;
@@ -157,6 +194,7 @@ function render(s) {
   $('inflight').textContent = `${t.in_flight} / ${t.open_streams}`;
   $('total-cost').textContent = fmtUsd(t.cost_usd);
   $('total-cost').dataset.value = String(t.cost_usd);
+  renderCache(s.cache);
   const ps = s.per_second;
   const last10 = ps.slice(-11, -1); // complete seconds only
   const rps = last10.reduce((a, p) => a + p[1], 0) / Math.max(1, last10.length);

@@ -1,6 +1,6 @@
 /* admin_ops: the operator's endpoints beyond /metrics: GET /aiproxy/status
- * (node, uptime, providers with health, circuit, latency, in-flight),
- * GET /aiproxy/admin/stats (the
+ * (node, uptime, providers with health, circuit, latency, in-flight, the
+ * response cache), GET /aiproxy/admin/stats (the
  * dashboard's figures) and POST /aiproxy/admin/reload (asks the main
  * thread to reload and answers with the outcome). Nothing here shows a
  * credential: provider endpoints are shown without userinfo or query. */
@@ -19,6 +19,7 @@
 #include "budget/ledger.h"
 #include "budget/period.h"
 #include "budget/spend.h"
+#include "cache/cache.h"
 #include "cluster/redis.h"
 #include "cluster/store.h"
 #include "config/config.h"
@@ -158,6 +159,24 @@ void admin_metrics_extra(const struct config *cfg, struct metrics_extra *x)
         x->ledger_spooled = (long long)ledger_spooled(l);
         x->ledger_spool_depth = (long long)ledger_spool_depth(l);
     }
+    struct cache_stats cs;
+    cache_stats_get(cfg, &cs);
+    if (cs.enabled) {
+        x->have_cache = true;
+        x->cache_hits = cs.hits;
+        x->cache_semantic_hits = cs.semantic_hits;
+        x->cache_misses = cs.misses;
+        x->cache_stores = cs.stores;
+        x->cache_entries = cs.entries;
+        x->cache_bytes = cs.bytes;
+        x->cache_max_bytes = cs.max_bytes;
+        x->cache_evictions = cs.evictions;
+        x->cache_expired = cs.expired;
+        x->cache_saved = cs.saved_nanos;
+        x->cache_embed_errors = cs.embed_errors;
+        x->cache_backend_errors = cs.backend_errors;
+        x->cache_semantic_entries = cs.semantic_entries;
+    }
 }
 
 /* The shared store (SPEC section 6): null when none is configured. */
@@ -187,6 +206,44 @@ static json_t *ledger_json(const struct config *cfg)
                      ledger_backend_up(l), "queued", (json_int_t)ledger_queue_depth(l),
                      "committed", (json_int_t)ledger_committed(l), "spooled",
                      (json_int_t)ledger_spooled(l), "spool_depth", (json_int_t)ledger_spool_depth(l));
+}
+
+/* The response cache (SPEC section 7): settings and counters. The figures
+ * of entries and bytes are this node's memory store (with backend redis,
+ * its in-memory front); the counters are this node's since it started. */
+static json_t *cache_json(const struct config *cfg)
+{
+    struct cache_stats cs;
+    cache_stats_get(cfg, &cs);
+    uint64_t hits = cs.hits + cs.semantic_hits, asked = hits + cs.misses;
+    json_t *sem = json_object();
+    json_object_set_new(sem, "enabled", json_boolean(cs.semantic));
+    json_object_set_new(sem, "embedding_model", cfg->cache.semantic.embedding_model
+                                                    ? json_string(cfg->cache.semantic.embedding_model)
+                                                    : json_null());
+    json_object_set_new(sem, "threshold", json_real(cfg->cache.semantic.threshold));
+    json_object_set_new(sem, "entries", json_integer((json_int_t)cs.semantic_entries));
+    json_t *o = json_object();
+    json_object_set_new(o, "enabled", json_boolean(cs.enabled));
+    json_object_set_new(o, "mode", json_string(cfg->cache.mode_always ? "always" : "opt_in"));
+    json_object_set_new(o, "backend", json_string(cfg->cache.backend_redis ? "redis" : "memory"));
+    json_object_set_new(o, "ttl_s", json_integer(cfg->cache.ttl_ms / 1000));
+    json_object_set_new(o, "semantic", sem);
+    json_object_set_new(o, "entries", json_integer((json_int_t)cs.entries));
+    json_object_set_new(o, "bytes", json_integer((json_int_t)cs.bytes));
+    json_object_set_new(o, "max_bytes", json_integer((json_int_t)cs.max_bytes));
+    json_object_set_new(o, "hits", json_integer((json_int_t)cs.hits));
+    json_object_set_new(o, "semantic_hits", json_integer((json_int_t)cs.semantic_hits));
+    json_object_set_new(o, "misses", json_integer((json_int_t)cs.misses));
+    json_object_set_new(o, "hit_rate", json_real(asked ? (double)hits / (double)asked : 0.0));
+    json_object_set_new(o, "stores", json_integer((json_int_t)cs.stores));
+    json_object_set_new(o, "not_stored", json_integer((json_int_t)cs.not_stored));
+    json_object_set_new(o, "evictions", json_integer((json_int_t)cs.evictions));
+    json_object_set_new(o, "expired", json_integer((json_int_t)cs.expired));
+    json_object_set_new(o, "saved_usd", json_real(usd(cs.saved_nanos)));
+    json_object_set_new(o, "embed_errors", json_integer((json_int_t)cs.embed_errors));
+    json_object_set_new(o, "backend_errors", json_integer((json_int_t)cs.backend_errors));
+    return o;
 }
 
 static json_t *node_json(const struct config *cfg)
@@ -235,6 +292,7 @@ void admin_ops_status(struct http_request *req)
     json_object_set_new(doc, "budget", budget_json(cfg));
     json_object_set_new(doc, "store", store_json());
     json_object_set_new(doc, "ledger", ledger_json(cfg));
+    json_object_set_new(doc, "cache", cache_json(cfg));
     json_object_set_new(doc, "strategy", json_string(routing_strategy_name(cfg->routing.strategy)));
     respond_json(req, 200, doc);
 }
@@ -331,6 +389,7 @@ void admin_ops_stats(struct http_request *req)
                                             errs[i].model, "provider", errs[i].provider, "status",
                                             errs[i].status, "message", errs[i].message));
     json_object_set_new(doc, "recent_errors", el);
+    json_object_set_new(doc, "cache", cache_json(cfg));
     json_object_set_new(doc, "mesh_enabled", json_boolean(cfg->node.mesh_enabled));
     json_object_set_new(doc, "mesh_peers", mesh_api_peers_json());
     respond_json(req, 200, doc);

@@ -19,18 +19,21 @@ const char *admin_ops_provider_health(const struct config *cfg, const struct con
                                       int64_t now_ms, enum circuit_state *st_out);
 
 /* Node, uptime, request totals, every provider with health, circuit state,
- * latency and in-flight, the budget windows (any valid key). */
+ * latency and in-flight, the budget windows, the shared store, the ledger
+ * and the response cache (settings, entries, hits, misses, hit rate,
+ * saved USD) (any valid key). */
 void admin_ops_status(struct http_request *req);
 /* The dashboard's figures: per-second and per-minute history, latency and
  * TTFT percentiles, spend, cost by provider and model, providers, recent
- * errors (admin). */
+ * errors, the response cache (admin). */
 void admin_ops_stats(struct http_request *req);
 /* Asks the main thread to reload the config and answers when it has: 200
  * {"status":"reloaded"} or 422 with the config's errors (admin). The
  * worker never blocks: it polls the outcome on a timer. */
 void admin_ops_reload(struct http_request *req);
 
-/* Budget and ledger figures for the metrics exposition. */
+/* Budget, ledger, shared-store and cache figures for the metrics
+ * exposition. */
 void admin_metrics_extra(const struct config *cfg, struct metrics_extra *x);
 
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/admin_cache.h"
 #include "api/admin_dashboard.h"
 #include "api/admin_info.h"
 #include "api/admin_ops.h"
@@ -185,6 +186,11 @@ static void handle_reload(struct http_request *req, const char *rest)
     admin_ops_reload(req);
 }
 
+static void handle_cache_clear(struct http_request *req, const char *rest)
+{
+    admin_cache_clear(req);
+}
+
 static void handle_dashboard(struct http_request *req, const char *rest)
 {
     dashboard_page(req);
@@ -254,6 +260,7 @@ static const struct route routes[] = {
     {"/aiproxy/mesh/metrics", false, HTTP_M_GET, AUTH_KEY, handle_mesh_metrics, ON_CLIENT},
     {"/aiproxy/admin/stats", false, HTTP_M_GET, AUTH_ADMIN, handle_stats, ON_CLIENT},
     {"/aiproxy/admin/reload", false, HTTP_M_POST, AUTH_ADMIN, handle_reload, ON_CLIENT},
+    {"/aiproxy/admin/cache", false, HTTP_M_DELETE, AUTH_ADMIN, handle_cache_clear, ON_CLIENT},
     {"/dashboard", false, HTTP_M_GET, AUTH_NONE, handle_dashboard, ON_CLIENT}, /* authenticates itself */
     {"/dashboard/", true, HTTP_M_GET, AUTH_NONE, handle_dashboard_asset, ON_CLIENT},
 };

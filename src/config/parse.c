@@ -909,7 +909,8 @@ static const struct key_spec logging_keys[] = {
  * no obs/ header): a name outside it is a warning, and exports nothing. */
 static const char *const metric_groups[] = {
     "request_count", "request_duration", "provider_errors", "cost_per_request", "tokens_processed",
-    "ttft", "streams", "providers", "budget", "rate_limits", "ledger", "tracing", "store", NULL};
+    "ttft", "streams", "providers", "budget", "rate_limits", "ledger", "tracing", "store", "cache",
+    NULL};
 
 static void parse_metrics_collect(struct parse_ctx *cx, const struct cnode *v, const char *path,
                                   void *base)

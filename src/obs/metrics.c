@@ -553,6 +553,46 @@ static void render_pm(struct out *o, const char *name, const char *type, const c
         }
 }
 
+/* The response cache (SPEC section 7). */
+static void render_cache(struct out *o, const struct metrics_extra *x)
+{
+    char usd[32];
+    help(o, "aiproxy_cache_hits_total", "counter",
+         "Requests answered from the response cache, by kind of match.");
+    outf(o, "aiproxy_cache_hits_total{kind=\"exact\"} %llu\n"
+            "aiproxy_cache_hits_total{kind=\"semantic\"} %llu\n",
+         (unsigned long long)x->cache_hits, (unsigned long long)x->cache_semantic_hits);
+    help(o, "aiproxy_cache_misses_total", "counter",
+         "Requests that consulted the response cache and found no answer.");
+    outf(o, "aiproxy_cache_misses_total %llu\n", (unsigned long long)x->cache_misses);
+    help(o, "aiproxy_cache_stores_total", "counter", "Answers stored in the response cache.");
+    outf(o, "aiproxy_cache_stores_total %llu\n", (unsigned long long)x->cache_stores);
+    help(o, "aiproxy_cache_entries", "gauge",
+         "Entries in this node's cache memory (with backend redis, its front).");
+    outf(o, "aiproxy_cache_entries %llu\n", (unsigned long long)x->cache_entries);
+    help(o, "aiproxy_cache_bytes", "gauge", "Bytes held by this node's cache memory.");
+    outf(o, "aiproxy_cache_bytes %llu\n", (unsigned long long)x->cache_bytes);
+    help(o, "aiproxy_cache_max_bytes", "gauge", "The cap on this node's cache memory, in bytes.");
+    outf(o, "aiproxy_cache_max_bytes %llu\n", (unsigned long long)x->cache_max_bytes);
+    help(o, "aiproxy_cache_evictions_total", "counter",
+         "Cache entries removed to make room (least recently used first).");
+    outf(o, "aiproxy_cache_evictions_total %llu\n", (unsigned long long)x->cache_evictions);
+    help(o, "aiproxy_cache_expired_total", "counter", "Cache entries removed when their TTL passed.");
+    outf(o, "aiproxy_cache_expired_total %llu\n", (unsigned long long)x->cache_expired);
+    help(o, "aiproxy_cache_saved_usd_total", "counter",
+         "What the cache hits would have cost at the providers' prices, in USD.");
+    usd_text((unsigned long long)(x->cache_saved > 0 ? x->cache_saved : 0), usd, sizeof usd);
+    outf(o, "aiproxy_cache_saved_usd_total %s\n", usd);
+    help(o, "aiproxy_cache_embedding_errors_total", "counter",
+         "Semantic lookups whose embedding call failed (served as misses).");
+    outf(o, "aiproxy_cache_embedding_errors_total %llu\n", (unsigned long long)x->cache_embed_errors);
+    help(o, "aiproxy_cache_backend_errors_total", "counter",
+         "Cache reads and writes on the backend (Redis) that failed.");
+    outf(o, "aiproxy_cache_backend_errors_total %llu\n", (unsigned long long)x->cache_backend_errors);
+    help(o, "aiproxy_cache_semantic_entries", "gauge", "Vectors in this node's semantic index.");
+    outf(o, "aiproxy_cache_semantic_entries %llu\n", (unsigned long long)x->cache_semantic_entries);
+}
+
 char *metrics_render(const struct config *cfg, const struct metrics_extra *x, size_t *len)
 {
     struct out o = {.buf = xmalloc(16384), .cap = 16384};
@@ -706,6 +746,8 @@ char *metrics_render(const struct config *cfg, const struct metrics_extra *x, si
         help(&o, "aiproxy_store_deferred", "gauge", "Work waiting for the shared store to answer.");
         outf(&o, "aiproxy_store_deferred %lld\n", x->store_deferred);
     }
+    if (x && x->have_cache && metrics_collects(cfg, "cache"))
+        render_cache(&o, x);
     if (metrics_collects(cfg, "tracing")) {
         struct trace_counters tc;
         trace_counters(&tc);

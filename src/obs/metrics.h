@@ -61,12 +61,20 @@ struct metrics_extra {
     /* the shared store (cluster.redis) */
     bool have_store, store_up;
     long long store_errors, store_timeouts, store_reconciliations, store_deferred;
+    /* the response cache (only when cache.enabled); entries and bytes are
+     * this node's memory store (with backend redis, its front) */
+    bool have_cache;
+    uint64_t cache_hits, cache_semantic_hits, cache_misses, cache_stores;
+    uint64_t cache_entries, cache_bytes, cache_max_bytes, cache_evictions, cache_expired;
+    nanos_t cache_saved; /* what the hits would have cost */
+    uint64_t cache_embed_errors, cache_backend_errors, cache_semantic_entries;
 };
 
 /* True when the family group `name` ("request_count", "request_duration",
  * "provider_errors", "cost_per_request", "tokens_processed", "ttft",
- * "streams", "providers", "budget", "rate_limits", "ledger", "tracing") is
- * exported under `cfg` (observability.metrics.collect; empty = all). */
+ * "streams", "providers", "budget", "rate_limits", "ledger", "tracing",
+ * "store", "cache") is exported under `cfg` (observability.metrics.collect;
+ * empty = all). config/parse.c keeps its own copy of this list. */
 bool metrics_collects(const struct config *cfg, const char *name);
 
 /* Renders the exposition text into a heap buffer the caller frees. */

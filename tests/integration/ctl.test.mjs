@@ -1,12 +1,14 @@
 // aiproxyctl against a running node: status, models, budget (bars), mesh,
-// keys, reload (ok and rejected), config check; --json; --help for every
-// command; clear errors for an unreachable node and a wrong key.
+// keys, reload (ok and rejected), config check, cache stats|clear (and
+// DELETE /aiproxy/admin/cache itself); --json; --help for every command;
+// clear errors for an unreachable node and a wrong key.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as h from './harness.mjs';
+import { haveRedis, startRedis, stopAllRedis } from './redis-harness.mjs';
 
 const CTL = path.join(path.dirname(h.AIPROXYD), 'aiproxyctl');
 const ADMIN = 'ctl-admin-key';
@@ -130,4 +132,170 @@ test('--help for every command, and config check', () => {
   const r = ctl(['config', 'check', bad]);
   assert.equal(r.code, 2);
   assert.match(r.err, /bad\.yaml:2: routing\.strategy: unknown value 'cheapest'/);
+});
+
+// ---- the response cache: status, cache stats, cache clear ----
+
+test('status: a "cache" section, enabled false by default; cache stats says disabled; cache --help', () => {
+  const doc = JSON.parse(ctl([...base(), 'status', '--json']).out);
+  assert.equal(doc.cache.enabled, false);
+  assert.equal(doc.cache.mode, 'opt_in');
+  assert.equal(doc.cache.backend, 'memory');
+  assert.equal(doc.cache.hits, 0);
+  assert.equal(doc.cache.hit_rate, 0);
+  const s = ctl([...base(), 'cache', 'stats']);
+  assert.equal(s.code, 0, s.err);
+  assert.match(s.out, /^cache\s+disabled on this node/);
+  // Clearing a node without a cache is not an error (a deploy script clears every node).
+  const c = ctl([...base(), 'cache', 'clear']);
+  assert.equal(c.code, 0, c.err);
+  assert.match(c.out, /the cache is disabled on this node/);
+  assert.match(c.out, /cleared 0 entries from this node's memory \(model any, scope any\)/);
+  const top = ctl(['--help']);
+  assert.match(top.out, /^  cache stats/m);
+  assert.match(top.out, /^  cache clear/m);
+  const help = ctl(['cache', '--help']);
+  assert.equal(help.code, 0);
+  assert.match(help.out, /^Usage: aiproxyctl cache stats/);
+  assert.equal(ctl(['help', 'cache']).out, help.out);
+  assert.equal(ctl([...base(), 'cache']).code, 2);
+  assert.equal(ctl([...base(), 'cache', 'frob']).code, 2);
+  assert.equal(ctl([...base(), 'cache', 'clear', '--tenant', 'a', '--key-id', 'b']).code, 2);
+  assert.equal(ctl([...base(), 'cache', 'clear', '--model']).code, 2);
+  assert.equal(ctl([...base(), 'cache', 'clear', '--bogus', 'x']).code, 2);
+});
+
+test('cache stats and cache clear against a node with cache {enabled, mode: always}', { timeout: 30000 }, async (t) => {
+  const g = await h.gatewayFor(t, h.baseConfig({ fakePort: fake.port, extra: {
+    cache: { enabled: true, mode: 'always' },
+    security: { auth: { enabled: true, api_keys: [{ key: ADMIN, name: 'ops', role: 'admin' }, { key: 'acme-key', name: 'carol', tenant: 'acme' }, { key: 'user-key', name: 'bob' }] } },
+  } }));
+  const gb = ['--url', g.url, '--key', ADMIN];
+  const ask = (key = ADMIN) => h.request(g.url + '/v1/chat/completions', { body: h.chatBody('cache me, ctl'), headers: { authorization: `Bearer ${key}` } });
+  const upstreamBefore = (await fake.requests()).length;
+  const first = await ask();
+  assert.equal(first.status, 200, first.text);
+  assert.equal(first.headers['x-aiproxy-cache'], 'miss');
+  const second = await ask();
+  assert.equal(second.status, 200, second.text);
+  assert.equal(second.headers['x-aiproxy-cache'], 'hit', `second answer: ${JSON.stringify(second.headers)} ${second.text}`);
+  assert.equal((await fake.requests()).length - upstreamBefore, 1, 'the hit did not reach the provider');
+
+  const st = ctl([...gb, 'cache', 'stats']);
+  assert.equal(st.code, 0, st.err);
+  assert.match(st.out, /^cache\s+enabled \(mode always, backend memory, ttl 3600 s\)/m);
+  assert.match(st.out, /^semantic\s+disabled/m);
+  assert.match(st.out, /^hits\s+1 exact, 0 semantic/m);
+  assert.match(st.out, /^misses\s+1$/m);
+  assert.match(st.out, /^hit rate\s+50\.0%/m);
+  assert.match(st.out, /^stores\s+1 /m);
+  assert.match(st.out, /^entries\s+1$/m);
+  assert.match(st.out, /^memory\s+\d+(\.\d)? (B|KiB) of 64\.0 MiB/m);
+  assert.match(st.out, /^saved\s+\$0\.0000\d\d/m);
+  const js = JSON.parse(ctl([...gb, '--json', 'cache', 'stats']).out);
+  assert.equal(js.enabled, true);
+  assert.equal(js.hits, 1);
+  assert.equal(js.misses, 1);
+  assert.equal(js.hit_rate, 0.5);
+  assert.equal(js.entries, 1);
+  assert.ok(js.bytes > 0 && js.max_bytes === 64 * 1024 * 1024);
+  assert.ok(js.saved_usd > 0, 'the hit saved what the miss cost');
+  // status shows a cache line and the full section.
+  const status = ctl([...gb, 'status']);
+  assert.match(status.out, /^cache\s+50\.0% hit rate, 1 in memory/m);
+  const sdoc = JSON.parse(ctl([...gb, 'status', '--json']).out);
+  for (const k of ['enabled', 'mode', 'backend', 'ttl_s', 'semantic', 'entries', 'bytes', 'max_bytes', 'hits', 'semantic_hits', 'misses',
+    'hit_rate', 'stores', 'evictions', 'expired', 'saved_usd', 'embed_errors', 'backend_errors'])
+    assert.ok(k in sdoc.cache, `status cache.${k}`);
+  assert.deepEqual(Object.keys(sdoc.cache.semantic).sort(), ['embedding_model', 'enabled', 'entries', 'threshold']);
+
+  // The tenant's own answer: a scope of its own (no answer crosses scopes).
+  const acme = await ask('acme-key');
+  assert.equal(acme.headers['x-aiproxy-cache'], 'miss');
+  // Filters that match nothing clear nothing.
+  const other = ctl([...gb, 'cache', 'clear', '--model', 'gpt-other']);
+  assert.equal(other.code, 0, other.err);
+  assert.match(other.out, /^cleared 0 entries from this node's memory \(model gpt-other, scope any\)/);
+  assert.match(ctl([...gb, 'cache', 'clear', '--tenant', 'nobody']).out, /^cleared 0 entries .*scope t:nobody/);
+  // One tenant's answers.
+  const t1 = ctl([...gb, 'cache', 'clear', '--tenant', 'acme', '--model', 'gpt-test']);
+  assert.equal(t1.code, 0, t1.err);
+  assert.match(t1.out, /^cleared 1 entry from this node's memory \(model gpt-test, scope t:acme\)/);
+  assert.equal(JSON.parse(ctl([...gb, '--json', 'cache', 'stats']).out).entries, 1, 'the admin key\'s entry stays');
+  // A user key may not clear.
+  const user = ctl(['--url', g.url, '--key', 'user-key', 'cache', 'clear']);
+  assert.equal(user.code, 1);
+  assert.match(user.err, /needs an admin key \(HTTP 403\)/);
+  // A key without a tenant: its key id (a config key's name).
+  const k = ctl([...gb, '--json', 'cache', 'clear', '--key-id', 'ops']);
+  assert.equal(k.code, 0, k.err);
+  assert.deepEqual(JSON.parse(k.out), { cleared: { memory: 1, redis: null }, model: null, scope: 'k:ops', enabled: true });
+  const after = JSON.parse(ctl([...gb, '--json', 'cache', 'stats']).out);
+  assert.equal(after.entries, 0);
+  assert.equal(after.bytes, 0);
+  const again = await ask();
+  assert.equal(again.status, 200, again.text);
+  assert.equal(again.headers['x-aiproxy-cache'], 'miss', 'cleared: the next identical request is a miss');
+  const all = ctl([...gb, 'cache', 'clear']);
+  assert.equal(all.code, 0, all.err);
+  assert.match(all.out, /^cleared 1 entry from this node's memory \(model any, scope any\)/);
+  await h.waitFor(() => /"event":"cache_cleared".*cache cleared by ops \(model any, scope any\): 1 in memory/.test(g.logs()), 3000, 25, 'a cache_cleared event in the log');
+});
+
+test('DELETE /aiproxy/admin/cache: admin key needed; bad filters are 400, never "clear everything"', { timeout: 20000 }, async (t) => {
+  const g = await h.gatewayFor(t, h.baseConfig({ fakePort: fake.port, extra: {
+    cache: { enabled: true, mode: 'always' },
+    security: { auth: { enabled: true, api_keys: [{ key: ADMIN, name: 'ops', role: 'admin' }, { key: 'user-key', name: 'bob' }] } },
+  } }));
+  const del = (q, key) => h.request(g.url + '/aiproxy/admin/cache' + q, { method: 'DELETE', headers: key ? { authorization: `Bearer ${key}` } : {} });
+  h.assertOpenAIError(await del('', null), 401, 'invalid_api_key');
+  h.assertOpenAIError(await del('', 'user-key'), 403, 'permission_denied');
+  h.assertOpenAIError(await del('', 'wrong-key'), 401, 'invalid_api_key');
+  const ok = await del('?model=gpt-test&tenant=a%20b', ADMIN);
+  assert.equal(ok.status, 200, ok.text);
+  assert.deepEqual(ok.json, { cleared: { memory: 0, redis: null }, model: 'gpt-test', scope: 't:a b', enabled: true });
+  assert.equal(ok.headers['cache-control'], 'no-store');
+  assert.equal((await del('?scope=*', ADMIN)).json.scope, '*');
+  for (const [q, param] of [['?modle=gpt-test', null], ['?tenant=a&key=b', 'tenant'], ['?model=', 'model'], ['?model=a%00b', 'model'],
+    ['?model=a&model=b', 'model'], ['?scope=acme', 'scope'], ['?key', 'key'], [`?model=${'m'.repeat(600)}`, 'model']]) {
+    const r = await del(q, ADMIN);
+    h.assertOpenAIError(r, 400, 'invalid_request_error', param);
+  }
+  const get = await h.request(g.url + '/aiproxy/admin/cache', { headers: { authorization: `Bearer ${ADMIN}` } });
+  assert.equal(get.status, 405);
+});
+
+test('cache clear with backend redis: the shared entries too; Redis down is a 503 after the local part', { timeout: 30000, skip: haveRedis() ? false : 'redis-server / redis-cli not installed' }, async (t) => {
+  const redis = await startRedis();
+  t.after(() => stopAllRedis());
+  const g = await h.gatewayFor(t, h.baseConfig({ fakePort: fake.port, extra: {
+    cache: { enabled: true, mode: 'always', backend: 'redis', redis: { url: redis.url } },
+    security: { auth: { enabled: true, api_keys: [{ key: ADMIN, name: 'ops', role: 'admin' }, { key: 'acme-key', name: 'carol', tenant: 'acme' }] } },
+  } }));
+  const gb = ['--url', g.url, '--key', ADMIN];
+  const ask = (key) => h.request(g.url + '/v1/chat/completions', { body: h.chatBody('cache me on redis'), headers: { authorization: `Bearer ${key}` } });
+  for (const key of [ADMIN, 'acme-key']) {
+    assert.equal((await ask(key)).headers['x-aiproxy-cache'], 'miss');
+    assert.equal((await ask(key)).headers['x-aiproxy-cache'], 'hit');
+  }
+  const entries = async () => (await redis.cli('--scan', '--pattern', 'aiproxy:c:*:*:*')).split('\n').filter(Boolean).length;
+  await h.waitFor(async () => (await entries()) === 2, 3000, 25, 'two shared entries on Redis');
+  const st = ctl([...gb, 'cache', 'stats']);
+  assert.match(st.out, /^cache\s+enabled \(mode always, backend redis/m);
+  assert.match(st.out, /^entries\s+2 \(this node's in-memory front/m);
+  const one = ctl([...gb, 'cache', 'clear', '--tenant', 'acme']);
+  assert.equal(one.code, 0, one.err);
+  assert.match(one.out, /^cleared 1 entry from this node's memory and 1 from Redis \(model any, scope t:acme\)/);
+  assert.equal(await entries(), 1);
+  const all = JSON.parse(ctl([...gb, '--json', 'cache', 'clear']).out);
+  assert.equal(all.cleared.redis, 1);
+  assert.equal(await entries(), 0);
+  assert.equal((await ask(ADMIN)).headers['x-aiproxy-cache'], 'miss');
+  await redis.stop();
+  const down = await h.request(g.url + '/aiproxy/admin/cache', { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN}` } });
+  h.assertOpenAIError(down, 503, 'store_unavailable');
+  assert.match(down.json.error.message, /This node's cache was cleared \(\d+ in memory\), but the shared cache on Redis does not answer/);
+  const c = ctl([...gb, 'cache', 'clear']);
+  assert.equal(c.code, 1);
+  assert.match(c.err, /HTTP 503: This node's cache was cleared/);
 });

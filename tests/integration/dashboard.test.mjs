@@ -175,3 +175,78 @@ test('the dashboard refuses a non-admin key and never echoes a key', { timeout: 
   assert.equal(reload.status, 401);
   assert.equal((await h.request(g.url + '/dashboard/app.js')).status, 200);
 });
+
+test('the dashboard data has the response cache: off by default; hit rate, hits, misses, entries, saved when on', { timeout: 20000 }, async (t) => {
+  const keys = { security: { auth: { enabled: true, api_keys: [{ key: ADMIN, name: 'ops', role: 'admin' }] } } };
+  const auth = { authorization: `Bearer ${ADMIN}` };
+  const off = await h.gatewayFor(t, h.baseConfig({ fakePort: fake.port, extra: keys }));
+  const s0 = await h.request(off.url + '/aiproxy/admin/stats', { headers: auth });
+  assert.equal(s0.status, 200);
+  assert.equal(s0.json.cache.enabled, false);
+  const on = await h.gatewayFor(t, h.baseConfig({ fakePort: fake.port, extra: { ...keys, cache: { enabled: true, mode: 'always' } } }));
+  for (const want of ['miss', 'hit']) {
+    const r = await h.request(on.url + '/v1/chat/completions', { body: h.chatBody('dashboard cache'), headers: auth });
+    assert.equal(r.headers['x-aiproxy-cache'], want, r.text);
+  }
+  const s = (await h.request(on.url + '/aiproxy/admin/stats', { headers: auth })).json.cache;
+  assert.equal(s.enabled, true);
+  assert.equal(s.hits, 1);
+  assert.equal(s.misses, 1);
+  assert.equal(s.hit_rate, 0.5);
+  assert.equal(s.entries, 1);
+  assert.ok(s.bytes > 0 && s.saved_usd > 0);
+  const status = (await h.request(on.url + '/aiproxy/status', { headers: auth })).json.cache;
+  assert.deepEqual(status, s, 'the same figures as /aiproxy/status');
+});
+
+test('the dashboard page shows the cache: hit rate, hits / misses, entries, memory, saved', { timeout: 60000, skip: haveChromium ? false : `${CHROMIUM} is absent (apt-get install chromium); the browser test is skipped` }, async (t) => {
+  const auth = { authorization: `Bearer ${ADMIN}` };
+  const g = await h.gatewayFor(t, h.baseConfig({ fakePort: fake.port, extra: {
+    security: { auth: { enabled: true, api_keys: [{ key: ADMIN, name: 'ops', role: 'admin' }] } },
+    cache: { enabled: true, mode: 'always' },
+  } }));
+  for (const want of ['miss', 'hit', 'hit']) {
+    const r = await h.request(g.url + '/v1/chat/completions', { body: h.chatBody('dashboard cache page'), headers: auth });
+    assert.equal(r.headers['x-aiproxy-cache'], want, r.text);
+  }
+  const { default: puppeteer } = await import('puppeteer-core');
+  const browser = await puppeteer.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run',
+      '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', `--user-data-dir=${h.tempDir('aiproxy-chromium-')}`],
+  });
+  try {
+    const page = await browser.newPage();
+    const consoleErrors = [];
+    page.on('pageerror', (e) => consoleErrors.push(String(e)));
+    await page.goto(`${g.url}/dashboard?key=${ADMIN}`, { waitUntil: 'load' });
+    await page.waitForFunction(() => Number(document.body.dataset.loaded || 0) >= 1, { timeout: 15000 });
+    const shown = await page.evaluate(() => {
+      const txt = (id) => document.getElementById(id).textContent;
+      return {
+        tile: txt('cache-rate'), rate: txt('cache-hit-rate'), hits: txt('cache-hits'), misses: txt('cache-misses'),
+        entries: txt('cache-entries'), bytes: txt('cache-bytes'), max: txt('cache-max'), mode: txt('cache-mode'),
+        saved: Number(document.getElementById('cache-saved').dataset.value),
+        offShown: getComputedStyle(document.getElementById('cache-off')).display !== 'none',
+        bar: document.getElementById('cache-hit-bar').style.width,
+      };
+    });
+    assert.equal(shown.tile, '66.7%');
+    assert.equal(shown.rate, '66.7%');
+    assert.equal(shown.hits, '2 / 0');
+    assert.equal(shown.misses, '1');
+    assert.equal(shown.entries, '1');
+    assert.match(shown.bytes, /^\d+(\.\d)? (B|KiB)$/);
+    assert.match(shown.max, /^of 64\.0 MiB \(0\.\d%\)$/);
+    assert.match(shown.mode, /mode always, backend memory, ttl 3600 s/);
+    assert.equal(shown.offShown, false);
+    assert.match(shown.bar, /^66\.66/);
+    const m = await h.request(g.url + '/metrics', { headers: auth });
+    const saved = metric(m.text, 'aiproxy_cache_saved_usd_total');
+    assert.ok(saved > 0 && Math.abs(shown.saved - saved) < 1e-9, `saved ${shown.saved} vs /metrics ${saved}`);
+    assert.deepEqual(consoleErrors, []);
+  } finally {
+    await browser.close();
+  }
+});

@@ -174,3 +174,44 @@ test('scraping does not disturb requests: 20 scrapes during 100 concurrent reque
   const { ms } = await scrape(gw.url, null);
   assert.equal(metricValue(ms, 'aiproxy_requests_total', { endpoint: 'chat_completions', status_class: '2xx' }), 100);
 });
+
+test('the cache group: aiproxy_cache_* when the cache is enabled, none when it is not; collect honoured', { timeout: 20000 }, async (t) => {
+  const off = await h.gatewayFor(t, h.baseConfig({ fakePort: a.port }));
+  await h.request(off.url + '/v1/chat/completions', { body: h.chatBody('no cache here') });
+  assert.doesNotMatch((await scrape(off.url, null)).text, /aiproxy_cache_/, 'no cache family when cache.enabled is false');
+
+  const gw = await h.gatewayFor(t, h.baseConfig({ fakePort: a.port, extra: { cache: { enabled: true, mode: 'always', max_memory: '32MB' } } }));
+  const ask = () => h.request(gw.url + '/v1/chat/completions', { body: h.chatBody('cache metrics') });
+  assert.equal((await ask()).headers['x-aiproxy-cache'], 'miss');
+  const hit = await ask();
+  assert.equal(hit.headers['x-aiproxy-cache'], 'hit', `${JSON.stringify(hit.headers)} ${hit.text}`);
+  // An opt-out request neither reads nor counts.
+  const skipped = await h.request(gw.url + '/v1/chat/completions', { body: h.chatBody('cache metrics'), headers: { 'x-aiproxy-cache': 'skip' } });
+  assert.equal(skipped.status, 200);
+  const { text, ms } = await scrape(gw.url, null);
+  assert.equal(metricValue(ms, 'aiproxy_cache_hits_total', { kind: 'exact' }), 1);
+  assert.equal(metricValue(ms, 'aiproxy_cache_hits_total', { kind: 'semantic' }), 0);
+  assert.equal(metricValue(ms, 'aiproxy_cache_misses_total'), 1);
+  assert.equal(metricValue(ms, 'aiproxy_cache_stores_total'), 1);
+  assert.equal(metricValue(ms, 'aiproxy_cache_entries'), 1);
+  assert.ok(metricValue(ms, 'aiproxy_cache_bytes') > 0);
+  assert.equal(metricValue(ms, 'aiproxy_cache_max_bytes'), 32 * 1024 * 1024);
+  assert.equal(metricValue(ms, 'aiproxy_cache_evictions_total'), 0);
+  assert.equal(metricValue(ms, 'aiproxy_cache_expired_total'), 0);
+  assert.equal(metricValue(ms, 'aiproxy_cache_embedding_errors_total'), 0);
+  assert.equal(metricValue(ms, 'aiproxy_cache_backend_errors_total'), 0);
+  assert.equal(metricValue(ms, 'aiproxy_cache_semantic_entries'), 0);
+  // The hit saved what the miss cost (the same answer, the same prices).
+  const saved = metricValue(ms, 'aiproxy_cache_saved_usd_total');
+  assert.ok(saved > 0, 'saved USD counted');
+  assert.ok(Math.abs(saved - metricValue(ms, 'aiproxy_cost_usd_total') / 2) < 1e-9, `saved ${saved} = the one miss's cost`);
+  assert.match(text, /^# TYPE aiproxy_cache_hits_total counter$/m);
+  assert.match(text, /^# TYPE aiproxy_cache_entries gauge$/m);
+
+  const only = await h.gatewayFor(t, h.baseConfig({ fakePort: a.port, extra: { cache: { enabled: true, mode: 'always' }, observability: { metrics: { collect: ['request_count'] } } } }));
+  assert.doesNotMatch((await scrape(only.url, null)).text, /aiproxy_cache_/, 'collect without "cache" exports none');
+  const withCache = await h.gatewayFor(t, h.baseConfig({ fakePort: a.port, extra: { cache: { enabled: true, mode: 'always' }, observability: { metrics: { collect: ['cache'] } } } }));
+  const wc = (await scrape(withCache.url, null)).text;
+  assert.match(wc, /^aiproxy_cache_misses_total 0$/m);
+  assert.doesNotMatch(wc, /aiproxy_requests_total/);
+});
