@@ -608,6 +608,7 @@ static int request_value(struct scan *s, struct frame *pf, enum vtype t, const c
         double hi = slot == S_TEMPERATURE ? 2 : 1;
         if (t == T_NULL) break;
         if (t != T_NUMBER) return fail(s, name, "'%s' must be a number", name);
+        if (slot == S_TEMPERATURE) f->temperature = parse_double(p, n);
         return check_number(s, name, p, n, 0, hi);
     }
     case S_TOOLS: {
@@ -1078,6 +1079,7 @@ int scan_request_flags(enum scan_kind kind, const char *body, size_t len, struct
     memset(err, 0, sizeof *err);
     out->max_tokens = -1;
     out->n = 1;
+    out->temperature = -1;
     s.body = body;
     s.len = len;
     s.kind = kind;

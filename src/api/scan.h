@@ -32,6 +32,7 @@ struct req_facts {
     bool include_usage;        /* stream_options.include_usage == true */
     int64_t max_tokens;        /* max_completion_tokens, else max_tokens; -1 absent */
     int64_t n;                 /* choices; 1 when absent */
+    double temperature;        /* -1 when absent */
     size_t text_bytes;         /* bytes of user-visible text: message contents, prompt, input */
     int64_t n_inputs;          /* embeddings: number of inputs */
     bool has_images;           /* an image_url part */

@@ -1,11 +1,12 @@
 /* entry: the byte form of a cached answer (entry.h). Layout, all integers
  * little-endian:
  *
- *   "AIPC"  version (1 byte, 1)
+ *   "AIPC"  version (1 byte, 2)
  *   created_ms expires_ms prompt_tokens completion_tokens cached_tokens
  *   cost_nanos                              (int64 each)
  *   flags (1 byte: bit 0 usage_estimated; other bits must be 0)
- *   scope model endpoint provider body      (uint32 length, bytes, NUL each)
+ *   scope model endpoint provider upstream_model body
+ *                                           (uint32 length, bytes, NUL each)
  *
  * Decoding trusts nothing: the blob may come from Redis, written by
  * another program, or cut short. It accepts exactly what encoding produces,
@@ -16,10 +17,10 @@
 
 #define ENTRY_MAGIC "AIPC"
 #define ENTRY_MAGIC_LEN 4
-#define ENTRY_VERSION 1
+#define ENTRY_VERSION 2 /* 2: upstream_model */
 #define ENTRY_FLAG_USAGE_ESTIMATED 0x01u
 #define ENTRY_INTS 6
-#define ENTRY_STRINGS 5
+#define ENTRY_STRINGS 6
 #define ENTRY_FIXED (ENTRY_MAGIC_LEN + 1 + 8 * ENTRY_INTS + 1)
 
 /* ---- encode ---- */
@@ -41,7 +42,8 @@ static unsigned char *put_str(unsigned char *p, const char *s, size_t n)
 
 char *cache_entry_encode(struct arena *a, const struct cache_entry *e, size_t *out_len)
 {
-    const char *s[ENTRY_STRINGS] = {e->scope, e->model, e->endpoint, e->provider, e->body};
+    const char *s[ENTRY_STRINGS] = {e->scope,    e->model,          e->endpoint,
+                                    e->provider, e->upstream_model, e->body};
     size_t n[ENTRY_STRINGS];
     size_t total = ENTRY_FIXED;
     for (int i = 0; i < ENTRY_STRINGS; i++) {
@@ -126,7 +128,8 @@ int cache_entry_decode(const char *blob, size_t len, struct cache_entry *out)
     out->model = s[1];
     out->endpoint = s[2];
     out->provider = s[3];
-    out->body = s[4];
-    out->body_len = n[4];
+    out->upstream_model = s[4];
+    out->body = s[5];
+    out->body_len = n[5];
     return 0;
 }

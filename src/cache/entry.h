@@ -26,6 +26,7 @@ struct cache_entry {
     const char *model;    /* the resolved model (as routed) */
     const char *endpoint; /* see cache_key_build */
     const char *provider; /* the provider that answered */
+    const char *upstream_model; /* the model id the provider answered with */
     const char *body;     /* the OpenAI-shaped answer, usage included, no x-aiproxy */
     size_t body_len;
 };

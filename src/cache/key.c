@@ -309,3 +309,20 @@ int cache_key_build(struct arena *a, const char *scope, const char *model, const
     }
     return rc;
 }
+
+void cache_key_raw(const char *scope, const char *model, const char *endpoint, const char *body,
+                   size_t len, uint8_t out[CACHE_KEY_LEN])
+{
+    /* Small bodies (the usual) on the stack: no allocation on a hit. */
+    char stack[8192];
+    struct buf b = {.p = stack, .len = 0, .cap = sizeof stack};
+    size_t need = 5 * 8 + strlen(scope) + strlen(model) + strlen(endpoint) + 3 + len;
+    if (need > sizeof stack) b = (struct buf){0};
+    buf_lp(&b, scope, strlen(scope));
+    buf_lp(&b, model, strlen(model));
+    buf_lp(&b, endpoint, strlen(endpoint));
+    buf_lp(&b, "raw", 3);
+    buf_lp(&b, body ? body : "", body ? len : 0);
+    digest_sha256(b.p, b.len, out);
+    if (b.p != stack) free(b.p);
+}

@@ -47,6 +47,13 @@ struct cache_key {
 int cache_key_build(struct arena *a, const char *scope, const char *model, const char *endpoint,
                     const char *body, size_t len, struct cache_key *out);
 
+/* The raw key: SHA-256 over scope, model, endpoint and the body's bytes
+ * as they are, without parsing. A byte-identical repeat of a request finds
+ * the canonical key through an alias stored under its raw key (the usual
+ * case: one client sending the same bytes), so a hit costs no parse. */
+void cache_key_raw(const char *scope, const char *model, const char *endpoint, const char *body,
+                   size_t len, uint8_t out[CACHE_KEY_LEN]);
+
 /* The canonical form of `body` (arena, NUL-terminated), as hashed into the
  * exact key; NULL when the body is not a JSON object. For tests and the
  * fuzz target. */

@@ -22,8 +22,8 @@ static void check_decode(struct arena *a, const uint8_t *data, size_t size)
     if (size) memcpy(blob, data, size);
     struct cache_entry e;
     if (cache_entry_decode(blob, size, &e) == 0) {
-        const char *s[] = {e.scope, e.model, e.endpoint, e.provider};
-        for (size_t i = 0; i < 4; i++) {
+        const char *s[] = {e.scope, e.model, e.endpoint, e.provider, e.upstream_model};
+        for (size_t i = 0; i < 5; i++) {
             assert(s[i] >= blob && s[i] < blob + size);
             assert(strlen(s[i]) < (size_t)(blob + size - s[i]));
         }
@@ -55,14 +55,14 @@ static void check_encode(struct arena *a, const uint8_t *data, size_t size)
     e.cached_tokens = take_i64(&p, end);
     e.cost_nanos = take_i64(&p, end);
     e.usage_estimated = p < end && (*p++ & 1);
-    /* four C strings (a NULL when the input has ended), then the body */
+    /* five C strings (a NULL when the input has ended), then the body */
     char *copy = malloc(size + 1);
     size_t rest = (size_t)(end - p);
     if (rest) memcpy(copy, p, rest);
     copy[rest] = '\0';
-    const char **s[] = {&e.scope, &e.model, &e.endpoint, &e.provider};
+    const char **s[] = {&e.scope, &e.model, &e.endpoint, &e.provider, &e.upstream_model};
     char *q = copy, *qend = copy + rest;
-    for (size_t i = 0; i < 4; i++) {
+    for (size_t i = 0; i < 5; i++) {
         if (q >= qend) break;
         *s[i] = q;
         q += strlen(q) + 1;
@@ -80,8 +80,8 @@ static void check_encode(struct arena *a, const uint8_t *data, size_t size)
     assert(d.prompt_tokens == e.prompt_tokens && d.completion_tokens == e.completion_tokens);
     assert(d.cached_tokens == e.cached_tokens && d.cost_nanos == e.cost_nanos);
     assert(d.usage_estimated == e.usage_estimated);
-    const char *got[] = {d.scope, d.model, d.endpoint, d.provider};
-    for (size_t i = 0; i < 4; i++) assert(strcmp(got[i], *s[i] ? *s[i] : "") == 0);
+    const char *got[] = {d.scope, d.model, d.endpoint, d.provider, d.upstream_model};
+    for (size_t i = 0; i < 5; i++) assert(strcmp(got[i], *s[i] ? *s[i] : "") == 0);
     assert(d.body_len == (e.body ? e.body_len : 0));
     assert(d.body_len == 0 || memcmp(d.body, e.body, d.body_len) == 0);
     free(copy);

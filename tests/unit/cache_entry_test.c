@@ -35,6 +35,7 @@ static struct cache_entry sample(void)
         .model = "gpt-4o",
         .endpoint = "chat",
         .provider = "openai-eu",
+        .upstream_model = "gpt-4o-2024-08-06",
         .body = body_bytes,
         .body_len = BODY_LEN,
     };
@@ -71,6 +72,7 @@ static void assert_same(const struct cache_entry *x, const struct cache_entry *y
     assert_string_equal(x->model, y->model ? y->model : "");
     assert_string_equal(x->endpoint, y->endpoint ? y->endpoint : "");
     assert_string_equal(x->provider, y->provider ? y->provider : "");
+    assert_string_equal(x->upstream_model, y->upstream_model ? y->upstream_model : "");
     size_t want_len = y->body ? y->body_len : 0;
     assert_int_equal(x->body_len, want_len);
     if (want_len) assert_memory_equal(x->body, y->body, want_len);
@@ -105,7 +107,8 @@ static void test_round_trip(void **state)
     e.usage_estimated = false;
     e.body_len = 0; /* a body pointer with no bytes */
     round_trip(&e);
-    struct cache_entry empty = {.scope = "", .model = "", .endpoint = "", .provider = "", .body = ""};
+    struct cache_entry empty = {.scope = "", .model = "", .endpoint = "", .provider = "",
+                                .upstream_model = "", .body = ""};
     round_trip(&empty);
     struct cache_entry nulls = {0}; /* NULL strings encode as empty ones */
     nulls.body_len = 99;             /* ignored without a body */
@@ -119,11 +122,11 @@ static void test_layout(void **state)
     arena_init(&a);
     struct cache_entry e = {.created_ms = 0x0102030405060708, .expires_ms = -2, .prompt_tokens = 3,
                             .usage_estimated = true, .scope = "s", .model = "mo",
-                            .provider = "p", .body = "b\0c", .body_len = 3};
+                            .provider = "p", .upstream_model = "u", .body = "b\0c", .body_len = 3};
     size_t len = 0;
     char *blob = cache_entry_encode(&a, &e, &len);
     static const unsigned char want[] = {
-        'A', 'I', 'P', 'C', 1,
+        'A', 'I', 'P', 'C', 2,
         8, 7, 6, 5, 4, 3, 2, 1,                         /* created_ms */
         0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, /* expires_ms */
         3, 0, 0, 0, 0, 0, 0, 0,                         /* prompt_tokens */
@@ -135,6 +138,7 @@ static void test_layout(void **state)
         2, 0, 0, 0, 'm', 'o', 0,                        /* model */
         0, 0, 0, 0, 0,                                  /* endpoint (NULL) */
         1, 0, 0, 0, 'p', 0,                             /* provider */
+        1, 0, 0, 0, 'u', 0,                             /* upstream_model */
         3, 0, 0, 0, 'b', 0, 'c', 0,                     /* body */
     };
     assert_int_equal(len, sizeof want);
@@ -159,11 +163,11 @@ static void test_truncations(void **state)
     arena_free(&a);
 }
 
-/* Offsets of the five length fields of an encoded entry. */
-static void length_offsets(const char *blob, size_t off[5])
+/* Offsets of the six length fields of an encoded entry (the body last). */
+static void length_offsets(const char *blob, size_t off[6])
 {
     size_t at = 4 + 1 + 6 * 8 + 1;
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 6; i++) {
         const unsigned char *p = (const unsigned char *)blob + at;
         off[i] = at;
         at += 4 + ((size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 | (size_t)p[3] << 24) + 1;
@@ -177,10 +181,10 @@ static void test_bad_lengths(void **state)
     struct cache_entry e = sample();
     size_t len = 0;
     char *blob = cache_entry_encode(&a, &e, &len);
-    size_t off[5];
+    size_t off[6];
     length_offsets(blob, off);
     char *bad = malloc(len);
-    for (int f = 0; f < 5; f++) {
+    for (int f = 0; f < 6; f++) {
         uint32_t was;
         memcpy(&was, blob + off[f], 4); /* the tests run little-endian */
         const uint32_t values[] = {was + 1, was - 1, was + 2, 0, 1, (uint32_t)len,
@@ -225,7 +229,7 @@ static void test_refusals(void **state)
         assert_int_equal(decode_exact(bad, len), -1);
     }
     /* version */
-    const unsigned char versions[] = {0, 2, 0xff};
+    const unsigned char versions[] = {0, 1, 3, 0xff};
     for (size_t i = 0; i < sizeof versions; i++) {
         memcpy(bad, blob, len);
         bad[4] = (char)versions[i];
@@ -239,14 +243,14 @@ static void test_refusals(void **state)
         assert_int_equal(decode_exact(bad, len), -1);
     }
     /* a string's closing NUL, and a NUL inside a string other than the body */
-    size_t off[5];
+    size_t off[6];
     length_offsets(blob, off);
-    for (int f = 0; f < 5; f++) {
+    for (int f = 0; f < 6; f++) {
         size_t n = (size_t)(unsigned char)blob[off[f]]; /* all short here */
         memcpy(bad, blob, len);
         bad[off[f] + 4 + n] = 'x';
         assert_int_equal(decode_exact(bad, len), -1);
-        if (f < 4) {
+        if (f < 5) {
             memcpy(bad, blob, len);
             bad[off[f] + 4 + n / 2] = '\0';
             assert_int_equal(decode_exact(bad, len), -1);
@@ -254,7 +258,7 @@ static void test_refusals(void **state)
     }
     /* the body may hold NULs anywhere */
     memcpy(bad, blob, len);
-    bad[off[4] + 4] = '\0';
+    bad[off[5] + 4] = '\0';
     assert_int_equal(decode_exact(bad, len), 0);
     free(bad);
     arena_free(&a);

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -408,6 +409,46 @@ static void test_refusals(void **state)
     arena_free(&a);
 }
 
+/* The raw key: the bytes as they are (no parse), apart per scope, model
+ * and endpoint, never equal to the canonical key, and the same with a
+ * large body (past the stack buffer). */
+static void test_raw_key(void **state)
+{
+    const char *body = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    uint8_t a[32], b[32], c[32];
+    cache_key_raw("t:a", "m", "chat", body, strlen(body), a);
+    cache_key_raw("t:a", "m", "chat", body, strlen(body), b);
+    assert_memory_equal(a, b, 32);
+    cache_key_raw("t:b", "m", "chat", body, strlen(body), c);
+    assert_memory_not_equal(a, c, 32);
+    cache_key_raw("t:a", "m2", "chat", body, strlen(body), c);
+    assert_memory_not_equal(a, c, 32);
+    cache_key_raw("t:a", "m", "messages", body, strlen(body), c);
+    assert_memory_not_equal(a, c, 32);
+    const char *spaced = "{ \"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    cache_key_raw("t:a", "m", "chat", spaced, strlen(spaced), c);
+    assert_memory_not_equal(a, c, 32); /* raw: bytes count (the canonical key is the one that forgives) */
+    cache_key_raw("t:ab", "", "chat", body, strlen(body), b);
+    cache_key_raw("t:a", "b", "chat", body, strlen(body), c);
+    assert_memory_not_equal(b, c, 32);
+    struct arena ar;
+    arena_init(&ar);
+    struct cache_key k;
+    assert_int_equal(cache_key_build(&ar, "t:a", "m", "chat", body, strlen(body), &k), 0);
+    assert_memory_not_equal(a, k.exact, 32);
+    size_t big = 100000;
+    char *large = malloc(big);
+    memset(large, 'x', big);
+    cache_key_raw("t:a", "m", "chat", large, big, b);
+    cache_key_raw("t:a", "m", "chat", large, big, c);
+    assert_memory_equal(b, c, 32);
+    large[big - 1] = 'y';
+    cache_key_raw("t:a", "m", "chat", large, big, c);
+    assert_memory_not_equal(b, c, 32);
+    free(large);
+    arena_free(&ar);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -416,6 +457,7 @@ int main(void)
         cmocka_unit_test(test_partition),         cmocka_unit_test(test_text_messages),
         cmocka_unit_test(test_text_prompt_input), cmocka_unit_test(test_parameters),
         cmocka_unit_test(test_canonical),         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_raw_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
