@@ -3,13 +3,16 @@
  * answer of the same partition (cache/key.h: same scope, model, endpoint
  * and parameters), by cosine similarity.
  *
- * A flat index, scanned in full: each vector is kept normalised and
- * quantised to int8 (one scale per vector) beside a sign-bit sketch; a
- * search ranks the partition's rows by the sketches' Hamming distance
- * (popcount), then scores the best few exactly on the int8 vectors. Cost
- * grows linearly with entries (see bench/RESULTS.md for 10k and 100k of
- * 1536 dimensions). Thread-safe: searches share a read lock, adds and
- * removes take it exclusively. */
+ * A flat index, scanned in full: each vector is kept quantised to int8
+ * (scaled by its largest component, with 1/norm beside it) and a 256-bit
+ * SimHash sketch; a search ranks the partition's rows by the sketches'
+ * Hamming distance (popcount), then scores the best 64 exactly on the int8
+ * vectors. Cost grows linearly with entries (bench/RESULTS.md: 10k and 100k
+ * of 1536 dimensions). Dimensions: 1 to 8192, fixed by the first vector
+ * until sem_index_clear. Expired rows stay until removed, replaced or
+ * dropped as the oldest; only the single best match is returned (a caller
+ * whose entry for it is gone removes it and counts a miss). Thread-safe:
+ * searches share a read lock, adds and removes take it exclusively. */
 #ifndef AIPROXY_CACHE_SEMANTIC_H
 #define AIPROXY_CACHE_SEMANTIC_H
 
