@@ -47,6 +47,13 @@
 #define MAX_SEMANTIC_TEXT (24 * 1024)
 /* Bytes of content per replayed chunk. */
 #define REPLAY_PIECE 48
+/* The largest entry written to Redis. A Redis connection fails on a reply
+ * of more than 16 MB (REPLY_MAX_BYTES in cluster/redis.c): a larger entry
+ * (max_entry_size allows up to 256 MB) was written but could never be read
+ * back, and each read of it failed the worker's cache connection, and with
+ * it every call waiting there. Such an answer is only kept in the node's
+ * memory front (when it fits there). */
+#define MAX_REDIS_ENTRY ((size_t)15 << 20)
 
 struct proxy_cache {
     struct proxy *px;
@@ -130,7 +137,17 @@ bool proxy_cache_prepare(struct proxy *px)
 
 /* ---- answering from an entry ---- */
 
-static size_t hit_meta(struct proxy_cache *pc, const struct cache_entry *e, char *out, size_t cap)
+/* The model id the provider answered with (x-aiproxy.model on the miss
+ * that stored it): a hit's x-aiproxy.model and a replayed stream's closing
+ * chunk name it, as the answer's own chunks do. The entry's `model` is the
+ * resolved client model, the one it is keyed and checked by. */
+static const char *answer_model(const struct cache_entry *e)
+{
+    return e->upstream_model && *e->upstream_model ? e->upstream_model : e->model;
+}
+
+static size_t hit_meta(struct proxy_cache *pc, const struct cache_entry *e, const char *model,
+                       char *out, size_t cap)
 {
     struct proxy *px = pc->px;
     struct http_request *req = px->req;
@@ -147,7 +164,7 @@ static size_t hit_meta(struct proxy_cache *pc, const struct cache_entry *e, char
     jsonw_raw(&w, ",\"node\":");
     jsonw_str(&w, req->config->node.id);
     jsonw_raw(&w, ",\"model\":");
-    jsonw_str(&w, e->model);
+    jsonw_str(&w, model);
     jsonw_raw(&w, ",\"requested_model\":");
     jsonw_str(&w, px->facts.model[0] ? px->facts.model : px->plan.model);
     proxy_cache_meta(px, &w);
@@ -180,8 +197,8 @@ static void emit_chunk(void *ctx, const char *json, size_t len)
     else http_stream_write3(px->req, "data: ", 6, json, len, "\n\n", 2);
 }
 
-static void replay_stream(struct proxy_cache *pc, const struct cache_entry *e, const char *meta,
-                          size_t mlen, const char *headers)
+static void replay_stream(struct proxy_cache *pc, const struct cache_entry *e, const char *upstream,
+                          const char *meta, size_t mlen, const char *headers)
 {
     struct proxy *px = pc->px;
     struct http_request *req = px->req;
@@ -195,7 +212,7 @@ static void replay_stream(struct proxy_cache *pc, const struct cache_entry *e, c
     char model[600];
     struct jsonw w;
     jsonw_init(&w, model, sizeof model);
-    jsonw_str(&w, e->model);
+    jsonw_str(&w, upstream);
     char *chunk = arena_printf(&req->arena,
                                "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":%s,"
                                "\"choices\":[],\"usage\":{\"prompt_tokens\":%lld,"
@@ -250,18 +267,27 @@ static void respond_whole(struct proxy_cache *pc, const struct cache_entry *e, c
     http_respond(req, 200, "application/json", headers, out, o);
 }
 
+/* Whether `blob` is a live entry of this request's scope, model and
+ * endpoint (decoded into *e). */
+static bool entry_usable(const struct proxy_cache *pc, const char *blob, size_t len, int64_t now,
+                         struct cache_entry *e)
+{
+    return cache_entry_decode(blob, len, e) == 0 && e->expires_ms > now &&
+           strcmp(e->scope, pc->scope) == 0 && strcmp(e->model, pc->model) == 0 &&
+           strcmp(e->endpoint, pc->endpoint) == 0;
+}
+
 /* Serves `blob` when it is a live entry of this request's scope, model
- * and endpoint. Returns false (nothing sent) otherwise. */
+ * and endpoint. Returns false (nothing sent) otherwise. True: the answer
+ * may have freed the request at once (its arena, with pc, and its config
+ * reference): the caller must not touch them again. */
 static bool serve_blob(struct proxy_cache *pc, const char *blob, size_t len, bool semantic)
 {
     struct proxy *px = pc->px;
     struct http_request *req = px->req;
     struct cache_entry e;
     int64_t now = now_wall_ms();
-    if (cache_entry_decode(blob, len, &e) != 0 || e.expires_ms <= now ||
-        strcmp(e.scope, pc->scope) != 0 || strcmp(e.model, pc->model) != 0 ||
-        strcmp(e.endpoint, pc->endpoint) != 0)
-        return false;
+    if (!entry_usable(pc, blob, len, now, &e)) return false;
     pc->status = semantic ? "semantic_hit" : "hit";
     char meta[4096];
     size_t mlen = 0;
@@ -274,11 +300,12 @@ static bool serve_blob(struct proxy_cache *pc, const char *blob, size_t len, boo
     req->acct.estimated = false;
     req->acct.failovers = 0;
     pc->age_ms = now - e.created_ms;
-    mlen = hit_meta(pc, &e, meta, sizeof meta);
+    const char *upstream = answer_model(&e);
+    mlen = hit_meta(pc, &e, upstream, meta, sizeof meta);
     cache_count_hit(semantic, e.cost_nanos);
     const char *headers = arena_concat(&req->arena, "x-aiproxy-cache: ", pc->status,
                                        "\r\nx-aiproxy-provider: ", e.provider, "\r\n", NULL);
-    if (req->acct.stream) replay_stream(pc, &e, meta, mlen, headers);
+    if (req->acct.stream) replay_stream(pc, &e, upstream, meta, mlen, headers);
     else respond_whole(pc, &e, meta, mlen, headers);
     return true;
 }
@@ -360,16 +387,15 @@ static void on_redis_get(struct http_request *req, redisReply *r, void *data)
     struct proxy_cache *pc = g->pc;
     if (!r || r->type == REDIS_REPLY_ERROR) cache_count_backend_error();
     if (r && r->type == REDIS_REPLY_STRING) {
-        const char *blob = r->str;
-        size_t len = r->len;
-        if (serve_blob(pc, blob, len, g->semantic)) {
-            /* kept in front for the next reads on this node */
-            struct cache_entry e;
-            if (cache_entry_decode(blob, len, &e) == 0)
-                cache_mem_put(cache_store(req->config), g->semantic ? g->key : pc->key.exact, blob,
-                              len, e.expires_ms);
-            return;
-        }
+        /* Kept in front for the next reads on this node - before it is
+         * served: serving may free the request, and with it pc, g and the
+         * config (the put used to come after, and stored the entry under
+         * freed memory's key, so that the front missed it). */
+        struct cache_entry e;
+        if (entry_usable(pc, r->str, r->len, now_wall_ms(), &e))
+            cache_mem_put(cache_store(req->config), g->semantic ? g->key : pc->key.exact, r->str,
+                          r->len, e.expires_ms);
+        if (serve_blob(pc, r->str, r->len, g->semantic)) return;
     }
     if (g->semantic) {
         /* The entry is gone (expired, cleared): so is its vector. */
@@ -501,6 +527,7 @@ static void store(struct proxy_cache *pc, const char *body, size_t len, const st
         .model = pc->model,
         .endpoint = pc->endpoint,
         .provider = px->relay.present ? px->relay.provider : px->cand->provider->name,
+        .upstream_model = px->cand->model->upstream_id,
         .body = body,
         .body_len = len,
     };
@@ -508,6 +535,7 @@ static void store(struct proxy_cache *pc, const char *body, size_t len, const st
     char *blob = cache_entry_encode(&req->arena, &e, &blen);
     cache_mem_put(cache_store(cfg), pc->key.exact, blob, blen, e.expires_ms);
     struct redis_conn *c = cfg->cache.backend_redis ? api_cache_conn(req->worker) : NULL;
+    if (blen > MAX_REDIS_ENTRY) c = NULL; /* neither the entry nor its vector */
     if (c) cache_redis_put(c, pc->redis_key, blob, blen, pc->d.ttl_ms);
     if (pc->vec) {
         struct sem_index *idx = cache_index_create(cfg);

@@ -23,8 +23,15 @@
 #include "security/digest.h"
 
 #define WATCH_PERIOD_MS 500
-#define STREAM_PAGE "1000"
-#define STREAM_PAGE_N 1000
+/* Entries per XRANGE page. A page is one reply, and a connection fails
+ * when it holds more of a reply than it can parse at once (REPLY_MAX_BYTES,
+ * 16 MB, in cluster/redis.c): 1000 vectors of 8192 dimensions (32 MB) failed
+ * it, and the same page was asked again after the backoff, forever, so the
+ * index was never built. The first page is small enough for any vector
+ * (100 x 32 KB); the next ones hold about PAGE_BYTES of the vectors seen. */
+#define PAGE_FIRST 100
+#define PAGE_MAX 1000
+#define PAGE_BYTES ((size_t)4 << 20)
 #define MAX_PREFIX 120
 
 static struct {
@@ -40,6 +47,8 @@ static struct {
     bool thread_started;
     bool busy;               /* a turn's calls are out */
     char last_id[64];        /* the stream's last entry read ("" = none yet) */
+    long page;               /* entries the next XRANGE asks for */
+    long asked;              /* entries the XRANGE in flight asked for */
     long long clears;        /* the clears counter last seen (-1: unknown) */
     struct cache_mem *front;
     struct sem_index *index;
@@ -146,11 +155,14 @@ static void on_stream(void *arg, struct redisReply *r);
 
 static void read_stream(void)
 {
-    char stream[MAX_PREFIX + 8], from[70];
+    char stream[MAX_PREFIX + 8], from[70], count[24];
     snprintf(stream, sizeof stream, "%sc:sem", w.prefix);
     if (w.last_id[0]) snprintf(from, sizeof from, "(%s", w.last_id);
     else snprintf(from, sizeof from, "-");
-    const char *argv[] = {"XRANGE", stream, from, "+", "COUNT", STREAM_PAGE};
+    if (w.page <= 0) w.page = PAGE_FIRST;
+    w.asked = w.page;
+    snprintf(count, sizeof count, "%ld", w.asked);
+    const char *argv[] = {"XRANGE", stream, from, "+", "COUNT", count};
     size_t lens[6];
     for (int i = 0; i < 6; i++) lens[i] = strlen(argv[i]);
     if (redis_conn_call(w.conn, 6, argv, lens, on_stream, NULL) != 0) w.busy = false;
@@ -190,13 +202,15 @@ static void on_stream(void *arg, struct redisReply *r)
         snprintf(exp, sizeof exp, "%.*s", (int)(x->len < 23 ? x->len : 23), x->str);
         int64_t expires = strtoll(exp, NULL, 10);
         if (expires <= now) continue;
+        size_t fit = PAGE_BYTES / v->len;
+        w.page = fit < 1 ? 1 : fit > PAGE_MAX ? PAGE_MAX : (long)fit;
         size_t dims = v->len / sizeof(float);
         float *vec = xmalloc(v->len); /* the reply's bytes may be unaligned */
         memcpy(vec, v->str, v->len);
         sem_index_add(w.index, (const uint8_t *)p->str, (const uint8_t *)k->str, vec, dims, expires);
         free(vec);
     }
-    if (r->elements == STREAM_PAGE_N) {
+    if ((long)r->elements >= w.asked) {
         read_stream(); /* more to read */
         return;
     }

@@ -2,7 +2,7 @@
 // A fake OpenAI-compatible provider for aiproxy's integration tests.
 //
 //   node fake-upstream.mjs --port 0 [--tls-cert F --tls-key K] [--api-key KEY]
-//                          [--models a,b] [--name NAME]
+//                          [--models a,b] [--name NAME] [--semantic-embeddings]
 //
 // Prints one JSON line {"port":N} on stdout once listening.
 //
@@ -25,6 +25,14 @@
 //                                    per word; `chunks: M` makes it M)
 //   A behaviour may override usage with {"usage":{"prompt_tokens":P,
 //   "completion_tokens":C}}.
+//   embeddings:  8 floats hashed from the whole string (any change gives an
+//                unrelated vector), unless --semantic-embeddings (or the
+//                behaviour {"semanticEmbeddings":true}): then 256 floats, a
+//                bag of words (runs of letters and digits, lower-cased, each
+//                hashed into one of 256 dimensions), normalised to length 1;
+//                texts with the same words in any case or punctuation have
+//                cosine similarity 1, texts sharing few words are far apart
+//                (for the semantic cache's tests).
 //
 // Control (never forwarded by the gateway, which only proxies /v1/*):
 //   POST /__control {"queue":[behaviour,...], "default": behaviour}
@@ -81,6 +89,7 @@ function parseArgs(argv) {
       case '--api-key': out.apiKey = next(); break;
       case '--models': out.models = next().split(',').map((s) => s.trim()).filter(Boolean); break;
       case '--name': out.name = next(); break;
+      case '--semantic-embeddings': out.semanticEmbeddings = true; break;
       default: throw new Error(`unknown argument ${a}`);
     }
   }
@@ -351,6 +360,25 @@ function embeddingOf(s) {
   return v;
 }
 
+const SEMANTIC_DIMS = 256;
+
+// A bag of lower-cased words, each hashed (FNV-1a) into one of 256
+// dimensions, normalised (see the header).
+function semanticEmbeddingOf(s) {
+  const v = new Array(SEMANTIC_DIMS).fill(0);
+  for (const word of s.toLowerCase().match(/[\p{L}\p{N}]+/gu) || []) {
+    let h = 0x811c9dc5;
+    for (let i = 0; i < word.length; i++) h = Math.imul(h ^ word.charCodeAt(i), 0x01000193) >>> 0;
+    v[h % SEMANTIC_DIMS] += 1;
+  }
+  const norm = Math.sqrt(v.reduce((n, x) => n + x * x, 0));
+  if (norm === 0) {
+    v[0] = 1;
+    return v;
+  }
+  return v.map((x) => x / norm);
+}
+
 async function handleEmbeddings(req, res, entry, b) {
   const body = entry.body;
   const inputs = Array.isArray(body.input) && (body.input.length === 0 || typeof body.input[0] !== 'number') ? body.input : [body.input];
@@ -360,7 +388,10 @@ async function handleEmbeddings(req, res, entry, b) {
   const obj = {
     object: 'list',
     model: body.model,
-    data: strs.map((s, i) => ({ object: 'embedding', index: i, embedding: embeddingOf(s) })),
+    data: strs.map((s, i) => ({
+      object: 'embedding', index: i,
+      embedding: opts.semanticEmbeddings || b.semanticEmbeddings ? semanticEmbeddingOf(s) : embeddingOf(s),
+    })),
     usage: { prompt_tokens: u.prompt_tokens, total_tokens: u.prompt_tokens },
   };
   return finishJson(req, res, entry, b, obj);
