@@ -54,8 +54,11 @@ void cache_decide(bool mode_always, int64_t cfg_ttl_ms, const char *x_cache,
         }
     }
     if (cache_control) {
+        /* Cache-Control only narrows what the mode and x-aiproxy-cache
+         * allow: with opt_in, a client that sends no-cache by habit (many
+         * HTTP tools do) does not fill the cache without asking. */
         if (has_directive(cache_control, "no-store")) read = write = false;
-        else if (has_directive(cache_control, "no-cache")) read = false, write = true;
+        else if (has_directive(cache_control, "no-cache")) read = false;
     }
     if (x_ttl) {
         char buf[32];

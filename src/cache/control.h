@@ -4,7 +4,9 @@
  *   x-aiproxy-cache: use      read and write (what mode always does)
  *                    skip     neither
  *                    refresh  write, don't read
- *   Cache-Control: no-cache   refresh;  no-store: skip (wins over the rest)
+ *   Cache-Control: no-cache   don't read (a refresh where writing is on);
+ *                  no-store   skip (wins over the rest); it only narrows
+ *                             what the mode and x-aiproxy-cache allow
  *   x-aiproxy-cache-ttl: N    the entry lives at most N seconds
  *
  * With mode opt_in, a request that says nothing neither reads nor writes.

@@ -298,6 +298,15 @@ describe('modes', () => {
     const plain = await ask(gw, body);
     assert.equal(plain.headers['x-aiproxy-cache'], undefined, 'a request that does not ask is not served from the cache');
     assert.equal((await posts()).length, 4);
+    // Cache-Control alone does not opt in (HTTP tools send no-cache by habit)
+    const other = h.chatBody('opt in, no-cache');
+    for (let i = 0; i < 2; i++) {
+      const r = await ask(gw, other, { 'cache-control': 'no-cache' });
+      assert.equal(r.headers['x-aiproxy-cache'], undefined, 'no-cache does not opt in');
+    }
+    const asked = await ask(gw, other, { 'x-aiproxy-cache': 'use' });
+    assert.equal(asked.headers['x-aiproxy-cache'], 'miss', 'no-cache wrote nothing under opt_in');
+    assert.equal((await posts()).length, 7);
   });
 
   test('cache.enabled false: bad cache headers are ignored, nothing is cached', { timeout: 15000 }, async (t) => {
