@@ -45,6 +45,10 @@
  * are looked up exactly only (they seldom repeat by meaning, and embedding
  * models take about 8k tokens). */
 #define MAX_SEMANTIC_TEXT (24 * 1024)
+/* An alias: under a request's raw key, the canonical key of its entry. */
+#define ALIAS_MAGIC "AIPA\x01"
+#define ALIAS_MAGIC_LEN 5
+#define ALIAS_LEN (ALIAS_MAGIC_LEN + CACHE_KEY_LEN)
 /* Bytes of content per replayed chunk. */
 #define REPLAY_PIECE 48
 /* The largest entry written to Redis. A Redis connection fails on a reply
@@ -59,6 +63,11 @@ struct proxy_cache {
     struct proxy *px;
     struct cache_decision d;
     const char *scope, *endpoint, *model;
+    /* The raw key (the body's bytes, no parse) is known from the start;
+     * the canonical one is built on the first need (ensure_key): a
+     * byte-identical repeat is answered through its alias without it. */
+    uint8_t raw[CACHE_KEY_LEN];
+    bool keyed, unkeyable;
     struct cache_key key;
     char redis_key[CACHE_REDIS_KEY_MAX];
     const char *status; /* "miss", "hit", "semantic_hit"; NULL: not consulted */
@@ -115,23 +124,39 @@ bool proxy_cache_prepare(struct proxy *px)
     pc->model = px->plan.model;
     pc->scope = cache_scope(&req->arena, cfg->security.auth_enabled, p ? p->tenant : NULL,
                             p ? p->key_id : NULL);
-    if (cache_key_build(&req->arena, pc->scope, pc->model, endpoint, req->body, req->body_len,
-                        &pc->key) != 0)
-        return true; /* not a body the cache can key: served as usual */
+    double t = px->facts.temperature;
     cache_decide(cfg->cache.mode_always, cfg->cache.ttl_ms, http_header_get(req, "x-aiproxy-cache"),
                  http_header_get(req, "cache-control"), http_header_get(req, "x-aiproxy-cache-ttl"),
-                 pc->key.n, pc->key.has_temperature, pc->key.temperature, &pc->d);
+                 px->facts.n, t >= 0, t, &pc->d);
     if (pc->d.error) {
         http_respond_error(req, GW_ERR_BAD_REQUEST, pc->d.error, pc->d.error_param);
         return false;
     }
     if (!pc->d.read && !pc->d.write) return true;
+    cache_key_raw(pc->scope, pc->model, endpoint, req->body, req->body_len, pc->raw);
+    px->cache = pc;
+    return true;
+}
+
+/* The canonical key (a parse of the body), once. False when the body
+ * cannot be keyed (duplicate keys, say): then the cache is not used. */
+static bool ensure_key(struct proxy_cache *pc)
+{
+    if (pc->keyed || pc->unkeyable) return pc->keyed;
+    struct http_request *req = pc->px->req;
+    const struct config *cfg = req->config;
+    if (cache_key_build(&req->arena, pc->scope, pc->model, pc->endpoint, req->body, req->body_len,
+                        &pc->key) != 0) {
+        pc->unkeyable = true;
+        return false;
+    }
+    pc->keyed = true;
     pc->semantic = cfg->cache.semantic.enabled && pc->key.text &&
                    pc->key.text_len <= MAX_SEMANTIC_TEXT &&
                    !(pc->key.has_temperature &&
                      pc->key.temperature > cfg->cache.semantic.max_temperature);
-    if (cfg->cache.backend_redis) cache_redis_entry_key(pc->redis_key, pc->scope, pc->model, pc->key.exact);
-    px->cache = pc;
+    if (cfg->cache.backend_redis)
+        cache_redis_entry_key(pc->redis_key, pc->scope, pc->model, pc->key.exact);
     return true;
 }
 
@@ -447,6 +472,22 @@ static void fetch_semantic(struct proxy_cache *pc, const uint8_t key[32])
     miss(pc);
 }
 
+/* A byte-identical repeat: its raw key's alias names the entry. */
+static bool serve_alias(struct proxy_cache *pc)
+{
+    struct http_request *req = pc->px->req;
+    struct cache_mem *m = cache_store(req->config);
+    int64_t now = now_wall_ms();
+    char *blob;
+    size_t len;
+    if (!cache_mem_get(cache_aliases(req->config), pc->raw, now, &req->arena, &blob, &len))
+        return false;
+    if (len != ALIAS_LEN || memcmp(blob, ALIAS_MAGIC, ALIAS_MAGIC_LEN) != 0) return false;
+    const uint8_t *key = (const uint8_t *)blob + ALIAS_MAGIC_LEN;
+    if (!cache_mem_get(m, key, now, &req->arena, &blob, &len)) return false;
+    return serve_blob(pc, blob, len, false); /* its scope, model and endpoint checked there */
+}
+
 void proxy_cache_begin(struct proxy *px)
 {
     struct proxy_cache *pc = px->cache;
@@ -455,6 +496,12 @@ void proxy_cache_begin(struct proxy *px)
         return;
     }
     struct http_request *req = px->req;
+    if (pc->d.read && serve_alias(pc)) return;
+    if (!ensure_key(pc)) {
+        px->cache = NULL; /* not a body the cache can key: served as usual */
+        proxy_start_next(px);
+        return;
+    }
     if (pc->d.read) {
         char *blob;
         size_t len;
@@ -509,6 +556,7 @@ static void store(struct proxy_cache *pc, const char *body, size_t len, const st
     struct proxy *px = pc->px;
     struct http_request *req = px->req;
     const struct config *cfg = req->config;
+    if (!ensure_key(pc)) return;
     if ((int64_t)len > cfg->cache.max_entry_size) {
         cache_count_not_stored();
         return;
@@ -533,7 +581,13 @@ static void store(struct proxy_cache *pc, const char *body, size_t len, const st
     };
     size_t blen;
     char *blob = cache_entry_encode(&req->arena, &e, &blen);
-    cache_mem_put(cache_store(cfg), pc->key.exact, blob, blen, e.expires_ms);
+    struct cache_mem *m = cache_store(cfg);
+    if (cache_mem_put(m, pc->key.exact, blob, blen, e.expires_ms)) {
+        char alias[ALIAS_LEN];
+        memcpy(alias, ALIAS_MAGIC, ALIAS_MAGIC_LEN);
+        memcpy(alias + ALIAS_MAGIC_LEN, pc->key.exact, CACHE_KEY_LEN);
+        cache_mem_put(cache_aliases(cfg), pc->raw, alias, sizeof alias, e.expires_ms);
+    }
     struct redis_conn *c = cfg->cache.backend_redis ? api_cache_conn(req->worker) : NULL;
     if (blen > MAX_REDIS_ENTRY) c = NULL; /* neither the entry nor its vector */
     if (c) cache_redis_put(c, pc->redis_key, blob, blen, pc->d.ttl_ms);

@@ -12,6 +12,7 @@
 
 static pthread_mutex_t create_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic(struct cache_mem *) store;
+static _Atomic(struct cache_mem *) aliases;
 static _Atomic(struct sem_index *) index_;
 
 static atomic_uint_fast64_t hits, semantic_hits, misses, stores, not_stored, embed_errors,
@@ -29,6 +30,22 @@ struct cache_mem *cache_store(const struct config *cfg)
         if (bytes < 64 * 1024) bytes = 64 * 1024;
         m = cache_mem_new((size_t)bytes);
         atomic_store_explicit(&store, m, memory_order_release);
+    }
+    pthread_mutex_unlock(&create_lock);
+    return m;
+}
+
+struct cache_mem *cache_aliases(const struct config *cfg)
+{
+    struct cache_mem *m = atomic_load_explicit(&aliases, memory_order_acquire);
+    if (m) return m;
+    pthread_mutex_lock(&create_lock);
+    m = atomic_load_explicit(&aliases, memory_order_acquire);
+    if (!m) {
+        int64_t bytes = (cfg->cache.backend_redis ? cfg->cache.front_memory : cfg->cache.max_memory) / 8;
+        if (bytes < 64 * 1024) bytes = 64 * 1024;
+        m = cache_mem_new((size_t)bytes);
+        atomic_store_explicit(&aliases, m, memory_order_release);
     }
     pthread_mutex_unlock(&create_lock);
     return m;
@@ -149,6 +166,9 @@ size_t cache_clear_local(const char *model, const char *scope)
         struct clear_filter f = {model, scope};
         n = cache_mem_clear(m, model || scope ? entry_matches : NULL, &f);
     }
+    /* Aliases only point at entries: a stale one finds nothing. */
+    struct cache_mem *al = atomic_load_explicit(&aliases, memory_order_acquire);
+    if (al && !model && !scope) cache_mem_clear(al, NULL, NULL);
     /* The index only points at entries: a vector whose entry is gone is
      * dropped when a search meets it. Everything cleared: drop them all. */
     struct sem_index *s = cache_index();
@@ -159,5 +179,6 @@ size_t cache_clear_local(const char *model, const char *scope)
 void cache_cleanup(void)
 {
     cache_mem_free(atomic_exchange(&store, NULL));
+    cache_mem_free(atomic_exchange(&aliases, NULL));
     sem_index_free(atomic_exchange(&index_, NULL));
 }

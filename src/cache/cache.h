@@ -21,6 +21,11 @@ struct sem_index;
  * redis backend's front_memory; semantic.max_entries): a reload does not
  * resize them (restart to). Never NULL. */
 struct cache_mem *cache_store(const struct config *cfg);
+/* The raw-key aliases (api/proxy_cache.c): a request's body bytes -> the
+ * canonical key of its entry, so that a byte-identical repeat needs no
+ * parse. Apart from the entries (an eighth of their memory), so that the
+ * entries' figures and budget stay theirs. */
+struct cache_mem *cache_aliases(const struct config *cfg);
 /* NULL until cache_index_create ran (semantic enabled). */
 struct sem_index *cache_index(void);
 struct sem_index *cache_index_create(const struct config *cfg);
