@@ -1028,3 +1028,12 @@ void admission_finish(struct http_request *req)
     r.node_id = cfg->node.id;
     ledger_append(state->ledger, &r);
 }
+
+const char *admission_scope(struct http_request *req)
+{
+    const struct principal *p = req->principal;
+    if (!req->config->security.auth_enabled) return "*";
+    if (!p) return NULL;
+    if (p->tenant && *p->tenant) return arena_concat(&req->arena, "t:", p->tenant, NULL);
+    return arena_concat(&req->arena, "k:", p->key_id ? p->key_id : "", NULL);
+}

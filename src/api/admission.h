@@ -71,6 +71,13 @@ typedef void (*admission_resume_cb)(struct http_request *req);
  * `resume` is given), and with `defer_limits` (a request that will reach
  * admission_reserve) the request limits are left to the reservation: one
  * round trip to Redis for everything. */
+/* The caller's scope, what per-caller state is kept under (the response
+ * cache, the context buffer): "t:<tenant>" for a key of a tenant, else
+ * "k:<key id>", or "*" when authentication is off. NULL when auth is on
+ * and the request has no authenticated caller (a peer's request): then
+ * nothing per caller may be read or written. Arena-owned. */
+const char *admission_scope(struct http_request *req);
+
 enum admit admission_authenticate(struct http_request *req, bool admin_required,
                                   bool defer_limits, admission_resume_cb resume);
 

@@ -114,16 +114,15 @@ bool proxy_cache_prepare(struct proxy *px)
     if (!cfg->cache.enabled || req->from_peer) return true;
     const char *endpoint = endpoint_name(px);
     if (!endpoint) return true; /* images: every call should differ */
-    const struct principal *p = req->principal;
     /* Only answers of an authenticated scope (or of an open gateway). */
-    if (cfg->security.auth_enabled && !p) return true;
+    const char *scope = admission_scope(req);
+    if (!scope) return true;
     struct proxy_cache *pc = arena_alloc(&req->arena, sizeof *pc);
     memset(pc, 0, sizeof *pc);
     pc->px = px;
     pc->endpoint = endpoint;
     pc->model = px->plan.model;
-    pc->scope = cache_scope(&req->arena, cfg->security.auth_enabled, p ? p->tenant : NULL,
-                            p ? p->key_id : NULL);
+    pc->scope = scope;
     double t = px->facts.temperature;
     cache_decide(cfg->cache.mode_always, cfg->cache.ttl_ms, http_header_get(req, "x-aiproxy-cache"),
                  http_header_get(req, "cache-control"), http_header_get(req, "x-aiproxy-cache-ttl"),

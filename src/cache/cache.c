@@ -70,13 +70,6 @@ struct sem_index *cache_index_create(const struct config *cfg)
     return s;
 }
 
-const char *cache_scope(struct arena *a, bool auth_enabled, const char *tenant, const char *key_id)
-{
-    if (!auth_enabled) return "*";
-    if (tenant && *tenant) return arena_concat(a, "t:", tenant, NULL);
-    return arena_concat(a, "k:", key_id ? key_id : "", NULL);
-}
-
 void cache_count_hit(bool semantic, nanos_t saved_nanos)
 {
     atomic_fetch_add_explicit(semantic ? &semantic_hits : &hits, 1, memory_order_relaxed);

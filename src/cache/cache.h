@@ -30,11 +30,6 @@ struct cache_mem *cache_aliases(const struct config *cfg);
 struct sem_index *cache_index(void);
 struct sem_index *cache_index_create(const struct config *cfg);
 
-/* The caller scope answers are kept in: "t:<tenant>" for a key of a
- * tenant, else "k:<key id>", or "*" when authentication is off. */
-const char *cache_scope(struct arena *a, bool auth_enabled, const char *tenant,
-                        const char *key_id);
-
 /* Counters (process-wide, relaxed atomics). */
 void cache_count_hit(bool semantic, nanos_t saved);
 void cache_count_miss(void);

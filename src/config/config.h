@@ -306,6 +306,16 @@ struct config {
         bool store_down_closed; /* on_store_down: closed (503) instead of local */
     } cluster;
 
+    /* context: the context delta buffer (SPEC section 8). */
+    struct {
+        bool enabled;              /* default true */
+        int64_t max_inject_tokens; /* default 8000 */
+        int64_t max_files;         /* per project, default 2000 */
+        int64_t max_bytes;         /* per project, default 20MB */
+        int64_t max_projects;      /* per caller scope, default 50 */
+        int64_t ttl_ms;            /* idle projects dropped, default 7 days */
+    } context;
+
     /* cache: the response cache (SPEC section 7). */
     struct {
         bool enabled;            /* default false */

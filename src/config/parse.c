@@ -1168,6 +1168,18 @@ static const struct key_spec cache_keys[] = {
     {.name = NULL},
 };
 
+/* ---- context ---- */
+
+static const struct key_spec context_keys[] = {
+    {.name = "enabled", .type = KT_BOOL, .def = "true", .offset = CFG(context.enabled)},
+    {.name = "max_inject_tokens", .type = KT_INT, .min = 100, .max = 10000000, .def = "8000", .offset = CFG(context.max_inject_tokens)},
+    {.name = "max_files", .type = KT_INT, .min = 1, .max = 1000000, .def = "2000", .offset = CFG(context.max_files)},
+    {.name = "max_bytes", .type = KT_SIZE, .min = 1 * KB, .max = 4096LL * MB, .def = "20MB", .offset = CFG(context.max_bytes)},
+    {.name = "max_projects", .type = KT_INT, .min = 1, .max = 100000, .def = "50", .offset = CFG(context.max_projects)},
+    {.name = "ttl", .type = KT_DURATION, .min = 0, .max = 3650LL * 86400 * 1000, .def = "7d", .offset = CFG(context.ttl_ms)},
+    {.name = NULL},
+};
+
 /* ---- top level ---- */
 
 static const struct key_spec top_keys[] = {
@@ -1180,6 +1192,7 @@ static const struct key_spec top_keys[] = {
     {.name = "security", .type = KT_SECTION, .sub = security_keys},
     {.name = "cluster", .type = KT_SECTION, .sub = cluster_keys},
     {.name = "cache", .type = KT_SECTION, .sub = cache_keys},
+    {.name = "context", .type = KT_SECTION, .sub = context_keys},
     {.name = NULL},
 };
 

@@ -65,7 +65,7 @@ static bool split_number(const char *s, uint64_t *num, const char **unit)
     return true;
 }
 
-/* "250ms", "5s", "2m", "1h"; a bare number is seconds. */
+/* "250ms", "5s", "2m", "1h", "7d"; a bare number is seconds. */
 static bool walk_duration(const char *s, int64_t *ms)
 {
     uint64_t v;
@@ -80,6 +80,8 @@ static bool walk_duration(const char *s, int64_t *ms)
         mult = 60000;
     else if (strcmp(u, "h") == 0)
         mult = 3600000;
+    else if (strcmp(u, "d") == 0)
+        mult = 86400000;
     else
         return false;
     if (v > (uint64_t)INT64_MAX / mult) return false;
@@ -148,7 +150,7 @@ static const char *walk_scalar(const struct key_spec *k, const char *text, void 
         *(int *)dst = (int)v;
         return NULL;
     case KT_DURATION:
-        if (!walk_duration(text, &v)) return "expected a duration like 250ms, 5s, 2m, 1h";
+        if (!walk_duration(text, &v)) return "expected a duration like 250ms, 5s, 2m, 1h, 7d";
         if (v < k->min || v > k->max) {
             snprintf(buf, cap, "duration out of range (%lldms to %lldms)", (long long)k->min,
                      (long long)k->max);

@@ -217,13 +217,16 @@ static void test_durations(void **state)
     assert_int_equal(c->server.drain_timeout_ms, 5000); /* bare number = seconds */
     assert_int_equal(c->providers[0].timeout_ms, 5000);
     config_unref(c);
+    c = load_ok("context:\n  ttl: 7d\n");
+    assert_int_equal(c->context.ttl_ms, 7LL * 86400 * 1000);
+    config_unref(c);
 }
 
 static void test_bad_duration(void **state)
 {
     load_fails_with("server:\n  read_timeout: 5 minutes\n",
                     "aiproxy.yaml:2: server.read_timeout: expected a duration like 250ms, 5s, "
-                    "2m, 1h");
+                    "2m, 1h, 7d");
 }
 
 static void test_sizes(void **state)
