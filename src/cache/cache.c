@@ -128,6 +128,14 @@ void cache_stats_get(const struct config *cfg, struct cache_stats *out)
         out->max_bytes = (uint64_t)(cfg->cache.backend_redis ? cfg->cache.front_memory
                                                              : cfg->cache.max_memory);
     }
+    /* The raw-key aliases are part of what the cache holds in memory. */
+    struct cache_mem *al = atomic_load_explicit(&aliases, memory_order_acquire);
+    if (al) {
+        struct cache_mem_stats as;
+        cache_mem_stats_get(al, &as);
+        out->bytes += as.bytes;
+        out->max_bytes += as.max_bytes;
+    }
     struct sem_index *s = cache_index();
     if (s) {
         struct sem_index_stats ss;
