@@ -26,8 +26,11 @@ struct cache_mem *cache_store(const struct config *cfg)
     pthread_mutex_lock(&create_lock);
     m = atomic_load_explicit(&store, memory_order_acquire);
     if (!m) {
+        /* Seven eighths of the memory for the entries, the rest for the
+         * aliases (cache_aliases): together they hold max_memory. */
         int64_t bytes = cfg->cache.backend_redis ? cfg->cache.front_memory : cfg->cache.max_memory;
-        if (bytes < 64 * 1024) bytes = 64 * 1024;
+        bytes -= bytes / 8;
+        if (bytes < 56 * 1024) bytes = 56 * 1024;
         m = cache_mem_new((size_t)bytes);
         atomic_store_explicit(&store, m, memory_order_release);
     }
@@ -43,7 +46,7 @@ struct cache_mem *cache_aliases(const struct config *cfg)
     m = atomic_load_explicit(&aliases, memory_order_acquire);
     if (!m) {
         int64_t bytes = (cfg->cache.backend_redis ? cfg->cache.front_memory : cfg->cache.max_memory) / 8;
-        if (bytes < 64 * 1024) bytes = 64 * 1024;
+        if (bytes < 8 * 1024) bytes = 8 * 1024;
         m = cache_mem_new((size_t)bytes);
         atomic_store_explicit(&aliases, m, memory_order_release);
     }
@@ -167,9 +170,10 @@ size_t cache_clear_local(const char *model, const char *scope)
         struct clear_filter f = {model, scope};
         n = cache_mem_clear(m, model || scope ? entry_matches : NULL, &f);
     }
-    /* Aliases only point at entries: a stale one finds nothing. */
+    /* Aliases name no model or scope: every clear drops them all (they are
+     * shortcuts; the next hit of each entry parses its body once). */
     struct cache_mem *al = atomic_load_explicit(&aliases, memory_order_acquire);
-    if (al && !model && !scope) cache_mem_clear(al, NULL, NULL);
+    if (al) cache_mem_clear(al, NULL, NULL);
     /* The index only points at entries: a vector whose entry is gone is
      * dropped when a search meets it. Everything cleared: drop them all. */
     struct sem_index *s = cache_index();
