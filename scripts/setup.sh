@@ -11,7 +11,8 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 build_pkgs=(build-essential pkg-config libevent-dev libssl-dev libhttp-parser-dev libyajl-dev
-            libjansson-dev libyaml-dev libsqlite3-dev libhiredis-dev libpq-dev ca-certificates)
+            libjansson-dev libyaml-dev libsqlite3-dev libhiredis-dev libpq-dev libgit2-dev
+            ca-certificates)
 test_pkgs=(libcmocka-dev nginx wrk redis-server postgresql clang libclang-rt-14-dev nodejs npm
            openssl curl procps strace python3 valgrind chromium sqlite3)
 

@@ -19,6 +19,7 @@
 #include <openssl/ssl.h>
 
 #include "api/admission.h"
+#include "api/context_api.h"
 #include "api/discover.h"
 #include "api/dispatch.h"
 #include "api/health.h"
@@ -545,6 +546,13 @@ int main(int argc, char **argv)
         free(src.text);
         return 1;
     }
+    if (context_start(cfg, lerr, sizeof lerr) != 0) {
+        fprintf(stderr, "aiproxyd: cannot open the context buffer: %s\n", lerr);
+        admission_stop();
+        config_unref(cfg);
+        free(src.text);
+        return 1;
+    }
     if (cache_redis_start(cfg, lerr, sizeof lerr) != 0) {
         fprintf(stderr, "aiproxyd: cannot set up the response cache's Redis: %s\n", lerr);
         admission_stop();
@@ -637,6 +645,7 @@ int main(int argc, char **argv)
     health_stop();
     cache_redis_stop();
     cache_cleanup();
+    context_stop();
     admission_stop(); /* commits every queued ledger record */
     trace_stop();     /* one last export of what is queued */
     log_event(LOG_INFO, "stopped", "aiproxyd stopped");

@@ -4,6 +4,7 @@
  * dashboard's figures) and POST /aiproxy/admin/reload (asks the main
  * thread to reload and answers with the outcome). Nothing here shows a
  * credential: provider endpoints are shown without userinfo or query. */
+#include "api/context_api.h"
 #include "api/admin_ops.h"
 
 #include <stdatomic.h>
@@ -23,6 +24,7 @@
 #include "cluster/redis.h"
 #include "cluster/store.h"
 #include "config/config.h"
+#include "context/buffer.h"
 #include "core/clock.h"
 #include "core/dburl.h"
 #include "core/money.h"
@@ -177,6 +179,18 @@ void admin_metrics_extra(const struct config *cfg, struct metrics_extra *x)
         x->cache_backend_errors = cs.backend_errors;
         x->cache_semantic_entries = cs.semantic_entries;
     }
+    struct ctx_store *ctx = context_store();
+    if (cfg->context.enabled && ctx) {
+        struct ctx_totals t;
+        ctx_store_totals(ctx, &t);
+        x->have_context = true;
+        x->context_projects = t.projects;
+        x->context_files = t.files;
+        x->context_bytes = t.bytes;
+        x->context_injections = t.injections;
+        x->context_tokens_injected = t.tokens_injected;
+        x->context_tokens_saved = t.tokens_saved;
+    }
 }
 
 /* The shared store (SPEC section 6): null when none is configured. */
@@ -211,6 +225,24 @@ static json_t *ledger_json(const struct config *cfg)
 /* The response cache (SPEC section 7): settings and counters. The figures
  * of entries and bytes are this node's memory store (with backend redis,
  * its in-memory front); the counters are this node's since it started. */
+/* The context delta buffer (SPEC section 8): this node's totals. */
+static json_t *context_json(const struct config *cfg)
+{
+    json_t *c = json_object();
+    json_object_set_new(c, "enabled", json_boolean(cfg->context.enabled));
+    struct ctx_totals t = {0};
+    struct ctx_store *ctx = context_store();
+    if (ctx) ctx_store_totals(ctx, &t);
+    json_object_set_new(c, "projects", json_integer(t.projects));
+    json_object_set_new(c, "files", json_integer(t.files));
+    json_object_set_new(c, "bytes", json_integer(t.bytes));
+    json_object_set_new(c, "injections", json_integer(t.injections));
+    json_object_set_new(c, "tokens_injected", json_integer(t.tokens_injected));
+    json_object_set_new(c, "tokens_saved", json_integer(t.tokens_saved));
+    json_object_set_new(c, "max_inject_tokens", json_integer(cfg->context.max_inject_tokens));
+    return c;
+}
+
 static json_t *cache_json(const struct config *cfg)
 {
     struct cache_stats cs;
@@ -293,6 +325,7 @@ void admin_ops_status(struct http_request *req)
     json_object_set_new(doc, "store", store_json());
     json_object_set_new(doc, "ledger", ledger_json(cfg));
     json_object_set_new(doc, "cache", cache_json(cfg));
+    json_object_set_new(doc, "context", context_json(cfg));
     json_object_set_new(doc, "strategy", json_string(routing_strategy_name(cfg->routing.strategy)));
     respond_json(req, 200, doc);
 }
@@ -390,6 +423,7 @@ void admin_ops_stats(struct http_request *req)
                                             errs[i].status, "message", errs[i].message));
     json_object_set_new(doc, "recent_errors", el);
     json_object_set_new(doc, "cache", cache_json(cfg));
+    json_object_set_new(doc, "context", context_json(cfg));
     json_object_set_new(doc, "mesh_enabled", json_boolean(cfg->node.mesh_enabled));
     json_object_set_new(doc, "mesh_peers", mesh_api_peers_json());
     respond_json(req, 200, doc);

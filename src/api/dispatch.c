@@ -24,6 +24,7 @@
 #include "obs/trace.h"
 #include "core/clock.h"
 #include "api/admission.h"
+#include "api/context_api.h"
 #include "cluster/store.h"
 #include "security/cors.h"
 
@@ -237,6 +238,21 @@ static bool handle_cors(struct http_request *req)
     return false;
 }
 
+static void handle_context_delta(struct http_request *req, const char *rest)
+{
+    context_api_delta(req);
+}
+
+static void handle_context_stats(struct http_request *req, const char *rest)
+{
+    context_api_stats(req);
+}
+
+static void handle_context_delete(struct http_request *req, const char *rest)
+{
+    context_api_delete(req, rest);
+}
+
 static const struct route routes[] = {
     {"/health", false, HTTP_M_GET, AUTH_NONE, handle_health, ON_BOTH},
     {"/ready", false, HTTP_M_GET, AUTH_NONE, handle_ready, ON_BOTH},
@@ -261,6 +277,9 @@ static const struct route routes[] = {
     {"/aiproxy/admin/stats", false, HTTP_M_GET, AUTH_ADMIN, handle_stats, ON_CLIENT},
     {"/aiproxy/admin/reload", false, HTTP_M_POST, AUTH_ADMIN, handle_reload, ON_CLIENT},
     {"/aiproxy/admin/cache", false, HTTP_M_DELETE, AUTH_ADMIN, handle_cache_clear, ON_CLIENT},
+    {"/v1/context/delta", false, HTTP_M_POST, AUTH_KEY, handle_context_delta, ON_CLIENT},
+    {"/v1/context/stats", false, HTTP_M_GET, AUTH_KEY, handle_context_stats, ON_CLIENT},
+    {"/v1/context/", true, HTTP_M_DELETE, AUTH_KEY, handle_context_delete, ON_CLIENT},
     {"/dashboard", false, HTTP_M_GET, AUTH_NONE, handle_dashboard, ON_CLIENT}, /* authenticates itself */
     {"/dashboard/", true, HTTP_M_GET, AUTH_NONE, handle_dashboard_asset, ON_CLIENT},
 };

@@ -17,6 +17,7 @@
 
 #include "api/admission.h"
 #include "api/proxy_cache.h"
+#include "api/proxy_context.h"
 #include "api/proxy_internal.h"
 #include "api/mesh_route.h"
 #include "api/scan.h"
@@ -252,6 +253,7 @@ static size_t write_meta(struct proxy *px, char *out, size_t cap)
     jsonw_raw(&w, ",\"strategy\":");
     jsonw_str(&w, routing_strategy_name(px->plan.strategy_used));
     proxy_cache_meta(px, &w);
+    proxy_context_meta(px, &w);
     jsonw_raw(&w, ",\"reason\":");
     if (px->n_attempts > 1) {
         /* The winner was not the first choice: say what happened before. */
@@ -508,6 +510,7 @@ static void finish_whole(struct proxy *px)
     char meta[4096];
     size_t mlen = write_meta(px, meta, sizeof meta);
     proxy_cache_store_whole(px, px->buf, px->buf_len, &rf);
+    proxy_context_done(px);
     /* Splice ,"x-aiproxy":{...} before the closing brace, and an estimated
      * usage object when the provider sent none. */
     struct http_request *req = px->req;
@@ -686,6 +689,7 @@ static void end_of_stream(struct proxy *px)
     px->saw_done = true;
     send_final_chunk(px);
     proxy_cache_store_stream(px); /* ended properly: kept when the request may */
+    proxy_context_done(px);
 }
 
 static void on_translated_chunk(void *ctx, const char *json, size_t len)
@@ -1144,6 +1148,7 @@ static void serve(struct proxy *px)
     struct http_request *req = px->req;
     enum api_kind kind = px->kind;
 
+    if (!proxy_context_inject(px)) return;
     struct scan_error serr;
     enum scan_kind sk = kind == API_CHAT          ? SCAN_CHAT
                         : kind == API_COMPLETIONS ? SCAN_COMPLETIONS

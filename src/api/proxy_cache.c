@@ -21,6 +21,7 @@
 
 #include "api/admission.h"
 #include "api/cache_embed.h"
+#include "api/proxy_context.h"
 #include "api/proxy_internal.h"
 #include "api/store_call.h"
 #include "api/upstream_slot.h"
@@ -192,6 +193,7 @@ static size_t hit_meta(struct proxy_cache *pc, const struct cache_entry *e, cons
     jsonw_raw(&w, ",\"requested_model\":");
     jsonw_str(&w, px->facts.model[0] ? px->facts.model : px->plan.model);
     proxy_cache_meta(px, &w);
+    proxy_context_meta(px, &w);
     jsonw_raw(&w, ",\"cost\":");
     jsonw_raw(&w, usd);
     jsonw_raw(&w, ",\"saved\":");
@@ -327,6 +329,7 @@ static bool serve_blob(struct proxy_cache *pc, const char *blob, size_t len, boo
     const char *upstream = answer_model(&e);
     mlen = hit_meta(pc, &e, upstream, meta, sizeof meta);
     cache_count_hit(semantic, e.cost_nanos);
+    proxy_context_done(px); /* a hit is an answer the caller got */
     const char *headers = arena_concat(&req->arena, "x-aiproxy-cache: ", pc->status,
                                        "\r\nx-aiproxy-provider: ", e.provider, "\r\n", NULL);
     if (req->acct.stream) replay_stream(pc, &e, upstream, meta, mlen, headers);

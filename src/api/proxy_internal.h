@@ -23,6 +23,7 @@ struct http_request;
 struct event;
 struct hedge_leg;
 struct proxy_cache;
+struct proxy_context;
 
 struct attempt {
     const char *provider;
@@ -65,6 +66,8 @@ struct proxy {
 
     /* the response cache (api/proxy_cache.c); NULL when not consulted */
     struct proxy_cache *cache;
+    /* the context delta injected (api/proxy_context.c); NULL when none */
+    struct proxy_context *context;
 
     /* a client-facing format other than OpenAI's (NULL: OpenAI) */
     const struct inbound_ops *inbound;

@@ -23,10 +23,11 @@
  * being committed is about that long. ledger_flush and ledger_close commit
  * at once and wait until every queued record is committed.
  *
- * The SQLite file also holds the managed API keys (security/keystore.h)
- * and a schema_version table; ledger_open applies the migrations in order
- * (PostgreSQL has its own schema_version and migrations, applied under an
- * advisory lock so that nodes starting together do not race). */
+ * The SQLite file also holds the managed API keys (security/keystore.h),
+ * the context buffers (context/persist.h) and a schema_version table;
+ * ledger_open applies the migrations in order (PostgreSQL has its own
+ * schema_version and migrations, applied under an advisory lock so that
+ * nodes starting together do not race). */
 #ifndef AIPROXY_BUDGET_LEDGER_H
 #define AIPROXY_BUDGET_LEDGER_H
 
@@ -41,7 +42,7 @@
 /* Records waiting, split evenly among the appending threads' queues; past
  * it new ones are dropped and logged. */
 #define LEDGER_QUEUE_MAX 1000000
-#define LEDGER_SCHEMA_VERSION 5
+#define LEDGER_SCHEMA_VERSION 6
 
 #define LEDGER_TEXT_MAX 256 /* bytes kept of each string field; longer ones are cut */
 

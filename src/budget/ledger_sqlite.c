@@ -64,6 +64,28 @@ static const char *const migrations[] = {
      * answer's cost when it was made; a hit's own cost_nanos is 0) */
     "ALTER TABLE requests ADD COLUMN cache TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE requests ADD COLUMN saved_nanos INTEGER NOT NULL DEFAULT 0;",
+    /* 5 -> 6: the context delta buffer (SPEC section 8, context/persist.h):
+     * per caller scope and project, its counters, and each file's current
+     * content (NULL: deleted, not yet seen so) and the content the model
+     * last saw (NULL: never, unless seen_same: then it is the current
+     * content, not stored twice) */
+    "CREATE TABLE context_projects ("
+    " scope TEXT NOT NULL,"
+    " project TEXT NOT NULL,"
+    " injections INTEGER NOT NULL DEFAULT 0,"
+    " tokens_injected INTEGER NOT NULL DEFAULT 0,"
+    " tokens_saved INTEGER NOT NULL DEFAULT 0,"
+    " updated_ms INTEGER NOT NULL,"
+    " PRIMARY KEY (scope, project));"
+    "CREATE TABLE context_files ("
+    " scope TEXT NOT NULL,"
+    " project TEXT NOT NULL,"
+    " path TEXT NOT NULL,"
+    " content BLOB,"
+    " seen BLOB,"
+    " seen_same INTEGER NOT NULL DEFAULT 0,"
+    " version INTEGER NOT NULL,"
+    " PRIMARY KEY (scope, project, path));",
 };
 
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])

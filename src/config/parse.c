@@ -910,7 +910,7 @@ static const struct key_spec logging_keys[] = {
 static const char *const metric_groups[] = {
     "request_count", "request_duration", "provider_errors", "cost_per_request", "tokens_processed",
     "ttft", "streams", "providers", "budget", "rate_limits", "ledger", "tracing", "store", "cache",
-    NULL};
+    "context", NULL};
 
 static void parse_metrics_collect(struct parse_ctx *cx, const struct cnode *v, const char *path,
                                   void *base)

@@ -554,6 +554,25 @@ static void render_pm(struct out *o, const char *name, const char *type, const c
 }
 
 /* The response cache (SPEC section 7). */
+static void render_context(struct out *o, const struct metrics_extra *x)
+{
+    help(o, "aiproxy_context_injections_total", "counter",
+         "Requests whose system prompt got a project's pending changes (X-Inject-Context).");
+    outf(o, "aiproxy_context_injections_total %lld\n", x->context_injections);
+    help(o, "aiproxy_context_tokens_injected_total", "counter",
+         "Estimated prompt tokens of the context blocks injected into requests that succeeded.");
+    outf(o, "aiproxy_context_tokens_injected_total %lld\n", x->context_tokens_injected);
+    help(o, "aiproxy_context_tokens_saved_total", "counter",
+         "Estimated prompt tokens saved against sending the projects' files whole.");
+    outf(o, "aiproxy_context_tokens_saved_total %lld\n", x->context_tokens_saved);
+    help(o, "aiproxy_context_projects", "gauge", "Context projects held by this node.");
+    outf(o, "aiproxy_context_projects %lld\n", x->context_projects);
+    help(o, "aiproxy_context_files", "gauge", "Files held in this node's context projects.");
+    outf(o, "aiproxy_context_files %lld\n", x->context_files);
+    help(o, "aiproxy_context_bytes", "gauge", "Bytes held in this node's context projects.");
+    outf(o, "aiproxy_context_bytes %lld\n", x->context_bytes);
+}
+
 static void render_cache(struct out *o, const struct metrics_extra *x)
 {
     char usd[32];
@@ -748,6 +767,8 @@ char *metrics_render(const struct config *cfg, const struct metrics_extra *x, si
     }
     if (x && x->have_cache && metrics_collects(cfg, "cache"))
         render_cache(&o, x);
+    if (x && x->have_context && metrics_collects(cfg, "context"))
+        render_context(&o, x);
     if (metrics_collects(cfg, "tracing")) {
         struct trace_counters tc;
         trace_counters(&tc);

@@ -68,12 +68,16 @@ struct metrics_extra {
     uint64_t cache_entries, cache_bytes, cache_max_bytes, cache_evictions, cache_expired;
     nanos_t cache_saved; /* what the hits would have cost */
     uint64_t cache_embed_errors, cache_backend_errors, cache_semantic_entries;
+    /* the context delta buffer (only when context.enabled) */
+    bool have_context;
+    long long context_projects, context_files, context_bytes;
+    long long context_injections, context_tokens_injected, context_tokens_saved;
 };
 
 /* True when the family group `name` ("request_count", "request_duration",
  * "provider_errors", "cost_per_request", "tokens_processed", "ttft",
  * "streams", "providers", "budget", "rate_limits", "ledger", "tracing",
- * "store", "cache") is exported under `cfg` (observability.metrics.collect;
+ * "store", "cache", "context") is exported under `cfg` (observability.metrics.collect;
  * empty = all). config/parse.c keeps its own copy of this list. */
 bool metrics_collects(const struct config *cfg, const char *name);
 

@@ -1,10 +1,11 @@
 /* ledger_test: the SQLite ledger on real files in a temp dir: records
  * committed and read back, spend restored by day and month, the schema
- * version and migrations from versions 1 and 4 keeping old rows, a database
- * from a newer build refused, close flushing everything, every field of
- * many records (the response cache's too) surviving the packed queue and
- * multi-row inserts in order, and records kept and retried in order when
- * the database refuses a batch. */
+ * version and migrations from versions 1, 4 and 5 keeping old rows (5 -> 6
+ * makes the context buffer's tables), a database from a newer build
+ * refused, close flushing everything, every field of many records (the
+ * response cache's too) surviving the packed queue and multi-row inserts
+ * in order, and records kept and retried in order when the database
+ * refuses a batch. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -369,6 +370,7 @@ static void test_migrates_from_v1(void **state)
                      "ALTER TABLE requests DROP COLUMN node_id;"
                      "ALTER TABLE requests DROP COLUMN cache;"
                      "ALTER TABLE requests DROP COLUMN saved_nanos;"
+                     "DROP TABLE context_projects; DROP TABLE context_files;"
                      "INSERT INTO requests (ts_ms, request_id, tokens_in, tokens_out, cost_nanos,"
                      " estimated, status) VALUES (1, 'kept', 1, 1, 42, 0, 200);",
                  NULL, NULL, NULL);
@@ -397,6 +399,7 @@ static void test_migrates_from_v4(void **state)
     exec_sql("UPDATE schema_version SET version = 4;"
              "ALTER TABLE requests DROP COLUMN cache;"
              "ALTER TABLE requests DROP COLUMN saved_nanos;"
+             "DROP TABLE context_projects; DROP TABLE context_files;"
              "INSERT INTO requests (ts_ms, request_id, key_id, tokens_in, tokens_out, cost_nanos,"
              " estimated, status, origin_node, route, via_peer, node_id)"
              " VALUES (1, 'old4', 'k', 3, 4, 77, 1, 200, 'n0', 'n0', 0, 'n0');");
@@ -421,6 +424,49 @@ static void test_migrates_from_v4(void **state)
     assert_int_equal(scalar("SELECT MAX(id) FROM requests WHERE request_id = 'old4'") <
                          scalar("SELECT MIN(id) FROM requests WHERE request_id = 'new5'"),
                      1);
+}
+
+/* A ledger at schema 5 (before the context buffer) with rows: opened, it
+ * reaches the current version with its rows kept and the context tables
+ * made, empty, with their keys (one row per scope and project, per scope,
+ * project and path) and NULL contents allowed. */
+static void test_migrates_from_v5(void **state)
+{
+    char err[256];
+    struct ledger *l = ledger_open(path, err, sizeof err);
+    assert_non_null(l);
+    struct ledger_record r = rec(1, "old5", "k", 55);
+    ledger_append(l, &r);
+    ledger_close(l);
+    exec_sql("UPDATE schema_version SET version = 5;"
+             "DROP TABLE context_projects; DROP TABLE context_files;");
+    assert_int_equal(scalar("SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'context_%'"), 0);
+    l = ledger_open(path, err, sizeof err);
+    assert_non_null(l);
+    ledger_close(l);
+    assert_int_equal(scalar("SELECT version FROM schema_version"), LEDGER_SCHEMA_VERSION);
+    assert_int_equal(scalar("SELECT cost_nanos FROM requests WHERE request_id = 'old5'"), 55);
+    assert_int_equal(scalar("SELECT COUNT(*) FROM context_projects"), 0);
+    assert_int_equal(scalar("SELECT COUNT(*) FROM context_files"), 0);
+    exec_sql("INSERT INTO context_projects (scope, project, updated_ms) VALUES ('k:a', 'p', 7);"
+             "INSERT INTO context_files (scope, project, path, content, seen, version)"
+             " VALUES ('k:a', 'p', 'a.c', NULL, x'41', 3);"
+             "INSERT INTO context_files (scope, project, path, content, seen, version)"
+             " VALUES ('k:b', 'p', 'a.c', x'42', NULL, 1);");
+    assert_int_equal(scalar("SELECT injections + tokens_injected + tokens_saved"
+                            " FROM context_projects"), 0);
+    assert_int_equal(scalar("SELECT SUM(seen_same) FROM context_files"), 0);
+    sqlite3 *db;
+    sqlite3_open(path, &db);
+    assert_int_not_equal(sqlite3_exec(db, "INSERT INTO context_files (scope, project, path,"
+                                          " version) VALUES ('k:a', 'p', 'a.c', 4)",
+                                      NULL, NULL, NULL),
+                         SQLITE_OK);
+    assert_int_not_equal(sqlite3_exec(db, "INSERT INTO context_projects (scope, project,"
+                                          " updated_ms) VALUES ('k:a', 'p', 8)",
+                                      NULL, NULL, NULL),
+                         SQLITE_OK);
+    sqlite3_close(db);
 }
 
 static void test_refuses_newer_schema(void **state)
@@ -449,6 +495,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_appenders, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrates_from_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrates_from_v4, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrates_from_v5, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuses_newer_schema, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
