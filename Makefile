@@ -7,11 +7,14 @@ BUILD   ?= build
 SAN     ?= 0
 
 PKGS    := libevent_core libevent_extra libevent_openssl libevent_pthreads openssl \
-           yaml-0.1 sqlite3 jansson yajl hiredis libgit2
+           yaml-0.1 sqlite3 jansson yajl hiredis
 # libpq's headers only: the library is loaded when a PostgreSQL ledger is
 # configured (src/budget/pq_dl.h), not by every process
 CFLAGS  := -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-           -g -Isrc $(shell pkg-config --cflags $(PKGS) libpq) -pthread -MMD -MP
+           -g -Isrc $(shell pkg-config --cflags $(PKGS) libpq libgit2) -pthread -MMD -MP
+# libgit2: aiproxyctl links it (the watcher's ignore rules); aiproxyd loads
+# it on its first context diff (src/context/git_dl.h)
+GIT_LIBS := $(shell pkg-config --libs libgit2)
 LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lm -pthread -ldl
 
 ifeq ($(SAN),1)
@@ -52,11 +55,11 @@ $(BUILD)/aiproxyd: $(BUILD)/src/aiproxyd.o $(BUILD)/libaiproxy.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/aiproxyctl: $(BUILD)/src/aiproxyctl.o $(BUILD)/libaiproxy.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(GIT_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libaiproxy.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs cmocka libpq)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(GIT_LIBS) $(shell pkg-config --libs cmocka libpq)
 
 unit: $(UNIT_BIN)
 

@@ -1,7 +1,8 @@
 /* aiproxyctl: the management CLI (SPEC section 1). Talks to a running node
  * over its HTTP API (--url, --key) and prints tables for people or JSON for
  * scripts (--json): status, models, budget, mesh, keys list|create|revoke,
- * cache stats|clear, reload, config check. Every command has --help. Exit codes: 0 success, 1
+ * cache stats|clear, context watch|stats|clear (ctl/context_cmd.h), reload,
+ * config check. Every command has --help. Exit codes: 0 success, 1
  * runtime failure (node unreachable, key refused), 2 bad usage or an
  * invalid config. */
 #include <getopt.h>
@@ -13,6 +14,7 @@
 
 #include "config/config.h"
 #include "core/alloc.h"
+#include "ctl/context_cmd.h"
 #include "obs/version.h"
 #include "upstream/probe.h"
 
@@ -46,6 +48,10 @@ static void usage(FILE *out)
             "                     memory, saved USD\n"
             "  cache clear        empty the response cache, or one model's or tenant's part\n"
             "                     (admin key needed; see: aiproxyctl cache --help)\n"
+            "  context watch DIR  send DIR's text files, then each change, to the node's\n"
+            "                     context delta buffer (see: aiproxyctl context --help)\n"
+            "  context stats      the context projects: files, pending, tokens saved\n"
+            "  context clear P    empty and remove context project P\n"
             "  reload             reload the node's config file (admin key needed); shows\n"
             "                     the config errors when the new file is rejected\n"
             "  config check FILE  validate a config file locally (exit 0 valid, 2 invalid)\n"
@@ -105,6 +111,7 @@ static const struct {
               "managed key's id), --scope to a raw scope (t:TENANT, k:KEY_ID, or * when\n"
               "authentication is off). Without a filter everything goes. Exit 1 when Redis\n"
               "does not answer (this node's memory is cleared even then).\n"},
+    {"context", ctl_context_help},
     {"reload", "Usage: aiproxyctl reload [--json]\n\n"
                "Asks the node to reload its config file (POST /aiproxy/admin/reload, admin key)\n"
                "and waits for the outcome. A rejected file is listed with its errors and the\n"
@@ -880,6 +887,8 @@ int main(int argc, char **argv)
         rc = cmd_cache_stats(&c);
     else if (strcmp(cmd, "cache") == 0 && n >= 2 && strcmp(args[1], "clear") == 0)
         rc = cmd_cache_clear(&c, n - 2, args + 2);
+    else if (strcmp(cmd, "context") == 0 && n >= 2)
+        rc = ctl_context_command(c.url, c.key, c.json, n - 1, args + 1);
     else if (strcmp(cmd, "config") == 0 && n == 3 && strcmp(args[1], "check") == 0)
         rc = cmd_config_check(args[2]);
     else {

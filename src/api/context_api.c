@@ -20,7 +20,6 @@
 #include "config/config.h"
 #include "context/buffer.h"
 #include "context/delta.h"
-#include "context/diff.h"
 #include "context/persist.h"
 #include "core/arena.h"
 #include "core/clock.h"
@@ -32,8 +31,7 @@ static struct ctx_persist *persist;
 
 int context_start(const struct config *cfg, char *err, size_t errcap)
 {
-    ctx_diff_init();
-    store = ctx_store_new();
+    store = ctx_store_new(); /* libgit2 is loaded by the first diff (context/git_dl.h) */
     if (!cfg->budget.cost_db_path) return 0;
     persist = ctx_persist_open(cfg->budget.cost_db_path, err, errcap);
     if (!persist) return -1;

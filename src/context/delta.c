@@ -66,7 +66,8 @@ static const char *shown(struct arena *a, const char *s, size_t len, size_t max)
 {
     if (len <= max) return arena_strndup(a, s, len);
     size_t n = max;
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
     char *d = arena_alloc(a, n + 4);
     memcpy(d, s, n);
     memcpy(d + n, "...", 4);
@@ -80,7 +81,11 @@ static void utf8_trim(char *s)
 {
     for (size_t i = 0; s[i];) {
         unsigned char c = (unsigned char)s[i];
-        size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+        size_t n = c < 0x80             ? 1
+                   : (c & 0xE0) == 0xC0 ? 2
+                   : (c & 0xF0) == 0xE0 ? 3
+                   : (c & 0xF8) == 0xF0 ? 4
+                                        : 0;
         for (size_t k = 1; k < n; k++)
             if (((unsigned char)s[i + k] & 0xC0) != 0x80) n = 0;
         if (n == 0) {
@@ -139,31 +144,30 @@ static int cmp_seen(const void *x, const void *y)
 }
 
 /* Refuses a path given twice, naming the first repeat in body order.
- * Sorted rather than compared pairwise: a snapshot can hold thousands. */
-static int check_duplicates(struct parse *ps, const struct seen_path *paths, size_t n)
+ * Sorted rather than compared pairwise: a snapshot can hold thousands.
+ * Sorts `s` in place. */
+static int check_duplicates(struct parse *ps, struct seen_path *s, size_t n)
 {
     if (n < 2) return 0;
-    struct seen_path *s = xmalloc(n * sizeof *s);
-    memcpy(s, paths, n * sizeof *s);
     qsort(s, n, sizeof *s, cmp_seen);
-    size_t dup = SIZE_MAX, first = 0;
+    /* sorted by path, then by index: a run's first element is the path's
+     * first occurrence, and the one after it its first repeat */
+    const struct seen_path *dup = NULL, *first = NULL;
+    size_t run = 0;
     for (size_t i = 1; i < n; i++) {
-        if (s[i].len != s[i - 1].len || memcmp(s[i].path, s[i - 1].path, s[i].len) != 0) continue;
-        /* s[i - 1] is the earlier one (sorted by index within a path); the
-         * run's first element is the path's first occurrence */
-        size_t j = i - 1;
-        while (j > 0 && s[j - 1].len == s[i].len && memcmp(s[j - 1].path, s[i].path, s[i].len) == 0)
-            j--;
-        if (s[i].index < dup) {
-            dup = s[i].index;
-            first = s[j].index;
+        if (s[i].len != s[run].len || memcmp(s[i].path, s[run].path, s[i].len) != 0) {
+            run = i;
+            continue;
+        }
+        if (i == run + 1 && (!dup || s[i].index < dup->index)) {
+            dup = &s[i];
+            first = &s[run];
         }
     }
-    free(s);
-    if (dup == SIZE_MAX) return 0;
-    return fail(ps, entry_param(ps, dup, "path"),
-                "files[%zu].path: '%s' is given more than once (first at files[%zu]).", dup,
-                shown(ps->a, paths[dup].path, paths[dup].len, 200), first);
+    if (!dup) return 0;
+    return fail(ps, entry_param(ps, dup->index, "path"),
+                "files[%zu].path: '%s' is given more than once (first at files[%zu]).", dup->index,
+                shown(ps->a, dup->path, dup->len, 200), first->index);
 }
 
 /* Validates entry `i`; fills `c` (or `r` for a refused content) and sets
@@ -171,7 +175,8 @@ static int check_duplicates(struct parse *ps, const struct seen_path *paths, siz
 static int parse_entry(struct parse *ps, json_t *e, size_t i, struct seen_path *sp,
                        struct ctx_change *c, struct ctx_rejected *r, int *kind)
 {
-    if (!json_is_object(e)) return fail(ps, entry_param(ps, i, NULL), "files[%zu] must be an object.", i);
+    if (!json_is_object(e))
+        return fail(ps, entry_param(ps, i, NULL), "files[%zu] must be an object.", i);
 
     json_t *jp = json_object_get(e, "path");
     if (!jp || json_is_null(jp))
@@ -187,7 +192,8 @@ static int parse_entry(struct parse *ps, json_t *e, size_t i, struct seen_path *
     bool deleted = false;
     if (jd && !json_is_null(jd)) {
         if (!json_is_boolean(jd))
-            return fail(ps, entry_param(ps, i, "deleted"), "files[%zu].deleted must be a boolean.", i);
+            return fail(ps, entry_param(ps, i, "deleted"), "files[%zu].deleted must be a boolean.",
+                        i);
         deleted = json_is_true(jd);
     }
 
@@ -216,8 +222,10 @@ static int parse_entry(struct parse *ps, json_t *e, size_t i, struct seen_path *
         *kind = 1;
         return 0;
     }
-    *c = (struct ctx_change){.path = apath, .content = arena_strndup(ps->a, content, clen),
-                             .content_len = clen, .deleted = false};
+    *c = (struct ctx_change){.path = apath,
+                             .content = arena_strndup(ps->a, content, clen),
+                             .content_len = clen,
+                             .deleted = false};
     *kind = 0;
     return 0;
 }
@@ -235,8 +243,10 @@ static int parse_files(struct parse *ps, json_t *files, struct ctx_delta *out)
         rc = parse_entry(ps, json_array_get(files, i), i, &paths[i], &out->files[out->n_files],
                          &out->rejected[out->n_rejected], &kind);
         if (rc == 0) {
-            if (kind == 0) out->n_files++;
-            else out->n_rejected++;
+            if (kind == 0)
+                out->n_files++;
+            else
+                out->n_rejected++;
         }
     }
     if (rc == 0) rc = check_duplicates(ps, paths, n);
@@ -256,8 +266,9 @@ static int parse_root(struct parse *ps, json_t *root, struct ctx_delta *out)
     {
         if (strcmp(key, "project") != 0 && strcmp(key, "reset") != 0 && strcmp(key, "files") != 0) {
             const char *k = shown(ps->a, key, strlen(key), 200);
-            return fail(ps, k,
-                        "Unrecognized request argument supplied: %s (expected project, reset, "
+            /* "" is the param of a body that is not JSON */
+            return fail(ps, *k ? k : "\"\"",
+                        "Unrecognized request argument supplied: '%s' (expected project, reset, "
                         "files).",
                         k);
         }
@@ -289,8 +300,8 @@ static int parse_root(struct parse *ps, json_t *root, struct ctx_delta *out)
     return 0;
 }
 
-int ctx_delta_parse(struct arena *a, const char *body, size_t len, struct ctx_delta *out,
-                    char *err, size_t errcap, const char **param)
+int ctx_delta_parse(struct arena *a, const char *body, size_t len, struct ctx_delta *out, char *err,
+                    size_t errcap, const char **param)
 {
     struct parse ps = {a, err, errcap, param};
     *out = (struct ctx_delta){.project = "default"};
@@ -299,8 +310,8 @@ int ctx_delta_parse(struct arena *a, const char *body, size_t len, struct ctx_de
 
     json_error_t je;
     /* JSON_ALLOW_NUL: a content holding \u0000 is refused per file, below */
-    json_t *root = json_loadb(body ? body : "", body ? len : 0,
-                              JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+    json_t *root =
+        json_loadb(body ? body : "", body ? len : 0, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
     if (!root) {
         if (json_error_code(&je) == json_error_invalid_utf8)
             return fail(&ps, "",

@@ -5,28 +5,27 @@
  * lines a model has no use for and quotes non-ASCII paths in octal. */
 #include "context/diff.h"
 
-#include <git2.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
 
-static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+#include "context/git_dl.h"
+#include "core/log.h"
 
-static void do_init(void)
+int ctx_diff_init(void)
 {
-    git_libgit2_init();
-}
-
-void ctx_diff_init(void)
-{
-    pthread_once(&init_once, do_init);
+    char err[200];
+    if (git_load(err, sizeof err) == 0) return 0;
+    static _Atomic int said;
+    if (!said++) log_event(LOG_ERROR, "context_no_libgit2", "%s", err);
+    return -1;
 }
 
 int64_t ctx_count_lines(const char *s, size_t len)
 {
     if (!s || len == 0) return 0;
     int64_t n = 0;
-    for (const char *p = s, *end = s + len; (p = memchr(p, '\n', (size_t)(end - p))); p++) n++;
+    for (const char *p = s, *end = s + len; (p = memchr(p, '\n', (size_t)(end - p))); p++)
+        n++;
     return n + (s[len - 1] != '\n');
 }
 
@@ -96,7 +95,7 @@ int ctx_diff(struct arena *a, const char *path, const char *old, size_t old_len,
     if ((old == NULL) == (new_ == NULL) &&
         (old == NULL || (old_len == new_len && memcmp(old, new_, old_len) == 0)))
         return 0;
-    ctx_diff_init();
+    if (ctx_diff_init() != 0) return -1;
 
     git_diff_options opts;
     if (git_diff_options_init(&opts, GIT_DIFF_OPTIONS_VERSION) != 0) return -1;
@@ -106,8 +105,8 @@ int ctx_diff(struct arena *a, const char *path, const char *old, size_t old_len,
     opts.flags |= GIT_DIFF_FORCE_TEXT;
 
     git_patch *patch = NULL;
-    if (git_patch_from_buffers(&patch, old, old ? old_len : 0, path, new_, new_ ? new_len : 0,
-                               path, &opts) != 0)
+    if (git_patch_from_buffers(&patch, old, old ? old_len : 0, path, new_, new_ ? new_len : 0, path,
+                               &opts) != 0)
         return -1;
     /* an empty file created or emptied on both sides: no line changed */
     if (git_patch_num_hunks(patch) == 0) {
@@ -132,7 +131,7 @@ int ctx_diff(struct arena *a, const char *path, const char *old, size_t old_len,
     git_patch_free(patch);
     if (rc != 0) return -1;
     pr.out[pr.len] = '\0';
-    *out = (struct ctx_diff){.text = pr.out, .len = pr.len, .added = (int64_t)added,
-                             .removed = (int64_t)removed};
+    *out = (struct ctx_diff){
+        .text = pr.out, .len = pr.len, .added = (int64_t)added, .removed = (int64_t)removed};
     return 0;
 }

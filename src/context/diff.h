@@ -1,6 +1,7 @@
 /* diff: unified diffs of a file's two versions, by libgit2's buffer diff
  * (git_patch_from_buffers), for the context delta buffer (SPEC section 8).
- * No I/O; thread-safe (libgit2 is initialised once by ctx_diff_init). */
+ * No I/O; thread-safe (libgit2 is loaded and initialised once, on the
+ * first diff: ctx_diff_init). */
 #ifndef AIPROXY_CONTEXT_DIFF_H
 #define AIPROXY_CONTEXT_DIFF_H
 
@@ -9,8 +10,10 @@
 
 #include "core/arena.h"
 
-/* Initialises libgit2 (idempotent, thread-safe). */
-void ctx_diff_init(void);
+/* Loads and initialises libgit2 (context/git_dl.h) on the first call;
+ * idempotent, thread-safe. Returns 0, or -1 (logged once) when libgit2 is
+ * not installed: then every diff fails. */
+int ctx_diff_init(void);
 
 struct ctx_diff {
     char *text; /* the unified diff ("--- a/P\n+++ b/P\n@@ ..."), arena; "" when equal */
