@@ -41,6 +41,9 @@
 #include "core/alloc.h"
 #include "core/log.h"
 
+/* Line counts of a delta's answer by diff up to this size (see apply). */
+#define DIFF_COUNT_MAX ((size_t)256 * 1024)
+
 /* ---- contents ---- */
 
 /* The count is atomic: a request's arena drops its references without the
@@ -416,8 +419,12 @@ static bool apply_change(struct ctx_store *s, const char *scope, struct project 
     if (f && blob_is(f->cur, c->content, c->content_len)) return false;
     if (f && f->cur) {
         struct ctx_diff df;
-        if (ctx_diff(a, c->path, f->cur->data, f->cur->len, c->content, c->content_len, &df) ==
-            0) {
+        /* The answer's line counts come from a diff, under the store's
+         * lock: past DIFF_COUNT_MAX bytes (a pathological file can take
+         * seconds) they are the two versions' line counts instead. */
+        if (f->cur->len + c->content_len <= DIFF_COUNT_MAX &&
+            ctx_diff(a, c->path, f->cur->data, f->cur->len, c->content, c->content_len, &df) ==
+                0) {
             out->added += df.added;
             out->removed += df.removed;
         } else {

@@ -25,6 +25,8 @@
 bool ctx_project_name_ok(const char *name, size_t len)
 {
     if (!name || len == 0 || len > CTX_PROJECT_MAX) return false;
+    /* "." and ".." are path segments clients normalise away */
+    if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.')) return false;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)name[i];
         bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||

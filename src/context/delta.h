@@ -6,14 +6,15 @@
  *
  * `project` defaults to "default"; `reset` (default false) empties the
  * project before the files apply; `files` may be empty (a reset alone).
- * A project name is 1..128 bytes of [A-Za-z0-9._-] (it is also a URL path
- * segment: DELETE /v1/context/{project}). A path is 1..1024 bytes,
+ * A project name is 1..128 bytes of [A-Za-z0-9._-], not "." or ".." (it
+ * is also a URL path segment: DELETE /v1/context/{project}). A path is 1..1024 bytes,
  * relative ("a/b.c", no leading '/', no "." or ".." segment, no empty
  * segment, no backslash, no control byte). One path at most once per body.
  *
- * A file whose content is not text (a NUL byte, invalid UTF-8) is not an
+ * A file whose content is not text (a NUL byte, sent as \u0000) is not an
  * error of the body: it is listed in `rejected` with the reason and left
- * out, and the rest applies. Anything else wrong (not JSON, not an object,
+ * out, and the rest applies (invalid UTF-8 cannot reach a file: the whole
+ * body must be valid UTF-8 JSON, else it is a 400). Anything else wrong (not JSON, not an object,
  * files not an array, an entry not an object, a missing or bad path, a
  * content that is not a string, both content and deleted, duplicates, an
  * unknown top-level key) is a 400 with a message and the offending param. */
@@ -37,7 +38,7 @@ struct ctx_change {
 
 struct ctx_rejected {
     const char *path;
-    const char *reason; /* "binary content (a NUL byte)", "invalid UTF-8" */
+    const char *reason; /* "binary content (a NUL byte)" */
 };
 
 struct ctx_delta {

@@ -1,4 +1,4 @@
-// fuzz-sources: src/context/delta.c src/context/diff.c
+// fuzz-sources: src/context/delta.c src/context/diff.c src/context/git_dl.c
 // fuzz-libs: libgit2
 /* fuzz_context_delta: libFuzzer driver for context/delta (the body of POST
  * /v1/context/delta) and context/diff. For any body: a refusal has a
@@ -91,7 +91,8 @@ static size_t read_num(const char **p)
 {
     size_t v = 0;
     assert(**p >= '0' && **p <= '9');
-    while (**p >= '0' && **p <= '9') v = v * 10 + (size_t)(*(*p)++ - '0');
+    while (**p >= '0' && **p <= '9')
+        v = v * 10 + (size_t)(*(*p)++ - '0');
     return v;
 }
 
@@ -167,8 +168,7 @@ static void check_diff(const char *path, const char *old, size_t old_len, const 
             size_t n = dt.len[i];
             switch (l[0]) {
             case ' ':
-            case '-':
-            {
+            case '-': {
                 assert(cur < ol.n);
                 /* the old line; without its '\n' (the last), a '\' line follows */
                 bool nl = ol.at[cur][ol.len[cur] - 1] == '\n';
@@ -257,8 +257,10 @@ static char *mutate(struct arena *a, const char *s, size_t len, uint64_t *seed, 
             if (at < n) m[at] = "x\n\r a+-\\@"[rnd(seed) % 9];
             break;
         case 3: /* drop or add the final newline */
-            if (n && m[n - 1] == '\n') n--;
-            else if (n < cap) m[n++] = '\n';
+            if (n && m[n - 1] == '\n')
+                n--;
+            else if (n < cap)
+                m[n++] = '\n';
             break;
         case 4: /* duplicate a span */
             if (at < n) {
@@ -328,11 +330,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             all[d.n_files + i] = d.rejected[i].path;
         }
         for (size_t i = 0; i < total; i++)
-            for (size_t j = i + 1; j < total; j++) assert(strcmp(all[i], all[j]) != 0);
+            for (size_t j = i + 1; j < total; j++)
+                assert(strcmp(all[i], all[j]) != 0);
         free(all);
 
         uint64_t seed = 0x9E3779B97F4A7C15ull ^ size;
-        for (size_t i = 0; i < size; i++) seed = (seed ^ data[i]) * 0x100000001B3ull;
+        for (size_t i = 0; i < size; i++)
+            seed = (seed ^ data[i]) * 0x100000001B3ull;
         if (!seed) seed = 1;
         for (size_t i = 0; i < d.n_files && i < 8; i++) {
             const struct ctx_change *c = &d.files[i];

@@ -166,7 +166,8 @@ static void test_not_json(void **state)
     refuse("{\"files\": [{\"path\": \"a\", \"content\": \"\\ud800\"}]}", "",
            "could not parse the JSON body");
     /* invalid UTF-8 anywhere, contents included, is the whole body's fault */
-    refuse("{\"files\": [{\"path\": \"a\", \"content\": \"\xff\xfe\"}]}", "", "not valid UTF-8 JSON");
+    refuse("{\"files\": [{\"path\": \"a\", \"content\": \"\xff\xfe\"}]}", "",
+           "not valid UTF-8 JSON");
     refuse("{\"files\": [{\"path\": \"a\", \"content\": \"\xc3\"}]}", "", "not valid UTF-8 JSON");
     refuse("{\"files\": [{\"path\": \"a\", \"content\": \"\xed\xa0\x80\"}]}", "",
            "not valid UTF-8 JSON");
@@ -187,7 +188,8 @@ static void test_shape(void **state)
 {
     refuse("[]", "", "must be a JSON object");
     refuse("[{\"path\": \"a\", \"content\": \"\"}]", "", "must be a JSON object");
-    refuse("{\"file\": []}", "file", "Unrecognized request argument supplied: file");
+    refuse("{\"file\": []}", "file", "Unrecognized request argument supplied: 'file'");
+    refuse("{\"\": 1}", "\"\"", "Unrecognized request argument supplied: ''");
     refuse("{\"files\": [], \"model\": \"x\"}", "model", "Unrecognized request argument");
     refuse("{\"project\": 3}", "project", "'project' must be a string");
     refuse("{\"reset\": \"true\"}", "reset", "'reset' must be a boolean");
@@ -219,9 +221,10 @@ static void test_shape(void **state)
     refuse("{\"files\": [{\"path\": \"a\", \"deleted\": 1}]}", "files[0].deleted",
            "files[0].deleted must be a boolean");
     /* the first error in body order, at its index */
-    refuse("{\"files\": [{\"path\": \"a\", \"content\": \"\"}, {\"path\": \"b\", \"content\": \"\"},"
-           "{\"path\": \"c\"}, {\"path\": 1}]}",
-           "files[2].content", "files[2].content is required");
+    refuse(
+        "{\"files\": [{\"path\": \"a\", \"content\": \"\"}, {\"path\": \"b\", \"content\": \"\"},"
+        "{\"path\": \"c\"}, {\"path\": 1}]}",
+        "files[2].content", "files[2].content is required");
 }
 
 static void test_duplicates(void **state)
@@ -231,23 +234,26 @@ static void test_duplicates(void **state)
            "{\"path\": \"a.c\", \"deleted\": true}]}",
            "files[2].path", "files[2].path: 'a.c' is given more than once (first at files[0])");
     /* the first repeat in body order, whatever the sort order of paths */
-    refuse("{\"files\": [{\"path\": \"z\", \"content\": \"\"}, {\"path\": \"a\", \"content\": \"\"},"
-           "{\"path\": \"z\", \"content\": \"\"}, {\"path\": \"a\", \"content\": \"\"},"
-           "{\"path\": \"z\", \"content\": \"\"}]}",
-           "files[2].path", "(first at files[0])");
-    refuse("{\"files\": [{\"path\": \"q\", \"content\": \"\"}, {\"path\": \"a\", \"content\": \"\"},"
-           "{\"path\": \"b\", \"content\": \"\"}, {\"path\": \"b\", \"content\": \"\"},"
-           "{\"path\": \"a\", \"content\": \"\"}]}",
-           "files[3].path", "files[3].path: 'b' is given more than once (first at files[2])");
+    refuse(
+        "{\"files\": [{\"path\": \"z\", \"content\": \"\"}, {\"path\": \"a\", \"content\": \"\"},"
+        "{\"path\": \"z\", \"content\": \"\"}, {\"path\": \"a\", \"content\": \"\"},"
+        "{\"path\": \"z\", \"content\": \"\"}]}",
+        "files[2].path", "(first at files[0])");
+    refuse(
+        "{\"files\": [{\"path\": \"q\", \"content\": \"\"}, {\"path\": \"a\", \"content\": \"\"},"
+        "{\"path\": \"b\", \"content\": \"\"}, {\"path\": \"b\", \"content\": \"\"},"
+        "{\"path\": \"a\", \"content\": \"\"}]}",
+        "files[3].path", "files[3].path: 'b' is given more than once (first at files[2])");
     /* a refused (binary) file still counts */
     refuse("{\"files\": [{\"path\": \"a\", \"content\": \"\\u0000\"},"
            "{\"path\": \"a\", \"content\": \"x\"}]}",
            "files[1].path", "more than once");
     /* a prefix is another path; the same path escaped otherwise is not */
     struct ctx_delta d;
-    parse_ok("{\"files\": [{\"path\": \"a\", \"content\": \"\"}, {\"path\": \"ab\", \"content\": \"\"},"
-             "{\"path\": \"a/b\", \"content\": \"\"}]}",
-             &d);
+    parse_ok(
+        "{\"files\": [{\"path\": \"a\", \"content\": \"\"}, {\"path\": \"ab\", \"content\": \"\"},"
+        "{\"path\": \"a/b\", \"content\": \"\"}]}",
+        &d);
     assert_int_equal(d.n_files, 3);
     refuse("{\"files\": [{\"path\": \"\\u00e9\", \"content\": \"\"},"
            "{\"path\": \"\xc3\xa9\", \"content\": \"\"}]}",
@@ -258,12 +264,19 @@ static void test_duplicates(void **state)
     char *body = malloc(cap);
     len += (size_t)snprintf(body + len, cap - len, "{\"files\": [");
     for (size_t i = 0; i < n; i++)
-        len += (size_t)snprintf(body + len, cap - len, "%s{\"path\": \"d/%zu.c\", \"content\": \"\"}",
-                                i ? "," : "", i);
+        len += (size_t)snprintf(body + len, cap - len,
+                                "%s{\"path\": \"d/%zu.c\", \"content\": \"\"}", i ? "," : "", i);
     len += (size_t)snprintf(body + len, cap - len, "]}");
     parse_ok_n(body, len, &d);
     assert_int_equal(d.n_files, n);
     assert_string_equal(d.files[n - 1].path, "d/19999.c");
+    /* and many copies of one path */
+    len = (size_t)snprintf(body, cap, "{\"files\": [");
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(body + len, cap - len, "%s{\"path\": \"p\", \"deleted\": true}",
+                                i ? "," : "");
+    len += (size_t)snprintf(body + len, cap - len, "]}");
+    refuse_n(body, len, "files[1].path", "(first at files[0])");
     free(body);
 }
 
@@ -300,8 +313,9 @@ static void test_binary_rejected(void **state)
 static void bad_path(const char *json_path, const char *msg)
 {
     char body[4096];
-    snprintf(body, sizeof body, "{\"files\": [{\"path\": \"ok\", \"content\": \"\"},"
-                                "{\"path\": \"%s\", \"content\": \"x\"}]}",
+    snprintf(body, sizeof body,
+             "{\"files\": [{\"path\": \"ok\", \"content\": \"\"},"
+             "{\"path\": \"%s\", \"content\": \"x\"}]}",
              json_path);
     refuse(body, "files[1].path", msg);
 }
@@ -334,7 +348,8 @@ static void test_paths(void **state)
     parse_ok("{\"files\": [{\"path\": \".gitignore\", \"content\": \"\"},"
              "{\"path\": \"a/...\", \"content\": \"\"}, {\"path\": \"..a/b..\", \"content\": \"\"},"
              "{\"path\": \"a b/c d.txt\", \"content\": \"\"}, {\"path\": \"-\", \"content\": \"\"},"
-             "{\"path\": \"\\u00a0\\u0085x\", \"content\": \"\"}, {\"path\": \"C:x\", \"content\": \"\"}]}",
+             "{\"path\": \"\\u00a0\\u0085x\", \"content\": \"\"}, {\"path\": \"C:x\", \"content\": "
+             "\"\"}]}",
              &d);
     assert_int_equal(d.n_files, 7);
     assert_string_equal(d.files[5].path, "\xc2\xa0\xc2\x85x");
@@ -413,8 +428,8 @@ static void test_messages_utf8(void **state)
     assert_non_null(strstr(err, "Unrecognized request argument"));
     assert_true(strlen(param) <= 203);
     assert_non_null(strstr(param, "..."));
-    /* a short buffer cutting "...supplied: x\xc3\xa9\xc3|\xa9": whole characters */
-    char small[44];
+    /* a short buffer cutting "...supplied: 'x\xc3\xa9\xc3|\xa9": whole characters */
+    char small[45];
     assert_int_equal(ctx_delta_parse(&arena, body, strlen(body), &d, small, sizeof small, &param),
                      -1);
     for (const unsigned char *p = (const unsigned char *)small; *p; p++) {

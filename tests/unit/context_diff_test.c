@@ -52,8 +52,8 @@ static void expect(const struct ctx_diff *d, const char *want, int64_t added, in
 
 static void test_one_line(void **state)
 {
-    struct ctx_diff d = diff("src/a.c", "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n",
-                             "1\n2\n3\n4\nfive\n6\n7\n8\n9\n10\n");
+    struct ctx_diff d =
+        diff("src/a.c", "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n", "1\n2\n3\n4\nfive\n6\n7\n8\n9\n10\n");
     expect(&d,
            "--- a/src/a.c\n"
            "+++ b/src/a.c\n"
@@ -67,7 +67,8 @@ static void test_one_line(void **state)
     /* two changes far apart: two hunks; as git does, a hunk header names
      * the last line above it that starts with a letter, '_' or '$' (the
      * function it is in, in most languages) */
-    d = diff("x", "a\nb\nc\nd\ne\nf\ng\nh\ni\nj\nk\nl\nm\n", "A\nb\nc\nd\ne\nf\ng\nh\ni\nj\nk\nl\nM\n");
+    d = diff("x", "a\nb\nc\nd\ne\nf\ng\nh\ni\nj\nk\nl\nm\n",
+             "A\nb\nc\nd\ne\nf\ng\nh\ni\nj\nk\nl\nM\n");
     expect(&d,
            "--- a/x\n+++ b/x\n"
            "@@ -1,4 +1,4 @@\n-a\n+A\n b\n c\n d\n"
@@ -136,8 +137,7 @@ static void test_no_trailing_newline(void **state)
            1);
     /* unchanged last line without a newline, in the context */
     d = diff("f", "a\nb\nc", "A\nb\nc");
-    expect(&d,
-           "--- a/f\n+++ b/f\n@@ -1,3 +1,3 @@\n-a\n+A\n b\n c\n\\ No newline at end of file\n",
+    expect(&d, "--- a/f\n+++ b/f\n@@ -1,3 +1,3 @@\n-a\n+A\n b\n c\n\\ No newline at end of file\n",
            1, 1);
     /* a new file without a final newline */
     d = diff("f", NULL, "only");
@@ -174,8 +174,11 @@ static void test_large(void **state)
     if (ms > 1000) fail_msg("a 10,000-line diff took %.0f ms", ms);
     assert_true(d.len < 300);
     expect(&d,
-           "--- a/big.txt\n+++ b/big.txt\n@@ -4998,7 +4998,7 @@ line 4996\n line 4997\n line 4998\n line "
-           "4999\n-line 5000\n+changed 5000\n line 5001\n line 5002\n line 5003\n",
+           "--- a/big.txt\n+++ b/big.txt\n"
+           "@@ -4998,7 +4998,7 @@ line 4996\n"
+           " line 4997\n line 4998\n line 4999\n"
+           "-line 5000\n+changed 5000\n"
+           " line 5001\n line 5002\n line 5003\n",
            1, 1);
     assert_int_equal(ctx_count_lines(old, ol), 10000);
 
