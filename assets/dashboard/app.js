@@ -126,6 +126,15 @@ function barChart(canvas, items, fmt) {
 
 // ---- rendering ----
 
+// The context delta buffer (SPEC section 8): the prompt tokens its
+// injections saved against sending the projects' files whole.
+function renderContext(c) {
+  const on = !!(c && c.enabled);
+  $('context-saved').textContent = on ? fmtInt(c.tokens_saved) : 'off';
+  $('context-saved').dataset.value = on ? String(c.tokens_saved) : '';
+  $('context-saved').title = on ? `${fmtInt(c.injections)} injections, ${fmtInt(c.projects)} projects` : '';
+}
+
 // The response cache (GET /aiproxy/admin/stats .cache, the same object as
 // /aiproxy/status): on or off, and its figures since the node started.
 function renderCache(c) {
@@ -195,6 +204,7 @@ function render(s) {
   $('total-cost').textContent = fmtUsd(t.cost_usd);
   $('total-cost').dataset.value = String(t.cost_usd);
   renderCache(s.cache);
+  renderContext(s.context);
   const ps = s.per_second;
   const last10 = ps.slice(-11, -1); // complete seconds only
   const rps = last10.reduce((a, p) => a + p[1], 0) / Math.max(1, last10.length);

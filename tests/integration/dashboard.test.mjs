@@ -199,7 +199,7 @@ test('the dashboard data has the response cache: off by default; hit rate, hits,
   assert.deepEqual(status, s, 'the same figures as /aiproxy/status');
 });
 
-test('the dashboard page shows the cache: hit rate, hits / misses, entries, memory, saved', { timeout: 60000, skip: haveChromium ? false : `${CHROMIUM} is absent (apt-get install chromium); the browser test is skipped` }, async (t) => {
+test('the dashboard page shows the cache (hit rate, hits / misses, entries, memory, saved) and the context tokens saved', { timeout: 60000, skip: haveChromium ? false : `${CHROMIUM} is absent (apt-get install chromium); the browser test is skipped` }, async (t) => {
   const auth = { authorization: `Bearer ${ADMIN}` };
   const g = await h.gatewayFor(t, h.baseConfig({ fakePort: fake.port, extra: {
     security: { auth: { enabled: true, api_keys: [{ key: ADMIN, name: 'ops', role: 'admin' }] } },
@@ -209,6 +209,18 @@ test('the dashboard page shows the cache: hit rate, hits / misses, entries, memo
     const r = await h.request(g.url + '/v1/chat/completions', { body: h.chatBody('dashboard cache page'), headers: auth });
     assert.equal(r.headers['x-aiproxy-cache'], want, r.text);
   }
+  // the context buffer: a project sent whole once, then a one-line change
+  // injected as a diff (the rest of the file is what it saved)
+  const ctxHeaders = { ...auth, 'x-inject-context': 'true', 'x-context-project': 'dash', 'x-aiproxy-cache': 'skip' };
+  const big = Array.from({ length: 200 }, (_, i) => `line ${i} of the dashboard file`).join('\n') + '\n';
+  for (const content of [big, big.replace('line 100 ', 'LINE 100 ')]) {
+    const d = await h.request(g.url + '/v1/context/delta', { body: { project: 'dash', files: [{ path: 'f.txt', content }] }, headers: auth });
+    assert.equal(d.status, 200, d.text);
+    const r = await h.request(g.url + '/v1/chat/completions', { body: h.chatBody('dashboard context'), headers: ctxHeaders });
+    assert.equal(r.status, 200, r.text);
+  }
+  const ctxStats = (await h.request(g.url + '/aiproxy/admin/stats', { headers: auth })).json.context;
+  assert.ok(ctxStats.tokens_saved > 1000, JSON.stringify(ctxStats));
   const { default: puppeteer } = await import('puppeteer-core');
   const browser = await puppeteer.launch({
     executablePath: CHROMIUM,
@@ -232,6 +244,8 @@ test('the dashboard page shows the cache: hit rate, hits / misses, entries, memo
         bar: document.getElementById('cache-hit-bar').style.width,
       };
     });
+    const ctxShown = await page.evaluate(() => document.getElementById('context-saved').dataset.value);
+    assert.equal(Number(ctxShown), ctxStats.tokens_saved, 'the context tile shows the tokens saved');
     assert.equal(shown.tile, '66.7%');
     assert.equal(shown.rate, '66.7%');
     assert.equal(shown.hits, '2 / 0');
