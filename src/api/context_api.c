@@ -7,12 +7,17 @@
  *
  * Everything is per caller scope (admission_scope): a project of one key
  * or tenant is invisible to every other. The store is kept in the ledger's
- * local SQLite file (context/persist.h), so a restart keeps the buffers. */
+ * local SQLite file (context/persist.h), so a restart keeps the buffers;
+ * what requests change (seen marks, injection counts) is written by a
+ * flusher thread every second (ctx_store_flush), and at stop. */
 #include "api/context_api.h"
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -29,6 +34,35 @@
 static struct ctx_store *store;
 static struct ctx_persist *persist;
 
+/* ---- the flusher: ctx_store_flush every second ---- */
+
+#define FLUSH_EVERY_S 1
+
+static struct {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    bool running, stop;
+} flusher = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+
+static void *flusher_main(void *arg)
+{
+    pthread_mutex_lock(&flusher.lock);
+    while (!flusher.stop) {
+        struct timespec at;
+        clock_gettime(CLOCK_REALTIME, &at);
+        at.tv_sec += FLUSH_EVERY_S;
+        while (!flusher.stop && pthread_cond_timedwait(&flusher.wake, &flusher.lock, &at) == 0) {
+        }
+        if (flusher.stop) break;
+        pthread_mutex_unlock(&flusher.lock);
+        ctx_store_flush(store);
+        pthread_mutex_lock(&flusher.lock);
+    }
+    pthread_mutex_unlock(&flusher.lock);
+    return NULL;
+}
+
 int context_start(const struct config *cfg, char *err, size_t errcap)
 {
     store = ctx_store_new(); /* libgit2 is loaded by the first diff (context/git_dl.h) */
@@ -41,6 +75,12 @@ int context_start(const struct config *cfg, char *err, size_t errcap)
         return -1;
     }
     ctx_store_set_persist(store, persist);
+    flusher.stop = false;
+    if (pthread_create(&flusher.thread, NULL, flusher_main, NULL) == 0)
+        flusher.running = true;
+    else /* then a project's next write, or the stop, writes them */
+        log_event(LOG_WARN, "context_no_flusher",
+                  "context buffer: no flusher thread; seen marks are written with deltas");
     struct ctx_totals t;
     ctx_store_totals(store, &t);
     if (t.projects)
@@ -51,7 +91,15 @@ int context_start(const struct config *cfg, char *err, size_t errcap)
 
 void context_stop(void)
 {
-    ctx_store_set_persist(store, NULL);
+    if (flusher.running) {
+        pthread_mutex_lock(&flusher.lock);
+        flusher.stop = true;
+        pthread_cond_signal(&flusher.wake);
+        pthread_mutex_unlock(&flusher.lock);
+        pthread_join(flusher.thread, NULL);
+        flusher.running = false;
+    }
+    ctx_store_set_persist(store, NULL); /* writes what the flusher had not */
     ctx_persist_close(persist);
     persist = NULL;
     ctx_store_free(store);

@@ -17,8 +17,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include <jansson.h>
-
 #include "api/admission.h"
 #include "api/context_api.h"
 #include "api/proxy_internal.h"
@@ -44,49 +42,190 @@ static bool header_true(const char *v)
            strncasecmp(v, "yes", 3) == 0;
 }
 
-/* The body with `block` appended to its system message (created first
- * when there is none); NULL when the body is not a chat body with a
- * messages array. */
-static char *with_block(struct arena *a, const char *body, size_t len, const char *block,
-                        size_t *out_len)
+/* ---- the block spliced into the body ----
+ *
+ * The body is not parsed and re-serialised (jansson's dump of a large
+ * conversation costs more than everything else the injection does): a
+ * walk over its text finds the top-level "messages" array and its first
+ * message, and the block goes in as a JSON string at one place. The walk
+ * checks the structure it passes through but is not a validator: the scan
+ * that follows reads the result and answers what is wrong with a body.
+ * Keys are compared as written (a key spelled with escapes is not seen);
+ * of duplicated keys the last counts, as jansson's parse would have it. */
+
+struct span {
+    const char *p; /* the value's first byte */
+    const char *end; /* past its last */
+};
+
+static const char *skip_ws(const char *p, const char *e)
 {
-    json_error_t e;
-    json_t *root = json_loadb(body, len, 0, &e);
-    json_t *msgs = json_object_get(root, "messages");
-    if (!json_is_array(msgs)) {
-        json_decref(root);
+    while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
+    return p;
+}
+
+/* p at '"': past the closing quote, NULL when there is none. */
+static const char *skip_string(const char *p, const char *e)
+{
+    for (p++; p < e; p++) {
+        if (*p == '\\') {
+            p++;
+            continue;
+        }
+        if (*p == '"') return p + 1;
+    }
+    return NULL;
+}
+
+/* p at a value: past it (strings skipped as strings, brackets counted),
+ * NULL when the text ends first. */
+static const char *skip_value(const char *p, const char *e)
+{
+    if (p >= e) return NULL;
+    if (*p == '"') return skip_string(p, e);
+    if (*p != '{' && *p != '[') {
+        while (p < e && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\t' &&
+               *p != '\n' && *p != '\r')
+            p++;
+        return p;
+    }
+    size_t depth = 0;
+    for (; p < e; p++) {
+        if (*p == '"') {
+            p = skip_string(p, e);
+            if (!p) return NULL;
+            p--;
+        } else if (*p == '{' || *p == '[') {
+            depth++;
+        } else if (*p == '}' || *p == ']') {
+            if (--depth == 0) return p + 1;
+        }
+    }
+    return NULL;
+}
+
+static bool key_is(const char *k, const char *kend, const char *want)
+{
+    size_t n = strlen(want);
+    return (size_t)(kend - k) == n + 2 && memcmp(k + 1, want, n) == 0;
+}
+
+/* The members of the object at `p` ('{') named `want[i]` (the last of
+ * each), into out[i] (p NULL: absent). False when it is not an object. */
+static bool object_members(const char *p, const char *e, const char *const *want, size_t n,
+                           struct span *out)
+{
+    for (size_t i = 0; i < n; i++) out[i] = (struct span){0};
+    if (p >= e || *p != '{') return false;
+    p = skip_ws(p + 1, e);
+    if (p < e && *p == '}') return true;
+    for (;;) {
+        if (p >= e || *p != '"') return false;
+        const char *k = p, *kend = skip_string(p, e);
+        if (!kend) return false;
+        p = skip_ws(kend, e);
+        if (p >= e || *p != ':') return false;
+        p = skip_ws(p + 1, e);
+        const char *v = p, *vend = skip_value(p, e);
+        if (!vend || vend == v) return false;
+        for (size_t i = 0; i < n; i++)
+            if (key_is(k, kend, want[i])) out[i] = (struct span){v, vend};
+        p = skip_ws(vend, e);
+        if (p < e && *p == ',') {
+            p = skip_ws(p + 1, e);
+            continue;
+        }
+        return p < e && *p == '}';
+    }
+}
+
+/* `s` as the inside of a JSON string (no quotes), in the arena. The block
+ * is valid UTF-8 (contents are checked on the way in): bytes from 0x80 go
+ * as they are. */
+static char *json_escaped(struct arena *a, const char *s, size_t n, size_t *out_len)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        len += c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' ? 2 : c < 0x20 ? 6 : 1;
+    }
+    char *out = arena_alloc(a, len + 1), *w = out;
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            *w++ = '\\';
+            *w++ = (char)c;
+        } else if (c == '\n' || c == '\r' || c == '\t') {
+            *w++ = '\\';
+            *w++ = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+        } else if (c < 0x20) {
+            memcpy(w, "\\u00", 4);
+            w[4] = hex[c >> 4];
+            w[5] = hex[c & 15];
+            w += 6;
+        } else {
+            *w++ = (char)c;
+        }
+    }
+    *w = '\0';
+    *out_len = len;
+    return out;
+}
+
+/* The body with `block` appended to its system message (a first message
+ * of role system or developer: to its string content after a blank line,
+ * or as a text part of its array content), or a system message inserted
+ * first when there is none; NULL when the body is not an object with a
+ * messages array (the scan answers what is wrong with it). */
+static char *with_block(struct arena *a, const char *body, size_t len, const char *block,
+                        size_t block_len, size_t *out_len)
+{
+    const char *e = body + len;
+    static const char *const top_keys[] = {"messages"};
+    struct span msgs;
+    if (!object_members(skip_ws(body, e), e, top_keys, 1, &msgs) || !msgs.p || *msgs.p != '[')
         return NULL;
-    }
-    json_t *first = json_array_get(msgs, 0);
-    const char *role = json_string_value(json_object_get(first, "role"));
-    bool system = role && (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0);
-    json_t *content = system ? json_object_get(first, "content") : NULL;
-    if (json_is_string(content)) {
-        const char *old = json_string_value(content);
-        size_t n = json_string_length(content);
-        size_t bl = strlen(block);
-        char *joined = xmalloc(n + 2 + bl + 1);
-        memcpy(joined, old, n);
-        memcpy(joined + n, "\n\n", 2);
-        memcpy(joined + n + 2, block, bl + 1);
-        json_object_set_new(first, "content", json_stringn(joined, n + 2 + bl));
-        free(joined);
-    } else if (json_is_array(content)) {
-        json_t *part = json_object();
-        json_object_set_new(part, "type", json_string("text"));
-        json_object_set_new(part, "text", json_string(block));
-        json_array_append_new(content, part);
+    const char *first = skip_ws(msgs.p + 1, e);
+    if (first >= e) return NULL;
+    bool empty = *first == ']';
+    static const char *const msg_keys[] = {"role", "content"};
+    struct span m[2] = {{0}};
+    if (!empty && *first == '{' && !object_members(first, e, msg_keys, 2, m)) return NULL;
+    bool system = m[0].p && *m[0].p == '"' &&
+                  (key_is(m[0].p, m[0].end, "system") || key_is(m[0].p, m[0].end, "developer"));
+    const struct span *content = system && m[1].p ? &m[1] : NULL;
+
+    size_t el;
+    const char *esc = json_escaped(a, block, block_len, &el);
+    const char *pre, *suf, *at;
+    if (content && *content->p == '"') {
+        pre = "\\n\\n";
+        suf = "";
+        at = content->end - 1; /* before the closing quote */
+    } else if (content && *content->p == '[') {
+        bool none = *skip_ws(content->p + 1, e) == ']';
+        pre = none ? "{\"type\":\"text\",\"text\":\"" : ",{\"type\":\"text\",\"text\":\"";
+        suf = "\"}";
+        at = content->end - 1; /* before the closing bracket */
     } else {
-        json_t *m = json_object();
-        json_object_set_new(m, "role", json_string("system"));
-        json_object_set_new(m, "content", json_string(block));
-        json_array_insert_new(msgs, 0, m);
+        pre = "{\"role\":\"system\",\"content\":\"";
+        suf = empty ? "\"}" : "\"},";
+        at = msgs.p + 1; /* after the opening bracket */
     }
-    size_t n = json_dumpb(root, NULL, 0, JSON_COMPACT | JSON_REAL_PRECISION(17));
-    char *out = arena_alloc(a, n + 1);
-    json_dumpb(root, out, n, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    size_t head = (size_t)(at - body), pl = strlen(pre), sl = strlen(suf);
+    size_t n = len + pl + el + sl;
+    char *out = arena_alloc(a, n + 1), *w = out;
+    memcpy(w, body, head);
+    w += head;
+    memcpy(w, pre, pl);
+    w += pl;
+    memcpy(w, esc, el);
+    w += el;
+    memcpy(w, suf, sl);
+    w += sl;
+    memcpy(w, at, len - head);
     out[n] = '\0';
-    json_decref(root);
     *out_len = n;
     return out;
 }
@@ -119,7 +258,8 @@ bool proxy_context_inject(struct proxy *px)
         !pc->inj.block)
         return true; /* nothing pending: the request goes as it is */
     size_t len = 0;
-    char *body = with_block(&req->arena, req->body, req->body_len, pc->inj.block, &len);
+    char *body = with_block(&req->arena, req->body, req->body_len, pc->inj.block,
+                            pc->inj.block_len, &len);
     if (!body) return true; /* the scan answers what is wrong with it */
     req->body = body;
     req->body_len = len;

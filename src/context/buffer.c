@@ -27,7 +27,20 @@
  * - persistence: every operation is written through to SQLite in one
  *   transaction under the lock; a failed write is logged
  *   (context_persist_failed) and the memory keeps the change: the buffer
- *   serves on, and a restart would return to what was last saved. */
+ *   serves on, and a restart would return to what was last saved. What
+ *   a request changes is the exception: its injection's count and, once
+ *   it succeeded, the seen marks are written later, by ctx_store_flush
+ *   (context_api.c calls it every second, and it runs when the persister
+ *   is taken away at shutdown) or with the project's next write, whichever
+ *   comes first: a transaction on every injecting request cost more than
+ *   the rest of the injection, and the delta that follows writes the same
+ *   rows anyway. A crash loses at most the last second's seen marks: those
+ *   changes are injected once more after the restart. A seen deletion (the
+ *   file's row goes) is written at once.
+ * - the diff a delta computes for its answer's line counts is kept on the
+ *   file when it is the diff an injection would send (the model had seen
+ *   the content the delta replaced): the next injection uses it instead of
+ *   diffing again. It is dropped when either content changes. */
 #include "context/buffer.h"
 
 #include <pthread.h>
@@ -43,6 +56,12 @@
 
 /* Line counts of a delta's answer by diff up to this size (see apply). */
 #define DIFF_COUNT_MAX ((size_t)256 * 1024)
+/* A delta's diff is kept for the next injection up to this size. A diff
+ * holds each line of the two contents at most once, with a one-byte
+ * prefix, and both contents count in the project's bytes while the file
+ * is pending (it is dropped once seen): what the kept diffs hold stays
+ * within about twice what context.max_bytes bounds. */
+#define DIFF_KEEP_MAX ((size_t)64 * 1024)
 
 /* ---- contents ---- */
 
@@ -93,6 +112,11 @@ struct file {
     struct blob *seen;    /* NULL: never seen (new); == cur when seen as it is */
     int64_t version;      /* the project's clock at the file's last change */
     int64_t seen_version; /* the version `seen` was injected at (0: before a load) */
+    /* the unified diff seen -> cur, when a delta computed it (NULL: none;
+     * dropped whenever cur or seen changes: file_set_cur, file_set_seen) */
+    struct blob *diff;
+    int64_t diff_added, diff_removed;
+    bool seen_dirty; /* `seen` changed since the row was written (ctx_store_flush) */
 };
 
 struct project {
@@ -104,6 +128,7 @@ struct project {
     int64_t clock; /* the last version given to a change */
     uint64_t epoch; /* renewed at creation and reset: older injections are not marked seen */
     int64_t injections, tokens_injected, tokens_saved, updated_ms;
+    bool dirty; /* counters or a file's seen mark changed since written (ctx_store_flush) */
 };
 
 struct scope {
@@ -230,8 +255,16 @@ static int64_t file_bytes(const struct file *f)
     return (int64_t)(blob_len(f->cur) + (f->seen != f->cur ? blob_len(f->seen) : 0));
 }
 
+/* The cached diff no longer describes seen -> cur. */
+static void file_drop_diff(struct file *f)
+{
+    blob_unref(f->diff);
+    f->diff = NULL;
+}
+
 static void file_free(struct file *f)
 {
+    file_drop_diff(f);
     blob_unref(f->cur);
     blob_unref(f->seen);
     free(f->path);
@@ -288,18 +321,62 @@ static int64_t count_pending(const struct project *p)
 }
 
 static void persist_file(struct ctx_store *s, const char *scope, const struct project *p,
-                         const struct file *f)
+                         struct file *f)
 {
     bool same = f->seen && f->seen == f->cur;
+    f->seen_dirty = false; /* the whole row is written */
     ctx_persist_put_file(s->persist, scope, p->name, f->path, f->cur ? f->cur->data : NULL,
                          blob_len(f->cur), f->seen ? f->seen->data : NULL, blob_len(f->seen),
                          same, f->version);
 }
 
-static void persist_counters(struct ctx_store *s, const char *scope, const struct project *p)
+static void persist_seen(struct ctx_store *s, const char *scope, const struct project *p,
+                         struct file *f)
 {
+    ctx_persist_set_seen(s->persist, scope, p->name, f->path, f->seen ? f->seen->data : NULL,
+                         blob_len(f->seen), f->seen && f->seen == f->cur);
+    f->seen_dirty = false;
+}
+
+/* The project's counters, and the seen marks left for later: everything
+ * ctx_store_flush would write of it (the caller has begun a transaction). */
+static void persist_counters(struct ctx_store *s, const char *scope, struct project *p)
+{
+    if (p->dirty)
+        for (size_t i = 0; i < p->n_files; i++) {
+            struct file *f = p->files[i];
+            if (f->seen_dirty) persist_seen(s, scope, p, f);
+        }
     ctx_persist_put_project(s->persist, scope, p->name, p->injections, p->tokens_injected,
                             p->tokens_saved, p->updated_ms);
+    p->dirty = false;
+}
+
+/* Writes what was left for later, in one transaction (the caller holds
+ * the lock). */
+static void flush_locked(struct ctx_store *s)
+{
+    if (!s->persist) return;
+    bool any = false;
+    for (size_t i = 0; i < s->n_scopes; i++) {
+        struct scope *sc = s->scopes[i];
+        for (size_t j = 0; j < sc->n_projects; j++) {
+            struct project *p = sc->projects[j];
+            if (!p->dirty) continue;
+            if (!any) ctx_persist_begin(s->persist);
+            any = true;
+            persist_counters(s, sc->name, p);
+        }
+    }
+    if (any) ctx_persist_end(s->persist, "seen marks and injection counts", "(all)");
+}
+
+void ctx_store_flush(struct ctx_store *s)
+{
+    if (!s) return;
+    pthread_mutex_lock(&s->lock);
+    flush_locked(s);
+    pthread_mutex_unlock(&s->lock);
 }
 
 struct ctx_store *ctx_store_new(void)
@@ -322,6 +399,7 @@ void ctx_store_set_persist(struct ctx_store *s, struct ctx_persist *p)
 {
     if (!s) return;
     pthread_mutex_lock(&s->lock);
+    flush_locked(s); /* to the persister going away */
     s->persist = p;
     pthread_mutex_unlock(&s->lock);
 }
@@ -402,6 +480,7 @@ static bool apply_change(struct ctx_store *s, const char *scope, struct project 
         out->removed += ctx_count_lines(f->cur->data, f->cur->len);
         p->bytes -= file_bytes(f);
         p->live--;
+        file_drop_diff(f);
         blob_unref(f->cur);
         f->cur = NULL;
         f->version = ++p->clock;
@@ -417,6 +496,8 @@ static bool apply_change(struct ctx_store *s, const char *scope, struct project 
         return true;
     }
     if (f && blob_is(f->cur, c->content, c->content_len)) return false;
+    struct blob *keep = NULL; /* the diff seen -> the new content, for the next injection */
+    int64_t keep_added = 0, keep_removed = 0;
     if (f && f->cur) {
         struct ctx_diff df;
         /* The answer's line counts come from a diff, under the store's
@@ -427,6 +508,13 @@ static bool apply_change(struct ctx_store *s, const char *scope, struct project 
                 0) {
             out->added += df.added;
             out->removed += df.removed;
+            /* the model saw the content replaced: this is what the next
+             * injection would compute */
+            if (f->seen == f->cur && df.len > 0 && df.len <= DIFF_KEEP_MAX) {
+                keep = blob_new(df.text, df.len);
+                keep_added = df.added;
+                keep_removed = df.removed;
+            }
         } else {
             out->added += ctx_count_lines(c->content, c->content_len);
             out->removed += ctx_count_lines(f->cur->data, f->cur->len);
@@ -448,6 +536,14 @@ static bool apply_change(struct ctx_store *s, const char *scope, struct project 
                          : blob_new(c->content, c->content_len);
     blob_unref(f->cur);
     f->cur = b;
+    file_drop_diff(f);
+    if (keep && f->seen && f->seen != f->cur) {
+        f->diff = keep;
+        f->diff_added = keep_added;
+        f->diff_removed = keep_removed;
+    } else {
+        blob_unref(keep);
+    }
     f->version = ++p->clock;
     p->bytes += file_bytes(f);
     p->live++;
@@ -532,6 +628,8 @@ out:
 struct pend {
     const char *path; /* arena */
     struct blob *cur, *seen;
+    struct blob *diff; /* the file's cached diff seen -> cur (NULL: none) */
+    int64_t diff_added, diff_removed;
     int64_t version;
 };
 
@@ -619,8 +717,14 @@ static void make_piece(struct arena *a, const struct pend *f, size_t room, struc
             return;
         }
         struct ctx_diff df;
-        if (ctx_diff(a, f->path, f->seen->data, f->seen->len, f->cur->data, f->cur->len, &df) !=
-            0) {
+        int rc = 0;
+        if (f->diff) /* the one the delta computed (seen -> cur) */
+            df = (struct ctx_diff){.text = f->diff->data, .len = f->diff->len,
+                                   .added = f->diff_added, .removed = f->diff_removed};
+        else
+            rc = ctx_diff(a, f->path, f->seen->data, f->seen->len, f->cur->data, f->cur->len,
+                          &df);
+        if (rc != 0) {
             log_event(LOG_WARN, "context_diff_failed",
                       "context buffer: no diff of a changed file; sending it whole");
             whole_file(a, pc, f->path, "modified", f->cur);
@@ -734,6 +838,9 @@ int ctx_store_inject(struct ctx_store *s, const char *scope, const char *project
         pd[n].path = arena_strdup(a, f->path);
         pd[n].cur = blob_ref(f->cur);
         pd[n].seen = blob_ref(f->seen);
+        pd[n].diff = blob_ref(f->diff);
+        pd[n].diff_added = f->diff_added;
+        pd[n].diff_removed = f->diff_removed;
         pd[n].version = f->version;
         n++;
     }
@@ -787,6 +894,7 @@ int ctx_store_inject(struct ctx_store *s, const char *scope, const char *project
             out->diff_lines += pc->lines;
             rec->files[rec->n] = pd[i];
             rec->files[rec->n].seen = NULL;
+            rec->files[rec->n].diff = NULL;
             pd[i].cur = NULL; /* the record holds that reference now */
             rec->n++;
         }
@@ -804,9 +912,12 @@ int ctx_store_inject(struct ctx_store *s, const char *scope, const char *project
         out->seen = rec;
         arena_on_free(a, release_record, rec);
     }
+    /* the block holds copies: the diffs' references can go (the cur
+     * references of the files in the block are the record's now) */
     for (size_t i = 0; i < n; i++) {
         blob_unref(pd[i].cur);
         blob_unref(pd[i].seen);
+        blob_unref(pd[i].diff);
     }
     if (!rec) return 0;
 
@@ -817,9 +928,7 @@ int ctx_store_inject(struct ctx_store *s, const char *scope, const char *project
     if (p) {
         p->injections++;
         p->updated_ms = now_ms;
-        ctx_persist_begin(s->persist);
-        persist_counters(s, scope, p);
-        ctx_persist_end(s->persist, "injection count", p->name);
+        p->dirty = true; /* written by ctx_store_flush or the project's next write */
     }
     pthread_mutex_unlock(&s->lock);
     return 0;
@@ -837,7 +946,8 @@ void ctx_store_mark_seen(struct ctx_store *s, const char *scope, const char *pro
     if (!p) goto out; /* deleted or expired since */
     p->tokens_injected += inj->tokens_injected;
     p->tokens_saved += inj->tokens_saved;
-    ctx_persist_begin(s->persist);
+    p->dirty = true;
+    bool gone = false; /* a seen deletion: its row goes now */
     for (size_t i = 0; p->epoch == rec->epoch && i < rec->n; i++) {
         const struct pend *r = &rec->files[i];
         size_t at;
@@ -845,6 +955,7 @@ void ctx_store_mark_seen(struct ctx_store *s, const char *scope, const char *pro
         /* gone, or a later injection of it was marked seen first */
         if (!f || f->seen_version >= r->version) continue;
         p->bytes -= file_bytes(f);
+        file_drop_diff(f);
         struct blob *ns = r->cur;
         if (ns && f->cur && (ns == f->cur || blob_is(f->cur, ns->data, ns->len))) ns = f->cur;
         blob_ref(ns);
@@ -853,17 +964,20 @@ void ctx_store_mark_seen(struct ctx_store *s, const char *scope, const char *pro
         f->seen_version = r->version;
         if (!f->cur && !f->seen) {
             /* the model saw the deletion: nothing left to keep */
+            if (!gone) ctx_persist_begin(s->persist);
+            gone = true;
             ctx_persist_delete_file(s->persist, scope, p->name, f->path);
             remove_at(p->files, &p->n_files, at);
             file_free(f);
             continue;
         }
         p->bytes += file_bytes(f);
-        ctx_persist_set_seen(s->persist, scope, p->name, f->path, f->seen ? f->seen->data : NULL,
-                             blob_len(f->seen), f->seen && f->seen == f->cur);
+        f->seen_dirty = true; /* written later (see the top of the file) */
     }
-    persist_counters(s, scope, p);
-    ctx_persist_end(s->persist, "injection seen", p->name);
+    if (gone) {
+        persist_counters(s, scope, p);
+        ctx_persist_end(s->persist, "injection seen", p->name);
+    }
 out:
     pthread_mutex_unlock(&s->lock);
 }
@@ -961,6 +1075,7 @@ void ctx_store_load_file(struct ctx_store *s, const char *scope, const char *pro
     if (f) {
         p->bytes -= file_bytes(f);
         p->live -= f->cur != NULL;
+        file_drop_diff(f);
         blob_unref(f->cur);
         blob_unref(f->seen);
     } else {

@@ -28,8 +28,15 @@ struct ctx_store;
 
 struct ctx_store *ctx_store_new(void);
 void ctx_store_free(struct ctx_store *s); /* NULL is ignored */
-/* Every later change is written through `p` (NULL: memory only). */
+/* Every later change is written through `p` (NULL: memory only); what
+ * was left for later (ctx_store_flush) is written to the persister being
+ * replaced first. */
 void ctx_store_set_persist(struct ctx_store *s, struct ctx_persist *p);
+
+/* Writes what requests changed and left for later (injection counts, seen
+ * marks: see ctx_store_mark_seen), in one transaction. The gateway calls
+ * it every second; a project's next write (a delta) includes its part. */
+void ctx_store_flush(struct ctx_store *s);
 
 enum ctx_err {
     CTX_OK = 0,
@@ -85,7 +92,8 @@ int ctx_store_inject(struct ctx_store *s, const char *scope, const char *project
 
 /* The request that carried `inj` succeeded: each file's content as
  * injected counts as seen (a file changed again since stays pending with
- * the newer change). Counts the tokens injected and saved. */
+ * the newer change). Counts the tokens injected and saved. Written by the
+ * next ctx_store_flush or write of the project (a seen deletion at once). */
 void ctx_store_mark_seen(struct ctx_store *s, const char *scope, const char *project,
                          const struct ctx_injection *inj);
 

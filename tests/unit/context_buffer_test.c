@@ -697,6 +697,80 @@ static void test_seen_after_delete_ignored(void **state)
     assert_true(t.tokens_injected > 0);
 }
 
+/* The diff a delta computed for its counts is kept for the next injection
+ * when the model had seen the content it replaced: whatever happens to the
+ * file in between (another change before the injection, a change during
+ * the request, a failed request, a deletion, a change back to what the
+ * model saw), the block is the diff of what the model saw against the
+ * current content, as computed afresh. */
+static char *lines_with(int n, int changed, const char *mark)
+{
+    char *out = malloc((size_t)n * 32 + 1), *w = out;
+    for (int i = 0; i < n; i++)
+        w += sprintf(w, "line %d%s\n", i, i == changed ? mark : "");
+    return out;
+}
+
+/* What the block must be for one changed file: the diff seen -> cur. */
+static void assert_block_is_diff(const char *seen, const char *cur)
+{
+    struct request r;
+    inject(store, "k:1", "p", 8000, &r);
+    struct ctx_diff df;
+    assert_int_equal(ctx_diff(&r.a, "f.c", seen, strlen(seen), cur, strlen(cur), &df), 0);
+    char *want = malloc(df.len + 64);
+    sprintf(want, "<context_delta project=\"p\">\n%s</context_delta>", df.text);
+    assert_string_equal(r.inj.block, want);
+    assert_int_equal(r.inj.diff_lines, df.added + df.removed);
+    free(want);
+    done(&r, false, store, "k:1", "p");
+}
+
+static void test_kept_diff_is_the_fresh_one(void **state)
+{
+    char *v1 = lines_with(40, -1, ""), *v2 = lines_with(40, 5, " two"),
+         *v3 = lines_with(40, 20, " three"), *v4 = lines_with(40, 30, " four"),
+         *v5 = lines_with(40, 31, " five");
+    apply1("p", "f.c", v1);
+    see_all("p");
+    apply1("p", "f.c", v2); /* seen v1: the delta's diff v1 -> v2 is kept */
+    assert_block_is_diff(v1, v2);
+    assert_block_is_diff(v1, v2); /* a failed request: the same again */
+    apply1("p", "f.c", v3);       /* pending already: diff v1 -> v3, not v2 -> v3 */
+    assert_block_is_diff(v1, v3);
+
+    /* a change while a request is out: the model saw v3, v4 is pending */
+    see_all("p");
+    apply1("p", "f.c", v4); /* kept: v3 -> v4 */
+    struct request r;
+    inject(store, "k:1", "p", 8000, &r);
+    assert_has(r.inj.block, "+line 30 four\n");
+    apply1("p", "f.c", v5);
+    done(&r, true, store, "k:1", "p");
+    assert_block_is_diff(v4, v5);
+
+    /* back to what the model saw: nothing pending */
+    see_all("p");
+    apply1("p", "f.c", v1);
+    apply1("p", "f.c", v5);
+    assert_int_equal(stats_of(store, "k:1", "p")->pending, 0);
+
+    /* kept, then deleted: the deletion is injected */
+    apply1("p", "f.c", v2);
+    apply1("p", "f.c", NULL);
+    inject(store, "k:1", "p", 8000, &r);
+    assert_string_equal(r.inj.block,
+                        "<context_delta project=\"p\">\n<file path=\"f.c\" status=\"deleted\"/>\n"
+                        "</context_delta>");
+    done(&r, true, store, "k:1", "p");
+    assert_int_equal(stats_of(store, "k:1", "p")->files, 0);
+    free(v1);
+    free(v2);
+    free(v3);
+    free(v4);
+    free(v5);
+}
+
 /* ---- persistence ---- */
 
 static struct ctx_persist *open_db(void)
@@ -782,6 +856,16 @@ static void test_persisted_and_loaded(void **state)
     inject(store, "k:1", "q", 8000, &r);
     apply1("q", "x", "x3\n");
     done(&r, true, store, "k:1", "q");
+    /* a seen mark is written by the next flush (or write of its project):
+     * the row still has "x\n" (seen before x2 was sent), x2 is seen in
+     * memory only */
+    assert_int_equal(scalar("SELECT length(seen) FROM context_files WHERE scope = 'k:1'"
+                            " AND project = 'q'"),
+                     2);
+    ctx_store_flush(store);
+    assert_int_equal(scalar("SELECT length(seen) FROM context_files WHERE scope = 'k:1'"
+                            " AND project = 'q'"),
+                     3);
     assert_int_equal(scalar("SELECT COUNT(*) FROM context_projects"), 3);
     assert_int_equal(scalar("SELECT COUNT(*) FROM context_files WHERE project = 'doomed'"), 0);
     assert_int_equal(scalar("SELECT seen_same FROM context_files WHERE path = 'b.c'"), 1);
@@ -819,6 +903,17 @@ static void test_persisted_and_loaded(void **state)
     assert_int_equal(scalar("SELECT COUNT(*) FROM context_files WHERE project = 'p'"
                             " AND scope = 'k:1'"),
                      0);
+    /* an injection's count is written by the next flush (or the project's
+     * next write, or when the persister goes): q's last injection
+     * (block_of, not marked seen) is not in the file yet */
+    int64_t q_injections = stats_of(loaded, "k:1", "q")->injections;
+    assert_int_equal(scalar("SELECT injections FROM context_projects WHERE scope = 'k:1'"
+                            " AND project = 'q'"),
+                     q_injections - 1);
+    ctx_store_flush(loaded);
+    assert_int_equal(scalar("SELECT injections FROM context_projects WHERE scope = 'k:1'"
+                            " AND project = 'q'"),
+                     q_injections);
     struct ctx_store *third = ctx_store_new();
     assert_int_equal(ctx_persist_load(p, third), 0);
     assert_same_stats(loaded, third, "k:1");
@@ -828,6 +923,44 @@ static void test_persisted_and_loaded(void **state)
     assert_int_equal(scalar("SELECT COUNT(*) FROM context_files"), 0);
     ctx_store_free(third);
     ctx_store_free(loaded);
+    ctx_persist_close(p);
+}
+
+/* Seen marks and injection counts are written later: by ctx_store_flush,
+ * the project's next write (a delta, which writes its counters and its
+ * other files' marks), or when the persister goes; a seen deletion at
+ * once. */
+static void test_seen_written_later(void **state)
+{
+    struct ctx_persist *p = open_db();
+    ctx_store_set_persist(store, p);
+    struct ctx_change c[] = {chg("a.c", "a\n"), chg("b.c", "b\n")};
+    apply("k:1", "p", false, c, 2);
+    see_all("p");
+    const char *same = "SELECT COUNT(*) FROM context_files WHERE seen_same = 1";
+    const char *inj = "SELECT injections FROM context_projects WHERE project = 'p'";
+    assert_int_equal(scalar(same), 0);
+    assert_int_equal(scalar(inj), 0);
+    apply1("p", "c.c", "c\n"); /* the project's next write */
+    assert_int_equal(scalar(same), 2);
+    assert_int_equal(scalar(inj), 1);
+
+    see_all("p");
+    assert_int_equal(scalar(same), 2);
+    ctx_store_flush(store);
+    assert_int_equal(scalar(same), 3);
+    assert_int_equal(scalar(inj), 2);
+
+    apply1("p", "a.c", NULL);
+    see_all("p"); /* the deletion seen: the row goes at once */
+    assert_int_equal(scalar("SELECT COUNT(*) FROM context_files WHERE path = 'a.c'"), 0);
+    assert_int_equal(scalar(inj), 3);
+
+    apply1("p", "b.c", "B\n");
+    see_all("p");
+    ctx_store_set_persist(store, NULL); /* shutdown */
+    assert_int_equal(scalar(same), 2);
+    assert_int_equal(scalar(inj), 4);
     ctx_persist_close(p);
 }
 
@@ -861,6 +994,7 @@ static void test_persist_failure_logged(void **state)
     assert_true(found);
     /* the next operation works again */
     see_all("p");
+    ctx_store_flush(store);
     assert_int_equal(scalar("SELECT COUNT(*) FROM context_files WHERE seen_same = 1"), 1);
     ctx_store_set_persist(store, NULL);
     ctx_persist_close(p);
@@ -935,7 +1069,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expire, setup, teardown),
         cmocka_unit_test_setup_teardown(test_escaping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seen_after_delete_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kept_diff_is_the_fresh_one, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persisted_and_loaded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seen_written_later, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persist_failure_logged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persist_open_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
