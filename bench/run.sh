@@ -16,8 +16,9 @@
 #                           (bench/mesh.sh M: full, quick, chain or heartbeat; its own ports from 19400)
 #   bench/run.sh cache [M]  issue 13: exact cache hits vs nginx proxy_cache, RSS at 10k/100k entries
 #                           (bench/cache.sh M: full, quick, hits, memory or semantic; ports from 19600)
-#   bench/run.sh context [tokens]  issue 14: a 20-turn session's tokens on src/ with deltas vs whole
-#                           files, and an injecting request vs a plain one (bench/context.py; ports from 19700)
+#   bench/run.sh context [M] issue 14: a 20-turn session's tokens on src/ with deltas vs whole
+#                           files, and an injecting request vs a plain one (bench/context.sh M: full, quick,
+#                           tokens or cost; ports from 19700)
 # Env: BENCH_DURATION (s per wrk run, default 10), BENCH_ROUNDS (default 3),
 #      BENCH_SLICES (A/B modes: 2 s slices alternating between variants, default 5),
 #      BENCH_PORT_BASE (default 19100), AIPROXYD (binary), BENCH_KEEP_TMP=1.
@@ -26,7 +27,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
 if [ "${1:-}" = mesh ]; then shift; exec "$here/mesh.sh" "$@"; fi
 if [ "${1:-}" = cache ]; then shift; exec "$here/cache.sh" "$@"; fi
-if [ "${1:-}" = context ]; then shift; exec python3 "$here/context.py" "$@"; fi
+if [ "${1:-}" = context ]; then shift; exec "$here/context.sh" "$@"; fi
 if [ -z "${AIPROXYD:-}" ] && [ "${BENCH_NO_BUILD:-}" != 1 ]; then
   if ! make -C "$root" -j2 BUILD=build >/dev/null 2>"${TMPDIR:-/tmp}/aiproxy-bench-make.log"; then
     [ -x "$root/build/aiproxyd" ] || { cat "${TMPDIR:-/tmp}/aiproxy-bench-make.log" >&2; exit 2; }
