@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cluster/redis_url.h"
+#include "config/parse_sections.h"
 #include "config/walk.h"
 #include "core/alloc.h"
 #include "core/dburl.h"
@@ -132,8 +133,6 @@ static void parse_endpoints(struct parse_ctx *cx, const struct cnode *v, const c
     walk_each_item(cx, v, path, on_endpoint, base);
 }
 
-#define KB 1024LL
-#define MB (1024LL * 1024)
 #define HOUR_MS 3600000LL
 
 static const struct key_spec server_keys[] = {
@@ -965,221 +964,6 @@ static const struct key_spec observability_keys[] = {
     {.name = NULL},
 };
 
-/* ---- security ---- */
-
-static const struct key_spec api_key_budget_keys[] = {
-    {.name = "daily_limit", .type = KT_MONEY, .offset = AT(struct config_api_key, daily_limit)},
-    {.name = "monthly_limit", .type = KT_MONEY, .offset = AT(struct config_api_key, monthly_limit)},
-    {.name = NULL},
-};
-
-static const struct key_spec api_key_keys[] = {
-    {.name = "key", .type = KT_SECRET, .offset = AT(struct config_api_key, key)},
-    {.name = "name", .type = KT_STR, .offset = AT(struct config_api_key, name)},
-    {.name = "rate_limit", .type = KT_INT, .min = 0, .max = 1000000000, .def = "0", .offset = AT(struct config_api_key, rate_limit_per_hour)},
-    {.name = "requests_per_minute", .type = KT_INT, .min = 0, .max = 1000000000, .def = "0", .offset = AT(struct config_api_key, requests_per_minute)},
-    {.name = "tokens_per_minute", .type = KT_INT, .min = 0, .max = 1000000000, .def = "0", .offset = AT(struct config_api_key, tokens_per_minute)},
-    {.name = "role", .type = KT_STR, .offset = AT(struct config_api_key, role)},
-    {.name = "tenant", .type = KT_STR, .offset = AT(struct config_api_key, tenant)},
-    {.name = "models", .type = KT_STRLIST, .offset = AT(struct config_api_key, models),
-     .count_offset = AT(struct config_api_key, n_models)},
-    {.name = "budget", .type = KT_SECTION, .sub = api_key_budget_keys},
-    {.name = NULL},
-};
-
-static void on_api_key(struct parse_ctx *cx, const struct cnode *m, const char *path,
-                       void *base)
-{
-    struct config *c = base;
-    struct config_api_key k = {0};
-    walk_defaults(api_key_keys, &k);
-    free(cx->secret_reason);
-    cx->secret_reason = NULL;
-    cx->reason_skip = strlen(path) + 1;
-    uint64_t seen = walk_map(cx, m, path, api_key_keys, &k);
-    if (!walk_seen_key(api_key_keys, seen, "key")) {
-        ERR(cx, m->line, path, "key: missing (expected the secret or ${VAR})");
-        free(k.name);
-        free(k.role);
-        free(k.tenant);
-        walk_free_strlist(&k.models, &k.n_models);
-        return;
-    }
-    k.available = k.key != NULL;
-    if (k.role && strcmp(k.role, "admin") != 0 && strcmp(k.role, "user") != 0)
-        ERR(cx, m->line, path, "role: unknown value '%s' (expected admin, user)", k.role);
-    k.admin = k.role && strcmp(k.role, "admin") == 0;
-    if (cx->secret_reason) {
-        WARN(cx, m->line, path, "%s; this key is disabled", cx->secret_reason);
-        free(cx->secret_reason);
-        cx->secret_reason = NULL;
-    }
-    if (!k.name) k.name = xasprintf("key%zu", c->security.n_api_keys + 1);
-    c->security.api_keys =
-        xrealloc(c->security.api_keys, (c->security.n_api_keys + 1) * sizeof k);
-    c->security.api_keys[c->security.n_api_keys++] = k;
-}
-
-static void parse_api_keys(struct parse_ctx *cx, const struct cnode *v, const char *path,
-                           void *base)
-{
-    walk_each_item(cx, v, path, on_api_key, base);
-}
-
-static void parse_auth_type(struct parse_ctx *cx, const struct cnode *v, const char *path,
-                            void *base)
-{
-    struct config *c = base;
-    const char *t = walk_scalar_text(cx, v, path, "api_key");
-    if (!t) return;
-    /* jwt and oauth2 are in the standard but not implemented: accepting them
-     * silently would leave a gateway open that its owner thinks is closed. */
-    if (strcmp(t, "api_key") != 0) {
-        ERR(cx, v->line, path, "unsupported value '%s' (expected api_key)", t);
-        return;
-    }
-    free(c->security.auth_type);
-    c->security.auth_type = xstrdup(t);
-}
-
-static const struct key_spec auth_keys[] = {
-    {.name = "enabled", .type = KT_BOOL, .def = "false", .offset = CFG(security.auth_enabled)},
-    {.name = "type", .type = KT_CUSTOM, .def = "api_key", .parse = parse_auth_type},
-    {.name = "api_keys", .type = KT_CUSTOM, .parse = parse_api_keys},
-    {.name = NULL},
-};
-
-static const struct key_spec rate_keys[] = {
-    {.name = "enabled", .type = KT_BOOL, .def = "false", .offset = CFG(security.rate_limiting_enabled)},
-    {.name = "default_limit", .type = KT_INT, .min = 0, .max = 1000000000, .def = "0", .offset = CFG(security.default_limit_per_hour)},
-    {.name = "by_ip", .type = KT_BOOL, .def = "true", .offset = CFG(security.rl_by_ip)},
-    {.name = "by_api_key", .type = KT_BOOL, .def = "true", .offset = CFG(security.rl_by_api_key)},
-    {.name = "requests_per_minute", .type = KT_INT, .min = 0, .max = 1000000000, .def = "0", .offset = CFG(security.requests_per_minute)},
-    {.name = "tokens_per_minute", .type = KT_INT, .min = 0, .max = 1000000000, .def = "0", .offset = CFG(security.tokens_per_minute)},
-    {.name = "trusted_proxies", .type = KT_STRLIST, .offset = CFG(security.trusted_proxies),
-     .count_offset = CFG(security.n_trusted_proxies)},
-    {.name = NULL},
-};
-
-static const struct key_spec cors_keys[] = {
-    {.name = "enabled", .type = KT_BOOL, .def = "true", .offset = CFG(security.cors_enabled)},
-    {.name = "allowed_origins", .type = KT_STRLIST, .offset = CFG(security.cors_origins),
-     .count_offset = CFG(security.n_cors_origins)},
-    {.name = NULL},
-};
-
-static const struct key_spec security_keys[] = {
-    {.name = "auth", .type = KT_SECTION, .sub = auth_keys},
-    {.name = "rate_limiting", .type = KT_SECTION, .sub = rate_keys},
-    {.name = "cors", .type = KT_SECTION, .sub = cors_keys},
-    {.name = NULL},
-};
-
-/* ---- cluster ---- */
-
-static void parse_store_down(struct parse_ctx *cx, const struct cnode *v, const char *path,
-                             void *base)
-{
-    struct config *c = base;
-    const char *t = walk_scalar_text(cx, v, path, "local or closed");
-    if (!t) return;
-    if (strcmp(t, "local") == 0) c->cluster.store_down_closed = false;
-    else if (strcmp(t, "closed") == 0) c->cluster.store_down_closed = true;
-    else ERR(cx, v->line, path, "'%s' is not local or closed", t);
-}
-
-static const struct key_spec redis_keys[] = {
-    {.name = "url", .type = KT_STR, .offset = CFG(cluster.redis_url)},
-    {.name = "prefix", .type = KT_STR, .def = "aiproxy:", .offset = CFG(cluster.redis_prefix)},
-    {.name = "timeout", .type = KT_DURATION, .min = 1, .max = 60000, .def = "50ms", .offset = CFG(cluster.redis_timeout_ms)},
-    {.name = "ca_file", .type = KT_STR, .offset = CFG(cluster.redis_ca_file)},
-    {.name = NULL},
-};
-
-static const struct key_spec cluster_keys[] = {
-    {.name = "redis", .type = KT_SECTION, .sub = redis_keys},
-    {.name = "on_store_down", .type = KT_CUSTOM, .def = "local", .parse = parse_store_down},
-    {.name = NULL},
-};
-
-/* ---- cache ---- */
-
-static void parse_cache_mode(struct parse_ctx *cx, const struct cnode *v, const char *path,
-                             void *base)
-{
-    struct config *c = base;
-    const char *t = walk_scalar_text(cx, v, path, "opt_in or always");
-    if (!t) return;
-    if (strcmp(t, "opt_in") == 0) c->cache.mode_always = false;
-    else if (strcmp(t, "always") == 0) c->cache.mode_always = true;
-    else ERR(cx, v->line, path, "'%s' is not opt_in or always", t);
-}
-
-static void parse_cache_backend(struct parse_ctx *cx, const struct cnode *v, const char *path,
-                                void *base)
-{
-    struct config *c = base;
-    const char *t = walk_scalar_text(cx, v, path, "memory or redis");
-    if (!t) return;
-    if (strcmp(t, "memory") == 0) c->cache.backend_redis = false;
-    else if (strcmp(t, "redis") == 0) c->cache.backend_redis = true;
-    else ERR(cx, v->line, path, "'%s' is not memory or redis", t);
-}
-
-/* A sampling temperature, 0 to 2 (OpenAI's range). */
-static void parse_max_temperature(struct parse_ctx *cx, const struct cnode *v, const char *path,
-                                  void *base)
-{
-    struct config *c = base;
-    const char *t = walk_scalar_text(cx, v, path, "a number from 0 to 2");
-    if (!t) return;
-    char *end = NULL;
-    double d = strtod(t, &end);
-    if (!end || end == t || *end || !(d >= 0 && d <= 2))
-        ERR(cx, v->line, path, "'%s' is not a number from 0 to 2", t);
-    else c->cache.semantic.max_temperature = d;
-}
-
-static const struct key_spec cache_redis_keys[] = {
-    {.name = "url", .type = KT_STR, .offset = CFG(cache.redis_url)},
-    {.name = "front_memory", .type = KT_SIZE, .min = 0, .max = 16384LL * MB, .def = "8MB", .offset = CFG(cache.front_memory)},
-    {.name = NULL},
-};
-
-static const struct key_spec cache_semantic_keys[] = {
-    {.name = "enabled", .type = KT_BOOL, .def = "false", .offset = CFG(cache.semantic.enabled)},
-    {.name = "embedding_model", .type = KT_STR, .def = "text-embedding-3-small", .offset = CFG(cache.semantic.embedding_model)},
-    {.name = "threshold", .type = KT_RATIO, .def = "0.95", .offset = CFG(cache.semantic.threshold)},
-    {.name = "max_entries", .type = KT_INT, .min = 1, .max = 10000000, .def = "100000", .offset = CFG(cache.semantic.max_entries)},
-    {.name = "max_temperature", .type = KT_CUSTOM, .def = "1.0", .parse = parse_max_temperature},
-    {.name = "timeout", .type = KT_DURATION, .min = 1, .max = 600000, .def = "2s", .offset = CFG(cache.semantic.timeout_ms)},
-    {.name = NULL},
-};
-
-static const struct key_spec cache_keys[] = {
-    {.name = "enabled", .type = KT_BOOL, .def = "false", .offset = CFG(cache.enabled)},
-    {.name = "mode", .type = KT_CUSTOM, .def = "opt_in", .parse = parse_cache_mode},
-    {.name = "ttl", .type = KT_DURATION, .min = 1000, .max = 365LL * 86400 * 1000, .def = "1h", .offset = CFG(cache.ttl_ms)},
-    {.name = "max_memory", .type = KT_SIZE, .min = 64 * KB, .max = 1024LL * 1024 * MB, .def = "64MB", .offset = CFG(cache.max_memory)},
-    {.name = "max_entry_size", .type = KT_SIZE, .min = 1 * KB, .max = 256 * MB, .def = "1MB", .offset = CFG(cache.max_entry_size)},
-    {.name = "backend", .type = KT_CUSTOM, .def = "memory", .parse = parse_cache_backend},
-    {.name = "redis", .type = KT_SECTION, .sub = cache_redis_keys},
-    {.name = "semantic", .type = KT_SECTION, .sub = cache_semantic_keys},
-    {.name = NULL},
-};
-
-/* ---- context ---- */
-
-static const struct key_spec context_keys[] = {
-    {.name = "enabled", .type = KT_BOOL, .def = "true", .offset = CFG(context.enabled)},
-    {.name = "max_inject_tokens", .type = KT_INT, .min = 100, .max = 10000000, .def = "8000", .offset = CFG(context.max_inject_tokens)},
-    {.name = "max_files", .type = KT_INT, .min = 1, .max = 1000000, .def = "2000", .offset = CFG(context.max_files)},
-    {.name = "max_bytes", .type = KT_SIZE, .min = 1 * KB, .max = 4096LL * MB, .def = "20MB", .offset = CFG(context.max_bytes)},
-    {.name = "max_projects", .type = KT_INT, .min = 1, .max = 100000, .def = "50", .offset = CFG(context.max_projects)},
-    {.name = "ttl", .type = KT_DURATION, .min = 0, .max = 3650LL * 86400 * 1000, .def = "7d", .offset = CFG(context.ttl_ms)},
-    {.name = NULL},
-};
-
 /* ---- top level ---- */
 
 static const struct key_spec top_keys[] = {
@@ -1189,10 +973,10 @@ static const struct key_spec top_keys[] = {
     {.name = "routing", .type = KT_SECTION, .sub = routing_keys},
     {.name = "budget", .type = KT_SECTION, .sub = budget_keys},
     {.name = "observability", .type = KT_SECTION, .sub = observability_keys},
-    {.name = "security", .type = KT_SECTION, .sub = security_keys},
-    {.name = "cluster", .type = KT_SECTION, .sub = cluster_keys},
-    {.name = "cache", .type = KT_SECTION, .sub = cache_keys},
-    {.name = "context", .type = KT_SECTION, .sub = context_keys},
+    {.name = "security", .type = KT_SECTION, .sub = config_security_keys},
+    {.name = "cluster", .type = KT_SECTION, .sub = config_cluster_keys},
+    {.name = "cache", .type = KT_SECTION, .sub = config_cache_keys},
+    {.name = "context", .type = KT_SECTION, .sub = config_context_keys},
     {.name = NULL},
 };
 

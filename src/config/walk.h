@@ -76,6 +76,10 @@ struct key_spec {
 #define AT(T, m) offsetof(T, m)
 #define CFG(m) offsetof(struct config, m)
 
+/* Sizes in defaults and limits. */
+#define KB 1024LL
+#define MB (1024LL * 1024)
+
 /* ---- the walk ---- */
 
 /* Frees a KT_STRLIST value and zeroes it. */

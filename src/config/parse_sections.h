@@ -1,0 +1,13 @@
+/* parse_sections: the key tables of the sections parsed outside
+ * config/parse.c, joined into the top-level table there. */
+#ifndef AIPROXY_CONFIG_PARSE_SECTIONS_H
+#define AIPROXY_CONFIG_PARSE_SECTIONS_H
+
+#include "config/walk.h"
+
+extern const struct key_spec config_security_keys[]; /* config/parse_security.c */
+extern const struct key_spec config_cluster_keys[];  /* config/parse_features.c */
+extern const struct key_spec config_cache_keys[];
+extern const struct key_spec config_context_keys[];
+
+#endif
