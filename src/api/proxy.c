@@ -540,7 +540,7 @@ static void finish_whole(struct proxy *px)
     if (px->inbound) {
         char *translated;
         size_t tlen;
-        if (px->inbound->response_from_openai(&req->arena, out, n, &translated, &tlen) != 0) {
+        if (px->inbound->response_from_openai(&req->arena, px->inbound_ctx, out, n, &translated, &tlen) != 0) {
             http_respond_error(req, GW_ERR_UPSTREAM,
                                "The provider's answer could not be translated to this API.", NULL);
             return;
@@ -566,7 +566,7 @@ static void start_client_stream(struct proxy *px)
                                    "Cache-Control: no-cache\r\n%sx-aiproxy-provider: %s\r\n",
                                    proxy_cache_header(px), px->cand->provider->name));
     if (px->inbound && px->inbound->stream_begin)
-        px->inbound_state = px->inbound->stream_begin(&px->req->arena, px->req->id);
+        px->inbound_state = px->inbound->stream_begin(&px->req->arena, px->req->id, px->inbound_ctx);
 }
 
 /* Bytes for the client from an inbound translator (complete events). */

@@ -232,7 +232,7 @@ static void replay_stream(struct proxy_cache *pc, const struct cache_entry *e, c
     http_stream_start(req, 200, "text/event-stream",
                       arena_concat(&req->arena, "Cache-Control: no-cache\r\n", headers, NULL));
     if (px->inbound && px->inbound->stream_begin)
-        px->inbound_state = px->inbound->stream_begin(&req->arena, req->id);
+        px->inbound_state = px->inbound->stream_begin(&req->arena, req->id, px->inbound_ctx);
     cache_replay(&req->arena, e->body, e->body_len, completions, req->id, REPLAY_PIECE, emit_chunk,
                  px);
     char model[600];
@@ -282,7 +282,7 @@ static void respond_whole(struct proxy_cache *pc, const struct cache_entry *e, c
     if (px->inbound) {
         char *translated;
         size_t tlen;
-        if (px->inbound->response_from_openai(&req->arena, out, o, &translated, &tlen) != 0) {
+        if (px->inbound->response_from_openai(&req->arena, px->inbound_ctx, out, o, &translated, &tlen) != 0) {
             http_respond_error(req, GW_ERR_UPSTREAM,
                                "The cached answer could not be translated to this API.", NULL);
             return;

@@ -71,6 +71,7 @@ struct proxy {
 
     /* a client-facing format other than OpenAI's (NULL: OpenAI) */
     const struct inbound_ops *inbound;
+    void *inbound_ctx; /* the request's translator context (Responses); NULL for others */
     void *inbound_state;
     struct inbound_routing routing;
 

@@ -40,10 +40,11 @@ struct inbound_ops {
                              struct inbound_error *err);
 
     /* A whole OpenAI chat completion (it carries the "x-aiproxy" object)
-     * -> the client's response body. Returns 0, or -1 when it cannot be
-     * translated (the gateway answers 502). */
-    int (*response_from_openai)(struct arena *a, const char *body, size_t len, char **out,
-                                size_t *out_len);
+     * -> the client's response body. `ctx` is the request's translator
+     * context (NULL for formats that need none: see proxy_handle_inbound_ctx).
+     * Returns 0, or -1 when it cannot be translated (the gateway answers 502). */
+    int (*response_from_openai)(struct arena *a, void *ctx, const char *body, size_t len,
+                                char **out, size_t *out_len);
 
     /* Streams. stream_begin returns the translator's state (arena).
      * stream_chunk gets each OpenAI chunk JSON in order, the last one
@@ -51,7 +52,7 @@ struct inbound_ops {
      * once after it (the OpenAI stream's [DONE]); stream_error when the
      * stream breaks (an OpenAI error object JSON). Each emits zero or more
      * complete events. NULL stream_begin: the format has no streams. */
-    void *(*stream_begin)(struct arena *a, const char *request_id);
+    void *(*stream_begin)(struct arena *a, const char *request_id, void *ctx);
     void (*stream_chunk)(void *state, const char *json, size_t len, inbound_emit_cb emit,
                          void *ctx);
     void (*stream_end)(void *state, inbound_emit_cb emit, void *ctx);

@@ -376,7 +376,7 @@ static json_t *parse_arguments(const char *args)
     return json_object(); /* invalid or non-object arguments: nothing to give */
 }
 
-static int response_from_openai(struct arena *a, const char *body, size_t len, char **out,
+static int response_from_openai(struct arena *a, void *ctx, const char *body, size_t len, char **out,
                                 size_t *out_len)
 {
     json_t *root = pj_load(body, len);
@@ -453,7 +453,7 @@ static void send_event(struct stream *s, const char *name, json_t *data, inbound
     emit(ctx, ev, strlen(ev));
 }
 
-static void *stream_begin(struct arena *a, const char *request_id)
+static void *stream_begin(struct arena *a, const char *request_id, void *ctx)
 {
     struct stream *s = arena_alloc(a, sizeof *s);
     memset(s, 0, sizeof *s);

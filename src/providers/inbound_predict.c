@@ -111,7 +111,7 @@ static json_t *copy_or_null(const json_t *v)
     return v ? json_deep_copy(v) : json_null();
 }
 
-static int response_from_openai(struct arena *a, const char *body, size_t len, char **out,
+static int response_from_openai(struct arena *a, void *ctx, const char *body, size_t len, char **out,
                                 size_t *out_len)
 {
     json_t *root = pj_load(body, len);

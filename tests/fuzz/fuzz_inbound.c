@@ -60,9 +60,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             assert(e.message[0] != '\0');
         }
     } else if (mode < 4) {
-        if (ops->response_from_openai(&a, copy, len, &out, &out_len) == 0) check_json(out, out_len);
+        if (ops->response_from_openai(&a, NULL, copy, len, &out, &out_len) == 0) check_json(out, out_len);
     } else if (mode == 4) {
-        void *st = inbound_anthropic_ops.stream_begin(&a, "r");
+        void *st = inbound_anthropic_ops.stream_begin(&a, "r", NULL);
         char *save = NULL;
         for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
             if (strcmp(line, "[DONE]") == 0)

@@ -63,7 +63,7 @@ static void check_response(const char *name, const struct inbound_ops *ops)
     arena_init(&a);
     char *out;
     size_t out_len;
-    assert_int_equal(ops->response_from_openai(&a, in, len, &out, &out_len), 0);
+    assert_int_equal(ops->response_from_openai(&a, NULL, in, len, &out, &out_len), 0);
     fx_assert_json(name, want, strlen(want), out, out_len);
     arena_free(&a);
     free(in);
@@ -117,7 +117,7 @@ static void check_stream(const char *name)
     assert_non_null(want);
     struct arena a;
     arena_init(&a);
-    void *st = ANT->stream_begin(&a, "req-1");
+    void *st = ANT->stream_begin(&a, "req-1", NULL);
     struct events ev = {0};
     char *save = NULL;
     for (char *line = strtok_r(in, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -230,11 +230,11 @@ static void test_response_garbage(void **state)
     char *out;
     size_t len;
     for (size_t i = 0; i < sizeof bodies / sizeof *bodies; i++) {
-        assert_int_equal(ANT->response_from_openai(&a, bodies[i], strlen(bodies[i]), &out, &len), -1);
-        assert_int_equal(PRE->response_from_openai(&a, bodies[i], strlen(bodies[i]), &out, &len), -1);
+        assert_int_equal(ANT->response_from_openai(&a, NULL, bodies[i], strlen(bodies[i]), &out, &len), -1);
+        assert_int_equal(PRE->response_from_openai(&a, NULL, bodies[i], strlen(bodies[i]), &out, &len), -1);
     }
     /* A stream that ends with nothing still makes a well-formed message. */
-    void *st = ANT->stream_begin(&a, "r");
+    void *st = ANT->stream_begin(&a, "r", NULL);
     struct events ev = {0};
     ANT->stream_chunk(st, "not json", 8, collect, &ev);
     ANT->stream_end(st, collect, &ev);
