@@ -14,7 +14,8 @@
     X(PQclear) X(PQgetvalue) X(PQerrorMessage) X(PQresultStatus) X(PQntuples) X(PQexec)        \
     X(PQstatus) X(PQfinish) X(PQexecParams) X(PQsetNoticeProcessor) X(PQresultErrorField)      \
     X(PQputCopyEnd) X(PQputCopyData) X(PQprepare) X(PQgetisnull) X(PQgetResult) X(PQfreemem)   \
-    X(PQexecPrepared) X(PQconninfoParse) X(PQconninfoFree) X(PQconnectdbParams) X(PQcmdStatus)
+    X(PQexecPrepared) X(PQconninfoParse) X(PQconninfoFree) X(PQconnectdbParams) X(PQcmdStatus)      \
+    X(PQcmdTuples)
 
 struct pq_api {
 #define X(name) __typeof__(name) *name##_fn;
@@ -52,6 +53,7 @@ extern struct pq_api pq_api;
 #define PQconninfoFree (pq_api.PQconninfoFree_fn)
 #define PQconnectdbParams (pq_api.PQconnectdbParams_fn)
 #define PQcmdStatus (pq_api.PQcmdStatus_fn)
+#define PQcmdTuples (pq_api.PQcmdTuples_fn)
 #endif
 
 #endif
