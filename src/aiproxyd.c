@@ -20,6 +20,7 @@
 
 #include "api/admission.h"
 #include "api/context_api.h"
+#include "api/responses_api.h"
 #include "api/discover.h"
 #include "api/dispatch.h"
 #include "api/health.h"
@@ -553,6 +554,14 @@ int main(int argc, char **argv)
         free(src.text);
         return 1;
     }
+    if (responses_api_start(cfg, lerr, sizeof lerr) != 0) {
+        fprintf(stderr, "aiproxyd: cannot open the store of responses: %s\n", lerr);
+        context_stop();
+        admission_stop();
+        config_unref(cfg);
+        free(src.text);
+        return 1;
+    }
     if (cache_redis_start(cfg, lerr, sizeof lerr) != 0) {
         fprintf(stderr, "aiproxyd: cannot set up the response cache's Redis: %s\n", lerr);
         admission_stop();
@@ -645,6 +654,7 @@ int main(int argc, char **argv)
     health_stop();
     cache_redis_stop();
     cache_cleanup();
+    responses_api_stop();
     context_stop();
     admission_stop(); /* commits every queued ledger record */
     trace_stop();     /* one last export of what is queued */

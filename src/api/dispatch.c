@@ -25,6 +25,7 @@
 #include "core/clock.h"
 #include "api/admission.h"
 #include "api/context_api.h"
+#include "api/responses_api.h"
 #include "cluster/store.h"
 #include "security/cors.h"
 
@@ -253,6 +254,21 @@ static void handle_context_delete(struct http_request *req, const char *rest)
     context_api_delete(req, rest);
 }
 
+static void handle_responses(struct http_request *req, const char *rest)
+{
+    responses_api_create(req);
+}
+
+static void handle_response_get(struct http_request *req, const char *rest)
+{
+    responses_api_get(req, rest);
+}
+
+static void handle_response_delete(struct http_request *req, const char *rest)
+{
+    responses_api_delete(req, rest);
+}
+
 static const struct route routes[] = {
     {"/health", false, HTTP_M_GET, AUTH_NONE, handle_health, ON_BOTH},
     {"/ready", false, HTTP_M_GET, AUTH_NONE, handle_ready, ON_BOTH},
@@ -261,6 +277,9 @@ static const struct route routes[] = {
     {"/v1/embeddings", false, HTTP_M_POST, AUTH_PROXIED, handle_embeddings, ON_BOTH},
     {"/v1/images/generations", false, HTTP_M_POST, AUTH_PROXIED, handle_images, ON_BOTH},
     {"/v1/messages", false, HTTP_M_POST, AUTH_PROXIED, handle_messages, ON_BOTH},
+    {"/v1/responses", false, HTTP_M_POST, AUTH_PROXIED, handle_responses, ON_CLIENT},
+    {"/v1/responses/", true, HTTP_M_GET, AUTH_KEY, handle_response_get, ON_CLIENT},
+    {"/v1/responses/", true, HTTP_M_DELETE, AUTH_KEY, handle_response_delete, ON_CLIENT},
     {"/aiproxy/predict", false, HTTP_M_POST, AUTH_PROXIED, handle_predict, ON_BOTH},
     {"/aiproxy/mesh/heartbeat", false, HTTP_M_POST, AUTH_KEY, handle_heartbeat, ON_MESH},
     {"/v1/models", false, HTTP_M_GET, AUTH_KEY, handle_models, ON_BOTH},

@@ -547,6 +547,7 @@ static void finish_whole(struct proxy *px)
         }
         out = translated;
         n = tlen;
+        proxy_inbound_done(px);
     }
     http_respond(req, 200, "application/json", gateway_headers(px), out, n);
 }
@@ -619,6 +620,7 @@ static void send_final_chunk(struct proxy *px)
     if (px->inbound_state) {
         px->inbound->stream_chunk(px->inbound_state, chunk, strlen(chunk), emit_raw, px);
         px->inbound->stream_end(px->inbound_state, emit_raw, px);
+        proxy_inbound_done(px);
         return;
     }
     http_stream_write3(px->req, "data: ", 6, chunk, strlen(chunk), "\n\ndata: [DONE]\n\n", 16);
@@ -1139,6 +1141,31 @@ void proxy_handle_inbound(struct http_request *req, const struct inbound_ops *op
         return;
     }
     req->body = body;
+    req->body_len = len;
+    serve(px);
+}
+
+void proxy_handle_translated(struct http_request *req, const struct inbound_ops *ops, void *ctx,
+                             char *chat_body, size_t len, bool stream, proxy_translated_cb done,
+                             void *done_arg)
+{
+    struct proxy *px = arena_alloc(&req->arena, sizeof *px);
+    memset(px, 0, sizeof *px);
+    px->req = req;
+    px->kind = API_CHAT;
+    px->all_timeouts = true;
+    px->inbound = ops;
+    px->inbound_ctx = ctx;
+    px->inbound_done = done;
+    px->inbound_done_arg = done_arg;
+    px->routing.max_cost_nanos = -1;
+    proxy_set_error_format(req, ops);
+    if (stream && !ops->stream_begin) {
+        http_respond_error(req, GW_ERR_BAD_REQUEST, "Streaming is not available on this endpoint.",
+                           "stream");
+        return;
+    }
+    req->body = chat_body;
     req->body_len = len;
     serve(px);
 }

@@ -17,6 +17,16 @@ struct inbound_ops;
  * streamed) and every error translated back. */
 void proxy_handle_inbound(struct http_request *req, const struct inbound_ops *ops);
 
+/* Serves a request its format already translated to an OpenAI chat body
+ * (`chat_body`, in the request's arena) and that keeps per-request state
+ * (the Responses API): the ops' answer side gets `ctx`; `done` runs once
+ * the answer was translated in full (before its last bytes leave) with
+ * `done_arg`. */
+typedef void (*proxy_translated_cb)(struct http_request *req, void *arg);
+void proxy_handle_translated(struct http_request *req, const struct inbound_ops *ops, void *ctx,
+                             char *chat_body, size_t len, bool stream, proxy_translated_cb done,
+                             void *done_arg);
+
 /* Makes every error answer of this request use `ops`'s error shape. */
 void proxy_set_error_format(struct http_request *req, const struct inbound_ops *ops);
 

@@ -250,6 +250,7 @@ static void replay_stream(struct proxy_cache *pc, const struct cache_entry *e, c
     if (px->inbound_state) {
         px->inbound->stream_chunk(px->inbound_state, chunk, strlen(chunk), emit_raw, px);
         px->inbound->stream_end(px->inbound_state, emit_raw, px);
+        proxy_inbound_done(px);
     } else {
         http_stream_write3(req, "data: ", 6, chunk, strlen(chunk), "\n\ndata: [DONE]\n\n", 16);
     }
@@ -289,6 +290,7 @@ static void respond_whole(struct proxy_cache *pc, const struct cache_entry *e, c
         }
         out = translated;
         o = tlen;
+        proxy_inbound_done(px);
     }
     http_respond(req, 200, "application/json", headers, out, o);
 }

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "api/proxy.h"
 #include "api/scan.h"
 #include "core/money.h"
 #include "core/sse.h"
@@ -72,6 +73,8 @@ struct proxy {
     /* a client-facing format other than OpenAI's (NULL: OpenAI) */
     const struct inbound_ops *inbound;
     void *inbound_ctx; /* the request's translator context (Responses); NULL for others */
+    proxy_translated_cb inbound_done; /* after the whole answer was translated */
+    void *inbound_done_arg;
     void *inbound_state;
     struct inbound_routing routing;
 
@@ -155,5 +158,14 @@ bool hedge_configured(const struct config *cfg, const char *model);
 /* x-aiproxy-hedge: "on"/"true" (delay from live figures), "off"/"false",
  * or a delay in milliseconds. Returns 0 off, -1 auto, or the delay. */
 int64_t hedge_setting(const char *v, bool configured_on, int64_t configured_delay);
+
+/* The answer was translated in full (whole, or the stream's last event):
+ * the format's hook runs once, before the last bytes leave. */
+static inline void proxy_inbound_done(struct proxy *px)
+{
+    proxy_translated_cb cb = px->inbound_done;
+    px->inbound_done = NULL;
+    if (cb) cb(px->req, px->inbound_done_arg);
+}
 
 #endif

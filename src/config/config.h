@@ -306,6 +306,12 @@ struct config {
         bool store_down_closed; /* on_store_down: closed (503) instead of local */
     } cluster;
 
+    /* responses: stored responses of the Responses API (SPEC section 9). */
+    struct {
+        bool enabled;         /* default true: /v1/responses and its store */
+        int64_t retention_ms; /* stored responses kept, default 30 days */
+    } responses;
+
     /* context: the context delta buffer (SPEC section 8). */
     struct {
         bool enabled;              /* default true */

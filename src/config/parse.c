@@ -977,6 +977,7 @@ static const struct key_spec top_keys[] = {
     {.name = "cluster", .type = KT_SECTION, .sub = config_cluster_keys},
     {.name = "cache", .type = KT_SECTION, .sub = config_cache_keys},
     {.name = "context", .type = KT_SECTION, .sub = config_context_keys},
+    {.name = "responses", .type = KT_SECTION, .sub = config_responses_keys},
     {.name = NULL},
 };
 

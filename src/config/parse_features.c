@@ -1,6 +1,6 @@
 /* parse_features: the schema of the sections for the subsystems beyond a
- * single proxy: cluster (shared state), cache and context, applied by
- * config/walk.h. */
+ * single proxy: cluster (shared state), cache, context and the Responses
+ * API's store, applied by config/walk.h. */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -118,5 +118,13 @@ const struct key_spec config_context_keys[] = {
     {.name = "max_bytes", .type = KT_SIZE, .min = 1 * KB, .max = 4096LL * MB, .def = "20MB", .offset = CFG(context.max_bytes)},
     {.name = "max_projects", .type = KT_INT, .min = 1, .max = 100000, .def = "50", .offset = CFG(context.max_projects)},
     {.name = "ttl", .type = KT_DURATION, .min = 0, .max = 3650LL * 86400 * 1000, .def = "7d", .offset = CFG(context.ttl_ms)},
+    {.name = NULL},
+};
+
+/* ---- responses ---- */
+
+const struct key_spec config_responses_keys[] = {
+    {.name = "enabled", .type = KT_BOOL, .def = "true", .offset = CFG(responses.enabled)},
+    {.name = "retention", .type = KT_DURATION, .min = 60 * 1000, .max = 3650LL * 86400 * 1000, .def = "30d", .offset = CFG(responses.retention_ms)},
     {.name = NULL},
 };

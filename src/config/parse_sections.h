@@ -9,5 +9,6 @@ extern const struct key_spec config_security_keys[]; /* config/parse_security.c 
 extern const struct key_spec config_cluster_keys[];  /* config/parse_features.c */
 extern const struct key_spec config_cache_keys[];
 extern const struct key_spec config_context_keys[];
+extern const struct key_spec config_responses_keys[];
 
 #endif
