@@ -80,7 +80,13 @@ struct resp_store {
     char *pg_url;
     PGconn *pg;
     bool pg_prepared;
+    int64_t pg_retry_at; /* after a failed connection: no new attempt before (unix s) */
 };
+
+/* A database that cannot be reached is tried again after this long; in
+ * between, calls fail at once instead of waiting for a connection on the
+ * worker each time. */
+#define PG_RETRY_S 2
 
 static int64_t now_s(void)
 {
@@ -115,6 +121,7 @@ static bool pg_ready(struct resp_store *s)
     if (s->pg && PQstatus(s->pg) != CONNECTION_OK) pg_drop(s);
     if (s->pg_prepared) return true;
     if (!s->pg) {
+        if (now_s() < s->pg_retry_at) return false;
         static const char *const keys[] = {"connect_timeout", "application_name", "options",
                                            "dbname", NULL};
         const char *vals[] = {"3", "aiproxy-responses", "-c statement_timeout=10000",
@@ -124,6 +131,7 @@ static bool pg_ready(struct resp_store *s)
             log_event(LOG_WARN, "responses_store_down",
                       "responses store: cannot connect to PostgreSQL");
             pg_drop(s);
+            s->pg_retry_at = now_s() + PG_RETRY_S;
             return false;
         }
     }

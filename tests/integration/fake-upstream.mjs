@@ -66,6 +66,13 @@
 //                               text/html, else the normal body)
 //   {"headers":{...}}           extra response headers
 //   {"usage":{...}}             usage override (see above)
+//   {"toolCalls":[{"name":N,"arguments":A},...]}
+//                               chat: the answer calls these functions (ids
+//                               call_fake_0..), after the echo text only when
+//                               "withText" is true; finish_reason tool_calls;
+//                               streamed as OpenAI does (id and name first,
+//                               then the arguments in two pieces)
+//   {"finishReason":R}          chat: this finish_reason instead of stop
 
 import http from 'node:http';
 import https from 'node:https';
@@ -284,7 +291,10 @@ async function streamSse(req, res, entry, b, makeChunk, finalUsageChunk, content
       return;
     }
   }
-  if (!(await send(makeChunk({ finish: 'stop' })))) return;
+  for (const extra of (makeChunk.extra ? makeChunk.extra() : [])) {
+    if (!(await send(extra))) return;
+  }
+  if (!(await send(makeChunk({ finish: b.finishReason || (b.toolCalls ? 'tool_calls' : 'stop') })))) return;
   if (req.body && req.body.stream_options && req.body.stream_options.include_usage === true) {
     if (!(await send(finalUsageChunk(usage)))) return;
   }
@@ -296,7 +306,8 @@ async function handleChat(req, res, entry, b) {
   const lastUser = [...body.messages].reverse().find((m) => m && m.role === 'user');
   const replyText = `echo: ${lastUser ? textOfContent(lastUser.content) : ''}`;
   const promptChars = body.messages.reduce((n, m) => n + textOfContent(m && m.content).length, 0);
-  const contents = contentPieces(replyText, b);
+  const calls = Array.isArray(b.toolCalls) ? b.toolCalls : null;
+  const contents = calls && !b.withText ? [] : contentPieces(replyText, b);
   const usage = usageFor(promptChars, contents.length, b);
   const id = `chatcmpl-fake-${opts.name}-${entry.seq}`;
   const created = 1700000000 + entry.seq;
@@ -309,13 +320,28 @@ async function handleChat(req, res, entry, b) {
       if (finish) return { ...base, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: finish }], usage: null };
       return { ...base, choices: [{ index: 0, delta: { content: piece }, logprobs: null, finish_reason: null }], usage: null };
     };
+    if (calls) {
+      makeChunk.extra = () => calls.flatMap((c, index) => {
+        const half = Math.floor(c.arguments.length / 2);
+        const tc = (fn, head) => ({ ...base, choices: [{ index: 0, delta: { tool_calls: [{ index, ...(head ? { id: `call_fake_${index}`, type: 'function' } : {}), function: fn }] }, logprobs: null, finish_reason: null }], usage: null });
+        return [tc({ name: c.name, arguments: '' }, true), tc({ arguments: c.arguments.slice(0, half) }), tc({ arguments: c.arguments.slice(half) })];
+      });
+    }
     const usageChunk = (u) => ({ ...base, choices: [], usage: u });
     return streamSse(req, res, entry, b, makeChunk, usageChunk, contents, usage);
   }
   if (b.chunkDelayMs && b.chunks) await sleep(b.chunkDelayMs * b.chunks);
   const obj = {
     id, object: 'chat.completion', created, model, system_fingerprint: 'fp_fake',
-    choices: [{ index: 0, message: { role: 'assistant', content: contents.join(''), refusal: null }, logprobs: null, finish_reason: 'stop' }],
+    choices: [{
+      index: 0,
+      message: {
+        role: 'assistant', content: calls && !b.withText ? null : contents.join(''), refusal: null,
+        ...(calls ? { tool_calls: calls.map((c, i) => ({ id: `call_fake_${i}`, type: 'function', function: { name: c.name, arguments: c.arguments } })) } : {}),
+      },
+      logprobs: null,
+      finish_reason: b.finishReason || (calls ? 'tool_calls' : 'stop'),
+    }],
     usage,
   };
   return finishJson(req, res, entry, b, obj);
