@@ -577,6 +577,43 @@ static void emit_raw(void *ctx, const char *bytes, size_t len)
     if (http_stream_write(px->req, bytes, len) && px->call) upstream_call_pause(px->call);
 }
 
+/* The last events held back: the format's hook (storing a response) runs
+ * before they leave, so a client that acts on them finds what it stored. */
+struct held_events {
+    char *buf;
+    size_t len, cap;
+    struct arena *arena;
+};
+
+static void emit_held(void *ctx, const char *bytes, size_t len)
+{
+    struct held_events *h = ctx;
+    if (h->len + len > h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 1024;
+        while (cap < h->len + len) cap *= 2;
+        char *nb = arena_alloc(h->arena, cap);
+        if (h->len) memcpy(nb, h->buf, h->len);
+        h->buf = nb;
+        h->cap = cap;
+    }
+    memcpy(h->buf + h->len, bytes, len);
+    h->len += len;
+}
+
+void proxy_inbound_stream_finish(struct proxy *px, const char *chunk, size_t len)
+{
+    if (!px->inbound_done) {
+        px->inbound->stream_chunk(px->inbound_state, chunk, len, emit_raw, px);
+        px->inbound->stream_end(px->inbound_state, emit_raw, px);
+        return;
+    }
+    struct held_events h = {.arena = &px->req->arena};
+    px->inbound->stream_chunk(px->inbound_state, chunk, len, emit_held, &h);
+    px->inbound->stream_end(px->inbound_state, emit_held, &h);
+    proxy_inbound_done(px);
+    if (h.len) emit_raw(px, h.buf, h.len);
+}
+
 static void forward_event(struct proxy *px, const char *data, size_t len)
 {
     if (px->inbound_state) {
@@ -618,9 +655,7 @@ static void send_final_chunk(struct proxy *px)
                              (long long)px->usage.total_tokens, (int)mlen, meta);
     }
     if (px->inbound_state) {
-        px->inbound->stream_chunk(px->inbound_state, chunk, strlen(chunk), emit_raw, px);
-        px->inbound->stream_end(px->inbound_state, emit_raw, px);
-        proxy_inbound_done(px);
+        proxy_inbound_stream_finish(px, chunk, strlen(chunk));
         return;
     }
     http_stream_write3(px->req, "data: ", 6, chunk, strlen(chunk), "\n\ndata: [DONE]\n\n", 16);

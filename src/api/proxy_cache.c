@@ -248,9 +248,7 @@ static void replay_stream(struct proxy_cache *pc, const struct cache_entry *e, c
                                (long long)e->completion_tokens,
                                (long long)(e->prompt_tokens + e->completion_tokens), (int)mlen, meta);
     if (px->inbound_state) {
-        px->inbound->stream_chunk(px->inbound_state, chunk, strlen(chunk), emit_raw, px);
-        px->inbound->stream_end(px->inbound_state, emit_raw, px);
-        proxy_inbound_done(px);
+        proxy_inbound_stream_finish(px, chunk, strlen(chunk));
     } else {
         http_stream_write3(req, "data: ", 6, chunk, strlen(chunk), "\n\ndata: [DONE]\n\n", 16);
     }

@@ -159,6 +159,11 @@ bool hedge_configured(const struct config *cfg, const char *model);
  * or a delay in milliseconds. Returns 0 off, -1 auto, or the delay. */
 int64_t hedge_setting(const char *v, bool configured_on, int64_t configured_delay);
 
+/* The stream's last OpenAI chunk (usage and x-aiproxy) through the inbound
+ * translator, then its end; with a format hook, the hook runs before the
+ * last events are written. */
+void proxy_inbound_stream_finish(struct proxy *px, const char *chunk, size_t len);
+
 /* The answer was translated in full (whole, or the stream's last event):
  * the format's hook runs once, before the last bytes leave. */
 static inline void proxy_inbound_done(struct proxy *px)
