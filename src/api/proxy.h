@@ -17,6 +17,13 @@ struct inbound_ops;
  * streamed) and every error translated back. */
 void proxy_handle_inbound(struct http_request *req, const struct inbound_ops *ops);
 
+struct anthropic_passthrough;
+
+/* The client's anthropic-version, anthropic-beta and pass-through fields
+ * of an Anthropic-format request (arena), read before its body is
+ * replaced; NULL when it has none. */
+struct anthropic_passthrough *proxy_anthropic_passthrough(struct http_request *req);
+
 /* Makes every error answer of this request use `ops`'s error shape. */
 void proxy_set_error_format(struct http_request *req, const struct inbound_ops *ops);
 

@@ -74,6 +74,9 @@ struct proxy {
     void *inbound_ctx; /* the request's translator context (Responses); NULL for others */
     void *inbound_state;
     struct inbound_routing routing;
+    /* /v1/messages: the client's Anthropic-only headers and fields, for
+     * Anthropic providers (providers/anthropic_native.h); NULL when none */
+    const struct anthropic_passthrough *anthropic;
 
     /* the current attempt */
     const struct candidate *cand;
