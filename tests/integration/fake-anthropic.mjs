@@ -7,7 +7,7 @@
 //
 // It speaks the Messages API of shared/APIS.md section 4 STRICTLY:
 //   POST /v1/messages   requires x-api-key (== --api-key when set),
-//                       anthropic-version: 2023-06-01, content-type
+//                       anthropic-version (a date), content-type
 //                       application/json, a JSON object body with model (one
 //                       of --models), max_tokens (int >= 1), messages (non-
 //                       empty; roles user/assistant only, alternating, the
@@ -26,8 +26,9 @@
 //                       answers {"input_tokens": 1000 + the characters of
 //                       the JSON body} (deterministic, far from any estimate).
 //                       Behaviours status/reset/hang/garbage apply.
-// anthropic-version may be 2023-06-01 or 2023-01-01; the anthropic-beta and
-// anthropic-version each request carried are in its recorded headers.
+// anthropic-version must be a version date (2023-06-01; SDKs send newer ones,
+// which a gateway passes through); the anthropic-beta and anthropic-version
+// each request carried are in its recorded headers.
 // A violation gets Anthropic's error shape ({"type":"error","error":{type,
 // message},"request_id"}) with 400 (401 for x-api-key, 404 for an unknown
 // model) and is recorded in the entry's `violations`.
@@ -112,7 +113,6 @@ function anthropicError(type, message) {
 
 const TOP_KEYS = new Set(['model', 'max_tokens', 'messages', 'system', 'stop_sequences', 'stream', 'temperature',
   'top_p', 'top_k', 'tools', 'tool_choice', 'metadata', 'thinking', 'service_tier', 'context_management']);
-const VERSIONS = new Set(['2023-06-01', '2023-01-01']);
 const MEDIA = new Set(['image/jpeg', 'image/png', 'image/gif', 'image/webp']);
 const isObj = (x) => x !== null && typeof x === 'object' && !Array.isArray(x);
 
@@ -193,9 +193,9 @@ function validate(req, entry, countTokens = false) {
     v.push('x-api-key');
     return [401, 'authentication_error', 'invalid x-api-key'];
   }
-  if (!VERSIONS.has(req.headers['anthropic-version'])) {
+  if (!/^20\d\d-\d\d-\d\d$/.test(req.headers['anthropic-version'] || '')) {
     v.push('anthropic-version');
-    return [400, 'invalid_request_error', `anthropic-version: "${req.headers['anthropic-version'] ?? ''}" is not a valid version (2023-06-01 expected)`];
+    return [400, 'invalid_request_error', `anthropic-version: "${req.headers['anthropic-version'] ?? ''}" is not a valid version (a date such as 2023-06-01 expected)`];
   }
   if (req.headers.authorization) v.push('authorization header sent to Anthropic');
   if (!/^application\/json\b/i.test(req.headers['content-type'] || '')) {
