@@ -552,6 +552,12 @@ static bool model_allowed(const struct principal *p, const char *asked, const ch
     return false;
 }
 
+bool admission_model_allowed(const struct http_request *req, const char *asked,
+                             const char *resolved)
+{
+    return model_allowed(req->principal, asked, resolved);
+}
+
 static void refuse_budget(struct http_request *req, const char *msg)
 {
     http_respond_error_h(req, GW_ERR_BUDGET_EXCEEDED, msg, NULL, "x-should-retry: false\r\n");

@@ -92,6 +92,12 @@ enum admit admission_reserve(struct http_request *req, struct route_plan *plan,
                              const struct req_facts *facts, enum api_kind kind,
                              admission_resume_cb resume);
 
+/* Whether the caller's key may use the model it asked for (`asked`) or
+ * the model that resolved to (`resolved`, may be NULL): the check
+ * admission_reserve makes, for endpoints that reserve nothing. */
+bool admission_model_allowed(const struct http_request *req, const char *asked,
+                             const char *resolved);
+
 /* Once per request, when it is complete or aborted (the server's completion
  * hook): settles the reservation with the real cost in req->acct and
  * appends the ledger record. A request that reserved nothing is ignored. */

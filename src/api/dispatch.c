@@ -12,6 +12,7 @@
 #include "api/admin_ops.h"
 #include "api/admin_keys.h"
 #include "api/budget_api.h"
+#include "api/count_tokens.h"
 #include "api/mesh_api.h"
 #include "api/models.h"
 #include "api/proxy.h"
@@ -96,6 +97,11 @@ static void handle_images(struct http_request *req, const char *rest)
 static void handle_messages(struct http_request *req, const char *rest)
 {
     proxy_handle_inbound(req, &inbound_anthropic_ops);
+}
+
+static void handle_count_tokens(struct http_request *req, const char *rest)
+{
+    count_tokens_handle(req);
 }
 
 static void handle_predict(struct http_request *req, const char *rest)
@@ -280,6 +286,8 @@ static const struct route routes[] = {
     {"/v1/responses", false, HTTP_M_POST, AUTH_PROXIED, handle_responses, ON_CLIENT},
     {"/v1/responses/", true, HTTP_M_GET, AUTH_KEY, handle_response_get, ON_CLIENT},
     {"/v1/responses/", true, HTTP_M_DELETE, AUTH_KEY, handle_response_delete, ON_CLIENT},
+    /* costs nothing: authenticated (and rate limited) like /v1/models */
+    {"/v1/messages/count_tokens", false, HTTP_M_POST, AUTH_KEY, handle_count_tokens, ON_CLIENT},
     {"/aiproxy/predict", false, HTTP_M_POST, AUTH_PROXIED, handle_predict, ON_BOTH},
     {"/aiproxy/mesh/heartbeat", false, HTTP_M_POST, AUTH_KEY, handle_heartbeat, ON_MESH},
     {"/v1/models", false, HTTP_M_GET, AUTH_KEY, handle_models, ON_BOTH},
@@ -344,7 +352,8 @@ void api_dispatch(struct http_request *req)
         bool head_ok = r->method == HTTP_M_GET && req->method == HTTP_M_HEAD;
         if (req->method != r->method && !head_ok) continue;
         if (path_disabled(req->config, r->prefix ? r->path : path)) break;
-        if (r->handle == handle_messages) proxy_set_error_format(req, &inbound_anthropic_ops);
+        if (r->handle == handle_messages || r->handle == handle_count_tokens)
+            proxy_set_error_format(req, &inbound_anthropic_ops);
         if (r->handle == handle_stats) dashboard_cookie_auth(req); /* the dashboard's data */
         if (r->auth != AUTH_NONE && !req->from_peer) {
             enum admit a = admission_authenticate(req, r->auth == AUTH_ADMIN,

@@ -33,6 +33,7 @@
 #include "core/sse.h"
 #include "obs/metrics.h"
 #include "obs/trace.h"
+#include "providers/anthropic_native.h"
 #include "providers/inbound.h"
 #include "providers/mesh.h"
 #include "providers/provider.h"
@@ -993,6 +994,7 @@ bool proxy_launch(struct proxy *px, const struct candidate *cand,
         .request_id = req->id,
         .mesh_hops = px->mesh_hops_out,
         .mesh_via = px->mesh_via_out,
+        .anthropic = px->anthropic,
     };
     struct provider_request pr;
     if (ops->prepare(&out->pcall, &pr, why, sizeof why) != 0) {
@@ -1149,6 +1151,19 @@ void proxy_set_error_format(struct http_request *req, const struct inbound_ops *
     req->error_filter_data = ops;
 }
 
+struct anthropic_passthrough *proxy_anthropic_passthrough(struct http_request *req)
+{
+    const char *version = http_header_get(req, "anthropic-version");
+    const char *beta = http_header_get(req, "anthropic-beta");
+    const char *fields = anthropic_passthrough_fields(&req->arena, req->body, req->body_len);
+    if (!version && !beta && !fields) return NULL;
+    struct anthropic_passthrough *pt = arena_alloc(&req->arena, sizeof *pt);
+    pt->version = version;
+    pt->beta = beta;
+    pt->fields = fields;
+    return pt;
+}
+
 void proxy_handle_inbound(struct http_request *req, const struct inbound_ops *ops)
 {
     struct proxy *px = arena_alloc(&req->arena, sizeof *px);
@@ -1175,6 +1190,7 @@ void proxy_handle_inbound(struct http_request *req, const struct inbound_ops *op
                            "stream");
         return;
     }
+    if (ops == &inbound_anthropic_ops) px->anthropic = proxy_anthropic_passthrough(req);
     req->body = body;
     req->body_len = len;
     serve(px);

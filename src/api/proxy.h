@@ -27,6 +27,13 @@ void proxy_handle_translated(struct http_request *req, const struct inbound_ops 
                              char *chat_body, size_t len, bool stream, proxy_translated_cb done,
                              void *done_arg);
 
+struct anthropic_passthrough;
+
+/* The client's anthropic-version, anthropic-beta and pass-through fields
+ * of an Anthropic-format request (arena), read before its body is
+ * replaced; NULL when it has none. */
+struct anthropic_passthrough *proxy_anthropic_passthrough(struct http_request *req);
+
 /* Makes every error answer of this request use `ops`'s error shape. */
 void proxy_set_error_format(struct http_request *req, const struct inbound_ops *ops);
 

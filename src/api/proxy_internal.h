@@ -77,6 +77,9 @@ struct proxy {
     void *inbound_done_arg;
     void *inbound_state;
     struct inbound_routing routing;
+    /* /v1/messages: the client's Anthropic-only headers and fields, for
+     * Anthropic providers (providers/anthropic_native.h); NULL when none */
+    const struct anthropic_passthrough *anthropic;
 
     /* the current attempt */
     const struct candidate *cand;

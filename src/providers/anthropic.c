@@ -8,10 +8,9 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "providers/anthropic_native.h"
 #include "providers/internal.h"
 #include "providers/provider.h"
-
-#define ANTHROPIC_VERSION "2023-06-01"
 
 /* ---- OpenAI request -> Messages request ---- */
 
@@ -364,15 +363,13 @@ static int anthropic_prepare(const struct provider_call *call, struct provider_r
         json_object_set_new(out_body, "metadata", meta);
     }
     if (translate_tools(in, out_body, err, cap) != 0) goto done;
+    anthropic_apply_passthrough(out_body, call->anthropic); /* thinking, context_management... */
     out->stream = pj_true(in, "stream");
     if (out->stream) json_object_set_new(out_body, "stream", json_true());
 
     out->body = pj_dump(call->arena, out_body, &out->body_len);
     out->url = arena_printf(call->arena, "%s/messages", provider_call_endpoint(call));
-    out->headers = arena_printf(call->arena,
-                                "x-api-key: %s\r\nanthropic-version: " ANTHROPIC_VERSION
-                                "\r\ncontent-type: application/json\r\naccept: %s\r\n",
-                                p->api_key, out->stream ? "text/event-stream" : "application/json");
+    out->headers = anthropic_headers(call->arena, p->api_key, call->anthropic, out->stream);
     rc = 0;
 done:
     json_decref(in);

@@ -18,6 +18,7 @@
 
 struct config_provider;
 struct config_model;
+struct anthropic_passthrough;
 
 enum api_kind { API_CHAT, API_COMPLETIONS, API_EMBEDDINGS, API_IMAGES };
 
@@ -39,6 +40,9 @@ struct provider_call {
      * (x-aiproxy-hops, x-aiproxy-via), this node included. */
     int mesh_hops;
     const char *mesh_via;
+    /* A /v1/messages client's Anthropic-only headers and fields, for
+     * Anthropic providers (providers/anthropic_native.h); NULL otherwise. */
+    const struct anthropic_passthrough *anthropic;
 };
 
 /* The provider request prepare builds (arena-owned). */

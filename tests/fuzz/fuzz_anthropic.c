@@ -1,4 +1,4 @@
-// fuzz-sources: src/providers/anthropic.c src/providers/pjson.c
+// fuzz-sources: src/providers/anthropic.c src/providers/anthropic_native.c src/providers/pjson.c
 /* fuzz_anthropic: libFuzzer driver for the anthropic adapter. The first
  * byte picks what the rest is: 0 a 200 answer for finish, 1 an error body
  * for error_body, 2 an event stream fed through the SSE reader (in chunks

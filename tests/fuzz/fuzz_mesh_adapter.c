@@ -1,5 +1,5 @@
 // fuzz-sources: src/providers/mesh.c src/providers/registry.c src/providers/openai.c src/providers/pjson.c
-// fuzz-sources: src/providers/anthropic.c src/providers/cloudflare.c src/providers/ocf.c src/providers/discovery.c
+// fuzz-sources: src/providers/anthropic.c src/providers/anthropic_native.c src/providers/cloudflare.c src/providers/ocf.c src/providers/discovery.c
 /* fuzz_mesh_adapter: libFuzzer driver for the mesh peer adapter
  * (src/providers/mesh.c), reached as the daemon reaches it: through
  * provider_ops_for() on a PROVIDER_MESH provider. The first byte picks

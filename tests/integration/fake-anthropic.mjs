@@ -7,7 +7,7 @@
 //
 // It speaks the Messages API of shared/APIS.md section 4 STRICTLY:
 //   POST /v1/messages   requires x-api-key (== --api-key when set),
-//                       anthropic-version: 2023-06-01, content-type
+//                       anthropic-version (a date), content-type
 //                       application/json, a JSON object body with model (one
 //                       of --models), max_tokens (int >= 1), messages (non-
 //                       empty; roles user/assistant only, alternating, the
@@ -21,6 +21,14 @@
 //                       tool_choice {type: auto|any|tool|none}; metadata
 //                       {user_id}. Images: base64 (media_type image/jpeg|png|
 //                       gif|webp, base64 data) or url sources.
+//   POST /v1/messages/count_tokens   the same checks and body, except that
+//                       max_tokens and stream are refused (Extra inputs);
+//                       answers {"input_tokens": 1000 + the characters of
+//                       the JSON body} (deterministic, far from any estimate).
+//                       Behaviours status/reset/hang/garbage apply.
+// anthropic-version must be a version date (2023-06-01; SDKs send newer ones,
+// which a gateway passes through); the anthropic-beta and anthropic-version
+// each request carried are in its recorded headers.
 // A violation gets Anthropic's error shape ({"type":"error","error":{type,
 // message},"request_id"}) with 400 (401 for x-api-key, 404 for an unknown
 // model) and is recorded in the entry's `violations`.
@@ -104,7 +112,7 @@ function anthropicError(type, message) {
 // ---- validation ----
 
 const TOP_KEYS = new Set(['model', 'max_tokens', 'messages', 'system', 'stop_sequences', 'stream', 'temperature',
-  'top_p', 'top_k', 'tools', 'tool_choice', 'metadata', 'thinking', 'service_tier']);
+  'top_p', 'top_k', 'tools', 'tool_choice', 'metadata', 'thinking', 'service_tier', 'context_management']);
 const MEDIA = new Set(['image/jpeg', 'image/png', 'image/gif', 'image/webp']);
 const isObj = (x) => x !== null && typeof x === 'object' && !Array.isArray(x);
 
@@ -179,15 +187,15 @@ function validateBlocks(role, content, i, prevToolIds, v) {
 }
 
 // Returns [status, errorType, message] or null; fills entry.violations.
-function validate(req, entry) {
+function validate(req, entry, countTokens = false) {
   const v = entry.violations;
   if (!req.headers['x-api-key'] || (opts.apiKey && req.headers['x-api-key'] !== opts.apiKey)) {
     v.push('x-api-key');
     return [401, 'authentication_error', 'invalid x-api-key'];
   }
-  if (req.headers['anthropic-version'] !== '2023-06-01') {
+  if (!/^20\d\d-\d\d-\d\d$/.test(req.headers['anthropic-version'] || '')) {
     v.push('anthropic-version');
-    return [400, 'invalid_request_error', `anthropic-version: "${req.headers['anthropic-version'] ?? ''}" is not a valid version (2023-06-01 expected)`];
+    return [400, 'invalid_request_error', `anthropic-version: "${req.headers['anthropic-version'] ?? ''}" is not a valid version (a date such as 2023-06-01 expected)`];
   }
   if (req.headers.authorization) v.push('authorization header sent to Anthropic');
   if (!/^application\/json\b/i.test(req.headers['content-type'] || '')) {
@@ -198,7 +206,10 @@ function validate(req, entry) {
   if (!isObj(b)) { v.push('json'); return [400, 'invalid_request_error', 'body: not a JSON object']; }
   for (const k of Object.keys(b)) if (!TOP_KEYS.has(k)) v.push(`${k}: Extra inputs are not permitted`);
   if (typeof b.model !== 'string' || !b.model) v.push('model: Field required');
-  if (!Number.isInteger(b.max_tokens) || b.max_tokens < 1) v.push('max_tokens: Field required (integer >= 1)');
+  if (countTokens) {
+    if (b.max_tokens !== undefined) v.push('max_tokens: Extra inputs are not permitted');
+    if (b.stream !== undefined) v.push('stream: Extra inputs are not permitted');
+  } else if (!Number.isInteger(b.max_tokens) || b.max_tokens < 1) v.push('max_tokens: Field required (integer >= 1)');
   if (b.system !== undefined && typeof b.system !== 'string' &&
       !(Array.isArray(b.system) && b.system.every((s) => isObj(s) && s.type === 'text' && typeof s.text === 'string'))) {
     v.push('system: string or text blocks');
@@ -413,10 +424,31 @@ async function handleMessages(req, res, entry) {
   return sendJson(res, 200, msg, b.headers || {});
 }
 
+async function handleCountTokens(req, res, entry) {
+  const bad = validate(req, entry, true);
+  if (bad) return sendJson(res, bad[0], anthropicError(bad[1], bad[2]));
+  const b = nextBehaviour();
+  entry.behaviour = b;
+  if (b.delayMs) await sleep(b.delayMs);
+  if (res.destroyed) return;
+  if (b.reset) { rst(req.socket); return; }
+  if (b.hang) { heldSockets.add(req.socket); return; }
+  if (Number.isInteger(b.status) && b.status !== 200) {
+    return sendJson(res, b.status, anthropicError(errorType(b.status), b.message || `fake error ${b.status}`));
+  }
+  if (b.garbage) {
+    const s = 'this is <not> json {{{';
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': s.length });
+    return res.end(s);
+  }
+  return sendJson(res, 200, { input_tokens: 1000 + JSON.stringify(entry.body).length });
+}
+
 // ---- the server ----
 
 async function route(req, res, entry, path) {
   entry.events = [];
+  if (path === '/v1/messages/count_tokens' && req.method === 'POST') return handleCountTokens(req, res, entry);
   if (path !== '/v1/messages') {
     entry.violations.push(`path ${path}`);
     return sendJson(res, 404, anthropicError('not_found_error', `Not found: ${req.method} ${path}`));
