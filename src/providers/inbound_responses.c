@@ -553,7 +553,7 @@ static int translate_items(struct arena *a, const json_t *list, json_t *msgs, js
             pj_set_str(copy, "type", "message");
             json_array_append_new(items, copy);
         } else {
-            json_array_append(items, (json_t *)it);
+            json_array_append(items, it);
         }
     }
     return 0;
