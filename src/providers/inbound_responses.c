@@ -313,8 +313,8 @@ static int translate_item(struct arena *a, const json_t *it, json_t *msgs, const
         *keep = false; /* no provider could use another one's reasoning */
         return 0;
     }
-    if (is(type, "item_reference"))
-        return bad(err, tparam, "%s: item_reference is not supported by this gateway; send the item itself", tparam);
+    if (is(type, "item_reference")) /* one naming no stored item (translate_items resolves) */
+        return bad(err, tparam, "%s: this item_reference names no stored item", tparam);
     return bad(err, tparam, "%s: this item type is not supported by this gateway", tparam);
 }
 
@@ -539,12 +539,54 @@ struct responses_ctx *responses_ctx_default(struct arena *a, const char *request
 
 /* Appends the items of `list` (history or input) to msgs and, when kept,
  * to items. */
-static int translate_items(struct arena *a, const json_t *list, json_t *msgs, json_t *items,
-                           const char *where, struct inbound_error *err)
+/* Where item_reference items are looked up: the history, then the items
+ * of other stored conversations the api layer loaded (an array of items
+ * or of arrays of items). */
+struct ref_pool {
+    const json_t *history;
+    const json_t *refs;
+};
+
+static json_t *find_in(const json_t *list, const char *id, int depth)
 {
     size_t i;
     json_t *it;
     json_array_foreach(list, i, it) {
+        if (json_is_array(it) && depth == 0) {
+            json_t *f = find_in(it, id, 1);
+            if (f) return f;
+        } else if (is(pj_str(it, "id"), id) && !is(pj_str(it, "type"), "item_reference")) {
+            return it;
+        }
+    }
+    return NULL;
+}
+
+static json_t *find_ref(const struct ref_pool *pool, const char *id)
+{
+    json_t *f = find_in(pool->history, id, 1);
+    return f ? f : find_in(pool->refs, id, 0);
+}
+
+/* Appends the items of `list` (history or input) to msgs and, when kept,
+ * to items. An item_reference becomes the item it names. */
+static int translate_items(struct arena *a, const json_t *list, const struct ref_pool *pool,
+                           json_t *msgs, json_t *items, const char *where,
+                           struct inbound_error *err)
+{
+    size_t i;
+    json_t *it;
+    json_array_foreach(list, i, it) {
+        if (is(pj_str(it, "type"), "item_reference")) {
+            const char *id = pj_str(it, "id");
+            json_t *found = id ? find_ref(pool, id) : NULL;
+            if (!found) {
+                char param[64];
+                snprintf(param, sizeof param, "%s[%zu].id", where, i);
+                return bad(err, param, "%s: no stored item has this id (send the item itself)", param);
+            }
+            it = found;
+        }
         bool keep;
         if (translate_item(a, it, msgs, where, i, &keep, err) != 0) return -1;
         if (!keep) continue;
@@ -559,16 +601,58 @@ static int translate_items(struct arena *a, const json_t *list, json_t *msgs, js
     return 0;
 }
 
+int responses_referenced(struct arena *a, const char *body, size_t len, const char ***ids, size_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    json_t *in = pj_load(body, len);
+    json_t *input = json_object_get(in, "input");
+    size_t count = json_array_size(input), i;
+    if (count == 0) {
+        json_decref(in);
+        return 0;
+    }
+    const char **out = arena_alloc(a, count * sizeof *out);
+    json_t *it;
+    json_array_foreach(input, i, it) {
+        const char *id = pj_str(it, "id");
+        if (!is(pj_str(it, "type"), "item_reference") || !id) continue;
+        /* msg_<suffix>_<n> or fc_<suffix>_<n>, from resp_<suffix>. */
+        const char *us = strchr(id, '_'), *last = strrchr(id, '_');
+        if (!us || last == us) continue;
+        char *rid = arena_printf(a, "resp_%.*s", (int)(last - us - 1), us + 1);
+        bool seen = false;
+        for (size_t k = 0; k < *n; k++) seen = seen || strcmp(out[k], rid) == 0;
+        if (!seen) out[(*n)++] = rid;
+    }
+    *ids = out;
+    json_decref(in);
+    return 0;
+}
+
 struct responses_ctx *responses_begin(struct arena *a, const char *body, size_t len,
                                       const char *history, size_t history_len,
                                       const char *response_id, int64_t created_at,
                                       char **chat_body, size_t *chat_len,
                                       struct inbound_error *err)
 {
+    return responses_begin_refs(a, body, len, history, history_len, NULL, 0, response_id,
+                                created_at, chat_body, chat_len, err);
+}
+
+struct responses_ctx *responses_begin_refs(struct arena *a, const char *body, size_t len,
+                                           const char *history, size_t history_len,
+                                           const char *refs, size_t refs_len,
+                                           const char *response_id, int64_t created_at,
+                                           char **chat_body, size_t *chat_len,
+                                           struct inbound_error *err)
+{
     json_t *in = load_body(body, len, err);
     if (!in) return NULL;
     struct responses_ctx *ret = NULL;
     json_t *o = json_object(), *items = json_array(), *hist = NULL;
+    json_t *ref_items = refs && refs_len ? pj_load(refs, refs_len) : NULL;
+    struct ref_pool pool = {NULL, json_is_array(ref_items) ? ref_items : NULL};
     json_t *msgs = json_array();
     struct responses_request info;
     if (read_top(in, &info, err) != 0) goto done;
@@ -589,7 +673,8 @@ struct responses_ctx *responses_begin(struct arena *a, const char *body, size_t 
                 "previous_response_id");
             goto done;
         }
-        if (translate_items(a, hist, msgs, items, "history", err) != 0) goto done;
+        pool.history = hist;
+        if (translate_items(a, hist, &pool, msgs, items, "history", err) != 0) goto done;
     }
     json_t *input = json_object_get(in, "input");
     if (json_is_string(input)) {
@@ -605,7 +690,7 @@ struct responses_ctx *responses_begin(struct arena *a, const char *body, size_t 
         json_object_set_new(item, "content", parts);
         json_array_append_new(items, item);
     } else if (json_is_array(input)) {
-        if (translate_items(a, input, msgs, items, "input", err) != 0) goto done;
+        if (translate_items(a, input, &pool, msgs, items, "input", err) != 0) goto done;
     } else if (input && !json_is_null(input)) {
         bad(err, "input", "%s must be a string or an array of items", "input");
         goto done;
@@ -634,6 +719,7 @@ struct responses_ctx *responses_begin(struct arena *a, const char *body, size_t 
     *chat_body = pj_dump(a, o, chat_len);
     ret = c;
 done:
+    json_decref(ref_items);
     json_decref(hist);
     json_decref(items);
     json_decref(o);

@@ -296,7 +296,8 @@ static void test_begin_refusals(void **state)
         {"{'model':'m','input':[{'role':'system','content':[{'type':'input_image','image_url':'u'}]}]}", "input[0].content[0].type"},
         {"{'model':'m','input':[{'role':'user','content':[{'type':'input_text'}]}]}", "input[0].content[0]"},
         {"{'model':'m','input':['x',{'type':'item_reference','id':'msg_1'}]}", "input[0]"},
-        {"{'model':'m','input':[{'role':'user','content':'x'},{'type':'item_reference','id':'msg_1'}]}", "input[1].type"},
+        {"{'model':'m','input':[{'role':'user','content':'x'},{'type':'item_reference','id':'msg_1'}]}", "input[1].id"},
+        {"{'model':'m','input':[{'role':'user','content':'x'},{'type':'item_reference'}]}", "input[1].id"},
         {"{'model':'m','input':[{'type':'web_search_call','id':'ws'}]}", "input[0].type"},
         {"{'model':'m','input':[{'type':7}]}", "input[0].type"},
         {"{'model':'m','input':[{'type':'function_call','name':'f'}]}", "input[0]"},
@@ -333,6 +334,61 @@ static void test_begin_refusals(void **state)
     /* A history that cannot be read, or holds what this gateway refuses. */
     begin_refused("{'model':'m','input':'x'}", "{}", "previous_response_id", false);
     begin_refused("{'model':'m','input':'x'}", "[{'type':'computer_call'}]", "history[0].type", false);
+}
+
+/* item_reference: resolved in the history, then in the loaded refs. */
+static void test_begin_references(void **state)
+{
+    (void)state;
+    const char *body = J("{'model':'m','input':[{'role':'user','content':'hi'},{'type':'item_reference','id':'msg_r1_0'},"
+                         "{'type':'function_call','call_id':'c1','name':'w','arguments':'{}'},"
+                         "{'type':'function_call_output','call_id':'c1','output':'sunny'},"
+                         "{'type':'item_reference','id':'msg_a_b_3'},{'type':'item_reference','id':'msg_r1_0'},"
+                         "{'type':'item_reference','id':'nounderscore'},{'type':'item_reference','id':'x_y'},5]}");
+    const char **ids;
+    size_t n;
+    assert_int_equal(responses_referenced(&A, body, strlen(body), &ids, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(ids[0], "resp_r1");
+    assert_string_equal(ids[1], "resp_a_b");
+    assert_int_equal(responses_referenced(&A, "{", 1, &ids, &n), 0);
+    assert_int_equal(n, 0);
+    /* The Vercel AI SDK's second step (store on): the earlier text by reference. */
+    const char *req = J("{'model':'m','input':[{'role':'user','content':[{'type':'input_text','text':'hi'}]},"
+                        "{'type':'item_reference','id':'msg_r1_0'},"
+                        "{'type':'function_call','call_id':'c1','name':'w','arguments':'{}'},"
+                        "{'type':'function_call_output','call_id':'c1','output':'sunny'}]}");
+    const char *refs = J("[[{'type':'message','role':'user','content':'hi'},"
+                         "{'id':'msg_r1_0','type':'message','status':'completed','role':'assistant',"
+                         "'content':[{'type':'output_text','text':'Checking.','annotations':[]}]}]]");
+    char *chat;
+    size_t len;
+    struct inbound_error e;
+    struct responses_ctx *c = responses_begin_refs(&A, req, strlen(req), NULL, 0, refs, strlen(refs), "resp_abc", 1,
+                                                   &chat, &len, &e);
+    if (!c) fail_msg("refused: %s", e.message);
+    assert_json("chat", "{'model':'m','messages':[{'role':'user','content':'hi'},"
+                "{'role':'assistant','content':'Checking.','tool_calls':[{'id':'c1','type':'function','function':{'name':'w','arguments':'{}'}}]},"
+                "{'role':'tool','content':'sunny','tool_call_id':'c1'}]}", chat, len);
+    /* The stored conversation holds the item itself, not the reference. */
+    const char *ans = J("{'model':'m','choices':[{'message':{'content':'Sunny.'},'finish_reason':'stop'}]}");
+    char *out;
+    assert_int_equal(OPS->response_from_openai(&A, c, ans, strlen(ans), &out, &len), 0);
+    assert_non_null(strstr(responses_conversation(c, NULL), "Checking."));
+    assert_null(strstr(responses_conversation(c, NULL), "item_reference"));
+    /* Found in the history; flat refs work too; unknown ids are refused. */
+    begin_ok("{'model':'m','input':[{'type':'item_reference','id':'msg_h_0'},{'role':'user','content':'more'}]}",
+             "[{'id':'msg_h_0','type':'message','role':'assistant','content':[{'type':'output_text','text':'old'}]}]",
+             "{'model':'m','messages':[{'role':'assistant','content':'old'},{'role':'assistant','content':'old'},"
+             "{'role':'user','content':'more'}]}");
+    const char *flat = J("[{'id':'fc_z_1','type':'function_call','call_id':'c9','name':'f','arguments':'{}'}]");
+    req = J("{'model':'m','input':[{'role':'user','content':'q'},{'type':'item_reference','id':'fc_z_1'},"
+            "{'type':'function_call_output','call_id':'c9','output':'r'}]}");
+    assert_non_null(responses_begin_refs(&A, req, strlen(req), NULL, 0, flat, strlen(flat), "resp_abc", 1, &chat, &len, &e));
+    req = J("{'model':'m','input':[{'role':'user','content':'q'},{'type':'item_reference','id':'fc_z_2'}]}");
+    assert_null(responses_begin_refs(&A, req, strlen(req), NULL, 0, flat, strlen(flat), "resp_abc", 1, &chat, &len, &e));
+    assert_string_equal(e.param, "input[1].id");
+    assert_null(responses_begin_refs(&A, req, strlen(req), NULL, 0, "garbage", 7, "resp_abc", 1, &chat, &len, &e));
 }
 
 /* ---- whole answers ---- */
@@ -771,6 +827,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_begin_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_begin_tools_formats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_begin_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_begin_references, setup, teardown),
         cmocka_unit_test_setup_teardown(test_response_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_response_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_response_incomplete, setup, teardown),
