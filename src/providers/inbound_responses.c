@@ -653,10 +653,10 @@ struct responses_ctx *responses_begin_refs(struct arena *a, const char *body, si
     json_t *o = json_object(), *items = json_array(), *hist = NULL;
     json_t *ref_items = refs && refs_len ? pj_load(refs, refs_len) : NULL;
     struct ref_pool pool = {NULL, json_is_array(ref_items) ? ref_items : NULL};
-    json_t *msgs = json_array();
     struct responses_request info;
     if (read_top(in, &info, err) != 0) goto done;
     if (*info.model) pj_set_str(o, "model", info.model);
+    json_t *msgs = json_array();
     json_object_set_new(o, "messages", msgs);
     /* instructions are this request's only: the history holds none. */
     json_t *ins = json_object_get(in, "instructions");
