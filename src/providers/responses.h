@@ -44,6 +44,27 @@ struct responses_ctx *responses_begin(struct arena *a, const char *body, size_t 
                                       char **chat_body, size_t *chat_len,
                                       struct inbound_error *err);
 
+/* The ids of the stored responses whose items the request's input names
+ * by item_reference (the Vercel AI SDK, with store on, refers to an
+ * earlier assistant message by its id instead of resending it). Item ids
+ * this translator makes are "msg_<s>_<n>" / "fc_<s>_<n>" for the response
+ * "resp_<s>", so the response follows from the id. *ids (arena) gets *n
+ * distinct ids, none for an unreadable body. Returns 0. */
+int responses_referenced(struct arena *a, const char *body, size_t len, const char ***ids,
+                         size_t *n);
+
+/* responses_begin, with `refs`: the JSON text of an array whose elements
+ * are items or arrays of items (e.g. "[" conv1 "," conv2 "]", the stored
+ * conversations of the responses responses_referenced named), where
+ * item_reference items are looked up after the history. A reference
+ * found in neither is a 400 naming input[i].id. NULL/0: none. */
+struct responses_ctx *responses_begin_refs(struct arena *a, const char *body, size_t len,
+                                           const char *history, size_t history_len,
+                                           const char *refs, size_t refs_len,
+                                           const char *response_id, int64_t created_at,
+                                           char **chat_body, size_t *chat_len,
+                                           struct inbound_error *err);
+
 /* The ops for the proxy: response_from_openai and stream_* take the
  * context from responses_begin. request_to_openai is NULL (responses_begin
  * replaces it). */

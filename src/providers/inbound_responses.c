@@ -1,0 +1,953 @@
+/* inbound_responses: OpenAI's Responses API (POST /v1/responses) as a
+ * client-facing format, request side and whole answers. A Responses request
+ * (after the stored conversation it continues) becomes an OpenAI chat
+ * request; a whole chat completion becomes a Response object. The event
+ * stream is inbound_responses_stream.c; the interface is responses.h. */
+#include <stdio.h>
+#include <string.h>
+
+#include "providers/inbound.h"
+#include "providers/internal.h"
+#include "providers/responses.h"
+#include "providers/responses_internal.h"
+
+static int bad(struct inbound_error *err, const char *param, const char *fmt, const char *arg)
+{
+    snprintf(err->message, sizeof err->message, fmt, arg);
+    /* Item paths can be long: the param is cut to its field's size. */
+    snprintf(err->param, sizeof err->param, "%.*s", (int)sizeof err->param - 1, param);
+    err->invalid_json = false;
+    return -1;
+}
+
+static bool is(const char *s, const char *want)
+{
+    return s && strcmp(s, want) == 0;
+}
+
+/* ---- top-level fields ---- */
+
+/* The body as a JSON object, or NULL with err (invalid_json). */
+static json_t *load_body(const char *body, size_t len, struct inbound_error *err)
+{
+    memset(err, 0, sizeof *err);
+    json_t *in = pj_load(body, len);
+    if (!json_is_object(in)) {
+        json_decref(in);
+        snprintf(err->message, sizeof err->message, "The request body is not a JSON object.");
+        err->invalid_json = true;
+        return NULL;
+    }
+    return in;
+}
+
+/* Validates the fields responses_parse reports and the features this
+ * gateway refuses outright. Strings point into `in`. */
+static int read_top(const json_t *in, struct responses_request *info, struct inbound_error *err)
+{
+    memset(info, 0, sizeof *info);
+    info->model = "";
+    info->store = true;
+    json_t *v = json_object_get(in, "model");
+    if (v && !json_is_null(v)) {
+        if (!json_is_string(v)) return bad(err, "model", "%s must be a string", "model");
+        info->model = json_string_value(v);
+    }
+    v = json_object_get(in, "stream");
+    if (v && !json_is_null(v)) {
+        if (!json_is_boolean(v)) return bad(err, "stream", "%s must be a boolean", "stream");
+        info->stream = json_is_true(v);
+    }
+    v = json_object_get(in, "store");
+    if (v && !json_is_null(v)) {
+        if (!json_is_boolean(v)) return bad(err, "store", "%s must be a boolean", "store");
+        info->store = json_is_true(v);
+    }
+    v = json_object_get(in, "previous_response_id");
+    if (v && !json_is_null(v)) {
+        if (!json_is_string(v) || !*json_string_value(v))
+            return bad(err, "previous_response_id", "%s must be a non-empty string or null",
+                       "previous_response_id");
+        info->previous_response_id = json_string_value(v);
+    }
+    v = json_object_get(in, "background");
+    if (v && !json_is_null(v) && !json_is_false(v)) {
+        if (!json_is_boolean(v)) return bad(err, "background", "%s must be a boolean", "background");
+        return bad(err, "background", "%s mode is not supported by this gateway", "background");
+    }
+    /* Server-side state this gateway does not keep. */
+    static const char *const refused[] = {"conversation", "prompt", NULL};
+    for (const char *const *k = refused; *k; k++) {
+        v = json_object_get(in, *k);
+        if (v && !json_is_null(v)) return bad(err, *k, "%s is not supported by this gateway", *k);
+    }
+    return 0;
+}
+
+int responses_parse(struct arena *a, const char *body, size_t len, struct responses_request *info,
+                    struct inbound_error *err)
+{
+    json_t *in = load_body(body, len, err);
+    if (!in) {
+        memset(info, 0, sizeof *info);
+        info->model = "";
+        info->store = true;
+        return -1;
+    }
+    int rc = read_top(in, info, err);
+    /* The strings live in `in`: copy them before it goes. */
+    info->model = arena_strdup(a, info->model ? info->model : "");
+    if (info->previous_response_id)
+        info->previous_response_id = arena_strdup(a, info->previous_response_id);
+    json_decref(in);
+    return rc;
+}
+
+/* ---- input items -> chat messages ---- */
+
+static json_t *message(const char *role, json_t *content)
+{
+    json_t *m = json_object();
+    pj_set_str(m, "role", role);
+    json_object_set_new(m, "content", content);
+    return m;
+}
+
+/* input_image -> a chat image_url part, or NULL with err. */
+static json_t *image_part(const json_t *p, const char *param, struct inbound_error *err)
+{
+    const char *url = pj_str(p, "image_url");
+    if (!url) {
+        if (pj_str(p, "file_id"))
+            bad(err, param, "%s: images by file_id are not supported by this gateway; send image_url", param);
+        else
+            bad(err, param, "%s: an input_image needs an image_url", param);
+        return NULL;
+    }
+    json_t *iu = json_object();
+    pj_set_str(iu, "url", url);
+    const char *detail = pj_str(p, "detail");
+    if (detail) pj_set_str(iu, "detail", detail);
+    json_t *part = json_object();
+    pj_set_str(part, "type", "image_url");
+    json_object_set_new(part, "image_url", iu);
+    return part;
+}
+
+/* Appends `text` to *acc (joined by sep). */
+static void join(struct arena *a, char **acc, const char *sep, const char *text)
+{
+    *acc = *acc ? arena_concat(a, *acc, sep, text, NULL) : arena_strdup(a, text);
+}
+
+/* A message item's content -> the chat message's content (a new
+ * reference), or NULL with err. User messages keep images (an array of
+ * parts then); the other roles get their text joined into a string. */
+static json_t *message_content(struct arena *a, const char *role, const json_t *content,
+                               const char *param, struct inbound_error *err)
+{
+    if (json_is_string(content)) return json_string(json_string_value(content));
+    if (!json_is_array(content)) {
+        bad(err, param, "%s must be a string or an array of content parts", param);
+        return NULL;
+    }
+    bool user = is(role, "user");
+    bool assistant = is(role, "assistant");
+    char *text = NULL;
+    json_t *parts = json_array();
+    bool images = false;
+    size_t i;
+    json_t *p;
+    json_array_foreach(content, i, p) {
+        char pparam[96];
+        snprintf(pparam, sizeof pparam, "%s[%zu]", param, i);
+        const char *type = pj_str(p, "type");
+        const char *t = NULL;
+        if (is(type, "input_text") || is(type, "output_text") || is(type, "text")) {
+            t = pj_str(p, "text");
+        } else if (is(type, "refusal") && assistant) {
+            t = pj_str(p, "refusal");
+        } else if (is(type, "input_image") && user) {
+            json_t *img = image_part(p, pparam, err);
+            if (!img) goto fail;
+            json_array_append_new(parts, img);
+            images = true;
+            continue;
+        } else if (is(type, "input_file")) {
+            bad(err, pparam, "%s: input_file is not supported by this gateway", pparam);
+            goto fail;
+        } else {
+            char tparam[128];
+            snprintf(tparam, sizeof tparam, "%s.type", pparam);
+            bad(err, tparam, "%s: this content part type is not supported here", tparam);
+            goto fail;
+        }
+        if (!t) {
+            bad(err, pparam, "%s: a text part needs its text", pparam);
+            goto fail;
+        }
+        json_t *tp = json_object();
+        pj_set_str(tp, "type", "text");
+        pj_set_str(tp, "text", t);
+        json_array_append_new(parts, tp);
+        join(a, &text, assistant ? "" : "\n", t);
+    }
+    if (images) return parts;
+    json_decref(parts);
+    return json_string(text ? text : "");
+fail:
+    json_decref(parts);
+    return NULL;
+}
+
+/* A function_call_output's output: a string, or parts whose text is joined. */
+static char *call_output(struct arena *a, const json_t *out, const char *param,
+                         struct inbound_error *err)
+{
+    if (json_is_string(out)) return arena_strdup(a, json_string_value(out));
+    if (json_is_array(out)) {
+        char *text = NULL;
+        size_t i;
+        json_t *p;
+        json_array_foreach(out, i, p) {
+            const char *type = pj_str(p, "type");
+            const char *t = pj_str(p, "text");
+            if (!(is(type, "input_text") || is(type, "output_text")) || !t) {
+                bad(err, param, "%s: only text parts are supported in a function output", param);
+                return NULL;
+            }
+            join(a, &text, "\n", t);
+        }
+        return text ? text : "";
+    }
+    if (!out || json_is_null(out)) {
+        bad(err, param, "%s is required", param);
+        return NULL;
+    }
+    return pj_dump(a, out, NULL); /* an object: its JSON text */
+}
+
+/* function_call -> a tool call on the last chat message when that is an
+ * assistant turn (so consecutive calls make one message), else on a new one. */
+static int function_call(const json_t *it, json_t *msgs, const char *param,
+                         struct inbound_error *err)
+{
+    const char *call_id = pj_str(it, "call_id"), *name = pj_str(it, "name");
+    if (!call_id || !name) return bad(err, param, "%s: a function_call needs call_id and name", param);
+    json_t *argv = json_object_get(it, "arguments");
+    if (argv && !json_is_string(argv) && !json_is_null(argv))
+        return bad(err, param, "%s: arguments must be a string", param);
+    const char *args = json_is_string(argv) ? json_string_value(argv) : "{}";
+    json_t *fn = json_object();
+    pj_set_str(fn, "name", name);
+    pj_set_str(fn, "arguments", args);
+    json_t *tc = json_object();
+    pj_set_str(tc, "id", call_id);
+    pj_set_str(tc, "type", "function");
+    json_object_set_new(tc, "function", fn);
+    json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
+    if (!is(pj_str(last, "role"), "assistant")) {
+        last = message("assistant", json_null());
+        json_array_append_new(msgs, last);
+    }
+    json_t *calls = json_object_get(last, "tool_calls");
+    if (!json_is_array(calls)) {
+        calls = json_array();
+        json_object_set_new(last, "tool_calls", calls);
+        json_t *content = json_object_get(last, "content");
+        if (json_is_string(content) && !*json_string_value(content))
+            json_object_set_new(last, "content", json_null());
+    }
+    json_array_append_new(calls, tc);
+    return 0;
+}
+
+/* One Responses item (of the request's input or of the stored history,
+ * named by `where`, "input" or "history") -> chat messages appended to
+ * msgs. *keep tells whether the item belongs in the stored conversation
+ * (reasoning items do not). */
+static int translate_item(struct arena *a, const json_t *it, json_t *msgs, const char *where,
+                          size_t idx, bool *keep, struct inbound_error *err)
+{
+    char param[64], tparam[64];
+    snprintf(param, sizeof param, "%s[%zu]", where, idx);
+    snprintf(tparam, sizeof tparam, "%s[%zu].type", where, idx);
+    *keep = true;
+    if (!json_is_object(it)) return bad(err, param, "%s must be an object", param);
+    json_t *tv = json_object_get(it, "type");
+    if (tv && !json_is_string(tv)) return bad(err, tparam, "%s must be a string", tparam);
+    const char *type = json_string_value(tv);
+    if (!type || is(type, "message")) {
+        const char *role = pj_str(it, "role");
+        char rparam[64], cparam[64];
+        snprintf(rparam, sizeof rparam, "%s[%zu].role", where, idx);
+        snprintf(cparam, sizeof cparam, "%s[%zu].content", where, idx);
+        if (!role) {
+            if (!type) return bad(err, tparam, "%s is required", tparam);
+            return bad(err, rparam, "%s is required", rparam);
+        }
+        if (!is(role, "user") && !is(role, "assistant") && !is(role, "system") &&
+            !is(role, "developer"))
+            return bad(err, rparam, "%s must be user, assistant, system or developer", rparam);
+        json_t *content = message_content(a, role, json_object_get(it, "content"), cparam, err);
+        if (!content) return -1;
+        /* developer is the newer name of system; system is what every
+         * provider understands. */
+        json_array_append_new(msgs, message(is(role, "developer") ? "system" : role, content));
+        return 0;
+    }
+    if (is(type, "function_call")) return function_call(it, msgs, param, err);
+    if (is(type, "function_call_output")) {
+        const char *call_id = pj_str(it, "call_id");
+        if (!call_id) return bad(err, param, "%s: a function_call_output needs call_id", param);
+        char oparam[64];
+        snprintf(oparam, sizeof oparam, "%s[%zu].output", where, idx);
+        char *out = call_output(a, json_object_get(it, "output"), oparam, err);
+        if (!out) return -1;
+        json_t *m = message("tool", json_string(out));
+        pj_set_str(m, "tool_call_id", call_id);
+        json_array_append_new(msgs, m);
+        return 0;
+    }
+    if (is(type, "reasoning")) {
+        *keep = false; /* no provider could use another one's reasoning */
+        return 0;
+    }
+    if (is(type, "item_reference")) /* one naming no stored item (translate_items resolves) */
+        return bad(err, tparam, "%s: this item_reference names no stored item", tparam);
+    return bad(err, tparam, "%s: this item type is not supported by this gateway", tparam);
+}
+
+/* ---- tools, formats and options ---- */
+
+static int tools_to_chat(const json_t *in, json_t *o, struct inbound_error *err)
+{
+    json_t *tools = json_object_get(in, "tools");
+    if (tools && !json_is_null(tools) && !json_is_array(tools))
+        return bad(err, "tools", "%s must be an array", "tools");
+    size_t i;
+    json_t *t;
+    json_t *list = json_array();
+    json_array_foreach(tools, i, t) {
+        char param[64];
+        snprintf(param, sizeof param, "tools[%zu].type", i);
+        const char *type = pj_str(t, "type");
+        if (!is(type, "function")) {
+            json_decref(list);
+            if (!type) return bad(err, param, "%s is required", param);
+            return bad(err, param, "tool type '%s' is not supported by this gateway", type);
+        }
+        const char *name = pj_str(t, "name");
+        if (!name || !*name) {
+            json_decref(list);
+            snprintf(param, sizeof param, "tools[%zu].name", i);
+            return bad(err, param, "%s is required", param);
+        }
+        json_t *fn = json_object();
+        pj_set_str(fn, "name", name);
+        if (pj_str(t, "description")) pj_set_str(fn, "description", pj_str(t, "description"));
+        json_t *params = json_object_get(t, "parameters");
+        if (json_is_object(params)) json_object_set(fn, "parameters", params);
+        json_t *strict = json_object_get(t, "strict");
+        if (json_is_boolean(strict)) json_object_set(fn, "strict", strict);
+        json_t *ct = json_object();
+        pj_set_str(ct, "type", "function");
+        json_object_set_new(ct, "function", fn);
+        json_array_append_new(list, ct);
+    }
+    bool have_tools = json_array_size(list) > 0;
+    if (have_tools) json_object_set_new(o, "tools", list);
+    else json_decref(list);
+    json_t *tc = json_object_get(in, "tool_choice");
+    if (json_is_string(tc)) {
+        const char *s = json_string_value(tc);
+        if (!is(s, "auto") && !is(s, "none") && !is(s, "required"))
+            return bad(err, "tool_choice", "%s must be auto, none, required or a function", "tool_choice");
+        if (have_tools) json_object_set(o, "tool_choice", tc);
+    } else if (json_is_object(tc)) {
+        const char *type = pj_str(tc, "type"), *name = pj_str(tc, "name");
+        if (!is(type, "function") || !name)
+            return bad(err, "tool_choice", "%s: only {type: function, name} is supported by this gateway",
+                       "tool_choice");
+        json_t *fn = json_object();
+        pj_set_str(fn, "name", name);
+        json_t *c = json_object();
+        pj_set_str(c, "type", "function");
+        json_object_set_new(c, "function", fn);
+        json_object_set_new(o, "tool_choice", c);
+    } else if (tc && !json_is_null(tc)) {
+        return bad(err, "tool_choice", "%s must be a string or an object", "tool_choice");
+    }
+    json_t *ptc = json_object_get(in, "parallel_tool_calls");
+    if (ptc && !json_is_null(ptc)) {
+        if (!json_is_boolean(ptc))
+            return bad(err, "parallel_tool_calls", "%s must be a boolean", "parallel_tool_calls");
+        /* Chat APIs refuse the flag without tools. */
+        if (have_tools) json_object_set(o, "parallel_tool_calls", ptc);
+    }
+    return 0;
+}
+
+/* text.format -> response_format; reasoning.effort -> reasoning_effort. */
+static int formats_to_chat(const json_t *in, json_t *o, struct inbound_error *err)
+{
+    json_t *text = json_object_get(in, "text");
+    if (text && !json_is_null(text) && !json_is_object(text))
+        return bad(err, "text", "%s must be an object", "text");
+    json_t *fmt = json_object_get(text, "format");
+    if (fmt && !json_is_null(fmt)) {
+        const char *type = pj_str(fmt, "type");
+        if (is(type, "json_schema")) {
+            json_t *schema = json_object_get(fmt, "schema");
+            if (!json_is_object(schema))
+                return bad(err, "text.format.schema", "%s must be an object", "text.format.schema");
+            json_t *js = json_object();
+            const char *name = pj_str(fmt, "name");
+            pj_set_str(js, "name", name ? name : "response");
+            if (pj_str(fmt, "description")) pj_set_str(js, "description", pj_str(fmt, "description"));
+            json_object_set(js, "schema", schema);
+            json_t *strict = json_object_get(fmt, "strict");
+            if (json_is_boolean(strict)) json_object_set(js, "strict", strict);
+            json_t *rf = json_object();
+            pj_set_str(rf, "type", "json_schema");
+            json_object_set_new(rf, "json_schema", js);
+            json_object_set_new(o, "response_format", rf);
+        } else if (is(type, "json_object")) {
+            json_t *rf = json_object();
+            pj_set_str(rf, "type", "json_object");
+            json_object_set_new(o, "response_format", rf);
+        } else if (!is(type, "text")) {
+            return bad(err, "text.format.type", "%s must be text, json_object or json_schema",
+                       "text.format.type");
+        }
+    }
+    json_t *reasoning = json_object_get(in, "reasoning");
+    if (reasoning && !json_is_null(reasoning) && !json_is_object(reasoning))
+        return bad(err, "reasoning", "%s must be an object", "reasoning");
+    json_t *effort = json_object_get(reasoning, "effort");
+    if (json_is_string(effort)) json_object_set(o, "reasoning_effort", effort);
+    else if (effort && !json_is_null(effort))
+        return bad(err, "reasoning.effort", "%s must be a string", "reasoning.effort");
+    return 0;
+}
+
+static int options_to_chat(const json_t *in, json_t *o, struct inbound_error *err)
+{
+    static const struct {
+        const char *key;
+        double max;
+    } numbers[] = {{"temperature", 2}, {"top_p", 1}};
+    for (size_t i = 0; i < sizeof numbers / sizeof *numbers; i++) {
+        json_t *v = json_object_get(in, numbers[i].key);
+        if (!v || json_is_null(v)) continue;
+        if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > numbers[i].max) {
+            char msg[64];
+            snprintf(msg, sizeof msg, "%%s must be a number from 0 to %g", numbers[i].max);
+            snprintf(err->message, sizeof err->message, msg, numbers[i].key);
+            snprintf(err->param, sizeof err->param, "%s", numbers[i].key);
+            return -1;
+        }
+        json_object_set(o, numbers[i].key, v);
+    }
+    json_t *mot = json_object_get(in, "max_output_tokens");
+    if (mot && !json_is_null(mot)) {
+        if (!json_is_integer(mot) || json_integer_value(mot) < 1)
+            return bad(err, "max_output_tokens", "%s must be an integer from 1", "max_output_tokens");
+        /* max_tokens: what the gateway's scan and every adapter read. */
+        json_object_set(o, "max_tokens", mot);
+    }
+    json_t *user = json_object_get(in, "user");
+    if (json_is_string(user)) json_object_set(o, "user", user);
+    else if (user && !json_is_null(user)) return bad(err, "user", "%s must be a string", "user");
+    json_t *md = json_object_get(in, "metadata");
+    if (md && !json_is_null(md) && !json_is_object(md))
+        return bad(err, "metadata", "%s must be an object", "metadata");
+    return 0;
+}
+
+/* ---- the echo: request fields a Response repeats ---- */
+
+static json_t *or_null(json_t *v)
+{
+    return v && !json_is_null(v) ? json_incref(v) : json_null();
+}
+
+static char *make_echo(struct arena *a, const json_t *in, const struct responses_request *info)
+{
+    json_t *e = json_object();
+    json_object_set_new(e, "instructions", or_null(json_object_get(in, "instructions")));
+    json_object_set_new(e, "max_output_tokens", or_null(json_object_get(in, "max_output_tokens")));
+    json_t *ptc = json_object_get(in, "parallel_tool_calls");
+    json_object_set_new(e, "parallel_tool_calls", json_boolean(!json_is_false(ptc)));
+    json_object_set_new(e, "previous_response_id",
+                        info->previous_response_id ? json_string(info->previous_response_id) : json_null());
+    json_t *r = json_object();
+    json_t *rin = json_object_get(in, "reasoning");
+    json_object_set_new(r, "effort", or_null(json_object_get(rin, "effort")));
+    json_object_set_new(r, "summary", or_null(json_object_get(rin, "summary")));
+    json_object_set_new(e, "reasoning", r);
+    json_object_set_new(e, "store", json_boolean(info->store));
+    json_object_set_new(e, "temperature", or_null(json_object_get(in, "temperature")));
+    json_t *text = json_object();
+    json_t *fmt = json_object_get(json_object_get(in, "text"), "format");
+    if (json_is_object(fmt)) {
+        json_object_set(text, "format", fmt);
+    } else {
+        json_t *f = json_object();
+        pj_set_str(f, "type", "text");
+        json_object_set_new(text, "format", f);
+    }
+    json_object_set_new(e, "text", text);
+    json_t *tc = json_object_get(in, "tool_choice");
+    json_object_set_new(e, "tool_choice", tc && !json_is_null(tc) ? json_incref(tc) : json_string("auto"));
+    json_t *tools = json_object_get(in, "tools");
+    json_object_set_new(e, "tools", json_is_array(tools) ? json_incref(tools) : json_array());
+    json_object_set_new(e, "top_p", or_null(json_object_get(in, "top_p")));
+    json_t *trunc = json_object_get(in, "truncation");
+    json_object_set_new(e, "truncation", json_is_string(trunc) ? json_incref(trunc) : json_string("disabled"));
+    json_object_set_new(e, "user", or_null(json_object_get(in, "user")));
+    json_t *md = json_object_get(in, "metadata");
+    json_object_set_new(e, "metadata", json_is_object(md) ? json_incref(md) : json_object());
+    char *out = pj_dump(a, e, NULL);
+    json_decref(e);
+    return out;
+}
+
+static struct responses_ctx *ctx_new(struct arena *a, const char *response_id, int64_t created_at)
+{
+    struct responses_ctx *c = arena_alloc(a, sizeof *c);
+    memset(c, 0, sizeof *c);
+    c->a = a;
+    c->response_id = arena_strdup(a, response_id && *response_id ? response_id : "resp_aiproxy");
+    const char *us = strchr(c->response_id, '_');
+    c->id_suffix = us && us[1] ? us + 1 : c->response_id;
+    c->created_at = created_at;
+    c->model = "";
+    return c;
+}
+
+struct responses_ctx *responses_ctx_default(struct arena *a, const char *request_id)
+{
+    struct responses_ctx *c =
+        ctx_new(a, arena_concat(a, "resp_", request_id ? request_id : "aiproxy", NULL), pj_now());
+    c->echo = "{}";
+    c->items = "[]";
+    return c;
+}
+
+/* ---- the request ---- */
+
+/* Appends the items of `list` (history or input) to msgs and, when kept,
+ * to items. */
+/* Where item_reference items are looked up: the history, then the items
+ * of other stored conversations the api layer loaded (an array of items
+ * or of arrays of items). */
+struct ref_pool {
+    const json_t *history;
+    const json_t *refs;
+};
+
+static json_t *find_in(const json_t *list, const char *id, int depth)
+{
+    size_t i;
+    json_t *it;
+    json_array_foreach(list, i, it) {
+        if (json_is_array(it) && depth == 0) {
+            json_t *f = find_in(it, id, 1);
+            if (f) return f;
+        } else if (is(pj_str(it, "id"), id) && !is(pj_str(it, "type"), "item_reference")) {
+            return it;
+        }
+    }
+    return NULL;
+}
+
+static json_t *find_ref(const struct ref_pool *pool, const char *id)
+{
+    json_t *f = find_in(pool->history, id, 1);
+    return f ? f : find_in(pool->refs, id, 0);
+}
+
+/* Appends the items of `list` (history or input) to msgs and, when kept,
+ * to items. An item_reference becomes the item it names. */
+static int translate_items(struct arena *a, const json_t *list, const struct ref_pool *pool,
+                           json_t *msgs, json_t *items, const char *where,
+                           struct inbound_error *err)
+{
+    size_t i;
+    json_t *it;
+    json_array_foreach(list, i, it) {
+        if (is(pj_str(it, "type"), "item_reference")) {
+            const char *id = pj_str(it, "id");
+            json_t *found = id ? find_ref(pool, id) : NULL;
+            if (!found) {
+                char param[64];
+                snprintf(param, sizeof param, "%s[%zu].id", where, i);
+                return bad(err, param, "%s: no stored item has this id (send the item itself)", param);
+            }
+            it = found;
+        }
+        bool keep;
+        if (translate_item(a, it, msgs, where, i, &keep, err) != 0) return -1;
+        if (!keep) continue;
+        if (!json_object_get(it, "type")) {
+            json_t *copy = json_deep_copy(it);
+            pj_set_str(copy, "type", "message");
+            json_array_append_new(items, copy);
+        } else {
+            json_array_append(items, it);
+        }
+    }
+    return 0;
+}
+
+int responses_referenced(struct arena *a, const char *body, size_t len, const char ***ids, size_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    json_t *in = pj_load(body, len);
+    json_t *input = json_object_get(in, "input");
+    size_t count = json_array_size(input), i;
+    if (count == 0) {
+        json_decref(in);
+        return 0;
+    }
+    const char **out = arena_alloc(a, count * sizeof *out);
+    json_t *it;
+    json_array_foreach(input, i, it) {
+        const char *id = pj_str(it, "id");
+        if (!is(pj_str(it, "type"), "item_reference") || !id) continue;
+        /* msg_<suffix>_<n> or fc_<suffix>_<n>, from resp_<suffix>. */
+        const char *us = strchr(id, '_'), *last = strrchr(id, '_');
+        if (!us || last == us) continue;
+        char *rid = arena_printf(a, "resp_%.*s", (int)(last - us - 1), us + 1);
+        bool seen = false;
+        for (size_t k = 0; k < *n; k++) seen = seen || strcmp(out[k], rid) == 0;
+        if (!seen) out[(*n)++] = rid;
+    }
+    *ids = out;
+    json_decref(in);
+    return 0;
+}
+
+struct responses_ctx *responses_begin(struct arena *a, const char *body, size_t len,
+                                      const char *history, size_t history_len,
+                                      const char *response_id, int64_t created_at,
+                                      char **chat_body, size_t *chat_len,
+                                      struct inbound_error *err)
+{
+    return responses_begin_refs(a, body, len, history, history_len, NULL, 0, response_id,
+                                created_at, chat_body, chat_len, err);
+}
+
+struct responses_ctx *responses_begin_refs(struct arena *a, const char *body, size_t len,
+                                           const char *history, size_t history_len,
+                                           const char *refs, size_t refs_len,
+                                           const char *response_id, int64_t created_at,
+                                           char **chat_body, size_t *chat_len,
+                                           struct inbound_error *err)
+{
+    json_t *in = load_body(body, len, err);
+    if (!in) return NULL;
+    struct responses_ctx *ret = NULL;
+    json_t *o = json_object(), *items = json_array(), *hist = NULL;
+    json_t *ref_items = refs && refs_len ? pj_load(refs, refs_len) : NULL;
+    struct ref_pool pool = {NULL, json_is_array(ref_items) ? ref_items : NULL};
+    struct responses_request info;
+    if (read_top(in, &info, err) != 0) goto done;
+    if (*info.model) pj_set_str(o, "model", info.model);
+    json_t *msgs = json_array();
+    json_object_set_new(o, "messages", msgs);
+    /* instructions are this request's only: the history holds none. */
+    json_t *ins = json_object_get(in, "instructions");
+    if (json_is_string(ins)) {
+        if (*json_string_value(ins)) json_array_append_new(msgs, message("system", json_incref(ins)));
+    } else if (ins && !json_is_null(ins)) {
+        bad(err, "instructions", "%s must be a string", "instructions");
+        goto done;
+    }
+    if (history && history_len) {
+        hist = pj_load(history, history_len);
+        if (!json_is_array(hist)) {
+            bad(err, "previous_response_id", "%s: the stored conversation cannot be read",
+                "previous_response_id");
+            goto done;
+        }
+        pool.history = hist;
+        if (translate_items(a, hist, &pool, msgs, items, "history", err) != 0) goto done;
+    }
+    json_t *input = json_object_get(in, "input");
+    if (json_is_string(input)) {
+        json_array_append_new(msgs, message("user", json_incref(input)));
+        json_t *part = json_object();
+        pj_set_str(part, "type", "input_text");
+        json_object_set(part, "text", input);
+        json_t *parts = json_array();
+        json_array_append_new(parts, part);
+        json_t *item = json_object();
+        pj_set_str(item, "type", "message");
+        pj_set_str(item, "role", "user");
+        json_object_set_new(item, "content", parts);
+        json_array_append_new(items, item);
+    } else if (json_is_array(input)) {
+        if (translate_items(a, input, &pool, msgs, items, "input", err) != 0) goto done;
+    } else if (input && !json_is_null(input)) {
+        bad(err, "input", "%s must be a string or an array of items", "input");
+        goto done;
+    }
+    bool spoken = false;
+    size_t i;
+    json_t *m;
+    json_array_foreach(msgs, i, m) if (!is(pj_str(m, "role"), "system")) spoken = true;
+    if (!spoken) {
+        bad(err, "input", "%s: at least one input item is required", "input");
+        goto done;
+    }
+    if (tools_to_chat(in, o, err) != 0 || formats_to_chat(in, o, err) != 0 ||
+        options_to_chat(in, o, err) != 0)
+        goto done;
+    if (info.stream) {
+        json_object_set_new(o, "stream", json_true());
+        json_t *so = json_object();
+        json_object_set_new(so, "include_usage", json_true());
+        json_object_set_new(o, "stream_options", so);
+    }
+    struct responses_ctx *c = ctx_new(a, response_id, created_at);
+    c->model = arena_strdup(a, info.model);
+    c->echo = make_echo(a, in, &info);
+    c->items = pj_dump(a, items, NULL);
+    *chat_body = pj_dump(a, o, chat_len);
+    ret = c;
+done:
+    json_decref(ref_items);
+    json_decref(hist);
+    json_decref(items);
+    json_decref(o);
+    json_decref(in);
+    return ret;
+}
+
+/* ---- the Response object (shared with the stream) ---- */
+
+json_t *responses_usage(const json_t *u)
+{
+    int64_t in = 0, out = 0, total = -1, cached = 0, reasoning = 0;
+    (void)pj_int(u, "prompt_tokens", &in);
+    (void)pj_int(u, "completion_tokens", &out);
+    (void)pj_int(u, "total_tokens", &total);
+    (void)pj_int(json_object_get(u, "prompt_tokens_details"), "cached_tokens", &cached);
+    (void)pj_int(json_object_get(u, "completion_tokens_details"), "reasoning_tokens", &reasoning);
+    json_t *r = json_object();
+    pj_set_int(r, "input_tokens", in);
+    json_t *d = json_object();
+    pj_set_int(d, "cached_tokens", cached);
+    json_object_set_new(r, "input_tokens_details", d);
+    pj_set_int(r, "output_tokens", out);
+    d = json_object();
+    pj_set_int(d, "reasoning_tokens", reasoning);
+    json_object_set_new(r, "output_tokens_details", d);
+    pj_set_int(r, "total_tokens", total >= 0 ? total : in + out);
+    return r;
+}
+
+const char *responses_status(const char *finish, const char **incomplete_reason)
+{
+    *incomplete_reason = NULL;
+    if (is(finish, "length")) *incomplete_reason = "max_output_tokens";
+    else if (is(finish, "content_filter")) *incomplete_reason = "content_filter";
+    return *incomplete_reason ? "incomplete" : "completed";
+}
+
+const char *responses_item_id(const struct responses_ctx *c, const char *prefix, size_t index)
+{
+    return arena_printf(c->a, "%s_%s_%zu", prefix, c->id_suffix, index);
+}
+
+/* The echoed field `key`, or null. */
+static json_t *echoed(const json_t *echo, const char *key)
+{
+    return or_null(json_object_get(echo, key));
+}
+
+json_t *responses_object(const struct responses_ctx *c, const char *status, const char *model,
+                         json_t *output, const char *output_text, json_t *usage, json_t *error,
+                         const char *incomplete_reason, const char *meta)
+{
+    json_t *echo = pj_load(c->echo, strlen(c->echo));
+    json_t *r = json_object();
+    pj_set_str(r, "id", c->response_id);
+    pj_set_str(r, "object", "response");
+    pj_set_int(r, "created_at", c->created_at);
+    pj_set_str(r, "status", status);
+    json_object_set_new(r, "background", json_false());
+    json_object_set_new(r, "error", error ? error : json_null());
+    json_t *inc = json_null();
+    if (incomplete_reason) {
+        inc = json_object();
+        pj_set_str(inc, "reason", incomplete_reason);
+    }
+    json_object_set_new(r, "incomplete_details", inc);
+    json_object_set_new(r, "instructions", echoed(echo, "instructions"));
+    json_object_set_new(r, "max_output_tokens", echoed(echo, "max_output_tokens"));
+    pj_set_str(r, "model", model && *model ? model : c->model);
+    json_object_set_new(r, "output", output ? output : json_array());
+    if (output_text) pj_set_str(r, "output_text", output_text);
+    json_t *ptc = json_object_get(echo, "parallel_tool_calls");
+    json_object_set_new(r, "parallel_tool_calls", json_boolean(!json_is_false(ptc)));
+    json_object_set_new(r, "previous_response_id", echoed(echo, "previous_response_id"));
+    json_t *reasoning = json_object_get(echo, "reasoning");
+    if (json_is_object(reasoning)) {
+        json_object_set(r, "reasoning", reasoning);
+    } else {
+        reasoning = json_object();
+        json_object_set_new(reasoning, "effort", json_null());
+        json_object_set_new(reasoning, "summary", json_null());
+        json_object_set_new(r, "reasoning", reasoning);
+    }
+    json_object_set_new(r, "store", json_boolean(!json_is_false(json_object_get(echo, "store"))));
+    json_object_set_new(r, "temperature", echoed(echo, "temperature"));
+    json_t *text = json_object_get(echo, "text");
+    if (json_is_object(text)) {
+        json_object_set(r, "text", text);
+    } else {
+        json_t *f = json_object();
+        pj_set_str(f, "type", "text");
+        text = json_object();
+        json_object_set_new(text, "format", f);
+        json_object_set_new(r, "text", text);
+    }
+    json_t *tc = json_object_get(echo, "tool_choice");
+    json_object_set_new(r, "tool_choice", tc ? json_incref(tc) : json_string("auto"));
+    json_t *tools = json_object_get(echo, "tools");
+    json_object_set_new(r, "tools", json_is_array(tools) ? json_incref(tools) : json_array());
+    json_object_set_new(r, "top_p", echoed(echo, "top_p"));
+    json_t *trunc = json_object_get(echo, "truncation");
+    json_object_set_new(r, "truncation", json_is_string(trunc) ? json_incref(trunc) : json_string("disabled"));
+    json_object_set_new(r, "usage", usage ? usage : json_null());
+    json_object_set_new(r, "user", echoed(echo, "user"));
+    json_t *md = json_object_get(echo, "metadata");
+    json_object_set_new(r, "metadata", json_is_object(md) ? json_incref(md) : json_object());
+    json_t *x = meta ? pj_load(meta, strlen(meta)) : NULL;
+    if (json_is_object(x)) json_object_set(r, "x-aiproxy", x);
+    json_decref(x);
+    json_decref(echo);
+    return r;
+}
+
+void responses_finish(struct responses_ctx *c, const json_t *response)
+{
+    c->result = pj_dump(c->a, response, &c->result_len);
+    json_t *conv = pj_load(c->items, strlen(c->items));
+    if (!json_is_array(conv)) {
+        json_decref(conv);
+        conv = json_array();
+    }
+    json_array_extend(conv, json_object_get(response, "output"));
+    c->conversation = pj_dump(c->a, conv, &c->conversation_len);
+    json_decref(conv);
+}
+
+const char *responses_result(const struct responses_ctx *c, size_t *len)
+{
+    if (!c || !c->result) return NULL;
+    if (len) *len = c->result_len;
+    return c->result;
+}
+
+const char *responses_conversation(const struct responses_ctx *c, size_t *len)
+{
+    if (!c || !c->conversation) return NULL;
+    if (len) *len = c->conversation_len;
+    return c->conversation;
+}
+
+/* ---- a whole chat completion -> a Response ---- */
+
+static json_t *text_part(const char *type, const char *key, const char *text)
+{
+    json_t *p = json_object();
+    pj_set_str(p, "type", type);
+    pj_set_str(p, key, text);
+    if (is(type, "output_text")) json_object_set_new(p, "annotations", json_array());
+    return p;
+}
+
+static int response_from_openai(struct arena *a, void *vctx, const char *body, size_t len,
+                                char **out, size_t *out_len)
+{
+    json_t *root = pj_load(body, len);
+    json_t *choice = json_array_get(json_object_get(root, "choices"), 0);
+    json_t *msg = json_object_get(choice, "message");
+    if (!json_is_object(msg)) {
+        json_decref(root);
+        return -1;
+    }
+    struct responses_ctx *c = vctx ? vctx : responses_ctx_default(a, pj_str(root, "id"));
+    const char *reason;
+    const char *status = responses_status(pj_str(choice, "finish_reason"), &reason);
+    json_t *output = json_array();
+    json_t *content = json_object_get(msg, "content");
+    char *text = json_is_null(content) || !content ? NULL : pj_content_text(a, content, "", NULL);
+    const char *refusal = pj_str(msg, "refusal");
+    json_t *calls = json_object_get(msg, "tool_calls");
+    if ((text && (*text || json_array_size(calls) == 0)) || refusal) {
+        json_t *parts = json_array();
+        if (text && (*text || !refusal)) json_array_append_new(parts, text_part("output_text", "text", text));
+        if (refusal) json_array_append_new(parts, text_part("refusal", "refusal", refusal));
+        json_t *item = json_object();
+        pj_set_str(item, "id", responses_item_id(c, "msg", json_array_size(output)));
+        pj_set_str(item, "type", "message");
+        pj_set_str(item, "status", reason ? "incomplete" : "completed");
+        pj_set_str(item, "role", "assistant");
+        json_object_set_new(item, "content", parts);
+        json_array_append_new(output, item);
+    }
+    size_t i;
+    json_t *tc;
+    json_array_foreach(calls, i, tc) {
+        json_t *fn = json_object_get(tc, "function");
+        const char *id = pj_str(tc, "id"), *name = pj_str(fn, "name"), *args = pj_str(fn, "arguments");
+        json_t *item = json_object();
+        pj_set_str(item, "id", responses_item_id(c, "fc", json_array_size(output)));
+        pj_set_str(item, "type", "function_call");
+        pj_set_str(item, "status", "completed");
+        pj_set_str(item, "call_id", id ? id : responses_item_id(c, "call", i));
+        pj_set_str(item, "name", name ? name : "");
+        pj_set_str(item, "arguments", args ? args : "{}");
+        json_array_append_new(output, item);
+    }
+    json_t *x = json_object_get(root, "x-aiproxy");
+    char *meta = json_is_object(x) ? pj_dump(a, x, NULL) : NULL;
+    json_t *r = responses_object(c, status, pj_str(root, "model"), output, text ? text : "",
+                                 responses_usage(json_object_get(root, "usage")), NULL, reason, meta);
+    responses_finish(c, r);
+    *out = c->result;
+    *out_len = c->result_len;
+    json_decref(r);
+    json_decref(root);
+    return 0;
+}
+
+/* The Responses API's errors are OpenAI's: the body goes out as it is. */
+static int error_from_openai(struct arena *a, int status, const char *body, size_t len, char **out,
+                             size_t *out_len)
+{
+    (void)a;
+    (void)status;
+    (void)body;
+    (void)len;
+    (void)out;
+    (void)out_len;
+    return -1;
+}
+
+const struct inbound_ops inbound_responses_ops = {
+    .name = "responses",
+    .request_to_openai = NULL,
+    .response_from_openai = response_from_openai,
+    .stream_begin = responses_stream_begin,
+    .stream_chunk = responses_stream_chunk,
+    .stream_end = responses_stream_end,
+    .stream_error = responses_stream_error,
+    .error_from_openai = error_from_openai,
+};

@@ -1,0 +1,67 @@
+/* responses_internal: what the two halves of the Responses translator share
+ * (inbound_responses.c: requests, whole answers, the Response object;
+ * inbound_responses_stream.c: the typed event stream). Not an interface. */
+#ifndef AIPROXY_PROVIDERS_RESPONSES_INTERNAL_H
+#define AIPROXY_PROVIDERS_RESPONSES_INTERNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/arena.h"
+#include "providers/responses.h"
+
+struct responses_stream;
+
+/* One request's translation state, all in the request's arena. JSON is kept
+ * as text (jansson objects never outlive a call). */
+struct responses_ctx {
+    struct arena *a;
+    const char *response_id;   /* "resp_..." */
+    const char *id_suffix;     /* the response id without "resp_", for item ids */
+    int64_t created_at;
+    const char *model;         /* the request's model ("" when absent) */
+    char *echo;                /* JSON object: the request fields a Response echoes */
+    char *items;               /* JSON array: history + this request's input items */
+    char *result;              /* the Response sent (completed or incomplete) */
+    size_t result_len;
+    char *conversation;        /* items + the output items */
+    size_t conversation_len;
+    struct responses_stream *stream;
+};
+
+/* A context for a stream or answer whose request went through no
+ * responses_begin (defensive: the ops can be called with ctx NULL). */
+struct responses_ctx *responses_ctx_default(struct arena *a, const char *request_id);
+
+/* The Responses usage object from an OpenAI chat usage object (may be NULL:
+ * zeros). Returns a new reference. */
+json_t *responses_usage(const json_t *chat_usage);
+
+/* "completed", or "incomplete" with the reason, for an OpenAI finish_reason. */
+const char *responses_status(const char *finish, const char **incomplete_reason);
+
+/* Item ids derived from the response id and the item's output index. */
+const char *responses_item_id(const struct responses_ctx *c, const char *prefix, size_t index);
+
+/* Builds the Response object. Steals `output`, `usage` and `error` (each may
+ * be NULL: [] / null / null); `meta` is the x-aiproxy object's JSON text or
+ * NULL; `model` NULL means the request's. Returns a new reference. */
+json_t *responses_object(const struct responses_ctx *c, const char *status, const char *model,
+                         json_t *output, const char *output_text, json_t *usage, json_t *error,
+                         const char *incomplete_reason, const char *meta);
+
+/* Records a finished Response (completed or incomplete): its text for
+ * responses_result and the conversation to store. Borrows `response`. */
+void responses_finish(struct responses_ctx *c, const json_t *response);
+
+/* The stream half of inbound_responses_ops (inbound_responses_stream.c). */
+void *responses_stream_begin(struct arena *a, const char *request_id, void *ctx);
+void responses_stream_chunk(void *state, const char *json, size_t len, inbound_emit_cb emit,
+                            void *ctx);
+void responses_stream_end(void *state, inbound_emit_cb emit, void *ctx);
+void responses_stream_error(void *state, const char *error_json, size_t len, inbound_emit_cb emit,
+                            void *ctx);
+
+#endif
