@@ -174,6 +174,42 @@ static size_t items_in(const char *json, size_t len)
     return n;
 }
 
+/* The turns of the stored responses the input refers to by item_reference
+ * (the Vercel AI SDK names an earlier assistant message by its id), as
+ * "[turn,turn...]" (arena); NULL when there are none. A response that
+ * cannot be read is left out: its references are then a 400. */
+#define MAX_REFERENCED 16
+
+static char *referenced_turns(struct http_request *req, const char *scope, size_t *len)
+{
+    const char **ids;
+    size_t n = 0;
+    responses_referenced(&req->arena, req->body, req->body_len, &ids, &n);
+    if (n == 0) return NULL;
+    if (n > MAX_REFERENCED) n = MAX_REFERENCED;
+    char **turns = arena_alloc(&req->arena, n * sizeof *turns);
+    size_t *lens = arena_alloc(&req->arena, n * sizeof *lens);
+    size_t total = 2, got = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (resp_store_turn(store, ids[i], scope, &req->arena, &turns[got], &lens[got]) != RESP_OK)
+            continue;
+        total += lens[got] + 1;
+        got++;
+    }
+    if (got == 0) return NULL;
+    char *out = arena_alloc(&req->arena, total + 1), *w = out;
+    *w++ = '[';
+    for (size_t i = 0; i < got; i++) {
+        if (i) *w++ = ',';
+        memcpy(w, turns[i], lens[i]);
+        w += lens[i];
+    }
+    *w++ = ']';
+    *w = '\0';
+    *len = (size_t)(w - out);
+    return out;
+}
+
 void responses_api_create(struct http_request *req)
 {
     proxy_set_error_format(req, &inbound_responses_ops);
@@ -213,13 +249,15 @@ void responses_api_create(struct http_request *req)
         c->previous_id = info.previous_response_id;
         c->n_history = items_in(history, hlen);
     }
+    size_t rlen = 0;
+    char *refs = store ? referenced_turns(req, c->scope, &rlen) : NULL;
     char id[54];
     new_id(id);
     c->id = arena_strdup(&req->arena, id);
     char *chat;
     size_t chat_len;
-    c->ctx = responses_begin(&req->arena, req->body, req->body_len, history, hlen, c->id,
-                             c->created_at, &chat, &chat_len, &e);
+    c->ctx = responses_begin_refs(&req->arena, req->body, req->body_len, history, hlen, refs, rlen,
+                                  c->id, c->created_at, &chat, &chat_len, &e);
     if (!c->ctx) {
         http_respond_error(req, e.invalid_json ? GW_ERR_INVALID_JSON : GW_ERR_BAD_REQUEST,
                            e.message[0] ? e.message : "The request is not valid.", e.param);
@@ -310,9 +348,33 @@ static void input_items(struct http_request *req, const char *id, const char *sc
     bool asc = order_asc(req->query);
     json_t *data = json_array();
     for (size_t k = 0; k < n_in; k++) {
-        json_t *it = json_array_get(items, asc ? k : n_in - 1 - k);
-        json_array_append(data, it);
+        size_t at = asc ? k : n_in - 1 - k;
+        json_t *it = json_array_get(items, at);
+        if (!json_is_object(it)) continue;
+        it = json_deep_copy(it);
+        /* as OpenAI lists them: typed message items with content parts and an id */
+        json_t *content = json_object_get(it, "content");
+        if (json_object_get(it, "role") && !json_object_get(it, "type"))
+            json_object_set_new(it, "type", json_string("message"));
+        if (json_is_string(content)) {
+            json_t *part = json_object();
+            const char *role = json_string_value(json_object_get(it, "role"));
+            bool out = role && strcmp(role, "assistant") == 0;
+            json_object_set_new(part, "type", json_string(out ? "output_text" : "input_text"));
+            json_object_set(part, "text", content);
+            json_t *parts = json_array();
+            json_array_append_new(parts, part);
+            json_object_set_new(it, "content", parts);
+        }
+        if (!json_object_get(it, "id")) {
+            const char *rid = strncmp(id, "resp_", 5) == 0 ? id + 5 : id;
+            char iid[160];
+            snprintf(iid, sizeof iid, "in_%s_%zu", rid, at);
+            json_object_set_new(it, "id", json_string(iid));
+        }
+        json_array_append_new(data, it);
     }
+    n_in = json_array_size(data);
     json_t *doc = json_object();
     json_object_set_new(doc, "object", json_string("list"));
     json_object_set_new(doc, "data", data);

@@ -253,3 +253,34 @@ test('Vercel AI SDK: responses mode and chat mode', { timeout: 15000 }, async ()
   for await (const part of cs.textStream) ct += part;
   assert.equal(ct, 'echo: vercel chat stream');
 });
+
+test('Vercel AI SDK: a tool loop over the Responses API (item_reference to the stored turn)', { timeout: 15000 }, async () => {
+  const { tool, jsonSchema, stepCountIs } = await import('ai');
+  await fake.control({ queue: [{ toolCalls: [{ name: 'add', arguments: '{"a":2,"b":3}' }], withText: true }] });
+  const provider = createOpenAI({ baseURL: gw.url + '/v1', apiKey: KEY_A });
+  const calls = [];
+  const r = await generateText({
+    model: provider.responses('gpt-test'),
+    prompt: 'add two and three',
+    tools: {
+      add: tool({
+        description: 'Adds',
+        inputSchema: jsonSchema({ type: 'object', properties: { a: { type: 'number' }, b: { type: 'number' } }, required: ['a', 'b'] }),
+        execute: async ({ a, b }) => { calls.push([a, b]); return { sum: a + b }; },
+      }),
+    },
+    stopWhen: stepCountIs(3),
+  });
+  assert.deepEqual(calls, [[2, 3]]);
+  assert.equal(r.steps.length, 2);
+  const bodies = await upstreamBodies();
+  assert.equal(bodies.length, 2);
+  const m = bodies[1].messages;
+  // the second step resends (or refers to) the first step's text and call, then the tool's output
+  const assistant = m.find((x) => x.role === 'assistant' && x.tool_calls);
+  assert.ok(assistant, JSON.stringify(m));
+  assert.equal(assistant.tool_calls[0].function.name, 'add');
+  const toolMsg = m.find((x) => x.role === 'tool');
+  assert.deepEqual(JSON.parse(toolMsg.content), { sum: 5 });
+  assert.ok(m.some((x) => x.role === 'assistant' && typeof x.content === 'string' && x.content.startsWith('echo: ')), JSON.stringify(m));
+});
