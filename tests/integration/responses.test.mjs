@@ -284,3 +284,44 @@ test('Vercel AI SDK: a tool loop over the Responses API (item_reference to the s
   assert.deepEqual(JSON.parse(toolMsg.content), { sum: 5 });
   assert.ok(m.some((x) => x.role === 'assistant' && typeof x.content === 'string' && x.content.startsWith('echo: ')), JSON.stringify(m));
 });
+
+test('Codex-shaped turns: whole history each time, store false, every event typed and numbered', { timeout: 10000 }, async () => {
+  await fake.control({ queue: [{ toolCalls: [{ name: 'shell', arguments: '{"command":["ls"]}' }] }] });
+  const tools = [{ type: 'function', name: 'shell', description: 'Runs a command', strict: false, parameters: { type: 'object', properties: { command: { type: 'array', items: { type: 'string' } } }, required: ['command'] } }];
+  const base = {
+    model: 'gpt-test', instructions: 'You are a coding agent.', tools, tool_choice: 'auto', parallel_tool_calls: false,
+    store: false, stream: true, include: ['reasoning.encrypted_content'], prompt_cache_key: 'session-1',
+    reasoning: { effort: 'medium', summary: 'auto' },
+  };
+  const turn1 = [
+    { type: 'message', role: 'developer', content: [{ type: 'input_text', text: '<permissions>workspace-write</permissions>' }] },
+    { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'list the files' }] },
+  ];
+  const run = async (input) => {
+    const s = await h.streamRequest(`${gw.url}/v1/responses`, { headers: { authorization: `Bearer ${KEY_A}` }, body: { ...base, input } });
+    assert.equal(s.status, 200);
+    const r = await s.done;
+    assert.ok(!r.text.includes('[DONE]'));
+    const events = r.events.map((e) => JSON.parse(e));
+    events.forEach((e, i) => { assert.equal(typeof e.type, 'string'); assert.equal(e.sequence_number, i); });
+    assert.equal(events.at(-1).type, 'response.completed');
+    return events.at(-1).response;
+  };
+  const first = await run(turn1);
+  const call = first.output.find((o) => o.type === 'function_call');
+  assert.equal(call.name, 'shell');
+  const second = await run([
+    ...turn1,
+    { type: 'reasoning', id: 'rs_1', summary: [], encrypted_content: 'gAAAA-opaque' },
+    { type: 'function_call', name: call.name, arguments: call.arguments, call_id: call.call_id },
+    { type: 'function_call_output', call_id: call.call_id, output: 'README.md\nsrc' },
+  ]);
+  assert.equal(second.status, 'completed');
+  const bodies = await upstreamBodies();
+  assert.equal(bodies[0].reasoning_effort, 'medium');
+  const m = bodies[1].messages;
+  assert.deepEqual(m.map((x) => x.role), ['system', 'system', 'user', 'assistant', 'tool']);
+  assert.equal(m[4].content, 'README.md\nsrc');
+  for (const b of bodies) for (const k of ['include', 'prompt_cache_key', 'store', 'reasoning']) assert.equal(b[k], undefined, k);
+  await assert.rejects(client.responses.retrieve(first.id), (e) => e.status === 404);
+});
