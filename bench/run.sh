@@ -19,6 +19,8 @@
 #   bench/run.sh context [M] issue 14: a 20-turn session's tokens on src/ with deltas vs whole
 #                           files, and an injecting request vs a plain one (bench/context.sh M: full, quick,
 #                           tokens or cost; ports from 19700)
+#   bench/run.sh clients [quick] issue 17: /v1/responses and JWT-authenticated chat vs plain chat
+#                           with an API key, c=32 (bench/clients.py; ports from 19800)
 # Env: BENCH_DURATION (s per wrk run, default 10), BENCH_ROUNDS (default 3),
 #      BENCH_SLICES (A/B modes: 2 s slices alternating between variants, default 5),
 #      BENCH_PORT_BASE (default 19100), AIPROXYD (binary), BENCH_KEEP_TMP=1.
@@ -28,6 +30,11 @@ root="$(dirname "$here")"
 if [ "${1:-}" = mesh ]; then shift; exec "$here/mesh.sh" "$@"; fi
 if [ "${1:-}" = cache ]; then shift; exec "$here/cache.sh" "$@"; fi
 if [ "${1:-}" = context ]; then shift; exec "$here/context.sh" "$@"; fi
+if [ "${1:-}" = clients ]; then
+  shift
+  [ -n "${AIPROXYD:-}" ] || make -C "$root" -j2 BUILD=build >/dev/null
+  exec python3 "$here/clients.py" "$@"
+fi
 if [ -z "${AIPROXYD:-}" ] && [ "${BENCH_NO_BUILD:-}" != 1 ]; then
   if ! make -C "$root" -j2 BUILD=build >/dev/null 2>"${TMPDIR:-/tmp}/aiproxy-bench-make.log"; then
     [ -x "$root/build/aiproxyd" ] || { cat "${TMPDIR:-/tmp}/aiproxy-bench-make.log" >&2; exit 2; }
