@@ -50,6 +50,7 @@
 #define OUT_HIGH_WATERMARK (256 * 1024) /* stream backpressure starts here */
 #define OUT_LOW_WATERMARK (64 * 1024)   /* and ends here */
 #define IN_HIGH_WATERMARK (1024 * 1024) /* pipelined input read ahead at most */
+#define TLS_RECORD_MAX 16384              /* plaintext per TLS record (RFC 8446 5.1) */
 
 struct http_worker {
     int index;
@@ -114,6 +115,11 @@ struct http_conn {
      * every read (ioctl FIONREAD), one system call per read for nothing.
      * The bufferevent still does the writing, with its write timeout. */
     struct event *read_ev; /* NULL on TLS connections: the bufferevent reads */
+    /* Where replies are queued: the bufferevent's output, or on a TLS
+     * connection a buffer of its own that conn_flush encrypts from (data
+     * added to an openssl bufferevent's output arms its write event at
+     * once, a wasted epoll_ctl pair per reply when we write it ourselves). */
+    struct evbuffer *out;
     bool reading;
     bool tls;
     bool tls_handshaken; /* the TLS handshake completed */
@@ -292,6 +298,7 @@ static void conn_free_now(evutil_socket_t fd, short what, void *arg)
     w->n_conns--;
     event_free(c->timer);
     if (c->read_ev) event_free(c->read_ev);
+    if (c->tls) evbuffer_free(c->out);
     bufferevent_free(c->bev);
     free(c->hname);
     free(c->hvalue);
@@ -302,13 +309,63 @@ static void conn_free_now(evutil_socket_t fd, short what, void *arg)
     if (w->draining && w->n_conns == 0) event_base_loopbreak(w->base);
 }
 
+/* TLS: encrypts and writes what is queued now, in records of up to 16 KB,
+ * as the plain path writes (the bufferevent would write on the next loop
+ * turn, after two epoll_ctl calls and a wake-up per reply). What the
+ * socket refuses stays queued: a record OpenSSL could not finish
+ * (WANT_WRITE) is retried by the bufferevent with the same bytes at the
+ * front of the output. Returns false when the connection was closed. */
+static bool tls_write_now(struct http_conn *c, struct evbuffer *out)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    bool ok = true;
+    size_t len;
+    while ((len = evbuffer_get_length(out)) > 0) {
+        size_t n = len < TLS_RECORD_MAX ? len : TLS_RECORD_MAX;
+        unsigned char *p = evbuffer_pullup(out, (ev_ssize_t)n);
+        ERR_clear_error();
+        int w = p ? SSL_write(ssl, p, (int)n) : -1;
+        if (w > 0) {
+            evbuffer_drain(out, (size_t)w);
+            continue;
+        }
+        int e = p ? SSL_get_error(ssl, w) : SSL_ERROR_SSL;
+        ok = e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ;
+        break;
+    }
+    if (!ok) {
+        ERR_clear_error();
+        conn_close(c);
+    }
+    return ok;
+}
+
+/* Bytes queued and not yet written: staged and in the bufferevent. */
+static size_t conn_out_len(const struct http_conn *c)
+{
+    size_t n = evbuffer_get_length(c->out);
+    return c->tls ? n + evbuffer_get_length(bufferevent_get_output(c->bev)) : n;
+}
+
 /* Writes what is queued straight to the socket; arms EV_WRITE only when
  * the kernel would not take it all. */
 static void conn_flush(struct http_conn *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (c->tls) {
-        /* TLS: the bufferevent encrypts and writes on its own. */
+        /* Written here only while the bufferevent has nothing of its own
+         * to write (OpenSSL wants a refused write retried by the writer
+         * that began it, and order must hold); what is left moves to the
+         * bufferevent (chains are moved, not copied), which writes it when
+         * the socket takes more. */
+        if (c->tls_handshaken && evbuffer_get_length(c->out) > 0 &&
+            evbuffer_get_length(out) == 0 && !(bufferevent_get_enabled(c->bev) & EV_WRITE) &&
+            !tls_write_now(c, c->out))
+            return;
+        if (evbuffer_get_length(c->out) > 0 && evbuffer_add_buffer(out, c->out) != 0) {
+            conn_close(c);
+            return;
+        }
         if (evbuffer_get_length(out) > 0) bufferevent_enable(c->bev, EV_WRITE);
         else if (c->closing) conn_close(c);
         return;
@@ -346,7 +403,7 @@ static void conn_start_timer(struct http_conn *c, int64_t ms)
 
 static int add_bytes(struct http_conn *c, const void *data, size_t len)
 {
-    if (evbuffer_add(bufferevent_get_output(c->bev), data, len) != 0) {
+    if (evbuffer_add(c->out, data, len) != 0) {
         /* A reply that cannot be queued is a closed connection, not a lost one. */
         conn_close(c);
         return -1;
@@ -472,7 +529,7 @@ bool http_stream_write3(struct http_request *req, const char *a, size_t alen, co
     *--q = '\r';
     for (size_t v = total; v; v >>= 4) *--q = hexdig[v & 15];
     size_t n = (size_t)(e - q);
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = c->out;
     if (evbuffer_add(out, q, n) != 0 || (alen && evbuffer_add(out, a, alen) != 0) ||
         (blen && evbuffer_add(out, b, blen) != 0) || (clen && evbuffer_add(out, cc, clen) != 0) ||
         evbuffer_add(out, "\r\n", 2) != 0) {
@@ -482,10 +539,10 @@ bool http_stream_write3(struct http_request *req, const char *a, size_t alen, co
     req->bytes_out += (int64_t)total;
     /* Chunks gather until http_stream_flush (one write per upstream read);
      * past the high watermark they go now, and the caller is told to wait. */
-    if (evbuffer_get_length(out) > OUT_HIGH_WATERMARK) {
+    if (conn_out_len(c) > OUT_HIGH_WATERMARK) {
         conn_flush(c);
         if (c->freed_scheduled) return false;
-        if (evbuffer_get_length(out) > OUT_HIGH_WATERMARK) {
+        if (conn_out_len(c) > OUT_HIGH_WATERMARK) {
             req->drain_wanted = true;
             return true;
         }
@@ -725,14 +782,13 @@ static void dispatch(struct http_conn *c)
 static void process_input(struct http_conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    struct evbuffer *out = bufferevent_get_output(c->bev);
     c->in_dispatch = true;
     /* A client that pipelines requests but does not read the answers must
      * not make the gateway queue answers without end: past the output's
      * high watermark, parsing waits for on_write (and the input stops at
      * its own watermark; write_timeout ends a client that never reads). */
     while (!c->freed_scheduled && !c->closing && c->state != CONN_HANDLING &&
-           evbuffer_get_length(in) > 0 && evbuffer_get_length(out) <= OUT_HIGH_WATERMARK) {
+           evbuffer_get_length(in) > 0 && conn_out_len(c) <= OUT_HIGH_WATERMARK) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
         size_t used = http_parser_execute(&c->parser, &parser_settings, v.iov_base, v.iov_len);
@@ -818,14 +874,14 @@ static void on_write(struct bufferevent *bev, void *arg)
 {
     struct http_conn *c = arg;
     struct evbuffer *out = bufferevent_get_output(bev);
-    size_t len = evbuffer_get_length(out);
+    size_t len = conn_out_len(c);
     if (c->req && c->req->drain_wanted && len <= OUT_LOW_WATERMARK) {
         c->req->drain_wanted = false;
         if (c->req->on_drain) c->req->on_drain(c->req->handler_data);
     }
     if (evbuffer_get_length(out) == 0) {
         bufferevent_disable(bev, EV_WRITE);
-        if (c->closing) conn_close(c);
+        if (c->closing && conn_out_len(c) == 0) conn_close(c);
     }
     /* Pipelined requests held back by a full output go on. */
     if (len <= OUT_LOW_WATERMARK && c->state != CONN_HANDLING && !c->closing &&
@@ -902,6 +958,12 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     if (!c->bev) {
         if (ssl) SSL_free(ssl);
         close(fd);
+        free(c);
+        return;
+    }
+    c->out = c->tls ? evbuffer_new() : bufferevent_get_output(c->bev);
+    if (!c->out) {
+        bufferevent_free(c->bev); /* closes fd and frees the SSL */
         free(c);
         return;
     }
@@ -989,7 +1051,7 @@ static void reclaim_idle(struct http_worker *w)
     for (struct http_conn *c = w->conns; c; c = c->next) /* newest first */
         if (c->state == CONN_IDLE && !c->freed_scheduled && !c->req &&
             evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
-            evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+            conn_out_len(c) == 0)
             oldest = c;
     if (oldest) conn_close(oldest);
 }

@@ -95,8 +95,11 @@ struct ssl_ctx_st *tls_server_ctx_new(const char *cert_file, const char *key_fil
     opts |= SSL_OP_NO_CLIENT_RENEGOTIATION;
 #endif
     SSL_CTX_set_options(ctx, opts);
-    /* Idle keep-alive connections give their 2 x 16 KB record buffers back. */
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    /* Idle keep-alive connections give their 2 x 16 KB record buffers
+     * back; a write OpenSSL could not finish may be retried from another
+     * address holding the same bytes (the server writes from an evbuffer,
+     * whose front can move between the attempts). */
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /* Resumed sessions must be tied to this service (OpenSSL refuses to
      * resume a verified session without it). */
     static const unsigned char sid_ctx[] = "aiproxy";

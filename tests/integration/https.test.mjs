@@ -247,6 +247,43 @@ test('SIGHUP reloads the certificate: new connections get the new one, a keep-al
   assert.equal(still.serial, serial1);
 });
 
+test('a large stream to a client that stops reading for a while arrives whole over TLS', { timeout: 15000 }, async (t) => {
+  const gw = await h.gatewayFor(t, h.baseConfig({
+    fakePort: fake.port, server: { tls: { cert_file: pki.server.cert, key_file: pki.server.key } },
+  }), { tls: { ca: pki.ca } });
+  await fake.control({ default: { bigResponseBytes: 3 * 1024 * 1024 } });
+  t.after(() => fake.reset());
+  const body = JSON.stringify(h.chatBody('big', { stream: true }));
+  const text = await new Promise((resolve, reject) => {
+    const req = https.request({ host: '127.0.0.1', port: gw.port, method: 'POST', path: '/v1/chat/completions', agent: false,
+      ca: fs.readFileSync(pki.ca), servername: 'localhost',
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      // Stop reading: the gateway's socket fills and its TLS writes are refused mid-record.
+      res.pause();
+      setTimeout(() => {
+        let out = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => { out += d; });
+        res.on('end', () => resolve(out));
+        res.on('error', reject);
+        res.resume();
+      }, 700);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+  const events = h.parseSse(text);
+  let content = '';
+  for (const e of events) {
+    if (e === '[DONE]') continue;
+    const j = JSON.parse(e);
+    if (j.choices && j.choices[0] && j.choices[0].delta.content) content += j.choices[0].delta.content;
+  }
+  assert.equal(content.length, 3 * 1024 * 1024);
+  assert.match(content, /^x+$/);
+  assert.equal(events.at(-1), '[DONE]');
+});
+
 test('config: server.tls needs cert_file and key_file together, and readable files', { timeout: 10000 }, async () => {
   const dir = h.tempDir('aiproxy-https-cfg-');
   const check = (cfg) => {
