@@ -7,7 +7,7 @@ wrk and small node clients; prints a table and writes bench/results/<ts>.md
 (+ .json with the raw runs).
 
 Modes: full (default), quick, soak, many, profile, ledger, metrics, auth,
-routing, issues (= metrics + auth + routing).  See bench/README.md.
+routing, issues (= metrics + auth + routing), cluster, tls.  See bench/README.md.
 """
 import json
 import os
@@ -347,12 +347,12 @@ def pss_kb(pid):
 
 
 # ---------------------------------------------------------------- clients
-def wrk(port, conns, duration, model="gpt-bench", max_req=0, auth=""):
+def wrk(port, conns, duration, model="gpt-bench", max_req=0, auth="", scheme="http", close=False):
     threads = 1 if conns == 1 else 2
     env = dict(os.environ, BENCH_MODEL=model, BENCH_THREADS=str(threads), BENCH_MAX_REQ=str(max_req),
-               BENCH_AUTH=auth)
+               BENCH_AUTH=auth, BENCH_CLOSE="1" if close else "0")
     cmd = [WRK, f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--timeout", "5s", "-s",
-           os.path.join(BENCH, "post.lua"), f"http://127.0.0.1:{port}/v1/chat/completions"]
+           os.path.join(BENCH, "post.lua"), f"{scheme}://127.0.0.1:{port}/v1/chat/completions"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     m = re.search(r"BENCHJSON (\{.*\})", r.stdout)
     if not m:
@@ -461,7 +461,7 @@ class Bench:
         self.mode = mode
         self.quick = mode == "quick"
         self.duration = int(os.environ.get("BENCH_DURATION", "3" if self.quick else "10"))
-        ab = mode in ("metrics", "auth", "routing", "issues", "auth_parts", "cluster")
+        ab = mode in ("metrics", "auth", "routing", "issues", "auth_parts", "cluster", "tls")
         self.rounds = int(os.environ.get("BENCH_ROUNDS", "1" if self.quick else "5" if ab else "3"))
         self.default_slices = "5" if ab else "1"  # A/B runs alternate in 2 s slices (see ab)
         self.tmp = tempfile.mkdtemp(prefix="aiproxy-bench-")
@@ -516,9 +516,17 @@ class Bench:
     # ------------------------------------------------ issues 4, 5, 6: A/B ratios
     def ab(self, key, variants, concs=(32,)):
         """Interleaved rounds over variants [(name, port, pname, auth, scrape)]: wrk at each of
-        concs, the variants' order rotated every round; req/s, p50/p99 and CPU per request."""
+        concs, the variants' order rotated every round; req/s, p50/p99 and CPU per request.
+        A variant may carry a 6th item, {"scheme": "https", "close": True, "nginx": True}: wrk's
+        URL scheme, Connection: close on every request, and CPU counted over nginx's workers."""
+        vopt = {v[0]: (v[5] if len(v) > 5 else {}) for v in variants}
+        variants = [v[:5] for v in variants]
+
+        def run(name, port, c, secs, auth):
+            o = vopt[name]
+            return wrk(port, c, secs, auth=auth, scheme=o.get("scheme", "http"), close=o.get("close", False))
         for v in variants:
-            wrk(v[1], 32, 2, auth=v[3])
+            run(v[0], v[1], 32, 2, v[3])
         out = {}
         n = len(variants)
         # Each variant's run in a round is cut into `slices` short wrk runs that
@@ -535,10 +543,10 @@ class Bench:
                 scrapers = {v[0]: [] for v in order}
                 for _ in range(slices):
                     for name, port, pname, auth, scrape in order:
-                        pids = family(self.pr.procs[pname].pid, False)
+                        pids = family(self.pr.procs[pname].pid, vopt[name].get("nginx", False))
                         sc = Scraper(port, auth) if scrape else None
                         t0 = cpu_ticks(pids)
-                        acc[name].append(wrk(port, c, slice_s, auth=auth))
+                        acc[name].append(run(name, port, c, slice_s, auth))
                         ticks[name] += cpu_ticks(pids) - t0
                         if sc:
                             scrapers[name].append(sc.stop())
@@ -618,6 +626,38 @@ class Bench:
                                                     "per_request": calls / max(1, served),
                                                     "redis_cpu_us_per_request": redis_ticks / CLK_TCK * 1e6 / max(1, served),
                                                     "script_us_per_request": usec / max(1, served)}
+
+    def tls_mode(self):
+        """HTTPS on the client listener: aiproxyd terminating TLS vs nginx terminating TLS in front
+        of the same upstream (same ECDSA P-256 certificate, TLS 1.3, same TLS 1.2 cipher list, 2
+        workers each); keep-alive at c=32 and 256, then a new connection and handshake per request."""
+        self.start_upstream()
+        d = os.path.join(self.tmp, "pki")
+        os.makedirs(d)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", os.path.join(d, "key.pem"), "-out", os.path.join(d, "cert.pem"),
+                        "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
+                       check=True, capture_output=True)
+        cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+        ciphers = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+                   "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
+        ngx_port, aip_port = BASE + 20, BASE + 21
+        prefix = os.path.join(self.tmp, "nginxtls")
+        conf = proxy_conf(prefix, ("ngx",)).replace(
+            f"listen 127.0.0.1:{P['ngx']} reuseport backlog=4096;",
+            f"listen 127.0.0.1:{ngx_port} ssl reuseport backlog=4096; ssl_certificate {cert}; "
+            f"ssl_certificate_key {key}; ssl_protocols TLSv1.2 TLSv1.3; ssl_ciphers {ciphers}; "
+            "ssl_prefer_server_ciphers on;")
+        self.pr.nginx("nginxtls", conf, [ngx_port])
+        self.pr.aiproxyd("aiproxyd_tls", aiproxyd_conf(aip_port, extra={"server": {"tls": {
+            "cert_file": cert, "key_file": key}}}), aip_port)
+        https = {"scheme": "https"}
+        self.ab("tls", [("nginx https", ngx_port, "nginxtls", "", False, dict(https, nginx=True)),
+                        ("aiproxyd https", aip_port, "aiproxyd_tls", "", False, https)], concs=(32, 256))
+        close = {"scheme": "https", "close": True}
+        self.ab("tls_handshake", [("nginx https, conn close", ngx_port, "nginxtls", "", False,
+                                   dict(close, nginx=True)),
+                                  ("aiproxyd https, conn close", aip_port, "aiproxyd_tls", "", False, close)])
 
     def start_upstream(self):
         self.pr.nginx("upstream", upstream_conf(os.path.join(self.tmp, "upstream")), [P["up"], P["ups"]])
@@ -1108,7 +1148,7 @@ GIT_AT_START = None
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else "full"
     if mode not in ("full", "quick", "soak", "many", "profile", "ledger", "metrics", "auth", "routing", "issues",
-                    "auth_parts", "cluster"):
+                    "auth_parts", "cluster", "tls"):
         print(__doc__)
         sys.exit(2)
     for port in P.values():
@@ -1135,7 +1175,7 @@ def main():
             b.profile(10)
         elif mode == "ledger":
             b.ledger()
-        elif mode in ("metrics", "auth", "routing", "issues", "auth_parts", "cluster"):
+        elif mode in ("metrics", "auth", "routing", "issues", "auth_parts", "cluster", "tls"):
             for m in (("metrics", "auth", "routing") if mode == "issues" else (mode,)):
                 getattr(b, m + "_mode")()
                 b.pr.stop_all()

@@ -2,11 +2,14 @@
 -- env BENCH_MODEL   model name (default gpt-bench)
 -- env BENCH_MAX_REQ stop after about this many requests in total (soak mode)
 -- env BENCH_AUTH    when set, sent as "Authorization: Bearer $BENCH_AUTH"
+-- env BENCH_CLOSE   when 1, "Connection: close": a new connection (and TLS
+--                   handshake) per request
 local model = os.getenv("BENCH_MODEL") or "gpt-bench"
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 local auth = os.getenv("BENCH_AUTH") or ""
 if auth ~= "" then wrk.headers["Authorization"] = "Bearer " .. auth end
+if os.getenv("BENCH_CLOSE") == "1" then wrk.headers["Connection"] = "close" end
 wrk.body = '{"model":"' .. model .. '","messages":[{"role":"user","content":"Say hello"}]}'
 
 local threads = {}

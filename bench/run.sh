@@ -12,6 +12,8 @@
 #   bench/run.sh issues     the three above in one report
 #   bench/run.sh auth_parts issue 5 decomposed: each of auth, rate limits, budget limits, ledger alone
 #   bench/run.sh cluster    issue 12: limits and budgets in Redis vs local memory, c=32 and c=256
+#   bench/run.sh tls        HTTPS on the client listener vs nginx terminating TLS (same cert, TLS 1.3),
+#                           keep-alive c=32 and c=256, and a handshake per request (Connection: close)
 #   bench/run.sh mesh [M]   issue 11: a request through a peer vs two chained nginx, heartbeat CPU
 #                           (bench/mesh.sh M: full, quick, chain or heartbeat; its own ports from 19400)
 #   bench/run.sh cache [M]  issue 13: exact cache hits vs nginx proxy_cache, RSS at 10k/100k entries

@@ -35,6 +35,7 @@
 #include "core/ids.h"
 #include "core/log.h"
 #include "http/server.h"
+#include "http/tls.h"
 #include "mesh/heartbeat.h"
 #include "mesh/peers.h"
 #include "mesh/wire.h"
@@ -296,6 +297,9 @@ static struct http_server *start_main_server(struct config *cfg)
         .handler = api_dispatch,
         .on_complete = api_request_complete,
         .slot_free = api_upstream_pool_free,
+        .tls_cert_file = cfg->server.tls.cert_file,
+        .tls_key_file = cfg->server.tls.key_file,
+        .tls_client_ca_file = cfg->server.tls.client_ca_file,
     };
     return http_server_start(&o, cfg);
 }
@@ -356,11 +360,18 @@ static struct http_server *start_metrics_server(struct config *cfg)
         .port = cfg->observability.prometheus_port,
         .workers = 1,
         .handler = admin_info_metrics_listener,
+        .tls_cert_file = cfg->observability.metrics_tls.cert_file,
+        .tls_key_file = cfg->observability.metrics_tls.key_file,
+        .tls_client_ca_file = cfg->observability.metrics_tls.client_ca_file,
     };
     struct http_server *m = http_server_start(&o, cfg);
+    const struct config_tls *t = &cfg->observability.metrics_tls;
     if (m)
-        log_event(LOG_INFO, "metrics_listening", "metrics on http://%s:%d/metrics (no key: keep "
-                  "it private)", cfg->server.listen_host, cfg->observability.prometheus_port);
+        log_event(LOG_INFO, "metrics_listening", "metrics on %s://%s:%d/metrics (%s)",
+                  t->cert_file ? "https" : "http", cfg->server.listen_host,
+                  cfg->observability.prometheus_port,
+                  t->client_ca_file ? "client certificate required"
+                                    : "no key: keep it private");
     return m;
 }
 
@@ -397,6 +408,56 @@ static bool same_metrics_listen(const struct config *a, const struct config *b)
     if (a_on != b_on) return false;
     return !a_on || (a->observability.prometheus_port == b->observability.prometheus_port &&
                      strcmp(a->server.listen_host, b->server.listen_host) == 0);
+}
+
+/* ---- certificates on reload ---- */
+
+/* A listener that keeps its address on reload and what its TLS becomes:
+ * its files are loaded again (a renewed certificate usually keeps its
+ * file names), and the new context is swapped in for new connections. */
+struct tls_swap {
+    struct http_server *server; /* NULL: nothing to do */
+    const char *what;           /* "server.tls", for messages */
+    SSL_CTX *ctx;               /* NULL: the listener becomes plain */
+};
+
+/* Loads the context for one staying listener. Returns false with the
+ * reason in `errors` when the files do not make a usable context. */
+static bool tls_swap_prepare(struct tls_swap *sw, struct http_server *s, const char *what,
+                             const char *cert, const char *key, const char *ca, char *errors,
+                             size_t cap)
+{
+    *sw = (struct tls_swap){.server = s, .what = what};
+    if (!s || !cert) return true;
+    char why[512];
+    sw->ctx = tls_server_ctx_new(cert, key, ca, why, sizeof why);
+    if (sw->ctx) return true;
+    snprintf(errors, cap, "%s: %s; the old configuration and certificate keep serving", what,
+             why);
+    return false;
+}
+
+static void tls_swaps_commit(struct tls_swap *sw, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!sw[i].server) continue;
+        if (sw[i].ctx) {
+            char desc[512];
+            tls_ctx_describe(sw[i].ctx, desc, sizeof desc);
+            log_event(LOG_INFO, "tls_reloaded", "%s: new connections get %s", sw[i].what, desc);
+        }
+        http_server_set_tls(sw[i].server, sw[i].ctx); /* takes the reference */
+        sw[i].server = NULL;
+        sw[i].ctx = NULL;
+    }
+}
+
+static void tls_swaps_cancel(struct tls_swap *sw, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        tls_ctx_unref(sw[i].ctx);
+        sw[i] = (struct tls_swap){0};
+    }
 }
 
 /* Hands `cfg` to every listener and to the background modules. */
@@ -465,7 +526,26 @@ static struct config *do_reload(const struct options *opts, struct config_source
         if (new_metrics) http_server_drain_and_free(new_metrics);
         new_main = new_metrics = NULL;
     }
+    /* Certificates of the listeners that stay: a file that no longer
+     * loads rejects the reload, so the old certificate keeps serving. */
+    struct tls_swap swaps[3] = {{0}};
+    if (!errors[0] &&
+        tls_swap_prepare(&swaps[0], main_moved ? NULL : l->main, "server.tls",
+                         next->server.tls.cert_file, next->server.tls.key_file,
+                         next->server.tls.client_ca_file, errors, RELOAD_MESSAGE_MAX) &&
+        tls_swap_prepare(&swaps[1], metrics_moved ? NULL : l->metrics,
+                         "observability.metrics.tls", next->observability.metrics_tls.cert_file,
+                         next->observability.metrics_tls.key_file,
+                         next->observability.metrics_tls.client_ca_file, errors,
+                         RELOAD_MESSAGE_MAX))
+        tls_swap_prepare(&swaps[2], mesh_moved ? NULL : l->mesh, "node.mesh.tls",
+                         next->node.mesh_tls_cert, next->node.mesh_tls_key,
+                         next->node.mesh_tls_ca, errors, RELOAD_MESSAGE_MAX);
     if (errors[0]) {
+        tls_swaps_cancel(swaps, 3);
+        if (new_main) http_server_drain_and_free(new_main);
+        if (new_metrics) http_server_drain_and_free(new_metrics);
+        if (new_mesh) http_server_drain_and_free(new_mesh);
         log_event(LOG_ERROR, "config_rejected", "reload failed: %s", errors);
         reload_publish(upto, false, errors);
         free(errors);
@@ -492,6 +572,7 @@ static struct config *do_reload(const struct options *opts, struct config_source
         drain_later(l, l->mesh);
         l->mesh = new_mesh;
     }
+    tls_swaps_commit(swaps, 3);
     publish_config(l, next);
     config_unref(cfg);
     log_event(LOG_INFO, "config_loaded", "configuration reloaded from %s", next->source);
@@ -602,9 +683,9 @@ int main(int argc, char **argv)
     health_start(cfg);
     trace_start();
     trace_configure(cfg);
-    log_event(LOG_INFO, "started", "aiproxyd %s listening on %s:%d with %d workers (node %s)",
-              AIPROXY_VERSION, cfg->server.listen_host, cfg->server.listen_port, workers_for(cfg),
-              cfg->node.id);
+    log_event(LOG_INFO, "started", "aiproxyd %s listening on %s://%s:%d with %d workers (node %s)",
+              AIPROXY_VERSION, cfg->server.tls.cert_file ? "https" : "http",
+              cfg->server.listen_host, cfg->server.listen_port, workers_for(cfg), cfg->node.id);
 
     uint64_t fingerprint = discover_fingerprint(cfg);
     for (;;) {

@@ -130,6 +130,12 @@ void config_free(struct config *c)
     }
     free(c->node.peers);
     free(c->server.listen_host);
+    free(c->server.tls.cert_file);
+    free(c->server.tls.key_file);
+    free(c->server.tls.client_ca_file);
+    free(c->observability.metrics_tls.cert_file);
+    free(c->observability.metrics_tls.key_file);
+    free(c->observability.metrics_tls.client_ca_file);
     free_strings(c->server.disabled_paths, c->server.n_disabled_paths);
     for (size_t i = 0; i < c->n_providers; i++) config_provider_cleanup(&c->providers[i]);
     free(c->providers);
@@ -450,6 +456,10 @@ void config_print_summary(const struct config *c, FILE *out)
     fprintf(out, "listen: %s%s%s:%d (max request %lld bytes, workers %d)\n", v6 ? "[" : "",
             c->server.listen_host, v6 ? "]" : "", c->server.listen_port,
             (long long)c->server.max_request_size, c->server.workers);
+    if (c->server.tls.cert_file)
+        fprintf(out, "tls: %s, key %s%s%s\n", c->server.tls.cert_file, c->server.tls.key_file,
+                c->server.tls.client_ca_file ? ", client certificates from " : "",
+                c->server.tls.client_ca_file ? c->server.tls.client_ca_file : "");
     fprintf(out, "providers: %zu\n", c->n_providers);
     for (size_t i = 0; i < c->n_providers; i++) {
         const struct config_provider *p = &c->providers[i];

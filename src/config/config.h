@@ -133,6 +133,15 @@ struct config_alias {
     char *target;
 };
 
+/* A listener's TLS (server.tls, observability.metrics.tls): PEM files,
+ * read again on every reload. All NULL: plain TCP. cert_file and key_file
+ * come together; client_ca_file (optional) turns on mutual TLS. */
+struct config_tls {
+    char *cert_file;
+    char *key_file;
+    char *client_ca_file;
+};
+
 /* A policy rule is kept as text with its location; the routing module
  * compiles it (routing/policy.h) when the snapshot is loaded. */
 struct config_rule {
@@ -253,6 +262,7 @@ struct config {
         /* server.endpoints[]: a path listed with enabled: false is off. */
         char **disabled_paths;
         size_t n_disabled_paths;
+        struct config_tls tls; /* HTTPS on the client listener */
     } server;
 
     struct config_provider *providers;
@@ -367,6 +377,9 @@ struct config {
         char *log_output;   /* "stdout", "stderr" or a file path */
         bool metrics_enabled;
         int prometheus_port; /* 0 = none */
+        /* observability.metrics.tls: HTTPS on the prometheus_port listener;
+         * independent of server.tls (absent: plain HTTP). */
+        struct config_tls metrics_tls;
         char **metrics_collect;
         size_t n_metrics_collect;
         bool tracing_enabled;

@@ -5,11 +5,13 @@
  * alerts, ...), and the checks that need the whole document. */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cluster/redis_url.h"
 #include "config/parse_sections.h"
@@ -133,6 +135,21 @@ static void parse_endpoints(struct parse_ctx *cx, const struct cnode *v, const c
     walk_each_item(cx, v, path, on_endpoint, base);
 }
 
+/* server.tls and observability.metrics.tls (checked in validate_tls). */
+static const struct key_spec server_tls_keys[] = {
+    {.name = "cert_file", .type = KT_STR, .offset = CFG(server.tls.cert_file)},
+    {.name = "key_file", .type = KT_STR, .offset = CFG(server.tls.key_file)},
+    {.name = "client_ca_file", .type = KT_STR, .offset = CFG(server.tls.client_ca_file)},
+    {.name = NULL},
+};
+
+static const struct key_spec metrics_tls_keys[] = {
+    {.name = "cert_file", .type = KT_STR, .offset = CFG(observability.metrics_tls.cert_file)},
+    {.name = "key_file", .type = KT_STR, .offset = CFG(observability.metrics_tls.key_file)},
+    {.name = "client_ca_file", .type = KT_STR, .offset = CFG(observability.metrics_tls.client_ca_file)},
+    {.name = NULL},
+};
+
 #define HOUR_MS 3600000LL
 
 static const struct key_spec server_keys[] = {
@@ -146,6 +163,7 @@ static const struct key_spec server_keys[] = {
     {.name = "drain_timeout", .type = KT_DURATION, .min = 0, .max = 24 * HOUR_MS, .def = "30s", .offset = CFG(server.drain_timeout_ms)},
     {.name = "max_upstream_transfers", .type = KT_INT, .min = 0, .max = 1000000, .def = "10000", .offset = CFG(server.max_upstream_transfers)},
     {.name = "endpoints", .type = KT_CUSTOM, .parse = parse_endpoints},
+    {.name = "tls", .type = KT_SECTION, .sub = server_tls_keys},
     {.name = NULL},
 };
 
@@ -909,7 +927,7 @@ static const struct key_spec logging_keys[] = {
 static const char *const metric_groups[] = {
     "request_count", "request_duration", "provider_errors", "cost_per_request", "tokens_processed",
     "ttft", "streams", "providers", "budget", "rate_limits", "ledger", "tracing", "store", "cache",
-    "context", NULL};
+    "context", "tls", NULL};
 
 static void parse_metrics_collect(struct parse_ctx *cx, const struct cnode *v, const char *path,
                                   void *base)
@@ -945,6 +963,7 @@ static const struct key_spec metrics_keys[] = {
     {.name = "enabled", .type = KT_BOOL, .def = "true", .offset = CFG(observability.metrics_enabled)},
     {.name = "prometheus_port", .type = KT_INT, .min = 0, .max = 65535, .def = "0", .offset = CFG(observability.prometheus_port)},
     {.name = "collect", .type = KT_CUSTOM, .parse = parse_metrics_collect},
+    {.name = "tls", .type = KT_SECTION, .sub = metrics_tls_keys},
     {.name = NULL},
 };
 
@@ -1047,6 +1066,47 @@ static void validate_mesh(struct parse_ctx *cx, const struct cnode *root)
     }
 }
 
+/* One file of a listener's TLS: readable now (the listener loads it at
+ * start and on every reload; its contents are checked then). */
+static void check_tls_file(struct parse_ctx *cx, const struct cnode *sect, const char *path,
+                           const char *key, char **file)
+{
+    if (*file && !**file) { /* ${VAR} unset: as if absent */
+        free(*file);
+        *file = NULL;
+    }
+    if (!*file) return;
+    const struct cnode *k = cnode_get(sect, key);
+    char *kp = walk_path_key(path, key);
+    int fd = open(*file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        ERR(cx, k ? k->line : sect->line, kp, "cannot read '%s': %s (expected a readable PEM file)",
+            *file, strerror(errno));
+    else
+        close(fd);
+    free(kp);
+}
+
+/* A listener's tls section: cert_file and key_file together, a client CA
+ * only with them, every file readable. */
+static void validate_tls(struct parse_ctx *cx, const struct cnode *sect, const char *path,
+                         struct config_tls *t)
+{
+    if (!sect) return;
+    check_tls_file(cx, sect, path, "cert_file", &t->cert_file);
+    check_tls_file(cx, sect, path, "key_file", &t->key_file);
+    check_tls_file(cx, sect, path, "client_ca_file", &t->client_ca_file);
+    if (!t->cert_file != !t->key_file) {
+        char *kp = walk_path_key(path, t->cert_file ? "key_file" : "cert_file");
+        ERR(cx, sect->line, kp, "missing (expected cert_file and key_file together)");
+        free(kp);
+    } else if (t->client_ca_file && !t->cert_file) {
+        char *kp = walk_path_key(path, "client_ca_file");
+        ERR(cx, sect->line, kp, "needs cert_file and key_file (mutual TLS is TLS first)");
+        free(kp);
+    }
+}
+
 /* Checks that need the whole document (cross-references). */
 static void validate(struct parse_ctx *cx, const struct cnode *root)
 {
@@ -1064,6 +1124,9 @@ static void validate(struct parse_ctx *cx, const struct cnode *root)
     if (c->security.auth_enabled && c->security.n_api_keys == 0)
         WARN(cx, root->line, "security.auth", "enabled with no api_keys: every request is refused");
     validate_mesh(cx, root);
+    validate_tls(cx, cnode_get(cnode_get(root, "server"), "tls"), "server.tls", &c->server.tls);
+    validate_tls(cx, cnode_get(cnode_get(cnode_get(root, "observability"), "metrics"), "tls"),
+                 "observability.metrics.tls", &c->observability.metrics_tls);
     if (c->cluster.redis_url && !*c->cluster.redis_url) {
         free(c->cluster.redis_url);
         c->cluster.redis_url = NULL;

@@ -43,12 +43,14 @@
 #include "core/str.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "http/tls.h"
 
 /* ---- limits ---- */
 
 #define OUT_HIGH_WATERMARK (256 * 1024) /* stream backpressure starts here */
 #define OUT_LOW_WATERMARK (64 * 1024)   /* and ends here */
 #define IN_HIGH_WATERMARK (1024 * 1024) /* pipelined input read ahead at most */
+#define TLS_RECORD_MAX 16384              /* plaintext per TLS record (RFC 8446 5.1) */
 
 struct http_worker {
     int index;
@@ -70,6 +72,14 @@ struct http_worker {
     pthread_mutex_t config_lock;
     struct config *config;         /* current snapshot (a reference) */
     struct config *pending_config; /* handed over by http_server_set_config */
+    /* TLS context new connections get (a reference; NULL: plain TCP). A
+     * reload hands a new one over like a config (pending_tls, under
+     * config_lock), so accepting reads it without a lock; connections
+     * made before keep theirs (an SSL holds a reference to its context). */
+    SSL_CTX *tls;
+    SSL_CTX *pending_tls;
+    bool has_pending_tls; /* pending_tls is to be applied (NULL: go plain) */
+    atomic_bool tls_pending;
     bool draining;
     struct http_conn *conns; /* doubly linked list of open connections */
     size_t n_conns;
@@ -83,7 +93,6 @@ struct http_server {
     struct http_worker *workers;
     int n_workers;
     bool mesh; /* the mesh listener: requests come from peers */
-    SSL_CTX *tls; /* TLS listener (NULL: plain TCP) */
     atomic_bool draining; /* per server: a reload drains an old listener alone */
 };
 
@@ -106,8 +115,14 @@ struct http_conn {
      * every read (ioctl FIONREAD), one system call per read for nothing.
      * The bufferevent still does the writing, with its write timeout. */
     struct event *read_ev; /* NULL on TLS connections: the bufferevent reads */
+    /* Where replies are queued: the bufferevent's output, or on a TLS
+     * connection a buffer of its own that conn_flush encrypts from (data
+     * added to an openssl bufferevent's output arms its write event at
+     * once, a wasted epoll_ctl pair per reply when we write it ourselves). */
+    struct evbuffer *out;
     bool reading;
     bool tls;
+    bool tls_handshaken; /* the TLS handshake completed */
     /* header being assembled (fields can arrive split) */
     char *hname, *hvalue;
     size_t hname_len, hvalue_len, hname_cap, hvalue_cap;
@@ -283,6 +298,7 @@ static void conn_free_now(evutil_socket_t fd, short what, void *arg)
     w->n_conns--;
     event_free(c->timer);
     if (c->read_ev) event_free(c->read_ev);
+    if (c->tls) evbuffer_free(c->out);
     bufferevent_free(c->bev);
     free(c->hname);
     free(c->hvalue);
@@ -293,13 +309,63 @@ static void conn_free_now(evutil_socket_t fd, short what, void *arg)
     if (w->draining && w->n_conns == 0) event_base_loopbreak(w->base);
 }
 
+/* TLS: encrypts and writes what is queued now, in records of up to 16 KB,
+ * as the plain path writes (the bufferevent would write on the next loop
+ * turn, after two epoll_ctl calls and a wake-up per reply). What the
+ * socket refuses stays queued: a record OpenSSL could not finish
+ * (WANT_WRITE) is retried by the bufferevent with the same bytes at the
+ * front of the output. Returns false when the connection was closed. */
+static bool tls_write_now(struct http_conn *c, struct evbuffer *out)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    bool ok = true;
+    size_t len;
+    while ((len = evbuffer_get_length(out)) > 0) {
+        size_t n = len < TLS_RECORD_MAX ? len : TLS_RECORD_MAX;
+        unsigned char *p = evbuffer_pullup(out, (ev_ssize_t)n);
+        ERR_clear_error();
+        int w = p ? SSL_write(ssl, p, (int)n) : -1;
+        if (w > 0) {
+            evbuffer_drain(out, (size_t)w);
+            continue;
+        }
+        int e = p ? SSL_get_error(ssl, w) : SSL_ERROR_SSL;
+        ok = e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ;
+        break;
+    }
+    if (!ok) {
+        ERR_clear_error();
+        conn_close(c);
+    }
+    return ok;
+}
+
+/* Bytes queued and not yet written: staged and in the bufferevent. */
+static size_t conn_out_len(const struct http_conn *c)
+{
+    size_t n = evbuffer_get_length(c->out);
+    return c->tls ? n + evbuffer_get_length(bufferevent_get_output(c->bev)) : n;
+}
+
 /* Writes what is queued straight to the socket; arms EV_WRITE only when
  * the kernel would not take it all. */
 static void conn_flush(struct http_conn *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (c->tls) {
-        /* TLS: the bufferevent encrypts and writes on its own. */
+        /* Written here only while the bufferevent has nothing of its own
+         * to write (OpenSSL wants a refused write retried by the writer
+         * that began it, and order must hold); what is left moves to the
+         * bufferevent (chains are moved, not copied), which writes it when
+         * the socket takes more. */
+        if (c->tls_handshaken && evbuffer_get_length(c->out) > 0 &&
+            evbuffer_get_length(out) == 0 && !(bufferevent_get_enabled(c->bev) & EV_WRITE) &&
+            !tls_write_now(c, c->out))
+            return;
+        if (evbuffer_get_length(c->out) > 0 && evbuffer_add_buffer(out, c->out) != 0) {
+            conn_close(c);
+            return;
+        }
         if (evbuffer_get_length(out) > 0) bufferevent_enable(c->bev, EV_WRITE);
         else if (c->closing) conn_close(c);
         return;
@@ -337,7 +403,7 @@ static void conn_start_timer(struct http_conn *c, int64_t ms)
 
 static int add_bytes(struct http_conn *c, const void *data, size_t len)
 {
-    if (evbuffer_add(bufferevent_get_output(c->bev), data, len) != 0) {
+    if (evbuffer_add(c->out, data, len) != 0) {
         /* A reply that cannot be queued is a closed connection, not a lost one. */
         conn_close(c);
         return -1;
@@ -463,7 +529,7 @@ bool http_stream_write3(struct http_request *req, const char *a, size_t alen, co
     *--q = '\r';
     for (size_t v = total; v; v >>= 4) *--q = hexdig[v & 15];
     size_t n = (size_t)(e - q);
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = c->out;
     if (evbuffer_add(out, q, n) != 0 || (alen && evbuffer_add(out, a, alen) != 0) ||
         (blen && evbuffer_add(out, b, blen) != 0) || (clen && evbuffer_add(out, cc, clen) != 0) ||
         evbuffer_add(out, "\r\n", 2) != 0) {
@@ -473,10 +539,10 @@ bool http_stream_write3(struct http_request *req, const char *a, size_t alen, co
     req->bytes_out += (int64_t)total;
     /* Chunks gather until http_stream_flush (one write per upstream read);
      * past the high watermark they go now, and the caller is told to wait. */
-    if (evbuffer_get_length(out) > OUT_HIGH_WATERMARK) {
+    if (conn_out_len(c) > OUT_HIGH_WATERMARK) {
         conn_flush(c);
         if (c->freed_scheduled) return false;
-        if (evbuffer_get_length(out) > OUT_HIGH_WATERMARK) {
+        if (conn_out_len(c) > OUT_HIGH_WATERMARK) {
             req->drain_wanted = true;
             return true;
         }
@@ -716,14 +782,13 @@ static void dispatch(struct http_conn *c)
 static void process_input(struct http_conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    struct evbuffer *out = bufferevent_get_output(c->bev);
     c->in_dispatch = true;
     /* A client that pipelines requests but does not read the answers must
      * not make the gateway queue answers without end: past the output's
      * high watermark, parsing waits for on_write (and the input stops at
      * its own watermark; write_timeout ends a client that never reads). */
     while (!c->freed_scheduled && !c->closing && c->state != CONN_HANDLING &&
-           evbuffer_get_length(in) > 0 && evbuffer_get_length(out) <= OUT_HIGH_WATERMARK) {
+           evbuffer_get_length(in) > 0 && conn_out_len(c) <= OUT_HIGH_WATERMARK) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
         size_t used = http_parser_execute(&c->parser, &parser_settings, v.iov_base, v.iov_len);
@@ -809,14 +874,14 @@ static void on_write(struct bufferevent *bev, void *arg)
 {
     struct http_conn *c = arg;
     struct evbuffer *out = bufferevent_get_output(bev);
-    size_t len = evbuffer_get_length(out);
+    size_t len = conn_out_len(c);
     if (c->req && c->req->drain_wanted && len <= OUT_LOW_WATERMARK) {
         c->req->drain_wanted = false;
         if (c->req->on_drain) c->req->on_drain(c->req->handler_data);
     }
     if (evbuffer_get_length(out) == 0) {
         bufferevent_disable(bev, EV_WRITE);
-        if (c->closing) conn_close(c);
+        if (c->closing && conn_out_len(c) == 0) conn_close(c);
     }
     /* Pipelined requests held back by a full output go on. */
     if (len <= OUT_LOW_WATERMARK && c->state != CONN_HANDLING && !c->closing &&
@@ -828,7 +893,23 @@ static void on_write(struct bufferevent *bev, void *arg)
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct http_conn *c = arg;
-    if (what == BEV_EVENT_CONNECTED) return; /* a TLS handshake completed */
+    if (what == BEV_EVENT_CONNECTED) { /* a TLS handshake completed */
+        c->tls_handshaken = true;
+        return;
+    }
+    if (c->tls && !c->tls_handshaken && (what & BEV_EVENT_ERROR)) {
+        /* Refused protocol or cipher, a missing or unverified client
+         * certificate, or the client's alert about ours. OpenSSL's reason
+         * names no secret. (A connection closed before its first byte is a
+         * port probe, not a failure.) */
+        tls_count_handshake_failure();
+        unsigned long e = bufferevent_get_openssl_error(bev);
+        char why[200] = "connection reset";
+        if (e) ERR_error_string_n(e, why, sizeof why);
+        while (bufferevent_get_openssl_error(bev)) continue;
+        log_event(LOG_DEBUG, "tls_handshake_failed", "TLS handshake with %s failed: %s",
+                  c->peer_ip, why);
+    }
     /* EOF, error or write timeout: a request being read cannot complete,
      * and one being handled has lost its reader, so its upstream stops. */
     conn_close(c);
@@ -858,16 +939,33 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* The one TLS test per connection: requests on it never ask again. */
+    SSL *ssl = NULL;
+    if (w->tls && !(ssl = SSL_new(w->tls))) {
+        close(fd); /* never fall back to plain on a TLS listener */
+        return;
+    }
     struct http_conn *c = xcalloc(1, sizeof *c);
     c->w = w;
     c->fd = fd;
-    SSL *ssl = w->server->tls ? SSL_new(w->server->tls) : NULL;
     if (ssl) {
         c->tls = true;
         c->bev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                                 BEV_OPT_CLOSE_ON_FREE);
     } else {
         c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
+    if (!c->bev) {
+        if (ssl) SSL_free(ssl);
+        close(fd);
+        free(c);
+        return;
+    }
+    c->out = c->tls ? evbuffer_new() : bufferevent_get_output(c->bev);
+    if (!c->out) {
+        bufferevent_free(c->bev); /* closes fd and frees the SSL */
+        free(c);
+        return;
     }
     c->timer = evtimer_new(w->base, on_timer, c);
     http_parser_init(&c->parser, HTTP_REQUEST);
@@ -953,7 +1051,7 @@ static void reclaim_idle(struct http_worker *w)
     for (struct http_conn *c = w->conns; c; c = c->next) /* newest first */
         if (c->state == CONN_IDLE && !c->freed_scheduled && !c->req &&
             evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
-            evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+            conn_out_len(c) == 0)
             oldest = c;
     if (oldest) conn_close(oldest);
 }
@@ -1033,6 +1131,19 @@ static void on_config(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+static void on_tls(struct http_worker *w)
+{
+    pthread_mutex_lock(&w->config_lock);
+    bool apply = w->has_pending_tls;
+    SSL_CTX *next = w->pending_tls;
+    w->pending_tls = NULL;
+    w->has_pending_tls = false;
+    pthread_mutex_unlock(&w->config_lock);
+    if (!apply) return; /* an earlier wake-up took it */
+    tls_ctx_unref(w->tls);
+    w->tls = next;
+}
+
 /* Runs on the worker: what other threads asked for. */
 static void on_notify(evutil_socket_t fd, short what, void *arg)
 {
@@ -1041,6 +1152,7 @@ static void on_notify(evutil_socket_t fd, short what, void *arg)
     ssize_t r = read(fd, &n, sizeof n); /* clears the eventfd */
     (void)r;
     if (atomic_exchange(&w->config_pending, false)) on_config(-1, 0, w);
+    if (atomic_exchange(&w->tls_pending, false)) on_tls(w);
     if (atomic_load(&w->drain_requested) && !w->draining) on_drain(-1, 0, w);
 }
 
@@ -1097,44 +1209,19 @@ static int bind_listener(const char *host, int port)
     return fd;
 }
 
-/* The listener's TLS context: its certificate and key, TLS 1.2 or later,
- * and with a client CA, a client certificate required and verified. */
-static SSL_CTX *tls_server_ctx(const struct http_server_opts *o)
-{
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    if (!ctx) return NULL;
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    const char *what = o->tls_cert_file;
-    bool ok = SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert_file) == 1;
-    if (ok) {
-        what = o->tls_key_file;
-        ok = SSL_CTX_use_PrivateKey_file(ctx, o->tls_key_file, SSL_FILETYPE_PEM) == 1 &&
-             SSL_CTX_check_private_key(ctx) == 1;
-    }
-    if (ok && o->tls_client_ca_file) {
-        what = o->tls_client_ca_file;
-        ok = SSL_CTX_load_verify_locations(ctx, o->tls_client_ca_file, NULL) == 1;
-        STACK_OF(X509_NAME) *names = ok ? SSL_load_client_CA_file(o->tls_client_ca_file) : NULL;
-        if (names) SSL_CTX_set_client_CA_list(ctx, names);
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-    }
-    if (!ok) {
-        char e[256];
-        ERR_error_string_n(ERR_get_error(), e, sizeof e);
-        fprintf(stderr, "aiproxyd: TLS listener: cannot load %s: %s\n", what, e);
-        ERR_clear_error();
-        SSL_CTX_free(ctx);
-        return NULL;
-    }
-    return ctx;
-}
-
 struct http_server *http_server_start(const struct http_server_opts *opts, struct config *cfg)
 {
     SSL_CTX *tls = NULL;
-    if (opts->tls_cert_file && !(tls = tls_server_ctx(opts))) return NULL;
+    if (opts->tls_cert_file) {
+        char err[512];
+        tls = tls_server_ctx_new(opts->tls_cert_file, opts->tls_key_file,
+                                 opts->tls_client_ca_file, err, sizeof err);
+        if (!tls) {
+            fprintf(stderr, "aiproxyd: TLS listener %s:%d: %s\n", opts->host, opts->port, err);
+            return NULL;
+        }
+    }
     struct http_server *s = xcalloc(1, sizeof *s);
-    s->tls = tls;
     s->n_workers = opts->workers;
     s->mesh = opts->mesh;
     s->workers = xcalloc((size_t)opts->workers, sizeof *s->workers);
@@ -1146,6 +1233,7 @@ struct http_server *http_server_start(const struct http_server_opts *opts, struc
         w->slot_free = opts->slot_free;
         w->on_complete = opts->on_complete;
         w->config = config_ref(cfg);
+        w->tls = tls_ctx_ref(tls);
         pthread_mutex_init(&w->config_lock, NULL);
         int fd = bind_listener(opts->host, opts->port);
         if (fd < 0) {
@@ -1162,10 +1250,11 @@ struct http_server *http_server_start(const struct http_server_opts *opts, struc
                     event_base_free(x->base);
                 }
                 config_unref(x->config);
+                tls_ctx_unref(x->tls);
                 pthread_mutex_destroy(&x->config_lock);
             }
             free(s->workers);
-            if (s->tls) SSL_CTX_free(s->tls);
+            tls_ctx_unref(tls);
             free(s);
             return NULL;
         }
@@ -1182,9 +1271,25 @@ struct http_server *http_server_start(const struct http_server_opts *opts, struc
         w->accept_retry_ev = evtimer_new(w->base, on_accept_retry, w);
         w->spare_fd = spare_open();
     }
+    tls_ctx_unref(tls); /* the workers hold theirs */
     for (int i = 0; i < s->n_workers; i++)
         pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
     return s;
+}
+
+void http_server_set_tls(struct http_server *s, struct ssl_ctx_st *ctx)
+{
+    for (int i = 0; i < s->n_workers; i++) {
+        struct http_worker *w = &s->workers[i];
+        pthread_mutex_lock(&w->config_lock);
+        tls_ctx_unref(w->pending_tls);
+        w->pending_tls = tls_ctx_ref(ctx);
+        w->has_pending_tls = true;
+        pthread_mutex_unlock(&w->config_lock);
+        atomic_store(&w->tls_pending, true);
+        notify(w);
+    }
+    tls_ctx_unref(ctx);
 }
 
 void http_server_set_config(struct http_server *s, struct config *cfg)
@@ -1221,10 +1326,11 @@ void http_server_drain_and_free(struct http_server *s)
         event_base_free(w->base);
         config_unref(w->config);
         config_unref(w->pending_config);
+        tls_ctx_unref(w->tls);
+        tls_ctx_unref(w->pending_tls);
         pthread_mutex_destroy(&w->config_lock);
     }
     free(s->workers);
-    if (s->tls) SSL_CTX_free(s->tls);
     free(s);
 }
 

@@ -20,6 +20,7 @@ struct evdns_base;
 struct config;
 struct http_conn;
 struct http_worker;
+struct ssl_ctx_st;
 
 #define HTTP_MAX_HEADERS 64
 
@@ -193,6 +194,12 @@ struct http_server_opts {
 struct http_server *http_server_start(const struct http_server_opts *opts, struct config *cfg);
 /* Hands every worker a new config snapshot (reload); requests in flight keep theirs. */
 void http_server_set_config(struct http_server *s, struct config *cfg);
+/* Replaces the TLS context that connections accepted from now on get
+ * (http/tls.h builds one); connections already open keep theirs, so none
+ * is dropped. NULL makes new connections plain TCP. Takes ownership of the
+ * caller's reference. Safe from any thread; each worker switches on its
+ * next loop turn. */
+void http_server_set_tls(struct http_server *s, struct ssl_ctx_st *ctx);
 /* Stops accepting, lets in-flight requests and streams finish (up to the
  * config's drain_timeout), closes idle connections, then joins the threads
  * and frees the server. */

@@ -15,6 +15,7 @@
 #include "core/clock.h"
 #include "core/money.h"
 #include "http/server.h"
+#include "http/tls.h"
 #include "obs/trace.h"
 #include "obs/watch.h"
 #include "routing/circuit.h"
@@ -769,6 +770,15 @@ char *metrics_render(const struct config *cfg, const struct metrics_extra *x, si
         render_cache(&o, x);
     if (x && x->have_context && metrics_collects(cfg, "context"))
         render_context(&o, x);
+    if (cfg && metrics_collects(cfg, "tls") &&
+        (cfg->server.tls.cert_file || cfg->observability.metrics_tls.cert_file ||
+         cfg->node.mesh_tls_cert)) {
+        help(&o, "aiproxy_tls_handshake_failures_total", "counter",
+             "TLS handshakes refused or failed on the listeners (protocol, cipher, client "
+             "certificate, or the client refusing ours).");
+        outf(&o, "aiproxy_tls_handshake_failures_total %llu\n",
+             (unsigned long long)tls_handshake_failures());
+    }
     if (metrics_collects(cfg, "tracing")) {
         struct trace_counters tc;
         trace_counters(&tc);

@@ -77,7 +77,7 @@ struct metrics_extra {
 /* True when the family group `name` ("request_count", "request_duration",
  * "provider_errors", "cost_per_request", "tokens_processed", "ttft",
  * "streams", "providers", "budget", "rate_limits", "ledger", "tracing",
- * "store", "cache", "context") is exported under `cfg` (observability.metrics.collect;
+ * "store", "cache", "context", "tls") is exported under `cfg` (observability.metrics.collect;
  * empty = all). config/parse.c keeps its own copy of this list. */
 bool metrics_collects(const struct config *cfg, const char *name);
 

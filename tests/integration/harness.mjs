@@ -303,7 +303,9 @@ function gatewayEnv(extra = {}) {
  * Writes `config` (an object; a `server.listen_addr` port of 0 or absent is
  * replaced by a free port) as JSON into a fresh temp dir and starts aiproxyd
  * there with --config. Waits for GET /ready == 200 (o.readyTimeoutMs, 10 s).
- * o: {env, args, readyTimeoutMs}
+ * With server.tls in the config, `url` is https and /ready is asked with
+ * o.tls ({ca, cert, key}: PEM file paths; without ca, unverified).
+ * o: {env, args, readyTimeoutMs, tls}
  */
 export async function startGateway(config, o = {}) {
   if (!fs.existsSync(AIPROXYD)) {
@@ -340,7 +342,9 @@ export async function startGateway(config, o = {}) {
     if (proc.exitCode === null && proc.pid === undefined) { exitInfo = exitInfo || { code: null, sig: `spawn error ${e.code}` }; markExited(exitInfo.sig); }
   });
 
-  const url = `http://127.0.0.1:${port}`;
+  const https = !!(cfg.server.tls && cfg.server.tls.cert_file);
+  const url = `${https ? 'https' : 'http'}://127.0.0.1:${port}`;
+  const readyOpts = https ? { ...(o.tls || {}), insecure: !(o.tls && o.tls.ca) } : {};
   const deadline = Date.now() + (o.readyTimeoutMs || 10000);
   let lastErr = '';
   for (;;) {
@@ -348,7 +352,7 @@ export async function startGateway(config, o = {}) {
       throw new Error(`aiproxyd exited before /ready (code ${exitInfo.code}, signal ${exitInfo.sig})\n--- config ---\n${JSON.stringify(cfg)}\n--- output ---\n${out}`);
     }
     try {
-      const r = await request(url + '/ready', { timeoutMs: 1000 });
+      const r = await request(url + '/ready', { timeoutMs: 1000, ...readyOpts });
       if (r.status === 200) break;
       lastErr = `status ${r.status}: ${r.text}`;
     } catch (e) {
@@ -393,10 +397,17 @@ export async function gatewayFor(t, config, o) {
 
 // ---- HTTP clients ----
 
+/** {ca, cert, key} file paths -> the PEM contents node's tls options take. */
+export function pemOptions(o = {}) {
+  const out = {};
+  for (const k of ['ca', 'cert', 'key']) if (o[k]) out[k] = fs.readFileSync(o[k]);
+  return out;
+}
+
 /**
  * One HTTP request on a fresh connection.
  * o: {method, headers, body (object -> JSON, string/Buffer as is), timeoutMs,
- *     insecure}
+ *     insecure, and for https: ca, cert, key (PEM file paths)}
  * Resolves {status, headers, text, json (or undefined), ms}.
  */
 export function request(url, o = {}) {
@@ -420,6 +431,7 @@ export function request(url, o = {}) {
       headers,
       agent: false,
       rejectUnauthorized: isTls ? !o.insecure : undefined,
+      ...(isTls ? pemOptions(o) : {}),
     }, (res) => {
       const parts = [];
       res.on('data', (d) => parts.push(d));
