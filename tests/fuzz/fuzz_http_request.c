@@ -1,4 +1,5 @@
-// fuzz-libs: libevent_extra libevent_pthreads libevent_openssl openssl
+// fuzz-libs: libevent_extra libevent_pthreads libevent_openssl openssl libnghttp2
+// fuzz-sources: src/http/h2.c
 /* fuzz_http_request: libFuzzer driver for the HTTP front end. It runs the
  * real server code (src/http/server.c is included, so its static
  * connection machinery is exercised as it is in aiproxyd: on_accept,
@@ -190,7 +191,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int i = 0; i < 50 && worker.n_conns; i++) event_base_loop(base, EVLOOP_NONBLOCK);
     while (worker.conns) {
         /* Still open (e.g. a close not yet noticed): close it as drain would. */
-        conn_close(worker.conns);
+        http_conn_close(worker.conns);
         event_base_loop(base, EVLOOP_NONBLOCK);
     }
     assert(worker.n_conns == 0);
