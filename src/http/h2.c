@@ -189,8 +189,10 @@ static size_t add_header_lines(nghttp2_nv *nv, size_t n, size_t cap, const char 
                     name[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
                 }
                 *scratch += nlen;
+                /* Copied by nghttp2 (no NO_COPY flags): the request's arena
+                 * may be gone before the frame is serialised. */
                 nv[n++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)v, nlen, vlen,
-                                       NGHTTP2_NV_FLAG_NO_COPY_VALUE};
+                                       NGHTTP2_NV_FLAG_NONE};
             }
         }
         p = next;
@@ -511,6 +513,14 @@ static void on_stream_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct h2_stream *st = arg;
     struct h2_session *h = st->h;
+    if (st->state == ST_HANDLING && st->req && st->req->drain_wanted) {
+        /* write_timeout for one stream: its client has not opened its
+         * window for that long. Cancel it (the handler is aborted on
+         * close); the connection's other streams go on. */
+        nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+        do_send(h);
+        return;
+    }
     if (st->state != ST_READING) return;
     h->in_io = true;
     reject(h, st, GW_ERR_REQUEST_TIMEOUT);
@@ -539,6 +549,7 @@ static void run_drains(struct h2_session *h)
         struct http_request *req = st->req;
         if (req && req->drain_wanted && evbuffer_get_length(st->out) <= OUT_LOW_WATERMARK) {
             req->drain_wanted = false;
+            event_del(st->timer);
             if (req->on_drain) req->on_drain(req->handler_data);
         }
     }
@@ -580,6 +591,8 @@ static void do_send(struct h2_session *h)
     if (c->freed_scheduled) return;
     if (!nghttp2_session_want_read(h->s) && !nghttp2_session_want_write(h->s))
         c->closing = true; /* http_conn_flush closes once the output is out */
+    else if (h->n_streams == 0)
+        http_conn_start_timer(c, c->w->config->server.idle_timeout_ms);
     http_conn_flush(c);
 }
 
@@ -608,8 +621,6 @@ void h2_conn_input(struct http_conn *c)
      * wait while it does not read: stop reading until on_write. */
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) > OUT_HIGH_WATERMARK || c->closing)
         http_conn_read_enable(c, false);
-    if (h->n_streams == 0 && !c->closing)
-        http_conn_start_timer(c, c->w->config->server.idle_timeout_ms);
 }
 
 void h2_conn_on_write(struct http_conn *c)
@@ -776,6 +787,11 @@ bool h2_stream_write3(struct http_request *req, const char *a, size_t alen, cons
         do_send(st->h);
         if (c->freed_scheduled) return false;
         if (evbuffer_get_length(st->out) > OUT_HIGH_WATERMARK) {
+            if (!req->drain_wanted) {
+                int64_t ms = c->w->config->server.write_timeout_ms;
+                struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+                event_add(st->timer, &tv);
+            }
             req->drain_wanted = true;
             return true;
         }

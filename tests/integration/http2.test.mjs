@@ -285,6 +285,24 @@ test('RST_STREAM from the client cancels the upstream call', { timeout: 20000 },
   } finally { s.close(); }
 });
 
+test('a stream whose window stays closed past write_timeout is cancelled alone', { timeout: 30000 }, async (t) => {
+  const g = await h.gatewayFor(t, h.baseConfig({ fakePort: fake.port, server: { write_timeout: '1s' } }));
+  // Larger than what the loopback's socket buffers absorb, so that the
+  // upstream is still sending when the stream is cancelled.
+  await fake.control({ queue: [{ bigResponseBytes: 20_000_000 }] });
+  const s = connect(g.url);
+  try {
+    const big = s.request({ ':method': 'POST', ':path': '/v1/chat/completions', 'content-type': 'application/json' });
+    big.end(JSON.stringify(h.chatBody('never read', { stream: true })));
+    big.pause();
+    const closed = new Promise((resolve) => { big.on('close', () => resolve(big.rstCode)); big.on('error', () => {}); });
+    assert.equal(await closed, http2.constants.NGHTTP2_CANCEL);
+    await h.waitFor(async () => (await fake.requests())[0]?.clientClosed, 5000, 50, 'the upstream request closed');
+    const r = await chat(s, 'the connection lives on');
+    assert.equal(r.status, 200);
+  } finally { s.close(); }
+});
+
 // ---- limits ----
 
 test('body over max_request_size: 413 request_too_large (with and without content-length)', async () => {
