@@ -13,7 +13,7 @@
  * bodies reach the backpressure paths), "/trailers..." with a body and
  * trailers, "/tonly..." trailers-only, "/err..." an OpenAI error, anything
  * else at once. The first input byte picks the delivery: all at once, or
- * small pieces with the loop run between them.
+ * pieces of 1-505 bytes with the loop run between them.
  *
  * Checks: the server's output is a sequence of well-formed HTTP/2 frames
  * that starts with its SETTINGS; the connection is always freed;
@@ -150,7 +150,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1 || size > 64 * 1024) return 0;
     bool pieces = data[0] & 1;
-    size_t piece = 1 + (data[0] >> 1) % 64;
+    size_t piece = 1 + ((data[0] >> 1) % 64) * 8; /* 1 to 505 bytes */
     data++;
     size--;
 
