@@ -677,7 +677,11 @@ static void process_input(struct http_conn *c)
     if (!c->proto_checked) {
         /* The first read of a connection: HTTP/2 (preface or ALPN) or 1.1. */
         int h2 = h2_conn_detect(c);
-        if (h2 < 0) return;
+        if (h2 < 0) {
+            /* A strict prefix of the preface: more must come, in time. */
+            http_conn_start_timer(c, c->w->config->server.read_timeout_ms);
+            return;
+        }
         c->proto_checked = true;
         if (h2) {
             h2_conn_start(c);

@@ -343,6 +343,22 @@ test('streams past SETTINGS_MAX_CONCURRENT_STREAMS are refused (REFUSED_STREAM)'
   await stillServing();
 });
 
+test('timeouts: a partial preface, an idle connection (GOAWAY), a body that never comes (408)', { timeout: 30000 }, async (t) => {
+  const g = await h.gatewayFor(t, h.baseConfig({ fakePort: fake.port, server: { read_timeout: '1s', idle_timeout: '1s' } }));
+  const partial = await h.rawExchange(g.port, 'PRI * HTTP/2.0\r\n', { timeoutMs: 8000 });
+  assert.ok(partial.closed, 'closed at read_timeout');
+  const idle = await rawH2(g.port, [hello()], { waitMs: 8000 });
+  assert.equal(goawayWith(idle)?.error, E.NO_ERROR);
+  assert.ok(idle.closed, 'closed after the GOAWAY');
+  const block = hpack([[':method', 'POST'], [':scheme', 'http'], [':path', '/v1/chat/completions'], [':authority', 'x'], ['content-type', 'application/json']]);
+  const slow = await rawH2(g.port, [hello(), frame(T.HEADERS, 4, 1, block)], { waitMs: 8000, until: (f) => !!rstOn({ frames: f }, 1) });
+  const head = slow.frames.find((f) => f.type === T.HEADERS && f.stream === 1);
+  assert.ok(head, 'a response on stream 1');
+  const data = Buffer.concat(slow.frames.filter((f) => f.type === T.DATA && f.stream === 1).map((f) => f.payload)).toString();
+  assert.equal(JSON.parse(data).error.code, 'request_timeout'); // 408
+  assert.equal(rstOn(slow, 1)?.error, E.NO_ERROR);
+});
+
 // ---- TLS + ALPN (the mesh listener has TLS on this branch) ----
 
 function clientLeaf(fx) {
