@@ -7,7 +7,7 @@ BUILD   ?= build
 SAN     ?= 0
 
 PKGS    := libevent_core libevent_extra libevent_openssl libevent_pthreads openssl \
-           yaml-0.1 sqlite3 jansson yajl hiredis
+           yaml-0.1 sqlite3 jansson yajl hiredis libnghttp2
 # libpq's headers only: the library is loaded when a PostgreSQL ledger is
 # configured (src/budget/pq_dl.h), not by every process
 CFLAGS  := -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \

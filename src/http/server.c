@@ -43,107 +43,9 @@
 #include "core/str.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "http/h2.h"
+#include "http/server_internal.h"
 #include "http/tls.h"
-
-/* ---- limits ---- */
-
-#define OUT_HIGH_WATERMARK (256 * 1024) /* stream backpressure starts here */
-#define OUT_LOW_WATERMARK (64 * 1024)   /* and ends here */
-#define IN_HIGH_WATERMARK (1024 * 1024) /* pipelined input read ahead at most */
-#define TLS_RECORD_MAX 16384              /* plaintext per TLS record (RFC 8446 5.1) */
-
-struct http_worker {
-    int index;
-    pthread_t thread;
-    struct http_server *server;
-    struct event_base *base;
-    struct evdns_base *dns;
-    struct evconnlistener *listener;
-    /* Cross-thread wake-ups (drain, new config) arrive on an eventfd: the
-     * loops run without libevent's locks, which would cost a mutex round
-     * per buffer operation on the hot path. */
-    int notify_fd;
-    struct event *notify_ev;
-    atomic_bool drain_requested;
-    atomic_bool config_pending;
-    struct event *drain_deadline_ev;
-    struct event *accept_retry_ev;
-    int spare_fd; /* held for the EMFILE answer (see on_accept_error); -1 when lost */
-    pthread_mutex_t config_lock;
-    struct config *config;         /* current snapshot (a reference) */
-    struct config *pending_config; /* handed over by http_server_set_config */
-    /* TLS context new connections get (a reference; NULL: plain TCP). A
-     * reload hands a new one over like a config (pending_tls, under
-     * config_lock), so accepting reads it without a lock; connections
-     * made before keep theirs (an SSL holds a reference to its context). */
-    SSL_CTX *tls;
-    SSL_CTX *pending_tls;
-    bool has_pending_tls; /* pending_tls is to be applied (NULL: go plain) */
-    atomic_bool tls_pending;
-    bool draining;
-    struct http_conn *conns; /* doubly linked list of open connections */
-    size_t n_conns;
-    http_handler_cb handler;
-    void (*on_complete)(struct http_request *req);
-    void *slot;
-    void (*slot_free)(void *slot);
-};
-
-struct http_server {
-    struct http_worker *workers;
-    int n_workers;
-    bool mesh; /* the mesh listener: requests come from peers */
-    atomic_bool draining; /* per server: a reload drains an old listener alone */
-};
-
-enum conn_state {
-    CONN_IDLE,     /* waiting for a request's first byte */
-    CONN_READING,  /* a request is arriving */
-    CONN_HANDLING, /* the handler owns the request */
-};
-
-struct http_conn {
-    struct http_worker *w;
-    struct bufferevent *bev;
-    int fd;
-    http_parser parser;
-    enum conn_state state;
-    struct http_request *req;
-    struct event *timer; /* read deadline, or keep-alive idle */
-    /* Reads are ours (recv into the bufferevent's input), not the
-     * bufferevent's: libevent asks the kernel how much is waiting before
-     * every read (ioctl FIONREAD), one system call per read for nothing.
-     * The bufferevent still does the writing, with its write timeout. */
-    struct event *read_ev; /* NULL on TLS connections: the bufferevent reads */
-    /* Where replies are queued: the bufferevent's output, or on a TLS
-     * connection a buffer of its own that conn_flush encrypts from (data
-     * added to an openssl bufferevent's output arms its write event at
-     * once, a wasted epoll_ctl pair per reply when we write it ourselves). */
-    struct evbuffer *out;
-    bool reading;
-    bool tls;
-    bool tls_handshaken; /* the TLS handshake completed */
-    /* header being assembled (fields can arrive split) */
-    char *hname, *hvalue;
-    size_t hname_len, hvalue_len, hname_cap, hvalue_cap;
-    bool in_value;
-    size_t header_bytes;
-    char *url;
-    size_t url_len, url_cap;
-    /* body */
-    char *body;
-    size_t body_len, body_cap;
-    bool body_too_large;
-    bool headers_too_large;
-    bool in_dispatch; /* inside process_input: don't recurse */
-    bool close_after_response; /* answered with Connection: close */
-    bool closing;     /* close once the output is flushed */
-    bool freed_scheduled;
-    char peer_ip[64];
-    void *memo; /* http_conn_set_memo */
-    void (*memo_free)(void *memo);
-    struct http_conn *prev, *next;
-};
 
 bool http_server_is_draining(const struct http_request *req)
 {
@@ -239,14 +141,14 @@ static void conn_free_now(evutil_socket_t fd, short what, void *arg);
 static void process_input(struct http_conn *c);
 static void finish_request(struct http_request *req);
 
-static void request_free(struct http_request *req)
+void http_request_free(struct http_request *req)
 {
     config_unref(req->config);
     struct arena a = req->arena;
     arena_free(&a); /* req itself lives in its arena */
 }
 
-static void conn_read_enable(struct http_conn *c, bool on)
+void http_conn_read_enable(struct http_conn *c, bool on)
 {
     if (on == c->reading) return;
     c->reading = on;
@@ -260,12 +162,12 @@ static void conn_read_enable(struct http_conn *c, bool on)
 }
 
 /* Closes at once (on the next loop turn): used for errors and aborts. */
-static void conn_close(struct http_conn *c)
+void http_conn_close(struct http_conn *c)
 {
     if (c->freed_scheduled) return;
     c->freed_scheduled = true;
     c->closing = true;
-    conn_read_enable(c, false);
+    http_conn_read_enable(c, false);
     bufferevent_disable(c->bev, EV_WRITE);
     bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
     event_del(c->timer);
@@ -284,7 +186,7 @@ static void conn_abort_request(struct http_conn *c)
         req->status = 499; /* nginx's "client closed request" */
         if (c->w->on_complete && req->config) c->w->on_complete(req);
     }
-    request_free(req);
+    http_request_free(req);
 }
 
 static void conn_free_now(evutil_socket_t fd, short what, void *arg)
@@ -292,6 +194,7 @@ static void conn_free_now(evutil_socket_t fd, short what, void *arg)
     struct http_conn *c = arg;
     struct http_worker *w = c->w;
     conn_abort_request(c);
+    if (c->h2) h2_conn_free(c);
     if (c->prev) c->prev->next = c->next;
     else w->conns = c->next;
     if (c->next) c->next->prev = c->prev;
@@ -335,13 +238,13 @@ static bool tls_write_now(struct http_conn *c, struct evbuffer *out)
     }
     if (!ok) {
         ERR_clear_error();
-        conn_close(c);
+        http_conn_close(c);
     }
     return ok;
 }
 
 /* Bytes queued and not yet written: staged and in the bufferevent. */
-static size_t conn_out_len(const struct http_conn *c)
+size_t http_conn_out_len(const struct http_conn *c)
 {
     size_t n = evbuffer_get_length(c->out);
     return c->tls ? n + evbuffer_get_length(bufferevent_get_output(c->bev)) : n;
@@ -349,7 +252,7 @@ static size_t conn_out_len(const struct http_conn *c)
 
 /* Writes what is queued straight to the socket; arms EV_WRITE only when
  * the kernel would not take it all. */
-static void conn_flush(struct http_conn *c)
+void http_conn_flush(struct http_conn *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (c->tls) {
@@ -363,11 +266,11 @@ static void conn_flush(struct http_conn *c)
             !tls_write_now(c, c->out))
             return;
         if (evbuffer_get_length(c->out) > 0 && evbuffer_add_buffer(out, c->out) != 0) {
-            conn_close(c);
+            http_conn_close(c);
             return;
         }
         if (evbuffer_get_length(out) > 0) bufferevent_enable(c->bev, EV_WRITE);
-        else if (c->closing) conn_close(c);
+        else if (c->closing) http_conn_close(c);
         return;
     }
     /* A bufferevent keeps its output's front frozen outside its own write
@@ -381,7 +284,7 @@ static void conn_flush(struct http_conn *c)
             /* The peer is gone; the event callback would tell us later, but
              * there is no point waiting. */
             evbuffer_freeze(out, 1);
-            conn_close(c);
+            http_conn_close(c);
             return;
         }
     }
@@ -389,11 +292,11 @@ static void conn_flush(struct http_conn *c)
     if (evbuffer_get_length(out) > 0) {
         bufferevent_enable(c->bev, EV_WRITE);
     } else if (c->closing) {
-        conn_close(c);
+        http_conn_close(c);
     }
 }
 
-static void conn_start_timer(struct http_conn *c, int64_t ms)
+void http_conn_start_timer(struct http_conn *c, int64_t ms)
 {
     struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
     event_add(c->timer, &tv);
@@ -405,7 +308,7 @@ static int add_bytes(struct http_conn *c, const void *data, size_t len)
 {
     if (evbuffer_add(c->out, data, len) != 0) {
         /* A reply that cannot be queued is a closed connection, not a lost one. */
-        conn_close(c);
+        http_conn_close(c);
         return -1;
     }
     return 0;
@@ -475,6 +378,10 @@ void http_respond(struct http_request *req, int status, const char *content_type
                   const char *extra_headers, const char *body, size_t len)
 {
     struct http_conn *c = req->conn;
+    if (req->h2) {
+        h2_respond(req, status, content_type, extra_headers, body, len, NULL);
+        return;
+    }
     write_head(req, status, content_type, extra_headers, (long long)len);
     if (req->method != HTTP_M_HEAD && len) add_bytes(c, body, len);
     req->bytes_out += (int64_t)len;
@@ -485,6 +392,10 @@ void http_respond(struct http_request *req, int status, const char *content_type
 void http_respond_error_h(struct http_request *req, enum gw_error e, const char *message,
                           const char *param, const char *extra_headers)
 {
+    if (req->error_responder) {
+        req->error_responder(req, e, message, param);
+        return;
+    }
     char body[2048];
     size_t n = gw_error_body(e, message, param, body, sizeof body);
     char *out;
@@ -502,9 +413,26 @@ void http_respond_error(struct http_request *req, enum gw_error e, const char *m
     http_respond_error_h(req, e, message, param, NULL);
 }
 
+void http_respond_trailers(struct http_request *req, int status, const char *content_type,
+                           const char *extra_headers, const char *body, size_t len,
+                           const char *trailers)
+{
+    if (req->h2) h2_respond(req, status, content_type, extra_headers, body, len, trailers);
+    else http_respond(req, status, content_type, extra_headers, body, len);
+}
+
+bool http_request_is_h2(const struct http_request *req)
+{
+    return req->h2 != NULL;
+}
+
 void http_stream_start(struct http_request *req, int status, const char *content_type,
                        const char *extra_headers)
 {
+    if (req->h2) {
+        h2_stream_start(req, status, content_type, extra_headers);
+        return;
+    }
     /* Queued, not written: the head leaves with the first chunks, in one
      * system call, when the handler calls http_stream_flush. */
     write_head(req, status, content_type, extra_headers, -1);
@@ -513,13 +441,18 @@ void http_stream_start(struct http_request *req, int status, const char *content
 
 void http_stream_flush(struct http_request *req)
 {
-    if (!req->conn->freed_scheduled) conn_flush(req->conn);
+    if (req->h2) {
+        h2_stream_flush(req);
+        return;
+    }
+    if (!req->conn->freed_scheduled) http_conn_flush(req->conn);
 }
 
 bool http_stream_write3(struct http_request *req, const char *a, size_t alen, const char *b,
                         size_t blen, const char *cc, size_t clen)
 {
     struct http_conn *c = req->conn;
+    if (req->h2) return h2_stream_write3(req, a, alen, b, blen, cc, clen);
     size_t total = alen + blen + clen;
     if (total == 0 || c->freed_scheduled) return false;
     char size_line[24];
@@ -533,16 +466,16 @@ bool http_stream_write3(struct http_request *req, const char *a, size_t alen, co
     if (evbuffer_add(out, q, n) != 0 || (alen && evbuffer_add(out, a, alen) != 0) ||
         (blen && evbuffer_add(out, b, blen) != 0) || (clen && evbuffer_add(out, cc, clen) != 0) ||
         evbuffer_add(out, "\r\n", 2) != 0) {
-        conn_close(c);
+        http_conn_close(c);
         return false;
     }
     req->bytes_out += (int64_t)total;
     /* Chunks gather until http_stream_flush (one write per upstream read);
      * past the high watermark they go now, and the caller is told to wait. */
-    if (conn_out_len(c) > OUT_HIGH_WATERMARK) {
-        conn_flush(c);
+    if (http_conn_out_len(c) > OUT_HIGH_WATERMARK) {
+        http_conn_flush(c);
         if (c->freed_scheduled) return false;
-        if (conn_out_len(c) > OUT_HIGH_WATERMARK) {
+        if (http_conn_out_len(c) > OUT_HIGH_WATERMARK) {
             req->drain_wanted = true;
             return true;
         }
@@ -557,9 +490,19 @@ bool http_stream_write(struct http_request *req, const char *data, size_t len)
 
 void http_stream_end(struct http_request *req)
 {
+    if (req->h2) {
+        h2_stream_end(req, NULL);
+        return;
+    }
     add_bytes(req->conn, "0\r\n\r\n", 5);
     req->responded = true;
     finish_request(req);
+}
+
+void http_stream_end_trailers(struct http_request *req, const char *trailers)
+{
+    if (req->h2) h2_stream_end(req, trailers);
+    else http_stream_end(req);
 }
 
 /* The response is queued: free the request, then either close or go on
@@ -569,25 +512,25 @@ static void finish_request(struct http_request *req)
     struct http_conn *c = req->conn;
     if (c->req == req) c->req = NULL;
     if (c->w->on_complete) c->w->on_complete(req);
-    request_free(req);
+    http_request_free(req);
     c->state = CONN_IDLE;
     if (c->close_after_response) c->closing = true;
-    conn_flush(c);
+    http_conn_flush(c);
     if (c->freed_scheduled) return;
     if (c->closing) {
         /* conn_flush closes once the output is empty. */
-        conn_read_enable(c, false);
+        http_conn_read_enable(c, false);
         return;
     }
     http_parser_pause(&c->parser, 0);
-    conn_start_timer(c, c->w->config->server.idle_timeout_ms);
-    conn_read_enable(c, true);
+    http_conn_start_timer(c, c->w->config->server.idle_timeout_ms);
+    http_conn_read_enable(c, true);
     if (!c->in_dispatch) process_input(c);
 }
 
 /* ---- parsing ---- */
 
-static struct http_request *request_new(struct http_conn *c)
+struct http_request *http_request_new(struct http_conn *c)
 {
     struct arena a;
     arena_init(&a);
@@ -607,7 +550,7 @@ static int on_message_begin(http_parser *p)
 {
     struct http_conn *c = p->data;
     c->state = CONN_READING;
-    c->req = request_new(c);
+    c->req = http_request_new(c);
     c->url_len = 0;
     c->hname_len = c->hvalue_len = 0;
     c->in_value = false;
@@ -615,7 +558,7 @@ static int on_message_begin(http_parser *p)
     c->body_len = 0;
     c->body_too_large = false;
     c->headers_too_large = false;
-    conn_start_timer(c, c->w->config->server.read_timeout_ms);
+    http_conn_start_timer(c, c->w->config->server.read_timeout_ms);
     return 0;
 }
 
@@ -703,7 +646,7 @@ static int on_headers_complete(http_parser *p)
     const char *expect = http_header_get(req, "expect");
     if (expect && strcasecmp(expect, "100-continue") == 0 && !c->body_too_large &&
         p->content_length != 0 && add_bytes(c, "HTTP/1.1 100 Continue\r\n\r\n", 25) == 0)
-        conn_flush(c);
+        http_conn_flush(c);
     return 0;
 }
 
@@ -740,7 +683,7 @@ static const http_parser_settings parser_settings = {
 /* Answers a request that could not be parsed, then closes. */
 static void respond_parse_error(struct http_conn *c, enum gw_error e, const char *message)
 {
-    if (!c->req) c->req = request_new(c);
+    if (!c->req) c->req = http_request_new(c);
     struct http_request *req = c->req;
     req->config = config_ref(c->w->config);
     req->keep_alive = false;
@@ -782,13 +725,28 @@ static void dispatch(struct http_conn *c)
 static void process_input(struct http_conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
+    if (!c->proto_checked) {
+        /* The first read of a connection: HTTP/2 (preface or ALPN) or 1.1. */
+        int h2 = h2_conn_detect(c);
+        if (h2 < 0) {
+            /* A strict prefix of the preface: more must come, in time. */
+            http_conn_start_timer(c, c->w->config->server.read_timeout_ms);
+            return;
+        }
+        c->proto_checked = true;
+        if (h2) {
+            h2_conn_start(c);
+            h2_conn_input(c);
+            return;
+        }
+    }
     c->in_dispatch = true;
     /* A client that pipelines requests but does not read the answers must
      * not make the gateway queue answers without end: past the output's
      * high watermark, parsing waits for on_write (and the input stops at
      * its own watermark; write_timeout ends a client that never reads). */
     while (!c->freed_scheduled && !c->closing && c->state != CONN_HANDLING &&
-           evbuffer_get_length(in) > 0 && conn_out_len(c) <= OUT_HIGH_WATERMARK) {
+           evbuffer_get_length(in) > 0 && http_conn_out_len(c) <= OUT_HIGH_WATERMARK) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
         size_t used = http_parser_execute(&c->parser, &parser_settings, v.iov_base, v.iov_len);
@@ -815,7 +773,7 @@ static void process_input(struct http_conn *c)
     /* Reading paused at the read-ahead cap goes on once input was used. */
     if (!c->reading && !c->freed_scheduled && !c->closing &&
         evbuffer_get_length(in) < IN_HIGH_WATERMARK)
-        conn_read_enable(c, true);
+        http_conn_read_enable(c, true);
 }
 
 /* ---- socket and bufferevent callbacks ---- */
@@ -829,7 +787,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     if (evbuffer_get_length(in) >= IN_HIGH_WATERMARK) {
         /* Pipelined input is read ahead only so far; process_input turns
          * reading back on once it has used some. */
-        conn_read_enable(c, false);
+        http_conn_read_enable(c, false);
         return;
     }
     struct evbuffer_iovec v;
@@ -838,7 +796,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     evbuffer_unfreeze(in, 0);
     if (evbuffer_reserve_space(in, READ_CHUNK, &v, 1) < 1) {
         evbuffer_freeze(in, 0);
-        conn_close(c);
+        http_conn_close(c);
         return;
     }
     ssize_t n = recv(fd, v.iov_base, v.iov_len, 0);
@@ -850,10 +808,14 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
         /* EOF or a socket error: a request being read cannot complete, and
          * one being handled has lost its reader, so its upstream stops. */
-        conn_close(c);
+        http_conn_close(c);
         return;
     }
     if (n < 0) return;
+    if (c->h2) {
+        h2_conn_input(c);
+        return;
+    }
     if (c->state == CONN_IDLE) event_del(c->timer);
     if (c->state == CONN_HANDLING) return; /* pipelined bytes wait */
     process_input(c);
@@ -864,9 +826,14 @@ static void on_tls_read(struct bufferevent *bev, void *arg)
 {
     struct http_conn *c = arg;
     if (evbuffer_get_length(bufferevent_get_input(bev)) >= IN_HIGH_WATERMARK)
-        conn_read_enable(c, false);
+        http_conn_read_enable(c, false);
+    if (c->freed_scheduled) return;
+    if (c->h2) {
+        h2_conn_input(c);
+        return;
+    }
     if (c->state == CONN_IDLE) event_del(c->timer);
-    if (c->state == CONN_HANDLING || c->freed_scheduled) return;
+    if (c->state == CONN_HANDLING) return;
     process_input(c);
 }
 
@@ -874,14 +841,23 @@ static void on_write(struct bufferevent *bev, void *arg)
 {
     struct http_conn *c = arg;
     struct evbuffer *out = bufferevent_get_output(bev);
-    size_t len = conn_out_len(c);
+    if (c->h2) {
+        /* HTTP/2: the session fills the output again, or the close waits. */
+        h2_conn_on_write(c);
+        if (evbuffer_get_length(out) == 0) {
+            bufferevent_disable(bev, EV_WRITE);
+            if (c->closing && http_conn_out_len(c) == 0) http_conn_close(c);
+        }
+        return;
+    }
+    size_t len = http_conn_out_len(c);
     if (c->req && c->req->drain_wanted && len <= OUT_LOW_WATERMARK) {
         c->req->drain_wanted = false;
         if (c->req->on_drain) c->req->on_drain(c->req->handler_data);
     }
     if (evbuffer_get_length(out) == 0) {
         bufferevent_disable(bev, EV_WRITE);
-        if (c->closing && conn_out_len(c) == 0) conn_close(c);
+        if (c->closing && http_conn_out_len(c) == 0) http_conn_close(c);
     }
     /* Pipelined requests held back by a full output go on. */
     if (len <= OUT_LOW_WATERMARK && c->state != CONN_HANDLING && !c->closing &&
@@ -912,19 +888,23 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     }
     /* EOF, error or write timeout: a request being read cannot complete,
      * and one being handled has lost its reader, so its upstream stops. */
-    conn_close(c);
+    http_conn_close(c);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct http_conn *c = arg;
+    if (c->h2) {
+        h2_conn_on_timer(c);
+        return;
+    }
     if (c->state == CONN_READING) {
         /* read_timeout: a deadline for the whole request, from its first byte. */
         respond_parse_error(c, GW_ERR_REQUEST_TIMEOUT,
                             "The request was not received in time (server.read_timeout).");
         return;
     }
-    if (c->state == CONN_IDLE) conn_close(c);
+    if (c->state == CONN_IDLE) http_conn_close(c);
 }
 
 /* ---- accepting ---- */
@@ -987,8 +967,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     bufferevent_setcb(c->bev, c->tls ? on_tls_read : NULL, on_write, on_event, c);
     bufferevent_disable(c->bev, EV_READ | EV_WRITE);
     if (!c->tls) c->read_ev = event_new(w->base, fd, EV_READ | EV_PERSIST, on_readable, c);
-    conn_read_enable(c, true);
-    conn_start_timer(c, w->config->server.idle_timeout_ms);
+    http_conn_read_enable(c, true);
+    http_conn_start_timer(c, w->config->server.idle_timeout_ms);
 }
 
 /* A descriptor kept in reserve: when accept fails for want of descriptors,
@@ -1051,9 +1031,9 @@ static void reclaim_idle(struct http_worker *w)
     for (struct http_conn *c = w->conns; c; c = c->next) /* newest first */
         if (c->state == CONN_IDLE && !c->freed_scheduled && !c->req &&
             evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
-            conn_out_len(c) == 0)
+            http_conn_out_len(c) == 0)
             oldest = c;
-    if (oldest) conn_close(oldest);
+    if (oldest) http_conn_close(oldest);
 }
 
 static void on_accept_error(struct evconnlistener *l, void *arg)
@@ -1109,7 +1089,8 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
     }
     /* Idle connections go now; busy ones close after their response. */
     for (struct http_conn *c = w->conns; c; c = c->next) {
-        if (c->state == CONN_IDLE && !c->freed_scheduled) conn_close(c);
+        if (c->h2) h2_conn_shutdown(c); /* GOAWAY; closes when its streams end */
+        else if (c->state == CONN_IDLE && !c->freed_scheduled) http_conn_close(c);
         else c->close_after_response = true;
     }
     int64_t ms = w->config->server.drain_timeout_ms;

@@ -1,7 +1,10 @@
-/* server: the HTTP/1.1 front end. N workers, each with its own event_base
+/* server: the HTTP front end. N workers, each with its own event_base
  * and SO_REUSEPORT listener; connections on bufferevents parsed with
  * http-parser; keep-alive, pipelining (one request at a time per
- * connection), request limits and deadlines. A parsed request is handed to
+ * connection), request limits and deadlines. A connection that opens with
+ * the HTTP/2 preface (h2c) or picks "h2" by ALPN speaks HTTP/2 instead
+ * (http/h2.c): each stream is a request like any other, answered through
+ * the same functions below. A parsed request is handed to
  * a handler, which answers at once or later (after upstream I/O), whole or
  * as a stream. Errors are always OpenAI-shaped JSON. */
 #ifndef AIPROXY_HTTP_SERVER_H
@@ -21,6 +24,7 @@ struct config;
 struct http_conn;
 struct http_worker;
 struct ssl_ctx_st;
+struct h2_stream;
 
 #define HTTP_MAX_HEADERS 64
 
@@ -84,6 +88,13 @@ struct http_request {
                          char **out, size_t *out_len);
     const void *error_filter_data;
 
+    /* Answers errors in the client's protocol instead of OpenAI's JSON
+     * (the gRPC layer turns them into grpc-status trailers): when set,
+     * http_respond_error_h calls it and does nothing else. The hook must
+     * respond (http_respond_trailers, for instance). */
+    void (*error_responder)(struct http_request *req, enum gw_error e, const char *message,
+                            const char *param);
+
     /* obs/trace.h: the request's span context (arena-owned); NULL when the
      * request is not traced. */
     void *trace;
@@ -115,6 +126,7 @@ struct http_request {
     } acct;
 
     /* private response state */
+    struct h2_stream *h2; /* the HTTP/2 stream carrying it; NULL on HTTP/1.1 */
     int status;
     bool responded;  /* a complete response is queued */
     bool streaming;  /* stream headers sent, chunks may follow */
@@ -147,7 +159,20 @@ void http_respond_error(struct http_request *req, enum gw_error e, const char *m
 void http_respond_error_h(struct http_request *req, enum gw_error e, const char *message,
                           const char *param, const char *extra_headers);
 
-/* ---- streams (chunked transfer encoding) ---- */
+/* A complete response followed by trailers: `trailers` is
+ * "name: value\r\n"... with lowercase names (copied). On HTTP/2 the
+ * trailers go in a HEADERS frame after the body; with len == 0 the head and
+ * the trailers leave as one HEADERS frame (gRPC's "Trailers-Only"). On
+ * HTTP/1.1 the trailers are dropped and this is http_respond (gRPC is
+ * HTTP/2 only). */
+void http_respond_trailers(struct http_request *req, int status, const char *content_type,
+                           const char *extra_headers, const char *body, size_t len,
+                           const char *trailers);
+
+/* True when the request arrived on an HTTP/2 stream. */
+bool http_request_is_h2(const struct http_request *req);
+
+/* ---- streams (chunked transfer encoding; DATA frames on HTTP/2) ---- */
 
 void http_stream_start(struct http_request *req, int status, const char *content_type,
                        const char *extra_headers);
@@ -160,6 +185,10 @@ bool http_stream_write(struct http_request *req, const char *data, size_t len);
 bool http_stream_write3(struct http_request *req, const char *a, size_t alen, const char *b,
                         size_t blen, const char *c, size_t clen);
 void http_stream_end(struct http_request *req);
+/* Ends a stream started with http_stream_start with trailers
+ * ("name: value\r\n"..., lowercase names; copied) in a last HEADERS frame.
+ * On HTTP/1.1 the trailers are dropped: this is http_stream_end. */
+void http_stream_end_trailers(struct http_request *req, const char *trailers);
 /* Writes what the stream has queued (the head and chunks gather between
  * flushes, so that one upstream read costs one write to the client). */
 void http_stream_flush(struct http_request *req);

@@ -26,10 +26,10 @@
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
 /* Protocols offered in ALPN, in the server's order of preference, in the
- * wire format (a length byte, then the name). HTTP/2 goes first ("\x02h2")
- * once the server speaks it (SPEC section 10); the connection will then
- * read which one was chosen (SSL_get0_alpn_selected) before parsing. */
-static const unsigned char alpn_protos[] = "\x08http/1.1";
+ * wire format (a length byte, then the name): HTTP/2 first (SPEC section
+ * 10); the connection reads which one was chosen (SSL_get0_alpn_selected,
+ * http/h2.c) before parsing. */
+static const unsigned char alpn_protos[] = "\x02h2\x08http/1.1";
 
 static atomic_ullong handshake_failures;
 

@@ -66,7 +66,9 @@ function handshake(port, o = {}) {
       let data = '';
       s.on('data', (d) => { data += d; });
       s.once('error', (e) => resolve({ error: e.code || e.message }));
-      s.once('close', () => resolve(data.startsWith('HTTP/1.1 200') ? r : { error: r.error || `closed: ${data.slice(0, 40)}` }));
+      // (over h2 the server's first frame is its SETTINGS: type 4 at byte 3)
+      const served = () => (s.alpnProtocol === 'h2' ? data.charCodeAt(3) === 4 : data.startsWith('HTTP/1.1 200'));
+      s.once('close', () => resolve(served() ? r : { error: r.error || `closed: ${data.slice(0, 40)}` }));
     });
     s.once('error', (e) => { clearTimeout(timer); resolve({ error: e.code || e.message }); });
   });
@@ -108,11 +110,14 @@ test('HTTPS client and metrics listeners: the openai SDK (chat, stream), policy,
   assert.equal(text, 'echo: stream over tls');
 
   const port = gw.port;
-  // TLS 1.3 by default, ALPN http/1.1 when offered with h2.
+  // TLS 1.3 by default; ALPN h2 first (SPEC section 10), http/1.1 when
+  // that is all the client offers.
   const hs = await handshake(port, { ALPNProtocols: ['h2', 'http/1.1'] });
   assert.equal(hs.ok, true, JSON.stringify(hs));
   assert.equal(hs.protocol, 'TLSv1.3');
-  assert.equal(hs.alpn, 'http/1.1');
+  assert.equal(hs.alpn, 'h2');
+  const hs11 = await handshake(port, { ALPNProtocols: ['http/1.1'] });
+  assert.equal(hs11.alpn, 'http/1.1', JSON.stringify(hs11));
   // TLS 1.2: ECDHE with an AEAD cipher.
   const hs12 = await handshake(port, { maxVersion: 'TLSv1.2' });
   assert.equal(hs12.protocol, 'TLSv1.2', JSON.stringify(hs12));
@@ -122,15 +127,16 @@ test('HTTPS client and metrics listeners: the openai SDK (chat, stream), policy,
   const failures0 = await metricValue(metricsUrl, { ca: pki.ca }, 'aiproxy_tls_handshake_failures_total');
   assert.equal(typeof failures0, 'number');
 
-  // Refused: TLS 1.1, a CBC cipher without forward secrecy, ALPN h2 only,
-  // a client that trusts another CA (it alerts), plain HTTP.
+  // Refused: TLS 1.1, a CBC cipher without forward secrecy, an ALPN list
+  // without our protocols, a client that trusts another CA (it alerts),
+  // plain HTTP.
   const old = await handshake(port, { minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' });
   assert.ok(old.error, JSON.stringify(old));
   assert.match(old.error, /ALERT_PROTOCOL_VERSION/); // the server's refusal
   const weak = await handshake(port, { maxVersion: 'TLSv1.2', ciphers: 'AES128-SHA' });
   assert.match(String(weak.error), /HANDSHAKE_FAILURE|NO_SHARED_CIPHER/, JSON.stringify(weak));
-  const h2only = await handshake(port, { ALPNProtocols: ['h2'] });
-  assert.match(String(h2only.error), /NO_APPLICATION_PROTOCOL/, JSON.stringify(h2only));
+  const spdy = await handshake(port, { ALPNProtocols: ['spdy/3.1'] });
+  assert.match(String(spdy.error), /NO_APPLICATION_PROTOCOL/, JSON.stringify(spdy));
   const wrongCa = await handshake(port, { ca: fs.readFileSync(pki.otherCa) });
   assert.match(String(wrongCa.error), /UNABLE_TO_VERIFY|SELF_SIGNED|UNABLE_TO_GET_ISSUER/, JSON.stringify(wrongCa));
   await assert.rejects(h.request(`http://127.0.0.1:${port}/health`, { timeoutMs: 2000 }));
@@ -311,4 +317,34 @@ test('config: server.tls needs cert_file and key_file together, and readable fil
   assert.match(r.out, /observability\.metrics\.tls\.cert_file: missing/);
   r = check(base({ cert_file: pki.server.cert, key_file: pki.server.key, client_ca_file: pki.ca }));
   assert.equal(r.code, 0, r.out);
+});
+
+test('h2 over TLS on the client listener (ALPN): chat and a stream on one connection', { timeout: 15000 }, async (t) => {
+  const http2 = await import('node:http2');
+  const gw = await h.gatewayFor(t, h.baseConfig({
+    fakePort: fake.port,
+    server: { tls: { cert_file: pki.server.cert, key_file: pki.server.key } },
+  }), { tls: { ca: pki.ca } });
+  const session = http2.connect(gw.url, { ca: fs.readFileSync(pki.ca), servername: 'localhost' });
+  t.after(() => session.close());
+  const call = (body) => new Promise((resolve, reject) => {
+    const req = session.request({ ':method': 'POST', ':path': '/v1/chat/completions', 'content-type': 'application/json' });
+    let data = '';
+    let headers;
+    req.on('response', (hd) => { headers = hd; });
+    req.setEncoding('utf8');
+    req.on('data', (d) => { data += d; });
+    req.on('end', () => resolve({ headers, data }));
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+  const [whole, streamed] = await Promise.all([
+    call({ model: 'gpt-test', messages: [{ role: 'user', content: 'h2 tls' }] }),
+    call({ model: 'gpt-test', stream: true, messages: [{ role: 'user', content: 'h2 tls stream' }] }),
+  ]);
+  assert.equal(session.alpnProtocol, 'h2');
+  assert.equal(whole.headers[':status'], 200);
+  assert.equal(JSON.parse(whole.data).choices[0].message.content, 'echo: h2 tls');
+  assert.equal(streamed.headers[':status'], 200);
+  assert.match(streamed.data, /data: \[DONE\]/);
 });
