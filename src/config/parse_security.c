@@ -185,14 +185,13 @@ void config_validate_jwt(struct parse_ctx *cx, const struct cnode *root)
         return;
     }
     if (!jn || walk_is_null(jn)) {
-        ERR(cx, line, "security.auth.jwt", "missing (expected the token settings: issuer, "
+        const struct cnode *type = auth ? cnode_get(auth, "type") : NULL;
+        ERR(cx, type ? type->line : line, "security.auth.jwt", "missing (expected the token settings: issuer, "
             "audience and one of jwks_file, jwks_url, secret)");
         return;
     }
     int kl = line;
     const struct cnode *secret_node = jwt_node(jn, "secret", &kl);
-    free(cx->secret_reason); /* (the walk's note on an unset ${VAR}: reported below) */
-    cx->secret_reason = NULL;
     int sources = !!j->jwks_file + !!j->jwks_url + !!secret_node;
     if (sources != 1) {
         ERR(cx, line, "security.auth.jwt", "%s (expected exactly one of jwks_file, jwks_url, "

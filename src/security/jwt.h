@@ -82,8 +82,9 @@ struct jwt_result {
 
 void jwt_result_cleanup(struct jwt_result *r);
 
-/* Whether `s` has the shape of a compact JWS (three non-empty dot-separated
- * parts), so that it is verified as a token rather than looked up as a key. */
+/* Whether `s` has the shape of a compact JWS (three dot-separated parts,
+ * the first two non-empty), so that it is verified as a token rather than
+ * looked up as a key. */
 bool jwt_looks_like(const char *s);
 
 /* Verifies `token` (len bytes) at wall time `now` (Unix seconds). On
