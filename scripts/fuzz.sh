@@ -14,7 +14,7 @@ out=build-fuzz
 mkdir -p "$out"
 pkgs="yaml-0.1 jansson yajl libevent_core openssl"
 # The pure modules: parsers and translators, no sockets.
-lib_src="$(ls src/core/*.c src/config/*.c src/routing/*.c) src/security/digest.c src/http/errors.c src/api/scan.c src/cluster/redis_url.c"
+lib_src="$(ls src/core/*.c src/config/*.c src/routing/*.c) src/security/digest.c src/security/jwt.c src/security/jwks.c src/http/errors.c src/api/scan.c src/cluster/redis_url.c"
 lib_src=$(echo $lib_src) # one line, for the duplicate check below
 cflags="-std=c17 -D_GNU_SOURCE -g -O1 -Isrc"
 # The shared modules are compiled once per run (without the fuzzer's main), in

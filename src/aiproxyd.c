@@ -42,6 +42,7 @@
 #include "api/admin_info.h"
 #include "obs/metrics.h"
 #include "obs/reload.h"
+#include "security/jwt_auth.h"
 #include "obs/trace.h"
 #include "obs/version.h"
 #include "obs/watch.h"
@@ -472,6 +473,7 @@ static void publish_config(struct listeners *l, struct config *cfg)
     watch_set_config(cfg);
     trace_configure(cfg);
     health_set_config(cfg);
+    jwt_auth_configure(cfg);
 }
 
 /* SIGHUP: read and validate the file; on success rebind what moved and

@@ -35,6 +35,7 @@
 #include "http/server.h"
 #include "obs/metrics.h"
 #include "security/auth.h"
+#include "security/jwt_auth.h"
 #include "security/keystore.h"
 #include "security/ratelimit.h"
 
@@ -154,6 +155,7 @@ int admission_start(const struct config *cfg, char *err, size_t errcap)
         return -1;
     }
     state = s;
+    jwt_auth_configure(cfg); /* (a jwks_url is fetched once before the listener opens) */
     char d[32], m[32];
     money_format_usd(spend_window_spent(&s->global.day, period_day(now)), d, sizeof d);
     money_format_usd(spend_window_spent(&s->global.month, period_month(now)), m, sizeof m);
@@ -166,6 +168,7 @@ void admission_stop(void)
 {
     struct admission_state *s = state;
     if (!s) return;
+    jwt_auth_stop();
     store_stop();
     ledger_close(s->ledger);
     alerts_stop(s->alerts);
@@ -434,6 +437,41 @@ static struct principal *principal_from_managed(struct http_request *req, struct
 
 static const char no_key[] = "Missing or invalid API key. Send it as 'Authorization: Bearer KEY' "
                              "or 'x-api-key: KEY'.";
+static const char no_token[] = "Missing or invalid bearer token. Send a JWT as 'Authorization: "
+                               "Bearer TOKEN'.";
+
+/* A token holder's principal (security.auth.type jwt), or NULL with the
+ * verifier's reason in *why. The key id is "jwt:" + the key-name claim, so
+ * limits, spend and ledger rows are per token holder; the limits are the
+ * ones security.auth.jwt gives every holder. */
+static struct principal *principal_from_jwt(struct http_request *req, const char *token,
+                                            const char **why, enum jwt_reason *rc)
+{
+    const struct config *cfg = req->config;
+    const struct config_jwt *j = &cfg->security.jwt;
+    struct jwt_result r;
+    *rc = jwt_auth_verify(cfg, token, &r);
+    if (*rc != JWT_OK) {
+        *why = jwt_reason_message(*rc);
+        return NULL;
+    }
+    struct principal *p = arena_alloc(&req->arena, sizeof *p);
+    memset(p, 0, sizeof *p);
+    p->name = arena_strdup(&req->arena, r.key_name);
+    p->key_id = arena_concat(&req->arena, "jwt:", r.key_name, (char *)NULL);
+    p->tenant = r.tenant ? arena_strdup(&req->arena, r.tenant) : NULL;
+    p->admin = r.role && strcmp(r.role, "admin") == 0;
+    p->models = (const char *const *)j->models;
+    p->n_models = j->n_models;
+    p->daily_limit = j->daily_limit;
+    p->monthly_limit = j->monthly_limit;
+    p->rate_limit_per_hour = j->rate_limit_per_hour;
+    p->requests_per_minute = j->requests_per_minute;
+    p->tokens_per_minute = j->tokens_per_minute;
+    p->limit_key = arena_concat(&req->arena, "k:", p->key_id, (char *)NULL);
+    jwt_result_cleanup(&r);
+    return p;
+}
 
 static bool after_principal(struct http_request *req, bool admin_required, bool defer_limits,
                             struct principal *p, const char *why);
@@ -495,6 +533,16 @@ enum admit admission_authenticate(struct http_request *req, bool admin_required,
     if (cfg->security.auth_enabled) {
         const char *presented = auth_presented_key(http_header_get(req, "authorization"),
                                                    http_header_get(req, "x-api-key"));
+        if (cfg->security.auth_jwt) {
+            enum jwt_reason rc = JWT_MALFORMED;
+            if (jwt_looks_like(presented)) p = principal_from_jwt(req, presented, &why, &rc);
+            else why = cfg->security.auth_api_key ? no_key : no_token;
+            /* (an API key with two dots in it is still looked up as a key) */
+            bool as_key = cfg->security.auth_api_key && !p && rc == JWT_MALFORMED;
+            if (!as_key) return after_principal(req, admin_required, defer_limits, p, why)
+                                    ? ADMIT_OK : ADMIT_REFUSED;
+            why = no_key;
+        }
         const struct config_api_key *k = find_config_key(req, presented);
         struct key_view *v = NULL;
         if (k) p = principal_from_config(req, k);

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "cluster/redis_url.h"
 #include "config/internal.h"
 #include "core/alloc.h"
@@ -14,6 +16,7 @@
 #include "core/log.h"
 #include "routing/policy.h"
 #include "security/digest.h"
+#include "security/jwks.h"
 
 /* ---- names ---- */
 
@@ -177,6 +180,19 @@ void config_free(struct config *c)
     free(c->observability.tracing_endpoint);
     free(c->observability.tracing_service_name);
     free(c->security.auth_type);
+    struct config_jwt *j = &c->security.jwt;
+    free(j->issuer);
+    free(j->audience);
+    free(j->jwks_file);
+    free(j->jwks_url);
+    if (j->secret) OPENSSL_cleanse(j->secret, strlen(j->secret));
+    free(j->secret);
+    free_strings(j->algorithms, j->n_algorithms);
+    free(j->claim_key_name);
+    free(j->claim_tenant);
+    free(j->claim_role);
+    free_strings(j->models, j->n_models);
+    jwks_unref(j->jwks);
     for (size_t i = 0; i < c->security.n_api_keys; i++) {
         free(c->security.api_keys[i].key);
         free(c->security.api_keys[i].name);
@@ -509,6 +525,14 @@ void config_print_summary(const struct config *c, FILE *out)
     for (size_t i = 0; i < c->security.n_api_keys; i++) usable += c->security.api_keys[i].available;
     fprintf(out, "auth: %s (%zu key(s), %zu usable)\n", c->security.auth_enabled ? "on" : "off",
             c->security.n_api_keys, usable);
+    if (c->security.auth_jwt) {
+        const struct config_jwt *j = &c->security.jwt;
+        /* (the secret itself is never printed, only that there is one) */
+        fprintf(out, "auth jwt: keys from %s%s, issuer %s, audience %s%s\n",
+                j->jwks_file ? "file " : j->jwks_url ? "url " : "an HS256 secret",
+                j->jwks_file ? j->jwks_file : j->jwks_url ? j->jwks_url : "", or_dash(j->issuer),
+                or_dash(j->audience), c->security.auth_api_key ? "; api keys too" : "; no api keys");
+    }
     if (c->cluster.redis_url) {
         char masked[400];
         fprintf(out, "cluster: redis %s (prefix %s, timeout %lldms), on_store_down %s\n",

@@ -200,6 +200,32 @@ struct config_api_key {
     int tokens_per_minute;   /* 0 = none */
 };
 
+/* security.auth.jwt: how bearer tokens are verified (security/jwt.h) and
+ * what a token holder may do. Exactly one key source: jwks_file, jwks_url
+ * or secret. */
+struct jwks;
+struct config_jwt {
+    char *issuer;   /* NULL: iss not checked */
+    char *audience; /* NULL: aud not checked */
+    char *jwks_file;
+    char *jwks_url;           /* https://, or http:// to a loopback address */
+    char *secret;             /* HS256 key, 32 bytes or more; never print it */
+    int64_t refresh_ms;       /* jwks_url refresh interval, default 5m */
+    int64_t leeway_ms;        /* clock skew on exp/nbf/iat, default 60s */
+    char **algorithms;        /* as written; NULL: every algorithm the key source allows */
+    size_t n_algorithms;
+    unsigned algs;            /* enum jwt_alg bits, resolved at load */
+    char *claim_key_name;     /* default "sub" */
+    char *claim_tenant;       /* NULL: token holders have no tenant */
+    char *claim_role;         /* default "role"; "admin" makes an admin */
+    /* Applied to every token holder, as a config key's own fields. */
+    int rate_limit_per_hour, requests_per_minute, tokens_per_minute; /* 0 = none */
+    char **models; /* none = every model */
+    size_t n_models;
+    nanos_t daily_limit, monthly_limit; /* per token holder; 0 = none */
+    struct jwks *jwks; /* jwks_file parsed at load (a reference); NULL otherwise */
+};
+
 /* budget.tenants[]: spend limits shared by every key of a tenant. */
 struct config_tenant {
     char *name;
@@ -391,7 +417,10 @@ struct config {
 
     struct {
         bool auth_enabled;
-        char *auth_type;
+        char *auth_type;   /* "api_key", "jwt" or "api_key,jwt" */
+        bool auth_api_key; /* type includes api_key (the default) */
+        bool auth_jwt;     /* type includes jwt: security.auth.jwt is set */
+        struct config_jwt jwt;
         struct config_api_key *api_keys;
         size_t n_api_keys;
         bool rate_limiting_enabled;

@@ -1121,7 +1121,8 @@ static void validate(struct parse_ctx *cx, const struct cnode *root)
         WARN(cx, line, p, "'%s' is not a provider (nor mesh_peer)", n);
         free(p);
     }
-    if (c->security.auth_enabled && c->security.n_api_keys == 0)
+    config_validate_jwt(cx, root);
+    if (c->security.auth_enabled && c->security.n_api_keys == 0 && !c->security.auth_jwt)
         WARN(cx, root->line, "security.auth", "enabled with no api_keys: every request is refused");
     validate_mesh(cx, root);
     validate_tls(cx, cnode_get(cnode_get(root, "server"), "tls"), "server.tls", &c->server.tls);

@@ -11,4 +11,8 @@ extern const struct key_spec config_cache_keys[];
 extern const struct key_spec config_context_keys[];
 extern const struct key_spec config_responses_keys[];
 
+/* security.auth.jwt's checks across keys (one key source, secret length,
+ * jwks_url scheme, algorithms) and the jwks_file load; after the walk. */
+void config_validate_jwt(struct parse_ctx *cx, const struct cnode *root);
+
 #endif

@@ -14,6 +14,8 @@
 #include "core/alloc.h"
 #include "core/dburl.h"
 #include "core/log.h"
+#include "security/jwks.h"
+#include "security/jwt.h"
 
 /* ---- security ---- */
 
@@ -80,24 +82,180 @@ static void parse_auth_type(struct parse_ctx *cx, const struct cnode *v, const c
                             void *base)
 {
     struct config *c = base;
-    const char *t = walk_scalar_text(cx, v, path, "api_key");
-    if (!t) return;
-    /* jwt and oauth2 are in the standard but not implemented: accepting them
-     * silently would leave a gateway open that its owner thinks is closed. */
-    if (strcmp(t, "api_key") != 0) {
-        ERR(cx, v->line, path, "unsupported value '%s' (expected api_key)", t);
+    /* One name or a list of them. oauth2 is in the standard but not
+     * implemented: accepting it silently would leave a gateway open that its
+     * owner thinks is closed. */
+    bool api_key = false, jwt = false;
+    size_t n = v->kind == CNODE_SEQ ? v->n : 1;
+    if (v->kind == CNODE_SEQ && n == 0) {
+        ERR(cx, v->line, path, "empty list (expected api_key, jwt or both)");
         return;
     }
+    for (size_t i = 0; i < n; i++) {
+        const struct cnode *item = v->kind == CNODE_SEQ ? v->items[i] : v;
+        const char *t = walk_scalar_text(cx, item, path, "api_key, jwt or a list of them");
+        if (!t) return;
+        if (strcmp(t, "api_key") == 0) api_key = true;
+        else if (strcmp(t, "jwt") == 0) jwt = true;
+        else {
+            ERR(cx, item->line, path, "unsupported value '%s' (expected api_key, jwt)", t);
+            return;
+        }
+    }
+    c->security.auth_api_key = api_key;
+    c->security.auth_jwt = jwt;
     free(c->security.auth_type);
-    c->security.auth_type = xstrdup(t);
+    c->security.auth_type = xstrdup(api_key && jwt ? "api_key,jwt" : jwt ? "jwt" : "api_key");
 }
+
+#define JWT(m) CFG(security.jwt.m)
+
+static const struct key_spec jwt_budget_keys[] = {
+    {.name = "daily_limit", .type = KT_MONEY, .offset = JWT(daily_limit)},
+    {.name = "monthly_limit", .type = KT_MONEY, .offset = JWT(monthly_limit)},
+    {.name = NULL},
+};
+
+static const struct key_spec jwt_claim_keys[] = {
+    {.name = "key_name", .type = KT_STR, .def = "sub", .offset = JWT(claim_key_name)},
+    {.name = "tenant", .type = KT_STR, .offset = JWT(claim_tenant)},
+    {.name = "role", .type = KT_STR, .def = "role", .offset = JWT(claim_role)},
+    {.name = NULL},
+};
+
+static const struct key_spec jwt_keys[] = {
+    {.name = "issuer", .type = KT_STR, .offset = JWT(issuer)},
+    {.name = "audience", .type = KT_STR, .offset = JWT(audience)},
+    {.name = "jwks_file", .type = KT_STR, .offset = JWT(jwks_file)},
+    {.name = "jwks_url", .type = KT_STR, .offset = JWT(jwks_url)},
+    {.name = "secret", .type = KT_SECRET, .offset = JWT(secret)},
+    {.name = "refresh", .type = KT_DURATION, .min = 1000, .max = 24 * 3600 * 1000LL, .def = "5m", .offset = JWT(refresh_ms)},
+    {.name = "leeway", .type = KT_DURATION, .min = 0, .max = 3600 * 1000LL, .def = "60s", .offset = JWT(leeway_ms)},
+    {.name = "algorithms", .type = KT_STRLIST, .offset = JWT(algorithms), .count_offset = JWT(n_algorithms)},
+    {.name = "claims", .type = KT_SECTION, .sub = jwt_claim_keys},
+    {.name = "rate_limit", .type = KT_INT, .min = 0, .max = 1000000000, .def = "0", .offset = JWT(rate_limit_per_hour)},
+    {.name = "requests_per_minute", .type = KT_INT, .min = 0, .max = 1000000000, .def = "0", .offset = JWT(requests_per_minute)},
+    {.name = "tokens_per_minute", .type = KT_INT, .min = 0, .max = 1000000000, .def = "0", .offset = JWT(tokens_per_minute)},
+    {.name = "models", .type = KT_STRLIST, .offset = JWT(models), .count_offset = JWT(n_models)},
+    {.name = "budget", .type = KT_SECTION, .sub = jwt_budget_keys},
+    {.name = NULL},
+};
 
 static const struct key_spec auth_keys[] = {
     {.name = "enabled", .type = KT_BOOL, .def = "false", .offset = CFG(security.auth_enabled)},
     {.name = "type", .type = KT_CUSTOM, .def = "api_key", .parse = parse_auth_type},
     {.name = "api_keys", .type = KT_CUSTOM, .parse = parse_api_keys},
+    {.name = "jwt", .type = KT_SECTION, .sub = jwt_keys},
     {.name = NULL},
 };
+
+/* ---- security.auth.jwt: checks across its keys ---- */
+
+/* http:// is allowed only to this host: a key set fetched in clear over a
+ * network could be replaced by anyone on the path, and with it every
+ * token's signature. */
+static bool loopback_http(const char *url)
+{
+    if (strncmp(url, "http://", 7) != 0) return false;
+    const char *h = url + 7;
+    static const char *const loopback[] = {"127.", "localhost:", "localhost/", "[::1]"};
+    for (size_t i = 0; i < sizeof loopback / sizeof *loopback; i++)
+        if (strncmp(h, loopback[i], strlen(loopback[i])) == 0) return true;
+    return strcmp(h, "localhost") == 0;
+}
+
+static const struct cnode *jwt_node(const struct cnode *jn, const char *key, int *line)
+{
+    const struct cnode *n = jn ? cnode_get(jn, key) : NULL;
+    if (n) *line = n->line;
+    return n;
+}
+
+void config_validate_jwt(struct parse_ctx *cx, const struct cnode *root)
+{
+    struct config *c = cx->cfg;
+    struct config_jwt *j = &c->security.jwt;
+    const struct cnode *auth = cnode_get(cnode_get(root, "security"), "auth");
+    const struct cnode *jn = auth ? cnode_get(auth, "jwt") : NULL;
+    int line = jn ? jn->line : auth ? auth->line : root->line;
+    if (!c->security.auth_jwt) {
+        if (jn && !walk_is_null(jn))
+            WARN(cx, line, "security.auth.jwt", "set but security.auth.type does not include jwt "
+                 "(ignored)");
+        return;
+    }
+    if (!jn || walk_is_null(jn)) {
+        const struct cnode *type = auth ? cnode_get(auth, "type") : NULL;
+        ERR(cx, type ? type->line : line, "security.auth.jwt", "missing (expected the token settings: issuer, "
+            "audience and one of jwks_file, jwks_url, secret)");
+        return;
+    }
+    int kl = line;
+    const struct cnode *secret_node = jwt_node(jn, "secret", &kl);
+    int sources = !!j->jwks_file + !!j->jwks_url + !!secret_node;
+    if (sources != 1) {
+        ERR(cx, line, "security.auth.jwt", "%s (expected exactly one of jwks_file, jwks_url, "
+            "secret)", sources ? "more than one key source" : "no key source");
+        return;
+    }
+    if (secret_node) {
+        if (!j->secret) {
+            ERR(cx, kl, "security.auth.jwt.secret", "is empty (its variable is unset?) (expected "
+                "an HS256 key of at least 32 bytes)");
+            return;
+        }
+        if (strlen(j->secret) < 32) {
+            ERR(cx, kl, "security.auth.jwt.secret", "too short (expected at least 32 bytes)");
+            return;
+        }
+    }
+    if (j->jwks_url) {
+        jwt_node(jn, "jwks_url", &kl);
+        if (strncmp(j->jwks_url, "https://", 8) != 0 && !loopback_http(j->jwks_url)) {
+            ERR(cx, kl, "security.auth.jwt.jwks_url", "'%s' (expected an https:// URL, or "
+                "http:// to 127.0.0.1, [::1] or localhost)", j->jwks_url);
+            return;
+        }
+    }
+    if (j->jwks_file) {
+        char err[300];
+        jwt_node(jn, "jwks_file", &kl);
+        j->jwks = jwks_load_file(j->jwks_file, err, sizeof err);
+        if (!j->jwks) {
+            ERR(cx, kl, "security.auth.jwt.jwks_file", "%s", err);
+            return;
+        }
+    }
+    /* The algorithms the key source can verify; a listed one it cannot is
+     * a mistake worth stopping for. */
+    unsigned possible = j->secret ? JWT_HS256 : JWT_RS256 | JWT_ES256;
+    j->algs = possible;
+    if (j->n_algorithms) {
+        jwt_node(jn, "algorithms", &kl);
+        j->algs = 0;
+        for (size_t i = 0; i < j->n_algorithms; i++) {
+            const char *a = j->algorithms[i];
+            unsigned bit = strcmp(a, "HS256") == 0 ? JWT_HS256 : strcmp(a, "RS256") == 0 ? JWT_RS256
+                         : strcmp(a, "ES256") == 0 ? JWT_ES256 : 0;
+            if (!bit) {
+                ERR(cx, kl, "security.auth.jwt.algorithms", "unsupported value '%s' (expected "
+                    "HS256, RS256, ES256)", a);
+                return;
+            }
+            if (!(bit & possible)) {
+                ERR(cx, kl, "security.auth.jwt.algorithms", "'%s' cannot be verified with %s "
+                    "(HS256 needs secret; RS256 and ES256 need jwks_file or jwks_url)", a,
+                    j->secret ? "secret" : "a key set");
+                return;
+            }
+            j->algs |= bit;
+        }
+    }
+    if (j->claim_key_name && !*j->claim_key_name) {
+        free(j->claim_key_name);
+        j->claim_key_name = xstrdup("sub");
+    }
+}
 
 static const struct key_spec rate_keys[] = {
     {.name = "enabled", .type = KT_BOOL, .def = "false", .offset = CFG(security.rate_limiting_enabled)},

@@ -21,6 +21,7 @@
 #include "routing/circuit.h"
 #include "routing/retry.h"
 #include "routing/stats.h"
+#include "security/jwt.h"
 
 /* ---- fixed label sets ---- */
 
@@ -179,6 +180,7 @@ static atomic_ullong cost_nanos;
 static atomic_ullong failovers[N_REASONS];
 static atomic_llong open_streams, in_flight;
 static atomic_ullong rate_limited[2], budget_rejected;
+static atomic_ullong jwt_refused[JWT_N_REASONS];
 static int64_t start_s;
 
 static enum family family_of(const char *path)
@@ -316,6 +318,12 @@ void metrics_rate_limited(bool by_tokens)
 void metrics_budget_rejected(void)
 {
     atomic_fetch_add_explicit(&budget_rejected, 1, memory_order_relaxed);
+}
+
+void metrics_jwt_refused(int reason)
+{
+    if (reason > 0 && reason < JWT_N_REASONS)
+        atomic_fetch_add_explicit(&jwt_refused[reason], 1, memory_order_relaxed);
 }
 
 void metrics_totals(struct metrics_totals *out)
@@ -712,6 +720,13 @@ char *metrics_render(const struct config *cfg, const struct metrics_extra *x, si
         help(&o, "aiproxy_budget_rejected_total", "counter",
              "Requests refused 429 budget_exceeded.");
         outf(&o, "aiproxy_budget_rejected_total %llu\n", (unsigned long long)atomic_load(&budget_rejected));
+    }
+    if (cfg && cfg->security.auth_jwt && metrics_collects(cfg, "rate_limits")) {
+        help(&o, "aiproxy_jwt_refused_total", "counter",
+             "Bearer tokens refused 401 (security.auth.type jwt), by reason.");
+        for (int r = 1; r < JWT_N_REASONS; r++)
+            outf(&o, "aiproxy_jwt_refused_total{reason=\"%s\"} %llu\n", jwt_reason_name(r),
+                 (unsigned long long)atomic_load(&jwt_refused[r]));
     }
     if (x && metrics_collects(cfg, "budget")) {
         help(&o, "aiproxy_budget_spend_usd", "gauge", "Global spend in the current UTC day and month.");

@@ -47,6 +47,8 @@ void metrics_failover_reason(int reason);
 /* Admission refusals (from api/admission). */
 void metrics_rate_limited(bool tokens);
 void metrics_budget_rejected(void);
+/* A bearer token refused; `reason` is an enum jwt_reason (security/jwt.h). */
+void metrics_jwt_refused(int reason);
 
 /* Figures the api layer gathers for the exposition (budget windows, the
  * ledger), so that obs/ stays below api/. */

@@ -532,9 +532,16 @@ static void test_api_keys(void **state)
     assert_false(c->security.api_keys[1].available);
     assert_null(c->security.api_keys[1].key);
     config_unref(c);
+    /* jwt needs its section; oauth2 is still refused */
     load_fails_with("security:\n  auth:\n    type: jwt\n",
-                    "aiproxy.yaml:3: security.auth.type: unsupported value 'jwt' (expected "
-                    "api_key)");
+                    "aiproxy.yaml:3: security.auth.jwt: missing (expected the token settings: "
+                    "issuer, audience and one of jwks_file, jwks_url, secret)");
+    load_fails_with("security:\n  auth:\n    type: oauth2\n",
+                    "aiproxy.yaml:3: security.auth.type: unsupported value 'oauth2' (expected "
+                    "api_key, jwt)");
+    load_fails_with("security:\n  auth:\n    type: [api_key, jwt]\n    jwt:\n      secret: short\n",
+                    "aiproxy.yaml:5: security.auth.jwt.secret: too short (expected at least 32 "
+                    "bytes)");
 }
 
 /* ---- structure and syntax ---- */
