@@ -416,12 +416,16 @@ static json_t *openai_usage(const struct counts *c, struct provider_usage *pu)
     pj_set_int(u, "total_tokens", prompt + c->output);
     json_t *d = json_object();
     pj_set_int(d, "cached_tokens", c->cache_read);
+    /* OpenAI has no name for cache writes: the gateway's (and OpenRouter's),
+     * when there were any */
+    if (c->cache_creation > 0) pj_set_int(d, "cache_write_tokens", c->cache_creation);
     json_object_set_new(u, "prompt_tokens_details", d);
     if (pu) {
         pu->present = true;
         pu->prompt_tokens = prompt;
         pu->completion_tokens = c->output;
         pu->cached_tokens = c->cache_read;
+        pu->cache_write_tokens = c->cache_creation;
     }
     return u;
 }
@@ -586,6 +590,7 @@ static void set_usage(struct provider_stream *st, struct stream_state *s)
     st->usage.prompt_tokens = c->input + c->cache_read + c->cache_creation;
     st->usage.completion_tokens = c->output;
     st->usage.cached_tokens = c->cache_read;
+    st->usage.cache_write_tokens = c->cache_creation;
     s->usage_seen = true;
 }
 
