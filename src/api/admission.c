@@ -1068,6 +1068,8 @@ void admission_finish(struct http_request *req)
         .route = req->acct.route,
         .cache = req->acct.cache,
         .saved_nanos = req->acct.saved_nanos,
+        .cached_tokens = req->acct.cached_tokens,
+        .cache_write_tokens = req->acct.cache_write_tokens,
     };
     /* Where the request entered: the first node of its route. */
     char origin[64];

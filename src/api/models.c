@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "budget/pricing.h"
 #include "config/config.h"
 #include "core/money.h"
 #include "http/server.h"
@@ -81,6 +82,10 @@ static json_t *model_object(const struct sources *src, const char *name)
             json_object_set_new(o, "cost_per_1k_tokens", usd_json(m->price_in_per_1k));
             json_object_set_new(o, "cost_per_1k_input_tokens", usd_json(m->price_in_per_1k));
             json_object_set_new(o, "cost_per_1k_output_tokens", usd_json(m->price_out_per_1k));
+            json_object_set_new(o, "cost_per_1k_cached_input_tokens",
+                                usd_json(pricing_cached_in_price(m)));
+            json_object_set_new(o, "cost_per_1k_cache_write_tokens",
+                                usd_json(pricing_cache_write_price(m)));
             /* this model's own figures on this provider (routing/stats.h) */
             const struct provider_stats *ms = provider_stats_model(p->stats, m->name);
             long long ewma = ms ? atomic_load(&ms->ewma_latency_us) : 0;

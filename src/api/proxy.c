@@ -22,6 +22,7 @@
 #include "api/mesh_route.h"
 #include "api/scan.h"
 #include "api/upstream_slot.h"
+#include "budget/pricing.h"
 #include "config/config.h"
 #include "core/alloc.h"
 #include "core/clock.h"
@@ -166,8 +167,8 @@ static void attempt_close(struct proxy *px, bool ok, bool timeout)
  * generation (images: `n` of them). */
 static nanos_t compute_cost(const struct config_model *m, const struct usage *u, int64_t generations)
 {
-    nanos_t cost = money_cost_tokens(u->prompt_tokens, m->price_in_per_1k) +
-                   money_cost_tokens(u->completion_tokens, m->price_out_per_1k);
+    nanos_t cost = pricing_tokens_cost(m, u->prompt_tokens, u->cached_tokens,
+                                       u->cache_write_tokens, u->completion_tokens);
     return cost + m->price_per_generation * (generations > 0 ? generations : 1);
 }
 
@@ -210,6 +211,8 @@ static size_t write_meta(struct proxy *px, char *out, size_t cap)
     px->req->acct.provider = px->cand->provider->name;
     px->req->acct.tokens_in = px->usage.prompt_tokens;
     px->req->acct.tokens_out = px->usage.completion_tokens;
+    px->req->acct.cached_tokens = px->usage.cached_tokens;
+    px->req->acct.cache_write_tokens = px->usage.cache_write_tokens;
     px->req->acct.cost_nanos = cost;
     px->req->acct.estimated = px->usage_estimated;
     px->req->acct.failovers = (int)px->n_attempts - 1;
@@ -276,6 +279,14 @@ static size_t write_meta(struct proxy *px, char *out, size_t cap)
     }
     jsonw_raw(&w, ",\"cost\":");
     jsonw_raw(&w, usd);
+    if (px->usage.cached_tokens > 0) {
+        jsonw_raw(&w, ",\"cached_tokens\":");
+        jsonw_int(&w, px->usage.cached_tokens);
+    }
+    if (px->usage.cache_write_tokens > 0) {
+        jsonw_raw(&w, ",\"cache_write_tokens\":");
+        jsonw_int(&w, px->usage.cache_write_tokens);
+    }
     jsonw_raw(&w, ",\"latency_ms\":");
     jsonw_int(&w, (clock_mono_us() - px->req->start_us) / 1000);
     jsonw_raw(&w, ",\"usage_estimated\":");
@@ -503,6 +514,7 @@ static void finish_whole(struct proxy *px)
         px->usage.prompt_tokens = pu.prompt_tokens;
         px->usage.completion_tokens = pu.completion_tokens;
         px->usage.cached_tokens = pu.cached_tokens;
+        px->usage.cache_write_tokens = pu.cache_write_tokens;
         px->usage.total_tokens = pu.prompt_tokens + pu.completion_tokens;
     }
     settle_usage(px);
@@ -646,14 +658,21 @@ static void send_final_chunk(struct proxy *px)
         struct jsonw w;
         jsonw_init(&w, model, sizeof model);
         jsonw_str(&w, px->cand->model->upstream_id);
+        /* Prompt-cache counts an adapter reported without a usage chunk
+         * (SPEC section 9) are kept in OpenAI's place for them. */
+        char details[128] = "";
+        if (px->usage.cached_tokens > 0 || px->usage.cache_write_tokens > 0)
+            snprintf(details, sizeof details,
+                     ",\"prompt_tokens_details\":{\"cached_tokens\":%lld,\"cache_write_tokens\":%lld}",
+                     (long long)px->usage.cached_tokens, (long long)px->usage.cache_write_tokens);
         chunk = arena_printf(&px->req->arena,
                              "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":%s,"
                              "\"choices\":[],\"usage\":{\"prompt_tokens\":%lld,"
-                             "\"completion_tokens\":%lld,\"total_tokens\":%lld},\"x-aiproxy\":%.*s}",
+                             "\"completion_tokens\":%lld,\"total_tokens\":%lld%s},\"x-aiproxy\":%.*s}",
                              px->req->id, object, (long long)clock_wall_s(), model,
                              (long long)px->usage.prompt_tokens,
                              (long long)px->usage.completion_tokens,
-                             (long long)px->usage.total_tokens, (int)mlen, meta);
+                             (long long)px->usage.total_tokens, details, (int)mlen, meta);
     }
     if (px->inbound_state) {
         proxy_inbound_stream_finish(px, chunk, strlen(chunk));
@@ -749,6 +768,7 @@ static int on_sse_event(void *ctx, const struct sse_event *ev)
             px->usage.prompt_tokens = st->usage.prompt_tokens;
             px->usage.completion_tokens = st->usage.completion_tokens;
             px->usage.cached_tokens = st->usage.cached_tokens;
+            px->usage.cache_write_tokens = st->usage.cache_write_tokens;
             px->usage.total_tokens = st->usage.prompt_tokens + st->usage.completion_tokens;
         }
         if (rc != 0) {

@@ -57,6 +57,11 @@ enum key {
     K_PROVIDER,
     K_COST_NANOS,
     K_ROUTE,
+    /* prompt caching (SPEC section 9) */
+    K_CACHE_CONTROL,
+    K_CACHE_WRITE_TOKENS,
+    K_CACHE_READ_INPUT,
+    K_CACHE_CREATION_INPUT,
     K_COUNT
 };
 
@@ -99,6 +104,10 @@ static const struct {
     KEY("provider", K_PROVIDER),
     KEY("cost_nanos", K_COST_NANOS),
     KEY("route", K_ROUTE),
+    KEY("cache_control", K_CACHE_CONTROL),
+    KEY("cache_write_tokens", K_CACHE_WRITE_TOKENS),
+    KEY("cache_read_input_tokens", K_CACHE_READ_INPUT),
+    KEY("cache_creation_input_tokens", K_CACHE_CREATION_INPUT),
 };
 #undef KEY
 
@@ -177,6 +186,9 @@ enum slot {
     S_USAGE_TOTAL,
     S_USAGE_DETAILS,
     S_USAGE_CACHED,
+    S_USAGE_CACHE_WRITE,
+    S_USAGE_CACHE_READ_INPUT,
+    S_USAGE_CACHE_CREATION_INPUT,
     S_ERROR,
     S_ERROR_MESSAGE,
     S_CHOICES,
@@ -223,6 +235,8 @@ struct scan {
     /* response */
     struct resp_facts *resp;
     bool total_seen;
+    /* prompt_tokens_details' counts win over usage's Anthropic-named ones */
+    bool details_cached_seen, details_write_seen;
 };
 
 static struct frame *top(struct scan *s)
@@ -694,6 +708,7 @@ static int request_key(struct scan *s, struct frame *f)
         s->seen |= bit;
     }
     if (f->in_messages && f->key == K_IMAGE_URL) s->req->has_images = true;
+    if (f->key == K_CACHE_CONTROL) s->req->has_cache_control = true;
     return 1;
 }
 
@@ -725,9 +740,16 @@ static enum slot classify_response(const struct frame *pf)
         case K_COMPLETION_TOKENS: return S_USAGE_COMPLETION;
         case K_TOTAL_TOKENS: return S_USAGE_TOTAL;
         case K_PROMPT_TOKENS_DETAILS: return S_USAGE_DETAILS;
+        case K_CACHE_READ_INPUT: return S_USAGE_CACHE_READ_INPUT;
+        case K_CACHE_CREATION_INPUT: return S_USAGE_CACHE_CREATION_INPUT;
         default: return S_IGNORE;
         }
-    case X_USAGE_DETAILS: return pf->key == K_CACHED_TOKENS ? S_USAGE_CACHED : S_IGNORE;
+    case X_USAGE_DETAILS:
+        switch (pf->key) {
+        case K_CACHED_TOKENS: return S_USAGE_CACHED;
+        case K_CACHE_WRITE_TOKENS: return S_USAGE_CACHE_WRITE;
+        default: return S_IGNORE;
+        }
     case X_ERROR: return pf->key == K_MESSAGE ? S_ERROR_MESSAGE : S_IGNORE;
     default: return S_IGNORE;
     }
@@ -798,6 +820,7 @@ static int response_value(struct scan *s, struct frame *pf, enum vtype t, const 
             memset(&r->usage, 0, sizeof r->usage);
             r->usage.present = true;
             s->total_seen = false;
+            s->details_cached_seen = s->details_write_seen = false;
             *child = X_USAGE;
         }
         break;
@@ -809,7 +832,18 @@ static int response_value(struct scan *s, struct frame *pf, enum vtype t, const 
     case S_USAGE_DETAILS:
         if (t == T_MAP) *child = X_USAGE_DETAILS;
         break;
-    case S_USAGE_CACHED: set_count(t, p, n, &r->usage.cached_tokens); break;
+    case S_USAGE_CACHED:
+        if (set_count(t, p, n, &r->usage.cached_tokens)) s->details_cached_seen = true;
+        break;
+    case S_USAGE_CACHE_WRITE:
+        if (set_count(t, p, n, &r->usage.cache_write_tokens)) s->details_write_seen = true;
+        break;
+    case S_USAGE_CACHE_READ_INPUT:
+        if (!s->details_cached_seen) set_count(t, p, n, &r->usage.cached_tokens);
+        break;
+    case S_USAGE_CACHE_CREATION_INPUT:
+        if (!s->details_write_seen) set_count(t, p, n, &r->usage.cache_write_tokens);
+        break;
     case S_ERROR:
         if (t == T_NULL) break;
         r->has_error = true;

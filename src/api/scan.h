@@ -37,6 +37,7 @@ struct req_facts {
     int64_t n_inputs;          /* embeddings: number of inputs */
     bool has_images;           /* an image_url part */
     bool has_tools;            /* tools or functions present and non-empty */
+    bool has_cache_control;    /* a "cache_control" key anywhere (Anthropic prompt caching) */
     size_t root_open_off;      /* offset of the top-level '{' */
 };
 
@@ -72,7 +73,14 @@ struct usage {
     int64_t prompt_tokens;
     int64_t completion_tokens;
     int64_t total_tokens;
-    int64_t cached_tokens; /* usage.prompt_tokens_details.cached_tokens, 0 when absent */
+    /* Prompt caching (SPEC section 9); both are part of prompt_tokens, as
+     * in OpenAI's usage. cached_tokens: prompt_tokens_details.cached_tokens,
+     * else usage.cache_read_input_tokens (the Anthropic name, which some
+     * OpenAI-compatible servers report too); cache_write_tokens: the
+     * gateway's prompt_tokens_details.cache_write_tokens (also OpenRouter's),
+     * else usage.cache_creation_input_tokens. 0 when absent. */
+    int64_t cached_tokens;
+    int64_t cache_write_tokens;
 };
 
 /* An aiproxy node's own x-aiproxy object in the root of its answer (a mesh

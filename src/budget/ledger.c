@@ -34,7 +34,8 @@ static void record_texts(const struct ledger_record *r, const char *text[LT_COUN
 {
     *h = (struct packed){.ts_ms = r->ts_ms, .tokens_in = r->tokens_in,
                          .tokens_out = r->tokens_out, .cost_nanos = r->cost_nanos,
-                         .saved_nanos = r->saved_nanos, .status = r->status,
+                         .saved_nanos = r->saved_nanos, .cached_tokens = r->cached_tokens,
+                         .cache_write_tokens = r->cache_write_tokens, .status = r->status,
                          .estimated = r->estimated, .via_peer = r->via_peer};
     const char *t[LT_COUNT] = {
         [LT_REQUEST_ID] = r->request_id, [LT_KEY_ID] = r->key_id,
@@ -89,7 +90,7 @@ void ledger_records_push(struct records *r, const struct ledger_record *rec)
 #define SPOOL_READ_SQL                                                                          \
     "SELECT id, ts_ms, request_id, key_id, tenant, model, provider, origin_node, route,"       \
     " node_id, cache, tokens_in, tokens_out, cost_nanos, estimated, status, via_peer,"         \
-    " saved_nanos FROM requests ORDER BY id LIMIT " TEXT_OF(SPOOL_CHUNK)
+    " saved_nanos, cached_tokens, cache_write_tokens FROM requests ORDER BY id LIMIT " TEXT_OF(SPOOL_CHUNK)
 _Static_assert(LT_COUNT == 9, "SPOOL_READ_SQL names nine text columns");
 
 struct shard {
@@ -230,6 +231,8 @@ static void drain_chunk(struct ledger *l, struct records *buf)
             .estimated = sqlite3_column_int(st, c + 3) != 0,
             .status = sqlite3_column_int(st, c + 4), .via_peer = sqlite3_column_int(st, c + 5) != 0,
             .saved_nanos = sqlite3_column_int64(st, c + 6),
+            .cached_tokens = sqlite3_column_int64(st, c + 7),
+            .cache_write_tokens = sqlite3_column_int64(st, c + 8),
         };
         last_id = sqlite3_column_int64(st, 0);
         ledger_records_push(buf, &r);

@@ -42,7 +42,7 @@
 /* Records waiting, split evenly among the appending threads' queues; past
  * it new ones are dropped and logged. */
 #define LEDGER_QUEUE_MAX 1000000
-#define LEDGER_SCHEMA_VERSION 6
+#define LEDGER_SCHEMA_VERSION 7
 
 #define LEDGER_TEXT_MAX 256 /* bytes kept of each string field; longer ones are cut */
 
@@ -73,6 +73,9 @@ struct ledger_record {
      * made, 0 for anything but a hit. */
     const char *cache;
     nanos_t saved_nanos;
+    /* Prompt caching (SPEC section 9): of tokens_in, those the provider
+     * read from its prompt cache and those it wrote to it. */
+    int64_t cached_tokens, cache_write_tokens;
 };
 
 struct ledger;

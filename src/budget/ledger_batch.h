@@ -28,7 +28,7 @@ enum ledger_text {
 /* One record's head; its text bytes follow it, padded to 8 bytes: about
  * 100 bytes a record where struct ledger_record takes 600. */
 struct packed {
-    int64_t ts_ms, tokens_in, tokens_out, cost_nanos, saved_nanos;
+    int64_t ts_ms, tokens_in, tokens_out, cost_nanos, saved_nanos, cached_tokens, cache_write_tokens;
     int32_t status;
     uint16_t len[LT_COUNT];
     uint8_t estimated;

@@ -28,7 +28,8 @@
 
 /* Migration i takes the schema from version i to i + 1. Never edit a
  * released step: add a new one. The columns are SQLite's `requests` (at
- * its version 4 for our version 1, at its 5 for our 2) but its rowid `id`:
+ * its version 4 for our version 1, its 5 for our 2, its 7 for our 3) but
+ * its rowid `id`:
  * the request id is the key (one index fewer to maintain per row; compared
  * byte by byte whatever the database's locale), and ts_ms has a BRIN index
  * (rows arrive about in time order; it costs next to nothing per insert and
@@ -58,6 +59,10 @@ static const char *const pg_migrations[] = {
      * cost_nanos is 0). Constant defaults: no table rewrite (PostgreSQL 11+). */
     "ALTER TABLE requests ADD COLUMN cache TEXT NOT NULL DEFAULT '',"
     " ADD COLUMN saved_nanos BIGINT NOT NULL DEFAULT 0;",
+    /* 2 -> 3: prompt caching (SPEC section 9): of tokens_in, the tokens the
+     * provider read from its prompt cache and those it wrote to it */
+    "ALTER TABLE requests ADD COLUMN cached_tokens BIGINT NOT NULL DEFAULT 0,"
+    " ADD COLUMN cache_write_tokens BIGINT NOT NULL DEFAULT 0;",
 };
 
 #define N_PG_MIGRATIONS (sizeof pg_migrations / sizeof pg_migrations[0])
@@ -67,13 +72,15 @@ _Static_assert(N_PG_MIGRATIONS == LEDGER_PG_SCHEMA_VERSION, "one migration per s
  * order), and each column's parameter type. */
 #define INSERT_COLUMNS                                                                  \
     "ts_ms, request_id, key_id, tenant, model, provider, origin_node, route, node_id, " \
-    "cache, tokens_in, tokens_out, cost_nanos, estimated, status, via_peer, saved_nanos"
+    "cache, tokens_in, tokens_out, cost_nanos, estimated, status, via_peer, saved_nanos, " \
+    "cached_tokens, cache_write_tokens"
 static const Oid column_types[LEDGER_PG_COLS] = {
     OID_INT8, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT,
     OID_TEXT, OID_INT8, OID_INT8, OID_INT8, OID_BOOL, OID_INT4, OID_BOOL, OID_INT8,
+    OID_INT8, OID_INT8,
 };
 _Static_assert(LT_COUNT == 9, "the INSERT names nine text columns");
-_Static_assert(LEDGER_PG_COLS == 1 + LT_COUNT + 7, "ts_ms, the text, seven numbers");
+_Static_assert(LEDGER_PG_COLS == 1 + LT_COUNT + 9, "ts_ms, the text, nine numbers");
 
 #define MAX_PARAMS (LEDGER_PG_ROWS_PER_INSERT * LEDGER_PG_COLS)
 #define SQL_CAP (256 + LEDGER_PG_ROWS_PER_INSERT * LEDGER_PG_COLS * 8)
@@ -127,8 +134,8 @@ static char *put_field(char *p, const void *data, uint32_t len)
 size_t ledger_pg_copy_size(const struct records *b)
 {
     /* signature, flags, extension length, trailer; per row: field count,
-     * LEDGER_PG_COLS lengths, 46 bytes of numbers, the text */
-    return 19 + 2 + b->n * (2 + LEDGER_PG_COLS * 4 + 46) + b->bytes;
+     * LEDGER_PG_COLS lengths, 62 bytes of numbers, the text */
+    return 19 + 2 + b->n * (2 + LEDGER_PG_COLS * 4 + 62) + b->bytes;
 }
 
 size_t ledger_pg_copy_encode(const struct records *b, char *out)
@@ -158,6 +165,8 @@ size_t ledger_pg_copy_encode(const struct records *b, char *out)
         p = put_be32(put_be32(p, 4), (uint32_t)r->status);
         p = put_field(p, &via_peer, 1);
         p = put_be64(put_be32(p, 8), r->saved_nanos);
+        p = put_be64(put_be32(p, 8), r->cached_tokens);
+        p = put_be64(put_be32(p, 8), r->cache_write_tokens);
     }
     p = put_be16(p, 0xFFFF); /* the trailer: a field count of -1 */
     return (size_t)(p - out);
@@ -528,7 +537,9 @@ static const struct packed *bind_rows(struct ledger_pg *pg, const struct packed 
         v[col] = s, len[col++] = 1, *s++ = r->estimated ? 1 : 0;
         v[col] = s, len[col++] = 4, s = put_be32(s, (uint32_t)r->status);
         v[col] = s, len[col++] = 1, *s++ = r->via_peer ? 1 : 0;
-        v[col] = s, len[col] = 8, s = put_be64(s, r->saved_nanos);
+        v[col] = s, len[col++] = 8, s = put_be64(s, r->saved_nanos);
+        v[col] = s, len[col++] = 8, s = put_be64(s, r->cached_tokens);
+        v[col] = s, len[col] = 8, s = put_be64(s, r->cache_write_tokens);
     }
     *scratch = s;
     return r;
@@ -615,7 +626,7 @@ int ledger_pg_insert(struct ledger_pg *pg, const struct records *b, bool may_exi
         return -1;
     }
     if (b->n == 0) return 0;
-    /* the COPY stream, or the parameters' numbers (46 bytes a row) and
+    /* the COPY stream, or the parameters' numbers (62 bytes a row) and
      * cleaned text: the stream is the larger */
     size_t need = ledger_pg_copy_size(b);
     if (pg->scratch_cap < need) {

@@ -15,10 +15,10 @@
 #include "budget/ledger.h"
 #include "budget/ledger_batch.h"
 
-#define LEDGER_PG_SCHEMA_VERSION 2
+#define LEDGER_PG_SCHEMA_VERSION 3
 #define LEDGER_PG_CONNECT_TIMEOUT_S 3
 #define LEDGER_PG_ROWS_PER_INSERT 256 /* rows per INSERT statement (LEDGER_PG_COLS parameters each) */
-#define LEDGER_PG_COLS 17
+#define LEDGER_PG_COLS 19
 
 struct ledger_pg;
 

@@ -86,6 +86,10 @@ static const char *const migrations[] = {
     " seen_same INTEGER NOT NULL DEFAULT 0,"
     " version INTEGER NOT NULL,"
     " PRIMARY KEY (scope, project, path));",
+    /* 6 -> 7: prompt caching (SPEC section 9): of tokens_in, the tokens
+     * the provider read from its prompt cache and those it wrote to it */
+    "ALTER TABLE requests ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE requests ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
@@ -192,17 +196,17 @@ static void make_parent_dirs(const char *path)
 /* Rows per multi-row INSERT: one statement run per 32 records instead of
  * per record (each run has a fixed cost in SQLite's VM). */
 #define ROWS_PER_INSERT 32
-#define COLS 17 /* values per row: ts_ms, the LT_COUNT text fields, seven numbers */
-_Static_assert(COLS == 1 + LT_COUNT + 7, "the INSERT's columns are the packed record's");
+#define COLS 19 /* values per row: ts_ms, the LT_COUNT text fields, nine numbers */
+_Static_assert(COLS == 1 + LT_COUNT + 9, "the INSERT's columns are the packed record's");
 
 static sqlite3_stmt *prepare_insert(sqlite3 *db, int rows)
 {
     /* the text columns in packed order (bind_record binds them so) */
     static const char head[] = "INSERT INTO requests (ts_ms, request_id, key_id, tenant, model, "
                                "provider, origin_node, route, node_id, cache, tokens_in, "
-                               "tokens_out, cost_nanos, estimated, status, via_peer, saved_nanos) "
-                               "VALUES ";
-    static const char row[] = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+                               "tokens_out, cost_nanos, estimated, status, via_peer, saved_nanos, "
+                               "cached_tokens, cache_write_tokens) VALUES ";
+    static const char row[] = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
     char sql[sizeof head + ROWS_PER_INSERT * sizeof row];
     size_t n = sizeof head - 1;
     memcpy(sql, head, n);
@@ -235,7 +239,9 @@ static void bind_record(sqlite3_stmt *st, int row, const struct packed *r)
     sqlite3_bind_int(st, c++, r->estimated);
     sqlite3_bind_int(st, c++, r->status);
     sqlite3_bind_int(st, c++, r->via_peer);
-    sqlite3_bind_int64(st, c, r->saved_nanos);
+    sqlite3_bind_int64(st, c++, r->saved_nanos);
+    sqlite3_bind_int64(st, c++, r->cached_tokens);
+    sqlite3_bind_int64(st, c, r->cache_write_tokens);
 }
 
 void ledger_sqlite_prepare_inserts(sqlite3 *db, struct ledger_inserts *ins)

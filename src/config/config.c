@@ -310,33 +310,41 @@ struct config *config_load_file(const char *path, struct diag_list *diags)
 
 /* ---- built-in defaults ---- */
 
+/* Prices as text, USD per 1k tokens: input, output, and the prompt
+ * cache's read (`cached`) and write prices, NULL for the input price.
+ * List prices as published on 2025-11 (openai.com/api/pricing,
+ * docs.anthropic.com "Pricing"): OpenAI bills cached input at 50% of the
+ * input price for the gpt-4o family and 25% for gpt-4.1, and cache writes
+ * at the input price; Anthropic bills cache reads at 10% of the input
+ * price and 5-minute cache writes at 125%. */
 struct default_model {
     const char *name;
-    const char *in, *out; /* USD per 1k tokens, as text */
+    const char *in, *out;
     unsigned caps;
+    const char *cached, *cache_write;
 };
 
 static const struct default_model openai_models[] = {
-    {"gpt-4o", "0.0025", "0.01", CAP_TEXT | CAP_VISION | CAP_TOOLS},
-    {"gpt-4o-mini", "0.00015", "0.0006", CAP_TEXT | CAP_VISION | CAP_TOOLS},
-    {"gpt-4.1", "0.002", "0.008", CAP_TEXT | CAP_VISION | CAP_TOOLS},
-    {"gpt-4.1-mini", "0.0004", "0.0016", CAP_TEXT | CAP_VISION | CAP_TOOLS},
-    {"text-embedding-3-small", "0.00002", "0", CAP_EMBEDDINGS},
-    {NULL, NULL, NULL, 0},
+    {"gpt-4o", "0.0025", "0.01", CAP_TEXT | CAP_VISION | CAP_TOOLS, "0.00125", NULL},
+    {"gpt-4o-mini", "0.00015", "0.0006", CAP_TEXT | CAP_VISION | CAP_TOOLS, "0.000075", NULL},
+    {"gpt-4.1", "0.002", "0.008", CAP_TEXT | CAP_VISION | CAP_TOOLS, "0.0005", NULL},
+    {"gpt-4.1-mini", "0.0004", "0.0016", CAP_TEXT | CAP_VISION | CAP_TOOLS, "0.0001", NULL},
+    {"text-embedding-3-small", "0.00002", "0", CAP_EMBEDDINGS, NULL, NULL},
+    {NULL, NULL, NULL, 0, NULL, NULL},
 };
 
 static const struct default_model anthropic_models[] = {
-    {"claude-sonnet-4-5", "0.003", "0.015", CAP_TEXT | CAP_VISION | CAP_TOOLS},
-    {"claude-3-5-haiku-latest", "0.0008", "0.004", CAP_TEXT | CAP_TOOLS},
-    {NULL, NULL, NULL, 0},
+    {"claude-sonnet-4-5", "0.003", "0.015", CAP_TEXT | CAP_VISION | CAP_TOOLS, "0.0003", "0.00375"},
+    {"claude-3-5-haiku-latest", "0.0008", "0.004", CAP_TEXT | CAP_TOOLS, "0.00008", "0.001"},
+    {NULL, NULL, NULL, 0, NULL, NULL},
 };
 
 /* Workers AI models with the standard's example prices (section 4.1). */
 static const struct default_model cloudflare_models[] = {
-    {"llama-3.1-8b", "0.001", "0.001", CAP_TEXT},
-    {"qwen-coder", "0.001", "0.001", CAP_TEXT | CAP_CODE},
-    {"bge-base-en", "0.0001", "0", CAP_EMBEDDINGS},
-    {NULL, NULL, NULL, 0},
+    {"llama-3.1-8b", "0.001", "0.001", CAP_TEXT, NULL, NULL},
+    {"qwen-coder", "0.001", "0.001", CAP_TEXT | CAP_CODE, NULL, NULL},
+    {"bge-base-en", "0.0001", "0", CAP_EMBEDDINGS, NULL, NULL},
+    {NULL, NULL, NULL, 0, NULL, NULL},
 };
 static const char *const cloudflare_ids[] = {"@cf/meta/llama-3.1-8b-instruct",
                                               "@cf/qwen/qwen2.5-coder-7b-instruct",
@@ -356,6 +364,12 @@ static struct config_provider *add_default_provider(struct config *c, const char
         struct config_model *cm = &p->models[p->n_models - 1];
         money_parse_usd(m->in, strlen(m->in), &cm->price_in_per_1k);
         money_parse_usd(m->out, strlen(m->out), &cm->price_out_per_1k);
+        if (m->cached)
+            cm->has_cached_in_price =
+                money_parse_usd(m->cached, strlen(m->cached), &cm->price_cached_in_per_1k);
+        if (m->cache_write)
+            cm->has_cache_write_price = money_parse_usd(m->cache_write, strlen(m->cache_write),
+                                                        &cm->price_cache_write_per_1k);
     }
     if (env) {
         const char *key = getenv(env);
@@ -493,6 +507,13 @@ void config_print_summary(const struct config *c, FILE *out)
             fprintf(out, "    %s -> %s [", m->name, m->upstream_id);
             print_caps(m->capabilities, out);
             fprintf(out, "] $%s in / $%s out per 1k tokens", a, b);
+            if (m->has_cached_in_price || m->has_cache_write_price) {
+                money_format_usd(m->has_cached_in_price ? m->price_cached_in_per_1k
+                                                        : m->price_in_per_1k, a, sizeof a);
+                money_format_usd(m->has_cache_write_price ? m->price_cache_write_per_1k
+                                                          : m->price_in_per_1k, b, sizeof b);
+                fprintf(out, " (prompt cache: $%s read / $%s write)", a, b);
+            }
             if (m->price_per_generation) {
                 money_format_usd(m->price_per_generation, a, sizeof a);
                 fprintf(out, ", $%s per generation", a);

@@ -72,6 +72,14 @@ struct config_model {
     nanos_t price_in_per_1k;
     nanos_t price_out_per_1k;
     nanos_t price_per_generation;
+    /* Prompt caching (SPEC section 9): input tokens read from the
+     * provider's prompt cache, and input tokens written to it. A price
+     * whose has_* flag is false is the input price (pricing.h), so that a
+     * model built anywhere with memset(0) never prices cached tokens free. */
+    nanos_t price_cached_in_per_1k;
+    nanos_t price_cache_write_per_1k;
+    bool has_cached_in_price;
+    bool has_cache_write_price;
     int line; /* where it was defined, for messages */
 };
 

@@ -253,6 +253,8 @@ static const struct key_spec model_keys[] = {
     {.name = "cost_per_1k_input_tokens", .type = KT_MONEY, .offset = MODEL(price_in_per_1k)},
     {.name = "cost_per_1k_output_tokens", .type = KT_MONEY, .offset = MODEL(price_out_per_1k)},
     {.name = "cost_per_generation", .type = KT_MONEY, .offset = MODEL(price_per_generation)},
+    {.name = "cost_per_1k_cached_input_tokens", .type = KT_MONEY, .offset = MODEL(price_cached_in_per_1k)},
+    {.name = "cost_per_1k_cache_write_tokens", .type = KT_MONEY, .offset = MODEL(price_cache_write_per_1k)},
     /* the standard's local-model keys: accepted, not used by a gateway */
     {.name = "path", .type = KT_IGNORE},
     {.name = "runtime", .type = KT_IGNORE},
@@ -288,6 +290,10 @@ static void on_model(struct parse_ctx *cx, const struct cnode *m, const char *pa
         if (!walk_seen_key(model_keys, seen, "cost_per_1k_output_tokens"))
             r.m.price_out_per_1k = r.flat;
     }
+    /* Absent: the input price (resolved in pricing.c, not copied here, so
+     * that it follows cost_per_1k_tokens too). */
+    r.m.has_cached_in_price = walk_seen_key(model_keys, seen, "cost_per_1k_cached_input_tokens");
+    r.m.has_cache_write_price = walk_seen_key(model_keys, seen, "cost_per_1k_cache_write_tokens");
     if (!r.m.upstream_id) r.m.upstream_id = xstrdup(r.m.name);
     p->models = xrealloc(p->models, (p->n_models + 1) * sizeof *p->models);
     p->models[p->n_models++] = r.m;

@@ -109,6 +109,8 @@ struct http_request {
         const char *model;    /* as the client asked */
         const char *provider; /* the one that answered */
         int64_t tokens_in, tokens_out;
+        /* of tokens_in: read from / written to the provider's prompt cache */
+        int64_t cached_tokens, cache_write_tokens;
         int64_t cost_nanos;
         bool estimated;
         int failovers;

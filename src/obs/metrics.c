@@ -174,6 +174,8 @@ static atomic_ullong cost_hist[N_COST_BUCKETS + 1];
 static atomic_ullong cost_hist_sum, cost_hist_count;
 /* per provider x model: tokens and cost */
 static atomic_ullong pm_tokens_in[N_LBL][N_LBL], pm_tokens_out[N_LBL][N_LBL];
+/* of the input tokens: read from / written to the provider's prompt cache */
+static atomic_ullong pm_tokens_cache_read[N_LBL][N_LBL], pm_tokens_cache_write[N_LBL][N_LBL];
 static atomic_ullong pm_cost[N_LBL][N_LBL];
 static atomic_ullong tokens_in, tokens_out, tokens_estimated_requests;
 static atomic_ullong cost_nanos;
@@ -270,6 +272,14 @@ void metrics_record_request(const struct http_request *req, bool begun, const ch
         atomic_fetch_add_explicit(&cost_nanos, cost, memory_order_relaxed);
         atomic_fetch_add_explicit(&pm_tokens_in[p][m], in, memory_order_relaxed);
         atomic_fetch_add_explicit(&pm_tokens_out[p][m], out, memory_order_relaxed);
+        if (req->acct.cached_tokens > 0)
+            atomic_fetch_add_explicit(&pm_tokens_cache_read[p][m],
+                                      (unsigned long long)req->acct.cached_tokens,
+                                      memory_order_relaxed);
+        if (req->acct.cache_write_tokens > 0)
+            atomic_fetch_add_explicit(&pm_tokens_cache_write[p][m],
+                                      (unsigned long long)req->acct.cache_write_tokens,
+                                      memory_order_relaxed);
         atomic_fetch_add_explicit(&pm_cost[p][m], cost, memory_order_relaxed);
         if (req->acct.estimated)
             atomic_fetch_add_explicit(&tokens_estimated_requests, 1, memory_order_relaxed);
@@ -539,10 +549,9 @@ static void render_series(struct out *o)
     }
 }
 
-static void render_pm(struct out *o, const char *name, const char *type, const char *text,
-                      atomic_ullong (*a)[N_LBL], const char *extra, bool money)
+static void render_pm_rows(struct out *o, const char *name, atomic_ullong (*a)[N_LBL],
+                           const char *extra, bool money)
 {
-    help(o, name, type, text);
     for (int p = 0; p < N_LBL; p++)
         for (int m = 0; m < N_LBL; m++) {
             unsigned long long v = atomic_load_explicit(&a[p][m], memory_order_relaxed);
@@ -560,6 +569,13 @@ static void render_pm(struct out *o, const char *name, const char *type, const c
                 outf(o, "%s{provider=\"%s\",model=\"%s\"%s} %llu\n", name, pn, mn, extra, v);
             }
         }
+}
+
+static void render_pm(struct out *o, const char *name, const char *type, const char *text,
+                      atomic_ullong (*a)[N_LBL], const char *extra, bool money)
+{
+    help(o, name, type, text);
+    render_pm_rows(o, name, a, extra, money);
 }
 
 /* The response cache (SPEC section 7). */
@@ -673,6 +689,13 @@ char *metrics_render(const struct config *cfg, const struct metrics_extra *x, si
                   "Input (prompt) tokens per provider and model.", pm_tokens_in, "", false);
         render_pm(&o, "aiproxy_provider_tokens_output_total", "counter",
                   "Output (completion) tokens per provider and model.", pm_tokens_out, "", false);
+        help(&o, "aiproxy_provider_tokens_cached_total", "counter",
+             "Input tokens the provider read from (kind=read) or wrote to (kind=write) its "
+             "prompt cache, per provider and model (part of the input tokens).");
+        render_pm_rows(&o, "aiproxy_provider_tokens_cached_total", pm_tokens_cache_read,
+                       ",kind=\"read\"", false);
+        render_pm_rows(&o, "aiproxy_provider_tokens_cached_total", pm_tokens_cache_write,
+                       ",kind=\"write\"", false);
         help(&o, "aiproxy_usage_estimated_requests_total", "counter",
              "Requests whose usage was estimated (the provider reported none).");
         outf(&o, "aiproxy_usage_estimated_requests_total %llu\n",

@@ -49,6 +49,24 @@ static json_t *text_block(const char *text)
     return b;
 }
 
+/* Prompt caching (SPEC section 9): a `cache_control` on an OpenAI part,
+ * message or tool is Anthropic's, passed on as it is. Returns `block`. */
+static json_t *keep_cache_control(json_t *block, const json_t *from)
+{
+    json_t *cc = json_object_get(from, "cache_control");
+    if (json_is_object(cc)) json_object_set(block, "cache_control", cc);
+    return block;
+}
+
+/* A message's own cache_control marks its last block (a string content is
+ * one block). */
+static void message_cache_control(json_t *blocks, const json_t *msg)
+{
+    size_t n = json_array_size(blocks);
+    if (n > 0 && !json_object_get(json_array_get(blocks, n - 1), "cache_control"))
+        keep_cache_control(json_array_get(blocks, n - 1), msg);
+}
+
 /* image_url part -> image block: data URLs are split into base64 sources,
  * http(s) URLs become url sources. */
 static json_t *image_block(const json_t *part, char *err, size_t cap)
@@ -110,14 +128,15 @@ static json_t *content_blocks(const json_t *content, bool images_ok, char *err, 
     json_array_foreach(content, i, part) {
         const char *type = pj_str(part, "type");
         if (type && strcmp(type, "text") == 0 && pj_str(part, "text")) {
-            if (*pj_str(part, "text")) json_array_append_new(blocks, text_block(pj_str(part, "text")));
+            if (*pj_str(part, "text"))
+                json_array_append_new(blocks, keep_cache_control(text_block(pj_str(part, "text")), part));
         } else if (images_ok && type && strcmp(type, "image_url") == 0) {
             json_t *b = image_block(part, err, cap);
             if (!b) {
                 json_decref(blocks);
                 return NULL;
             }
-            json_array_append_new(blocks, b);
+            json_array_append_new(blocks, keep_cache_control(b, part));
         } else {
             json_decref(blocks);
             perr(err, cap, "content part type '%s' is not supported by Anthropic providers",
@@ -198,6 +217,10 @@ static int translate_messages(struct arena *a, const json_t *in, json_t *out, ch
 {
     struct turns t = {.messages = json_array()};
     char *system = NULL;
+    /* The system prompt as blocks too: sent so when one of them carries a
+     * cache_control (a string loses it). */
+    json_t *system_blocks = json_array();
+    bool system_cached = false;
     size_t i;
     json_t *msg;
     json_array_foreach(json_object_get(in, "messages"), i, msg) {
@@ -212,6 +235,14 @@ static int translate_messages(struct arena *a, const json_t *in, json_t *out, ch
                 goto fail;
             }
             system = system ? arena_printf(a, "%s\n\n%s", system, text) : text;
+            json_t *sb = content_blocks(json_object_get(msg, "content"), false, err, cap);
+            if (!sb) goto fail;
+            message_cache_control(sb, msg);
+            size_t k;
+            json_t *b;
+            json_array_foreach(sb, k, b) if (json_object_get(b, "cache_control")) system_cached = true;
+            json_array_extend(system_blocks, sb);
+            json_decref(sb);
             continue;
         } else if (strcmp(role, "user") == 0) {
             blocks = content_blocks(json_object_get(msg, "content"), true, err, cap);
@@ -225,16 +256,20 @@ static int translate_messages(struct arena *a, const json_t *in, json_t *out, ch
             goto fail;
         }
         if (!blocks) goto fail;
+        message_cache_control(blocks, msg);
         add_turn(&t, role, blocks);
     }
     if (json_array_size(t.messages) == 0) {
         perr(err, cap, "Anthropic needs at least one user or assistant message");
         goto fail;
     }
-    if (system && *system) pj_set_str(out, "system", system);
+    if (system_cached) json_object_set(out, "system", system_blocks);
+    else if (system && *system) pj_set_str(out, "system", system);
+    json_decref(system_blocks);
     json_object_set_new(out, "messages", t.messages);
     return 0;
 fail:
+    json_decref(system_blocks);
     json_decref(t.messages);
     return -1;
 }
@@ -266,6 +301,8 @@ static int translate_tools(const json_t *in, json_t *out, char *err, size_t cap)
                 json_object_set_new(schema, "properties", json_object());
                 json_object_set_new(t, "input_schema", schema);
             }
+            keep_cache_control(t, fn);
+            keep_cache_control(t, tool); /* on the tool itself, as clients write it */
             json_array_append_new(list, t);
         }
         json_object_set_new(out, "tools", list);
@@ -413,12 +450,16 @@ static json_t *openai_usage(const struct counts *c, struct provider_usage *pu)
     pj_set_int(u, "total_tokens", prompt + c->output);
     json_t *d = json_object();
     pj_set_int(d, "cached_tokens", c->cache_read);
+    /* OpenAI has no name for cache writes: the gateway's (and OpenRouter's),
+     * when there were any */
+    if (c->cache_creation > 0) pj_set_int(d, "cache_write_tokens", c->cache_creation);
     json_object_set_new(u, "prompt_tokens_details", d);
     if (pu) {
         pu->present = true;
         pu->prompt_tokens = prompt;
         pu->completion_tokens = c->output;
         pu->cached_tokens = c->cache_read;
+        pu->cache_write_tokens = c->cache_creation;
     }
     return u;
 }
@@ -583,6 +624,7 @@ static void set_usage(struct provider_stream *st, struct stream_state *s)
     st->usage.prompt_tokens = c->input + c->cache_read + c->cache_creation;
     st->usage.completion_tokens = c->output;
     st->usage.cached_tokens = c->cache_read;
+    st->usage.cache_write_tokens = c->cache_creation;
     s->usage_seen = true;
 }
 

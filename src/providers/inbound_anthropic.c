@@ -52,6 +52,35 @@ static json_t *text_part(const char *text)
     return p;
 }
 
+/* Prompt caching (SPEC section 9): a block's cache_control stays on the
+ * OpenAI part, message or tool made from it, so that it reaches an
+ * Anthropic provider (the OpenAI adapter strips it for the others).
+ * Returns `to`. */
+static json_t *keep_cache_control(json_t *to, const json_t *block)
+{
+    json_t *cc = json_object_get(block, "cache_control");
+    if (json_is_object(cc)) json_object_set(to, "cache_control", cc);
+    return to;
+}
+
+/* A system value with a cache_control on one of its blocks, as OpenAI
+ * text parts that keep them; NULL when none has one (a string does). */
+static json_t *system_parts(const json_t *sys)
+{
+    if (!json_is_array(sys)) return NULL;
+    bool cached = false;
+    size_t i;
+    json_t *b;
+    json_array_foreach(sys, i, b) if (json_is_object(json_object_get(b, "cache_control"))) cached = true;
+    if (!cached) return NULL;
+    json_t *parts = json_array();
+    json_array_foreach(sys, i, b) {
+        const char *text = pj_str(b, "text");
+        if (text && *text) json_array_append_new(parts, keep_cache_control(text_part(text), b));
+    }
+    return parts;
+}
+
 /* tool_result content: a string, or blocks whose text is joined. */
 static char *tool_result_text(struct arena *a, const json_t *content)
 {
@@ -92,14 +121,14 @@ static int user_turn(struct arena *a, const json_t *content, json_t *msgs, size_
             return bad(err, param, "%s has a block without a type", param);
         }
         if (strcmp(t, "text") == 0 && pj_str(b, "text")) {
-            json_array_append_new(parts, text_part(pj_str(b, "text")));
+            json_array_append_new(parts, keep_cache_control(text_part(pj_str(b, "text")), b));
         } else if (strcmp(t, "image") == 0) {
             json_t *p = image_part(a, b);
             if (!p) {
                 json_decref(parts);
                 return bad(err, param, "%s has an image without a usable source", param);
             }
-            json_array_append_new(parts, p);
+            json_array_append_new(parts, keep_cache_control(p, b));
         } else if (strcmp(t, "tool_result") == 0) {
             /* Tool results are OpenAI tool messages, which must come first. */
             const char *id = pj_str(b, "tool_use_id");
@@ -113,7 +142,7 @@ static int user_turn(struct arena *a, const json_t *content, json_t *msgs, size_
             char *text = tool_result_text(a, json_object_get(b, "content"));
             if (pj_true(b, "is_error")) text = arena_printf(a, "Error: %s", text);
             pj_set_str(m, "content", text);
-            json_array_append_new(msgs, m);
+            json_array_append_new(msgs, keep_cache_control(m, b));
         } else if (strcmp(t, "document") == 0 || strcmp(t, "search_result") == 0) {
             json_decref(parts);
             return bad(err, param, "block type '%s' is not supported by this gateway", t);
@@ -152,6 +181,7 @@ static int assistant_turn(struct arena *a, const json_t *content, json_t *msgs, 
     size_t i;
     json_t *b;
     json_array_foreach(content, i, b) {
+        keep_cache_control(m, b); /* the blocks are joined: the message keeps it */
         const char *t = pj_str(b, "type");
         if (t && strcmp(t, "text") == 0 && pj_str(b, "text")) {
             text = arena_printf(a, "%s%s", text, pj_str(b, "text"));
@@ -208,7 +238,7 @@ static int tools_to_openai(const json_t *in, json_t *out, struct inbound_error *
             json_t *o = json_object();
             pj_set_str(o, "type", "function");
             json_object_set_new(o, "function", fn);
-            json_array_append_new(list, o);
+            json_array_append_new(list, keep_cache_control(o, t));
         }
         json_object_set_new(out, "tools", list);
     }
@@ -271,7 +301,9 @@ static int request_to_openai(struct arena *a, const char *body, size_t len, char
         }
         json_t *m = json_object();
         pj_set_str(m, "role", "system");
-        pj_set_str(m, "content", text);
+        json_t *parts = system_parts(sys);
+        if (parts) json_object_set_new(m, "content", parts);
+        else pj_set_str(m, "content", text);
         json_array_append_new(msgs, m);
     }
     size_t i;
@@ -349,23 +381,33 @@ static const char *message_id(struct arena *a, const json_t *root)
     return arena_printf(a, "msg_%s", id ? id : "aiproxy");
 }
 
-/* Anthropic usage from OpenAI's: input_tokens excludes cached reads. */
-static json_t *anthropic_usage(int64_t prompt, int64_t completion, int64_t cached)
+/* Anthropic usage from OpenAI's: input_tokens excludes cached reads and
+ * cache writes, which prompt_tokens includes (SPEC section 9). */
+static json_t *anthropic_usage(int64_t prompt, int64_t completion, int64_t cached, int64_t written)
 {
+    if (cached < 0) cached = 0;
     if (cached > prompt) cached = prompt;
+    if (written < 0) written = 0;
+    if (written > prompt - cached) written = prompt - cached;
     json_t *u = json_object();
-    pj_set_int(u, "input_tokens", prompt - cached);
+    pj_set_int(u, "input_tokens", prompt - cached - written);
     pj_set_int(u, "output_tokens", completion);
-    pj_set_int(u, "cache_creation_input_tokens", 0);
+    pj_set_int(u, "cache_creation_input_tokens", written);
     pj_set_int(u, "cache_read_input_tokens", cached);
     return u;
 }
 
-static void read_usage(const json_t *u, int64_t *prompt, int64_t *completion, int64_t *cached)
+/* The counts of an OpenAI usage object (scan.h's names: the gateway's
+ * cache_write_tokens, else the Anthropic names some servers use). */
+static void read_usage(const json_t *u, int64_t *prompt, int64_t *completion, int64_t *cached,
+                       int64_t *written)
 {
     (void)pj_int(u, "prompt_tokens", prompt);
     (void)pj_int(u, "completion_tokens", completion);
-    (void)pj_int(json_object_get(u, "prompt_tokens_details"), "cached_tokens", cached);
+    json_t *d = json_object_get(u, "prompt_tokens_details");
+    if (!pj_int(d, "cached_tokens", cached)) (void)pj_int(u, "cache_read_input_tokens", cached);
+    if (!pj_int(d, "cache_write_tokens", written))
+        (void)pj_int(u, "cache_creation_input_tokens", written);
 }
 
 static json_t *parse_arguments(const char *args)
@@ -415,9 +457,9 @@ static int response_from_openai(struct arena *a, void *ctx, const char *body, si
     json_object_set_new(r, "content", content);
     pj_set_str(r, "stop_reason", stop_reason(pj_str(choice, "finish_reason")));
     json_object_set_new(r, "stop_sequence", json_null());
-    int64_t prompt = 0, completion = 0, cached = 0;
-    read_usage(json_object_get(root, "usage"), &prompt, &completion, &cached);
-    json_object_set_new(r, "usage", anthropic_usage(prompt, completion, cached));
+    int64_t prompt = 0, completion = 0, cached = 0, written = 0;
+    read_usage(json_object_get(root, "usage"), &prompt, &completion, &cached, &written);
+    json_object_set_new(r, "usage", anthropic_usage(prompt, completion, cached, written));
     json_t *x = json_object_get(root, "x-aiproxy");
     if (x) json_object_set(r, "x-aiproxy", x);
     *out = pj_dump(a, r, out_len);
@@ -438,7 +480,7 @@ struct stream {
     int next_index;      /* the next content block index */
     int64_t open_tool;   /* OpenAI tool index of the open tool_use block */
     const char *stop_reason;
-    int64_t prompt, completion, cached;
+    int64_t prompt, completion, cached, written;
     bool usage_seen;
     char *meta;          /* the x-aiproxy object (JSON text), when it came */
 };
@@ -475,7 +517,7 @@ static void start_message(struct stream *s, const char *model, inbound_emit_cb e
     json_object_set_new(m, "content", json_array());
     json_object_set_new(m, "stop_reason", json_null());
     json_object_set_new(m, "stop_sequence", json_null());
-    json_object_set_new(m, "usage", anthropic_usage(0, 0, 0));
+    json_object_set_new(m, "usage", anthropic_usage(0, 0, 0, 0));
     json_t *d = json_object();
     pj_set_str(d, "type", "message_start");
     json_object_set_new(d, "message", m);
@@ -579,7 +621,7 @@ static void stream_chunk(void *state, const char *json, size_t len, inbound_emit
     if (finish) s->stop_reason = stop_reason(finish);
     json_t *u = json_object_get(root, "usage");
     if (json_is_object(u)) {
-        read_usage(u, &s->prompt, &s->completion, &s->cached);
+        read_usage(u, &s->prompt, &s->completion, &s->cached, &s->written);
         s->usage_seen = true;
     }
     json_t *x = json_object_get(root, "x-aiproxy");
@@ -599,7 +641,8 @@ static void stream_end(void *state, inbound_emit_cb emit, void *ctx)
     json_t *d = json_object();
     pj_set_str(d, "type", "message_delta");
     json_object_set_new(d, "delta", delta);
-    json_object_set_new(d, "usage", anthropic_usage(s->prompt, s->completion, s->cached));
+    json_object_set_new(d, "usage",
+                        anthropic_usage(s->prompt, s->completion, s->cached, s->written));
     json_t *meta = s->meta ? pj_load(s->meta, strlen(s->meta)) : NULL;
     if (meta) json_object_set_new(d, "x-aiproxy", meta);
     send_event(s, "message_delta", d, emit, ctx);

@@ -4,7 +4,8 @@
  * the model token is swapped for the upstream id, and a stream asks for
  * usage when the client did not. A preset whose server rejects parts of the
  * OpenAI shape (a small table below) has its body rewritten instead, only
- * when the body holds what that server rejects. */
+ * when the body holds what that server rejects; so has a body carrying
+ * Anthropic's prompt-caching `cache_control` marks, which OpenAI refuses. */
 #include <string.h>
 
 #include "config/config.h"
@@ -60,7 +61,43 @@ static bool quirk_applies(const struct quirk *q, const struct provider_call *cal
     return false;
 }
 
-static int rewrite_body(const struct quirk *q, const struct provider_call *call,
+/* ---- Anthropic's cache_control ---- */
+
+/* Whether the body has cache_control marks (SPEC section 9) this upstream
+ * must not see: OpenAI answers unknown fields in content parts with a 400.
+ * A mesh peer gets them (its provider may be Anthropic), and so does
+ * OpenRouter, which passes them on to Anthropic models. The scan saw any
+ * in the messages; tools are searched only when there are some. */
+static bool strips_cache_control(const struct provider_call *call)
+{
+    const struct req_facts *f = call->facts;
+    if (!f->has_cache_control &&
+        !(f->has_tools && memmem(call->body, call->body_len, "\"cache_control\"", 15)))
+        return false;
+    const struct config_provider *p = call->provider;
+    if (p->type == PROVIDER_MESH) return false;
+    return !(p->preset && strcmp(p->preset, "openrouter") == 0);
+}
+
+/* Takes cache_control out of the messages, their content parts and the tools. */
+static void strip_cache_control(json_t *root)
+{
+    size_t i, j;
+    json_t *m, *part, *tool;
+    json_array_foreach(json_object_get(root, "messages"), i, m) {
+        json_object_del(m, "cache_control");
+        json_array_foreach(json_object_get(m, "content"), j, part)
+            json_object_del(part, "cache_control");
+    }
+    json_array_foreach(json_object_get(root, "tools"), i, tool) {
+        json_object_del(tool, "cache_control");
+        json_object_del(json_object_get(tool, "function"), "cache_control");
+    }
+}
+
+/* The body re-serialised: the quirk's rewrites (`q` may be NULL), and
+ * without cache_control when `strip`. */
+static int rewrite_body(const struct quirk *q, bool strip, const struct provider_call *call,
                         struct provider_request *out, char *err, size_t err_cap)
 {
     json_t *root = pj_load(call->body, call->body_len);
@@ -71,6 +108,18 @@ static int rewrite_body(const struct quirk *q, const struct provider_call *call,
         return -1;
     }
     pj_set_str(root, "model", call->model->upstream_id);
+    if (strip) strip_cache_control(root);
+    const struct req_facts *f = call->facts;
+    bool textual = call->kind == API_CHAT || call->kind == API_COMPLETIONS;
+    if (!q) {
+        /* as splice_body does: a stream asks for usage */
+        if (f->stream && !f->has_stream_options && textual) {
+            json_t *so = json_object();
+            json_object_set_new(so, "include_usage", json_true());
+            json_object_set_new(root, "stream_options", so);
+        }
+        goto dump;
+    }
     if (q->no_stream_options) json_object_del(root, "stream_options");
     json_t *mct = json_object_get(root, "max_completion_tokens");
     if (q->max_tokens_only && mct) {
@@ -80,6 +129,7 @@ static int rewrite_body(const struct quirk *q, const struct provider_call *call,
     json_t *tc = json_object_get(root, "tool_choice");
     if (q->tool_choice_any && json_is_string(tc) && strcmp(json_string_value(tc), "required") == 0)
         pj_set_str(root, "tool_choice", "any");
+dump:
     out->body = pj_dump(call->arena, root, &out->body_len);
     json_decref(root);
     return 0;
@@ -146,8 +196,9 @@ int openai_build_request(const struct provider_call *call, const char *url,
     bool textual = call->kind == API_CHAT || call->kind == API_COMPLETIONS;
     out->stream = f->stream && textual;
 
-    if (q && quirk_applies(q, call)) {
-        if (rewrite_body(q, call, out, err, err_cap) != 0) return -1;
+    bool strip = strips_cache_control(call);
+    if ((q && quirk_applies(q, call)) || strip) {
+        if (rewrite_body(q, strip, call, out, err, err_cap) != 0) return -1;
     } else {
         bool want_usage = f->stream && !f->has_stream_options && textual &&
                           !(q && q->no_stream_options);

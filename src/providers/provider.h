@@ -68,7 +68,8 @@ struct provider_usage {
     bool present;
     int64_t prompt_tokens;
     int64_t completion_tokens;
-    int64_t cached_tokens;
+    int64_t cached_tokens;      /* of prompt_tokens: read from the provider's prompt cache */
+    int64_t cache_write_tokens; /* of prompt_tokens: written to it */
     struct provider_relay relay; /* mesh peers (finish) */
 };
 

@@ -75,7 +75,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (mode == 0) {
         struct provider_response resp = {.status = 200, .body = copy, .len = len};
         struct provider_usage u = {0};
-        if (OPS->finish(&call, &resp, &out, &out_len, &u, err, sizeof err) == 0) check_json(out, out_len);
+        if (OPS->finish(&call, &resp, &out, &out_len, &u, err, sizeof err) == 0) {
+            check_json(out, out_len);
+            /* cache writes reported are in the OpenAI answer too (SPEC section 9) */
+            if (u.present && u.cache_write_tokens > 0)
+                assert(memmem(out, out_len, "\"cache_write_tokens\"", 20) != NULL);
+        }
     } else if (mode == 1) {
         struct provider_response resp = {.status = 400, .body = copy, .len = len};
         if (OPS->error_body(&call, &resp, &out, &out_len) == 0) check_json(out, out_len);

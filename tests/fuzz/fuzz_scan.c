@@ -79,7 +79,8 @@ static void check_response(const char *body, size_t len)
     assert(!r.choices_empty || r.has_choices);
     if (r.usage.present)
         assert(r.usage.prompt_tokens >= 0 && r.usage.completion_tokens >= 0 &&
-               r.usage.total_tokens >= 0 && r.usage.cached_tokens >= 0);
+               r.usage.total_tokens >= 0 && r.usage.cached_tokens >= 0 &&
+               r.usage.cache_write_tokens >= 0);
     /* The object up to and including close_off is itself a valid body. */
     struct resp_facts again;
     assert(scan_response(body, r.close_off + 1, &again) == 0);

@@ -20,7 +20,9 @@
 //                       tools [{name, description?, input_schema: object}];
 //                       tool_choice {type: auto|any|tool|none}; metadata
 //                       {user_id}. Images: base64 (media_type image/jpeg|png|
-//                       gif|webp, base64 data) or url sources.
+//                       gif|webp, base64 data) or url sources. cache_control
+//                       (on system, text, image, tool_result blocks and
+//                       tools): {type: "ephemeral", ttl?: "5m"|"1h"}.
 //   POST /v1/messages/count_tokens   the same checks and body, except that
 //                       max_tokens and stream are refused (Extra inputs);
 //                       answers {"input_tokens": 1000 + the characters of
@@ -64,6 +66,15 @@
 //   chunkDelayMs, chunks:M (M pieces "c0 ".."cM-1 "), usage, headers.
 
 import { currentSeq, heldSockets, nextBehaviour, rst, serve, sleep } from './fake-common.mjs';
+
+// Records a violation unless `o.cache_control` is absent or well formed.
+function checkCacheControl(o, at, v) {
+  if (!o || o.cache_control === undefined) return;
+  const cc = o.cache_control;
+  if (!cc || typeof cc !== 'object' || cc.type !== 'ephemeral' ||
+      Object.keys(cc).some((k) => !['type', 'ttl'].includes(k)) ||
+      (cc.ttl !== undefined && !['5m', '1h'].includes(cc.ttl))) v.push(`${at}.cache_control: {type: "ephemeral", ttl?}`);
+}
 
 function parseArgs(argv) {
   const out = { port: 0, apiKey: null, models: null, name: 'anthropic', host: '127.0.0.1' };
@@ -131,6 +142,7 @@ function validateBlocks(role, content, i, prevToolIds, v) {
   content.forEach((b, j) => {
     const at = `messages.${i}.content.${j}`;
     if (!isObj(b) || typeof b.type !== 'string') { v.push(`${at}: not a block`); return; }
+    checkCacheControl(b, at, v);
     switch (b.type) {
       case 'text':
         if (typeof b.text !== 'string') v.push(`${at}.text: must be a string`);
@@ -214,6 +226,10 @@ function validate(req, entry, countTokens = false) {
       !(Array.isArray(b.system) && b.system.every((s) => isObj(s) && s.type === 'text' && typeof s.text === 'string'))) {
     v.push('system: string or text blocks');
   }
+  if (Array.isArray(b.system)) b.system.forEach((s, i) => {
+    checkCacheControl(s, `system.${i}`, v);
+    for (const k of Object.keys(s)) if (!['type', 'text', 'cache_control', 'citations'].includes(k)) v.push(`system.${i}.${k}: extra field`);
+  });
   if (b.stream !== undefined && typeof b.stream !== 'boolean') v.push('stream: bool');
   if (b.temperature !== undefined && !(typeof b.temperature === 'number' && b.temperature >= 0 && b.temperature <= 1)) v.push('temperature: 0..1');
   if (b.top_p !== undefined && !(typeof b.top_p === 'number' && b.top_p >= 0 && b.top_p <= 1)) v.push('top_p: 0..1');
@@ -225,6 +241,7 @@ function validate(req, entry, countTokens = false) {
       if (!isObj(t) || typeof t.name !== 'string' || !/^[a-zA-Z0-9_-]{1,64}$/.test(t.name)) v.push(`tools.${i}.name`);
       if (!isObj(t.input_schema) || t.input_schema.type !== 'object') v.push(`tools.${i}.input_schema: an object schema`);
       for (const k of Object.keys(t || {})) if (!['name', 'description', 'input_schema', 'cache_control', 'type'].includes(k)) v.push(`tools.${i}.${k}: extra field`);
+      checkCacheControl(t, `tools.${i}`, v);
     });
   }
   if (b.tool_choice !== undefined) {

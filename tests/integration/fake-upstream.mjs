@@ -24,7 +24,10 @@
 //                completion_tokens = number of content pieces sent (one piece
 //                                    per word; `chunks: M` makes it M)
 //   A behaviour may override usage with {"usage":{"prompt_tokens":P,
-//   "completion_tokens":C}}.
+//   "completion_tokens":C}}; its other fields (prompt_tokens_details,
+//   cache_read_input_tokens, ...) are added to the usage as they are.
+//   A chat body with a `cache_control` (Anthropic's prompt caching) on a
+//   message, a content part or a tool is refused with 400, as OpenAI does.
 //   embeddings:  8 floats hashed from the whole string (any change gives an
 //                unrelated vector), unless --semantic-embeddings (or the
 //                behaviour {"semanticEmbeddings":true}): then 256 floats, a
@@ -188,7 +191,8 @@ function contentPieces(baseText, b) {
 function usageFor(promptTokens, completionTokens, b) {
   const p = b.usage && Number.isInteger(b.usage.prompt_tokens) ? b.usage.prompt_tokens : promptTokens;
   const c = b.usage && Number.isInteger(b.usage.completion_tokens) ? b.usage.completion_tokens : completionTokens;
-  return { prompt_tokens: p, completion_tokens: c, total_tokens: p + c };
+  const { prompt_tokens: _p, completion_tokens: _c, total_tokens: _t, ...extra } = b.usage || {};
+  return { prompt_tokens: p, completion_tokens: c, total_tokens: p + c, ...extra };
 }
 
 function rst(socket) {
@@ -228,6 +232,22 @@ function validate(req, entry, kind) {
   if (kind === 'chat' && (!Array.isArray(body.messages) || body.messages.length === 0)) {
     entry.violations.push('messages');
     return [400, errorBody("Missing required parameter: 'messages'.", 'invalid_request_error', 'messages', 'missing_required_parameter')];
+  }
+  if (kind === 'chat') {
+    const marked = [];
+    body.messages.forEach((m, i) => {
+      if (m && m.cache_control !== undefined) marked.push(`messages[${i}].cache_control`);
+      if (m && Array.isArray(m.content)) m.content.forEach((part, j) => {
+        if (part && part.cache_control !== undefined) marked.push(`messages[${i}].content[${j}].cache_control`);
+      });
+    });
+    if (Array.isArray(body.tools)) body.tools.forEach((t, i) => {
+      if (t && (t.cache_control !== undefined || (t.function && t.function.cache_control !== undefined))) marked.push(`tools[${i}].cache_control`);
+    });
+    if (marked.length) {
+      entry.violations.push('cache_control');
+      return [400, errorBody(`Unrecognized request argument supplied: ${marked[0]} (fake)`, 'invalid_request_error', marked[0], null)];
+    }
   }
   if (kind === 'completions' && body.prompt === undefined) {
     entry.violations.push('prompt');

@@ -67,7 +67,7 @@ describe('ledger crash safety', () => {
     assert.ok(rs.every((r) => r.status === 200));
     assert.equal(await gw.stop('SIGTERM'), 0);
     assert.equal(sql(db, 'SELECT COUNT(*) FROM requests'), '100');
-    assert.equal(sql(db, 'SELECT version FROM schema_version'), '6');
+    assert.equal(sql(db, 'SELECT version FROM schema_version'), '7');
     const ids = new Set(rs.map((r) => r.headers['x-aiproxy-request-id']));
     for (const id of sql(db, 'SELECT request_id FROM requests').split('\n')) assert.ok(ids.has(id));
   });

@@ -118,7 +118,7 @@ describe('PostgreSQL ledger', { skip: pgBinDir() ? false : 'PostgreSQL binaries 
   }
 
   test('three nodes write one ledger: every answered request once, under its node; spend by node', { timeout: 30000 }, async () => {
-    assert.equal(pg.sql('SELECT version FROM schema_version'), '2', 'migrated once');
+    assert.equal(pg.sql('SELECT version FROM schema_version'), '3', 'migrated once');
     const l = load(NODES);
     await h.sleep(1500);
     await l.stop();

@@ -31,6 +31,60 @@ static void test_cost_split_prices(void **state)
     assert_int_equal(pricing_cost(&m, -3, -1), 5);
 }
 
+/* Prompt caching (SPEC section 9): each kind of prompt token at its own
+ * price, each rounded up on its own. */
+static void test_cost_prompt_cache(void **state)
+{
+    /* claude-sonnet-4-5: $0.003 in, $0.0003 cache read, $0.00375 cache write, $0.015 out */
+    struct config_model m = {.price_in_per_1k = 3000000, .price_out_per_1k = 15000000,
+                             .price_cached_in_per_1k = 300000, .has_cached_in_price = true,
+                             .price_cache_write_per_1k = 3750000, .has_cache_write_price = true};
+    /* 2000 prompt tokens: 100 plain, 1500 read, 400 written; 50 out */
+    assert_int_equal(pricing_tokens_cost(&m, 2000, 1500, 400, 50),
+                     300000 + 450000 + 1500000 + 750000);
+    /* no cache: the plain cost */
+    assert_int_equal(pricing_tokens_cost(&m, 2000, 0, 0, 50), pricing_cost(&m, 2000, 50));
+    /* rounding: 1 plain, 1 read, 1 written token, each rounded up */
+    assert_int_equal(pricing_tokens_cost(&m, 3, 1, 1, 0), 3000 + 300 + 3750);
+    struct config_model tiny = {.price_in_per_1k = 1, .price_cached_in_per_1k = 1,
+                                .has_cached_in_price = true};
+    assert_int_equal(pricing_tokens_cost(&tiny, 3, 1, 1, 0), 3); /* plain: ceil(3/1000) = 1 */
+    assert_int_equal(pricing_tokens_cost(&tiny, 3, 0, 0, 0), 1);
+    /* counts that do not fit the prompt are clamped: reads first, then writes */
+    assert_int_equal(pricing_tokens_cost(&m, 1000, 5000, 7, 0), 300000);
+    assert_int_equal(pricing_tokens_cost(&m, 1000, 600, 900, 0), 180000 + 1500000);
+    assert_int_equal(pricing_tokens_cost(&m, 1000, -1, -1, 0), 3000000);
+    /* per-generation price only in pricing_cost */
+    m.price_per_generation = 7;
+    assert_int_equal(pricing_tokens_cost(&m, 0, 0, 0, 0), 0);
+    /* absent prices are the input price: caching changes nothing */
+    struct config_model d = {.price_in_per_1k = 2500000, .price_out_per_1k = 10000000};
+    assert_int_equal(pricing_tokens_cost(&d, 1000, 400, 100, 10), 2500000 + 100000);
+    assert_int_equal(pricing_cached_in_price(&d), 2500000);
+    assert_int_equal(pricing_cache_write_price(&d), 2500000);
+    /* a price of 0 that was given is free */
+    d.has_cached_in_price = true;
+    assert_int_equal(pricing_tokens_cost(&d, 1000, 400, 0, 0), 1500000);
+    /* saturates rather than overflows */
+    struct config_model big = {.price_in_per_1k = INT64_MAX / 2,
+                               .price_cached_in_per_1k = INT64_MAX / 2, .has_cached_in_price = true};
+    assert_int_equal(pricing_tokens_cost(&big, 4000, 2000, 0, 0), INT64_MAX);
+}
+
+static void test_estimate_cache_write(void **state)
+{
+    /* the reservation prices the prompt as written to the cache when that costs more */
+    struct config_model m = {.price_in_per_1k = 3000000, .price_out_per_1k = 15000000,
+                             .price_cache_write_per_1k = 3750000, .has_cache_write_price = true};
+    struct config_provider p = {.max_tokens_default = 100};
+    assert_int_equal(pricing_estimate(&m, &p, 1000, -1, 1, false), 3750000 + 1500000);
+    /* a cheaper write price (or none) leaves it at the input price */
+    m.price_cache_write_per_1k = 1000;
+    assert_int_equal(pricing_estimate(&m, &p, 1000, -1, 1, false), 3000000 + 1500000);
+    struct config_model only_cached = {.price_cached_in_per_1k = 5, .has_cached_in_price = true};
+    assert_true(pricing_is_paid(&only_cached));
+}
+
 static void test_estimate_bound(void **state)
 {
     struct config_model m = {.price_in_per_1k = 1000000, .price_out_per_1k = 2000000};
@@ -235,6 +289,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cost_split_prices),
         cmocka_unit_test(test_estimate_bound),
+        cmocka_unit_test(test_cost_prompt_cache),
+        cmocka_unit_test(test_estimate_cache_write),
         cmocka_unit_test(test_would_exceed),
         cmocka_unit_test(test_crossing),
         cmocka_unit_test(test_reserve_settle),

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "budget/pricing.h"
 #include "config/config.h"
 #include "core/alloc.h"
 
@@ -188,6 +189,32 @@ static void test_prices_exact(void **state)
     assert_int_equal(find_model(p, "c")->price_in_per_1k, 1000000);
     assert_int_equal(find_model(p, "c")->price_out_per_1k, 2000000);
     assert_int_equal(find_model(p, "d")->price_in_per_1k, 100000000); /* 0.1 exactly */
+    config_unref(c);
+}
+
+/* Prompt-cache prices (SPEC section 9): given, or the input price, also
+ * when that came from cost_per_1k_tokens. */
+static void test_prices_prompt_cache(void **state)
+{
+    struct config *c = load_ok("providers:\n"
+                               "  local:\n"
+                               "    models:\n"
+                               "      - name: a\n"
+                               "        cost_per_1k_input_tokens: 0.003\n"
+                               "        cost_per_1k_cached_input_tokens: 0.0003\n"
+                               "        cost_per_1k_cache_write_tokens: 0.00375\n"
+                               "      - name: b\n"
+                               "        cost_per_1k_tokens: 0.002\n"
+                               "      - name: c\n"
+                               "        cost_per_1k_input_tokens: 0.001\n"
+                               "        cost_per_1k_cached_input_tokens: 0\n");
+    const struct config_provider *p = config_find_provider(c, "local");
+    assert_int_equal(pricing_cached_in_price(find_model(p, "a")), 300000);
+    assert_int_equal(pricing_cache_write_price(find_model(p, "a")), 3750000);
+    assert_int_equal(pricing_cached_in_price(find_model(p, "b")), 2000000);
+    assert_int_equal(pricing_cache_write_price(find_model(p, "b")), 2000000);
+    assert_int_equal(pricing_cached_in_price(find_model(p, "c")), 0); /* free, when said so */
+    assert_int_equal(pricing_cache_write_price(find_model(p, "c")), 1000000);
     config_unref(c);
 }
 
@@ -782,6 +809,13 @@ static void test_config_default(void **state)
     const struct config_model *m = find_model(o, "gpt-4o");
     assert_int_equal(m->price_in_per_1k, 2500000);
     assert_int_equal(m->price_out_per_1k, 10000000);
+    assert_int_equal(pricing_cached_in_price(m), 1250000); /* 50% */
+    assert_int_equal(pricing_cache_write_price(m), 2500000); /* OpenAI: writes at the input price */
+    assert_int_equal(pricing_cached_in_price(find_model(o, "gpt-4.1")), 500000); /* 25% */
+    const struct config_model *sonnet =
+        find_model(config_find_provider(c, "anthropic"), "claude-sonnet-4-5");
+    assert_int_equal(pricing_cached_in_price(sonnet), 300000);    /* 10% */
+    assert_int_equal(pricing_cache_write_price(sonnet), 3750000); /* 125% */
     assert_int_equal(find_model(o, "text-embedding-3-small")->capabilities, CAP_EMBEDDINGS);
     const struct config_provider *l = config_find_provider(c, "local");
     assert_true(l->available);
@@ -962,7 +996,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_file_full),          T(test_file_minimal),
         T(test_file_json),          T(test_file_local_ollama),
-        T(test_prices_exact),       T(test_price_negative),
+        T(test_prices_exact),       T(test_prices_prompt_cache), T(test_price_negative),
         T(test_price_exponent),     T(test_durations),
         T(test_bad_duration),       T(test_sizes),
         T(test_bad_size),           T(test_size_out_of_range),

@@ -60,13 +60,14 @@ static void test_insert_sql(void **state)
     assert_int_equal(n, strlen(sql));
     assert_string_equal(sql, "INSERT INTO requests (ts_ms, request_id, key_id, tenant, model, "
                              "provider, origin_node, route, node_id, cache, tokens_in, "
-                             "tokens_out, cost_nanos, estimated, status, via_peer, saved_nanos) "
-                             "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)"
-                             " ON CONFLICT (request_id) DO NOTHING");
+                             "tokens_out, cost_nanos, estimated, status, via_peer, saved_nanos, "
+                             "cached_tokens, cache_write_tokens) "
+                             "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,"
+                             "$18,$19) ON CONFLICT (request_id) DO NOTHING");
     n = ledger_pg_insert_sql(3, sql, sizeof sql);
-    assert_non_null(strstr(sql, "$17),($18,$19,"));
-    assert_non_null(strstr(sql, ",$51) ON CONFLICT (request_id) DO NOTHING"));
-    assert_null(strstr(sql, "$52"));
+    assert_non_null(strstr(sql, "$19),($20,$21,"));
+    assert_non_null(strstr(sql, ",$57) ON CONFLICT (request_id) DO NOTHING"));
+    assert_null(strstr(sql, "$58"));
     n = ledger_pg_insert_sql(LEDGER_PG_ROWS_PER_INSERT, sql, sizeof sql);
     assert_true(n > 0);
     char last[32];
@@ -91,7 +92,8 @@ static void test_copy_encode(void **state)
                               .model = "ab\xe2\x82", .provider = "p", .node_id = "n1",
                               .cache = "hit", .tokens_in = 3, .tokens_out = 4, .cost_nanos = 0,
                               .estimated = true, .status = 200, .via_peer = false,
-                              .saved_nanos = 0x1112131415161718};
+                              .saved_nanos = 0x1112131415161718, .cached_tokens = 1500,
+                              .cache_write_tokens = 400};
     ledger_records_push(&b, &r);
     r.request_id = "req_2";
     r.model = "m";
@@ -135,8 +137,14 @@ static void test_copy_encode(void **state)
     /* the trailer ends the stream */
     assert_int_equal(out[n - 2], 0xFF);
     assert_int_equal(out[n - 1], 0xFF);
-    /* the last tuple's last fields: status 200, via_peer false, saved_nanos */
+    /* the last tuple's last fields: status 200, via_peer false, saved_nanos,
+     * cached_tokens, cache_write_tokens */
     const unsigned char *end = out + n - 2;
+    assert_int_equal(be32_at(end - 12), 8);
+    assert_memory_equal(end - 8, "\0\0\0\0\0\0\x01\x90", 8); /* 400 */
+    assert_int_equal(be32_at(end - 24), 8);
+    assert_memory_equal(end - 20, "\0\0\0\0\0\0\x05\xdc", 8); /* 1500 */
+    end -= 24;
     assert_int_equal(be32_at(end - 12), 8);
     assert_memory_equal(end - 8, "\x11\x12\x13\x14\x15\x16\x17\x18", 8);
     assert_int_equal(be32_at(end - 12 - 5), 1);
@@ -491,7 +499,8 @@ static void test_live_cache_columns(void **state)
     assert_int_equal(pg_scalar("SELECT version FROM schema_version"), LEDGER_PG_SCHEMA_VERSION);
 
     /* Back to schema 1, with a row written then. */
-    snprintf(q, sizeof q, "BEGIN; ALTER TABLE requests DROP COLUMN cache, DROP COLUMN saved_nanos;"
+    snprintf(q, sizeof q, "BEGIN; ALTER TABLE requests DROP COLUMN cache, DROP COLUMN saved_nanos,"
+             " DROP COLUMN cached_tokens, DROP COLUMN cache_write_tokens;"
              " UPDATE schema_version SET version = 1; INSERT INTO requests (request_id, ts_ms,"
              " tokens_in, tokens_out, cost_nanos, estimated, status, node_id) VALUES"
              " ('%s-v1', 1, 1, 2, 33, false, 200, 'old'); COMMIT", prefix);

@@ -370,6 +370,8 @@ static void test_migrates_from_v1(void **state)
                      "ALTER TABLE requests DROP COLUMN node_id;"
                      "ALTER TABLE requests DROP COLUMN cache;"
                      "ALTER TABLE requests DROP COLUMN saved_nanos;"
+                     "ALTER TABLE requests DROP COLUMN cached_tokens;"
+                     "ALTER TABLE requests DROP COLUMN cache_write_tokens;"
                      "DROP TABLE context_projects; DROP TABLE context_files;"
                      "INSERT INTO requests (ts_ms, request_id, tokens_in, tokens_out, cost_nanos,"
                      " estimated, status) VALUES (1, 'kept', 1, 1, 42, 0, 200);",
@@ -399,6 +401,8 @@ static void test_migrates_from_v4(void **state)
     exec_sql("UPDATE schema_version SET version = 4;"
              "ALTER TABLE requests DROP COLUMN cache;"
              "ALTER TABLE requests DROP COLUMN saved_nanos;"
+             "ALTER TABLE requests DROP COLUMN cached_tokens;"
+             "ALTER TABLE requests DROP COLUMN cache_write_tokens;"
              "DROP TABLE context_projects; DROP TABLE context_files;"
              "INSERT INTO requests (ts_ms, request_id, key_id, tokens_in, tokens_out, cost_nanos,"
              " estimated, status, origin_node, route, via_peer, node_id)"
@@ -439,6 +443,8 @@ static void test_migrates_from_v5(void **state)
     ledger_append(l, &r);
     ledger_close(l);
     exec_sql("UPDATE schema_version SET version = 5;"
+             "ALTER TABLE requests DROP COLUMN cached_tokens;"
+             "ALTER TABLE requests DROP COLUMN cache_write_tokens;"
              "DROP TABLE context_projects; DROP TABLE context_files;");
     assert_int_equal(scalar("SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'context_%'"), 0);
     l = ledger_open(path, err, sizeof err);
@@ -469,6 +475,37 @@ static void test_migrates_from_v5(void **state)
     sqlite3_close(db);
 }
 
+/* A ledger at schema 6 (before the prompt-cache counts) with rows: opened,
+ * its rows are kept with 0 cached and 0 written tokens, and new rows carry
+ * theirs. */
+static void test_migrates_from_v6(void **state)
+{
+    char err[256];
+    struct ledger *l = ledger_open(path, err, sizeof err);
+    assert_non_null(l);
+    struct ledger_record r = rec(1, "old6", "k", 66);
+    ledger_append(l, &r);
+    ledger_close(l);
+    exec_sql("UPDATE schema_version SET version = 6;"
+             "ALTER TABLE requests DROP COLUMN cached_tokens;"
+             "ALTER TABLE requests DROP COLUMN cache_write_tokens;");
+    l = ledger_open(path, err, sizeof err);
+    assert_non_null(l);
+    r = rec(2, "new7", "k", 77);
+    r.tokens_in = 2000;
+    r.cached_tokens = 1500;
+    r.cache_write_tokens = 400;
+    ledger_append(l, &r);
+    ledger_close(l);
+    assert_int_equal(scalar("SELECT version FROM schema_version"), LEDGER_SCHEMA_VERSION);
+    assert_int_equal(scalar("SELECT cost_nanos FROM requests WHERE request_id = 'old6'"), 66);
+    assert_int_equal(scalar("SELECT cached_tokens + cache_write_tokens FROM requests"
+                            " WHERE request_id = 'old6'"), 0);
+    assert_int_equal(scalar("SELECT cached_tokens FROM requests WHERE request_id = 'new7'"), 1500);
+    assert_int_equal(scalar("SELECT cache_write_tokens FROM requests WHERE request_id = 'new7'"),
+                     400);
+}
+
 static void test_refuses_newer_schema(void **state)
 {
     char err[256];
@@ -496,6 +533,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_migrates_from_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrates_from_v4, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrates_from_v5, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrates_from_v6, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuses_newer_schema, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

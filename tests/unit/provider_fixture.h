@@ -9,13 +9,13 @@
  *   upstream_response.json  a canned 200 answer (or upstream_response.bin
  *                           with upstream_content_type.txt)
  *   expected.json           the OpenAI-shaped result of finish
- *   expected_usage.txt      "prompt completion cached" finish must report
+ *   expected_usage.txt      "prompt completion cached [cache_write]" finish must report
  *   finish_error.txt        finish must fail with a message containing this
  *   upstream_stream.txt     a canned event stream, fed at awkward splits
  *   expected_stream.txt     one emitted chunk per line, then "DONE" (the
  *                           adapter set done), "ERROR <text>" (an event
  *                           failed with that text) and/or
- *                           "USAGE prompt completion cached"
+ *                           "USAGE prompt completion cached [cache_write]"
  * JSON is compared with json_equal after dropping top-level "created". */
 #ifndef AIPROXY_TESTS_PROVIDER_FIXTURE_H
 #define AIPROXY_TESTS_PROVIDER_FIXTURE_H
@@ -204,13 +204,14 @@ static inline void fx_check_prepare(struct fx_call *c, const char *name, const s
 
 static inline void fx_check_usage(const char *name, const char *file_text, const struct provider_usage *u)
 {
-    long long p, comp, cached;
-    if (sscanf(file_text, "%lld %lld %lld", &p, &comp, &cached) != 3)
+    long long p, comp, cached, written = 0;
+    if (sscanf(file_text, "%lld %lld %lld %lld", &p, &comp, &cached, &written) < 3)
         fail_msg("%s: bad usage line '%s'", name, file_text);
     if (!u->present) fail_msg("%s: no usage reported", name);
     assert_int_equal(u->prompt_tokens, p);
     assert_int_equal(u->completion_tokens, comp);
     assert_int_equal(u->cached_tokens, cached);
+    assert_int_equal(u->cache_write_tokens, written);
 }
 
 static inline void fx_check_finish(struct fx_call *c, const char *name, const struct provider_ops *ops)

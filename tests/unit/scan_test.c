@@ -429,6 +429,60 @@ static void resp_ok(const char *body, struct resp_facts *r)
     for (size_t i = r->close_off + 1; i < len; i++) assert_non_null(strchr(" \t\r\n", body[i]));
 }
 
+/* Prompt caching (SPEC section 9): reads and writes from
+ * prompt_tokens_details, else from Anthropic's names at the top of usage. */
+static void test_response_usage_prompt_cache(void **state)
+{
+    struct resp_facts r;
+    resp_ok("{\"usage\":{\"prompt_tokens\":2000,\"completion_tokens\":50,"
+            "\"prompt_tokens_details\":{\"cached_tokens\":1500,\"cache_write_tokens\":400}}}",
+            &r);
+    assert_int_equal(r.usage.prompt_tokens, 2000);
+    assert_int_equal(r.usage.cached_tokens, 1500);
+    assert_int_equal(r.usage.cache_write_tokens, 400);
+    resp_ok("{\"usage\":{\"prompt_tokens\":30,\"completion_tokens\":1,"
+            "\"cache_read_input_tokens\":20,\"cache_creation_input_tokens\":5}}", &r);
+    assert_int_equal(r.usage.cached_tokens, 20);
+    assert_int_equal(r.usage.cache_write_tokens, 5);
+    /* the details win, whichever comes first */
+    resp_ok("{\"usage\":{\"cache_read_input_tokens\":20,\"cache_creation_input_tokens\":5,"
+            "\"prompt_tokens\":30,\"prompt_tokens_details\":{\"cached_tokens\":7,"
+            "\"cache_write_tokens\":3}}}", &r);
+    assert_int_equal(r.usage.cached_tokens, 7);
+    assert_int_equal(r.usage.cache_write_tokens, 3);
+    resp_ok("{\"usage\":{\"prompt_tokens\":30,\"prompt_tokens_details\":{\"cached_tokens\":7},"
+            "\"cache_read_input_tokens\":20}}", &r);
+    assert_int_equal(r.usage.cached_tokens, 7);
+    assert_int_equal(r.usage.cache_write_tokens, 0);
+    /* a repeated usage starts over; negative counts are ignored */
+    resp_ok("{\"usage\":{\"prompt_tokens_details\":{\"cached_tokens\":7}},"
+            "\"usage\":{\"cache_read_input_tokens\":2,\"cache_creation_input_tokens\":-4}}", &r);
+    assert_int_equal(r.usage.cached_tokens, 2);
+    assert_int_equal(r.usage.cache_write_tokens, 0);
+    /* only inside usage */
+    resp_ok("{\"cache_read_input_tokens\":9,\"usage\":{\"prompt_tokens\":1}}", &r);
+    assert_int_equal(r.usage.cached_tokens, 0);
+}
+
+/* cache_control in a message marks the request (the OpenAI adapter strips it). */
+static void test_request_cache_control(void **state)
+{
+    struct req_facts f;
+    struct scan_error e;
+    const char *with = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
+                       "\"text\",\"text\":\"hi\",\"cache_control\":{\"type\":\"ephemeral\"}}]}]}";
+    assert_int_equal(scan_request(SCAN_CHAT, with, strlen(with), &f, &e), 0);
+    assert_true(f.has_cache_control);
+    const char *msg = "{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"x\","
+                      "\"cache_control\":{\"type\":\"ephemeral\"}}]}";
+    assert_int_equal(scan_request(SCAN_CHAT, msg, strlen(msg), &f, &e), 0);
+    assert_true(f.has_cache_control);
+    const char *without = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":"
+                          "\"cache_control\"}]}";
+    assert_int_equal(scan_request(SCAN_CHAT, without, strlen(without), &f, &e), 0);
+    assert_false(f.has_cache_control);
+}
+
 static void test_response_usage(void **state)
 {
     struct resp_facts r;
@@ -582,6 +636,8 @@ int main(void)
         cmocka_unit_test(test_images),
         cmocka_unit_test(test_null_errors_arg),
         cmocka_unit_test(test_response_usage),
+        cmocka_unit_test(test_response_usage_prompt_cache),
+        cmocka_unit_test(test_request_cache_control),
         cmocka_unit_test(test_response_stream_usage_chunk),
         cmocka_unit_test(test_response_errors),
         cmocka_unit_test(test_response_shapes),
