@@ -266,4 +266,14 @@ describe('JWT authentication', () => {
     assert.equal(r.code, 0, r.out);
     assert.ok(!r.out.includes(SECRET), 'the secret in the --check output');
   });
+
+  test('a remembered token is refused once it expires (leeway 0)', { timeout: 20000 }, async (t) => {
+    const gw = await h.gatewayFor(t, jwtConfig(fake, { secret: SECRET, leeway: '0s' }));
+    const token = sign(claims({ exp: now() + 2 }));
+    for (let i = 0; i < 4; i++) assert.equal((await chat(gw, token)).status, 200); // verified, then remembered
+    await new Promise((r) => setTimeout(r, 3200));
+    const late = await chat(gw, token);
+    h.assertOpenAIError(late, 401, 'invalid_api_key');
+    assert.match(late.json.error.message, /expired/);
+  });
 });
