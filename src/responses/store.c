@@ -140,7 +140,7 @@ static bool pg_ready(struct resp_store *s)
     if (!ok) pg_report("creating the table", r);
     PQclear(r);
     for (int i = 0; ok && i < ST_COUNT; i++) {
-        char name[8];
+        char name[16];
         snprintf(name, sizeof name, "rs%d", i);
         /* every parameter is text (unused ones too: their type must be
          * known), cast where a number is meant */
@@ -164,7 +164,7 @@ static bool pg_ready(struct resp_store *s)
 static PGresult *pg_run(struct resp_store *s, enum stmt st, const char *const *params,
                         const int *lengths)
 {
-    char name[8];
+    char name[16];
     snprintf(name, sizeof name, "rs%d", (int)st);
     for (int attempt = 0; attempt < 2; attempt++) {
         if (!pg_ready(s)) return NULL;
