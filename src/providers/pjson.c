@@ -35,6 +35,14 @@ char *pj_dump(struct arena *a, const json_t *v, size_t *len)
     return w.buf;
 }
 
+void pj_write(struct jsonw *w, const json_t *v)
+{
+    size_t at = w->len;
+    if (json_dump_callback(v, dump_into, w, JSON_COMPACT | JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY) != 0)
+        w->len = at;
+    if (w->cap) w->buf[w->len] = '\0';
+}
+
 const char *pj_str(const json_t *obj, const char *key)
 {
     json_t *v = json_object_get(obj, key);
