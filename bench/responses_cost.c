@@ -41,12 +41,12 @@ static void whole(void)
     if (responses_parse(&a, request, strlen(request), &info, &e) != 0) abort();
     const char **ids;
     size_t n;
-    responses_referenced(&a, request, strlen(request), &ids, &n);
+    responses_referenced_in(&a, &info, &ids, &n);
     char *chat, *out;
     size_t chat_len, out_len;
-    struct responses_ctx *c = responses_begin_refs(&a, request, strlen(request), NULL, 0, NULL, 0,
-                                                   "resp_0123456789abcdef", 1700000000, &chat,
-                                                   &chat_len, &e);
+    struct responses_ctx *c = responses_begin_parsed(&a, &info, NULL, 0, NULL, 0,
+                                                     "resp_0123456789abcdef", 1700000000, &chat,
+                                                     &chat_len, &e);
     if (!c) abort();
     if (inbound_responses_ops.response_from_openai(&a, c, answer, strlen(answer), &out, &out_len) != 0)
         abort();
@@ -62,9 +62,9 @@ static void stream(void)
     if (responses_parse(&a, stream_request, strlen(stream_request), &info, &e) != 0) abort();
     char *chat;
     size_t chat_len, total = 0;
-    struct responses_ctx *c = responses_begin_refs(&a, stream_request, strlen(stream_request), NULL,
-                                                   0, NULL, 0, "resp_0123456789abcdef", 1700000000,
-                                                   &chat, &chat_len, &e);
+    struct responses_ctx *c = responses_begin_parsed(&a, &info, NULL, 0, NULL, 0,
+                                                     "resp_0123456789abcdef", 1700000000, &chat,
+                                                     &chat_len, &e);
     if (!c) abort();
     void *st = inbound_responses_ops.stream_begin(&a, "req_1", c);
     char chunk[512];

@@ -84,6 +84,11 @@ static int read_top(const json_t *in, struct responses_request *info, struct inb
     return 0;
 }
 
+static void release_doc(void *doc)
+{
+    json_decref(doc);
+}
+
 int responses_parse(struct arena *a, const char *body, size_t len, struct responses_request *info,
                     struct inbound_error *err)
 {
@@ -95,11 +100,10 @@ int responses_parse(struct arena *a, const char *body, size_t len, struct respon
         return -1;
     }
     int rc = read_top(in, info, err);
-    /* The strings live in `in`: copy them before it goes. */
-    info->model = arena_strdup(a, info->model ? info->model : "");
-    if (info->previous_response_id)
-        info->previous_response_id = arena_strdup(a, info->previous_response_id);
-    json_decref(in);
+    /* The strings live in `in`, which lives as long as the arena. */
+    if (!info->model) info->model = "";
+    arena_on_free(a, release_doc, in);
+    info->doc = in;
     return rc;
 }
 
@@ -635,17 +639,14 @@ static int translate_items(struct arena *a, const json_t *list, const struct ref
     return 0;
 }
 
-int responses_referenced(struct arena *a, const char *body, size_t len, const char ***ids, size_t *n)
+/* responses_referenced's work on the parsed body. */
+static void referenced(struct arena *a, const json_t *in, const char ***ids, size_t *n)
 {
     *ids = NULL;
     *n = 0;
-    json_t *in = pj_load(body, len);
     json_t *input = json_object_get(in, "input");
     size_t count = json_array_size(input), i;
-    if (count == 0) {
-        json_decref(in);
-        return 0;
-    }
+    if (count == 0) return;
     const char **out = arena_alloc(a, count * sizeof *out);
     json_t *it;
     json_array_foreach(input, i, it) {
@@ -660,7 +661,20 @@ int responses_referenced(struct arena *a, const char *body, size_t len, const ch
         if (!seen) out[(*n)++] = rid;
     }
     *ids = out;
+}
+
+int responses_referenced(struct arena *a, const char *body, size_t len, const char ***ids, size_t *n)
+{
+    json_t *in = pj_load(body, len);
+    referenced(a, in, ids, n);
     json_decref(in);
+    return 0;
+}
+
+int responses_referenced_in(struct arena *a, const struct responses_request *info,
+                            const char ***ids, size_t *n)
+{
+    referenced(a, info->doc, ids, n);
     return 0;
 }
 
@@ -674,6 +688,11 @@ struct responses_ctx *responses_begin(struct arena *a, const char *body, size_t 
                                 created_at, chat_body, chat_len, err);
 }
 
+static struct responses_ctx *begin(struct arena *a, const json_t *in, const char *history,
+                                   size_t history_len, const char *refs, size_t refs_len,
+                                   const char *response_id, int64_t created_at, char **chat_body,
+                                   size_t *chat_len, struct inbound_error *err);
+
 struct responses_ctx *responses_begin_refs(struct arena *a, const char *body, size_t len,
                                            const char *history, size_t history_len,
                                            const char *refs, size_t refs_len,
@@ -683,6 +702,35 @@ struct responses_ctx *responses_begin_refs(struct arena *a, const char *body, si
 {
     json_t *in = load_body(body, len, err);
     if (!in) return NULL;
+    struct responses_ctx *c = begin(a, in, history, history_len, refs, refs_len, response_id,
+                                    created_at, chat_body, chat_len, err);
+    json_decref(in);
+    return c;
+}
+
+struct responses_ctx *responses_begin_parsed(struct arena *a, const struct responses_request *info,
+                                             const char *history, size_t history_len,
+                                             const char *refs, size_t refs_len,
+                                             const char *response_id, int64_t created_at,
+                                             char **chat_body, size_t *chat_len,
+                                             struct inbound_error *err)
+{
+    memset(err, 0, sizeof *err);
+    if (!info->doc) {
+        snprintf(err->message, sizeof err->message, "The request body is not a JSON object.");
+        err->invalid_json = true;
+        return NULL;
+    }
+    return begin(a, info->doc, history, history_len, refs, refs_len, response_id, created_at,
+                 chat_body, chat_len, err);
+}
+
+/* The translation of a parsed request (see responses_begin_refs). */
+static struct responses_ctx *begin(struct arena *a, const json_t *in, const char *history,
+                                   size_t history_len, const char *refs, size_t refs_len,
+                                   const char *response_id, int64_t created_at, char **chat_body,
+                                   size_t *chat_len, struct inbound_error *err)
+{
     struct responses_ctx *ret = NULL;
     json_t *o = json_object(), *items = json_array(), *hist = NULL;
     json_t *ref_items = refs && refs_len ? pj_load(refs, refs_len) : NULL;
@@ -757,7 +805,6 @@ done:
     json_decref(hist);
     json_decref(items);
     json_decref(o);
-    json_decref(in);
     return ret;
 }
 
