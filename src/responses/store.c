@@ -140,7 +140,7 @@ static bool pg_ready(struct resp_store *s)
     if (!ok) pg_report("creating the table", r);
     PQclear(r);
     for (int i = 0; ok && i < ST_COUNT; i++) {
-        char name[8];
+        char name[16]; /* "rs" and an int (the -O1 sanitizer build checks the bound) */
         snprintf(name, sizeof name, "rs%d", i);
         /* every parameter is text (unused ones too: their type must be
          * known), cast where a number is meant */
