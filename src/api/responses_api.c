@@ -180,11 +180,12 @@ static size_t items_in(const char *json, size_t len)
  * cannot be read is left out: its references are then a 400. */
 #define MAX_REFERENCED 16
 
-static char *referenced_turns(struct http_request *req, const char *scope, size_t *len)
+static char *referenced_turns(struct http_request *req, const struct responses_request *info,
+                              const char *scope, size_t *len)
 {
     const char **ids;
     size_t n = 0;
-    responses_referenced(&req->arena, req->body, req->body_len, &ids, &n);
+    responses_referenced_in(&req->arena, info, &ids, &n);
     if (n == 0) return NULL;
     if (n > MAX_REFERENCED) n = MAX_REFERENCED;
     char **turns = arena_alloc(&req->arena, n * sizeof *turns);
@@ -250,14 +251,15 @@ void responses_api_create(struct http_request *req)
         c->n_history = items_in(history, hlen);
     }
     size_t rlen = 0;
-    char *refs = store ? referenced_turns(req, c->scope, &rlen) : NULL;
+    char *refs = store ? referenced_turns(req, &info, c->scope, &rlen) : NULL;
     char id[54];
     new_id(id);
     c->id = arena_strdup(&req->arena, id);
     char *chat;
     size_t chat_len;
-    c->ctx = responses_begin_refs(&req->arena, req->body, req->body_len, history, hlen, refs, rlen,
-                                  c->id, c->created_at, &chat, &chat_len, &e);
+    /* the body responses_parse read, not parsed again */
+    c->ctx = responses_begin_parsed(&req->arena, &info, history, hlen, refs, rlen, c->id,
+                                    c->created_at, &chat, &chat_len, &e);
     if (!c->ctx) {
         http_respond_error(req, e.invalid_json ? GW_ERR_INVALID_JSON : GW_ERR_BAD_REQUEST,
                            e.message[0] ? e.message : "The request is not valid.", e.param);

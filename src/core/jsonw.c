@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/arena.h"
 #include "core/str.h"
 
 void jsonw_init(struct jsonw *w, char *buf, size_t cap)
@@ -12,11 +13,32 @@ void jsonw_init(struct jsonw *w, char *buf, size_t cap)
     w->cap = cap;
     w->len = 0;
     w->truncated = false;
+    w->arena = NULL;
     if (cap) buf[0] = '\0';
+}
+
+void jsonw_init_arena(struct jsonw *w, struct arena *a, size_t cap)
+{
+    if (cap < 16) cap = 16;
+    jsonw_init(w, arena_alloc(a, cap), cap);
+    w->arena = a;
+}
+
+/* An arena writer's buffer, at least `need` bytes (the old one stays in
+ * the arena: doubling bounds the waste). */
+static void grow(struct jsonw *w, size_t need)
+{
+    size_t cap = w->cap * 2;
+    while (cap < need) cap *= 2;
+    char *nb = arena_alloc(w->arena, cap);
+    memcpy(nb, w->buf, w->len + 1);
+    w->buf = nb;
+    w->cap = cap;
 }
 
 void jsonw_rawn(struct jsonw *w, const char *s, size_t n)
 {
+    if (w->len + n + 1 > w->cap && w->arena) grow(w, w->len + n + 1);
     if (w->len + n + 1 > w->cap) {
         w->truncated = true;
         n = w->cap > w->len + 1 ? w->cap - w->len - 1 : 0;

@@ -1,6 +1,7 @@
 /* jsonw: a tiny bounded JSON writer into a caller's fixed buffer. Output that
  * does not fit is truncated and flagged, never overflowed. Used for log
- * lines, error bodies and the x-aiproxy object. */
+ * lines, error bodies and the x-aiproxy object. jsonw_init_arena makes one
+ * that grows in an arena instead (the Responses translation's output). */
 #ifndef AIPROXY_CORE_JSONW_H
 #define AIPROXY_CORE_JSONW_H
 
@@ -8,13 +9,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct arena;
+
 struct jsonw {
     char *buf;
     size_t cap, len;
     bool truncated;
+    struct arena *arena; /* NULL: a fixed buffer */
 };
 
 void jsonw_init(struct jsonw *w, char *buf, size_t cap);
+/* A writer whose buffer (w->buf, NUL-terminated) comes from `a` and grows
+ * there as needed (never truncated); `cap` is the first size. */
+void jsonw_init_arena(struct jsonw *w, struct arena *a, size_t cap);
 /* Appends bytes as they are. */
 void jsonw_raw(struct jsonw *w, const char *s);
 void jsonw_rawn(struct jsonw *w, const char *s, size_t n);

@@ -84,6 +84,11 @@ static int read_top(const json_t *in, struct responses_request *info, struct inb
     return 0;
 }
 
+static void release_doc(void *doc)
+{
+    json_decref(doc);
+}
+
 int responses_parse(struct arena *a, const char *body, size_t len, struct responses_request *info,
                     struct inbound_error *err)
 {
@@ -95,11 +100,10 @@ int responses_parse(struct arena *a, const char *body, size_t len, struct respon
         return -1;
     }
     int rc = read_top(in, info, err);
-    /* The strings live in `in`: copy them before it goes. */
-    info->model = arena_strdup(a, info->model ? info->model : "");
-    if (info->previous_response_id)
-        info->previous_response_id = arena_strdup(a, info->previous_response_id);
-    json_decref(in);
+    /* The strings live in `in`, which lives as long as the arena. */
+    if (!info->model) info->model = "";
+    arena_on_free(a, release_doc, in);
+    info->doc = in;
     return rc;
 }
 
@@ -467,50 +471,81 @@ static int options_to_chat(const json_t *in, json_t *o, struct inbound_error *er
 
 /* ---- the echo: request fields a Response repeats ---- */
 
-static json_t *or_null(json_t *v)
+/* Appends "key":value to a member list; NULL or JSON null is null. */
+static void put(struct jsonw *w, const char *key, const json_t *v)
 {
-    return v && !json_is_null(v) ? json_incref(v) : json_null();
+    if (w->len) jsonw_rawn(w, ",", 1);
+    jsonw_rawn(w, "\"", 1);
+    jsonw_raw(w, key);
+    jsonw_rawn(w, "\":", 2);
+    if (!v || json_is_null(v)) jsonw_raw(w, "null");
+    else pj_write(w, v);
 }
 
-static char *make_echo(struct arena *a, const json_t *in, const struct responses_request *info)
+/* Appends "key": and the raw JSON text `def` when `v` is NULL. */
+static void put_or(struct jsonw *w, const char *key, const json_t *v, const char *def)
 {
-    json_t *e = json_object();
-    json_object_set_new(e, "instructions", or_null(json_object_get(in, "instructions")));
-    json_object_set_new(e, "max_output_tokens", or_null(json_object_get(in, "max_output_tokens")));
-    json_t *ptc = json_object_get(in, "parallel_tool_calls");
-    json_object_set_new(e, "parallel_tool_calls", json_boolean(!json_is_false(ptc)));
-    json_object_set_new(e, "previous_response_id",
-                        info->previous_response_id ? json_string(info->previous_response_id) : json_null());
-    json_t *r = json_object();
-    json_t *rin = json_object_get(in, "reasoning");
-    json_object_set_new(r, "effort", or_null(json_object_get(rin, "effort")));
-    json_object_set_new(r, "summary", or_null(json_object_get(rin, "summary")));
-    json_object_set_new(e, "reasoning", r);
-    json_object_set_new(e, "store", json_boolean(info->store));
-    json_object_set_new(e, "temperature", or_null(json_object_get(in, "temperature")));
-    json_t *text = json_object();
-    json_t *fmt = json_object_get(json_object_get(in, "text"), "format");
-    if (json_is_object(fmt)) {
-        json_object_set(text, "format", fmt);
-    } else {
-        json_t *f = json_object();
-        pj_set_str(f, "type", "text");
-        json_object_set_new(text, "format", f);
+    if (v) {
+        put(w, key, v);
+        return;
     }
-    json_object_set_new(e, "text", text);
-    json_t *tc = json_object_get(in, "tool_choice");
-    json_object_set_new(e, "tool_choice", tc && !json_is_null(tc) ? json_incref(tc) : json_string("auto"));
-    json_t *tools = json_object_get(in, "tools");
-    json_object_set_new(e, "tools", json_is_array(tools) ? json_incref(tools) : json_array());
-    json_object_set_new(e, "top_p", or_null(json_object_get(in, "top_p")));
-    json_t *trunc = json_object_get(in, "truncation");
-    json_object_set_new(e, "truncation", json_is_string(trunc) ? json_incref(trunc) : json_string("disabled"));
-    json_object_set_new(e, "user", or_null(json_object_get(in, "user")));
-    json_t *md = json_object_get(in, "metadata");
-    json_object_set_new(e, "metadata", json_is_object(md) ? json_incref(md) : json_object());
-    char *out = pj_dump(a, e, NULL);
-    json_decref(e);
-    return out;
+    if (w->len) jsonw_rawn(w, ",", 1);
+    jsonw_rawn(w, "\"", 1);
+    jsonw_raw(w, key);
+    jsonw_rawn(w, "\":", 2);
+    jsonw_raw(w, def);
+}
+
+static const json_t *if_type(const json_t *v, json_type type)
+{
+    return v && json_typeof(v) == type ? v : NULL;
+}
+
+/* The request fields a Response echoes, written once into c's three
+ * member lists (responses_write places them). */
+static void make_echo(struct arena *a, const json_t *in, const struct responses_request *info,
+                      struct responses_ctx *c)
+{
+    struct jsonw w;
+    jsonw_init_arena(&w, a, 64);
+    put(&w, "instructions", json_object_get(in, "instructions"));
+    put(&w, "max_output_tokens", json_object_get(in, "max_output_tokens"));
+    c->echo_head = w.buf;
+    jsonw_init_arena(&w, a, 256);
+    put_or(&w, "parallel_tool_calls", NULL,
+           json_is_false(json_object_get(in, "parallel_tool_calls")) ? "false" : "true");
+    put_or(&w, "previous_response_id", NULL, "null");
+    if (info->previous_response_id) {
+        w.len -= 4; /* null */
+        jsonw_str(&w, info->previous_response_id);
+    }
+    json_t *rin = json_object_get(in, "reasoning");
+    put_or(&w, "reasoning", NULL, "{\"effort\":");
+    const json_t *v = json_object_get(rin, "effort");
+    if (v && !json_is_null(v)) pj_write(&w, v);
+    else jsonw_raw(&w, "null");
+    jsonw_raw(&w, ",\"summary\":");
+    v = json_object_get(rin, "summary");
+    if (v && !json_is_null(v)) pj_write(&w, v);
+    else jsonw_raw(&w, "null");
+    jsonw_raw(&w, "}");
+    put_or(&w, "store", NULL, info->store ? "true" : "false");
+    put(&w, "temperature", json_object_get(in, "temperature"));
+    put_or(&w, "text", NULL, "{\"format\":");
+    v = if_type(json_object_get(json_object_get(in, "text"), "format"), JSON_OBJECT);
+    if (v) pj_write(&w, v);
+    else jsonw_raw(&w, "{\"type\":\"text\"}");
+    jsonw_raw(&w, "}");
+    v = json_object_get(in, "tool_choice");
+    put_or(&w, "tool_choice", v && !json_is_null(v) ? v : NULL, "\"auto\"");
+    put_or(&w, "tools", if_type(json_object_get(in, "tools"), JSON_ARRAY), "[]");
+    put(&w, "top_p", json_object_get(in, "top_p"));
+    put_or(&w, "truncation", if_type(json_object_get(in, "truncation"), JSON_STRING), "\"disabled\"");
+    c->echo_mid = w.buf;
+    jsonw_init_arena(&w, a, 64);
+    put(&w, "user", json_object_get(in, "user"));
+    put_or(&w, "metadata", if_type(json_object_get(in, "metadata"), JSON_OBJECT), "{}");
+    c->echo_tail = w.buf;
 }
 
 static struct responses_ctx *ctx_new(struct arena *a, const char *response_id, int64_t created_at)
@@ -530,7 +565,10 @@ struct responses_ctx *responses_ctx_default(struct arena *a, const char *request
 {
     struct responses_ctx *c =
         ctx_new(a, arena_concat(a, "resp_", request_id ? request_id : "aiproxy", NULL), pj_now());
-    c->echo = "{}";
+    struct responses_request none = {.model = "", .store = true};
+    json_t *empty = json_object();
+    make_echo(a, empty, &none, c);
+    json_decref(empty);
     c->items = "[]";
     return c;
 }
@@ -601,17 +639,14 @@ static int translate_items(struct arena *a, const json_t *list, const struct ref
     return 0;
 }
 
-int responses_referenced(struct arena *a, const char *body, size_t len, const char ***ids, size_t *n)
+/* responses_referenced's work on the parsed body. */
+static void referenced(struct arena *a, const json_t *in, const char ***ids, size_t *n)
 {
     *ids = NULL;
     *n = 0;
-    json_t *in = pj_load(body, len);
     json_t *input = json_object_get(in, "input");
     size_t count = json_array_size(input), i;
-    if (count == 0) {
-        json_decref(in);
-        return 0;
-    }
+    if (count == 0) return;
     const char **out = arena_alloc(a, count * sizeof *out);
     json_t *it;
     json_array_foreach(input, i, it) {
@@ -626,7 +661,20 @@ int responses_referenced(struct arena *a, const char *body, size_t len, const ch
         if (!seen) out[(*n)++] = rid;
     }
     *ids = out;
+}
+
+int responses_referenced(struct arena *a, const char *body, size_t len, const char ***ids, size_t *n)
+{
+    json_t *in = pj_load(body, len);
+    referenced(a, in, ids, n);
     json_decref(in);
+    return 0;
+}
+
+int responses_referenced_in(struct arena *a, const struct responses_request *info,
+                            const char ***ids, size_t *n)
+{
+    referenced(a, info->doc, ids, n);
     return 0;
 }
 
@@ -640,6 +688,11 @@ struct responses_ctx *responses_begin(struct arena *a, const char *body, size_t 
                                 created_at, chat_body, chat_len, err);
 }
 
+static struct responses_ctx *begin(struct arena *a, const json_t *in, const char *history,
+                                   size_t history_len, const char *refs, size_t refs_len,
+                                   const char *response_id, int64_t created_at, char **chat_body,
+                                   size_t *chat_len, struct inbound_error *err);
+
 struct responses_ctx *responses_begin_refs(struct arena *a, const char *body, size_t len,
                                            const char *history, size_t history_len,
                                            const char *refs, size_t refs_len,
@@ -649,6 +702,35 @@ struct responses_ctx *responses_begin_refs(struct arena *a, const char *body, si
 {
     json_t *in = load_body(body, len, err);
     if (!in) return NULL;
+    struct responses_ctx *c = begin(a, in, history, history_len, refs, refs_len, response_id,
+                                    created_at, chat_body, chat_len, err);
+    json_decref(in);
+    return c;
+}
+
+struct responses_ctx *responses_begin_parsed(struct arena *a, const struct responses_request *info,
+                                             const char *history, size_t history_len,
+                                             const char *refs, size_t refs_len,
+                                             const char *response_id, int64_t created_at,
+                                             char **chat_body, size_t *chat_len,
+                                             struct inbound_error *err)
+{
+    memset(err, 0, sizeof *err);
+    if (!info->doc) {
+        snprintf(err->message, sizeof err->message, "The request body is not a JSON object.");
+        err->invalid_json = true;
+        return NULL;
+    }
+    return begin(a, info->doc, history, history_len, refs, refs_len, response_id, created_at,
+                 chat_body, chat_len, err);
+}
+
+/* The translation of a parsed request (see responses_begin_refs). */
+static struct responses_ctx *begin(struct arena *a, const json_t *in, const char *history,
+                                   size_t history_len, const char *refs, size_t refs_len,
+                                   const char *response_id, int64_t created_at, char **chat_body,
+                                   size_t *chat_len, struct inbound_error *err)
+{
     struct responses_ctx *ret = NULL;
     json_t *o = json_object(), *items = json_array(), *hist = NULL;
     json_t *ref_items = refs && refs_len ? pj_load(refs, refs_len) : NULL;
@@ -714,7 +796,7 @@ struct responses_ctx *responses_begin_refs(struct arena *a, const char *body, si
     }
     struct responses_ctx *c = ctx_new(a, response_id, created_at);
     c->model = arena_strdup(a, info.model);
-    c->echo = make_echo(a, in, &info);
+    make_echo(a, in, &info, c);
     c->items = pj_dump(a, items, NULL);
     *chat_body = pj_dump(a, o, chat_len);
     ret = c;
@@ -723,13 +805,12 @@ done:
     json_decref(hist);
     json_decref(items);
     json_decref(o);
-    json_decref(in);
     return ret;
 }
 
 /* ---- the Response object (shared with the stream) ---- */
 
-json_t *responses_usage(const json_t *u)
+void responses_write_usage(struct jsonw *w, const json_t *u)
 {
     int64_t in = 0, out = 0, total = -1, cached = 0, reasoning = 0;
     (void)pj_int(u, "prompt_tokens", &in);
@@ -737,17 +818,17 @@ json_t *responses_usage(const json_t *u)
     (void)pj_int(u, "total_tokens", &total);
     (void)pj_int(json_object_get(u, "prompt_tokens_details"), "cached_tokens", &cached);
     (void)pj_int(json_object_get(u, "completion_tokens_details"), "reasoning_tokens", &reasoning);
-    json_t *r = json_object();
-    pj_set_int(r, "input_tokens", in);
-    json_t *d = json_object();
-    pj_set_int(d, "cached_tokens", cached);
-    json_object_set_new(r, "input_tokens_details", d);
-    pj_set_int(r, "output_tokens", out);
-    d = json_object();
-    pj_set_int(d, "reasoning_tokens", reasoning);
-    json_object_set_new(r, "output_tokens_details", d);
-    pj_set_int(r, "total_tokens", total >= 0 ? total : in + out);
-    return r;
+    jsonw_raw(w, "{\"input_tokens\":");
+    jsonw_int(w, in);
+    jsonw_raw(w, ",\"input_tokens_details\":{\"cached_tokens\":");
+    jsonw_int(w, cached);
+    jsonw_raw(w, "},\"output_tokens\":");
+    jsonw_int(w, out);
+    jsonw_raw(w, ",\"output_tokens_details\":{\"reasoning_tokens\":");
+    jsonw_int(w, reasoning);
+    jsonw_raw(w, "},\"total_tokens\":");
+    jsonw_int(w, total >= 0 ? total : in + out);
+    jsonw_raw(w, "}");
 }
 
 const char *responses_status(const char *finish, const char **incomplete_reason)
@@ -763,88 +844,70 @@ const char *responses_item_id(const struct responses_ctx *c, const char *prefix,
     return arena_printf(c->a, "%s_%s_%zu", prefix, c->id_suffix, index);
 }
 
-/* The echoed field `key`, or null. */
-static json_t *echoed(const json_t *echo, const char *key)
+void responses_write(struct jsonw *w, const struct responses_ctx *c, const struct responses_parts *p)
 {
-    return or_null(json_object_get(echo, key));
+    jsonw_raw(w, "{\"id\":");
+    jsonw_str(w, c->response_id);
+    jsonw_raw(w, ",\"object\":\"response\",\"created_at\":");
+    jsonw_int(w, c->created_at);
+    jsonw_raw(w, ",\"status\":");
+    jsonw_str(w, p->status);
+    jsonw_raw(w, ",\"background\":false,\"error\":");
+    jsonw_raw(w, p->error ? p->error : "null");
+    jsonw_raw(w, ",\"incomplete_details\":");
+    if (p->incomplete_reason) {
+        jsonw_raw(w, "{\"reason\":");
+        jsonw_str(w, p->incomplete_reason);
+        jsonw_raw(w, "}");
+    } else {
+        jsonw_raw(w, "null");
+    }
+    jsonw_raw(w, ",");
+    jsonw_raw(w, c->echo_head);
+    jsonw_raw(w, ",\"model\":");
+    jsonw_str(w, p->model && *p->model ? p->model : c->model);
+    jsonw_raw(w, ",\"output\":");
+    jsonw_raw(w, p->output ? p->output : "[]");
+    if (p->output_text) {
+        jsonw_raw(w, ",\"output_text\":");
+        jsonw_str(w, p->output_text);
+    }
+    jsonw_raw(w, ",");
+    jsonw_raw(w, c->echo_mid);
+    jsonw_raw(w, ",\"usage\":");
+    jsonw_raw(w, p->usage ? p->usage : "null");
+    jsonw_raw(w, ",");
+    jsonw_raw(w, c->echo_tail);
+    if (p->meta) {
+        jsonw_raw(w, ",\"x-aiproxy\":");
+        jsonw_rawn(w, p->meta, p->meta_len);
+    }
+    jsonw_raw(w, "}");
 }
 
-json_t *responses_object(const struct responses_ctx *c, const char *status, const char *model,
-                         json_t *output, const char *output_text, json_t *usage, json_t *error,
-                         const char *incomplete_reason, const char *meta)
+void responses_finish(struct responses_ctx *c, char *response, size_t len, const char *output,
+                      size_t output_len)
 {
-    json_t *echo = pj_load(c->echo, strlen(c->echo));
-    json_t *r = json_object();
-    pj_set_str(r, "id", c->response_id);
-    pj_set_str(r, "object", "response");
-    pj_set_int(r, "created_at", c->created_at);
-    pj_set_str(r, "status", status);
-    json_object_set_new(r, "background", json_false());
-    json_object_set_new(r, "error", error ? error : json_null());
-    json_t *inc = json_null();
-    if (incomplete_reason) {
-        inc = json_object();
-        pj_set_str(inc, "reason", incomplete_reason);
-    }
-    json_object_set_new(r, "incomplete_details", inc);
-    json_object_set_new(r, "instructions", echoed(echo, "instructions"));
-    json_object_set_new(r, "max_output_tokens", echoed(echo, "max_output_tokens"));
-    pj_set_str(r, "model", model && *model ? model : c->model);
-    json_object_set_new(r, "output", output ? output : json_array());
-    if (output_text) pj_set_str(r, "output_text", output_text);
-    json_t *ptc = json_object_get(echo, "parallel_tool_calls");
-    json_object_set_new(r, "parallel_tool_calls", json_boolean(!json_is_false(ptc)));
-    json_object_set_new(r, "previous_response_id", echoed(echo, "previous_response_id"));
-    json_t *reasoning = json_object_get(echo, "reasoning");
-    if (json_is_object(reasoning)) {
-        json_object_set(r, "reasoning", reasoning);
+    c->result = response;
+    c->result_len = len;
+    /* items + output: both compact arrays, joined as text */
+    size_t ilen = strlen(c->items);
+    if (output_len <= 2) {
+        c->conversation = c->items;
+        c->conversation_len = ilen;
+    } else if (ilen <= 2) {
+        c->conversation = arena_strndup(c->a, output, output_len);
+        c->conversation_len = output_len;
     } else {
-        reasoning = json_object();
-        json_object_set_new(reasoning, "effort", json_null());
-        json_object_set_new(reasoning, "summary", json_null());
-        json_object_set_new(r, "reasoning", reasoning);
+        size_t n = ilen + output_len - 1;
+        char *conv = arena_alloc(c->a, n + 1);
+        memcpy(conv, c->items, ilen - 1);
+        conv[ilen - 1] = ',';
+        memcpy(conv + ilen, output + 1, output_len - 1);
+        conv[n] = '\0';
+        c->conversation = conv;
+        c->conversation_len = n;
     }
-    json_object_set_new(r, "store", json_boolean(!json_is_false(json_object_get(echo, "store"))));
-    json_object_set_new(r, "temperature", echoed(echo, "temperature"));
-    json_t *text = json_object_get(echo, "text");
-    if (json_is_object(text)) {
-        json_object_set(r, "text", text);
-    } else {
-        json_t *f = json_object();
-        pj_set_str(f, "type", "text");
-        text = json_object();
-        json_object_set_new(text, "format", f);
-        json_object_set_new(r, "text", text);
-    }
-    json_t *tc = json_object_get(echo, "tool_choice");
-    json_object_set_new(r, "tool_choice", tc ? json_incref(tc) : json_string("auto"));
-    json_t *tools = json_object_get(echo, "tools");
-    json_object_set_new(r, "tools", json_is_array(tools) ? json_incref(tools) : json_array());
-    json_object_set_new(r, "top_p", echoed(echo, "top_p"));
-    json_t *trunc = json_object_get(echo, "truncation");
-    json_object_set_new(r, "truncation", json_is_string(trunc) ? json_incref(trunc) : json_string("disabled"));
-    json_object_set_new(r, "usage", usage ? usage : json_null());
-    json_object_set_new(r, "user", echoed(echo, "user"));
-    json_t *md = json_object_get(echo, "metadata");
-    json_object_set_new(r, "metadata", json_is_object(md) ? json_incref(md) : json_object());
-    json_t *x = meta ? pj_load(meta, strlen(meta)) : NULL;
-    if (json_is_object(x)) json_object_set(r, "x-aiproxy", x);
-    json_decref(x);
-    json_decref(echo);
-    return r;
-}
-
-void responses_finish(struct responses_ctx *c, const json_t *response)
-{
-    c->result = pj_dump(c->a, response, &c->result_len);
-    json_t *conv = pj_load(c->items, strlen(c->items));
-    if (!json_is_array(conv)) {
-        json_decref(conv);
-        conv = json_array();
-    }
-    json_array_extend(conv, json_object_get(response, "output"));
-    c->conversation = pj_dump(c->a, conv, &c->conversation_len);
-    json_decref(conv);
 }
 
 const char *responses_result(const struct responses_ctx *c, size_t *len)
@@ -863,19 +926,94 @@ const char *responses_conversation(const struct responses_ctx *c, size_t *len)
 
 /* ---- a whole chat completion -> a Response ---- */
 
-static json_t *text_part(const char *type, const char *key, const char *text)
+/* The chat answer as a tree without its x-aiproxy object, whose text goes
+ * to *meta (NULL: none): the gateway's own object is copied as bytes, not
+ * loaded and dumped again. NULL when the answer is no JSON object. */
+static json_t *load_answer(struct arena *a, const char *body, size_t len, const char **meta,
+                           size_t *meta_len)
 {
-    json_t *p = json_object();
-    pj_set_str(p, "type", type);
-    pj_set_str(p, key, text);
-    if (is(type, "output_text")) json_object_set_new(p, "annotations", json_array());
-    return p;
+    *meta = NULL;
+    *meta_len = 0;
+    struct pj_span sp;
+    int found = pj_member_span(body, len, "x-aiproxy", &sp);
+    if (found >= 0) {
+        json_t *root;
+        if (found) {
+            /* the text without the member */
+            size_t n = len - (sp.cut_end - sp.cut_off);
+            char *cut = arena_alloc(a, n + 1);
+            memcpy(cut, body, sp.cut_off);
+            memcpy(cut + sp.cut_off, body + sp.cut_end, len - sp.cut_end);
+            cut[n] = '\0';
+            root = pj_load(cut, n);
+        } else {
+            root = pj_load(body, len);
+        }
+        /* the key spelled with escapes: the whole text's way below */
+        if (!json_is_object(root) || !json_object_get(root, "x-aiproxy")) {
+            if (found && root) {
+                *meta = body + sp.value_off;
+                *meta_len = sp.value_len;
+            }
+            return root;
+        }
+        json_decref(root);
+    }
+    json_t *root = pj_load(body, len);
+    json_t *x = json_object_get(root, "x-aiproxy");
+    if (json_is_object(x)) {
+        *meta = pj_dump(a, x, meta_len);
+        json_object_del(root, "x-aiproxy");
+    }
+    return root;
+}
+
+/* The message item: text and/or refusal parts. */
+static void write_message_item(struct jsonw *o, const struct responses_ctx *c, const char *status,
+                               const char *text, const char *refusal)
+{
+    jsonw_raw(o, "{\"id\":");
+    jsonw_str(o, responses_item_id(c, "msg", 0));
+    jsonw_raw(o, ",\"type\":\"message\",\"status\":");
+    jsonw_str(o, status);
+    jsonw_raw(o, ",\"role\":\"assistant\",\"content\":[");
+    if (text && (*text || !refusal)) {
+        jsonw_raw(o, "{\"type\":\"output_text\",\"text\":");
+        jsonw_str(o, text);
+        jsonw_raw(o, ",\"annotations\":[]}");
+        if (refusal) jsonw_raw(o, ",");
+    }
+    if (refusal) {
+        jsonw_raw(o, "{\"type\":\"refusal\",\"refusal\":");
+        jsonw_str(o, refusal);
+        jsonw_raw(o, "}");
+    }
+    jsonw_raw(o, "]}");
+}
+
+/* A chat tool call -> a function_call item. */
+static void write_call_item(struct jsonw *o, const struct responses_ctx *c, size_t output_index,
+                            size_t i, const json_t *tc)
+{
+    json_t *fn = json_object_get(tc, "function");
+    const char *id = pj_str(tc, "id"), *name = pj_str(fn, "name"), *args = pj_str(fn, "arguments");
+    jsonw_raw(o, "{\"id\":");
+    jsonw_str(o, responses_item_id(c, "fc", output_index));
+    jsonw_raw(o, ",\"type\":\"function_call\",\"status\":\"completed\",\"call_id\":");
+    jsonw_str(o, id ? id : responses_item_id(c, "call", i));
+    jsonw_raw(o, ",\"name\":");
+    jsonw_str(o, name ? name : "");
+    jsonw_raw(o, ",\"arguments\":");
+    jsonw_str(o, args ? args : "{}");
+    jsonw_raw(o, "}");
 }
 
 static int response_from_openai(struct arena *a, void *vctx, const char *body, size_t len,
                                 char **out, size_t *out_len)
 {
-    json_t *root = pj_load(body, len);
+    const char *meta;
+    size_t meta_len;
+    json_t *root = load_answer(a, body, len, &meta, &meta_len);
     json_t *choice = json_array_get(json_object_get(root, "choices"), 0);
     json_t *msg = json_object_get(choice, "message");
     if (!json_is_object(msg)) {
@@ -885,45 +1023,35 @@ static int response_from_openai(struct arena *a, void *vctx, const char *body, s
     struct responses_ctx *c = vctx ? vctx : responses_ctx_default(a, pj_str(root, "id"));
     const char *reason;
     const char *status = responses_status(pj_str(choice, "finish_reason"), &reason);
-    json_t *output = json_array();
     json_t *content = json_object_get(msg, "content");
     char *text = json_is_null(content) || !content ? NULL : pj_content_text(a, content, "", NULL);
     const char *refusal = pj_str(msg, "refusal");
     json_t *calls = json_object_get(msg, "tool_calls");
+    struct jsonw o, u, w;
+    jsonw_init_arena(&o, a, 256 + len);
+    jsonw_raw(&o, "[");
+    size_t items = 0;
     if ((text && (*text || json_array_size(calls) == 0)) || refusal) {
-        json_t *parts = json_array();
-        if (text && (*text || !refusal)) json_array_append_new(parts, text_part("output_text", "text", text));
-        if (refusal) json_array_append_new(parts, text_part("refusal", "refusal", refusal));
-        json_t *item = json_object();
-        pj_set_str(item, "id", responses_item_id(c, "msg", json_array_size(output)));
-        pj_set_str(item, "type", "message");
-        pj_set_str(item, "status", reason ? "incomplete" : "completed");
-        pj_set_str(item, "role", "assistant");
-        json_object_set_new(item, "content", parts);
-        json_array_append_new(output, item);
+        write_message_item(&o, c, reason ? "incomplete" : "completed", text, refusal);
+        items++;
     }
     size_t i;
     json_t *tc;
     json_array_foreach(calls, i, tc) {
-        json_t *fn = json_object_get(tc, "function");
-        const char *id = pj_str(tc, "id"), *name = pj_str(fn, "name"), *args = pj_str(fn, "arguments");
-        json_t *item = json_object();
-        pj_set_str(item, "id", responses_item_id(c, "fc", json_array_size(output)));
-        pj_set_str(item, "type", "function_call");
-        pj_set_str(item, "status", "completed");
-        pj_set_str(item, "call_id", id ? id : responses_item_id(c, "call", i));
-        pj_set_str(item, "name", name ? name : "");
-        pj_set_str(item, "arguments", args ? args : "{}");
-        json_array_append_new(output, item);
+        if (items) jsonw_raw(&o, ",");
+        write_call_item(&o, c, items++, i, tc);
     }
-    json_t *x = json_object_get(root, "x-aiproxy");
-    char *meta = json_is_object(x) ? pj_dump(a, x, NULL) : NULL;
-    json_t *r = responses_object(c, status, pj_str(root, "model"), output, text ? text : "",
-                                 responses_usage(json_object_get(root, "usage")), NULL, reason, meta);
-    responses_finish(c, r);
+    jsonw_raw(&o, "]");
+    jsonw_init_arena(&u, a, 192);
+    responses_write_usage(&u, json_object_get(root, "usage"));
+    struct responses_parts p = {.status = status, .model = pj_str(root, "model"), .output = o.buf,
+                                .output_text = text ? text : "", .usage = u.buf,
+                                .incomplete_reason = reason, .meta = meta, .meta_len = meta_len};
+    jsonw_init_arena(&w, a, 1024 + o.len + meta_len);
+    responses_write(&w, c, &p);
+    responses_finish(c, w.buf, w.len, o.buf, o.len);
     *out = c->result;
     *out_len = c->result_len;
-    json_decref(r);
     json_decref(root);
     return 0;
 }

@@ -23,10 +23,11 @@ struct sbuf {
     size_t len, cap;
 };
 
-/* A growing list of JSON texts (finished parts or items). */
+/* A list of JSON texts (finished parts or items): their count and the
+ * array's contents, comma-separated. */
 struct jlist {
-    char **v;
-    size_t n, cap;
+    size_t n;
+    struct sbuf text;
 };
 
 enum part_kind { PART_NONE, PART_TEXT, PART_REFUSAL };
@@ -60,7 +61,7 @@ struct responses_stream {
     struct sbuf output_text;
     const char *model;  /* the answer's, from its chunks */
     const char *finish;
-    char *usage;        /* the chat usage object's JSON text */
+    char *usage;        /* the Responses usage object's JSON text */
     char *meta;         /* the x-aiproxy object's JSON text */
 };
 
@@ -84,64 +85,89 @@ static const char *sb_str(const struct sbuf *b)
     return b->p ? b->p : "";
 }
 
-static void jl_add(struct arena *a, struct jlist *l, const json_t *v)
+static void jl_add(struct arena *a, struct jlist *l, const char *json, size_t len)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 8;
-        char **nv = arena_alloc(a, cap * sizeof *nv);
-        if (l->n) memcpy(nv, l->v, l->n * sizeof *nv);
-        l->v = nv;
-        l->cap = cap;
-    }
-    l->v[l->n++] = pj_dump(a, v, NULL);
+    if (l->n++) sb_add(a, &l->text, ",", 1);
+    sb_add(a, &l->text, json, len);
 }
 
-/* The list as a JSON array (a new reference). */
-static json_t *jl_array(const struct jlist *l)
+/* The list as a JSON array's text (arena). */
+static char *jl_array(struct arena *a, const struct jlist *l, size_t *len)
 {
-    json_t *arr = json_array();
-    for (size_t i = 0; i < l->n; i++) {
-        json_t *v = pj_load(l->v[i], strlen(l->v[i]));
-        if (v) json_array_append_new(arr, v);
-    }
-    return arr;
+    char *out = arena_alloc(a, l->text.len + 3);
+    out[0] = '[';
+    if (l->text.len) memcpy(out + 1, l->text.p, l->text.len);
+    out[l->text.len + 1] = ']';
+    out[l->text.len + 2] = '\0';
+    if (len) *len = l->text.len + 2;
+    return out;
 }
 
 /* ---- events ---- */
 
-/* Emits `d` (stolen) as "event: <its type>" with the next sequence number. */
-static void send_event(struct responses_stream *s, json_t *d, inbound_emit_cb emit, void *ctx)
+/* Starts an event: its "event:" line and {"type":"<type>" (more members
+ * follow, then send_event). */
+static void event(struct responses_stream *s, struct jsonw *w, const char *type)
 {
-    pj_set_int(d, "sequence_number", s->seq++);
-    char *json = pj_dump(s->a, d, NULL);
-    char *ev = arena_concat(s->a, "event: ", pj_str(d, "type"), "\ndata: ", json, "\n\n", NULL);
-    json_decref(d);
-    emit(ctx, ev, strlen(ev));
+    jsonw_init_arena(w, s->a, 512);
+    jsonw_raw(w, "event: ");
+    jsonw_raw(w, type);
+    jsonw_raw(w, "\ndata: {\"type\":\"");
+    jsonw_raw(w, type);
+    jsonw_raw(w, "\"");
 }
 
-static json_t *event(const char *type)
+/* Ends the event with the next sequence number and emits it. */
+static void send_event(struct responses_stream *s, struct jsonw *w, inbound_emit_cb emit, void *ctx)
 {
-    json_t *d = json_object();
-    pj_set_str(d, "type", type);
-    return d;
+    jsonw_raw(w, ",\"sequence_number\":");
+    jsonw_int(w, s->seq++);
+    jsonw_raw(w, "}\n\n");
+    emit(ctx, w->buf, w->len);
+}
+
+/* "key": (after a member). */
+static void key(struct jsonw *w, const char *k)
+{
+    jsonw_raw(w, ",\"");
+    jsonw_raw(w, k);
+    jsonw_raw(w, "\":");
 }
 
 /* An event about the open message's current part. */
-static json_t *part_event(struct responses_stream *s, const char *type)
+static void part_event(struct responses_stream *s, struct jsonw *w, const char *type)
 {
-    json_t *d = event(type);
-    pj_set_str(d, "item_id", s->msg_id);
-    pj_set_int(d, "output_index", (int64_t)s->msg_output);
-    pj_set_int(d, "content_index", (int64_t)s->parts.n);
-    return d;
+    event(s, w, type);
+    key(w, "item_id");
+    jsonw_str(w, s->msg_id);
+    key(w, "output_index");
+    jsonw_int(w, (int64_t)s->msg_output);
+    key(w, "content_index");
+    jsonw_int(w, (int64_t)s->parts.n);
 }
 
-static json_t *item_event(const char *type, size_t output_index, json_t *item)
+/* An output_item event carrying `item` (JSON text). */
+static void item_event(struct responses_stream *s, const char *type, size_t output_index,
+                       const char *item, size_t item_len, inbound_emit_cb emit, void *ctx)
 {
-    json_t *d = event(type);
-    pj_set_int(d, "output_index", (int64_t)output_index);
-    json_object_set_new(d, "item", item);
-    return d;
+    struct jsonw w;
+    event(s, &w, type);
+    key(&w, "output_index");
+    jsonw_int(&w, (int64_t)output_index);
+    key(&w, "item");
+    jsonw_rawn(&w, item, item_len);
+    send_event(s, &w, emit, ctx);
+}
+
+/* An event carrying a Response object. */
+static void response_event(struct responses_stream *s, const char *type,
+                           const struct responses_parts *p, inbound_emit_cb emit, void *ctx)
+{
+    struct jsonw w;
+    event(s, &w, type);
+    key(&w, "response");
+    responses_write(&w, s->c, p);
+    send_event(s, &w, emit, ctx);
 }
 
 static void start(struct responses_stream *s, inbound_emit_cb emit, void *ctx)
@@ -149,62 +175,61 @@ static void start(struct responses_stream *s, inbound_emit_cb emit, void *ctx)
     if (s->started) return;
     s->started = true;
     static const char *const types[] = {"response.created", "response.in_progress"};
-    for (size_t i = 0; i < 2; i++) {
-        json_t *d = event(types[i]);
-        json_object_set_new(d, "response",
-                            responses_object(s->c, "in_progress", s->model, NULL, NULL, NULL, NULL,
-                                             NULL, NULL));
-        send_event(s, d, emit, ctx);
-    }
+    struct responses_parts p = {.status = "in_progress", .model = s->model};
+    for (size_t i = 0; i < 2; i++) response_event(s, types[i], &p, emit, ctx);
 }
 
 /* ---- message items ---- */
 
-static json_t *part_json(enum part_kind kind, const char *text)
+/* A content part's JSON. */
+static void part_json(struct jsonw *w, enum part_kind kind, const char *text)
 {
-    json_t *p = json_object();
     if (kind == PART_REFUSAL) {
-        pj_set_str(p, "type", "refusal");
-        pj_set_str(p, "refusal", text);
+        jsonw_raw(w, "{\"type\":\"refusal\",\"refusal\":");
     } else {
-        pj_set_str(p, "type", "output_text");
-        json_object_set_new(p, "annotations", json_array());
-        pj_set_str(p, "text", text);
+        jsonw_raw(w, "{\"type\":\"output_text\",\"annotations\":[],\"text\":");
     }
-    return p;
+    jsonw_str(w, text);
+    jsonw_raw(w, "}");
 }
 
-static json_t *message_item(struct responses_stream *s, const char *status, json_t *content)
+/* The open message item with `content` (an array's text). */
+static void message_item(struct responses_stream *s, struct jsonw *w, const char *status,
+                         const char *content)
 {
-    json_t *m = json_object();
-    pj_set_str(m, "id", s->msg_id);
-    pj_set_str(m, "type", "message");
-    pj_set_str(m, "status", status);
-    pj_set_str(m, "role", "assistant");
-    json_object_set_new(m, "content", content);
-    return m;
+    jsonw_raw(w, "{\"id\":");
+    jsonw_str(w, s->msg_id);
+    jsonw_raw(w, ",\"type\":\"message\",\"status\":");
+    jsonw_str(w, status);
+    jsonw_raw(w, ",\"role\":\"assistant\",\"content\":");
+    jsonw_raw(w, content);
+    jsonw_raw(w, "}");
 }
 
 static void close_part(struct responses_stream *s, inbound_emit_cb emit, void *ctx)
 {
     if (s->part == PART_NONE) return;
     const char *text = sb_str(&s->part_text);
-    json_t *d;
+    struct jsonw w;
     if (s->part == PART_TEXT) {
-        d = part_event(s, "response.output_text.done");
-        pj_set_str(d, "text", text);
-        json_object_set_new(d, "logprobs", json_array());
+        part_event(s, &w, "response.output_text.done");
+        key(&w, "text");
+        jsonw_str(&w, text);
+        jsonw_raw(&w, ",\"logprobs\":[]");
     } else {
-        d = part_event(s, "response.refusal.done");
-        pj_set_str(d, "refusal", text);
+        part_event(s, &w, "response.refusal.done");
+        key(&w, "refusal");
+        jsonw_str(&w, text);
     }
-    send_event(s, d, emit, ctx);
-    json_t *part = part_json(s->part, text);
-    d = part_event(s, "response.content_part.done");
-    json_object_set(d, "part", part);
-    send_event(s, d, emit, ctx);
-    jl_add(s->a, &s->parts, part);
-    json_decref(part);
+    send_event(s, &w, emit, ctx);
+    part_event(s, &w, "response.content_part.done");
+    key(&w, "part");
+    size_t at = w.len;
+    part_json(&w, s->part, text);
+    size_t plen = w.len - at;
+    char *part = w.buf + at; /* stays in the arena */
+    send_event(s, &w, emit, ctx);
+    jl_add(s->a, &s->parts, part, plen);
     s->part = PART_NONE;
     memset(&s->part_text, 0, sizeof s->part_text);
 }
@@ -213,9 +238,11 @@ static void close_message(struct responses_stream *s, const char *status, inboun
                           void *ctx)
 {
     close_part(s, emit, ctx);
-    json_t *item = message_item(s, status, jl_array(&s->parts));
-    jl_add(s->a, &s->items, item);
-    send_event(s, item_event("response.output_item.done", s->msg_output, item), emit, ctx);
+    struct jsonw w;
+    jsonw_init_arena(&w, s->a, 256 + s->parts.text.len);
+    message_item(s, &w, status, jl_array(s->a, &s->parts, NULL));
+    jl_add(s->a, &s->items, w.buf, w.len);
+    item_event(s, "response.output_item.done", s->msg_output, w.buf, w.len, emit, ctx);
     s->open = OPEN_NONE;
 }
 
@@ -231,6 +258,7 @@ static void close_open(struct responses_stream *s, const char *status, inbound_e
 static void on_text(struct responses_stream *s, enum part_kind kind, const char *text,
                     inbound_emit_cb emit, void *ctx)
 {
+    struct jsonw w;
     if (s->open != OPEN_MESSAGE) {
         close_open(s, "completed", emit, ctx);
         s->open = OPEN_MESSAGE;
@@ -238,52 +266,64 @@ static void on_text(struct responses_stream *s, enum part_kind kind, const char 
         s->msg_id = responses_item_id(s->c, "msg", s->msg_output);
         memset(&s->parts, 0, sizeof s->parts);
         s->part = PART_NONE;
-        send_event(s, item_event("response.output_item.added", s->msg_output,
-                           message_item(s, "in_progress", json_array())), emit, ctx);
+        jsonw_init_arena(&w, s->a, 256);
+        message_item(s, &w, "in_progress", "[]");
+        item_event(s, "response.output_item.added", s->msg_output, w.buf, w.len, emit, ctx);
     }
     if (s->part != kind) {
         close_part(s, emit, ctx);
         s->part = kind;
-        json_t *d = part_event(s, "response.content_part.added");
-        json_object_set_new(d, "part", part_json(kind, ""));
-        send_event(s, d, emit, ctx);
+        part_event(s, &w, "response.content_part.added");
+        key(&w, "part");
+        part_json(&w, kind, "");
+        send_event(s, &w, emit, ctx);
     }
     size_t n = strlen(text);
     sb_add(s->a, &s->part_text, text, n);
     if (kind == PART_TEXT) sb_add(s->a, &s->output_text, text, n);
-    json_t *d = part_event(s, kind == PART_TEXT ? "response.output_text.delta" : "response.refusal.delta");
-    pj_set_str(d, "delta", text);
-    if (kind == PART_TEXT) json_object_set_new(d, "logprobs", json_array());
-    send_event(s, d, emit, ctx);
+    part_event(s, &w, kind == PART_TEXT ? "response.output_text.delta" : "response.refusal.delta");
+    key(&w, "delta");
+    jsonw_str(&w, text);
+    if (kind == PART_TEXT) jsonw_raw(&w, ",\"logprobs\":[]");
+    send_event(s, &w, emit, ctx);
 }
 
 /* ---- function call items ---- */
 
-static json_t *call_item(const struct call *k, const char *status, const char *args)
+static void call_item(struct jsonw *w, const struct call *k, const char *status, const char *args)
 {
-    json_t *it = json_object();
-    pj_set_str(it, "id", k->item_id);
-    pj_set_str(it, "type", "function_call");
-    pj_set_str(it, "status", status);
-    pj_set_str(it, "arguments", args);
-    pj_set_str(it, "call_id", k->call_id);
-    pj_set_str(it, "name", sb_str(&k->name));
-    return it;
+    jsonw_raw(w, "{\"id\":");
+    jsonw_str(w, k->item_id);
+    jsonw_raw(w, ",\"type\":\"function_call\",\"status\":");
+    jsonw_str(w, status);
+    jsonw_raw(w, ",\"arguments\":");
+    jsonw_str(w, args);
+    jsonw_raw(w, ",\"call_id\":");
+    jsonw_str(w, k->call_id);
+    jsonw_raw(w, ",\"name\":");
+    jsonw_str(w, sb_str(&k->name));
+    jsonw_raw(w, "}");
 }
 
 static void close_call(struct responses_stream *s, inbound_emit_cb emit, void *ctx)
 {
     struct call *k = &s->calls[s->ncalls - 1];
     const char *args = sb_str(&k->args);
-    json_t *d = event("response.function_call_arguments.done");
-    pj_set_str(d, "item_id", k->item_id);
-    pj_set_int(d, "output_index", (int64_t)k->output_index);
-    pj_set_str(d, "name", sb_str(&k->name));
-    pj_set_str(d, "arguments", args);
-    send_event(s, d, emit, ctx);
-    json_t *item = call_item(k, "completed", args);
-    jl_add(s->a, &s->items, item);
-    send_event(s, item_event("response.output_item.done", k->output_index, item), emit, ctx);
+    struct jsonw w;
+    event(s, &w, "response.function_call_arguments.done");
+    key(&w, "item_id");
+    jsonw_str(&w, k->item_id);
+    key(&w, "output_index");
+    jsonw_int(&w, (int64_t)k->output_index);
+    key(&w, "name");
+    jsonw_str(&w, sb_str(&k->name));
+    key(&w, "arguments");
+    jsonw_str(&w, args);
+    send_event(s, &w, emit, ctx);
+    jsonw_init_arena(&w, s->a, 256 + k->args.len);
+    call_item(&w, k, "completed", args);
+    jl_add(s->a, &s->items, w.buf, w.len);
+    item_event(s, "response.output_item.done", k->output_index, w.buf, w.len, emit, ctx);
     s->open = OPEN_NONE;
 }
 
@@ -332,8 +372,10 @@ static void on_call_delta(struct responses_stream *s, const json_t *tc, inbound_
         k = open_call(s, index, id, emit, ctx);
         if (!k) return;
         if (name) sb_add(s->a, &k->name, name, strlen(name));
-        send_event(s, item_event("response.output_item.added", k->output_index, call_item(k, "in_progress", "")),
-             emit, ctx);
+        struct jsonw w;
+        jsonw_init_arena(&w, s->a, 256);
+        call_item(&w, k, "in_progress", "");
+        item_event(s, "response.output_item.added", k->output_index, w.buf, w.len, emit, ctx);
     } else if (s->open != OPEN_CALL || k != &s->calls[s->ncalls - 1]) {
         return; /* more of a call already closed: its item is done */
     } else if (name && !k->name.len) {
@@ -341,11 +383,15 @@ static void on_call_delta(struct responses_stream *s, const json_t *tc, inbound_
     }
     if (args && *args) {
         sb_add(s->a, &k->args, args, strlen(args));
-        json_t *d = event("response.function_call_arguments.delta");
-        pj_set_str(d, "item_id", k->item_id);
-        pj_set_int(d, "output_index", (int64_t)k->output_index);
-        pj_set_str(d, "delta", args);
-        send_event(s, d, emit, ctx);
+        struct jsonw w;
+        event(s, &w, "response.function_call_arguments.delta");
+        key(&w, "item_id");
+        jsonw_str(&w, k->item_id);
+        key(&w, "output_index");
+        jsonw_int(&w, (int64_t)k->output_index);
+        key(&w, "delta");
+        jsonw_str(&w, args);
+        send_event(s, &w, emit, ctx);
     }
 }
 
@@ -395,18 +441,24 @@ void responses_stream_chunk(void *state, const char *json, size_t len, inbound_e
     const char *finish = pj_str(choice, "finish_reason");
     if (finish) s->finish = arena_strdup(s->a, finish);
     json_t *u = json_object_get(root, "usage");
-    if (json_is_object(u)) s->usage = pj_dump(s->a, u, NULL);
+    if (json_is_object(u)) {
+        struct jsonw w;
+        jsonw_init_arena(&w, s->a, 192);
+        responses_write_usage(&w, u);
+        s->usage = w.buf;
+    }
     json_t *x = json_object_get(root, "x-aiproxy");
     if (json_is_object(x)) s->meta = pj_dump(s->a, x, NULL);
     json_decref(root);
 }
 
-static json_t *usage_of(const struct responses_stream *s)
+static const char *usage_of(const struct responses_stream *s)
 {
-    json_t *u = s->usage ? pj_load(s->usage, strlen(s->usage)) : NULL;
-    json_t *r = responses_usage(u);
-    json_decref(u);
-    return r;
+    if (s->usage) return s->usage;
+    struct jsonw w;
+    jsonw_init_arena(&w, s->a, 192);
+    responses_write_usage(&w, NULL);
+    return w.buf;
 }
 
 void responses_stream_end(void *state, inbound_emit_cb emit, void *ctx)
@@ -417,12 +469,21 @@ void responses_stream_end(void *state, inbound_emit_cb emit, void *ctx)
     const char *reason;
     const char *status = responses_status(s->finish, &reason);
     close_open(s, reason ? "incomplete" : "completed", emit, ctx);
-    json_t *r = responses_object(s->c, status, s->model, jl_array(&s->items), sb_str(&s->output_text),
-                                 usage_of(s), NULL, reason, s->meta);
-    responses_finish(s->c, r);
-    json_t *d = event(reason ? "response.incomplete" : "response.completed");
-    json_object_set_new(d, "response", r);
-    send_event(s, d, emit, ctx);
+    size_t olen;
+    char *output = jl_array(s->a, &s->items, &olen);
+    struct responses_parts p = {.status = status, .model = s->model, .output = output,
+                                .output_text = sb_str(&s->output_text), .usage = usage_of(s),
+                                .incomplete_reason = reason, .meta = s->meta,
+                                .meta_len = s->meta ? strlen(s->meta) : 0};
+    struct jsonw w;
+    event(s, &w, reason ? "response.incomplete" : "response.completed");
+    key(&w, "response");
+    size_t at = w.len;
+    responses_write(&w, s->c, &p);
+    size_t rlen = w.len - at;
+    char *response = arena_strndup(s->a, w.buf + at, rlen);
+    send_event(s, &w, emit, ctx);
+    responses_finish(s->c, response, rlen, output, olen);
     s->finished = true;
 }
 
@@ -439,16 +500,20 @@ void responses_stream_error(void *state, const char *error_json, size_t len, inb
     if (!msg) msg = json_is_string(json_object_get(root, "error")) ? pj_str(root, "error") : NULL;
     const char *code = pj_str(oe, "code");
     if (!code) code = pj_str(oe, "type");
-    json_t *err = json_object();
-    pj_set_str(err, "code", code && *code ? code : "server_error");
-    pj_set_str(err, "message", msg && *msg ? msg : "The upstream stream failed.");
+    struct jsonw e;
+    jsonw_init_arena(&e, s->a, 128);
+    jsonw_raw(&e, "{\"code\":");
+    jsonw_str(&e, code && *code ? code : "server_error");
+    jsonw_raw(&e, ",\"message\":");
+    jsonw_str(&e, msg && *msg ? msg : "The upstream stream failed.");
+    jsonw_raw(&e, "}");
     json_decref(root);
     /* The items finished so far stay in the failed Response's output; the
      * open one is left out (it was never closed). */
-    json_t *r = responses_object(s->c, "failed", s->model, jl_array(&s->items), NULL, usage_of(s),
-                                 err, NULL, s->meta);
-    json_t *d = event("response.failed");
-    json_object_set_new(d, "response", r);
-    send_event(s, d, emit, ctx);
+    struct responses_parts p = {.status = "failed", .model = s->model,
+                                .output = jl_array(s->a, &s->items, NULL), .usage = usage_of(s),
+                                .error = e.buf, .meta = s->meta,
+                                .meta_len = s->meta ? strlen(s->meta) : 0};
+    response_event(s, "response.failed", &p, emit, ctx);
     s->finished = true;
 }

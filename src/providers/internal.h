@@ -28,6 +28,25 @@ json_t *pj_load(const char *s, size_t len);
  * arena; `*len` gets the length when non-NULL. Never NULL. */
 char *pj_dump(struct arena *a, const json_t *v, size_t *len);
 
+struct jsonw;
+
+/* Writes `v` as pj_dump would into `w`. */
+void pj_write(struct jsonw *w, const json_t *v);
+
+/* Where a top-level member sits in an object's text (pj_span.c). */
+struct pj_span {
+    size_t value_off, value_len; /* its value */
+    size_t cut_off, cut_end;     /* the member with one comma next to it */
+};
+
+/* Finds the top-level member `key` (spelled without escapes) of the JSON
+ * object text `s`, whose value must be an object that jansson would write
+ * back unchanged (strings without \u escapes, plain short numbers). Returns
+ * 1 (found once: *out), 0 (absent), or -1: cannot tell (another shape,
+ * twice, invalid text): the caller parses it all. Values of the other
+ * members are skipped, not checked. */
+int pj_member_span(const char *s, size_t len, const char *key, struct pj_span *out);
+
 /* Typed field readers: NULL / false / `def` when absent or of another type. */
 const char *pj_str(const json_t *obj, const char *key);
 bool pj_int(const json_t *obj, const char *key, int64_t *out);

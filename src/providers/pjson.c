@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/jsonw.h"
 #include "providers/inbound.h"
 #include "providers/internal.h"
 
@@ -15,14 +16,31 @@ json_t *pj_load(const char *s, size_t len)
     return json_loadb(s, len, 0, &e);
 }
 
+static int dump_into(const char *s, size_t n, void *w)
+{
+    jsonw_rawn(w, s, n);
+    return 0;
+}
+
+/* One pass into a growing arena buffer (json_dumpb would need two: one to
+ * size the buffer, one to fill it). */
 char *pj_dump(struct arena *a, const json_t *v, size_t *len)
 {
-    size_t n = json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY);
-    char *out = arena_alloc(a, n + 1);
-    if (n) (void)json_dumpb(v, out, n, JSON_COMPACT | JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY);
-    out[n] = '\0';
-    if (len) *len = n;
-    return out;
+    struct jsonw w;
+    jsonw_init_arena(&w, a, 256);
+    if (json_dump_callback(v, dump_into, &w, JSON_COMPACT | JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY) != 0)
+        w.len = 0; /* as json_dumpb's failure: "" */
+    w.buf[w.len] = '\0';
+    if (len) *len = w.len;
+    return w.buf;
+}
+
+void pj_write(struct jsonw *w, const json_t *v)
+{
+    size_t at = w->len;
+    if (json_dump_callback(v, dump_into, w, JSON_COMPACT | JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY) != 0)
+        w->len = at;
+    if (w->cap) w->buf[w->len] = '\0';
 }
 
 const char *pj_str(const json_t *obj, const char *key)

@@ -22,6 +22,9 @@ struct responses_request {
     const char *previous_response_id; /* NULL when none */
     bool stream;
     bool store; /* default true */
+    const void *doc; /* the parsed body (responses_parse's, released with its
+                        arena): responses_referenced_in and
+                        responses_begin_parsed read it, not the text */
 };
 
 /* Reads the request's top-level fields (validating the body is a JSON
@@ -53,6 +56,10 @@ struct responses_ctx *responses_begin(struct arena *a, const char *body, size_t 
 int responses_referenced(struct arena *a, const char *body, size_t len, const char ***ids,
                          size_t *n);
 
+/* responses_referenced for a body responses_parse read (0 ids without one). */
+int responses_referenced_in(struct arena *a, const struct responses_request *info,
+                            const char ***ids, size_t *n);
+
 /* responses_begin, with `refs`: the JSON text of an array whose elements
  * are items or arrays of items (e.g. "[" conv1 "," conv2 "]", the stored
  * conversations of the responses responses_referenced named), where
@@ -64,6 +71,15 @@ struct responses_ctx *responses_begin_refs(struct arena *a, const char *body, si
                                            const char *response_id, int64_t created_at,
                                            char **chat_body, size_t *chat_len,
                                            struct inbound_error *err);
+
+/* responses_begin_refs for a body responses_parse read (without parsing it
+ * again); NULL with err when it has none. */
+struct responses_ctx *responses_begin_parsed(struct arena *a, const struct responses_request *info,
+                                             const char *history, size_t history_len,
+                                             const char *refs, size_t refs_len,
+                                             const char *response_id, int64_t created_at,
+                                             char **chat_body, size_t *chat_len,
+                                             struct inbound_error *err);
 
 /* The ops for the proxy: response_from_openai and stream_* take the
  * context from responses_begin. request_to_openai is NULL (responses_begin

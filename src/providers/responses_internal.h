@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "core/arena.h"
+#include "core/jsonw.h"
 #include "providers/responses.h"
 
 struct responses_stream;
@@ -22,7 +23,10 @@ struct responses_ctx {
     const char *id_suffix;     /* the response id without "resp_", for item ids */
     int64_t created_at;
     const char *model;         /* the request's model ("" when absent) */
-    char *echo;                /* JSON object: the request fields a Response echoes */
+    /* The request fields a Response echoes, as member lists ("k":v,...)
+     * in the Response's order: before "model", after "output_text",
+     * after "usage". */
+    char *echo_head, *echo_mid, *echo_tail;
     char *items;               /* JSON array: history + this request's input items */
     char *result;              /* the Response sent (completed or incomplete) */
     size_t result_len;
@@ -35,9 +39,9 @@ struct responses_ctx {
  * responses_begin (defensive: the ops can be called with ctx NULL). */
 struct responses_ctx *responses_ctx_default(struct arena *a, const char *request_id);
 
-/* The Responses usage object from an OpenAI chat usage object (may be NULL:
- * zeros). Returns a new reference. */
-json_t *responses_usage(const json_t *chat_usage);
+/* Writes the Responses usage object from an OpenAI chat usage object (may
+ * be NULL: zeros). */
+void responses_write_usage(struct jsonw *w, const json_t *chat_usage);
 
 /* "completed", or "incomplete" with the reason, for an OpenAI finish_reason. */
 const char *responses_status(const char *finish, const char **incomplete_reason);
@@ -45,16 +49,27 @@ const char *responses_status(const char *finish, const char **incomplete_reason)
 /* Item ids derived from the response id and the item's output index. */
 const char *responses_item_id(const struct responses_ctx *c, const char *prefix, size_t index);
 
-/* Builds the Response object. Steals `output`, `usage` and `error` (each may
- * be NULL: [] / null / null); `meta` is the x-aiproxy object's JSON text or
- * NULL; `model` NULL means the request's. Returns a new reference. */
-json_t *responses_object(const struct responses_ctx *c, const char *status, const char *model,
-                         json_t *output, const char *output_text, json_t *usage, json_t *error,
-                         const char *incomplete_reason, const char *meta);
+/* What a Response object holds besides the request's echo: JSON texts. */
+struct responses_parts {
+    const char *status;
+    const char *model;             /* NULL or "": the request's */
+    const char *output;            /* the output array, NULL: [] */
+    const char *output_text;       /* NULL: no output_text field */
+    const char *usage;             /* the Responses usage object, NULL: null */
+    const char *error;             /* the error object, NULL: null */
+    const char *incomplete_reason; /* NULL: incomplete_details null */
+    const char *meta;              /* the x-aiproxy object, NULL: none */
+    size_t meta_len;
+};
+
+/* Writes the Response object. */
+void responses_write(struct jsonw *w, const struct responses_ctx *c, const struct responses_parts *p);
 
 /* Records a finished Response (completed or incomplete): its text for
- * responses_result and the conversation to store. Borrows `response`. */
-void responses_finish(struct responses_ctx *c, const json_t *response);
+ * responses_result and, with its `output` array's text, the conversation
+ * to store. Keeps the pointers (arena texts). */
+void responses_finish(struct responses_ctx *c, char *response, size_t len, const char *output,
+                      size_t output_len);
 
 /* The stream half of inbound_responses_ops (inbound_responses_stream.c). */
 void *responses_stream_begin(struct arena *a, const char *request_id, void *ctx);

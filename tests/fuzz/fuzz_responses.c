@@ -1,4 +1,4 @@
-// fuzz-sources: src/providers/inbound_responses.c src/providers/inbound_responses_stream.c src/providers/pjson.c
+// fuzz-sources: src/providers/inbound_responses.c src/providers/inbound_responses_stream.c src/providers/pjson.c src/providers/pj_span.c
 /* fuzz_responses: libFuzzer driver for the Responses API translator
  * (providers/responses.h). The first byte picks: 0 responses_parse; 1 a
  * request for responses_begin; 2 a stored history (the first line) and a
