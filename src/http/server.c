@@ -1156,6 +1156,7 @@ struct http_server *http_server_start(const struct http_server_opts *opts, struc
         w->handler = opts->handler;
         w->slot_free = opts->slot_free;
         w->on_complete = opts->on_complete;
+        w->prepare = opts->prepare;
         w->config = config_ref(cfg);
         pthread_mutex_init(&w->config_lock, NULL);
         int fd = bind_listener(opts->host, opts->port);
