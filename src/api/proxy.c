@@ -596,7 +596,7 @@ void proxy_stream_close(struct proxy *px)
     if (in && px->inbound_state && in->stream_trailers) trailers = in->stream_trailers(px->inbound_state);
     else if (in) trailers = in->ok_trailers;
     if (trailers) http_stream_end_trailers(px->req, trailers);
-    else proxy_stream_close(px);
+    else http_stream_end(px->req);
 }
 
 /* ---- streaming answers ---- */
