@@ -274,6 +274,17 @@ test('cancellation mid-stream cancels the upstream call', async () => {
   }, 5000, 25, 'upstream stream cancelled');
 });
 
+test('a stream that breaks upstream ends with UNAVAILABLE and the REST message', async () => {
+  await fake.control({ default: { resetAfterChunks: 2 } });
+  const call = client().ChatStream(chatReq('one two three four five six'), md());
+  const got = [];
+  call.on('data', (m) => got.push(m));
+  const err = await new Promise((res) => call.on('error', res));
+  assert.equal(err.code, grpc.status.UNAVAILABLE);
+  assert.match(err.details, /failed mid-stream/);
+  assert.ok(got.length >= 1, 'the deltas before the break arrived');
+});
+
 // ---- bad input: nothing reaches the upstream ----
 
 /** A ChatRequest encoded by hand (model = 1, messages = 2 {role 1, content 2}). */
