@@ -21,6 +21,8 @@
 #                           tokens or cost; ports from 19700)
 #   bench/run.sh h2         issue 15: h2load over h2c against aiproxyd and nginx `listen ... http2`,
 #                           32 and 256 streams (bench/h2.sh; ports from 19800)
+#   bench/run.sh grpc       issue 15: gRPC Chat (grpc-js) vs REST chat (node:http2) on the same gateway,
+#                           h2c, 32 calls in flight (bench/grpc.sh; ports from 19900)
 # Env: BENCH_DURATION (s per wrk run, default 10), BENCH_ROUNDS (default 3),
 #      BENCH_SLICES (A/B modes: 2 s slices alternating between variants, default 5),
 #      BENCH_PORT_BASE (default 19100), AIPROXYD (binary), BENCH_KEEP_TMP=1.
@@ -31,6 +33,7 @@ if [ "${1:-}" = mesh ]; then shift; exec "$here/mesh.sh" "$@"; fi
 if [ "${1:-}" = cache ]; then shift; exec "$here/cache.sh" "$@"; fi
 if [ "${1:-}" = context ]; then shift; exec "$here/context.sh" "$@"; fi
 if [ "${1:-}" = h2 ]; then shift; exec "$here/h2.sh" "$@"; fi
+if [ "${1:-}" = grpc ]; then shift; exec "$here/grpc.sh" "$@"; fi
 if [ -z "${AIPROXYD:-}" ] && [ "${BENCH_NO_BUILD:-}" != 1 ]; then
   if ! make -C "$root" -j2 BUILD=build >/dev/null 2>"${TMPDIR:-/tmp}/aiproxy-bench-make.log"; then
     [ -x "$root/build/aiproxyd" ] || { cat "${TMPDIR:-/tmp}/aiproxy-bench-make.log" >&2; exit 2; }
