@@ -7,11 +7,11 @@ BUILD   ?= build
 SAN     ?= 0
 
 PKGS    := libevent_core libevent_extra libevent_openssl libevent_pthreads openssl \
-           yaml-0.1 sqlite3 jansson yajl hiredis libnghttp2
+           yaml-0.1 sqlite3 jansson yajl hiredis libnghttp2 libprotobuf-c
 # libpq's headers only: the library is loaded when a PostgreSQL ledger is
 # configured (src/budget/pq_dl.h), not by every process
 CFLAGS  := -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-           -g -Isrc $(shell pkg-config --cflags $(PKGS) libpq libgit2) -pthread -MMD -MP
+           -g -Isrc -I$(BUILD)/gen $(shell pkg-config --cflags $(PKGS) libpq libgit2) -pthread -MMD -MP
 # libgit2: aiproxyctl links it (the watcher's ignore rules); aiproxyd loads
 # it on its first context diff (src/context/git_dl.h)
 GIT_LIBS := $(shell pkg-config --libs libgit2)
@@ -30,7 +30,12 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 # The dashboard's files, embedded into the binary as C arrays.
 ASSETS  := assets/dashboard/index.html assets/dashboard/login.html assets/dashboard/app.js \
            assets/dashboard/app.css
-GEN_OBJ := $(BUILD)/gen/dashboard_assets.o
+# The gRPC service's messages: C generated from proto/ by protoc-c at
+# build time (scripts/proto-c.sh), into $(BUILD)/gen.
+PROTOS  := proto/aiproxy/v1/gateway.proto proto/grpc/health/v1/health.proto
+PB_C    := $(PROTOS:proto/%.proto=$(BUILD)/gen/%.pb-c.c)
+PB_H    := $(PB_C:.c=.h)
+GEN_OBJ := $(BUILD)/gen/dashboard_assets.o $(PB_C:.c=.o)
 UNIT_SRC := $(wildcard tests/unit/*_test.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -40,11 +45,22 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# Every object may include a generated header: they come first.
+$(LIB_OBJ) $(BUILD)/src/aiproxyd.o $(BUILD)/src/aiproxyctl.o $(UNIT_SRC:%.c=$(BUILD)/%.o): | $(PB_H)
+
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto scripts/proto-c.sh
+	sh scripts/proto-c.sh $< $(BUILD)/gen
+
+.SECONDARY: $(PB_C) $(PB_H)
+
+$(BUILD)/gen/%.pb-c.o: $(BUILD)/gen/%.pb-c.c
+	$(CC) $(CFLAGS) -c $< -o $@
+
 $(BUILD)/gen/dashboard_assets.c: $(ASSETS) scripts/embed-assets.sh
 	@mkdir -p $(dir $@)
 	sh scripts/embed-assets.sh $@ $(ASSETS)
 
-$(GEN_OBJ): $(BUILD)/gen/dashboard_assets.c
+$(BUILD)/gen/dashboard_assets.o: $(BUILD)/gen/dashboard_assets.c
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libaiproxy.a: $(LIB_OBJ) $(GEN_OBJ)

@@ -18,7 +18,7 @@ Targets (issue 17): /v1/responses and JWT-authenticated chat >= 0.9x plain
 chat with an API key. Writes bench/results/<timestamp>-clients.md and .json.
 Modes: full (default), quick (1 round of 2 s slices). Env: BENCH_DURATION
 (s per variant per round, default 10), BENCH_ROUNDS (default 5),
-BENCH_SLICES (default 5), CLIENTS_PORT_BASE (default 19900), AIPROXYD.
+BENCH_SLICES (default 5), CLIENTS_PORT_BASE (default 19950), AIPROXYD.
 """
 import base64
 import hashlib
@@ -115,7 +115,7 @@ def main():
     pr = M.Procs(tmp)
     res = {"mode": mode, "rounds": rounds, "duration_s": duration, "slices": slices, "problems": []}
     try:
-        base = int(os.environ.get("CLIENTS_PORT_BASE", "19900"))
+        base = int(os.environ.get("CLIENTS_PORT_BASE", "19950"))
         P = dict(zip(["up", "ups", "aip", "aip_rs"], M.alloc_ports(4, base)))
         saved = dict(B.P)
         B.P.update(up=P["up"], ups=P["ups"])

@@ -22,9 +22,11 @@
 #                           files, and an injecting request vs a plain one (bench/context.sh M: full, quick,
 #                           tokens or cost; ports from 19700)
 #   bench/run.sh clients [quick] issue 17: /v1/responses and JWT-authenticated chat vs plain chat
-#                           with an API key, c=32 (bench/clients.py; ports from 19900)
+#                           with an API key, c=32 (bench/clients.py; ports from 19950)
 #   bench/run.sh h2         issue 15: h2load over h2c against aiproxyd and nginx `listen ... http2`,
-#                           32 and 256 streams (bench/h2.sh; ports from 19900)
+#                           32 and 256 streams (bench/h2.sh; ports from 19800)
+#   bench/run.sh grpc       issue 15: gRPC Chat (grpc-js) vs REST chat (node:http2) on the same gateway,
+#                           h2c, 32 calls in flight (bench/grpc.sh; ports from 19900)
 # Env: BENCH_DURATION (s per wrk run, default 10), BENCH_ROUNDS (default 3),
 #      BENCH_SLICES (A/B modes: 2 s slices alternating between variants, default 5),
 #      BENCH_PORT_BASE (default 19100), AIPROXYD (binary), BENCH_KEEP_TMP=1.
@@ -40,6 +42,7 @@ if [ "${1:-}" = clients ]; then
   exec python3 "$here/clients.py" "$@"
 fi
 if [ "${1:-}" = h2 ]; then shift; exec "$here/h2.sh" "$@"; fi
+if [ "${1:-}" = grpc ]; then shift; exec "$here/grpc.sh" "$@"; fi
 if [ -z "${AIPROXYD:-}" ] && [ "${BENCH_NO_BUILD:-}" != 1 ]; then
   if ! make -C "$root" -j2 BUILD=build >/dev/null 2>"${TMPDIR:-/tmp}/aiproxy-bench-make.log"; then
     [ -x "$root/build/aiproxyd" ] || { cat "${TMPDIR:-/tmp}/aiproxy-bench-make.log" >&2; exit 2; }

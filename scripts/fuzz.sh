@@ -3,8 +3,10 @@
 # (or only the named ones, e.g. `fuzz_headers`) with clang
 # (-fsanitize=fuzzer,address,undefined) and runs each for SECONDS (default
 # 10) on its seed corpus. `scripts/fuzz.sh 600` is the deeper run.
-# A target names extra sources in a "// fuzz-sources:" line and extra
-# pkg-config packages in a "// fuzz-libs:" line. The corpus each run grows
+# A target names extra sources in a "// fuzz-sources:" line, extra
+# pkg-config packages in a "// fuzz-libs:" line, and proto files whose
+# protoc-c output it links in a "// fuzz-proto:" line (generated into
+# build-fuzz/gen by scripts/proto-c.sh). The corpus each run grows
 # is kept in build-fuzz/corpus-<target> and reused by the next run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +43,12 @@ for target in "${targets[@]}"; do
         case " $lib_src " in *" $f "*) ;; *) extra="$extra $f" ;; esac
     done
     libs=$(sed -n 's|^// fuzz-libs: ||p' "$target")
-    if ! clang $cflags -fsanitize=fuzzer,address,undefined \
+    for p in $(sed -n 's|^// fuzz-proto: ||p' "$target"); do
+        sh scripts/proto-c.sh "$p" "$out/gen"
+        g="$out/gen/${p#proto/}"
+        extra="$extra ${g%.proto}.pb-c.c"
+    done
+    if ! clang $cflags -I"$out/gen" -fsanitize=fuzzer,address,undefined \
         $(pkg-config --cflags $pkgs $libs) "$target" "${objs[@]}" $extra \
         $(pkg-config --libs $pkgs $libs) -lhttp_parser -lm -pthread -o "$out/$name" \
         > "$out/$name.build.log" 2>&1; then

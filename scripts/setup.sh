@@ -12,7 +12,7 @@ want_test=0
 
 build_pkgs=(build-essential pkg-config libevent-dev libssl-dev libhttp-parser-dev libyajl-dev
             libjansson-dev libyaml-dev libsqlite3-dev libhiredis-dev libpq-dev libgit2-dev
-            libnghttp2-dev ca-certificates)
+            libnghttp2-dev protobuf-c-compiler libprotobuf-c-dev ca-certificates)
 test_pkgs=(libcmocka-dev nginx wrk redis-server postgresql clang libclang-rt-14-dev nodejs npm
            openssl curl procps strace python3 valgrind chromium sqlite3 nghttp2-client)
 

@@ -297,6 +297,7 @@ static struct http_server *start_main_server(struct config *cfg)
         .workers = workers_for(cfg),
         .handler = api_dispatch,
         .on_complete = api_request_complete,
+        .prepare = api_prepare_request,
         .slot_free = api_upstream_pool_free,
         .tls_cert_file = cfg->server.tls.cert_file,
         .tls_key_file = cfg->server.tls.key_file,

@@ -13,6 +13,7 @@
 #include "api/admin_keys.h"
 #include "api/budget_api.h"
 #include "api/count_tokens.h"
+#include "api/grpc_api.h"
 #include "api/mesh_api.h"
 #include "api/models.h"
 #include "api/proxy.h"
@@ -339,6 +340,11 @@ void api_dispatch(struct http_request *req)
     metrics_request_begin();
     /* The mesh listener: peers prove the mesh secret; no CORS, no keys. */
     if (req->from_peer && !mesh_api_admit(req)) return;
+    /* gRPC (content-type application/grpc): its own routes and errors. */
+    if (!req->from_peer && grpc_api_is_grpc(req)) {
+        grpc_api_handle(req);
+        return;
+    }
     if (!req->from_peer && handle_cors(req)) return;
     enum route_where here = req->from_peer ? ON_MESH : ON_CLIENT;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
@@ -379,6 +385,11 @@ void api_dispatch(struct http_request *req)
     }
     http_respond_error(req, GW_ERR_NOT_FOUND, "Unknown path. See GET /v1/models and POST "
                                               "/v1/chat/completions.", NULL);
+}
+
+void api_prepare_request(struct http_request *req)
+{
+    if (!req->from_peer) grpc_api_prepare(req);
 }
 
 static int64_t wall_ms(void)

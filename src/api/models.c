@@ -128,7 +128,7 @@ static void sources_cleanup(struct sources *src)
     mesh_view_release((struct mesh_view *)src->peers);
 }
 
-void models_list(struct http_request *req)
+static json_t *list_doc(struct http_request *req)
 {
     const struct config *cfg = req->config;
     struct sources src;
@@ -160,7 +160,20 @@ void models_list(struct http_request *req)
     json_t *doc = json_object();
     json_object_set_new(doc, "object", json_string("list"));
     json_object_set_new(doc, "data", data);
-    respond_json(req, doc);
+    return doc;
+}
+
+void models_list(struct http_request *req)
+{
+    respond_json(req, list_doc(req));
+}
+
+char *models_list_text(struct http_request *req)
+{
+    json_t *doc = list_doc(req);
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(12));
+    json_decref(doc);
+    return text;
 }
 
 void models_get(struct http_request *req, const char *id)

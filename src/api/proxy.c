@@ -429,6 +429,23 @@ static void respond_error_body(struct proxy *px, const char *body, size_t len)
     struct http_request *req = px->req;
     char *out;
     size_t out_len;
+    if (req->error_responder) {
+        /* The client's protocol has its own errors (gRPC): the provider's
+         * message, with the status it gave. */
+        struct resp_facts rf;
+        const char *msg = NULL;
+        if (scan_response(body, len, &rf) == 0 && rf.has_error && rf.error_message[0])
+            msg = rf.error_message;
+        char fallback[160];
+        if (!msg) {
+            snprintf(fallback, sizeof fallback, "Provider %s rejected the request with HTTP %d.",
+                     px->cand->provider->name, px->status);
+            msg = fallback;
+        }
+        http_respond_error(req, px->status == 413 ? GW_ERR_REQUEST_TOO_LARGE : GW_ERR_BAD_REQUEST,
+                           msg, NULL);
+        return;
+    }
     if (req->error_filter && req->error_filter(req, px->status, body, len, &out, &out_len)) {
         body = out;
         len = out_len;
@@ -562,7 +579,38 @@ static void finish_whole(struct proxy *px)
         n = tlen;
         proxy_inbound_done(px);
     }
-    http_respond(req, 200, "application/json", gateway_headers(px), out, n);
+    proxy_respond_answer(px, gateway_headers(px), out, n);
+}
+
+/* ---- the answer's wire (JSON, SSE, or an inbound format's own) ---- */
+
+void proxy_respond_answer(struct proxy *px, const char *headers, const char *body, size_t len)
+{
+    const struct inbound_ops *in = px->inbound;
+    if (in && in->ok_trailers)
+        http_respond_trailers(px->req, 200, in->content_type, headers, body, len, in->ok_trailers);
+    else
+        http_respond(px->req, 200, in && in->content_type ? in->content_type : "application/json",
+                     headers, body, len);
+}
+
+void proxy_stream_open(struct proxy *px, const char *headers)
+{
+    const struct inbound_ops *in = px->inbound;
+    http_stream_start(px->req, 200, in && in->content_type ? in->content_type : "text/event-stream",
+                      headers);
+    if (in && in->stream_begin)
+        px->inbound_state = in->stream_begin(&px->req->arena, px->req->id, px->inbound_ctx);
+}
+
+void proxy_stream_close(struct proxy *px)
+{
+    const struct inbound_ops *in = px->inbound;
+    const char *trailers = NULL;
+    if (in && px->inbound_state && in->stream_trailers) trailers = in->stream_trailers(px->inbound_state);
+    else if (in) trailers = in->ok_trailers;
+    if (trailers) http_stream_end_trailers(px->req, trailers);
+    else http_stream_end(px->req);
 }
 
 /* ---- streaming answers ---- */
@@ -575,12 +623,9 @@ static void start_client_stream(struct proxy *px)
     trace_first_token(px->req, px->cand->provider->name, px->first_byte_us - px->req->start_us);
     metrics_stream_open();
     px->stream_counted = true;
-    http_stream_start(px->req, 200, "text/event-stream",
-                      arena_printf(&px->req->arena,
-                                   "Cache-Control: no-cache\r\n%sx-aiproxy-provider: %s\r\n",
-                                   proxy_cache_header(px), px->cand->provider->name));
-    if (px->inbound && px->inbound->stream_begin)
-        px->inbound_state = px->inbound->stream_begin(&px->req->arena, px->req->id, px->inbound_ctx);
+    proxy_stream_open(px, arena_printf(&px->req->arena,
+                                       "Cache-Control: no-cache\r\n%sx-aiproxy-provider: %s\r\n",
+                                       proxy_cache_header(px), px->cand->provider->name));
 }
 
 /* Bytes for the client from an inbound translator (complete events). */
@@ -835,7 +880,7 @@ static bool act_on_pending(struct proxy *px, int rc)
         if (px->call) upstream_call_cancel(px->call);
         px->call = NULL;
         send_error_event(px, why);
-        http_stream_end(px->req);
+        proxy_stream_close(px);
         return true;
     }
     return false;
@@ -871,7 +916,7 @@ void proxy_on_up_done(void *ctx, int err)
     if (err != 0) {
         if (px->stream_started) {
             if (!px->saw_done) send_error_event(px, upstream_error_text(err));
-            http_stream_end(px->req);
+            proxy_stream_close(px);
             return;
         }
         if (err == UPSTREAM_ERR_TIMEOUT) {
@@ -910,7 +955,7 @@ void proxy_on_up_done(void *ctx, int err)
             px->saw_done = true;
             send_final_chunk(px);
         }
-        http_stream_end(px->req);
+        proxy_stream_close(px);
         return;
     }
     if (px->req->acct.stream) {
@@ -1090,7 +1135,7 @@ static void on_peer_watch(evutil_socket_t fd, short what, void *arg)
         px->call = NULL;
         if (!px->saw_done) send_error_event(px, "the mesh peer was lost (no heartbeat answered "
                                                 "within node.mesh.peer_timeout)");
-        http_stream_end(px->req);
+        proxy_stream_close(px);
         return;
     }
     attempt_failed(px, AF_CONNECT, "%s", "peer lost: no heartbeat answered within peer_timeout");
@@ -1186,10 +1231,16 @@ struct anthropic_passthrough *proxy_anthropic_passthrough(struct http_request *r
 
 void proxy_handle_inbound(struct http_request *req, const struct inbound_ops *ops)
 {
+    proxy_handle_inbound_kind(req, ops, API_CHAT, 0);
+}
+
+void proxy_handle_inbound_kind(struct http_request *req, const struct inbound_ops *ops,
+                               enum api_kind kind, int64_t timeout_ms)
+{
     struct proxy *px = arena_alloc(&req->arena, sizeof *px);
     memset(px, 0, sizeof *px);
     px->req = req;
-    px->kind = API_CHAT;
+    px->kind = kind;
     px->all_timeouts = true;
     px->inbound = ops;
     px->routing.max_cost_nanos = -1;
@@ -1211,6 +1262,9 @@ void proxy_handle_inbound(struct http_request *req, const struct inbound_ops *op
         return;
     }
     if (ops == &inbound_anthropic_ops) px->anthropic = proxy_anthropic_passthrough(req);
+    /* The transport's deadline (grpc-timeout) bounds the format's own. */
+    if (timeout_ms > 0 && (px->routing.timeout_ms <= 0 || timeout_ms < px->routing.timeout_ms))
+        px->routing.timeout_ms = timeout_ms;
     req->body = body;
     req->body_len = len;
     serve(px);

@@ -34,6 +34,13 @@ struct anthropic_passthrough;
  * replaced; NULL when it has none. */
 struct anthropic_passthrough *proxy_anthropic_passthrough(struct http_request *req);
 
+/* The same for a format whose body is another endpoint's request once
+ * translated (`kind`: API_CHAT or API_EMBEDDINGS), with the transport's
+ * deadline `timeout_ms` (gRPC's grpc-timeout; 0: none), which bounds the
+ * whole request as predict's routing.timeout does. */
+void proxy_handle_inbound_kind(struct http_request *req, const struct inbound_ops *ops,
+                               enum api_kind kind, int64_t timeout_ms);
+
 /* Makes every error answer of this request use `ops`'s error shape. */
 void proxy_set_error_format(struct http_request *req, const struct inbound_ops *ops);
 

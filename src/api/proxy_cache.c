@@ -229,10 +229,7 @@ static void replay_stream(struct proxy_cache *pc, const struct cache_entry *e, c
     struct proxy *px = pc->px;
     struct http_request *req = px->req;
     bool completions = px->kind == API_COMPLETIONS;
-    http_stream_start(req, 200, "text/event-stream",
-                      arena_concat(&req->arena, "Cache-Control: no-cache\r\n", headers, NULL));
-    if (px->inbound && px->inbound->stream_begin)
-        px->inbound_state = px->inbound->stream_begin(&req->arena, req->id, px->inbound_ctx);
+    proxy_stream_open(px, arena_concat(&req->arena, "Cache-Control: no-cache\r\n", headers, NULL));
     cache_replay(&req->arena, e->body, e->body_len, completions, req->id, REPLAY_PIECE, emit_chunk,
                  px);
     char model[600];
@@ -252,7 +249,7 @@ static void replay_stream(struct proxy_cache *pc, const struct cache_entry *e, c
     } else {
         http_stream_write3(req, "data: ", 6, chunk, strlen(chunk), "\n\ndata: [DONE]\n\n", 16);
     }
-    http_stream_end(req);
+    proxy_stream_close(px);
 }
 
 static void respond_whole(struct proxy_cache *pc, const struct cache_entry *e, const char *meta,
@@ -290,7 +287,7 @@ static void respond_whole(struct proxy_cache *pc, const struct cache_entry *e, c
         o = tlen;
         proxy_inbound_done(px);
     }
-    http_respond(req, 200, "application/json", headers, out, o);
+    proxy_respond_answer(px, headers, out, o);
 }
 
 /* Whether `blob` is a live entry of this request's scope, model and

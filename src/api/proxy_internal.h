@@ -147,6 +147,12 @@ void proxy_arm_peer_watch(struct proxy *px);
 void proxy_on_up_head(void *ctx, const struct upstream_head *h);
 void proxy_on_up_data(void *ctx, const char *data, size_t len);
 void proxy_on_up_done(void *ctx, int err);
+/* The answer on the client's wire: a whole answer (JSON, or the inbound
+ * format's content type and trailers), a stream's head (and the inbound
+ * translator's state), a stream's end (with the format's trailers). */
+void proxy_respond_answer(struct proxy *px, const char *headers, const char *body, size_t len);
+void proxy_stream_open(struct proxy *px, const char *headers);
+void proxy_stream_close(struct proxy *px);
 
 /* ---- proxy_hedge.c ---- */
 

@@ -469,6 +469,7 @@ static void dispatch(struct h2_session *h, struct h2_stream *st)
     st->state = ST_HANDLING;
     if (!req) return;
     req->config = config_ref(c->w->config);
+    if (c->w->prepare) c->w->prepare(req);
     if (st->rejected) {
         char msg[160];
         const char *m = msg;

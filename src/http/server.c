@@ -1213,6 +1213,7 @@ struct http_server *http_server_start(const struct http_server_opts *opts, struc
         w->handler = opts->handler;
         w->slot_free = opts->slot_free;
         w->on_complete = opts->on_complete;
+        w->prepare = opts->prepare;
         w->config = config_ref(cfg);
         w->tls = tls_ctx_ref(tls);
         pthread_mutex_init(&w->config_lock, NULL);

@@ -215,6 +215,11 @@ struct http_server_opts {
     /* Runs once per request when its response is complete or it was
      * aborted (status 499), before it is freed: the access log. */
     void (*on_complete)(struct http_request *req);
+    /* Runs once per HTTP/2 request when its head is known, before the
+     * handler, and before the transport answers a request it refused (body
+     * over max_request_size, too slow): lets the api layer choose the
+     * error's wire form (req->error_responder, for gRPC). May be NULL. */
+    void (*prepare)(struct http_request *req);
     /* Frees a worker's slot (see http_worker_set_slot) when it exits. */
     void (*slot_free)(void *slot);
 };

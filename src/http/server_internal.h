@@ -57,6 +57,7 @@ struct http_worker {
     size_t n_conns;
     http_handler_cb handler;
     void (*on_complete)(struct http_request *req);
+    void (*prepare)(struct http_request *req);
     void *slot;
     void (*slot_free)(void *slot);
 };

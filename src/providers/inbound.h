@@ -62,9 +62,24 @@ struct inbound_ops {
     /* An OpenAI-shaped error body -> the client's error body (arena). */
     int (*error_from_openai)(struct arena *a, int status, const char *body, size_t len,
                              char **out, size_t *out_len);
+
+    /* For formats that are not JSON over HTTP (gRPC): the content type of
+     * answers and streams (NULL: application/json, text/event-stream), the
+     * trailers that end a whole answer (NULL: none) and those that end a
+     * stream (NULL op: ok_trailers), which after stream_error carry the
+     * error (arena string from the state). */
+    const char *content_type;
+    const char *ok_trailers;
+    const char *(*stream_trailers)(void *state);
 };
 
 extern const struct inbound_ops inbound_anthropic_ops;
 extern const struct inbound_ops inbound_predict_ops;
+/* The gRPC service's methods (grpc/translate.c): bodies are protobuf
+ * messages, answers framed protobuf messages. */
+extern const struct inbound_ops grpc_chat_ops;
+extern const struct inbound_ops grpc_chat_stream_ops;
+extern const struct inbound_ops grpc_embed_ops;
+extern const struct inbound_ops grpc_predict_ops;
 
 #endif
