@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "core/alloc.h"
 #include "core/clock.h"
 #include "obs/metrics.h"
 #include "security/jwks.h"
@@ -67,11 +68,7 @@ void jwt_auth_stop(void)
 
 static char *dup_or_null(const char *s)
 {
-    if (!*s) return NULL;
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
+    return *s ? xstrdup(s) : NULL;
 }
 
 /* The remembered result for this token, or false. */
