@@ -91,43 +91,14 @@ struct create {
     const char *previous_id;
     const char *model;
     int64_t created_at;
-    size_t n_history; /* items of the conversation before this request */
 };
-
-/* This request's turn: the conversation's items after the history. */
-static char *turn_of(struct http_request *req, const struct create *c, size_t *len)
-{
-    size_t clen;
-    const char *conv = responses_conversation(c->ctx, &clen);
-    if (!conv) return NULL;
-    if (c->n_history == 0) {
-        *len = clen;
-        return (char *)conv;
-    }
-    json_t *all = json_loadb(conv, clen, 0, NULL);
-    if (!json_is_array(all)) {
-        json_decref(all);
-        return NULL;
-    }
-    json_t *turn = json_array();
-    for (size_t i = c->n_history; i < json_array_size(all); i++)
-        json_array_append(turn, json_array_get(all, i));
-    char *s = json_dumps(turn, JSON_COMPACT);
-    json_decref(turn);
-    json_decref(all);
-    if (!s) return NULL;
-    *len = strlen(s);
-    char *out = arena_strdup(&req->arena, s);
-    free(s);
-    return out;
-}
 
 static void on_translated(struct http_request *req, void *arg)
 {
     struct create *c = arg;
     size_t rlen, tlen;
     const char *response = responses_result(c->ctx, &rlen);
-    char *turn = response ? turn_of(req, c, &tlen) : NULL;
+    const char *turn = response ? responses_turn(c->ctx, &tlen) : NULL;
     if (!response || !turn) return;
     struct resp_record r = {
         .id = c->id,
@@ -163,15 +134,6 @@ static void new_id(char out[54])
         out[6 + 2 * i] = hex[b[i] & 15];
     }
     out[5 + 2 * sizeof b] = '\0';
-}
-
-/* The number of items in a JSON array text (0 when it is none). */
-static size_t items_in(const char *json, size_t len)
-{
-    json_t *a = json_loadb(json, len, 0, NULL);
-    size_t n = json_is_array(a) ? json_array_size(a) : 0;
-    json_decref(a);
-    return n;
 }
 
 /* The turns of the stored responses the input refers to by item_reference
@@ -248,7 +210,6 @@ void responses_api_create(struct http_request *req)
             return;
         }
         c->previous_id = info.previous_response_id;
-        c->n_history = items_in(history, hlen);
     }
     size_t rlen = 0;
     char *refs = store ? referenced_turns(req, &info, c->scope, &rlen) : NULL;

@@ -732,7 +732,7 @@ static struct responses_ctx *begin(struct arena *a, const json_t *in, const char
                                    size_t *chat_len, struct inbound_error *err)
 {
     struct responses_ctx *ret = NULL;
-    json_t *o = json_object(), *items = json_array(), *hist = NULL;
+    json_t *o = json_object(), *items = json_array(), *hist_items = json_array(), *hist = NULL;
     json_t *ref_items = refs && refs_len ? pj_load(refs, refs_len) : NULL;
     struct ref_pool pool = {NULL, json_is_array(ref_items) ? ref_items : NULL};
     struct responses_request info;
@@ -756,7 +756,7 @@ static struct responses_ctx *begin(struct arena *a, const json_t *in, const char
             goto done;
         }
         pool.history = hist;
-        if (translate_items(a, hist, &pool, msgs, items, "history", err) != 0) goto done;
+        if (translate_items(a, hist, &pool, msgs, hist_items, "history", err) != 0) goto done;
     }
     json_t *input = json_object_get(in, "input");
     if (json_is_string(input)) {
@@ -797,12 +797,14 @@ static struct responses_ctx *begin(struct arena *a, const json_t *in, const char
     struct responses_ctx *c = ctx_new(a, response_id, created_at);
     c->model = arena_strdup(a, info.model);
     make_echo(a, in, &info, c);
+    c->history_items = pj_dump(a, hist_items, NULL);
     c->items = pj_dump(a, items, NULL);
     *chat_body = pj_dump(a, o, chat_len);
     ret = c;
 done:
     json_decref(ref_items);
     json_decref(hist);
+    json_decref(hist_items);
     json_decref(items);
     json_decref(o);
     return ret;
@@ -885,29 +887,37 @@ void responses_write(struct jsonw *w, const struct responses_ctx *c, const struc
     jsonw_raw(w, "}");
 }
 
+/* Two compact JSON arrays joined as one, as text (arena). */
+static char *join_arrays(struct arena *a, const char *x, size_t xlen, const char *y, size_t ylen,
+                         size_t *len)
+{
+    if (ylen <= 2) {
+        *len = xlen;
+        return arena_strndup(a, x, xlen);
+    }
+    if (xlen <= 2) {
+        *len = ylen;
+        return arena_strndup(a, y, ylen);
+    }
+    size_t n = xlen + ylen - 1;
+    char *out = arena_alloc(a, n + 1);
+    memcpy(out, x, xlen - 1);
+    out[xlen - 1] = ',';
+    memcpy(out + xlen, y + 1, ylen - 1);
+    out[n] = '\0';
+    *len = n;
+    return out;
+}
+
 void responses_finish(struct responses_ctx *c, char *response, size_t len, const char *output,
                       size_t output_len)
 {
     c->result = response;
     c->result_len = len;
-    /* items + output: both compact arrays, joined as text */
-    size_t ilen = strlen(c->items);
-    if (output_len <= 2) {
-        c->conversation = c->items;
-        c->conversation_len = ilen;
-    } else if (ilen <= 2) {
-        c->conversation = arena_strndup(c->a, output, output_len);
-        c->conversation_len = output_len;
-    } else {
-        size_t n = ilen + output_len - 1;
-        char *conv = arena_alloc(c->a, n + 1);
-        memcpy(conv, c->items, ilen - 1);
-        conv[ilen - 1] = ',';
-        memcpy(conv + ilen, output + 1, output_len - 1);
-        conv[n] = '\0';
-        c->conversation = conv;
-        c->conversation_len = n;
-    }
+    c->turn = join_arrays(c->a, c->items, strlen(c->items), output, output_len, &c->turn_len);
+    const char *h = c->history_items ? c->history_items : "[]";
+    c->conversation =
+        join_arrays(c->a, h, strlen(h), c->turn, c->turn_len, &c->conversation_len);
 }
 
 const char *responses_result(const struct responses_ctx *c, size_t *len)
@@ -922,6 +932,13 @@ const char *responses_conversation(const struct responses_ctx *c, size_t *len)
     if (!c || !c->conversation) return NULL;
     if (len) *len = c->conversation_len;
     return c->conversation;
+}
+
+const char *responses_turn(const struct responses_ctx *c, size_t *len)
+{
+    if (!c || !c->turn) return NULL;
+    if (len) *len = c->turn_len;
+    return c->turn;
 }
 
 /* ---- a whole chat completion -> a Response ---- */

@@ -96,4 +96,10 @@ const char *responses_result(const struct responses_ctx *c, size_t *len);
  * items, this response's output items), NULL before that. */
 const char *responses_conversation(const struct responses_ctx *c, size_t *len);
 
+/* Once the answer was translated: this turn alone (this request's input
+ * items and this response's output items, a JSON array text): what the
+ * store keeps per response, the conversation being the turns along the
+ * chain of previous ids. NULL before that. */
+const char *responses_turn(const struct responses_ctx *c, size_t *len);
+
 #endif

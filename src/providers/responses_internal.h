@@ -27,11 +27,14 @@ struct responses_ctx {
      * in the Response's order: before "model", after "output_text",
      * after "usage". */
     char *echo_head, *echo_mid, *echo_tail;
-    char *items;               /* JSON array: history + this request's input items */
+    char *history_items;       /* JSON array: the history's items */
+    char *items;               /* JSON array: this request's input items */
     char *result;              /* the Response sent (completed or incomplete) */
     size_t result_len;
-    char *conversation;        /* items + the output items */
+    char *conversation;        /* history_items + items + the output items */
     size_t conversation_len;
+    char *turn;                /* items + the output items */
+    size_t turn_len;
     struct responses_stream *stream;
 };
 

@@ -202,6 +202,7 @@ static void test_begin_history(void **state)
         "{'role':'tool','content':'42','tool_call_id':'c1'}]}");
     assert_null(responses_result(c, NULL));
     assert_null(responses_conversation(c, NULL));
+    assert_null(responses_turn(c, NULL));
     const char *ans = J("{'id':'chatcmpl-1','object':'chat.completion','created':1,'model':'m-2024',"
                         "'choices':[{'index':0,'message':{'role':'assistant','content':'done'},'finish_reason':'stop'}],"
                         "'usage':{'prompt_tokens':10,'completion_tokens':2,'total_tokens':12}}");
@@ -220,6 +221,14 @@ static void test_begin_history(void **state)
                 "{'id':'msg_abc_0','type':'message','status':'completed','role':'assistant',"
                 "'content':[{'type':'output_text','annotations':[],'text':'done'}]}]",
                 conv, clen);
+    /* the turn: this request's input and this answer's output, no history */
+    size_t tlen;
+    const char *turn = responses_turn(c, &tlen);
+    assert_json("turn",
+                "[{'type':'function_call_output','call_id':'c1','output':'42'},"
+                "{'id':'msg_abc_0','type':'message','status':'completed','role':'assistant',"
+                "'content':[{'type':'output_text','annotations':[],'text':'done'}]}]",
+                turn, tlen);
     size_t rlen;
     const char *res = responses_result(c, &rlen);
     assert_non_null(res);
