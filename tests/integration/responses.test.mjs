@@ -233,8 +233,14 @@ test('the ledger records Responses requests like chat', { timeout: 10000 }, asyn
     const n = execFileSync('sqlite3', ['-cmd', '.timeout 2000', db, "SELECT count(*) FROM responses WHERE id = '" + r.id + "'"], { encoding: 'utf8' }).trim();
     return n === '1';
   }, 3000, 50, 'the stored response');
-  const budget = await h.request(`${gw.url}/v1/budget`, { headers: { authorization: `Bearer ${KEY_A}` } });
-  assert.equal(budget.status, 200);
+  // one ledger row, under the caller's key, with the usage and cost the client saw
+  const rid = r['x-aiproxy'].request_id;
+  let row = '';
+  await h.waitFor(() => {
+    row = execFileSync('sqlite3', ['-cmd', '.timeout 2000', db, `SELECT key_id, model, provider, tokens_in, tokens_out, status FROM requests WHERE request_id = '${rid}'`], { encoding: 'utf8' }).trim();
+    return row !== '';
+  }, 3000, 50, 'the ledger row');
+  assert.equal(row, `a|gpt-test|p1|${r.usage.input_tokens}|${r.usage.output_tokens}|200`);
 });
 
 test('Vercel AI SDK: responses mode and chat mode', { timeout: 15000 }, async () => {
