@@ -242,6 +242,14 @@ void jwks_unref(struct jwks *ks)
 
 /* ---- the holder ---- */
 
+/* Bumped whenever any holder's set is replaced (see jwks_epoch). */
+static uint64_t sets_replaced;
+
+uint64_t jwks_epoch(void)
+{
+    return __atomic_load_n(&sets_replaced, __ATOMIC_ACQUIRE);
+}
+
 void jwks_holder_init(struct jwks_holder *h)
 {
     pthread_mutex_init(&h->mu, NULL);
@@ -268,6 +276,7 @@ void jwks_holder_set(struct jwks_holder *h, struct jwks *ks)
     pthread_mutex_lock(&h->mu);
     struct jwks *old = h->cur;
     h->cur = ks;
+    __atomic_add_fetch(&sets_replaced, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&h->mu);
     jwks_unref(old); /* (outside the lock: freeing keys takes a while) */
 }

@@ -63,5 +63,8 @@ void jwks_holder_cleanup(struct jwks_holder *h);
 struct jwks *jwks_holder_get(struct jwks_holder *h);
 /* Replaces the current set; takes ownership of `ks` (one reference). */
 void jwks_holder_set(struct jwks_holder *h, struct jwks *ks);
+/* A number that changes whenever any holder's set is replaced: a result
+ * remembered under one epoch must not outlive it (a rotated-out key). */
+uint64_t jwks_epoch(void);
 
 #endif

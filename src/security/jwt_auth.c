@@ -29,6 +29,7 @@
 struct verified {
     unsigned char digest[32];
     uint64_t generation; /* the config snapshot it was checked under (0: empty slot) */
+    uint64_t keys_epoch; /* the fetched key sets it was checked under (jwks_epoch) */
     int64_t until;       /* unix s: used while now < until */
     int64_t exp;
     char key_name[128], tenant[128], role[64]; /* "" when absent (tenant, role) */
@@ -73,9 +74,9 @@ static char *dup_or_null(const char *s)
 
 /* The remembered result for this token, or false. */
 static bool cache_get(struct verified *slot, const unsigned char *digest, uint64_t gen,
-                      int64_t now, struct jwt_result *out)
+                      uint64_t epoch, int64_t now, struct jwt_result *out)
 {
-    if (slot->generation != gen || now >= slot->until ||
+    if (slot->generation != gen || slot->keys_epoch != epoch || now >= slot->until ||
         memcmp(slot->digest, digest, sizeof slot->digest) != 0)
         return false;
     memset(out, 0, sizeof *out);
@@ -96,13 +97,14 @@ static bool fits(const char *s, size_t cap)
 }
 
 static void cache_put(struct verified *slot, const unsigned char *digest, uint64_t gen,
-                      int64_t now, int64_t leeway_s, const struct jwt_result *r)
+                      uint64_t epoch, int64_t now, int64_t leeway_s, const struct jwt_result *r)
 {
     if (!fits(r->key_name, sizeof slot->key_name) || !fits(r->tenant, sizeof slot->tenant) ||
         !fits(r->role, sizeof slot->role))
         return;
     memcpy(slot->digest, digest, sizeof slot->digest);
     slot->generation = gen;
+    slot->keys_epoch = epoch;
     int64_t until = now + JWT_CACHE_TTL_S;
     if (r->exp + leeway_s < until) until = r->exp + leeway_s;
     slot->until = until;
@@ -124,11 +126,14 @@ enum jwt_reason jwt_auth_verify(const struct config *cfg, const char *token, str
     bool hashed = len <= 8192 && EVP_Digest(token, len, digest, &dlen, EVP_sha256(), NULL) == 1 &&
                   dlen == sizeof digest;
     struct verified *slot = hashed ? &verified[digest[0] % JWT_CACHE_SLOTS] : NULL;
+    /* read before verifying: a set replaced meanwhile leaves this result stale */
+    uint64_t epoch = jwks_epoch();
     /* generation 0 never names a snapshot: slots start empty */
-    if (slot && cache_get(slot, digest, cfg->generation, now, out)) return JWT_OK;
+    if (slot && cache_get(slot, digest, cfg->generation, epoch, now, out)) return JWT_OK;
     enum jwt_reason r = verify_now(cfg, token, out);
     if (r == JWT_OK && slot)
-        cache_put(slot, digest, cfg->generation, now, cfg->security.jwt.leeway_ms / 1000, out);
+        cache_put(slot, digest, cfg->generation, epoch, now, cfg->security.jwt.leeway_ms / 1000,
+                  out);
     return r;
 }
 
