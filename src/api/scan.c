@@ -1,4 +1,4 @@
-/* scan: one yajl pass over a request or response body, no tree (see scan.h).
+/* scan: one json_sax pass over a request or response body, no tree (see scan.h).
  *
  * The parser keeps a small stack of frames, one per open object/array. Each
  * frame knows what its container means (the messages array, one message, a
@@ -12,9 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yajl/yajl_parse.h>
-
 #include "core/alloc.h"
+#include "core/json_sax.h"
 
 /* ---- keys ---- */
 
@@ -111,9 +110,9 @@ static const struct {
 };
 #undef KEY
 
-/* yajl hands keys over unescaped, so "mod\u0065l" is found as "model" here,
+/* The parser hands keys over unescaped, so "mod\u0065l" is found as "model" here,
  * just as the upstream's parser will see it. */
-static enum key lookup_key(const unsigned char *s, size_t n)
+static enum key lookup_key(const char *s, size_t n)
 {
     for (int k = 1; k < K_COUNT; k++)
         if (key_names[k].len == n && memcmp(key_names[k].name, s, n) == 0) return (enum key)k;
@@ -214,7 +213,7 @@ struct frame {
 };
 
 struct scan {
-    yajl_handle h;
+    struct json_sax *p;
     const char *body;
     size_t len;
     bool is_response;
@@ -222,7 +221,6 @@ struct scan {
     bool failed;
 
     size_t depth;                       /* open containers */
-    size_t root_end;                    /* offset just past the root's '}' */
     struct frame stack[SCAN_MAX_DEPTH]; /* stack[depth - 1] is the innermost */
     struct frame deep;                  /* stands in for frames past the stack */
 
@@ -247,7 +245,7 @@ static struct frame *top(struct scan *s)
 }
 
 /* Records the first failure; returns 0 so callbacks can `return fail(...)`,
- * which makes yajl stop with yajl_status_client_canceled. */
+ * which makes the parser stop with JSON_SAX_CANCELED. */
 __attribute__((format(printf, 3, 4)))
 static int fail(struct scan *s, const char *param, const char *fmt, ...)
 {
@@ -310,7 +308,7 @@ static bool utf8_valid(const unsigned char *p, size_t n)
 
 enum num_result { NUM_OK, NUM_NOT_INTEGER, NUM_RANGE };
 
-/* Parses yajl's raw number text as an integer: a fraction or exponent is
+/* Parses the raw number text as an integer: a fraction or exponent is
  * NUM_NOT_INTEGER (so 1e3 and 3.0 are refused, not rounded), a value that
  * does not fit int64 is NUM_RANGE. */
 static enum num_result parse_int(const char *p, size_t n, int64_t *out)
@@ -416,51 +414,14 @@ static int check_role(struct scan *s, const struct frame *msg, const char *p, si
                 n > 32 ? "..." : "");
 }
 
-/* The byte range of the string token that yajl has just reported: its
- * closing quote is the last byte consumed. Walk back to the first quote not
- * escaped by an odd run of backslashes; nothing outside a string token can
- * be a backslash, so that quote is the opening one. */
+/* The byte range of the string token just reported, quotes included. */
 static bool token_range(const struct scan *s, size_t *off, size_t *len)
 {
-    size_t end = yajl_get_bytes_consumed(s->h);
-    if (end < 2 || end > s->len || s->body[end - 1] != '"') return false;
-    for (size_t i = end - 1; i-- > 0;) {
-        if (s->body[i] != '"') continue;
-        size_t bs = 0;
-        while (bs < i && s->body[i - 1 - bs] == '\\') bs++;
-        if (bs % 2 == 0) {
-            *off = i;
-            *len = end - i;
-            return true;
-        }
-    }
-    return false;
-}
-
-/* Fails as invalid JSON, like a yajl error would. */
-static int fail_json(struct scan *s, const char *why, size_t at)
-{
-    if (s->failed) return 0;
-    fail(s, "", "We could not parse the JSON body of your request. (%s near byte %zu)", why, at);
-    if (s->err) s->err->invalid_json = true;
-    return 0;
-}
-
-/* yajl only checks the shape of UTF-8 sequences, so overlong forms,
- * UTF-16 surrogates and code points past U+10FFFF get through. A request
- * string is checked strictly on its raw bytes: when yajl hands over the
- * body's own bytes (no escapes) those, else the raw token. */
-static int check_string_bytes(struct scan *s, const char *p, size_t n)
-{
-    size_t off, len;
-
-    uintptr_t a = (uintptr_t)p, b = (uintptr_t)s->body;
-    if (a >= b && a - b <= s->len) {
-        if (utf8_valid((const unsigned char *)p, n)) return 1;
-    } else if (token_range(s, &off, &len)) {
-        if (utf8_valid((const unsigned char *)s->body + off, len)) return 1;
-    }
-    return fail_json(s, "invalid UTF-8 in a string", yajl_get_bytes_consumed(s->h));
+    size_t start = json_sax_token_start(s->p), end = json_sax_consumed(s->p);
+    if (end < start + 2 || end > s->len || s->body[start] != '"') return false;
+    *off = start;
+    *len = end - start;
+    return true;
 }
 
 static int hex4(const char *p, unsigned *out)
@@ -479,7 +440,7 @@ static int hex4(const char *p, unsigned *out)
 }
 
 /* True when every \u escape in the raw token [p, p+n) that is a UTF-16
- * surrogate is a proper high+low pair. yajl turns a lone high surrogate
+ * surrogate is a proper high+low pair. The parser turns a lone surrogate
  * into "?", which would make "\ud800" route as a model called "?". */
 static bool surrogates_paired(const char *p, size_t n)
 {
@@ -512,7 +473,7 @@ static int set_model(struct scan *s, const char *p, size_t n)
         unsigned char c = (unsigned char)p[i];
         if (c < 0x20 || c == 0x7f) return fail(s, "model", "'model' contains control characters");
     }
-    /* yajl validates raw UTF-8 but decodes a lone \ud800-style escape into
+    /* The parser validates raw UTF-8 but decodes a lone \ud800-style escape into
      * an invalid sequence; a model name must be clean text. */
     if (!token_range(s, &s->req->model_off, &s->req->model_len))
         return fail(s, "model", "internal error locating 'model'");
@@ -789,7 +750,7 @@ static void relay_open(struct scan *s)
 {
     struct resp_relay *rl = &s->resp->relay;
     memset(rl, 0, sizeof *rl);
-    size_t brace = yajl_get_bytes_consumed(s->h) - 1; /* its '{' */
+    size_t brace = json_sax_consumed(s->p) - 1; /* its '{' */
     static const char key[] = "\"x-aiproxy\"";
     size_t i = brace;
     while (i > 0 && strchr(" \t\r\n", s->body[i - 1])) i--;
@@ -876,7 +837,7 @@ static int response_value(struct scan *s, struct frame *pf, enum vtype t, const 
     case S_RELAY_ROUTE:
         r->relay.route_off = r->relay.route_len = 0;
         if (t == T_ARRAY) {
-            r->relay.route_off = yajl_get_bytes_consumed(s->h) - 1;
+            r->relay.route_off = json_sax_consumed(s->p) - 1;
             *child = X_RELAY_ROUTE;
         }
         break;
@@ -889,15 +850,15 @@ static int response_close(struct scan *s, struct frame *f)
 {
     struct resp_relay *rl = &s->resp->relay;
     if (f->ctx == X_CHOICES && f->count == 0) s->resp->choices_empty = true;
-    if (f->ctx == X_RELAY_ROUTE) rl->route_len = yajl_get_bytes_consumed(s->h) - rl->route_off;
+    if (f->ctx == X_RELAY_ROUTE) rl->route_len = json_sax_consumed(s->p) - rl->route_off;
     if (f->ctx == X_RELAY) {
-        rl->end_off = yajl_get_bytes_consumed(s->h);
+        rl->end_off = json_sax_consumed(s->p);
         rl->present = rl->node[0] && rl->provider[0] && rl->cost_present;
     }
     return 1;
 }
 
-/* ---- yajl callbacks ---- */
+/* ---- parser callbacks ---- */
 
 /* Every value passes through here: the parent counts it, the request or
  * response handler classifies it, and a container gets its frame. */
@@ -915,7 +876,7 @@ static int on_value(struct scan *s, enum vtype t, const char *p, size_t n, bool 
 
     if (s->depth == 0) {
         /* The root object's '{' is the byte just consumed. */
-        size_t off = yajl_get_bytes_consumed(s->h);
+        size_t off = json_sax_consumed(s->p);
         if (!s->is_response && off > 0) s->req->root_open_off = off - 1;
     }
     if (s->depth >= SCAN_MAX_DEPTH) {
@@ -945,8 +906,7 @@ static int on_close(struct scan *s)
         if (s->is_response) ok = response_close(s, f);
         else ok = request_close(s, f);
         if (s->depth == 1) {
-            size_t off = yajl_get_bytes_consumed(s->h);
-            s->root_end = off;
+            size_t off = json_sax_consumed(s->p);
             if (s->is_response) {
                 s->resp->close_off = off > 0 ? off - 1 : 0;
                 s->resp->root_empty = f->count == 0;
@@ -972,11 +932,9 @@ static int on_number(void *ctx, const char *p, size_t n)
     return on_value(ctx, T_NUMBER, p, n, false);
 }
 
-static int on_string(void *ctx, const unsigned char *p, size_t n)
+static int on_string(void *ctx, const char *p, size_t n)
 {
-    struct scan *s = ctx;
-    if (!s->is_response && !check_string_bytes(s, (const char *)p, n)) return 0;
-    return on_value(ctx, T_STRING, (const char *)p, n, false);
+    return on_value(ctx, T_STRING, p, n, false);
 }
 
 static int on_start_map(void *ctx)
@@ -994,12 +952,11 @@ static int on_end(void *ctx)
     return on_close(ctx);
 }
 
-static int on_map_key(void *ctx, const unsigned char *p, size_t n)
+static int on_map_key(void *ctx, const char *p, size_t n)
 {
     struct scan *s = ctx;
     struct frame *f = top(s);
 
-    if (!s->is_response && !check_string_bytes(s, (const char *)p, n)) return 0;
     f->count++;
     /* Keys only matter where a container means something; skipping the
      * lookup elsewhere keeps big tool schemas cheap. */
@@ -1008,89 +965,41 @@ static int on_map_key(void *ctx, const unsigned char *p, size_t n)
     return 1;
 }
 
-static const yajl_callbacks callbacks = {
-    .yajl_null = on_null,
-    .yajl_boolean = on_boolean,
-    .yajl_number = on_number,
-    .yajl_string = on_string,
-    .yajl_start_map = on_start_map,
-    .yajl_map_key = on_map_key,
-    .yajl_end_map = on_end,
-    .yajl_start_array = on_start_array,
-    .yajl_end_array = on_end,
+static const struct json_sax_callbacks callbacks = {
+    .null_value = on_null,
+    .boolean = on_boolean,
+    .number = on_number,
+    .string = on_string,
+    .start_map = on_start_map,
+    .map_key = on_map_key,
+    .end_map = on_end,
+    .start_array = on_start_array,
+    .end_array = on_end,
 };
 
-static void *yajl_x_malloc(void *ctx, size_t n)
-{
-    return xmalloc(n);
-}
-
-static void *yajl_x_realloc(void *ctx, void *p, size_t n)
-{
-    return xrealloc(p, n);
-}
-
-static void yajl_x_free(void *ctx, void *p)
-{
-    free(p);
-}
-
-static bool only_whitespace(const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n') return false;
-    return true;
-}
-
-/* Runs yajl over the whole body. Returns 0 on success; on a JSON error
- * fills s->err (when set) as invalid_json and returns -1; on a failure
- * recorded by a callback returns -1. The handle is always freed. */
+/* Parses the whole body. Returns 0 on success; on a JSON error fills
+ * s->err (when set) as invalid_json and returns -1; on a failure recorded
+ * by a callback returns -1. The parser checks UTF-8 strictly (overlong
+ * forms, surrogates, past U+10FFFF) on every string's raw bytes, so the
+ * callbacks see only clean text from the body. */
 static int run(struct scan *s)
 {
-    yajl_alloc_funcs afs = { yajl_x_malloc, yajl_x_realloc, yajl_x_free, NULL };
-    int rc = 0;
-
-    s->h = yajl_alloc(&callbacks, &afs, s);
-    /* Defaults already refuse trailing garbage and multiple values and
-     * validate UTF-8; set them explicitly so the contract is visible. */
-    yajl_config(s->h, yajl_allow_comments, 0);
-    yajl_config(s->h, yajl_dont_validate_strings, 0);
-    yajl_config(s->h, yajl_allow_trailing_garbage, 0);
-    yajl_config(s->h, yajl_allow_multiple_values, 0);
-    yajl_config(s->h, yajl_allow_partial_values, 0);
-
-    yajl_status st = yajl_parse(s->h, (const unsigned char *)s->body, s->len);
-    if (st == yajl_status_ok) st = yajl_complete_parse(s->h);
-    if (st == yajl_status_ok && !s->failed && !only_whitespace(s->body + s->root_end, s->len - s->root_end)) {
-        /* yajl lets an unterminated string after the value through (its
-         * lexer waits for more input and yajl_complete_parse does not
-         * treat that as garbage), so check the tail here. */
-        rc = -1;
-        fail_json(s, "trailing garbage", s->root_end);
-    }
-    if (st != yajl_status_ok) {
-        rc = -1;
-        if (!s->failed) {
-            s->failed = true;
-            if (s->err) {
-                unsigned char *e = yajl_get_error(s->h, 0, NULL, 0);
-                size_t at = yajl_get_bytes_consumed(s->h);
-                char reason[128];
-                snprintf(reason, sizeof reason, "%s", e ? (const char *)e : "invalid JSON");
-                size_t rl = strlen(reason);
-                while (rl > 0 && (reason[rl - 1] == '\n' || reason[rl - 1] == ' ')) reason[--rl] = '\0';
-                snprintf(s->err->message, sizeof s->err->message,
-                         "We could not parse the JSON body of your request. (%s near byte %zu)",
-                         reason, at);
-                s->err->param[0] = '\0';
-                s->err->invalid_json = true;
-                if (e) yajl_free_error(s->h, e);
-            }
+    struct json_sax p;
+    s->p = &p;
+    enum json_sax_status st = json_sax_parse(&p, &callbacks, s, s->body, s->len);
+    s->p = NULL;
+    if (st == JSON_SAX_OK) return s->failed ? -1 : 0;
+    if (st == JSON_SAX_ERROR && !s->failed) {
+        s->failed = true;
+        if (s->err) {
+            snprintf(s->err->message, sizeof s->err->message,
+                     "We could not parse the JSON body of your request. (%s near byte %zu)",
+                     p.error, p.error_at);
+            s->err->param[0] = '\0';
+            s->err->invalid_json = true;
         }
     }
-    yajl_free(s->h);
-    s->h = NULL;
-    return rc;
+    return -1;
 }
 
 /* ---- public API ---- */
