@@ -110,13 +110,38 @@ static const struct {
 };
 #undef KEY
 
-/* The parser hands keys over unescaped, so "mod\u0065l" is found as "model" here,
- * just as the upstream's parser will see it. */
+/* Keys by a hash of their length and first and last bytes: a lookup is
+ * one probe or two and one memcmp, not a walk over every name. Built once
+ * at start-up (the table is read-only afterwards). */
+#define KEY_SLOTS 128
+
+static unsigned char key_slots[KEY_SLOTS]; /* enum key, K_OTHER = empty */
+
+static unsigned key_hash(const char *s, size_t n)
+{
+    return ((unsigned)n * 31u + (unsigned char)s[0] * 7u + (unsigned char)s[n - 1]) % KEY_SLOTS;
+}
+
+__attribute__((constructor)) static void key_slots_build(void)
+{
+    _Static_assert(K_COUNT < KEY_SLOTS && K_COUNT <= 255, "the key table has room");
+    for (int k = 1; k < K_COUNT; k++) {
+        unsigned h = key_hash(key_names[k].name, key_names[k].len);
+        while (key_slots[h] != K_OTHER) h = (h + 1) % KEY_SLOTS;
+        key_slots[h] = (unsigned char)k;
+    }
+}
+
+/* The parser hands keys over unescaped, so "mod\u0065l" is found as "model"
+ * here, just as the upstream's parser will see it. */
 static enum key lookup_key(const char *s, size_t n)
 {
-    for (int k = 1; k < K_COUNT; k++)
+    if (n == 0) return K_OTHER;
+    for (unsigned h = key_hash(s, n);; h = (h + 1) % KEY_SLOTS) {
+        unsigned k = key_slots[h];
+        if (k == K_OTHER) return K_OTHER;
         if (key_names[k].len == n && memcmp(key_names[k].name, s, n) == 0) return (enum key)k;
-    return K_OTHER;
+    }
 }
 
 /* Top-level request keys that may appear only once: with duplicates,

@@ -20,6 +20,18 @@ static const unsigned char string_class[256] = {
     [0x80 ... 0xff] = C_HIGH,
 };
 
+/* Nonzero when one of the 8 bytes of `v` is not C_PLAIN: below 0x20, '"',
+ * '\\' or 0x80 and above. (The zero-byte trick may also flag a plain byte
+ * next to a flagged one; the byte loop after it decides exactly.) */
+static uint64_t special_in_word(uint64_t v)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    uint64_t quote = v ^ (ones * '"'), backslash = v ^ (ones * '\\');
+    uint64_t control = (v - ones * 0x20) & ~v;
+    uint64_t q = (quote - ones) & ~quote, bs = (backslash - ones) & ~backslash;
+    return (control | q | bs | v) & highs;
+}
+
 static bool is_ws(unsigned char c)
 {
     return c == ' ' || c == '\n' || c == '\r' || c == '\t';
@@ -162,6 +174,10 @@ static size_t scan_string(struct json_sax *p, size_t i, const char **text, size_
     bool escaped = false;
     i = start;
     for (;;) {
+        for (uint64_t v; len - i >= 8; i += 8) {
+            memcpy(&v, b + i, 8);
+            if (special_in_word(v)) break;
+        }
         while (i < len && string_class[b[i]] == C_PLAIN) i++;
         if (i >= len) {
             fail(p, "unterminated string", len);

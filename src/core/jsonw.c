@@ -36,7 +36,7 @@ static void grow(struct jsonw *w, size_t need)
     w->cap = cap;
 }
 
-void jsonw_rawn(struct jsonw *w, const char *s, size_t n)
+void jsonw_rawn_slow(struct jsonw *w, const char *s, size_t n)
 {
     if (w->len + n + 1 > w->cap && w->arena) grow(w, w->len + n + 1);
     if (w->len + n + 1 > w->cap) {
@@ -46,11 +46,6 @@ void jsonw_rawn(struct jsonw *w, const char *s, size_t n)
     memcpy(w->buf + w->len, s, n);
     w->len += n;
     if (w->cap) w->buf[w->len] = '\0';
-}
-
-void jsonw_raw(struct jsonw *w, const char *s)
-{
-    jsonw_rawn(w, s, strlen(s));
 }
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */

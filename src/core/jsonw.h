@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct arena;
 
@@ -22,9 +23,24 @@ void jsonw_init(struct jsonw *w, char *buf, size_t cap);
 /* A writer whose buffer (w->buf, NUL-terminated) comes from `a` and grows
  * there as needed (never truncated); `cap` is the first size. */
 void jsonw_init_arena(struct jsonw *w, struct arena *a, size_t cap);
-/* Appends bytes as they are. */
-void jsonw_raw(struct jsonw *w, const char *s);
-void jsonw_rawn(struct jsonw *w, const char *s, size_t n);
+/* Appends bytes as they are. The common case (they fit) is inline: the
+ * gateway writes its replies with many short appends. */
+void jsonw_rawn_slow(struct jsonw *w, const char *s, size_t n);
+static inline void jsonw_rawn(struct jsonw *w, const char *s, size_t n)
+{
+    if (w->len + n + 1 <= w->cap) {
+        memcpy(w->buf + w->len, s, n);
+        w->len += n;
+        w->buf[w->len] = '\0';
+        return;
+    }
+    jsonw_rawn_slow(w, s, n);
+}
+/* (strlen of a literal folds to a constant) */
+static inline void jsonw_raw(struct jsonw *w, const char *s)
+{
+    jsonw_rawn(w, s, strlen(s));
+}
 /* Appends a quoted JSON string (escaping quotes, backslashes, control bytes;
  * invalid UTF-8 bytes become U+FFFD). */
 void jsonw_str(struct jsonw *w, const char *s);

@@ -62,6 +62,16 @@ static void appendf(char *buf, size_t cap, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Appends `s` to a bounded string, cut at `cap` like appendf. */
+static void append_str(char *buf, size_t cap, const char *s)
+{
+    size_t len = strnlen(buf, cap);
+    if (len + 1 >= cap) return;
+    size_t n = strnlen(s, cap - len - 1);
+    memcpy(buf + len, s, n);
+    buf[len + n] = '\0';
+}
+
 static void note_excluded(struct route_plan *out, const char *provider, const char *why)
 {
     out->excluded_other++;
@@ -589,6 +599,8 @@ void routing_plan_request(const struct config *cfg, const struct route_input *in
         place(out, n + k, &open_w[k]);
     }
     out->n = total;
-    appendf(out->reason, sizeof out->reason, "%s%s%s", tier_note,
-            tier_note[0] && out->n ? "; " : "", out->n ? out->items[0].reason : "");
+    /* (on every request: plain copies, not a format) */
+    append_str(out->reason, sizeof out->reason, tier_note);
+    if (tier_note[0] && out->n) append_str(out->reason, sizeof out->reason, "; ");
+    if (out->n) append_str(out->reason, sizeof out->reason, out->items[0].reason);
 }
