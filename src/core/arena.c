@@ -1,6 +1,8 @@
-/* arena: bump allocation in 4 KB-or-larger blocks, freed together. */
+/* arena: bump allocation in 4 KB-or-larger blocks, freed together; each
+ * thread keeps a few freed standard blocks for its next arenas. */
 #include "core/arena.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdalign.h>
 #include <stdint.h>
@@ -11,6 +13,9 @@
 #include "core/alloc.h"
 
 #define ARENA_BLOCK 4096
+/* Standard blocks a thread keeps for its next arenas instead of giving them
+ * back to malloc: a request's arena takes and returns a few every time. */
+#define ARENA_SPARE_MAX 16
 
 struct arena_block {
     struct arena_block *next;
@@ -23,6 +28,57 @@ struct arena_cleanup {
     arena_cleanup_cb cb;
     void *data;
 };
+
+static _Thread_local struct arena_block *spare;
+static _Thread_local unsigned n_spare;
+
+static struct arena_block *block_new(size_t cap)
+{
+    if (cap == ARENA_BLOCK && spare) {
+        struct arena_block *b = spare;
+        spare = b->next;
+        n_spare--;
+        return b;
+    }
+    struct arena_block *b = xmalloc(sizeof *b + cap);
+    b->cap = cap;
+    return b;
+}
+
+/* A thread's spares are freed when it exits (the key's destructor). */
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+
+static void spares_free(void *unused)
+{
+    (void)unused;
+    while (spare) {
+        struct arena_block *b = spare;
+        spare = b->next;
+        free(b);
+    }
+    n_spare = 0;
+}
+
+static void spare_key_create(void)
+{
+    pthread_key_create(&spare_key, spares_free);
+}
+
+static void block_free(struct arena_block *b)
+{
+    if (b->cap == ARENA_BLOCK && n_spare < ARENA_SPARE_MAX) {
+        if (!spare) {
+            pthread_once(&spare_once, spare_key_create);
+            pthread_setspecific(spare_key, &spare); /* non-NULL: the destructor runs */
+        }
+        b->next = spare;
+        spare = b;
+        n_spare++;
+        return;
+    }
+    free(b);
+}
 
 void arena_init(struct arena *a)
 {
@@ -37,9 +93,8 @@ void *arena_alloc(struct arena *a, size_t n)
     struct arena_block *b = a->blocks;
     if (!b || b->cap - b->used < n) {
         size_t cap = n > ARENA_BLOCK ? n : ARENA_BLOCK;
-        b = xmalloc(sizeof *b + cap);
+        b = block_new(cap);
         b->used = 0;
-        b->cap = cap;
         b->next = a->blocks;
         a->blocks = b;
     }
@@ -114,6 +169,6 @@ void arena_free(struct arena *a)
     while (a->blocks) {
         struct arena_block *b = a->blocks;
         a->blocks = b->next;
-        free(b);
+        block_free(b);
     }
 }

@@ -18,12 +18,18 @@ void access_log_request(struct http_request *req)
     if (req->from_peer && req->status == 200 && req->path &&
         strcmp(req->path, "/aiproxy/mesh/heartbeat") == 0 && !log_enabled(LOG_DEBUG))
         return;
+    /* The line's time is to the second: format it once per second per
+     * thread, not on every request (strftime and gmtime are not cheap). */
+    static _Thread_local time_t when_sec = -1;
+    static _Thread_local char when[40];
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    char when[40];
-    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (ts.tv_sec != when_sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+        when_sec = ts.tv_sec;
+    }
 
     char line[2048];
     struct jsonw w;
