@@ -7,7 +7,8 @@
 # pkg-config packages in a "// fuzz-libs:" line, and proto files whose
 # protoc-c output it links in a "// fuzz-proto:" line (generated into
 # build-fuzz/gen by scripts/proto-c.sh). The corpus each run grows
-# is kept in build-fuzz/corpus-<target> and reused by the next run.
+# is kept in build-fuzz/corpus-<target> and reused by the next run. Targets
+# run side by side, one per core (FUZZ_JOBS=N to change).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -33,8 +34,9 @@ if [ $# -gt 0 ]; then
 else
     targets=(tests/fuzz/fuzz_*.c)
 fi
-status=0
-for target in "${targets[@]}"; do
+# One target: build, run, print one result line (and the log's tail on failure).
+one_target() {
+    local target=$1 name extra libs p g f corpus dict
     name=$(basename "$target" .c)
     # Each target names the sources it needs in a "// fuzz-sources:" line;
     # by default it links the pure modules.
@@ -44,8 +46,7 @@ for target in "${targets[@]}"; do
     done
     libs=$(sed -n 's|^// fuzz-libs: ||p' "$target")
     for p in $(sed -n 's|^// fuzz-proto: ||p' "$target"); do
-        sh scripts/proto-c.sh "$p" "$out/gen"
-        g="$out/gen/${p#proto/}"
+        g="$out/gen/${p#proto/}" # generated before the targets start
         extra="$extra ${g%.proto}.pb-c.c"
     done
     if ! clang $cflags -I"$out/gen" -fsanitize=fuzzer,address,undefined \
@@ -54,8 +55,7 @@ for target in "${targets[@]}"; do
         > "$out/$name.build.log" 2>&1; then
         echo "FAIL $name: does not build (see $out/$name.build.log)"
         tail -20 "$out/$name.build.log"
-        status=1
-        continue
+        return 1
     fi
     corpus="tests/fuzz/corpus/${name#fuzz_}"
     mkdir -p "$corpus" "$out/corpus-$name"
@@ -67,6 +67,36 @@ for target in "${targets[@]}"; do
     else
         echo "FAIL $name (see $out/$name.log)"
         tail -30 "$out/$name.log"
+        return 1
+    fi
+}
+# The protos the targets link are generated first, once each.
+for target in "${targets[@]}"; do
+    for p in $(sed -n 's|^// fuzz-proto: ||p' "$target"); do
+        sh scripts/proto-c.sh "$p" "$out/gen"
+    done
+done
+# Targets run side by side, one per core (FUZZ_JOBS), each for SECONDS; their
+# reports are printed in order when all are done. A target that printed no
+# "ok" line failed, whatever stopped it.
+jobs_max=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
+running=0
+for target in "${targets[@]}"; do
+    name=$(basename "$target" .c)
+    one_target "$target" > "$out/$name.result" 2>&1 &
+    running=$((running + 1))
+    if [ "$running" -ge "$jobs_max" ]; then
+        wait -n || true
+        running=$((running - 1))
+    fi
+done
+wait || true
+status=0
+for target in "${targets[@]}"; do
+    name=$(basename "$target" .c)
+    cat "$out/$name.result"
+    if ! grep -q '^ok ' "$out/$name.result"; then
+        grep -q '^FAIL' "$out/$name.result" || echo "FAIL $name: stopped without a result"
         status=1
     fi
 done
