@@ -43,6 +43,7 @@
 #include "core/str.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "http/fast_request.h"
 #include "http/h2.h"
 #include "http/server_internal.h"
 #include "http/tls.h"
@@ -549,6 +550,7 @@ struct http_request *http_request_new(struct http_conn *c)
 static int on_message_begin(http_parser *p)
 {
     struct http_conn *c = p->data;
+    c->parser_mid_message = true;
     c->state = CONN_READING;
     c->req = http_request_new(c);
     c->url_len = 0;
@@ -695,6 +697,7 @@ static void respond_parse_error(struct http_conn *c, enum gw_error e, const char
 static void dispatch(struct http_conn *c)
 {
     struct http_request *req = c->req;
+    c->parser_mid_message = false;
     event_del(c->timer);
     c->state = CONN_HANDLING;
     req->config = config_ref(c->w->config);
@@ -714,10 +717,44 @@ static void dispatch(struct http_conn *c)
         c->body = NULL;
         c->body_cap = 0;
         c->body_len = 0;
-    } else {
+    } else if (!req->body) {
         req->body = arena_strdup(&req->arena, "");
     }
     c->w->handler(req);
+}
+
+/* A whole plain request found by fast_request: the request as the
+ * http-parser callbacks would have built it (names lowercased, the query
+ * split off, the body copied into the request's arena: nothing points into
+ * the input afterwards). */
+static void take_fast(struct http_conn *c, const struct fast_request *fr)
+{
+    struct http_request *req = http_request_new(c);
+    c->req = req;
+    c->state = CONN_READING;
+    for (size_t i = 0; i < fr->n_headers; i++) {
+        struct http_header *h = &req->headers[i];
+        char *name = arena_strndup(&req->arena, fr->names[i].p, fr->names[i].n);
+        for (char *s = name; *s; s++)
+            if (*s >= 'A' && *s <= 'Z') *s = (char)(*s + 32);
+        h->name = name;
+        h->name_len = fr->names[i].n;
+        h->value = arena_strndup(&req->arena, fr->values[i].p, fr->values[i].n);
+        h->value_len = fr->values[i].n;
+    }
+    req->n_headers = fr->n_headers;
+    req->method = fr->method;
+    req->method_name = fr->method_name;
+    req->keep_alive = fr->keep_alive;
+    char *url = arena_strndup(&req->arena, fr->target.p, fr->target.n);
+    char *q = strchr(url, '?');
+    if (q) {
+        *q = '\0';
+        req->query = q + 1;
+    }
+    req->path = url;
+    req->body = arena_strndup(&req->arena, fr->body.p, fr->body.n);
+    req->body_len = fr->body.n;
 }
 
 /* Feeds buffered input to the parser and dispatches complete requests, one
@@ -749,6 +786,20 @@ static void process_input(struct http_conn *c)
            evbuffer_get_length(in) > 0 && http_conn_out_len(c) <= OUT_HIGH_WATERMARK) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
+        if (!c->parser_mid_message) {
+            /* The common request, whole in the first segment: one pass. */
+            struct fast_request fr;
+            const struct config *cfg = c->w->config;
+            size_t took = fast_request_parse(v.iov_base, v.iov_len,
+                                             (size_t)cfg->server.max_header_size,
+                                             (size_t)cfg->server.max_request_size, &fr);
+            if (took) {
+                take_fast(c, &fr);
+                evbuffer_drain(in, took);
+                dispatch(c);
+                continue;
+            }
+        }
         size_t used = http_parser_execute(&c->parser, &parser_settings, v.iov_base, v.iov_len);
         enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
         evbuffer_drain(in, used);

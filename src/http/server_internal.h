@@ -113,6 +113,7 @@ struct http_conn {
     bool body_too_large;
     bool headers_too_large;
     bool in_dispatch; /* inside process_input: don't recurse */
+    bool parser_mid_message; /* http-parser has begun a message (no fast path then) */
     bool close_after_response; /* answered with Connection: close */
     bool closing;     /* close once the output is flushed */
     bool freed_scheduled;

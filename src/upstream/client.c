@@ -7,6 +7,7 @@
  * A reused connection that dies before any response byte is retried once
  * on a fresh one, because the provider may have closed it while idle. */
 #include "upstream/client.h"
+#include "upstream/fast_response.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -747,6 +748,40 @@ static bool feed_response(struct conn *c, const char *data, size_t len)
     return true;
 }
 
+/* A whole answer found by fast_response: the same calls, in the same
+ * order, as http-parser's callbacks and feed_response would make. */
+static void take_whole_response(struct conn *c, const struct fast_answer *fa, bool extra_bytes)
+{
+    struct upstream_call *call = c->call;
+    if (fa->content_type) {
+        free(call->content_type);
+        call->content_type = xstrndup(fa->content_type, fa->content_type_len);
+    }
+    if (fa->retry_after) {
+        free(call->retry_after);
+        call->retry_after = xstrndup(fa->retry_after, fa->retry_after_len);
+    }
+    call->head_done = true;
+    call->keep_alive = fa->keep_alive;
+    if (call->req.stream) arm_timer(call, call->req.idle_timeout_ms);
+    struct upstream_head h = {.status = fa->status,
+                              .content_type = call->content_type,
+                              .retry_after = call->retry_after};
+    call->in_callback++;
+    call->cb->on_head(call->ctx, &h);
+    call->in_callback--;
+    if (!call->cancelled && fa->body_len > 0) {
+        if (call->req.stream) arm_timer(call, call->req.idle_timeout_ms);
+        call->in_callback++;
+        call->cb->on_data(call->ctx, fa->body, fa->body_len);
+        call->in_callback--;
+    }
+    if (call_settle(call)) return;
+    /* Bytes after a complete response: never pool such a connection. */
+    if (extra_bytes) call->keep_alive = false;
+    call_finish(call, 0);
+}
+
 static void on_conn_read(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
@@ -761,6 +796,7 @@ static void on_conn_read(struct bufferevent *bev, void *arg)
         return;
     }
     struct upstream_call *call = c->call;
+    bool fresh = !call->got_response; /* nothing of the answer parsed yet */
     call->got_response = true;
     while (evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;
@@ -770,6 +806,16 @@ static void on_conn_read(struct bufferevent *bev, void *arg)
         size_t n = v.iov_len < sizeof buf ? v.iov_len : sizeof buf;
         memcpy(buf, v.iov_base, n);
         evbuffer_drain(in, n);
+        if (fresh) {
+            /* The common answer, whole in the first read: one pass. */
+            fresh = false;
+            struct fast_answer fa;
+            size_t took = fast_response_parse(buf, n, MAX_RESPONSE_HEAD, &fa);
+            if (took) {
+                take_whole_response(c, &fa, took < n || evbuffer_get_length(in) > 0);
+                return;
+            }
+        }
         if (!feed_response(c, buf, n)) return;
         if (call->paused) return;
     }
