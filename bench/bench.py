@@ -6,7 +6,7 @@ Starts everything itself on loopback ports under a temp dir: a fake upstream
 wrk and small node clients; prints a table and writes bench/results/<ts>.md
 (+ .json with the raw runs).
 
-Modes: full (default), quick, soak, many, profile, ledger, metrics, auth,
+Modes: full (default), quick, soak, many [N], many10k, profile, ledger, metrics, auth,
 routing, issues (= metrics + auth + routing), cluster, tls.  See bench/README.md.
 """
 import json
@@ -98,7 +98,7 @@ http {{
 """
 
 
-def proxy_conf(prefix, servers=("ngx", "ngxs", "ngxt")):
+def proxy_conf(prefix, servers=("ngx", "ngxs", "ngxt"), worker_connections=8192, rlimit_nofile=16384):
     loc = "proxy_http_version 1.1; proxy_set_header Connection \"\";"
     blocks = {
         "ngx": f"server {{ listen 127.0.0.1:{P['ngx']} reuseport backlog=4096; location / {{ proxy_pass http://up; {loc} }} }}",
@@ -110,8 +110,8 @@ worker_processes 2;
 daemon off;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
-worker_rlimit_nofile 16384;
-events {{ worker_connections 8192; }}
+worker_rlimit_nofile {rlimit_nofile};
+events {{ worker_connections {worker_connections}; }}
 http {{
     access_log off;
     keepalive_requests 10000000;
@@ -459,6 +459,7 @@ class Scraper:
 class Bench:
     def __init__(self, mode):
         self.mode = mode
+        self.cmd = mode
         self.quick = mode == "quick"
         self.duration = int(os.environ.get("BENCH_DURATION", "3" if self.quick else "10"))
         ab = mode in ("metrics", "auth", "routing", "issues", "auth_parts", "cluster", "tls")
@@ -870,42 +871,97 @@ class Bench:
         log("profile top:\n" + "\n".join(keep(rep.stdout).splitlines()[:30]))
 
     def many(self, n=1000):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
-        self.pr.start("trickle", [NODE, os.path.join(BENCH, "trickle-upstream.mjs"), P["trk"], 500, 20000],
+        """n concurrent slow streams through nginx, then through aiproxyd (fresh
+        processes each), memory sampled every second while all are open."""
+        # descriptors: children inherit the raised limit (run.sh raised it too)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        big = n > 2000
+        # a stream: chunk every 500 ms for 20 s (30 s when the opening takes seconds)
+        stream_ms = int(os.environ.get("BENCH_STREAM_MS", "30000" if big else "20000"))
+        # nginx: each stream is a client and an upstream connection in the same
+        # worker; reuseport spreads the clients over the 2 workers, so a worker
+        # holds about n connections (+25% for an uneven spread)
+        wc = max(8192, n + n // 4 + 512)
+        nofile = min(hard, max(16384, wc + 1024))
+        # aiproxyd: one process, 2n descriptors; server.max_upstream_transfers
+        # (default 10000, the attempts in flight) with room above n
+        aip_server = {"max_upstream_transfers": 2 * n} if 2 * n > 10000 else {}
+        ramp = 250 if big else 0  # connections per 50 ms (5,000/s) instead of all at once
+        timeout = 180 if not big else 120 + stream_ms // 1000 + n // 500
+        out = {"n": n, "stream_ms": stream_ms, "interval_ms": 500, "nofile_limit": hard,
+               "nginx_worker_connections": wc, "nginx_worker_rlimit_nofile": nofile,
+               "aiproxyd_server": aip_server, "ramp_per_50ms": ramp}
+        if hard < 2 * n + 32:
+            self.problem(f"many-streams: the descriptor limit is {hard} (hard, cannot be raised here); aiproxyd, one "
+                         f"process, needs 2 × {n} sockets + about 30 of its own to hold {n} streams, so it can hold "
+                         f"about {(hard - 30) // 2}; an nginx worker needs about {n} (its half of the clients and "
+                         f"their upstream connections)")
+        self.pr.start("trickle", [NODE, os.path.join(BENCH, "trickle-upstream.mjs"), P["trk"], 500, stream_ms],
                       ports=[P["trk"]])
-        out = {}
+        client = ["--n", n] + (["--ramp", ramp] if ramp else [])
         # nginx proxy, fresh instance
-        ng = self.pr.nginx("nginxtrickle", proxy_conf(os.path.join(self.tmp, "nginxtrickle"), ("ngxt",)), [P["ngxt"]])
+        ng = self.pr.nginx("nginxtrickle", proxy_conf(os.path.join(self.tmp, "nginxtrickle"), ("ngxt",),
+                                                      worker_connections=wc, rlimit_nofile=nofile), [P["ngxt"]])
         pids = family(ng.pid, True)
         idle = sum(status_kb(p, "VmRSS") for p in pids)
         idle_pss = sum(pss_kb(p) for p in pids)
-        r = node_json("many-streams.mjs", ["--port", P["ngxt"], "--n", n, "--pids", ",".join(map(str, pids))],
-                      "MANYJSON", timeout=180)
+        r = node_json("many-streams.mjs", ["--port", P["ngxt"], "--pids", ",".join(map(str, pids))] + client,
+                      "MANYJSON", timeout=timeout)
         r["idle_rss_kb"] = idle
         r["idle_pss_kb"] = idle_pss
         r["hwm_kb"] = sum(status_kb(p, "VmHWM") for p in pids)
+        r["log"] = self.log_lines(os.path.join(self.tmp, "nginxtrickle", "error.log"))
         out["nginx"] = r
         log("many nginx: " + json.dumps(r))
         self.pr.stop("nginxtrickle")
+        if big:
+            time.sleep(2)  # let the trickle upstream close the last of nginx's connections
         # aiproxyd, fresh instance
-        a = self.pr.aiproxyd("aiproxydtrickle", aiproxyd_conf(P["aipt"], providers=("trickle",)), P["aipt"])
+        a = self.pr.aiproxyd("aiproxydtrickle", aiproxyd_conf(P["aipt"], providers=("trickle",),
+                                                              extra={"server": aip_server}), P["aipt"])
         idle = status_kb(a.pid, "VmRSS")
         idle_pss = pss_kb(a.pid)
-        r = node_json("many-streams.mjs", ["--port", P["aipt"], "--n", n, "--pids", str(a.pid)],
-                      "MANYJSON", timeout=180)
+        r = node_json("many-streams.mjs", ["--port", P["aipt"], "--pids", str(a.pid)] + client,
+                      "MANYJSON", timeout=timeout)
         r["idle_rss_kb"] = idle
         r["idle_pss_kb"] = idle_pss
         r["hwm_kb"] = status_kb(a.pid, "VmHWM")
         out["aiproxyd"] = r
-        log("many aiproxyd: " + json.dumps(r))
         self.check_alive("aiproxydtrickle")
         self.pr.stop("aiproxydtrickle")
+        r["log"] = self.log_lines(os.path.join(self.tmp, "aiproxydtrickle.out"))
+        log("many aiproxyd: " + json.dumps(r))
         self.pr.stop("trickle")
-        for k, v in out.items():
+        for k in ("nginx", "aiproxyd"):
+            v = out[k]
             if v["done"] != n:
                 self.problem(f"many-streams via {k}: {v['done']} of {n} streams completed with [DONE] "
-                             f"(status 200: {v['status200']}, failed {v['failed']})")
+                             f"(status 200: {v['status200']}, statuses {v.get('statuses')}, socket errors "
+                             f"{v.get('errors')}, closed before the first chunk {v.get('closed_before_first_chunk')}, "
+                             f"after it {v.get('closed_after_first_chunk')}, failed {v['failed']}; the answers "
+                             f"and the log: under the streams' table)")
         self.res["many"] = out
+
+    @staticmethod
+    def log_lines(path, keep=6):
+        """Timestamped lines (aiproxyd's events, nginx's error.log; not aiproxyd's
+        start-up banner) of a process's log: their count and the most frequent
+        kinds (numbers blanked), each with its count and a first example."""
+        try:
+            with open(path, errors="replace") as f:
+                lines = [l.rstrip() for l in f if re.match(r'\d{4}[-/]\d\d[-/]\d\d|\{"ts":', l)]
+        except OSError:
+            return {"lines": 0, "first": []}
+        kinds = {}
+        for l in lines:
+            k = re.sub(r'^\{"ts":"[^"]*",|^\S+ \S+ ', "", l)  # without the time stamp
+            k = re.sub(r"\d+", "#", k)[:120]
+            if k not in kinds:
+                kinds[k] = [0, l[:300]]
+            kinds[k][0] += 1
+        top = sorted(kinds.values(), key=lambda x: -x[0])[:keep]
+        return {"lines": len(lines), "first": [f"{c}×: {ex}" for c, ex in top]}
 
     def soak(self, total=1_000_000):
         self.pr.nginx("upstream", upstream_conf(os.path.join(self.tmp, "upstream")), [P["up"], P["ups"]])
@@ -966,7 +1022,7 @@ class Bench:
         m = self.res
         L = []
         L.append(f"# aiproxy benchmark — {time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n")
-        L.append(f"Command: `bench/run.sh {self.mode}`  (mode {self.mode}, {m['rounds']} round(s), "
+        L.append(f"Command: `bench/run.sh {self.cmd}`  (mode {self.mode}, {m['rounds']} round(s), "
                  f"{m['duration_s']} s per wrk run)\n")
         L.append("Machine: " + machine() + "\n")
         L.append(f"aiproxyd: {AIPROXYD} ({GIT_AT_START or git_rev()} when the run started; "
@@ -1034,20 +1090,52 @@ class Bench:
                        t["aiproxyd"]["p50_us"] <= t["nginx"]["p50_us"] + 30))
         if "many" in m:
             v = m["many"]
-            L.append("## 1,000 concurrent slow streams (chunk every 500 ms for 20 s)\n")
-            L.append("| proxy | idle RSS MB | RSS, all 1,000 open (peak) MB | growth MB | idle PSS MB | PSS, all open (peak) MB | streams with [DONE] | failed |")
+            n = v.get("n") or v["aiproxyd"]["n"]
+            secs = v.get("stream_ms", 20000) / 1000
+            L.append(f"## {n:,} concurrent slow streams (chunk every 500 ms for {secs:g} s)\n")
+            L.append(f"| proxy | idle RSS MB | RSS, all {n:,} open (peak) MB | growth MB | idle PSS MB | PSS, all open (peak) MB | streams with [DONE] | failed |")
             L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
             for k in ("nginx", "aiproxyd"):
                 x = v[k]
-                L.append(f"| {k} | {x['idle_rss_kb'] / 1024:.1f} | {x['rss_peak_kb'] / 1024:.1f} | "
+                star = "" if x.get("samples_all_open", True) else " *"
+                L.append(f"| {k} | {x['idle_rss_kb'] / 1024:.1f} | {x['rss_peak_kb'] / 1024:.1f}{star} | "
                          f"{(x['rss_peak_kb'] - x['idle_rss_kb']) / 1024:.1f} | {x['idle_pss_kb'] / 1024:.1f} | "
-                         f"{x['pss_peak_kb'] / 1024:.1f} | {x['done']}/{x['n']} | {x['failed']} |")
+                         f"{x['pss_peak_kb'] / 1024:.1f}{star} | {x['done']}/{x['n']} | {x['failed']} |")
+                if star:
+                    L.append(f"\n\\* {k}: some stream had neither its first chunk nor an answer before the first "
+                             f"ended; peak over the samples taken with all started, {x.get('open_at_peak')} streams open.")
             L.append("\n(nginx: master + 2 workers summed. RSS counts pages shared between nginx's processes once per "
                      "process; PSS splits them, so PSS is the fairer total for nginx. Samples every second while all "
                      "streams are open.)\n")
-            tg.append(("1,000 streams held in less memory than nginx",
-                       f"{v['aiproxyd']['rss_peak_kb'] / 1024:.1f} vs {v['nginx']['rss_peak_kb'] / 1024:.1f} MB",
-                       v["aiproxyd"]["rss_peak_kb"] < v["nginx"]["rss_peak_kb"] and v["aiproxyd"]["done"] == v["aiproxyd"]["n"]))
+            if "nginx_worker_connections" in v:
+                per = lambda x: (x["rss_peak_kb"] - x["idle_rss_kb"]) / max(1, x.get("open_at_peak") or x["first_byte"])
+                srv = ", ".join(f"`server.{a}: {b}`" for a, b in v["aiproxyd_server"].items()) or "defaults"
+                L.append(f"Limits: descriptors {v['nofile_limit']} per process (hard limit, raised to it); nginx "
+                         f"`worker_connections {v['nginx_worker_connections']}`, `worker_rlimit_nofile "
+                         f"{v['nginx_worker_rlimit_nofile']}`; aiproxyd {srv}. "
+                         + (f"Opened {v['ramp_per_50ms']} every 50 ms. " if v.get("ramp_per_50ms") else "")
+                         + "Growth per stream (peak − idle RSS, over the streams open at the peak): "
+                         + ", ".join(f"{k} {per(v[k]):.1f} KB" for k in ("nginx", "aiproxyd")) + ". "
+                         + "All open after: " + ", ".join(
+                             f"{k} {v[k]['all_open_after_ms'] / 1000:.1f} s" if v[k].get("all_open_after_ms") else f"{k} –"
+                             for k in ("nginx", "aiproxyd"))
+                         + "; streams open at the peak: " + ", ".join(f"{k} {v[k].get('open_at_peak')}" for k in ("nginx", "aiproxyd"))
+                         + "; most descriptors open: " + ", ".join(f"{k} {v[k].get('fds_peak', 0)}" for k in ("nginx", "aiproxyd"))
+                         + ".\n")
+                for k in ("nginx", "aiproxyd"):
+                    x = v[k]
+                    if x["failed"] or x.get("statuses", {}).keys() - {"200"} or x.get("errors"):
+                        L.append(f"- {k}: statuses {x.get('statuses')}, socket errors {x.get('errors')}, closed before "
+                                 f"the first chunk {x.get('closed_before_first_chunk')}, after it "
+                                 f"{x.get('closed_after_first_chunk')}; log {x['log']['lines']} lines"
+                                 + "".join(f"\n  - a {c} answer: `{e!r}`" for c, e in (x.get("examples") or {}).items())
+                                 + "".join(f"\n  - `{l}`" for l in x["log"]["first"]))
+                L.append("")
+            tg.append((f"{n:,} streams held in less memory than nginx",
+                       f"RSS {v['aiproxyd']['rss_peak_kb'] / 1024:.1f} vs {v['nginx']['rss_peak_kb'] / 1024:.1f} MB, "
+                       f"PSS {v['aiproxyd']['pss_peak_kb'] / 1024:.1f} vs {v['nginx']['pss_peak_kb'] / 1024:.1f} MB, "
+                       f"[DONE] {v['aiproxyd']['done']}/{n} vs {v['nginx']['done']}/{n}",
+                       v["aiproxyd"]["rss_peak_kb"] < v["nginx"]["rss_peak_kb"] and v["aiproxyd"]["done"] == n))
         if "soak" in m:
             s = m["soak"]
             L.append("## RSS across 1,000,000 requests (aiproxyd, wrk c=32)\n")
@@ -1147,7 +1235,13 @@ GIT_AT_START = None
 
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else "full"
-    if mode not in ("full", "quick", "soak", "many", "profile", "ledger", "metrics", "auth", "routing", "issues",
+    streams = None
+    if mode in ("many", "many10k"):
+        arg = sys.argv[2] if len(sys.argv) > 2 else os.environ.get("BENCH_STREAMS", "10000" if mode == "many10k" else "1000")
+        if not arg.isdigit() or int(arg) < 1:
+            sys.exit(f"many: the number of streams must be a positive integer, not {arg!r}")
+        streams = int(arg)
+    if mode not in ("full", "quick", "soak", "many", "many10k", "profile", "ledger", "metrics", "auth", "routing", "issues",
                     "auth_parts", "cluster", "tls"):
         print(__doc__)
         sys.exit(2)
@@ -1157,6 +1251,8 @@ def main():
     global GIT_AT_START
     GIT_AT_START = git_rev()
     b = Bench(mode)
+    if mode == "many" and streams != 1000:
+        b.cmd = f"many {streams}"
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     signal.signal(signal.SIGHUP, lambda *_: sys.exit("hung up"))
     log(f"temp dir {b.tmp}; ports {P}")
@@ -1179,8 +1275,8 @@ def main():
             for m in (("metrics", "auth", "routing") if mode == "issues" else (mode,)):
                 getattr(b, m + "_mode")()
                 b.pr.stop_all()
-        elif mode == "many":
-            b.many(int(os.environ.get("BENCH_STREAMS", "1000")))
+        elif mode in ("many", "many10k"):
+            b.many(streams)
         elif mode == "soak":
             b.soak(int(os.environ.get("BENCH_SOAK_REQUESTS", "1000000")))
     finally:
@@ -1189,7 +1285,7 @@ def main():
     print(text)
     os.makedirs(os.path.join(BENCH, "results"), exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = os.path.join(BENCH, "results", f"{stamp}-{mode}.md")
+    path = os.path.join(BENCH, "results", f"{stamp}-{b.cmd.replace(' ', '')}.md")
     with open(path, "w") as f:
         f.write(text + "\n")
     with open(path[:-3] + ".json", "w") as f:

@@ -3,7 +3,8 @@
 #   bench/run.sh            full run (interleaved rounds, syscalls, TTFB, profile, 1,000 streams)
 #   bench/run.sh quick      one short round of everything (a smoke test of the bench itself)
 #   bench/run.sh soak       RSS of aiproxyd across 1,000,000 requests (wrk c=32)
-#   bench/run.sh many       only the 1,000 concurrent slow streams phase
+#   bench/run.sh many [N]   only the concurrent slow streams phase, N streams (default 1,000)
+#   bench/run.sh many10k    the same with 10,000 streams (= many 10000; issue 16), a few minutes
 #   bench/run.sh profile    perf profile of aiproxyd under wrk c=32
 #   bench/run.sh ledger     aiproxyd with and without cost tracking (SQLite ledger) next to nginx, c=32
 #   bench/run.sh metrics    issue 6: c=32 with and without a GET /metrics scrape every 100 ms
@@ -54,4 +55,4 @@ for t in nginx wrk node python3; do
   command -v "$t" >/dev/null || [ -x "/usr/sbin/$t" ] || { echo "missing $t" >&2; exit 2; }
 done
 export PATH="$PATH:/usr/sbin"
-exec python3 "$here/bench.py" "${1:-full}"
+exec python3 "$here/bench.py" "${1:-full}" "${@:2}"

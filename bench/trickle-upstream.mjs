@@ -1,5 +1,6 @@
 // Trickle upstream: answers every POST .../chat/completions with an SSE stream,
-// one chunk every INTERVAL ms for DURATION ms, then a usage chunk and [DONE].
+// one chunk every INTERVAL ms for DURATION ms, then a usage chunk and [DONE];
+// a GET (the gateway's health check of /v1/models) with a one-model list.
 // Usage: node trickle-upstream.mjs PORT [interval_ms=500] [duration_ms=20000]
 import http from 'node:http';
 
@@ -20,6 +21,11 @@ const usage = 'data: ' + JSON.stringify({
 let open = 0, served = 0;
 const server = http.createServer((req, res) => {
   req.resume();
+  if (req.method === 'GET') { // aiproxyd's health check (GET /v1/models): answer at once
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify({ object: 'list', data: [{ id: 'gpt-bench', object: 'model', owned_by: 'bench' }] }));
+    return;
+  }
   req.on('end', () => {
     res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
     open++;
@@ -41,5 +47,6 @@ server.keepAliveTimeout = 120000;
 server.headersTimeout = 130000;
 server.requestTimeout = 0;
 server.maxConnections = 100000;
-server.listen(port, '127.0.0.1', () => console.log(`trickle upstream on ${port}: ${n} chunks every ${interval} ms`));
+// a deep accept queue: the 10,000-stream run opens thousands of upstream connections a second
+server.listen({ port, host: '127.0.0.1', backlog: 4096 }, () => console.log(`trickle upstream on ${port}: ${n} chunks every ${interval} ms`));
 process.on('SIGTERM', () => { console.log(`trickle: served ${served}, open ${open}`); process.exit(0); });
