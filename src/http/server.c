@@ -1034,7 +1034,7 @@ static int spare_open(void)
 
 static void shed_one(int fd)
 {
-    char body[256];
+    char body[1024]; /* (gw_error_body keeps (cap - 200) / 6 bytes of the message) */
     size_t n = gw_error_body(GW_ERR_UNAVAILABLE,
                              "The gateway is out of file descriptors; retry shortly.", NULL,
                              body, sizeof body);

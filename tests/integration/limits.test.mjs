@@ -52,6 +52,7 @@ test('EMFILE: with descriptors exhausted new clients get a prompt 503, and servi
   const r = shed.responses[0];
   assert.equal(r.json && r.json.error && r.json.error.code, 'service_unavailable', shed.text);
   assert.ok(r.json.error.message && 'type' in r.json.error && 'param' in r.json.error, shed.text);
+  assert.equal(r.json.error.message, 'The gateway is out of file descriptors; retry shortly.', 'the whole message');
   assert.match(r.headers['content-type'] || '', /^application\/json/);
   assert.equal(r.headers['retry-after'], '1');
 
