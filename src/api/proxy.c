@@ -691,12 +691,23 @@ static void send_final_chunk(struct proxy *px)
     proxy_record_attempt(px, "ok%s", "");
     char meta[4096];
     size_t mlen = write_meta(px, meta, sizeof meta);
-    struct resp_facts rf;
     char *chunk;
-    if (px->held_usage && scan_response(px->held_usage, px->held_usage_len, &rf) == 0) {
-        chunk = arena_printf(&px->req->arena, "%.*s%s\"x-aiproxy\":%.*s%s", (int)rf.close_off,
-                             px->held_usage, rf.root_empty ? "" : ",", (int)mlen, meta,
-                             px->held_usage + rf.close_off);
+    if (px->held_usage && px->held_valid) {
+        /* The provider's usage chunk with ,"x-aiproxy":{...} spliced in
+         * before its closing brace (copies, not a format: it may be long). */
+        size_t head = px->held_close_off, tail = px->held_usage_len - head;
+        static const char key[] = ",\"x-aiproxy\":";
+        size_t skip = px->held_root_empty ? 1 : 0; /* no comma in an empty object */
+        chunk = arena_alloc(&px->req->arena, head + sizeof key + mlen + tail);
+        char *o = chunk;
+        memcpy(o, px->held_usage, head);
+        o += head;
+        memcpy(o, key + skip, sizeof key - 1 - skip);
+        o += sizeof key - 1 - skip;
+        memcpy(o, meta, mlen);
+        o += mlen;
+        memcpy(o, px->held_usage + head, tail);
+        o[tail] = '\0';
     } else {
         const char *object = px->kind == API_COMPLETIONS ? "text_completion" : "chat.completion.chunk";
         char model[600];
@@ -753,15 +764,30 @@ static bool data_is(const struct sse_event *ev, const char *s)
 /* One OpenAI-shaped event (from the provider, or translated by its
  * adapter): check it for an error or usage, then relay it. Returns -1 to
  * stop reading (see pending_*). */
+/* Whether an event's text holds "usage":{ or "error" anywhere (then it is
+ * scanned). One memchr walk over its quotes: glibc's memmem sets up a
+ * two-way search on every call, which costs more than the event. */
+static void quoted_keys_seen(const char *p, size_t n, bool *usage, bool *error)
+{
+    const char *end = p + n;
+    for (const char *q = memchr(p, '"', n); q; q = memchr(q + 1, '"', (size_t)(end - q - 1))) {
+        size_t left = (size_t)(end - q);
+        if (left >= 9 && memcmp(q, "\"usage\":{", 9) == 0) *usage = true;
+        else if (left >= 7 && memcmp(q, "\"error\"", 7) == 0) *error = true;
+        if (left < 2) break;
+    }
+}
+
 static int relay_openai_event(struct proxy *px, const char *data, size_t len, bool named_error)
 {
     /* Only chunks that may carry usage or an error are scanned in full. */
-    bool maybe_usage = memmem(data, len, "\"usage\":{", 9) != NULL;
-    bool maybe_error = named_error || memmem(data, len, "\"error\"", 7) != NULL;
+    bool maybe_usage = false, maybe_error = named_error;
+    quoted_keys_seen(data, len, &maybe_usage, &maybe_error);
     struct resp_facts rf;
     memset(&rf, 0, sizeof rf);
+    bool scanned = false; /* a whole valid JSON object */
     if (maybe_usage || maybe_error) {
-        if (scan_response(data, len, &rf) != 0 && named_error) rf.has_error = true;
+        scanned = scan_response(data, len, &rf) == 0;
         if (named_error) rf.has_error = true;
     }
     if (rf.has_error) {
@@ -775,6 +801,9 @@ static int relay_openai_event(struct proxy *px, const char *data, size_t len, bo
             /* The usage-only chunk: held back, it becomes the final chunk. */
             px->held_usage = arena_strndup(&px->req->arena, data, len);
             px->held_usage_len = len;
+            px->held_valid = scanned;
+            px->held_close_off = rf.close_off;
+            px->held_root_empty = rf.root_empty;
             return 0;
         }
     }

@@ -110,6 +110,9 @@ struct proxy {
     int64_t chunks;
     char *held_usage; /* the upstream's usage chunk, spliced at the end */
     size_t held_usage_len;
+    bool held_valid;        /* it scanned as one JSON object: */
+    size_t held_close_off;  /* its root's closing brace (scan_response's close_off) */
+    bool held_root_empty;
     struct usage usage;
     bool usage_estimated;
     int64_t first_byte_us;

@@ -15,7 +15,7 @@
 #define ARENA_BLOCK 4096
 /* Standard blocks a thread keeps for its next arenas instead of giving them
  * back to malloc: a request's arena takes and returns a few every time. */
-#define ARENA_SPARE_MAX 16
+#define ARENA_SPARE_MAX 8
 
 struct arena_block {
     struct arena_block *next;

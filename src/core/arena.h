@@ -28,7 +28,7 @@ char *arena_concat(struct arena *a, ...) __attribute__((sentinel));
 void arena_on_free(struct arena *a, arena_cleanup_cb cb, void *data);
 /* Runs the cleanups and frees every block; the arena can be reused after. */
 void arena_free(struct arena *a);
-/* (a thread keeps up to 16 freed 4 KB blocks for its next arenas; they are
+/* (a thread keeps up to 8 freed 4 KB blocks for its next arenas; they are
  * freed when it exits) */
 
 #endif

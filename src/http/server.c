@@ -464,9 +464,30 @@ bool http_stream_write3(struct http_request *req, const char *a, size_t alen, co
     for (size_t v = total; v; v >>= 4) *--q = hexdig[v & 15];
     size_t n = (size_t)(e - q);
     struct evbuffer *out = c->out;
-    if (evbuffer_add(out, q, n) != 0 || (alen && evbuffer_add(out, a, alen) != 0) ||
-        (blen && evbuffer_add(out, b, blen) != 0) || (clen && evbuffer_add(out, cc, clen) != 0) ||
-        evbuffer_add(out, "\r\n", 2) != 0) {
+    int rc;
+    if (total <= 2048) {
+        /* A stream event: framed in one buffer, one append (an append
+         * costs more than copying a couple of hundred bytes). */
+        char one[2048 + 32];
+        size_t k = 0;
+        memcpy(one, q, n);
+        k += n;
+        if (alen) memcpy(one + k, a, alen);
+        k += alen;
+        if (blen) memcpy(one + k, b, blen);
+        k += blen;
+        if (clen) memcpy(one + k, cc, clen);
+        k += clen;
+        memcpy(one + k, "\r\n", 2);
+        rc = evbuffer_add(out, one, k + 2);
+    } else {
+        rc = (evbuffer_add(out, q, n) != 0 || (alen && evbuffer_add(out, a, alen) != 0) ||
+              (blen && evbuffer_add(out, b, blen) != 0) ||
+              (clen && evbuffer_add(out, cc, clen) != 0) || evbuffer_add(out, "\r\n", 2) != 0)
+                 ? -1
+                 : 0;
+    }
+    if (rc != 0) {
         http_conn_close(c);
         return false;
     }
