@@ -623,9 +623,9 @@ static void start_client_stream(struct proxy *px)
     trace_first_token(px->req, px->cand->provider->name, px->first_byte_us - px->req->start_us);
     metrics_stream_open();
     px->stream_counted = true;
-    proxy_stream_open(px, arena_printf(&px->req->arena,
-                                       "Cache-Control: no-cache\r\n%sx-aiproxy-provider: %s\r\n",
-                                       proxy_cache_header(px), px->cand->provider->name));
+    proxy_stream_open(px, arena_concat(&px->req->arena, "Cache-Control: no-cache\r\n",
+                                       proxy_cache_header(px), "x-aiproxy-provider: ",
+                                       px->cand->provider->name, "\r\n", NULL));
 }
 
 /* Bytes for the client from an inbound translator (complete events). */
