@@ -106,8 +106,35 @@ static void escape_into(struct jsonw *w, const char *s, size_t n)
     }
 }
 
+/* Bytes that go into a JSON string as they are. */
+static const unsigned char plain[256] = {
+    [' ' ... '!'] = 1, ['#' ... '['] = 1, [']' ... '~'] = 1,
+};
+
 void jsonw_strn(struct jsonw *w, const char *s, size_t n)
 {
+    if (w->len + n + 3 <= w->cap) {
+        /* The common case: it fits and holds nothing to escape, so one loop
+         * checks and copies; at the first other byte, escape_into goes on. */
+        char *o = w->buf + w->len;
+        *o++ = '"';
+        size_t i = 0;
+        while (i < n && plain[(unsigned char)s[i]]) {
+            o[i] = s[i];
+            i++;
+        }
+        if (i == n) {
+            o[n] = '"';
+            w->len += n + 2;
+            w->buf[w->len] = '\0';
+            return;
+        }
+        w->len += 1 + i;
+        w->buf[w->len] = '\0';
+        escape_into(w, s + i, n - i);
+        jsonw_rawn(w, "\"", 1);
+        return;
+    }
     jsonw_rawn(w, "\"", 1);
     escape_into(w, s, n);
     jsonw_rawn(w, "\"", 1);
