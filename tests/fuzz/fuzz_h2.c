@@ -1,5 +1,5 @@
 // fuzz-libs: libevent_extra libevent_pthreads libevent_openssl openssl libnghttp2
-// fuzz-sources: src/http/h2.c src/http/tls.c
+// fuzz-sources: src/http/h2.c src/http/tls.c src/http/fast_request.c
 /* fuzz_h2: libFuzzer driver for the HTTP/2 transport. As fuzz_http_request
  * does for HTTP/1.1, it runs the real server code (src/http/server.c is
  * included; h2.c is linked) on one end of a socketpair and writes the

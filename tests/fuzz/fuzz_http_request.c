@@ -1,5 +1,5 @@
 // fuzz-libs: libevent_extra libevent_pthreads libevent_openssl openssl libnghttp2
-// fuzz-sources: src/http/h2.c src/http/tls.c
+// fuzz-sources: src/http/h2.c src/http/tls.c src/http/fast_request.c
 /* fuzz_http_request: libFuzzer driver for the HTTP front end. It runs the
  * real server code (src/http/server.c is included, so its static
  * connection machinery is exercised as it is in aiproxyd: on_accept,
