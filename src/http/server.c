@@ -603,6 +603,33 @@ static int on_url(http_parser *p, const char *at, size_t n)
     return 0;
 }
 
+/* Adds a header to the request: its name lowercased, both copied into the
+ * request's arena (both parsers build requests through here). */
+static void add_header(struct http_request *req, const char *name, size_t name_len,
+                       const char *value, size_t value_len)
+{
+    struct http_header *h = &req->headers[req->n_headers++];
+    char *lower = arena_strndup(&req->arena, name, name_len);
+    for (char *s = lower; *s; s++)
+        if (*s >= 'A' && *s <= 'Z') *s = (char)(*s + 32);
+    h->name = lower;
+    h->name_len = name_len;
+    h->value = arena_strndup(&req->arena, value, value_len);
+    h->value_len = value_len;
+}
+
+/* Sets the request's path and query from its request-target. */
+static void set_target(struct http_request *req, const char *target, size_t len)
+{
+    char *url = arena_strndup(&req->arena, target, len);
+    char *q = strchr(url, '?');
+    if (q) {
+        *q = '\0';
+        req->query = q + 1;
+    }
+    req->path = url;
+}
+
 static int store_header(struct http_conn *c)
 {
     struct http_request *req = c->req;
@@ -611,14 +638,7 @@ static int store_header(struct http_conn *c)
         c->headers_too_large = true;
         return 1;
     }
-    struct http_header *h = &req->headers[req->n_headers++];
-    char *name = arena_strndup(&req->arena, c->hname, c->hname_len);
-    for (char *s = name; *s; s++)
-        if (*s >= 'A' && *s <= 'Z') *s = (char)(*s + 32);
-    h->name = name;
-    h->name_len = c->hname_len;
-    h->value = arena_strndup(&req->arena, c->hvalue ? c->hvalue : "", c->hvalue_len);
-    h->value_len = c->hvalue_len;
+    add_header(req, c->hname, c->hname_len, c->hvalue ? c->hvalue : "", c->hvalue_len);
     c->hname_len = c->hvalue_len = 0;
     c->in_value = false;
     return 0;
@@ -651,13 +671,7 @@ static int on_headers_complete(http_parser *p)
     req->method_name = http_method_str(p->method);
     req->keep_alive = http_should_keep_alive(p);
 
-    char *url = arena_strndup(&req->arena, c->url ? c->url : "", c->url_len);
-    char *q = strchr(url, '?');
-    if (q) {
-        *q = '\0';
-        req->query = q + 1;
-    }
-    req->path = url;
+    set_target(req, c->url ? c->url : "", c->url_len);
 
     int64_t max = c->w->config->server.max_request_size;
     if (p->content_length != ULLONG_MAX && p->content_length > (uint64_t)max) {
@@ -753,27 +767,12 @@ static void take_fast(struct http_conn *c, const struct fast_request *fr)
     struct http_request *req = http_request_new(c);
     c->req = req;
     c->state = CONN_READING;
-    for (size_t i = 0; i < fr->n_headers; i++) {
-        struct http_header *h = &req->headers[i];
-        char *name = arena_strndup(&req->arena, fr->names[i].p, fr->names[i].n);
-        for (char *s = name; *s; s++)
-            if (*s >= 'A' && *s <= 'Z') *s = (char)(*s + 32);
-        h->name = name;
-        h->name_len = fr->names[i].n;
-        h->value = arena_strndup(&req->arena, fr->values[i].p, fr->values[i].n);
-        h->value_len = fr->values[i].n;
-    }
-    req->n_headers = fr->n_headers;
+    for (size_t i = 0; i < fr->n_headers; i++)
+        add_header(req, fr->names[i].p, fr->names[i].n, fr->values[i].p, fr->values[i].n);
     req->method = fr->method;
     req->method_name = fr->method_name;
     req->keep_alive = fr->keep_alive;
-    char *url = arena_strndup(&req->arena, fr->target.p, fr->target.n);
-    char *q = strchr(url, '?');
-    if (q) {
-        *q = '\0';
-        req->query = q + 1;
-    }
-    req->path = url;
+    set_target(req, fr->target.p, fr->target.n);
     req->body = arena_strndup(&req->arena, fr->body.p, fr->body.n);
     req->body_len = fr->body.n;
 }
