@@ -336,19 +336,27 @@ enum num_result { NUM_OK, NUM_NOT_INTEGER, NUM_RANGE };
 /* Parses the raw number text as an integer: a fraction or exponent is
  * NUM_NOT_INTEGER (so 1e3 and 3.0 are refused, not rounded), a value that
  * does not fit int64 is NUM_RANGE. */
+static bool has_fraction_or_exponent(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] == '.' || p[i] == 'e' || p[i] == 'E') return true;
+    return false;
+}
+
 static enum num_result parse_int(const char *p, size_t n, int64_t *out)
 {
-    bool neg = false;
-    size_t i = 0;
+    bool neg = n > 0 && p[0] == '-';
+    size_t i = neg;
     uint64_t v = 0;
 
-    if (memchr(p, '.', n) || memchr(p, 'e', n) || memchr(p, 'E', n)) return NUM_NOT_INTEGER;
-    if (i < n && p[i] == '-') neg = true, i++;
     if (i == n) return NUM_NOT_INTEGER;
+    /* One pass: a fraction or an exponent anywhere makes the number not an
+     * integer, even one past the range. */
     for (; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9') return NUM_NOT_INTEGER;
-        unsigned d = (unsigned)(p[i] - '0');
-        if (v > (UINT64_MAX - d) / 10) return NUM_RANGE;
+        unsigned d = (unsigned)(unsigned char)p[i] - '0';
+        if (d > 9) return NUM_NOT_INTEGER;
+        if (v > (UINT64_MAX - d) / 10)
+            return has_fraction_or_exponent(p + i, n - i) ? NUM_NOT_INTEGER : NUM_RANGE;
         v = v * 10 + d;
     }
     if (neg) {

@@ -174,9 +174,16 @@ static size_t scan_string(struct json_sax *p, size_t i, const char **text, size_
     bool escaped = false;
     i = start;
     for (;;) {
-        for (uint64_t v; len - i >= 8; i += 8) {
+        for (uint64_t v, m; len - i >= 8; i += 8) {
             memcpy(&v, b + i, 8);
-            if (special_in_word(v)) break;
+            if ((m = special_in_word(v))) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                /* The lowest flag is a real one (a borrow only flags bytes
+                 * above a real one): the first special byte. */
+                i += (size_t)__builtin_ctzll(m) / 8;
+#endif
+                break;
+            }
         }
         while (i < len && string_class[b[i]] == C_PLAIN) i++;
         if (i >= len) {
