@@ -247,7 +247,19 @@ static size_t write_meta(struct proxy *px, char *out, size_t cap)
         jsonw_raw(&w, usd);
         jsonw_raw(&w, ",\"failovers\":");
         jsonw_int(&w, (int64_t)px->n_attempts - 1);
-        jsonw_raw(&w, "}");
+        /* The counts this node settled on, so that the origin can take the
+         * answer from its tail without scanning it (mesh_relay_tail). */
+        jsonw_raw(&w, ",\"usage\":{\"prompt_tokens\":");
+        jsonw_int(&w, px->usage.prompt_tokens);
+        jsonw_raw(&w, ",\"completion_tokens\":");
+        jsonw_int(&w, px->usage.completion_tokens);
+        jsonw_raw(&w, ",\"total_tokens\":");
+        jsonw_int(&w, px->usage.total_tokens);
+        jsonw_raw(&w, ",\"cached_tokens\":");
+        jsonw_int(&w, px->usage.cached_tokens);
+        jsonw_raw(&w, ",\"cache_write_tokens\":");
+        jsonw_int(&w, px->usage.cache_write_tokens);
+        jsonw_raw(&w, "}}");
         return jsonw_len(&w);
     }
     jsonw_raw(&w, ",\"model\":");
@@ -508,22 +520,30 @@ static void finish_whole(struct proxy *px)
         px->buf = out;
         px->buf_len = out_len;
     }
-    if (scan_response(px->buf, px->buf_len, &rf) != 0) {
-        attempt_failed(px, AF_RETRYABLE, "HTTP 200 with a body that is not a JSON object%s", "");
-        return;
-    }
-    if (rf.has_error) {
-        attempt_failed(px, AF_RETRYABLE, "HTTP 200 with an error body%s", "");
-        return;
-    }
     char *cut;
     size_t cut_len;
-    if (peer && mesh_relay_take(&px->req->arena, px->buf, px->buf_len, &rf, &cut, &cut_len,
+    if (peer && mesh_relay_tail(&px->req->arena, px->buf, px->buf_len, &rf, &cut, &cut_len,
                                 &px->relay)) {
-        /* The peer's own x-aiproxy is replaced by this node's, below. */
-        rf.close_off -= rf.relay.end_off - rf.relay.start_off;
+        /* A peer of this build: its relay, with its counts, ends the
+         * answer; the peer has scanned the rest. */
         px->buf = cut;
         px->buf_len = cut_len;
+    } else {
+        if (scan_response(px->buf, px->buf_len, &rf) != 0) {
+            attempt_failed(px, AF_RETRYABLE, "HTTP 200 with a body that is not a JSON object%s", "");
+            return;
+        }
+        if (rf.has_error) {
+            attempt_failed(px, AF_RETRYABLE, "HTTP 200 with an error body%s", "");
+            return;
+        }
+        if (peer && mesh_relay_take(&px->req->arena, px->buf, px->buf_len, &rf, &cut, &cut_len,
+                                    &px->relay)) {
+            /* The peer's own x-aiproxy is replaced by this node's, below. */
+            rf.close_off -= rf.relay.end_off - rf.relay.start_off;
+            px->buf = cut;
+            px->buf_len = cut_len;
+        }
     }
     px->usage = rf.usage;
     if (pu.present) {

@@ -174,6 +174,7 @@ enum ctx {
     X_CHOICES,
     X_RELAY,          /* the root's x-aiproxy object */
     X_RELAY_ROUTE,    /* its route[] */
+    X_RELAY_USAGE,    /* its usage{} (what the serving node counted) */
 };
 
 /* What a value means, from its parent frame and key. */
@@ -221,6 +222,8 @@ enum slot {
     S_RELAY_PROVIDER,
     S_RELAY_COST,
     S_RELAY_ROUTE,
+    S_RELAY_USAGE,
+    S_RELAY_USAGE_FIELD,
 };
 
 enum vtype { T_NULL, T_BOOL, T_NUMBER, T_STRING, T_MAP, T_ARRAY };
@@ -726,8 +729,10 @@ static enum slot classify_response(const struct frame *pf)
         case K_PROVIDER: return S_RELAY_PROVIDER;
         case K_COST_NANOS: return S_RELAY_COST;
         case K_ROUTE: return S_RELAY_ROUTE;
+        case K_USAGE: return S_RELAY_USAGE;
         default: return S_IGNORE;
         }
+    case X_RELAY_USAGE: return S_RELAY_USAGE_FIELD;
     case X_USAGE:
         switch (pf->key) {
         case K_PROMPT_TOKENS: return S_USAGE_PROMPT;
@@ -796,6 +801,23 @@ static void relay_open(struct scan *s)
     if (i == 0 || s->body[i - 1] != ',') return;
     rl->start_off = i - 1;
     rl->cuttable = true;
+}
+
+/* One count of the relay's usage object: flat, every field required (the
+ * relay is used without its usage otherwise, see mesh_relay_tail). */
+static void relay_usage_field(struct resp_relay *rl, enum key k, enum vtype t, const char *p, size_t n)
+{
+    int64_t *dst;
+    unsigned bit;
+    switch (k) {
+    case K_PROMPT_TOKENS: dst = &rl->usage.prompt_tokens, bit = 1; break;
+    case K_COMPLETION_TOKENS: dst = &rl->usage.completion_tokens, bit = 2; break;
+    case K_TOTAL_TOKENS: dst = &rl->usage.total_tokens, bit = 4; break;
+    case K_CACHED_TOKENS: dst = &rl->usage.cached_tokens, bit = 8; break;
+    case K_CACHE_WRITE_TOKENS: dst = &rl->usage.cache_write_tokens, bit = 16; break;
+    default: return;
+    }
+    if (set_count(t, p, n, dst)) rl->usage_fields |= bit;
 }
 
 static int response_value(struct scan *s, struct frame *pf, enum vtype t, const char *p, size_t n,
@@ -874,6 +896,12 @@ static int response_value(struct scan *s, struct frame *pf, enum vtype t, const 
             *child = X_RELAY_ROUTE;
         }
         break;
+    case S_RELAY_USAGE:
+        memset(&r->relay.usage, 0, sizeof r->relay.usage);
+        r->relay.usage_fields = 0;
+        if (t == T_MAP) *child = X_RELAY_USAGE;
+        break;
+    case S_RELAY_USAGE_FIELD: relay_usage_field(&r->relay, pf->key, t, p, n); break;
     default: break;
     }
     return 1;
@@ -887,6 +915,7 @@ static int response_close(struct scan *s, struct frame *f)
     if (f->ctx == X_RELAY) {
         rl->end_off = json_sax_consumed(s->p);
         rl->present = rl->node[0] && rl->provider[0] && rl->cost_present;
+        rl->usage.present = rl->usage_fields == 31;
     }
     return 1;
 }

@@ -95,6 +95,11 @@ struct resp_relay {
     int64_t cost_nanos;
     bool cost_present;
     size_t route_off, route_len; /* the route array's text; len 0: none */
+    /* "usage":{"prompt_tokens","completion_tokens","total_tokens",
+     * "cached_tokens","cache_write_tokens"}: what the serving node counted;
+     * present only with all five */
+    struct usage usage;
+    unsigned usage_fields;
 };
 
 struct resp_facts {

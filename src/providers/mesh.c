@@ -67,6 +67,74 @@ bool mesh_relay_take(struct arena *a, const char *text, size_t len, const struct
     return true;
 }
 
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* The last `,"x-aiproxy":{` in text[from, to), or SIZE_MAX. */
+static size_t find_relay_key(const char *text, size_t from, size_t to)
+{
+    static const char key[] = ",\"x-aiproxy\":{";
+    const size_t klen = sizeof key - 1;
+    for (size_t i = to; i >= from + klen; i--) {
+        const char *at = text + i - klen;
+        if (*at == ',' && memcmp(at, key, klen) == 0) return i - klen;
+    }
+    return SIZE_MAX;
+}
+
+bool mesh_relay_tail(struct arena *a, const char *text, size_t len, struct resp_facts *rf,
+                     char **out, size_t *out_len, struct provider_relay *r)
+{
+    /* The root's braces: the first and the last byte but blanks. */
+    size_t open = 0, close = len;
+    while (open < len && is_blank(text[open])) open++;
+    while (close > open && is_blank(text[close - 1])) close--;
+    if (open >= len || text[open] != '{' || close == 0 || text[close - 1] != '}') return false;
+    close--; /* at the root's '}' */
+    size_t from = close > MESH_RELAY_TAIL_MAX ? close - MESH_RELAY_TAIL_MAX : open + 1;
+    if (from <= open) from = open + 1;
+    size_t start = find_relay_key(text, from, close);
+    if (start == SIZE_MAX) return false;
+    /* Scan `{` + `"x-aiproxy":{...}` + blanks + `}` on its own. */
+    size_t tail = close + 1 - (start + 1);
+    char small[MESH_RELAY_TAIL_MAX + 2];
+    small[0] = '{';
+    memcpy(small + 1, text + start + 1, tail);
+    struct resp_facts t;
+    if (scan_response(small, tail + 1, &t) != 0) return false;
+    const struct resp_relay *rl = &t.relay;
+    if (!rl->present || !rl->usage.present || rl->end_off == 0 || rl->end_off > t.close_off) return false;
+    for (size_t i = rl->end_off; i < t.close_off; i++)
+        if (!is_blank(small[i])) return false; /* the relay is the root's last member */
+    r->present = true;
+    r->cost = rl->cost_nanos;
+    r->node = arena_strdup(a, rl->node);
+    r->provider = arena_strdup(a, rl->provider);
+    char *route = rl->route_len ? arena_strndup(a, small + rl->route_off, rl->route_len) : NULL;
+    for (char *q = route; q && *q; q++)
+        if (*q == '\v' || *q == '\f') *q = ' ';
+    r->route = route;
+    /* The answer without `,"x-aiproxy":{...}`: what a scan would have said
+     * of it, from the relay's own counts. */
+    size_t relay_end = start + rl->end_off; /* in text */
+    size_t rest = len - relay_end;
+    char *o = arena_alloc(a, start + rest + 1);
+    memcpy(o, text, start);
+    memcpy(o + start, text + relay_end, rest);
+    o[start + rest] = '\0';
+    memset(rf, 0, sizeof *rf);
+    rf->usage = rl->usage;
+    rf->close_off = start + (close - relay_end);
+    size_t before = start;
+    while (before > open + 1 && is_blank(text[before - 1])) before--;
+    rf->root_empty = before == open + 1;
+    *out = o;
+    *out_len = start + rest;
+    return true;
+}
+
 /* The same for text not scanned yet (a stream's last chunk). */
 static const char *cut_relay(struct arena *a, const char *text, size_t len, size_t *out_len,
                              struct provider_relay *r)

@@ -21,6 +21,14 @@
  * valid JSON of the same type. (When a cut must happen is tested in
  * tests/unit/mesh_adapter_test.c and the mesh integration tests.) finish
  * always returns 0.
+ * mesh_relay_tail (the relay found from the answer's tail, with its
+ * counts) on the same answer: when it takes a relay, its output is the
+ * answer with one `,"x-aiproxy":{` span cut to the root's closing brace,
+ * and what it says of the rest (close_off, root_empty) is what a scan of
+ * its output says when that output is JSON; when the whole answer is
+ * JSON too, it agrees with finish byte for byte, relay for relay, and its
+ * counts are the relay's usage as the full scan reads it. When it takes
+ * nothing, it changes nothing.
  * A stream's error event returns -1 with a reason, [DONE] ends it, and
  * every other event is emitted once.
  * prepare succeeds exactly when x-aiproxy-via is a valid header value;
@@ -41,6 +49,7 @@
 #include "config/config.h"
 #include "core/arena.h"
 #include "core/sse.h"
+#include "providers/mesh.h"
 #include "providers/provider.h"
 
 /* An invariant: says which one failed, then aborts (libFuzzer keeps the input). */
@@ -379,6 +388,61 @@ static int on_event(void *p, const struct sse_event *ev)
     return 0;
 }
 
+static bool blank4(char c)
+{
+    return c == ' ' || c == '\n' || c == '\t' || c == '\r';
+}
+
+/* mesh_relay_tail against finish's cut (fin_out, fin_relay) of the same
+ * answer: see the file's comment. */
+static void check_tail(struct arena *a, const char *in, size_t len, const char *fin_out,
+                       size_t fin_len, const struct provider_relay *fin_relay)
+{
+    struct resp_facts rf;
+    memset(&rf, 0x5a, sizeof rf);
+    struct provider_relay r;
+    memset(&r, 0, sizeof r);
+    char *out = NULL;
+    size_t n = 0;
+    if (!mesh_relay_tail(a, in, len, &rf, &out, &n, &r)) {
+        check(out == NULL && !r.present && ((unsigned char *)&rf)[0] == 0x5a);
+        return;
+    }
+    check(out != NULL && n < len && r.present && r.node && r.provider && r.cost >= 0);
+    check(rf.usage.present && !rf.has_error);
+    /* one span cut: a common head, then `,"x-aiproxy":{`, then a common tail */
+    size_t h = 0;
+    while (h < n && out[h] == in[h]) h++;
+    size_t cut = len - n;
+    check(memcmp(out + h, in + h + cut, n - h) == 0);
+    /* the head may have matched into the span: the span starts at the key */
+    static const char k[] = ",\"x-aiproxy\":{";
+    bool found = false;
+    for (size_t st = 0; st <= h && !found; st++)
+        found = st + cut <= len && cut >= sizeof k - 1 && memcmp(in + st, k, sizeof k - 1) == 0 &&
+                memcmp(out, in, st) == 0 && memcmp(out + st, in + st + cut, n - st) == 0;
+    check(found);
+    /* the root's closing brace where it says, blanks after it */
+    check(rf.close_off < n && out[rf.close_off] == '}');
+    for (size_t i = rf.close_off + 1; i < n; i++) check(blank4(out[i]));
+    struct resp_facts scanned;
+    if (scan_response(out, n, &scanned) == 0) {
+        check(scanned.close_off == rf.close_off);
+        check(scanned.root_empty == rf.root_empty);
+    }
+    struct resp_facts whole;
+    if (scan_response(in, len, &whole) == 0 && whole.relay.present) {
+        check(fin_len == n && memcmp(fin_out, out, n) == 0);
+        check(same_relay(fin_relay, &r));
+        check(whole.relay.usage.present);
+        check(whole.relay.usage.prompt_tokens == rf.usage.prompt_tokens &&
+              whole.relay.usage.completion_tokens == rf.usage.completion_tokens &&
+              whole.relay.usage.total_tokens == rf.usage.total_tokens &&
+              whole.relay.usage.cached_tokens == rf.usage.cached_tokens &&
+              whole.relay.usage.cache_write_tokens == rf.usage.cache_write_tokens);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     prepare_once();
@@ -411,6 +475,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char err[256] = "";
         check(ops->finish(&call, &resp, &out, &out_len, &u, err, sizeof err) == 0);
         check_cut(body, len, out, out_len, &none, &u.relay);
+        check_tail(&a, body, len, out, out_len, &u.relay);
     } else if (mode == 1) {
         struct ctx c = {.call = &call, .ops = ops};
         struct sse_reader r;

@@ -1,6 +1,7 @@
 /* mesh_adapter_test: the mesh peer adapter (src/providers/mesh.c): the
  * forwarded request (URL, bearer secret, hop count, route) and taking the
- * peer's x-aiproxy object out of its answers, whole and streamed. */
+ * peer's x-aiproxy object out of its answers, whole and streamed, and
+ * from the tail of an answer by a peer of this build (mesh_relay_tail). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 #include "api/scan.h"
 #include "config/config.h"
 #include "core/arena.h"
+#include "providers/mesh.h"
 #include "providers/provider.h"
 
 static struct arena arena;
@@ -150,6 +152,95 @@ static void test_stream_events(void **state)
     assert_int_equal(ops->stream_event(&c, &st, &ev, on_emit, &e), -1);
 }
 
+#define RELAY_OK "\"x-aiproxy\":{\"provider\":\"pb\",\"node\":\"b\",\"route\":[\"a\",\"b\"]," \
+                 "\"cost_nanos\":28000,\"failovers\":0,\"usage\":{\"prompt_tokens\":9," \
+                 "\"completion_tokens\":4,\"total_tokens\":13,\"cached_tokens\":2," \
+                 "\"cache_write_tokens\":1}}"
+
+static void test_relay_tail_takes_the_counts(void **state)
+{
+    static const char in[] = "{\"id\":\"x\",\"choices\":[{\"message\":{\"content\":\"\\\"x-aiproxy\\\":{\"}}],"
+                             "\"usage\":{\"prompt_tokens\":1}," RELAY_OK "} \n";
+    struct resp_facts rf;
+    struct provider_relay r = {0};
+    char *out;
+    size_t n;
+    assert_true(mesh_relay_tail(&arena, in, sizeof in - 1, &rf, &out, &n, &r));
+    static const char want[] = "{\"id\":\"x\",\"choices\":[{\"message\":{\"content\":\"\\\"x-aiproxy\\\":{\"}}],"
+                               "\"usage\":{\"prompt_tokens\":1}} \n";
+    assert_int_equal(n, sizeof want - 1);
+    assert_string_equal(out, want);
+    assert_true(r.present);
+    assert_int_equal(r.cost, 28000);
+    assert_string_equal(r.node, "b");
+    assert_string_equal(r.provider, "pb");
+    assert_string_equal(r.route, "[\"a\",\"b\"]");
+    /* what a scan of the answer without the relay says, counts from the relay */
+    struct resp_facts scanned;
+    assert_int_equal(scan_response(out, n, &scanned), 0);
+    assert_int_equal(rf.close_off, scanned.close_off);
+    assert_false(rf.root_empty);
+    assert_false(rf.has_error);
+    assert_true(rf.usage.present);
+    assert_int_equal(rf.usage.prompt_tokens, 9);
+    assert_int_equal(rf.usage.completion_tokens, 4);
+    assert_int_equal(rf.usage.total_tokens, 13);
+    assert_int_equal(rf.usage.cached_tokens, 2);
+    assert_int_equal(rf.usage.cache_write_tokens, 1);
+    /* a full scan reads the same relay, usage included, and the answer's own usage */
+    assert_int_equal(scan_response(in, sizeof in - 1, &scanned), 0);
+    assert_true(scanned.relay.present && scanned.relay.usage.present);
+    assert_int_equal(scanned.relay.usage.completion_tokens, 4);
+    assert_int_equal(scanned.usage.prompt_tokens, 1);
+}
+
+static void test_relay_tail_empty_root(void **state)
+{
+    static const char in[] = "{ ," RELAY_OK "}";
+    struct resp_facts rf;
+    struct provider_relay r = {0};
+    char *out;
+    size_t n;
+    assert_true(mesh_relay_tail(&arena, in, sizeof in - 1, &rf, &out, &n, &r));
+    assert_string_equal(out, "{ }");
+    assert_true(rf.root_empty);
+    assert_int_equal(rf.close_off, 2);
+}
+
+static void test_relay_tail_leaves_other_shapes(void **state)
+{
+    static const char *const left[] = {
+        /* a relay of an older build: no usage, or not all five counts */
+        "{\"a\":1,\"x-aiproxy\":{\"provider\":\"p\",\"node\":\"b\",\"cost_nanos\":5}}",
+        "{\"a\":1,\"x-aiproxy\":{\"provider\":\"p\",\"node\":\"b\",\"cost_nanos\":5,\"usage\":"
+        "{\"prompt_tokens\":1,\"completion_tokens\":1,\"total_tokens\":2,\"cached_tokens\":0}}}",
+        /* a count that is not a non-negative integer */
+        "{\"a\":1,\"x-aiproxy\":{\"provider\":\"p\",\"node\":\"b\",\"cost_nanos\":5,\"usage\":"
+        "{\"prompt_tokens\":-1,\"completion_tokens\":1,\"total_tokens\":2,\"cached_tokens\":0,"
+        "\"cache_write_tokens\":0}}}",
+        /* not the last member; the only member; nested; not closed; not an object */
+        "{\"a\":1," RELAY_OK ",\"b\":2}",
+        "{" RELAY_OK "}",
+        "{\"a\":{\"b\":1," RELAY_OK "}}",
+        "{\"a\":1," RELAY_OK,
+        "[\"a\",1," RELAY_OK "}",
+        /* the relay is not JSON */
+        "{\"a\":1,\"x-aiproxy\":{\"provider\":\"p\",\"node\":\"b\",\"cost_nanos\":5,,\"usage\":{}}}",
+        "", "}", "{}",
+    };
+    for (size_t i = 0; i < sizeof left / sizeof left[0]; i++) {
+        struct resp_facts rf;
+        memset(&rf, 0x5a, sizeof rf);
+        struct provider_relay r = {0};
+        char *out = NULL;
+        size_t n = 0;
+        assert_false(mesh_relay_tail(&arena, left[i], strlen(left[i]), &rf, &out, &n, &r));
+        assert_null(out);
+        assert_false(r.present);
+        assert_int_equal(((unsigned char *)&rf)[0], 0x5a); /* unchanged */
+    }
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_teardown(f, teardown)
@@ -158,6 +249,9 @@ int main(void)
         T(test_finish_cuts_the_relay),
         T(test_finish_leaves_other_shapes),
         T(test_stream_events),
+        T(test_relay_tail_takes_the_counts),
+        T(test_relay_tail_empty_root),
+        T(test_relay_tail_leaves_other_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
