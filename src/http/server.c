@@ -116,10 +116,12 @@ static enum http_method_kind method_kind(unsigned m)
     }
 }
 
-const char *http_header_get(const struct http_request *req, const char *name)
+const char *http_header_getn(const struct http_request *req, const char *name, size_t len)
 {
-    for (size_t i = 0; i < req->n_headers; i++)
-        if (strcmp(req->headers[i].name, name) == 0) return req->headers[i].value;
+    for (size_t i = 0; i < req->n_headers; i++) {
+        const struct http_header *h = &req->headers[i];
+        if (h->name_len == len && memcmp(h->name, name, len) == 0) return h->value;
+    }
     return NULL;
 }
 
@@ -609,12 +611,18 @@ static void add_header(struct http_request *req, const char *name, size_t name_l
                        const char *value, size_t value_len)
 {
     struct http_header *h = &req->headers[req->n_headers++];
-    char *lower = arena_strndup(&req->arena, name, name_len);
-    for (char *s = lower; *s; s++)
-        if (*s >= 'A' && *s <= 'Z') *s = (char)(*s + 32);
-    h->name = lower;
+    /* name, NUL, value, NUL: one allocation, the name lowercased on the way */
+    char *mem = arena_alloc(&req->arena, name_len + value_len + 2);
+    for (size_t i = 0; i < name_len; i++) {
+        char ch = name[i];
+        mem[i] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
+    }
+    mem[name_len] = '\0';
+    memcpy(mem + name_len + 1, value, value_len);
+    mem[name_len + 1 + value_len] = '\0';
+    h->name = mem;
     h->name_len = name_len;
-    h->value = arena_strndup(&req->arena, value, value_len);
+    h->value = mem + name_len + 1;
     h->value_len = value_len;
 }
 

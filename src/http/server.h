@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 #include <stdint.h>
 
 #include "core/arena.h"
@@ -139,8 +140,13 @@ struct http_request {
 /* Handlers: the request is theirs until they respond (or are aborted). */
 typedef void (*http_handler_cb)(struct http_request *req);
 
-/* Returns the value of header `name` (lowercase), or NULL. */
-const char *http_header_get(const struct http_request *req, const char *name);
+/* Returns the value of header `name` (lowercase, `len` bytes), or NULL. */
+const char *http_header_getn(const struct http_request *req, const char *name, size_t len);
+/* The same for a NUL-terminated name (a literal's length is folded). */
+static inline const char *http_header_get(const struct http_request *req, const char *name)
+{
+    return http_header_getn(req, name, strlen(name));
+}
 
 /* One pointer kept with the request's connection, for what later requests
  * on the same connection can reuse (api/admission.c: the key it presented).

@@ -76,12 +76,11 @@ static bool is_blank(char c)
 static size_t find_relay_key(const char *text, size_t from, size_t to)
 {
     static const char key[] = ",\"x-aiproxy\":{";
-    const size_t klen = sizeof key - 1;
-    for (size_t i = to; i >= from + klen; i--) {
-        const char *at = text + i - klen;
-        if (*at == ',' && memcmp(at, key, klen) == 0) return i - klen;
-    }
-    return SIZE_MAX;
+    size_t last = SIZE_MAX;
+    for (const char *p = text + from, *end = text + to;
+         (p = memmem(p, (size_t)(end - p), key, sizeof key - 1)); p++)
+        last = (size_t)(p - text);
+    return last;
 }
 
 bool mesh_relay_tail(struct arena *a, const char *text, size_t len, struct resp_facts *rf,
