@@ -74,6 +74,12 @@ void proxy_attempt_stats_end(const struct candidate *c, bool ok, bool timeout, i
     provider_stats_end(c->provider->stats, ok, timeout, latency_us);
 }
 
+void proxy_attempt_stats_abandon(const struct candidate *c)
+{
+    atomic_fetch_sub_explicit(&transfers_in_flight, 1, memory_order_relaxed);
+    provider_stats_abandon(c->provider->stats);
+}
+
 
 static void send_error_event(struct proxy *px, const char *why);
 
@@ -353,6 +359,11 @@ static void finish_with_failure(struct proxy *px)
     }
     struct http_request *req = px->req;
     req->acct.failovers = px->n_attempts ? (int)px->n_attempts - 1 : 0;
+    if (px->n_attempts && px->local_failures == (int)px->n_attempts) {
+        /* No provider was reached: this gateway's shortage, not theirs. */
+        http_respond_error_h(req, GW_ERR_UNAVAILABLE, msg, NULL, "Retry-After: 1\r\n");
+        return;
+    }
     if (px->n_attempts && px->all_timeouts)
         http_respond_error(req, GW_ERR_TIMEOUT, msg, NULL);
     else
@@ -968,7 +979,17 @@ void proxy_on_up_done(void *ctx, int err)
             proxy_stream_close(px);
             return;
         }
-        if (err == UPSTREAM_ERR_TIMEOUT) {
+        if (err == UPSTREAM_ERR_LOCAL) {
+            /* Not the provider's failure: its window and circuit are left
+             * alone; the next candidate may have a pooled connection. */
+            if (px->stats_open) {
+                px->stats_open = false;
+                proxy_attempt_stats_abandon(px->cand);
+                trace_attempt_end(px->req, px->cand, 0, false, false);
+            }
+            px->local_failures++;
+            attempt_failed(px, AF_CONNECT, "%s", upstream_error_text(err));
+        } else if (err == UPSTREAM_ERR_TIMEOUT) {
             char t[32];
             snprintf(t, sizeof t, "%lld ms", (long long)px->attempt_timeout_used);
             attempt_failed(px, AF_TIMEOUT, "timed out after %s", t);

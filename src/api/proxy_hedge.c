@@ -117,7 +117,8 @@ static void hedge_on_done(void *ctx, int err)
     px->hedge = NULL;
     proxy_record_attempt_for(px, h->l.cand->provider->name, h->l.start_us, "%s (hedge leg)",
                        upstream_error_text(err));
-    proxy_attempt_stats_end(h->l.cand, false, err == UPSTREAM_ERR_TIMEOUT, 0);
+    if (err == UPSTREAM_ERR_LOCAL) proxy_attempt_stats_abandon(h->l.cand);
+    else proxy_attempt_stats_end(h->l.cand, false, err == UPSTREAM_ERR_TIMEOUT, 0);
 }
 
 static const struct upstream_callbacks hedge_callbacks = {

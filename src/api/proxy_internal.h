@@ -41,6 +41,7 @@ struct proxy {
     struct attempt attempts[MAX_ATTEMPTS];
     size_t n_attempts;
     bool all_timeouts;
+    int local_failures;     /* attempts this gateway could not connect for want of descriptors */
     int upstream_attempts;  /* attempts that went to the network */
     int prepare_refusals;   /* candidates whose adapter could not express the request */
     int capacity_skips;     /* candidates skipped at their max_concurrency */
@@ -146,6 +147,9 @@ struct attempt *proxy_record_attempt_for(struct proxy *px, const char *provider,
                                          const char *fmt, const char *detail);
 struct attempt *proxy_record_attempt(struct proxy *px, const char *fmt, const char *detail);
 void proxy_attempt_stats_end(const struct candidate *c, bool ok, bool timeout, int64_t latency_us);
+/* The same for an attempt that never reached the provider (this process
+ * was out of descriptors or ports): nothing is counted against it. */
+void proxy_attempt_stats_abandon(const struct candidate *c);
 void proxy_arm_peer_watch(struct proxy *px);
 void proxy_on_up_head(void *ctx, const struct upstream_head *h);
 void proxy_on_up_data(void *ctx, const char *data, size_t len);

@@ -70,3 +70,9 @@ void circuit_on_result(struct provider_stats *s, bool ok, int64_t now_ms)
     long long held = atomic_exchange_explicit(&s->probe_ms, 0, memory_order_relaxed);
     if (ok && held != 0) atomic_store_explicit(&s->window, 0, memory_order_relaxed);
 }
+
+void circuit_on_no_result(struct provider_stats *s)
+{
+    if (!s) return;
+    atomic_store_explicit(&s->probe_ms, 0, memory_order_relaxed);
+}

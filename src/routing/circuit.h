@@ -38,5 +38,9 @@ bool circuit_should_skip(struct provider_stats *s, double threshold, int64_t now
  * outcome entered the window): a failure restarts the cool-down; a success
  * while a probe is out closes the circuit (empties the window). */
 void circuit_on_result(struct provider_stats *s, bool ok, int64_t now_ms);
+/* An attempt ended without an outcome of the provider's (this gateway
+ * could not even open a connection): a probe it held is free again, and
+ * nothing is counted. */
+void circuit_on_no_result(struct provider_stats *s);
 
 #endif

@@ -240,6 +240,19 @@ void provider_stats_end(struct provider_stats *s, bool ok, bool timeout, int64_t
     provider_stats_end_at(s, ok, timeout, latency_us, clock_mono_ms());
 }
 
+static void abandon_one(struct provider_stats *s, void *arg)
+{
+    (void)arg;
+    atomic_fetch_sub_explicit(&s->in_flight, 1, memory_order_relaxed);
+    circuit_on_no_result(s);
+}
+
+void provider_stats_abandon(struct provider_stats *s)
+{
+    if (!s) return;
+    each_linked(s, abandon_one, NULL);
+}
+
 static void ttft_one(struct provider_stats *s, void *arg)
 {
     ewma_update(&s->ewma_ttft_us, *(const int64_t *)arg);

@@ -97,6 +97,10 @@ void provider_stats_end(struct provider_stats *s, bool ok, bool timeout, int64_t
 /* The same at an explicit monotonic time (tests, and callers that have it). */
 void provider_stats_end_at(struct provider_stats *s, bool ok, bool timeout, int64_t latency_us,
                            int64_t now_ms);
+/* Ends an attempt on `s` and its links with no outcome of the provider's
+ * (this process was out of descriptors or ports): in-flight goes down,
+ * nothing enters the windows, a circuit probe it held is released. */
+void provider_stats_abandon(struct provider_stats *s);
 void provider_stats_ttft(struct provider_stats *s, int64_t ttft_us);
 
 /* Failures and total outcomes in the window at `now_ms` (both 0 when the

@@ -1090,7 +1090,11 @@ static void connect_to(struct upstream_call *call, struct origin *o, const struc
     bufferevent_setcb(c->bev, on_conn_read, on_conn_write, on_conn_event, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     if (bufferevent_socket_connect(c->bev, (struct sockaddr *)sa, (int)len) != 0) {
-        conn_failed(c, UPSTREAM_ERR_CONNECT);
+        /* No socket, or no local port, for it: this process's shortage,
+         * which says nothing of the provider. */
+        int e = errno;
+        bool local = e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM || e == EADDRNOTAVAIL;
+        conn_failed(c, local ? UPSTREAM_ERR_LOCAL : UPSTREAM_ERR_CONNECT);
         return;
     }
     c->fd = o->tls && !o->via_proxy ? -1 : bufferevent_getfd(c->bev);

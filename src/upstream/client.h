@@ -27,7 +27,8 @@ struct upstream_call;
     X(TIMEOUT, -6, "timed out")                                                 \
     X(RESET, -7, "connection closed before the response was complete")          \
     X(PROTOCOL, -8, "invalid HTTP response")                                    \
-    X(TOO_LARGE, -9, "response headers too large")
+    X(TOO_LARGE, -9, "response headers too large")                             \
+    X(LOCAL, -10, "this gateway is out of descriptors or ports for a new connection")
 
 enum upstream_error {
 #define X(name, val, text) UPSTREAM_ERR_##name = val,

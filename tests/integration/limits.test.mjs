@@ -73,6 +73,86 @@ test('EMFILE: with descriptors exhausted new clients get a prompt 503, and servi
   assert.match(gw.logs(), /accept_shed|accept_paused/);
 });
 
+// A keep-alive client connection: request(text) sends one request and
+// resolves with its parsed response (harness.parseHttpResponses).
+function keepAlive(port) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let buf = Buffer.alloc(0);
+    let want = null;
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      const rs = h.parseHttpResponses(buf);
+      if (want && rs[0] && rs[0].complete) {
+        const w = want;
+        want = null;
+        buf = Buffer.alloc(0);
+        w(rs[0]);
+      }
+    });
+    sock.on('error', () => {});
+    sock.once('error', reject);
+    sock.once('connect', () => resolve({
+      sock,
+      request: (text) => new Promise((res, rej) => {
+        const timer = setTimeout(() => rej(new Error('no answer within 5 s')), 5000);
+        want = (r) => { clearTimeout(timer); res(r); };
+        sock.write(text);
+      }),
+    }));
+  });
+}
+
+const chatRaw = (content) => {
+  const body = JSON.stringify(h.chatBody(content));
+  return `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+};
+
+test('EMFILE on the upstream side: a request that cannot open a connection to its provider gets a 503, and the provider is not blamed', { timeout: 30000 }, async (t) => {
+  const gw = await h.gatewayFor(t, h.baseConfig({ fakePort: f1.port }));
+  // Opened before the limit, and no request has gone upstream yet: no
+  // pooled connection to the provider exists.
+  const keep = await keepAlive(gw.port);
+  t.after(() => keep.sock.destroy());
+  assert.equal((await keep.request('GET /health HTTP/1.1\r\nHost: x\r\n\r\n')).status, 200);
+  const limit = fdCount(gw.proc.pid) + 12;
+  execFileSync('prlimit', ['--pid', String(gw.proc.pid), `--nofile=${limit}:${limit}`]);
+  const idle = [];
+  t.after(() => { for (const s of idle) s.destroy(); });
+  let shed = false;
+  for (let i = 0; i < 200 && !shed; i++) {
+    for (let k = 0; k < 4; k++) idle.push(await openIdle(gw.port));
+    const x = await h.rawExchange(gw.port, 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n', { timeoutMs: 3000, untilResponses: 1 });
+    shed = !!(x.responses[0] && x.responses[0].status === 503);
+  }
+  assert.ok(shed, `never ran out of descriptors with ${idle.length} idle connections and a limit of ${limit}`);
+
+  // Every descriptor is taken: the provider cannot be reached from here.
+  for (let i = 0; i < 3; i++) {
+    const r = await keep.request(chatRaw(`no descriptor ${i}`));
+    assert.equal(r.status, 503, r.body.toString());
+    assert.equal(r.json.error.code, 'service_unavailable');
+    assert.match(r.json.error.message, /p1: this gateway is out of descriptors or ports for a new connection/);
+    assert.equal(r.headers['retry-after'], '1');
+  }
+  assert.equal((await f1.requests()).length, 0, 'nothing reached the provider');
+  // ... which is not counted against it.
+  const st = await keep.request('GET /aiproxy/status HTTP/1.1\r\nHost: x\r\n\r\n');
+  assert.equal(st.status, 200);
+  const p1 = st.json.providers.find ? st.json.providers.find((p) => p.name === 'p1') : st.json.providers.p1;
+  assert.ok(p1, JSON.stringify(st.json.providers).slice(0, 300));
+  assert.equal(p1.failures, 0, JSON.stringify(p1));
+  assert.equal(p1.health, 'healthy', JSON.stringify(p1));
+
+  // Descriptors free up: the provider is used at once (no circuit to wait out).
+  for (const s of idle.splice(0)) s.destroy();
+  const ok = await h.waitFor(async () => {
+    const x = await keep.request(chatRaw('after upstream emfile'));
+    return x.status === 200 ? x : null;
+  }, 3000, 50, 'a 200 after the descriptors were freed');
+  assert.equal(ok.json.choices[0].message.content, 'echo: after upstream emfile');
+});
+
 test('max_concurrency: a provider never has more transfers in flight than its cap; the rest go elsewhere', {
   timeout: 20000,
 }, async (t) => {
