@@ -209,8 +209,6 @@ static size_t write_meta(struct proxy *px, char *out, size_t cap)
                                       : compute_cost(px->cand->model, &px->usage,
                                                      px->kind == API_IMAGES ? px->facts.n : 1)) +
                    px->hedge_loser_cost + proxy_cache_cost(px);
-    char usd[32];
-    money_format_usd(cost, usd, sizeof usd);
     const char *route = mesh_route_answer(px->req, &px->relay, px->mesh_via_out);
     px->req->acct.via_peer = peer;
     px->req->acct.route = route;
@@ -225,9 +223,13 @@ static size_t write_meta(struct proxy *px, char *out, size_t cap)
 
     struct jsonw w;
     jsonw_init(&w, out, cap);
-    jsonw_raw(&w, "{\"request_id\":");
-    jsonw_str(&w, px->req->id);
-    jsonw_raw(&w, ",\"provider\":");
+    if (px->req->from_peer) {
+        jsonw_raw(&w, "{\"provider\":");
+    } else {
+        jsonw_raw(&w, "{\"request_id\":");
+        jsonw_str(&w, px->req->id);
+        jsonw_raw(&w, ",\"provider\":");
+    }
     jsonw_str(&w, px->relay.present ? px->relay.provider : px->cand->provider->name);
     jsonw_raw(&w, ",\"node\":");
     jsonw_str(&w, px->relay.present ? px->relay.node : cfg->node.id);
@@ -249,10 +251,6 @@ static size_t write_meta(struct proxy *px, char *out, size_t cap)
          * little to read. */
         jsonw_raw(&w, ",\"cost_nanos\":");
         jsonw_int(&w, cost);
-        jsonw_raw(&w, ",\"cost\":");
-        jsonw_raw(&w, usd);
-        jsonw_raw(&w, ",\"failovers\":");
-        jsonw_int(&w, (int64_t)px->n_attempts - 1);
         /* The counts this node settled on, so that the origin can take the
          * answer from its tail without scanning it (mesh_relay_tail). */
         jsonw_raw(&w, ",\"usage\":{\"prompt_tokens\":");
@@ -295,6 +293,8 @@ static size_t write_meta(struct proxy *px, char *out, size_t cap)
         jsonw_raw(&w, ",\"tier\":");
         jsonw_str(&w, px->plan.tier);
     }
+    char usd[32];
+    money_format_usd(cost, usd, sizeof usd);
     jsonw_raw(&w, ",\"cost\":");
     jsonw_raw(&w, usd);
     if (px->usage.cached_tokens > 0) {
