@@ -956,6 +956,9 @@ static int on_value(struct scan *s, enum vtype t, const char *p, size_t n, bool 
     f->is_map = t == T_MAP;
     f->in_messages = pf ? (pf->in_messages || child == X_MESSAGES) : false;
     f->index = pf && !pf->is_map ? pf->count - 1 : 0;
+    /* Nothing inside a response's container of no meaning is read (a
+     * choice, a logprobs object): the parser checks it without events. */
+    if (s->is_response && child == X_OTHER) return JSON_SAX_SKIP_CONTENTS;
     return 1;
 }
 

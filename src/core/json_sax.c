@@ -293,15 +293,36 @@ static bool top_is_map(const struct json_sax *p, size_t depth)
     return (p->kinds[(depth - 1) >> 3] >> ((depth - 1) & 7)) & 1;
 }
 
+/* A value's callback, unless inside a container whose contents are skipped. */
 #define CALL(fn, ...)                                                                              \
     do {                                                                                           \
-        if (cb->fn && !cb->fn(__VA_ARGS__)) return JSON_SAX_CANCELED;                              \
+        if (!quiet && cb->fn && !cb->fn(__VA_ARGS__)) return JSON_SAX_CANCELED;                    \
+    } while (0)
+
+/* A container's start: its callback may ask to skip its contents. */
+#define CALL_START(fn)                                                                             \
+    do {                                                                                           \
+        if (!quiet && cb->fn) {                                                                    \
+            int r_ = cb->fn(ctx);                                                                  \
+            if (!r_) return JSON_SAX_CANCELED;                                                     \
+            if (r_ == JSON_SAX_SKIP_CONTENTS) quiet = depth;                                       \
+        }                                                                                          \
+    } while (0)
+
+/* A container's end, `depth` still counting it: reported when its contents
+ * were (or when it is the skipped container itself). */
+#define CALL_END(fn)                                                                               \
+    do {                                                                                           \
+        if (quiet == depth) quiet = 0;                                                             \
+        depth--;                                                                                   \
+        CALL(fn, ctx);                                                                             \
     } while (0)
 
 static enum json_sax_status run(struct json_sax *p, const struct json_sax_callbacks *cb, void *ctx)
 {
     const unsigned char *b = (const unsigned char *)p->buf;
     size_t len = p->len, depth = 0, i = 0;
+    size_t quiet = 0; /* nonzero: the depth of the container whose contents are skipped */
     const char *text;
     size_t n;
 
@@ -314,13 +335,12 @@ value:
         if (depth >= JSON_SAX_MAX_DEPTH) return fail(p, "nesting too deep", i);
         push(p, depth++, true);
         p->pos = ++i;
-        CALL(start_map, ctx);
+        CALL_START(start_map);
         i = skip_ws(p, i);
         if (i < len && b[i] == '}') {
             p->tok = i;
             p->pos = ++i;
-            depth--;
-            CALL(end_map, ctx);
+            CALL_END(end_map);
             goto after;
         }
         goto key;
@@ -328,13 +348,12 @@ value:
         if (depth >= JSON_SAX_MAX_DEPTH) return fail(p, "nesting too deep", i);
         push(p, depth++, false);
         p->pos = ++i;
-        CALL(start_array, ctx);
+        CALL_START(start_array);
         i = skip_ws(p, i);
         if (i < len && b[i] == ']') {
             p->tok = i;
             p->pos = ++i;
-            depth--;
-            CALL(end_array, ctx);
+            CALL_END(end_array);
             goto after;
         }
         goto value;
@@ -398,8 +417,7 @@ after:
         if (b[i] != '}') return fail(p, "',' or '}' expected in an object", i);
         p->tok = i;
         p->pos = ++i;
-        depth--;
-        CALL(end_map, ctx);
+        CALL_END(end_map);
         goto after;
     }
     if (b[i] == ',') {
@@ -409,8 +427,7 @@ after:
     if (b[i] != ']') return fail(p, "',' or ']' expected in an array", i);
     p->tok = i;
     p->pos = ++i;
-    depth--;
-    CALL(end_array, ctx);
+    CALL_END(end_array);
     goto after;
 }
 

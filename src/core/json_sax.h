@@ -22,7 +22,12 @@
 
 /* Each returns nonzero to go on, 0 to stop the parse (JSON_SAX_CANCELED).
  * Strings and keys are unescaped UTF-8 (may contain NUL when the text
- * escapes one); numbers are their raw text. */
+ * escapes one); numbers are their raw text. start_map and start_array may
+ * return JSON_SAX_SKIP_CONTENTS: the container's contents are then checked
+ * as strictly but reported to no callback, and its end_map / end_array
+ * comes as usual. */
+#define JSON_SAX_SKIP_CONTENTS 2
+
 struct json_sax_callbacks {
     int (*null_value)(void *ctx);
     int (*boolean)(void *ctx, int value);

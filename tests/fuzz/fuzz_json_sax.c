@@ -22,6 +22,11 @@
  * The same input is then parsed without callbacks (same outcome) and with a
  * callback that stops at event k (k from the input's length): JSON_SAX_CANCELED
  * after exactly k + 1 events when there are that many.
+ * And once more recording every event (kind and token offsets), then with
+ * JSON_SAX_SKIP_CONTENTS returned for the containers a hash of their offset
+ * picks: the same outcome and error, and exactly the first run's events
+ * without those strictly inside a skipped container (its start and end
+ * stay).
  * Build: see scripts/fuzz.sh (src/core/*.c and jansson are linked). */
 #include <assert.h>
 #include <jansson.h>
@@ -390,6 +395,87 @@ static const struct json_sax_callbacks STOP = {
     .end_array = s_tick,
 };
 
+/* The recording passes. */
+struct rec_ev {
+    char kind;
+    size_t tok, end;
+};
+struct rec {
+    struct json_sax p;
+    struct rec_ev *ev;
+    size_t n, cap;
+    bool skipping;
+    uint32_t salt;
+};
+static bool skip_here(uint32_t salt, size_t tok)
+{
+    return (((uint32_t)tok * 2654435761u) ^ salt) % 3 == 0;
+}
+static int r_push(struct rec *r, char kind)
+{
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 64;
+        r->ev = realloc(r->ev, r->cap * sizeof *r->ev);
+        assert(r->ev);
+    }
+    r->ev[r->n++] = (struct rec_ev){kind, json_sax_token_start(&r->p), json_sax_consumed(&r->p)};
+    return 1;
+}
+static int r_start(struct rec *r, char kind)
+{
+    r_push(r, kind);
+    return r->skipping && skip_here(r->salt, json_sax_token_start(&r->p)) ? JSON_SAX_SKIP_CONTENTS : 1;
+}
+static int r_null(void *c) { return r_push(c, 'n'); }
+static int r_bool(void *c, int v) { return r_push(c, v ? 't' : 'f'); }
+static int r_number(void *c, const char *t, size_t n) { return r_push(c, '0'); }
+static int r_string(void *c, const char *t, size_t n) { return r_push(c, 's'); }
+static int r_key(void *c, const char *t, size_t n) { return r_push(c, 'k'); }
+static int r_start_map(void *c) { return r_start(c, '{'); }
+static int r_start_array(void *c) { return r_start(c, '['); }
+static int r_end_map(void *c) { return r_push(c, '}'); }
+static int r_end_array(void *c) { return r_push(c, ']'); }
+static const struct json_sax_callbacks REC = {
+    .null_value = r_null,
+    .boolean = r_bool,
+    .number = r_number,
+    .string = r_string,
+    .start_map = r_start_map,
+    .map_key = r_key,
+    .end_map = r_end_map,
+    .start_array = r_start_array,
+    .end_array = r_end_array,
+};
+
+static void check_skipping(const uint8_t *data, size_t size)
+{
+    struct rec all = {.salt = (uint32_t)size * 40503u};
+    struct rec some = {.skipping = true, .salt = all.salt};
+    enum json_sax_status st1 = json_sax_parse(&all.p, &REC, &all, (const char *)data, size);
+    enum json_sax_status st2 = json_sax_parse(&some.p, &REC, &some, (const char *)data, size);
+    assert(st1 == st2);
+    if (st1 == JSON_SAX_ERROR) assert(all.p.error == some.p.error && all.p.error_at == some.p.error_at);
+    size_t k = 0, hidden = 0; /* hidden: open containers inside a skipped one, itself included */
+    for (size_t i = 0; i < all.n; i++) {
+        const struct rec_ev *e = &all.ev[i];
+        bool open = e->kind == '{' || e->kind == '[', close = e->kind == '}' || e->kind == ']';
+        bool kept = true;
+        if (hidden) {
+            if (open) hidden++;
+            kept = close && --hidden == 0; /* only the skipped container's end */
+        } else if (open && skip_here(all.salt, e->tok)) {
+            hidden = 1;
+        }
+        if (!kept) continue;
+        assert(k < some.n);
+        assert(some.ev[k].kind == e->kind && some.ev[k].tok == e->tok && some.ev[k].end == e->end);
+        k++;
+    }
+    assert(k == some.n);
+    free(all.ev);
+    free(some.ev);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct fz f;
@@ -446,6 +532,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         assert(st3 == st && s.events == f.events);
     }
     assert(q.scratch == NULL);
+
+    check_skipping(data, size);
 
     for (size_t i = 0; i <= JSON_SAX_MAX_DEPTH; i++) free(f.key[i]);
     json_decref(f.root);
