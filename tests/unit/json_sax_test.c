@@ -2,8 +2,9 @@
  * kind with its event sequence, the token offsets a callback sees, string
  * escapes (surrogate pairs, lone surrogates, \u0000), strict UTF-8, the
  * number grammar, what is refused and where (error_at), nesting at and past
- * JSON_SAX_MAX_DEPTH, cancelling from each callback, and the scratch
- * buffer reused by escaped strings of growing length. */
+ * JSON_SAX_MAX_DEPTH, cancelling from each callback, the scratch
+ * buffer reused by escaped strings of growing length, and containers whose
+ * contents a start callback asked to skip. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -948,6 +949,72 @@ static void test_reuse(void **state)
     free(r);
 }
 
+/* A start callback that asks to skip the contents of the containers
+ * opened under the key "skip" (its key is remembered by on_key_skip). */
+static bool next_is_skipped;
+static int on_key_skip(void *ctx, const char *s, size_t n)
+{
+    next_is_skipped = n == 4 && memcmp(s, "skip", 4) == 0;
+    return on_key(ctx, s, n);
+}
+static int start_skip(void *ctx, const char *tag)
+{
+    bool skip = next_is_skipped;
+    next_is_skipped = false;
+    if (!event(ctx, tag, NULL, 0)) return 0;
+    return skip ? JSON_SAX_SKIP_CONTENTS : 1;
+}
+static int on_start_map_skip(void *ctx)
+{
+    return start_skip(ctx, "{");
+}
+static int on_start_array_skip(void *ctx)
+{
+    return start_skip(ctx, "[");
+}
+
+static void test_skip_contents(void **state)
+{
+    struct json_sax_callbacks cb = REC;
+    cb.map_key = on_key_skip;
+    cb.start_map = on_start_map_skip;
+    cb.start_array = on_start_array_skip;
+    struct rec *r = rec_new();
+    r->offsets = true;
+    const char *json = "{\"skip\":{\"a\":[1,{\"b\":\"x\\u00e9\"}],\"skip\":[]},\"c\":[true],\"skip\":[[],{}]}";
+    next_is_skipped = false;
+    r->n = 0;
+    r->out[0] = '\0';
+    assert_int_equal(json_sax_parse(&r->p, &cb, r, json, strlen(json)), JSON_SAX_OK);
+    /* the skipped containers' starts and ends with their offsets, nothing inside */
+    assert_string_equal(r->out, "{@0-1 k:skip@1-7 {@8-9 }@42-43 k:c@44-47 [@48-49 true@49-53 ]@53-54 "
+                                "k:skip@55-61 [@62-63 ]@68-69 }@69-70");
+    /* inside, the grammar, UTF-8 and depth are checked as strictly */
+    static const char *const bad[] = {
+        "{\"skip\":[1,]}", "{\"skip\":{\"a\":tru}}", "{\"skip\":[\"\xc3\"]}", "{\"skip\":[\"\x01\"]}",
+        "{\"skip\":[01]}", "{\"skip\":{1:2}}", "{\"skip\":[}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct json_sax q;
+        struct json_sax_callbacks none = {0};
+        enum json_sax_status want = json_sax_parse(&q, &none, NULL, bad[i], strlen(bad[i]));
+        size_t want_at = q.error_at;
+        next_is_skipped = false;
+        assert_int_equal(want, JSON_SAX_ERROR);
+        assert_int_equal(json_sax_parse(&r->p, &cb, r, bad[i], strlen(bad[i])), JSON_SAX_ERROR);
+        assert_int_equal(r->p.error_at, want_at);
+    }
+    char *deep = malloc(JSON_SAX_MAX_DEPTH + 32);
+    assert_non_null(deep);
+    size_t n = (size_t)sprintf(deep, "{\"skip\":");
+    for (int i = 0; i < JSON_SAX_MAX_DEPTH; i++) deep[n++] = '[';
+    next_is_skipped = false;
+    assert_int_equal(json_sax_parse(&r->p, &cb, r, deep, n), JSON_SAX_ERROR);
+    assert_string_equal(r->p.error, "nesting too deep");
+    free(deep);
+    free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -971,6 +1038,7 @@ int main(void)
         cmocka_unit_test(test_cancel_from_each_callback),
         cmocka_unit_test(test_no_callbacks),
         cmocka_unit_test(test_reuse),
+        cmocka_unit_test(test_skip_contents),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
