@@ -336,9 +336,6 @@ static bool utf8_valid(const unsigned char *p, size_t n)
 
 enum num_result { NUM_OK, NUM_NOT_INTEGER, NUM_RANGE };
 
-/* Parses the raw number text as an integer: a fraction or exponent is
- * NUM_NOT_INTEGER (so 1e3 and 3.0 are refused, not rounded), a value that
- * does not fit int64 is NUM_RANGE. */
 static bool has_fraction_or_exponent(const char *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -346,6 +343,9 @@ static bool has_fraction_or_exponent(const char *p, size_t n)
     return false;
 }
 
+/* Parses the raw number text as an integer: a fraction or exponent is
+ * NUM_NOT_INTEGER (so 1e3 and 3.0 are refused, not rounded), a value that
+ * does not fit int64 is NUM_RANGE. */
 static enum num_result parse_int(const char *p, size_t n, int64_t *out)
 {
     bool neg = n > 0 && p[0] == '-';
