@@ -260,6 +260,7 @@ struct scan {
 
     /* response */
     struct resp_facts *resp;
+    bool walk_all;                      /* SCAN_WALK_ALL: skip nothing */
     bool total_seen;
     /* prompt_tokens_details' counts win over usage's Anthropic-named ones */
     bool details_cached_seen, details_write_seen;
@@ -956,9 +957,12 @@ static int on_value(struct scan *s, enum vtype t, const char *p, size_t n, bool 
     f->is_map = t == T_MAP;
     f->in_messages = pf ? (pf->in_messages || child == X_MESSAGES) : false;
     f->index = pf && !pf->is_map ? pf->count - 1 : 0;
-    /* Nothing inside a response's container of no meaning is read (a
-     * choice, a logprobs object): the parser checks it without events. */
-    if (s->is_response && child == X_OTHER) return JSON_SAX_SKIP_CONTENTS;
+    /* Nothing inside a container of no meaning is read: in a response a
+     * choice or a logprobs object, in a request a tool's schema or an
+     * unknown parameter's object (not inside messages, whose text and
+     * parts count). The parser checks it without events. */
+    if (child == X_OTHER && (s->is_response || !f->in_messages) && !s->walk_all)
+        return JSON_SAX_SKIP_CONTENTS;
     return 1;
 }
 
@@ -1051,9 +1055,15 @@ static int run(struct scan *s)
 {
     struct json_sax p;
     s->p = &p;
-    enum json_sax_status st = json_sax_parse(&p, &callbacks, s, s->body, s->len);
+    /* A request's nesting limit holds in what is skipped too (the parser
+     * enforces it, at the same container as on_value would). */
+    enum json_sax_status st =
+        json_sax_parse_depth(&p, &callbacks, s, s->body, s->len,
+                             s->is_response ? JSON_SAX_MAX_DEPTH : SCAN_MAX_DEPTH);
     s->p = NULL;
     if (st == JSON_SAX_OK) return s->failed ? -1 : 0;
+    if (st == JSON_SAX_ERROR && !s->failed && p.error == json_sax_too_deep && !s->is_response)
+        return fail(s, "", "nesting too deep (more than %d levels)", SCAN_MAX_DEPTH), -1;
     if (st == JSON_SAX_ERROR && !s->failed) {
         s->failed = true;
         if (s->err) {
@@ -1095,6 +1105,7 @@ int scan_request_flags(enum scan_kind kind, const char *body, size_t len, struct
     s.err = err;
     s.max_tokens = -1;
     s.max_completion_tokens = -1;
+    s.walk_all = (flags & SCAN_WALK_ALL) != 0;
 
     if (run(&s) < 0) return -1;
 
@@ -1121,6 +1132,11 @@ int scan_request_flags(enum scan_kind kind, const char *body, size_t len, struct
 
 int scan_response(const char *body, size_t len, struct resp_facts *out)
 {
+    return scan_response_flags(body, len, out, 0);
+}
+
+int scan_response_flags(const char *body, size_t len, struct resp_facts *out, unsigned flags)
+{
     struct scan s;
 
     memset(&s, 0, sizeof s);
@@ -1129,6 +1145,7 @@ int scan_response(const char *body, size_t len, struct resp_facts *out)
     s.len = len;
     s.is_response = true;
     s.resp = out;
+    s.walk_all = (flags & SCAN_WALK_ALL) != 0;
 
     if (run(&s) < 0) return -1;
     if (out->usage.present && !s.total_seen)

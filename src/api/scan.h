@@ -65,6 +65,10 @@ int scan_request(enum scan_kind kind, const char *body, size_t len, struct req_f
  * (routing.auto_tier picks one); out->model is then "" and model_len 0 (a
  * present model is still checked as above). */
 #define SCAN_MODEL_OPTIONAL 1u
+/* SCAN_WALK_ALL: walk every container, even those the scan skips because
+ * nothing in them matters (a tool's schema, a choice); the facts must be
+ * the same either way (tests compare the two). */
+#define SCAN_WALK_ALL 2u
 int scan_request_flags(enum scan_kind kind, const char *body, size_t len, struct req_facts *out,
                        struct scan_error *err, unsigned flags);
 
@@ -116,6 +120,8 @@ struct resp_facts {
 /* Scans a response body or one stream event's data. Returns 0 when `body`
  * is one valid JSON object (trailing whitespace allowed), else -1. */
 int scan_response(const char *body, size_t len, struct resp_facts *out);
+/* The same with flags (SCAN_WALK_ALL). */
+int scan_response_flags(const char *body, size_t len, struct resp_facts *out, unsigned flags);
 
 /* Rough token estimate from text size: ceil(bytes / 4), at least 1 for
  * non-empty text. */

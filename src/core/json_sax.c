@@ -318,7 +318,10 @@ static bool top_is_map(const struct json_sax *p, size_t depth)
         CALL(fn, ctx);                                                                             \
     } while (0)
 
-static enum json_sax_status run(struct json_sax *p, const struct json_sax_callbacks *cb, void *ctx)
+const char json_sax_too_deep[] = "nesting too deep";
+
+static enum json_sax_status run(struct json_sax *p, const struct json_sax_callbacks *cb, void *ctx,
+                                size_t max_depth)
 {
     const unsigned char *b = (const unsigned char *)p->buf;
     size_t len = p->len, depth = 0, i = 0;
@@ -332,7 +335,7 @@ value:
     p->tok = i;
     switch (b[i]) {
     case '{':
-        if (depth >= JSON_SAX_MAX_DEPTH) return fail(p, "nesting too deep", i);
+        if (depth >= max_depth) return fail(p, json_sax_too_deep, i);
         push(p, depth++, true);
         p->pos = ++i;
         CALL_START(start_map);
@@ -345,7 +348,7 @@ value:
         }
         goto key;
     case '[':
-        if (depth >= JSON_SAX_MAX_DEPTH) return fail(p, "nesting too deep", i);
+        if (depth >= max_depth) return fail(p, json_sax_too_deep, i);
         push(p, depth++, false);
         p->pos = ++i;
         CALL_START(start_array);
@@ -434,6 +437,13 @@ after:
 enum json_sax_status json_sax_parse(struct json_sax *p, const struct json_sax_callbacks *cb,
                                     void *ctx, const char *buf, size_t len)
 {
+    return json_sax_parse_depth(p, cb, ctx, buf, len, JSON_SAX_MAX_DEPTH);
+}
+
+enum json_sax_status json_sax_parse_depth(struct json_sax *p, const struct json_sax_callbacks *cb,
+                                          void *ctx, const char *buf, size_t len, size_t max_depth)
+{
+    if (max_depth == 0 || max_depth > JSON_SAX_MAX_DEPTH) max_depth = JSON_SAX_MAX_DEPTH;
     p->buf = buf ? buf : "";
     p->len = buf ? len : 0;
     p->pos = p->tok = 0;
@@ -441,7 +451,7 @@ enum json_sax_status json_sax_parse(struct json_sax *p, const struct json_sax_ca
     p->error_at = 0;
     p->scratch = NULL;
     p->scratch_cap = 0;
-    enum json_sax_status st = run(p, cb, ctx);
+    enum json_sax_status st = run(p, cb, ctx, max_depth);
     free(p->scratch);
     p->scratch = NULL;
     p->scratch_cap = 0;

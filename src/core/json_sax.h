@@ -59,6 +59,13 @@ struct json_sax {
  * is left allocated when it returns. */
 enum json_sax_status json_sax_parse(struct json_sax *p, const struct json_sax_callbacks *cb,
                                     void *ctx, const char *buf, size_t len);
+/* The same with a lower nesting limit (1..JSON_SAX_MAX_DEPTH): opening a
+ * container past `max_depth` open ones is the "nesting too deep" error,
+ * skipped contents included. */
+enum json_sax_status json_sax_parse_depth(struct json_sax *p, const struct json_sax_callbacks *cb,
+                                          void *ctx, const char *buf, size_t len, size_t max_depth);
+/* The error text of a parse stopped by the nesting limit (compare pointers). */
+extern const char json_sax_too_deep[];
 
 /* In a callback: the offset of the reported token's first byte ('{', '[',
  * '"', a digit...) and the offset just past its last byte. */

@@ -2,6 +2,8 @@
  * kind and scan_response over the input and checks what a success promises:
  * the model token range points at a quoted token inside the body, and the
  * response's close_off points at its final '}' with only whitespace after.
+ * Each is run again with SCAN_WALK_ALL (no container skipped): the same
+ * outcome, error and facts, byte for byte.
  * Build: clang -g -fsanitize=fuzzer,address,undefined -Isrc tests/fuzz/fuzz_scan.c
  *        src/api/scan.c src/core/alloc.c $(pkg-config --cflags --libs yajl) -lm */
 #include <assert.h>
@@ -40,10 +42,18 @@ static bool must_parse;
 
 static void check_request(enum scan_kind kind, const char *body, size_t len)
 {
-    struct req_facts f;
-    struct scan_error e;
+    struct req_facts f, f2;
+    struct scan_error e, e2;
 
-    if (scan_request(kind, body, len, &f, &e) != 0) {
+    int rc = scan_request(kind, body, len, &f, &e);
+    /* skipping changes nothing */
+    assert(scan_request_flags(kind, body, len, &f2, &e2, SCAN_WALK_ALL) == rc);
+    if (rc != 0)
+        assert(strcmp(e.message, e2.message) == 0 && strcmp(e.param, e2.param) == 0 &&
+               e.invalid_json == e2.invalid_json);
+    else
+        assert(memcmp(&f, &f2, sizeof f) == 0);
+    if (rc != 0) {
         assert(strlen(e.message) > 0 && strlen(e.message) < sizeof e.message);
         assert(strlen(e.param) < sizeof e.param);
         assert(!e.invalid_json || e.param[0] == '\0');
@@ -69,9 +79,12 @@ static void check_request(enum scan_kind kind, const char *body, size_t len)
 
 static void check_response(const char *body, size_t len)
 {
-    struct resp_facts r;
+    struct resp_facts r, r2;
 
-    if (scan_response(body, len, &r) != 0) return;
+    int rc = scan_response(body, len, &r);
+    assert(scan_response_flags(body, len, &r2, SCAN_WALK_ALL) == rc);
+    if (rc == 0) assert(memcmp(&r, &r2, sizeof r) == 0);
+    if (rc != 0) return;
     assert(r.close_off < len && body[r.close_off] == '}');
     for (size_t i = r.close_off + 1; i < len; i++)
         assert(body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n');

@@ -135,6 +135,32 @@ static void test_defaults(void **state)
     assert_true(f.has_tools);
 }
 
+/* Containers of no meaning outside messages (a tool's schema, an unknown
+ * parameter's object) are skipped by the parser, yet checked as strictly:
+ * the facts are those of a full walk, bad JSON inside is invalid_json, and
+ * the 64-level limit holds inside them with the same error. */
+static void test_skipped_containers(void **state)
+{
+    struct req_facts f;
+    ok("{\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\","
+       "\"properties\":{\"model\":{\"type\":\"string\"},\"stream\":true,\"messages\":[{\"role\":\"bogus\"}]}}}}],"
+       "\"model\":\"m\",\"metadata\":{\"max_tokens\":5,\"n\":[1,{\"x\":null}]}," MSGS "}", &f);
+    assert_string_equal(f.model, "m");
+    assert_true(f.has_tools);
+    assert_false(f.stream);
+    assert_int_equal(f.max_tokens, -1);
+    assert_int_equal(f.n, 1);
+    assert_int_equal(f.text_bytes, 2);
+    bad_json("{\"model\":\"m\"," MSGS ",\"tools\":[{\"a\":[1,]}]}");
+    bad_json("{\"model\":\"m\"," MSGS ",\"metadata\":{\"a\":\"\xc3\"}}");
+    bad_json("{\"model\":\"m\"," MSGS ",\"metadata\":{\"a\":tru}}");
+    char body[512];
+    size_t n = (size_t)snprintf(body, sizeof body, "{\"model\":\"m\"," MSGS ",\"tools\":[{\"x\":");
+    for (int i = 0; i < SCAN_MAX_DEPTH; i++) body[n++] = '[';
+    body[n] = '\0'; /* unterminated, too: refused as too deep first */
+    err(body, "", "nesting too deep (more than 64 levels)");
+}
+
 static void test_nested_model_ignored(void **state)
 {
     struct req_facts f;
@@ -624,6 +650,7 @@ int main(void)
         cmocka_unit_test(test_full_chat),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_nested_model_ignored),
+        cmocka_unit_test(test_skipped_containers),
         cmocka_unit_test(test_escaped_model),
         cmocka_unit_test(test_completions),
         cmocka_unit_test(test_embeddings),
