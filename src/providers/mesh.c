@@ -37,6 +37,44 @@ static int mesh_prepare(const struct provider_call *call, struct provider_reques
     return 0;
 }
 
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Whether only blanks lie in text[from, to). */
+static bool only_blanks(const char *text, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++)
+        if (!is_blank(text[i])) return false;
+    return true;
+}
+
+/* What the relay `rl` says, copied into the arena (`text`: what it was
+ * scanned in, for its route's offsets). */
+static void keep_relay(struct arena *a, const struct resp_relay *rl, const char *text,
+                       struct provider_relay *r)
+{
+    r->present = true;
+    r->cost = rl->cost_nanos;
+    r->node = arena_strdup(a, rl->node);
+    r->provider = arena_strdup(a, rl->provider);
+    r->route = rl->route_len ? arena_strndup(a, text + rl->route_off, rl->route_len) : NULL;
+}
+
+/* `text` without text[from, to), NUL-terminated, in the arena. */
+static void cut_span(struct arena *a, const char *text, size_t len, size_t from, size_t to,
+                     char **out, size_t *out_len)
+{
+    size_t rest = len - to;
+    char *o = arena_alloc(a, from + rest + 1);
+    memcpy(o, text, from);
+    memcpy(o + from, text + to, rest);
+    o[from + rest] = '\0';
+    *out = o;
+    *out_len = from + rest;
+}
+
 bool mesh_relay_take(struct arena *a, const char *text, size_t len, const struct resp_facts *rf,
                      char **out, size_t *out_len, struct provider_relay *r)
 {
@@ -44,32 +82,10 @@ bool mesh_relay_take(struct arena *a, const char *text, size_t len, const struct
     if (!rl->present || !rl->cuttable || rl->end_off > rf->close_off || rf->close_off >= len)
         return false;
     /* Only blanks between the object and the root's closing brace. */
-    for (size_t i = rl->end_off; i < rf->close_off; i++)
-        if (!strchr(" \t\r\n", text[i])) return false;
-    r->present = true;
-    r->cost = rl->cost_nanos;
-    r->node = arena_strdup(a, rl->node);
-    r->provider = arena_strdup(a, rl->provider);
-    char *route = rl->route_len ? arena_strndup(a, text + rl->route_off, rl->route_len) : NULL;
-    /* yajl takes \v and \f as blanks between tokens; JSON does not, and the
-     * route goes into this node's own answer: made plain blanks (inside a
-     * string the parser refused raw control bytes already) */
-    for (char *q = route; q && *q; q++)
-        if (*q == '\v' || *q == '\f') *q = ' ';
-    r->route = route;
-    size_t head = rl->start_off, tail = len - rl->end_off;
-    char *o = arena_alloc(a, head + tail + 1);
-    memcpy(o, text, head);
-    memcpy(o + head, text + rl->end_off, tail);
-    o[head + tail] = '\0';
-    *out = o;
-    *out_len = head + tail;
+    if (!only_blanks(text, rl->end_off, rf->close_off)) return false;
+    keep_relay(a, rl, text, r);
+    cut_span(a, text, len, rl->start_off, rl->end_off, out, out_len);
     return true;
-}
-
-static bool is_blank(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
 /* The last `,"x-aiproxy":{` in text[from, to), or SIZE_MAX. */
@@ -105,32 +121,18 @@ bool mesh_relay_tail(struct arena *a, const char *text, size_t len, struct resp_
     if (scan_response(small, tail + 1, &t) != 0) return false;
     const struct resp_relay *rl = &t.relay;
     if (!rl->present || !rl->usage.present || rl->end_off == 0 || rl->end_off > t.close_off) return false;
-    for (size_t i = rl->end_off; i < t.close_off; i++)
-        if (!is_blank(small[i])) return false; /* the relay is the root's last member */
-    r->present = true;
-    r->cost = rl->cost_nanos;
-    r->node = arena_strdup(a, rl->node);
-    r->provider = arena_strdup(a, rl->provider);
-    char *route = rl->route_len ? arena_strndup(a, small + rl->route_off, rl->route_len) : NULL;
-    for (char *q = route; q && *q; q++)
-        if (*q == '\v' || *q == '\f') *q = ' ';
-    r->route = route;
+    if (!only_blanks(small, rl->end_off, t.close_off)) return false; /* the root's last member */
+    keep_relay(a, rl, small, r);
     /* The answer without `,"x-aiproxy":{...}`: what a scan would have said
      * of it, from the relay's own counts. */
     size_t relay_end = start + rl->end_off; /* in text */
-    size_t rest = len - relay_end;
-    char *o = arena_alloc(a, start + rest + 1);
-    memcpy(o, text, start);
-    memcpy(o + start, text + relay_end, rest);
-    o[start + rest] = '\0';
+    cut_span(a, text, len, start, relay_end, out, out_len);
     memset(rf, 0, sizeof *rf);
     rf->usage = rl->usage;
     rf->close_off = start + (close - relay_end);
     size_t before = start;
     while (before > open + 1 && is_blank(text[before - 1])) before--;
     rf->root_empty = before == open + 1;
-    *out = o;
-    *out_len = start + rest;
     return true;
 }
 
