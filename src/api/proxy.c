@@ -169,6 +169,16 @@ static void attempt_close(struct proxy *px, bool ok, bool timeout)
     trace_attempt_end(px->req, px->cand, px->status, ok, timeout); /* obs: the attempt's span */
 }
 
+/* The same for an attempt that never reached its provider (this process
+ * had no descriptor or port for it): nothing is counted against it. */
+static void attempt_abandon(struct proxy *px)
+{
+    if (!px->stats_open) return;
+    px->stats_open = false;
+    proxy_attempt_stats_abandon(px->cand);
+    trace_attempt_end(px->req, px->cand, 0, false, false);
+}
+
 /* Tokens at the model's prices, plus its per-generation price for each
  * generation (images: `n` of them). */
 static nanos_t compute_cost(const struct config_model *m, const struct usage *u, int64_t generations)
@@ -982,11 +992,7 @@ void proxy_on_up_done(void *ctx, int err)
         if (err == UPSTREAM_ERR_LOCAL) {
             /* Not the provider's failure: its window and circuit are left
              * alone; the next candidate may have a pooled connection. */
-            if (px->stats_open) {
-                px->stats_open = false;
-                proxy_attempt_stats_abandon(px->cand);
-                trace_attempt_end(px->req, px->cand, 0, false, false);
-            }
+            attempt_abandon(px);
             px->local_failures++;
             attempt_failed(px, AF_CONNECT, "%s", upstream_error_text(err));
         } else if (err == UPSTREAM_ERR_TIMEOUT) {

@@ -247,6 +247,7 @@ struct scan {
     bool is_response;
     enum scan_kind kind;
     bool failed;
+    bool walk_all;                      /* SCAN_WALK_ALL: skip nothing */
 
     size_t depth;                       /* open containers */
     struct frame stack[SCAN_MAX_DEPTH]; /* stack[depth - 1] is the innermost */
@@ -260,7 +261,6 @@ struct scan {
 
     /* response */
     struct resp_facts *resp;
-    bool walk_all;                      /* SCAN_WALK_ALL: skip nothing */
     bool total_seen;
     /* prompt_tokens_details' counts win over usage's Anthropic-named ones */
     bool details_cached_seen, details_write_seen;
@@ -943,9 +943,9 @@ static int on_value(struct scan *s, enum vtype t, const char *p, size_t n, bool 
         if (!s->is_response && off > 0) s->req->root_open_off = off - 1;
     }
     if (s->depth >= SCAN_MAX_DEPTH) {
-        if (!s->is_response) return fail(s, "", "nesting too deep (more than %d levels)", SCAN_MAX_DEPTH);
-        /* Responses come from upstreams we chose: tolerate depth, just stop
-         * tracking meaning past the stack. */
+        /* Only a response gets here (a request's parse stops at this depth,
+         * see run): upstreams we chose may nest deeper; tolerate it, just
+         * stop tracking meaning past the stack. */
         s->depth++;
         memset(&s->deep, 0, sizeof s->deep);
         s->deep.is_map = t == T_MAP;
@@ -1062,8 +1062,10 @@ static int run(struct scan *s)
                              s->is_response ? JSON_SAX_MAX_DEPTH : SCAN_MAX_DEPTH);
     s->p = NULL;
     if (st == JSON_SAX_OK) return s->failed ? -1 : 0;
-    if (st == JSON_SAX_ERROR && !s->failed && p.error == json_sax_too_deep && !s->is_response)
-        return fail(s, "", "nesting too deep (more than %d levels)", SCAN_MAX_DEPTH), -1;
+    if (st == JSON_SAX_ERROR && !s->failed && p.error == json_sax_too_deep && !s->is_response) {
+        fail(s, "", "nesting too deep (more than %d levels)", SCAN_MAX_DEPTH);
+        return -1;
+    }
     if (st == JSON_SAX_ERROR && !s->failed) {
         s->failed = true;
         if (s->err) {
