@@ -30,24 +30,29 @@ function openIdle(port) {
   });
 }
 
+// Lowers the gateway's descriptor limit to what it has open + 12, then
+// fills it with idle connections (kept in `idle`), probing /health now and
+// then, until a probe is shed with 503; every earlier probe must be a 200.
+// Returns that 503 exchange.
+async function exhaustDescriptors(gw, idle) {
+  const limit = fdCount(gw.proc.pid) + 12;
+  execFileSync('prlimit', ['--pid', String(gw.proc.pid), `--nofile=${limit}:${limit}`]);
+  for (let i = 0; i < 200; i++) {
+    for (let k = 0; k < 4; k++) idle.push(await openIdle(gw.port));
+    const x = await h.rawExchange(gw.port, 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n', { timeoutMs: 3000, untilResponses: 1 });
+    if (x.responses[0] && x.responses[0].status === 503) return x;
+    assert.ok(x.responses[0] && x.responses[0].status === 200, `probe ${i}: neither 200 nor 503 but ${JSON.stringify(x.text.slice(0, 300))} after ${x.ms} ms`);
+  }
+  assert.fail(`never ran out of descriptors with ${idle.length} idle connections and a limit of ${limit}`);
+}
+
 test('EMFILE: with descriptors exhausted new clients get a prompt 503, and service resumes once they free up', { timeout: 30000 }, async (t) => {
   const gw = await h.gatewayFor(t, h.baseConfig({ fakePort: f1.port }));
   // Warm up: the upstream connections are open before the limit is set.
   for (let i = 0; i < 4; i++) assert.equal((await h.request(gw.url + '/v1/chat/completions', { body: h.chatBody('warm') })).status, 200);
-  const limit = fdCount(gw.proc.pid) + 12;
-  execFileSync('prlimit', ['--pid', String(gw.proc.pid), `--nofile=${limit}:${limit}`]);
-
   const idle = [];
   t.after(() => { for (const s of idle) s.destroy(); });
-  let shed = null;
-  for (let i = 0; i < 200 && !shed; i++) {
-    // Fill descriptors with idle connections, probing now and then.
-    for (let k = 0; k < 4; k++) idle.push(await openIdle(gw.port));
-    const x = await h.rawExchange(gw.port, 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n', { timeoutMs: 3000, untilResponses: 1 });
-    if (x.responses[0] && x.responses[0].status === 503) shed = x;
-    else assert.ok(x.responses[0] && x.responses[0].status === 200, `probe ${i}: neither 200 nor 503 but ${JSON.stringify(x.text.slice(0, 300))} after ${x.ms} ms`);
-  }
-  assert.ok(shed, `never ran out of descriptors with ${idle.length} idle connections and a limit of ${limit}`);
+  const shed = await exhaustDescriptors(gw, idle);
   assert.ok(shed.ms < 1500, `the 503 took ${shed.ms} ms`);
   const r = shed.responses[0];
   assert.equal(r.json && r.json.error && r.json.error.code, 'service_unavailable', shed.text);
@@ -115,17 +120,9 @@ test('EMFILE on the upstream side: a request that cannot open a connection to it
   const keep = await keepAlive(gw.port);
   t.after(() => keep.sock.destroy());
   assert.equal((await keep.request('GET /health HTTP/1.1\r\nHost: x\r\n\r\n')).status, 200);
-  const limit = fdCount(gw.proc.pid) + 12;
-  execFileSync('prlimit', ['--pid', String(gw.proc.pid), `--nofile=${limit}:${limit}`]);
   const idle = [];
   t.after(() => { for (const s of idle) s.destroy(); });
-  let shed = false;
-  for (let i = 0; i < 200 && !shed; i++) {
-    for (let k = 0; k < 4; k++) idle.push(await openIdle(gw.port));
-    const x = await h.rawExchange(gw.port, 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n', { timeoutMs: 3000, untilResponses: 1 });
-    shed = !!(x.responses[0] && x.responses[0].status === 503);
-  }
-  assert.ok(shed, `never ran out of descriptors with ${idle.length} idle connections and a limit of ${limit}`);
+  await exhaustDescriptors(gw, idle);
 
   // Every descriptor is taken: the provider cannot be reached from here.
   for (let i = 0; i < 3; i++) {
